@@ -1,0 +1,122 @@
+"""Load the versioned feature spec (``features/v<N>.toml``) and apply its model transforms.
+
+The spec is the single source of feature names, documentation and scaling for the service,
+the detectors and the notebooks; nothing else hard-codes a feature list.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from churnguard.errors import ConfigError
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / "features"
+_PACKAGED_SPEC_DIR = Path(__file__).resolve().parent / "_features"
+DEFAULT_VERSION = "1"
+_TRANSFORMS = ("log1p", "identity")
+_APPLIES = ("pod", "instance", "both")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDef:
+    name: str
+    applies: str
+    kind: str
+    transform: str
+    missing: float
+    strategy: str
+    doc: str
+
+    def applies_to(self, entity_kind: str) -> bool:
+        return self.applies == "both" or self.applies == entity_kind
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    version: str
+    window_seconds: float
+    allowed_lateness_seconds: float
+    idle_expiry_seconds: float
+    features: tuple[FeatureDef, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def by_name(self, name: str) -> FeatureDef:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def vector(self, values: dict[str, float]) -> np.ndarray:
+        """Raw values in spec order; absent features take their ``missing`` value."""
+        return np.array([values.get(f.name, f.missing) for f in self.features], dtype=float)
+
+    def matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        """Raw values of many rows, shape (n, n_features)."""
+        if not rows:
+            return np.empty((0, len(self.features)))
+        return np.vstack([self.vector(r) for r in rows])
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """The model view: log1p on counts, bytes and durations; flags and ratios as they are."""
+        out = np.asarray(raw, dtype=float).copy()
+        if out.ndim == 1:
+            out = out[None, :]
+        for j, f in enumerate(self.features):
+            if f.transform == "log1p":
+                out[:, j] = np.log1p(np.clip(out[:, j], 0.0, None))
+        return out
+
+
+def spec_path(version: str = DEFAULT_VERSION) -> Path:
+    """The spec file for a version: the repo's ``features/`` dir, else the packaged copy."""
+    for base in (SPEC_DIR, _PACKAGED_SPEC_DIR):
+        p = base / f"v{version}.toml"
+        if p.exists():
+            return p
+    raise ConfigError(f"feature spec version {version!r} not found under {SPEC_DIR}")
+
+
+def load_spec(path: str | Path | None = None, version: str = DEFAULT_VERSION) -> FeatureSpec:
+    """Parse and validate a feature spec file."""
+    p = Path(path) if path else spec_path(version)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read feature spec {p}: {exc}") from exc
+    feats = []
+    seen = set()
+    for raw in data.get("feature", []):
+        try:
+            f = FeatureDef(
+                name=str(raw["name"]),
+                applies=str(raw.get("applies", "both")),
+                kind=str(raw["kind"]),
+                transform=str(raw["transform"]),
+                missing=float(raw.get("missing", 0.0)),
+                strategy=str(raw.get("strategy", "context")),
+                doc=str(raw["doc"]),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{p}: feature {raw.get('name', '?')} lacks {exc}") from exc
+        if f.transform not in _TRANSFORMS or f.applies not in _APPLIES:
+            raise ConfigError(f"{p}: feature {f.name} has bad transform/applies")
+        if f.name in seen:
+            raise ConfigError(f"{p}: feature {f.name} defined twice")
+        seen.add(f.name)
+        feats.append(f)
+    if not feats:
+        raise ConfigError(f"{p}: no features")
+    return FeatureSpec(
+        version=str(data["version"]),
+        window_seconds=float(data.get("window_seconds", 300)),
+        allowed_lateness_seconds=float(data.get("allowed_lateness_seconds", 60)),
+        idle_expiry_seconds=float(data.get("idle_expiry_seconds", 3600)),
+        features=tuple(feats),
+    )
