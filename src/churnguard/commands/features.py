@@ -1,0 +1,53 @@
+"""Profile entities from telemetry files and write one feature row per entity window.
+
+Inputs are JSONL files in any supported format, mixed freely (auto-detected per record),
+or '-' for stdin. Bad records never stop the run: they are counted, summarised on stderr
+and written with their reason to the dead-letter file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+
+from churnguard.config import load_settings
+from churnguard.replay import replay_files, summary_lines
+from churnguard.sources import FORMATS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL file(s), '-' = stdin")
+    parser.add_argument("--out", required=True, help="feature rows (JSONL), '-' = stdout")
+    parser.add_argument(
+        "--dead-letter",
+        help="where rejected records go (default: <out>.rejected.jsonl; none with --out -)",
+    )
+    parser.add_argument("--format", choices=(*FORMATS, "auto"), default="auto",
+                        help="pin every input to one format instead of detecting per record")
+    parser.add_argument("--config", help="churnguard TOML config (pipeline section)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    pinned = None if args.format == "auto" else args.format
+    result = replay_files(args.inputs, settings, pinned=pinned)
+    encoder = msgspec.json.Encoder()
+    rows = b"".join(encoder.encode(p) + b"\n" for p in result.profiles)
+    if args.out == "-":
+        sys.stdout.buffer.write(rows)
+    else:
+        Path(args.out).write_bytes(rows)
+    dead_letter = args.dead_letter or (None if args.out == "-" else f"{args.out}.rejected.jsonl")
+    if dead_letter and result.rejected:
+        Path(dead_letter).write_bytes(
+            b"".join(encoder.encode(r) + b"\n" for r in result.rejected)
+        )
+    entities = {p.entity.key() for p in result.profiles}
+    lines = summary_lines(result.stats, len(result.profiles), len(entities))
+    if result.rejected and dead_letter:
+        lines.append(f"rejected records written to {dead_letter}")
+    print("\n".join(lines), file=sys.stderr)
+    return 0

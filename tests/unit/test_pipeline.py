@@ -1,0 +1,198 @@
+"""The core without I/O: entity lifecycle, windows, attribution and event-time invariance."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+
+from churnguard.config import Settings
+from churnguard.events import ActorKind, ApiCategory, Event, EventKind
+from churnguard.pipeline import Pipeline
+
+T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
+
+
+def ev(t: float, kind: EventKind, **kw) -> Event:
+    kw.setdefault("format", "test")
+    return Event(time=T0 + t, kind=kind, **kw)
+
+
+def pod(name: str, ns: str = "web", **kw) -> dict:
+    return {"namespace": ns, "pod": name, **kw}
+
+
+def run(events: list[Event], pipeline: Pipeline | None = None) -> list:
+    pipe = pipeline or Pipeline(Settings())
+    out = pipe.ingest(events)
+    out.extend(pipe.finish())
+    return out.profiles
+
+
+def short_lived_attack() -> list[Event]:
+    return [
+        ev(0, EventKind.POD_CREATE, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON,
+           image="alpine:3.19"),
+        ev(2, EventKind.POD_IP, **pod("dbg"), pod_ip="10.1.2.3"),
+        ev(30, EventKind.POD_EXEC, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON,
+           detail="exec command=sh"),
+        ev(31, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/bin/sh", container_id="c1"),
+        ev(40, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/usr/bin/python3",
+           args="-c import tarfile; tarfile.open('/tmp/x.tgz','w:gz').add('/data')"),
+        ev(41, EventKind.FILE_WRITE, **pod("dbg"), file_path="/tmp/x.tgz", bytes_written=5000),
+        # flow attributed by pod IP only
+        ev(50, EventKind.NET_FLOW, pod_ip="10.1.2.3", dst_ip="203.0.113.9", dst_port=443,
+           bytes_out=80_000_000),
+        ev(90, EventKind.POD_DELETE, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON),
+    ]
+
+
+def test_short_lived_pod_is_profiled_once_whole() -> None:
+    profiles = run(short_lived_attack())
+    assert len(profiles) == 1
+    p = profiles[0]
+    v = p.values
+    assert p.final and p.end_reason == "deleted"
+    assert v["lifetime_s"] == 90
+    assert v["exec_to_delete_s"] == 60
+    assert v["deleted_by_person"] == 1 and v["deleted_by_other_identity"] == 0
+    assert v["exec_count"] == 1 and v["shell_spawned"] == 1
+    assert v["archive_writes"] == 1 and v["archive_bytes"] == 5000
+    assert v["egress_bytes"] == 80_000_000 == v["egress_external_bytes"]
+    assert v["external_destinations"] == 1 and v["new_destinations"] == 1
+    assert v["new_image"] == 1 and v["new_workload"] == 1  # bare pod
+    assert p.deleted_by == "mallory" and p.deleter_kind == "person"
+    kinds = [e.kind for e in p.evidence]
+    assert "pod_delete" in kinds and "pod_exec" in kinds
+
+
+def test_long_running_pod_is_profiled_every_window() -> None:
+    events = [ev(0, EventKind.POD_CREATE, **pod("api-1"), workload="ReplicaSet/api-5d8f7c9b6")]
+    events += [
+        ev(60 * m + 5, EventKind.NET_FLOW, **pod("api-1"), dst_ip="10.0.0.9", bytes_out=1000)
+        for m in range(17)
+    ]
+    profiles = run(events)
+    windows = [(p.window_start - T0, p.window_end - T0, p.final) for p in profiles]
+    assert windows[:3] == [(0, 300, False), (300, 600, False), (600, 900, False)]
+    assert windows[-1][2] and profiles[-1].end_reason == "end_of_input"
+    assert [p.values["egress_bytes"] for p in profiles] == [5000, 5000, 5000, 2000]
+    assert profiles[0].entity.workload == "Deployment/api"
+    assert all(p.values["lifetime_s"] == 86400.0 for p in profiles)  # not 'short-lived'
+
+
+def test_instance_run_and_terminate_by_one_person() -> None:
+    events = [
+        ev(0, EventKind.INSTANCE_RUN, instance_id="i-0abc", actor="arn:user/bob",
+           actor_kind=ActorKind.PERSON),
+        ev(100, EventKind.CLOUD_CALL, instance_id="i-0abc", verb="GetObject",
+           api_category=ApiCategory.REPO_READ, object_name="b/k1"),
+        ev(250, EventKind.INSTANCE_TERMINATE, instance_id="i-0abc", actor="arn:user/bob",
+           actor_kind=ActorKind.PERSON),
+    ]
+    (p,) = run(events)
+    assert p.end_reason == "terminated"
+    assert p.entity.kind == "instance" and p.entity.instance_id == "i-0abc"
+    assert p.values["run_and_terminate_same_identity"] == 1
+    assert p.values["lifetime_s"] == 250 and p.values["repo_reads"] == 1
+    assert "exec_count" not in p.values  # pod-only feature
+
+
+def test_autoscaler_churn_is_not_same_identity() -> None:
+    auto = {"actor": "autoscaling", "actor_kind": ActorKind.AUTOSCALER}
+    (p,) = run([
+        ev(0, EventKind.INSTANCE_RUN, instance_id="i-1", **auto),
+        ev(300, EventKind.INSTANCE_TERMINATE, instance_id="i-1", **auto),
+    ])
+    assert p.values["run_and_terminate_same_identity"] == 0
+
+
+def test_late_events_are_counted_not_folded() -> None:
+    pipe = Pipeline(Settings())
+    pipe.ingest([ev(0, EventKind.POD_CREATE, **pod("a")), ev(1000, EventKind.POD_CREATE,
+                                                            **pod("b"))])
+    out = pipe.ingest([ev(10, EventKind.POD_EXEC, **pod("a"))])  # 990 s behind: too late
+    assert pipe.stats["late_events"] == 1
+    assert out.profiles == []
+
+
+def test_recreated_statefulset_pod_is_a_new_incarnation() -> None:
+    sts = pod("db-0", workload="StatefulSet/db")
+    profiles = run([
+        ev(0, EventKind.POD_CREATE, **sts),
+        ev(100, EventKind.POD_DELETE, **sts, actor="sts", actor_kind=ActorKind.CONTROLLER),
+        ev(140, EventKind.POD_CREATE, **sts),
+        ev(200, EventKind.POD_EXEC, **sts),
+    ])
+    assert [p.end_reason for p in profiles] == ["deleted", "end_of_input"]
+    assert profiles[0].values["lifetime_s"] == 100
+    assert profiles[1].values["exec_count"] == 1
+
+
+def _random_cluster(seed: int) -> list[Event]:
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for i in range(25):
+        name = f"p{i}"
+        start = rng.uniform(0, 3000)
+        life = rng.choice([30, 200, 900, 2500])
+        ip = f"10.2.0.{i}"
+        events.append(ev(start, EventKind.POD_CREATE, **pod(name, ns=f"ns{i % 3}"),
+                         workload=f"ReplicaSet/w{i % 4}-abcdef12", image=f"img{i % 5}:1"))
+        events.append(ev(start + 1, EventKind.POD_IP, **pod(name, ns=f"ns{i % 3}"), pod_ip=ip))
+        for _ in range(rng.randint(1, 30)):
+            t = start + rng.uniform(2, life)
+            kind = rng.choice([EventKind.NET_FLOW, EventKind.PROCESS_EXEC, EventKind.POD_EXEC,
+                               EventKind.CLOUD_CALL])
+            if kind is EventKind.NET_FLOW:
+                events.append(ev(t, kind, pod_ip=ip, dst_ip=f"198.51.100.{rng.randint(1, 4)}",
+                                 bytes_out=rng.randint(1, 10**6)))
+            elif kind is EventKind.CLOUD_CALL:
+                events.append(ev(t, kind, pod_ip=ip, verb="GetObject",
+                                 api_category=ApiCategory.REPO_READ,
+                                 object_name=f"b/{rng.randint(1, 50)}"))
+            else:
+                events.append(ev(t, kind, **pod(name, ns=f"ns{i % 3}"),
+                                 binary=f"/bin/{rng.choice(['sh', 'tar', 'app'])}",
+                                 args="czf /tmp/o.tgz /d"))
+        if life < 2000:
+            events.append(ev(start + life, EventKind.POD_DELETE, **pod(name, ns=f"ns{i % 3}"),
+                             actor="rs", actor_kind=ActorKind.CONTROLLER))
+    return sorted(events, key=lambda e: e.time)
+
+
+def _encode(profiles: list) -> list[bytes]:
+    return [msgspec.json.encode(p) for p in profiles]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shuffling_within_lateness_gives_identical_features(seed: int) -> None:
+    events = _random_cluster(seed)
+    lateness = Settings().pipeline.allowed_lateness_seconds or 60.0
+    rng = random.Random(seed + 100)
+    shuffled = sorted(events, key=lambda e: e.time + rng.uniform(0, 0.9 * lateness))
+    assert shuffled != events
+    base = run(events)
+    assert len(base) > 25
+    # feed one event at a time too, so the watermark moves in many small steps
+    pipe = Pipeline(Settings())
+    out = pipe.ingest([])
+    for e in shuffled:
+        out.extend(pipe.ingest([e]))
+    out.extend(pipe.finish())
+    assert pipe.stats["late_events"] == 0
+    assert _encode(out.profiles) == _encode(base)
+
+
+def test_snapshot_restore_mid_stream_gives_identical_output() -> None:
+    events = _random_cluster(7)
+    base = run(events)
+    half = len(events) // 2
+    first = Pipeline(Settings())
+    out = first.ingest(events[:half])
+    second = Pipeline(Settings())
+    second.restore(first.snapshot())
+    out.extend(second.ingest(events[half:]))
+    out.extend(second.finish())
+    assert _encode(out.profiles) == _encode(base)
