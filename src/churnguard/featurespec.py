@@ -15,7 +15,6 @@ import numpy as np
 from churnguard.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "features"
-_PACKAGED_SPEC_DIR = Path(__file__).resolve().parent / "_features"
 DEFAULT_VERSION = "1"
 _TRANSFORMS = ("log1p", "identity")
 _APPLIES = ("pod", "instance", "both")
@@ -75,11 +74,10 @@ class FeatureSpec:
 
 
 def spec_path(version: str = DEFAULT_VERSION) -> Path:
-    """The spec file for a version: the repo's ``features/`` dir, else the packaged copy."""
-    for base in (SPEC_DIR, _PACKAGED_SPEC_DIR):
-        p = base / f"v{version}.toml"
-        if p.exists():
-            return p
+    """The spec file for a version, from the repo's ``features/`` directory."""
+    p = SPEC_DIR / f"v{version}.toml"
+    if p.exists():
+        return p
     raise ConfigError(f"feature spec version {version!r} not found under {SPEC_DIR}")
 
 
@@ -120,3 +118,31 @@ def load_spec(path: str | Path | None = None, version: str = DEFAULT_VERSION) ->
         idle_expiry_seconds=float(data.get("idle_expiry_seconds", 3600)),
         features=tuple(feats),
     )
+
+
+def render_markdown(spec: FeatureSpec) -> str:
+    """docs/features.md, generated from the spec so the two never drift (a test checks)."""
+    lines = [
+        f"# Feature spec v{spec.version}",
+        "",
+        f"Generated from `features/v{spec.version}.toml` by `python -m churnguard.featurespec`;"
+        " edit the spec, not this file.",
+        "",
+        f"Windows: {spec.window_seconds:g} s (anchored on each entity's start; a pod that lives"
+        " less than one window is profiled once, whole, when it ends). Allowed lateness:"
+        f" {spec.allowed_lateness_seconds:g} s. Idle entities expire after"
+        f" {spec.idle_expiry_seconds:g} s.",
+        "",
+        "| feature | applies to | kind | model transform | missing | strategy | meaning |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in spec.features:
+        lines.append(
+            f"| `{f.name}` | {f.applies} | {f.kind} | {f.transform} | {f.missing:g} |"
+            f" {f.strategy} | {f.doc} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(load_spec()), end="")
