@@ -6,6 +6,7 @@ the detectors and the notebooks; nothing else hard-codes a feature list.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,11 @@ import numpy as np
 
 from churnguard.errors import ConfigError
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "features"
+# the repo's features/ (editable installs, notebooks); a container image sets
+# CHURNGUARD_SPEC_DIR to where it copied that directory
+SPEC_DIR = Path(
+    os.environ.get("CHURNGUARD_SPEC_DIR") or Path(__file__).resolve().parents[2] / "features"
+)
 DEFAULT_VERSION = "1"
 _TRANSFORMS = ("log1p", "identity")
 _APPLIES = ("pod", "instance", "both")
