@@ -1,0 +1,101 @@
+"""read_records: JSONL, whole JSON documents, gzip, stdin, and lines the decoder must reject."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from churnguard.events import EventKind, Origin
+from churnguard.sources import AdapterContext, parse_record
+from churnguard.sources.files import read_records
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+AUDIT = json.loads((FIXTURES / "sources" / "k8s_audit.json").read_text())
+TRAIL = json.loads((FIXTURES / "sources" / "cloudtrail.json").read_text())
+
+
+def line(record: dict) -> bytes:
+    return orjson.dumps(record)
+
+
+def test_jsonl_skips_blank_lines_and_keeps_physical_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    rows = [
+        line(AUDIT["pod_delete_by_person"]),
+        b"",
+        b"   ",
+        line(AUDIT["pods_exec_by_person"]),
+        b"",
+    ]
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    out = list(read_records([str(path)]))
+    assert [o for _, o in out] == [
+        Origin(source=str(path), line=1),
+        Origin(source=str(path), line=4),
+    ]
+    assert [parse_record(raw).events[0].kind for raw, _ in out] == [
+        EventKind.POD_DELETE,
+        EventKind.POD_EXEC,
+    ]
+
+
+def test_pretty_printed_event_list_is_one_record(tmp_path: Path) -> None:
+    items = [AUDIT["pod_create_request_response"], AUDIT["pod_delete_by_person"]]
+    path = tmp_path / "audit.json"
+    path.write_text(
+        json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}, indent=2)
+    )
+    ((raw, origin),) = list(read_records([str(path)]))
+    assert origin.line == 1
+    kinds = [e.kind for e in parse_record(raw).events]
+    assert kinds == [EventKind.POD_CREATE, EventKind.POD_DELETE]
+
+
+def test_cloudtrail_records_file_gzipped_is_read_transparently(tmp_path: Path) -> None:
+    path = tmp_path / "111122223333_CloudTrail_eu-west-1_20240514T1005Z_abc.json.gz"
+    doc = {"Records": [TRAIL["run_by_person"], TRAIL["terminate_by_person"]]}
+    path.write_bytes(gzip.compress(json.dumps(doc, indent=1).encode()))
+    ((raw, _),) = list(read_records([str(path)]))
+    assert len(parse_record(raw).events) == 3
+
+
+def test_gzip_is_detected_by_content_and_jsonl_inside_works(tmp_path: Path) -> None:
+    path = tmp_path / "flows.log"  # no .gz suffix
+    path.write_bytes(
+        gzip.compress(line(TRAIL["run_by_person"]) + b"\n\n" + line(TRAIL["access_denied"]))
+    )
+    assert [o.line for _, o in read_records([str(path)])] == [1, 3]
+
+
+def test_huge_and_invalid_utf8_lines_become_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    huge = b'{"pad": "' + b"x" * 3_000_000 + b'"}'
+    path.write_bytes(
+        huge + b"\n" + b'{"k": "\xff\xfe bad utf8"}\n' + line(AUDIT["pod_delete_by_person"]) + b"\n"
+    )
+    ctx = AdapterContext()
+    results = [parse_record(raw, origin, ctx=ctx) for raw, origin in read_records([str(path)])]
+    assert [r.rejected[0].reason for r in results[:2]] == ["record_too_large", "malformed_json"]
+    assert results[1].rejected[0].origin == Origin(source=str(path), line=2)
+    assert results[2].events
+
+
+def test_jsonl_whose_first_line_is_broken_is_still_read_line_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken-first.jsonl"
+    path.write_bytes(b'{"truncated": \n' + line(AUDIT["pod_delete_by_person"]) + b"\n")
+    out = list(read_records([str(path)]))
+    assert [o.line for _, o in out] == [1, 2]
+    assert parse_record(out[0][0]).rejected and parse_record(out[1][0]).events
+
+
+def test_stdin_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = line(AUDIT["pod_delete_by_person"]) + b"\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+    ((raw, origin),) = list(read_records(["-"]))
+    assert origin == Origin(source="<stdin>", line=1) and parse_record(raw).events
