@@ -35,6 +35,7 @@ _TOMBSTONES_MAX = 100_000
 _EXEC_HISTORY = 16
 _DEST_HISTORY = 16
 _DEST_MAX = 32
+_CONTAINERS_MAX = 500_000
 # kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
 # is matched to a binding stamped up to this much later, deferred events wait this long,
 # and so does every profile (so address-attributed events reach their window in time)
@@ -103,6 +104,7 @@ class EntityTable:
     def __init__(self, cluster_networks: object | None = None) -> None:
         self.states: dict[EntityKey, EntityState] = {}
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
+        self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
         self.counters: Counter[str] = Counter()
 
@@ -125,6 +127,11 @@ class EntityTable:
         if i == 0:
             return entries[0][1] if entries[0][0] - at <= IP_BINDING_LAG_S else None
         return entries[i - 1][1]
+
+    def bind_container(self, container_id: str, key: EntityKey) -> None:
+        """Container ids are unique per pod; Falco prints 12 characters, Tetragon all 64."""
+        if len(self._containers) < _CONTAINERS_MAX:
+            self._containers[container_id[:12]] = key
 
     def pods_of_service_account(self, namespace: str, sa: str, at: float) -> list[EntityKey]:
         return sorted(
@@ -150,11 +157,13 @@ class EntityTable:
 
     def needs_resolution(self, ev: Event) -> bool:
         return self.subject_key(ev) is None and bool(
-            ev.pod_ip or (ev.namespace and ev.service_account)
+            ev.pod_ip or ev.container_id or (ev.namespace and ev.service_account)
         )
 
     def resolve(self, ev: Event) -> EntityKey | None:
-        """Deferred attribution by pod IP, else by a service account with one live pod."""
+        """Deferred attribution by container id, pod IP, else a service account's one pod."""
+        if ev.container_id and (key := self._containers.get(ev.container_id[:12])):
+            return key
         if ev.pod_ip and (key := self.owner_of_ip(ev.pod_ip, ev.time)):
             return key
         if ev.namespace and ev.service_account:

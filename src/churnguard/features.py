@@ -299,8 +299,9 @@ def _destination(ev: Event) -> str:
 
 
 def _exec_opens_shell(ev: Event) -> bool:
-    detail = ev.detail or ""
-    return any(f"command={sh}" in detail or detail.endswith(f" {sh}") for sh in SHELLS)
+    """A pods/exec whose command starts a shell (the adapter puts the command in ``args``)."""
+    argv = (ev.args or "").split()
+    return bool(argv) and _basename(argv[0]) in SHELLS
 
 
 def _beacon_regularity(

@@ -170,8 +170,11 @@ class Pipeline:
         if state.emitted_until is not None and ev.time < state.emitted_until:
             self.stats["late_events"] += 1
             return
-        if ev.pod_ip and key.kind is EntityKind.POD and ev.namespace and ev.pod:
-            self.table.bind_ip(ev.pod_ip, key, ev.time)
+        if key.kind is EntityKind.POD and ev.namespace and ev.pod:
+            if ev.pod_ip:
+                self.table.bind_ip(ev.pod_ip, key, ev.time)
+            if ev.container_id:
+                self.table.bind_container(ev.container_id, key)
         self.table.apply(state, ev)
         heapq.heappush(self._due, (self._next_due(state), key))
 
@@ -304,6 +307,7 @@ class Pipeline:
             "seq": self._seq,
             "states": list(table.states.values()),
             "ip_bindings": table._ip_bindings,
+            "containers": table._containers,
             "tombstones": list(table._tombstones.items()),
             "deferred": [(t, s, ev) for t, s, ev in self._deferred],
             "successors": list(self._successors.items()),
@@ -324,6 +328,7 @@ class Pipeline:
         for state in doc.states:
             self.table.states[state.key] = state
         self.table._ip_bindings = {ip: [tuple(b) for b in v] for ip, v in doc.ip_bindings.items()}
+        self.table._containers = dict(doc.containers)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
         self._successors = dict(doc.successors)
@@ -344,6 +349,7 @@ class _Snapshot(msgspec.Struct):
     seq: int
     states: list[EntityState]
     ip_bindings: dict[str, list[tuple[float, EntityKey]]]
+    containers: dict[str, EntityKey]
     tombstones: list[tuple[EntityKey, float]]
     deferred: list[tuple[float, int, Event]]
     successors: list[tuple[EntityKey, list[Event]]]

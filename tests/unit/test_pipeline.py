@@ -36,7 +36,7 @@ def short_lived_attack() -> list[Event]:
            image="alpine:3.19"),
         ev(2, EventKind.POD_IP, **pod("dbg"), pod_ip="10.1.2.3"),
         ev(30, EventKind.POD_EXEC, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON,
-           detail="exec command=sh"),
+           detail="exec", args="sh -i"),
         ev(31, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/bin/sh", container_id="c1"),
         ev(40, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/usr/bin/python3",
            args="-c import tarfile; tarfile.open('/tmp/x.tgz','w:gz').add('/data')"),
@@ -65,6 +65,19 @@ def test_short_lived_pod_is_profiled_once_whole() -> None:
     assert p.deleted_by == "mallory" and p.deleter_kind == "person"
     kinds = [e.kind for e in p.evidence]
     assert "pod_delete" in kinds and "pod_exec" in kinds
+
+
+def test_runtime_event_without_namespace_is_attributed_by_container_id() -> None:
+    profiles = run([
+        ev(0, EventKind.PROCESS_EXEC, **pod("falco-74htl", ns="monitoring"),
+           container_id="a98c2aa8e670" + "f" * 52, binary="/usr/bin/falco"),
+        # Falco without k8s.ns.name: only the pod name and the 12-character container id
+        ev(20, EventKind.PROCESS_EXEC, pod="falco-74htl", container_id="a98c2aa8e670",
+           binary="/bin/bash"),
+    ])
+    (p,) = profiles
+    assert p.entity.namespace == "monitoring"
+    assert p.values["shell_spawned"] == 1 and p.values["distinct_binaries"] == 2
 
 
 def test_long_running_pod_is_profiled_every_window() -> None:
