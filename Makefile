@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/churnguard demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests
 
 clean:
