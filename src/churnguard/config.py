@@ -76,6 +76,8 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_timeout_ms: int = 10_000
     auto_offset_reset: str = "earliest"
     checkpoint_interval_s: float = 30.0
+    max_poll_records: int = 500  # records per poll; all are processed before the next poll
+    reconnect_backoff_max_s: float = 30.0  # cap of the exponential backoff between sessions
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_plain_username: str | None = None

@@ -1,0 +1,182 @@
+"""Prometheus metrics and the health endpoints of the ``serve`` process.
+
+One :class:`ServiceMetrics` per process, on its own registry (so tests and the demo can
+start several services in one interpreter without colliding in the global registry). The
+HTTP server answers ``/metrics`` (Prometheus text), ``/healthz`` (the process is alive and
+its loop ticked recently) and ``/readyz`` (partitions are assigned and the consumer has
+caught up with them at least once: a rolling deploy moves on only then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# poll -> processed, per batch; spans sub-millisecond batches to multi-second stalls
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LIVENESS_STALE_S = 120.0  # /healthz fails when the loop has not ticked for this long
+
+
+class ServiceMetrics:
+    """The service's counters and gauges, plus the state behind /healthz and /readyz."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "churnguard_records_consumed_total", "Records consumed", ["topic"], registry=r
+        )
+        self.rejected = Counter(
+            "churnguard_records_rejected_total",
+            "Records dead-lettered, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "churnguard_alerts_total",
+            "Alerts produced, by severity and namespace",
+            ["severity", "namespace"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "churnguard_alerts_suppressed_total",
+            "Alerts not produced again because their id was already on the alerts topic",
+            registry=r,
+        )
+        self.profiles = Counter(
+            "churnguard_profiles_scored_total",
+            "Profiles scored, by the baseline level that scored them",
+            ["baseline"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "churnguard_consumer_lag",
+            "High watermark minus the next offset to process",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "churnguard_processing_latency_seconds",
+            "From poll returning a batch to the batch being processed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.entities = Gauge(
+            "churnguard_entities_tracked", "Entities with open state, by shard", ["shard"],
+            registry=r,
+        )  # fmt: skip
+        self.checkpoints = Counter(
+            "churnguard_checkpoints_total", "Shard checkpoints written", registry=r
+        )
+        self.checkpoint_seconds = Histogram(
+            "churnguard_checkpoint_seconds",
+            "Flush + snapshot + commit of all shards",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "churnguard_reconnects_total", "Kafka sessions torn down and rebuilt", registry=r
+        )
+        self.assigned = Gauge(
+            "churnguard_assigned_partitions", "Input partitions assigned", registry=r
+        )
+        self._lock = threading.Lock()
+        self._last_tick = time.monotonic()
+        self._assigned = False
+        self._caught_up_once = False
+
+    # ---- health state -----------------------------------------------------------------------
+    def tick(self) -> None:
+        """The loop is alive (called once per poll)."""
+        self._last_tick = time.monotonic()
+
+    def set_assignment(self, count: int) -> None:
+        with self._lock:
+            self._assigned = count > 0
+            self.assigned.set(count)
+
+    def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Lag of every assigned partition; the first all-zero reading makes us ready."""
+        for (topic, partition), value in lag.items():
+            self.lag.labels(topic, str(partition)).set(value)
+        if lag and all(v <= 0 for v in lag.values()):
+            with self._lock:
+                self._caught_up_once = True
+
+    def forget_partitions(self, partitions: list[tuple[str, int]]) -> None:
+        """Drop the lag series of partitions this process no longer owns."""
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.lag.remove(topic, str(partition))
+
+    @property
+    def live(self) -> bool:
+        return time.monotonic() - self._last_tick < LIVENESS_STALE_S
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return self._assigned and self._caught_up_once
+
+    # ---- HTTP -------------------------------------------------------------------------------
+    def serve_http(self, host: str, port: int) -> MetricsServer:
+        """Start the /metrics, /healthz, /readyz server in a daemon thread."""
+        return MetricsServer(self, host, port)
+
+
+class MetricsServer:
+    """The HTTP side of :class:`ServiceMetrics`; ``close()`` stops it."""
+
+    def __init__(self, metrics: ServiceMetrics, host: str, port: int) -> None:
+        handler = _handler_for(metrics)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="churnguard-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(metrics: ServiceMetrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = metrics.live
+                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+            elif path == "/readyz":
+                ok = metrics.ready
+                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every few seconds would drown the structured log
+
+    return Handler

@@ -1,0 +1,60 @@
+"""A deterministic stand-in scorer for the driver tests: the real Pipeline, a tiny scorer.
+
+It alerts on every pod deleted by a person (what the tests' streams are made of), with the
+alert id derived from the profile, so the driver's delivery guarantees can be checked on
+ids without depending on a learned model. Its state (how many profiles it saw) is
+checkpointed like a real scorer's.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from churnguard.config import Settings
+from churnguard.pipeline import Pipeline
+from churnguard.profile import EntityRef, Profile
+
+
+class StandinAlert(msgspec.Struct, kw_only=True):
+    alert_id: str
+    entity: EntityRef
+    severity: str
+    score: float
+    last_seen: float
+
+
+class StandinScored(msgspec.Struct, kw_only=True):
+    profile: Profile
+    baseline: str
+    alert: StandinAlert | None
+
+
+class StandinScorer:
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def score(self, profiles: list[Profile]) -> list[StandinScored]:
+        out = []
+        for p in profiles:
+            self.seen += 1
+            alert = None
+            if p.final and p.deleter_kind == "person":
+                alert = StandinAlert(
+                    alert_id=f"a:{p.profile_id}",
+                    entity=p.entity,
+                    severity="high",
+                    score=1.0,
+                    last_seen=p.last_seen,
+                )
+            out.append(StandinScored(profile=p, baseline="standin", alert=alert))
+        return out
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.seen)
+
+    def restore(self, data: bytes) -> None:
+        self.seen = msgspec.msgpack.decode(data, type=int)
+
+
+def standin_pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(settings, scorer=StandinScorer())

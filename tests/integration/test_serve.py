@@ -1,0 +1,177 @@
+"""The Kafka driver end to end against a real broker: alerts, dead letters, groups, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import orjson
+import pytest
+from helpers import alert_ids, committed, expected_alert_ids, read_topic
+from standin import standin_pipeline
+from telemetry import T0, audit, pod_stream
+
+from churnguard.kafka import produce_records
+from churnguard.replay import replay_files
+
+pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+def _audit_topic(settings) -> str:
+    return next(iter(settings.kafka.input_topics))
+
+
+def _produce_pods(settings, pods: int, namespaces: int = 4) -> list[bytes]:
+    """Produce a keyed pod stream plus a late sentinel that closes every pod's windows."""
+    stream = pod_stream(pods, namespaces)
+    sentinel_t = T0 + pods * 2.0 + 86_400.0
+    stream += [
+        (f"ns-{i}", orjson.dumps(audit("create", f"ns-{i}", "sentinel", sentinel_t, "x")))
+        for i in range(namespaces)
+    ]
+    produce_records(settings.kafka, _audit_topic(settings), ((ns.encode(), r) for ns, r in stream))
+    return [r for _, r in stream]
+
+
+def test_serve_alerts_equal_replay_of_the_same_data(make_settings, start_service, tmp_path):
+    settings = make_settings(partitions=1)
+    records = _produce_pods(settings, 60)
+    running = start_service(settings, standin_pipeline)
+    running.wait_caught_up()
+    running.close()
+
+    served = alert_ids(settings)
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(records) + b"\n")
+    replayed = [a.alert_id for a in replay_files([str(path)], settings, scorer=None,
+                                                 pipeline=standin_pipeline(settings)).alerts]  # fmt: skip
+    assert served and sorted(served) == sorted(replayed)
+    assert len(served) == len(set(served))
+
+
+def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_service):
+    settings = make_settings(partitions=2)
+    _produce_pods(settings, 80, namespaces=6)
+    a = start_service(settings, standin_pipeline)
+    b = start_service(settings, standin_pipeline)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (a.service.shards and b.service.shards):
+        time.sleep(0.1)
+    a.wait_caught_up()
+    b.wait_caught_up()
+    assert set(a.service.shards).isdisjoint(b.service.shards)
+    assert set(a.service.shards) | set(b.service.shards) == {0, 1}
+    a.close()
+    b.close()
+
+    ids = alert_ids(settings)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+
+
+def test_poison_records_are_dead_lettered_and_the_stream_continues(make_settings, start_service):
+    settings = make_settings(partitions=1)
+    settings.pipeline.max_record_bytes = 4096
+    topic = _audit_topic(settings)
+    poison = [b"{not json", orjson.dumps({"hello": "world"}), b'{"pad": "' + b"x" * 5000 + b'"}']
+    good = pod_stream(10)
+    items = [(None, poison[0]), *[(None, r) for _, r in good[:10]], (None, poison[1]),
+             *[(None, r) for _, r in good[10:]], (None, poison[2])]  # fmt: skip
+    produce_records(settings.kafka, topic, items)
+    running = start_service(settings, standin_pipeline)
+    running.wait_caught_up()
+    running.close()
+
+    letters = [
+        msgspec.json.decode(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)
+    ]
+    reasons = {d["reason"]: d for d in letters}
+    assert set(reasons) == {"malformed_json", "unknown_format", "record_too_large"}
+    assert reasons["malformed_json"]["offset"] == 0
+    assert reasons["unknown_format"]["offset"] == 11
+    assert reasons["record_too_large"]["offset"] == len(items) - 1
+    assert all(d["topic"] == topic and d["partition"] == 0 for d in letters)
+    assert reasons["malformed_json"]["record"] == "{not json"
+    assert running.service.stats.records[topic] == len(items)
+    assert alert_ids(settings)  # the good records after the poison still made alerts
+
+
+def _spawn(settings, tmp_path) -> subprocess.Popen:
+    cfg = tmp_path / f"settings-{time.monotonic_ns()}.json"
+    cfg.write_bytes(msgspec.json.encode(settings))
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    return subprocess.Popen([sys.executable, str(HERE / "serve_proc.py"), str(cfg)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_alert(
+    make_settings, start_service, tmp_path
+):
+    settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
+    records = _produce_pods(settings, 3000, namespaces=6)
+    proc = _spawn(settings, tmp_path)
+    try:
+        # kill once a checkpoint has committed part of the stream, well before the end
+        def midway() -> bool:
+            done = [v or 0 for v in committed(settings).values()]
+            return sum(done) > 0
+
+        _wait(midway, 60, "a first commit")
+        before = sum(v or 0 for v in committed(settings).values())
+        assert before < len(records), "the stream finished before the kill; make it longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        first_run_alerts = len(alert_ids(settings))
+    finally:
+        proc.kill()
+
+    running = start_service(settings, standin_pipeline)
+    running.wait_caught_up(timeout_s=60)
+    total = sum(s.pipeline.stats["records"] for s in running.service.shards.values())
+    running.close()
+
+    assert total == len(records)  # every record folded into the state exactly once
+    ids = alert_ids(settings)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+    assert first_run_alerts > 0 and running.service.stats.suppressed >= 0
+
+
+def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path):
+    settings = make_settings(partitions=2, checkpoint_interval_s=60.0)
+    records = _produce_pods(settings, 100)
+    proc = _spawn(settings, tmp_path)
+    try:
+        ends = {}
+
+        def caught_up() -> bool:
+            return False
+
+        _wait(lambda: bool(alert_ids(settings)), 60, "first alerts")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert f"records={len(records)}".encode() in out
+    offsets = committed(settings)
+    topic = _audit_topic(settings)
+    ends = Counter(r.partition for r in read_topic(settings, topic))
+    assert {p: offsets[(topic, p)] for p in ends} == dict(ends)
