@@ -50,8 +50,8 @@ def test_serve_alerts_equal_replay_of_the_same_data(make_settings, start_service
     served = alert_ids(settings)
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"\n".join(records) + b"\n")
-    replayed = [a.alert_id for a in replay_files([str(path)], settings, scorer=None,
-                                                 pipeline=standin_pipeline(settings)).alerts]  # fmt: skip
+    replay = replay_files([str(path)], settings, pipeline=standin_pipeline(settings))
+    replayed = [a.alert_id for a in replay.alerts]
     assert served and sorted(served) == sorted(replayed)
     assert len(served) == len(set(served))
 
@@ -81,7 +81,7 @@ def test_poison_records_are_dead_lettered_and_the_stream_continues(make_settings
     settings.pipeline.max_record_bytes = 4096
     topic = _audit_topic(settings)
     poison = [b"{not json", orjson.dumps({"hello": "world"}), b'{"pad": "' + b"x" * 5000 + b'"}']
-    good = pod_stream(10)
+    good = pod_stream(200)
     items = [(None, poison[0]), *[(None, r) for _, r in good[:10]], (None, poison[1]),
              *[(None, r) for _, r in good[10:]], (None, poison[2])]  # fmt: skip
     produce_records(settings.kafka, topic, items)
@@ -150,7 +150,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_alert(
     ids = alert_ids(settings)
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
-    assert first_run_alerts > 0 and running.service.stats.suppressed >= 0
+    assert first_run_alerts > 0  # the kill came after alerts were already published
 
 
 def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path):
@@ -158,11 +158,6 @@ def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path
     records = _produce_pods(settings, 100)
     proc = _spawn(settings, tmp_path)
     try:
-        ends = {}
-
-        def caught_up() -> bool:
-            return False
-
         _wait(lambda: bool(alert_ids(settings)), 60, "first alerts")
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
