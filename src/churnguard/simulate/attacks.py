@@ -301,7 +301,7 @@ def _archive_and_exfil(
     proc = cl.exec_proc(t, pod, binary, template.format(p=path, src=src), parent)
     size = cl.rng.randrange(50 * MB, 600 * MB)
     w = cl.write_file(
-        t + 1, pod, proc, path, size, cl.rng.randrange(3, 8), falco_rule=cl.rng.random() < 0.5
+        t + 1, pod, proc, path, size, cl.rng.randrange(3, 8), falco_rule=cl.rng.random() < 0.7
     )
     cl.exit_proc(w + 1, pod, proc)
     up = cl.exec_proc(

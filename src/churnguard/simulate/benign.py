@@ -620,9 +620,7 @@ def _tar_and_upload(cl: Cluster, t: float, pod: Pod, end: float, src: str, bucke
     path = f"/backup/{src.strip('/').replace('/', '-')}-{int(t // 60)}.tar.gz"
     tar = cl.exec_proc(t, pod, "/bin/tar", f"czf {path} {src}", pod.main)
     size = cl.rng.randrange(100 * MB, 900 * MB)
-    w = cl.write_file(
-        t + 2, pod, tar, path, size, cl.rng.randrange(3, 7), falco_rule=cl.rng.random() < 0.5
-    )
+    w = cl.write_file(t + 2, pod, tar, path, size, cl.rng.randrange(3, 7), falco_rule=True)
     cl.exit_proc(w + 1, pod, tar)
     cp = cl.exec_proc(w + 2, pod, "/usr/local/bin/aws", f"s3 cp {path} s3://{bucket}/", pod.main)
     key = path.rsplit("/", 1)[-1]
@@ -762,7 +760,9 @@ def _runner_pod(t: float, cl: Cluster, ns: Namespace) -> None:
     if cl.rng.random() < 0.7:
         tar = cl.exec_proc(end + 1, pod, "/bin/tar", "czf /builds/artifacts.tgz dist/", sh)
         size = cl.rng.randrange(5 * MB, 300 * MB)
-        w = cl.write_file(end + 1.5, pod, tar, "/builds/artifacts.tgz", size, 2)
+        w = cl.write_file(
+            end + 1.5, pod, tar, "/builds/artifacts.tgz", size, 2, falco_rule=cl.rng.random() < 0.5
+        )
         cl.exit_proc(w + 0.5, pod, tar)
         cl.flow(w + 2, pod, cl.rng.choice((ECR, GHCR)), size + MB, 400_000)
         end = w + 10
