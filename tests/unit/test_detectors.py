@@ -1,0 +1,156 @@
+"""Detectors: rank outliers above inliers, forget old regimes, round-trip, never NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.metrics import roc_auc_score
+
+from churnguard.detectors import DETECTORS, Detector, detector_from_bytes, make_detector
+from churnguard.errors import ConfigError, ModelError
+
+D = 8
+N_CONSTANT = 2  # trailing all-zero columns, like flags that never fire
+# small but real settings so the suite stays fast; the defaults are benchmarked instead
+FAST = {
+    "oif": {"n_trees": 32},
+    "hst": {"n_trees": 10, "height": 6, "window_size": 100},
+    "iforest": {"n_estimators": 50},
+}
+
+
+def clusters_with_outliers(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two Gaussian clusters (95 %) and uniform outliers around them (5 %), shuffled."""
+    rng = np.random.default_rng(seed)
+    live = D - N_CONSTANT
+    a = rng.normal(2.0, 0.5, size=(950, live))
+    b = rng.normal(-2.0, 0.5, size=(950, live))
+    outliers = rng.uniform(-6.0, 6.0, size=(100, live))
+    X = np.hstack([np.vstack([a, b, outliers]), np.zeros((2000, N_CONSTANT))])
+    y = np.r_[np.zeros(1900), np.ones(100)]
+    order = rng.permutation(len(X))
+    return X[order], y[order]
+
+
+def fitted(name: str, X: np.ndarray, seed: int = 0) -> Detector:
+    return make_detector(name, n_features=X.shape[1], seed=seed, **FAST[name]).learn_many(X)
+
+
+@pytest.mark.parametrize(("name", "min_auc"), [("oif", 0.9), ("iforest", 0.9), ("hst", 0.75)])
+def test_outliers_rank_above_inliers(name: str, min_auc: float) -> None:
+    X, y = clusters_with_outliers()
+    det = fitted(name, X)
+    scores = det.score_many(X)
+    assert det.n_seen == len(X)
+    assert roc_auc_score(y, scores) > min_auc
+    # fresh points from the same distributions rank the same way
+    fresh, fresh_y = clusters_with_outliers(seed=1)
+    assert roc_auc_score(fresh_y, det.score_many(fresh)) > min_auc
+
+
+def test_oif_forgets_an_old_regime() -> None:
+    rng = np.random.default_rng(3)
+    old = rng.normal(0.0, 1.0, size=(1500, 4))
+    new = rng.normal(6.0, 1.0, size=(1500, 4))
+    probe = rng.normal(0.0, 1.0, size=(200, 4))
+    det = make_detector("oif", n_features=4, seed=0, window_size=512)
+    det.learn_many(old)
+    before = det.score_many(probe)
+    det.learn_many(new)  # three windows of the new regime: the old one is fully unlearned
+    after = det.score_many(probe)
+    assert after.mean() > before.mean() + 0.1
+    assert after.mean() > det.score_many(new[-200:]).mean()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_round_trip_gives_identical_scores_and_learning(name: str) -> None:
+    X, _ = clusters_with_outliers()
+    det = fitted(name, X[:1500])
+    again = detector_from_bytes(name, det.to_bytes())
+    np.testing.assert_array_equal(again.score_many(X), det.score_many(X))
+    assert again.n_seen == det.n_seen
+    # the random state travels too: both continue identically
+    det.learn_many(X[1500:])
+    again.learn_many(X[1500:])
+    np.testing.assert_array_equal(again.score_many(X), det.score_many(X))
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_unfitted_round_trip_and_neutral_score(name: str) -> None:
+    det = make_detector(name, n_features=3, seed=2, **FAST[name])
+    again = detector_from_bytes(name, det.to_bytes())
+    assert again.n_seen == 0
+    assert again.score_one(np.zeros(3)) == det.score_one(np.zeros(3)) == 0.5
+    assert type(again) is type(det)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_same_seed_same_scores(name: str) -> None:
+    X, _ = clusters_with_outliers()
+    np.testing.assert_array_equal(
+        fitted(name, X, seed=5).score_many(X), fitted(name, X, seed=5).score_many(X)
+    )
+    assert not np.array_equal(
+        fitted(name, X, seed=5).score_many(X), fitted(name, X, seed=6).score_many(X)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_all_constant_columns(name: str) -> None:
+    det = fitted(name, np.ones((300, 5)))
+    scores = det.score_many(np.vstack([np.ones((3, 5)), np.full((1, 5), 9.0)]))
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+    assert scores[0] == scores[1] == scores[2]
+
+
+def test_learn_one_and_score_one_match_the_batch_forms() -> None:
+    X, _ = clusters_with_outliers()
+    one = make_detector("oif", n_features=D, seed=1, learn_chunk=1)
+    for row in X[:300]:
+        one.learn_one(row)
+    many = make_detector("oif", n_features=D, seed=1, learn_chunk=1).learn_many(X[:300])
+    assert one.n_seen == 300
+    assert one.score_one(X[0]) == many.score_many(X[:1])[0]
+
+
+def test_bad_names_widths_and_blobs_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        make_detector("nope", n_features=3)
+    with pytest.raises(ConfigError, match="bad parameters"):
+        make_detector("oif", n_features=3, n_tree=4)
+    det = fitted("oif", np.random.default_rng(0).normal(size=(100, 3)))
+    with pytest.raises(ValueError, match="expected 3 features"):
+        det.score_many(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        det.learn_many(np.full((1, 3), np.nan))
+    with pytest.raises(ModelError, match="not a serialised hst"):
+        detector_from_bytes("hst", det.to_bytes())
+    with pytest.raises(ModelError):
+        detector_from_bytes("oif", b"\x00garbage")
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def learn_and_score(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray]:
+    name = draw(st.sampled_from(sorted(DETECTORS)))
+    d = draw(st.integers(1, 5))
+    learn = draw(arrays(float, (draw(st.integers(0, 40)), d), elements=finite))
+    score = draw(arrays(float, (draw(st.integers(1, 10)), d), elements=finite))
+    return name, learn, score
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(learn_and_score())
+def test_scores_are_finite_and_in_unit_interval(case: tuple[str, np.ndarray, np.ndarray]) -> None:
+    name, learn, score = case
+    det = make_detector(name, n_features=learn.shape[1], seed=0, **FAST[name])
+    det.learn_many(learn)
+    scores = det.score_many(score)
+    assert scores.shape == (len(score),)
+    assert np.isfinite(scores).all()
+    assert ((scores >= 0.0) & (scores <= 1.0)).all()
