@@ -65,6 +65,25 @@ def test_oif_forgets_an_old_regime() -> None:
     assert after.mean() > det.score_many(new[-200:]).mean()
 
 
+def test_oif_tree_bookkeeping_stays_exact_while_sliding() -> None:
+    """The window holds the newest rows, roots count exactly it, no node slot leaks."""
+    rng = np.random.default_rng(4)
+    det = make_detector("oif", n_features=3, seed=0, n_trees=8, window_size=300)
+    for shift in (0.0, 5.0, -5.0, 0.0):
+        rows = rng.normal(shift, 1.0, size=(400, 3))
+        det.learn_many(rows)
+        assert det.n_window_ == 300
+        np.testing.assert_array_equal(np.roll(det.window_, -det.window_head_, axis=0), rows[-300:])
+        assert (det.count_[det.roots_] == 300).all()
+        reachable, stack = 0, det.roots_.tolist()
+        while stack:
+            node = stack.pop()
+            reachable += 1
+            if det.feature_[node] >= 0:
+                stack += [int(det.left_[node]), int(det.right_[node])]
+        assert reachable + len(det.free_) == det.n_nodes_
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_round_trip_gives_identical_scores_and_learning(name: str) -> None:
     X, _ = clusters_with_outliers()

@@ -138,7 +138,7 @@ class OnlineIsolationForest(Detector):
     def _init_state(self, d: int) -> None:
         self.n_features_in_ = d
         self.rng_ = np.random.default_rng(self.seed)
-        capacity = self.n_trees * 16
+        capacity = self.n_trees * 4  # grows by doubling; many baselines stay small
         self.feature_ = np.full(capacity, -1, dtype=np.int32)  # -1 = leaf (or free slot)
         self.threshold_ = np.zeros(capacity)
         self.left_ = np.full(capacity, -1, dtype=np.int32)
@@ -150,7 +150,7 @@ class OnlineIsolationForest(Detector):
         self.n_nodes_ = self.n_trees  # slots ever used (the high-water mark)
         self.free_: list[int] = []
         self.roots_ = np.arange(self.n_trees, dtype=np.int32)
-        self.window_ = np.zeros((self.window_size, d))  # ring buffer of the rows remembered
+        self.window_ = np.zeros((0, d))  # ring buffer of the rows remembered, grown as filled
         self.window_head_ = 0
         self.n_window_ = 0
         self.n_seen_ = 0
@@ -194,6 +194,11 @@ class OnlineIsolationForest(Detector):
         """Append rows to the ring buffer; returns the oldest rows they displaced."""
         size = self.window_size
         n_old = max(0, self.n_window_ + len(X) - size)
+        need = min(size, self.n_window_ + len(X))
+        if len(self.window_) < need:  # still filling, so nothing has wrapped: head is 0
+            grown = np.zeros((min(size, max(need, 2 * len(self.window_))), X.shape[1]))
+            grown[: self.n_window_] = self.window_[: self.n_window_]
+            self.window_ = grown
         old = self.window_[(self.window_head_ + np.arange(n_old)) % size]
         self.window_[(self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X
         self.window_head_ = (self.window_head_ + n_old) % size
@@ -330,9 +335,8 @@ class OnlineIsolationForest(Detector):
             model.n_nodes_ = len(model.feature_)
             model.roots_ = arrays["roots_"].astype(np.int32)
             model.free_ = [int(i) for i in arrays["free_"]]
-            window = arrays["window_"]
-            model.window_[: len(window)] = window
-            model.n_window_ = len(window)
+            model.window_ = arrays["window_"].astype(float)
+            model.n_window_ = len(model.window_)
             model.n_seen_ = int(meta["n_seen_"])
             model.rng_ = rng_from_state(meta["rng_"])
         except (KeyError, TypeError, ValueError) as exc:
