@@ -1,12 +1,12 @@
 """Anomaly detectors behind one interface, chosen by name (``scoring.detector`` in config).
 
-=========  ====================================================================
-name       detector
-=========  ====================================================================
-``oif``    :class:`OnlineIsolationForest` — the default, numpy, sliding window
-``hst``    :class:`HalfSpaceTrees` — river's HalfSpaceTrees (comparison baseline)
-``iforest``  :class:`BatchIsolationForest` — scikit-learn, refit on a reservoir
-=========  ====================================================================
+===========  ==================================================================
+name         detector
+===========  ==================================================================
+``oif``      :class:`OnlineIsolationForest`: the default, numpy, sliding window
+``hst``      :class:`HalfSpaceTrees`: river's HalfSpaceTrees (comparison baseline)
+``iforest``  :class:`BatchIsolationForest`: scikit-learn, refit on a reservoir
+===========  ==================================================================
 
 Example
 -------

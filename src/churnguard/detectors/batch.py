@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
-import skops.io as sio
 from sklearn.ensemble import IsolationForest
 
 from churnguard.detectors._util import as_matrix, pack, rng_from_state, rng_state, unpack
@@ -157,11 +156,15 @@ class BatchIsolationForest(Detector):
         )
         arrays = {"reservoir_": self.reservoir_}
         if self.estimator_ is not None:
+            import skops.io as sio  # only serialisation needs skops
+
             arrays["estimator_"] = np.frombuffer(sio.dumps(self.estimator_), dtype=np.uint8)
         return pack(self.name, meta, arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
+        import skops.io as sio  # only serialisation needs skops
+
         meta, arrays = unpack(cls.name, data)
         try:
             det = cls(**meta["params"])
