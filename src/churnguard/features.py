@@ -32,6 +32,7 @@ _ARCHIVE_IN_TEXT = re.compile(
     r"[\w./~+-]+\.(?:tar\.gz|tar\.bz2|tar\.xz|tgz|tbz2|txz|tar|gz|bz2|zip|7z|xz|zst)\b"
 )
 _MIN_BEACON_CONNECTIONS = 4
+RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is rare
 _MAX_EVIDENCE = 8
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
@@ -77,6 +78,8 @@ class FirstSeenMemory:
         self.images: dict[str, set[str]] = {}
         self.workloads: dict[str, set[str]] = {}
         self.destinations: dict[str, set[str]] = {}
+        # scope -> destination -> the first few entities seen contacting it (rarity)
+        self.contacts: dict[str, dict[str, set[str]]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -91,19 +94,46 @@ class FirstSeenMemory:
             "images": {k: sorted(v) for k, v in self.images.items()},
             "workloads": {k: sorted(v) for k, v in self.workloads.items()},
             "destinations": {k: sorted(v) for k, v in self.destinations.items()},
+            "contacts": {
+                k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()
+            },
         }
 
     def restore(self, data: dict) -> None:
         self.images = {k: set(v) for k, v in data.get("images", {}).items()}
         self.workloads = {k: set(v) for k, v in data.get("workloads", {}).items()}
         self.destinations = {k: set(v) for k, v in data.get("destinations", {}).items()}
+        self.contacts = {
+            k: {d: set(e) for d, e in v.items()} for k, v in data.get("contacts", {}).items()
+        }
+
+    def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
+        table = self.contacts.setdefault(scope, {})
+        for dest in dests:
+            who = table.get(dest)
+            if who is None:
+                if len(table) >= self._max:
+                    continue
+                who = table[dest] = set()
+            if len(who) < RARE_CONTACTS:
+                who.add(entity)
+
+    def is_rare(self, scope: str, dest: str, entity: str) -> bool:
+        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included."""
+        who = self.contacts.get(scope, {}).get(dest, set())
+        return len(who | {entity}) < RARE_CONTACTS
 
 
 def destination_scope(state: EntityState) -> str:
-    """First-seen destinations are remembered per workload, else per namespace."""
+    """First-seen destinations are remembered per namespace (instances: one cloud scope).
+
+    Per namespace, not per workload: a destination another workload of the namespace
+    already uses (the backups' object store) is not news, a host nobody there ever
+    contacted is.
+    """
     if state.key.kind is EntityKind.INSTANCE:
         return "instances"
-    return f"{state.namespace}/{state.workload or '-'}"
+    return state.namespace or "-"
 
 
 def _basename(binary: str | None) -> str:
@@ -254,13 +284,17 @@ class FeatureBuilder:
             if self.network.is_external(ev):
                 external_bytes += ev.bytes_out
                 external.add(_destination(ev))
-        seen = self.memory.destinations.get(destination_scope(state), set())
+        scope = destination_scope(state)
+        seen = self.memory.destinations.get(scope, set())
+        new = external - seen
+        me = str(state.key)
+        rare = {d for d in external if self.memory.is_rare(scope, d, me)}
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
             "external_destinations": float(len(external)),
-            "new_destinations": float(len(external - seen)),
-            "beacon_regularity": _beacon_regularity(state, events, external, self.network),
+            "new_destinations": float(len(new)),
+            "beacon_regularity": _beacon_regularity(state, events, rare, self.network),
         }
 
     def _novelty(self, state: EntityState) -> dict[str, float]:
@@ -281,6 +315,7 @@ class FeatureBuilder:
             if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
         ]
         self.memory._add(self.memory.destinations, destination_scope(state), dests)
+        self.memory.note_contacts(destination_scope(state), str(state.key), dests)
         if state.key.kind is EntityKind.POD:
             ns = state.namespace or ""
             if state.image:
@@ -307,22 +342,25 @@ def _exec_opens_shell(ev: Event) -> bool:
 def _beacon_regularity(
     state: EntityState, events: list[Event], external: set[str], network: NetworkClassifier
 ) -> float:
-    """1 - CV of the gaps to the most-contacted external destination (history included)."""
+    """Highest 1 - CV of connection gaps over *rare* destinations (history included).
+
+    Only destinations few entities of the namespace ever contacted count: health checks to
+    a well-known API are regular too, but not news; a second implant calling the same C2
+    host still is.
+    """
     for ev in events:
         if ev.kind is EventKind.NET_FLOW and network.is_external(ev):
             remember_destination(state, _destination(ev), ev.time)
-    best: list[float] = []
+    best = 0.0
     for dest in sorted(external):
         times = state.dest_times.get(dest, [])
-        if len(times) > len(best):
-            best = times
-    if len(best) < _MIN_BEACON_CONNECTIONS:
-        return 0.0
-    gaps = np.diff(np.asarray(best))
-    mean = float(gaps.mean())
-    if mean <= 0:
-        return 0.0
-    return float(max(0.0, 1.0 - float(gaps.std()) / mean))
+        if len(times) < _MIN_BEACON_CONNECTIONS:
+            continue
+        gaps = np.diff(np.asarray(times))
+        mean = float(gaps.mean())
+        if mean > 0:
+            best = max(best, 1.0 - float(gaps.std()) / mean)
+    return best
 
 
 def entity_ref(state: EntityState) -> EntityRef:

@@ -34,6 +34,8 @@ class FeatureDef:
     missing: float
     strategy: str
     doc: str
+    scale: float = 1.0
+    direction: str = "high"  # which way is suspicious: "high" (more) or "low" (shorter, sooner)
 
     def applies_to(self, entity_kind: str) -> bool:
         return self.applies == "both" or self.applies == entity_kind
@@ -68,14 +70,26 @@ class FeatureSpec:
         return np.vstack([self.vector(r) for r in rows])
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """The model view: log1p on counts, bytes and durations; flags and ratios as they are."""
+        """The model view: log1p on counts, bytes and durations, divided by ``scale``, and
+        negated for ``direction = "low"`` features so that larger always means more
+        suspicious (the detectors' range novelty looks upward only)."""
         out = np.asarray(raw, dtype=float).copy()
         if out.ndim == 1:
             out = out[None, :]
         for j, f in enumerate(self.features):
             if f.transform == "log1p":
                 out[:, j] = np.log1p(np.clip(out[:, j], 0.0, None))
+            if f.scale != 1.0:
+                out[:, j] /= f.scale
+            if f.direction == "low":
+                out[:, j] = -out[:, j]
         return out
+
+    def inverse(self, j: int, value: float) -> float:
+        """Back from the model view of feature ``j`` to its raw unit (for explanations)."""
+        f = self.features[j]
+        value *= f.scale if f.direction == "high" else -f.scale
+        return float(np.expm1(value)) if f.transform == "log1p" else float(value)
 
 
 def spec_path(version: str = DEFAULT_VERSION) -> Path:
@@ -105,11 +119,18 @@ def load_spec(path: str | Path | None = None, version: str = DEFAULT_VERSION) ->
                 missing=float(raw.get("missing", 0.0)),
                 strategy=str(raw.get("strategy", "context")),
                 doc=str(raw["doc"]),
+                scale=float(raw.get("scale", 1.0)),
+                direction=str(raw.get("direction", "high")),
             )
         except KeyError as exc:
             raise ConfigError(f"{p}: feature {raw.get('name', '?')} lacks {exc}") from exc
-        if f.transform not in _TRANSFORMS or f.applies not in _APPLIES:
-            raise ConfigError(f"{p}: feature {f.name} has bad transform/applies")
+        if (
+            f.transform not in _TRANSFORMS
+            or f.applies not in _APPLIES
+            or f.direction not in ("high", "low")
+            or f.scale <= 0
+        ):
+            raise ConfigError(f"{p}: feature {f.name} has a bad transform/applies/direction/scale")
         if f.name in seen:
             raise ConfigError(f"{p}: feature {f.name} defined twice")
         seen.add(f.name)
@@ -138,12 +159,12 @@ def render_markdown(spec: FeatureSpec) -> str:
         f" {spec.allowed_lateness_seconds:g} s. Idle entities expire after"
         f" {spec.idle_expiry_seconds:g} s.",
         "",
-        "| feature | applies to | kind | model transform | missing | strategy | meaning |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| feature | applies to | kind | model transform | scale | missing | strategy | meaning |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in spec.features:
         lines.append(
-            f"| `{f.name}` | {f.applies} | {f.kind} | {f.transform} | {f.missing:g} |"
+            f"| `{f.name}` | {f.applies} | {f.kind} | {f.transform} | {f.scale:g} | {f.missing:g} |"
             f" {f.strategy} | {f.doc} |"
         )
     return "\n".join(lines) + "\n"

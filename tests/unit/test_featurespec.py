@@ -17,13 +17,19 @@ def test_docs_are_generated_from_the_spec() -> None:
     assert (ROOT / "docs" / "features.md").read_text() == render_markdown(load_spec())
 
 
-def test_transform_logs_counts_and_keeps_flags() -> None:
+def test_transform_scales_and_orients_so_larger_is_more_suspicious() -> None:
     spec = load_spec()
-    raw = spec.vector({"egress_bytes": np.e - 1, "shell_spawned": 1.0})
+    raw = spec.vector({"egress_bytes": np.e - 1, "shell_spawned": 1.0, "lifetime_s": 60.0})
     x = spec.transform(raw)[0]
-    assert x[spec.names.index("egress_bytes")] == pytest.approx(1.0)
+    egress = spec.by_name("egress_bytes")
+    assert x[spec.names.index("egress_bytes")] == pytest.approx(1.0 / egress.scale)
     assert x[spec.names.index("shell_spawned")] == 1.0
-    assert x[spec.names.index("lifetime_s")] == pytest.approx(np.log1p(86400.0))  # missing
+    life = spec.names.index("lifetime_s")
+    assert spec.by_name("lifetime_s").direction == "low"
+    short = x[life]
+    long = spec.transform(spec.vector({}))[0][life]  # missing = a day: not short-lived
+    assert short > long  # shorter lives map higher
+    assert spec.inverse(life, short) == pytest.approx(60.0)
 
 
 def test_bad_spec_is_a_clear_error(tmp_path: Path) -> None:

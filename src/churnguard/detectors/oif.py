@@ -23,6 +23,7 @@ from churnguard.detectors._util import as_matrix, pack, rng_from_state, rng_stat
 from churnguard.detectors.base import Detector
 from churnguard.errors import ModelError
 
+BOX_TRIM = 0.005  # share of the window's highest rows the novelty bar leaves out
 _LOG4 = math.log(4.0)  # branching factor 2: path lengths are log base 2 * branching
 
 
@@ -46,6 +47,8 @@ class OnlineIsolationForest(Detector):
         Expected row width; None = taken from the first rows learned.
     seed
         Seed of the split sampler: the same seed and data give the same model.
+    range_novelty
+        Raise the score of rows outside the window's bounding box (see Notes).
 
     Notes
     -----
@@ -53,7 +56,13 @@ class OnlineIsolationForest(Detector):
     range in the leaf (a constant column, such as a flag never set, can never split, instead of
     producing an empty child), and before the forest has a normaliser (fewer than
     ``max_leaf_samples`` rows in the window) every score is 0.5, the uninformative value of
-    isolation scores.
+    isolation scores. One addition to the paper, on by default (``range_novelty``): splits
+    are drawn only inside observed ranges, so a value the window never held (a flag that is
+    always 0 for a workload) can never be isolated and would score as normal; the score is
+    therefore raised by how far a row lies *above* the window's (trimmed) top:
+    ``1 - (1 - s) * 2 ** -excess``, with ``excess`` the summed distance above it in the
+    model's units. Only upward: the feature spec orients every feature so that larger is
+    more suspicious, and less activity than usual is not what this detector is for.
 
     Example
     -------
@@ -83,6 +92,7 @@ class OnlineIsolationForest(Detector):
         learn_chunk: int = 128,
         n_features: int | None = None,
         seed: int = 0,
+        range_novelty: bool = True,
     ) -> None:
         self.n_trees = n_trees
         self.max_leaf_samples = max_leaf_samples
@@ -90,6 +100,7 @@ class OnlineIsolationForest(Detector):
         self.learn_chunk = learn_chunk
         self.n_features = n_features
         self.seed = seed
+        self.range_novelty = range_novelty
 
     # -- public API -----------------------------------------------------------------------
 
@@ -118,7 +129,25 @@ class OnlineIsolationForest(Detector):
         leaves, _ = self._route(X, record=False)
         depths = self.depth_[leaves] + self._path_length(self.count_[leaves].astype(float))
         mean_depth = depths.reshape(self.n_trees, len(X)).mean(axis=0)
-        return np.exp2(-mean_depth / norm)
+        isolation = np.exp2(-mean_depth / norm)
+        if not self.range_novelty:
+            return isolation
+        # Range novelty: isolation trees can only split on features that vary in the data,
+        # so a value outside everything the window holds (a flag always 0 for this baseline)
+        # is invisible to them. Each unit by which a row rises above the window's (trimmed)
+        # top halves the row's "normality" 1 - isolation.
+        excess = (X - self._robust_top()).clip(min=0.0)
+        return 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
+
+    def _robust_top(self) -> np.ndarray:
+        """Per-feature top of the window, ignoring its ``BOX_TRIM`` most extreme rows.
+
+        A value only one or two remembered rows ever had is still novel: one odd row in the
+        window must not raise the bar for everything after it.
+        """
+        window = self.window_[: self.n_window_]
+        k = min(len(window) - 1, int(np.ceil(BOX_TRIM * len(window))))
+        return np.partition(window, -k - 1, axis=0)[-k - 1]
 
     # -- tree mechanics -------------------------------------------------------------------
 
@@ -300,7 +329,15 @@ class OnlineIsolationForest(Detector):
 
     # -- state ----------------------------------------------------------------------------
 
-    _PARAMS = ("n_trees", "max_leaf_samples", "window_size", "learn_chunk", "n_features", "seed")
+    _PARAMS = (
+        "n_trees",
+        "max_leaf_samples",
+        "window_size",
+        "learn_chunk",
+        "n_features",
+        "seed",
+        "range_novelty",
+    )
     _NODE_ARRAYS = ("feature_", "threshold_", "left_", "right_", "count_", "depth_", "lo_", "hi_")
 
     def to_bytes(self) -> bytes:
