@@ -269,7 +269,7 @@ class Service:
             self.stats.dead_letters += 1
             self.metrics.rejected.labels(rejected.reason).inc()
         for scored in out.scored:
-            self.metrics.profiles.labels(str(scored.baseline)).inc()
+            self.metrics.profiles.labels(str(scored.level)).inc()
 
     def _on_send_error(self, exc: BaseException) -> None:
         """A send failed after the producer's retries: the session must not commit past it."""

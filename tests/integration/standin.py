@@ -25,7 +25,7 @@ class StandinAlert(msgspec.Struct, kw_only=True):
 
 class StandinScored(msgspec.Struct, kw_only=True):
     profile: Profile
-    baseline: str
+    level: str
     alert: StandinAlert | None
 
 
@@ -46,7 +46,7 @@ class StandinScorer:
                     score=1.0,
                     last_seen=p.last_seen,
                 )
-            out.append(StandinScored(profile=p, baseline="standin", alert=alert))
+            out.append(StandinScored(profile=p, level="standin", alert=alert))
         return out
 
     def snapshot(self) -> bytes:
