@@ -12,6 +12,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import msgspec
+import numpy as np
 
 from churnguard.featurespec import FeatureSpec
 from churnguard.profile import EntityRef, Evidence, Profile
@@ -81,7 +82,56 @@ class FeatureExplanation(msgspec.Struct, kw_only=True):
     observed: float
     baseline_median: float
     baseline_percentile: float  # where `observed` falls in the baseline's recent values, 0-100
+    contribution: float  # how far above the baseline, in its spreads (model view)
     doc: str
+
+
+EXPLAIN_TOP = 3
+OUTLYING_PCT = 97.5  # a feature this far out on its suspicious side explains first
+
+
+def raw_percentiles(observed: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """Per feature, the percentile (0-100, ties count half) of ``observed`` in ``recent``."""
+    below = (recent < observed).sum(axis=0)
+    equal = (recent == observed).sum(axis=0)
+    return 100.0 * (below + 0.5 * equal) / len(recent)
+
+
+def explain(
+    spec: FeatureSpec, values: dict[str, float], recent: np.ndarray, top: int = EXPLAIN_TOP
+) -> list[FeatureExplanation]:
+    """The features that put a row outside its baseline, most outlying first.
+
+    ``recent`` is the scoring baseline's window of raw rows (empty: compare with the
+    features' benign ``missing`` values). Contribution is measured in the model view, where
+    larger is always more suspicious, as the distance above the baseline median in units of
+    its spread; medians and percentiles are reported in raw units, as an analyst reads them.
+    """
+    x = spec.vector(values)
+    if len(recent) == 0:
+        recent = spec.vector({})[None, :]
+    xm, rm = spec.transform(x)[0], spec.transform(recent)
+    med = np.median(rm, axis=0)
+    q1, q3 = np.percentile(rm, [25, 75], axis=0)
+    contribution = (xm - med) / ((q3 - q1) + 0.1 * np.abs(med) + 0.25)
+    pct = raw_percentiles(x, recent)
+    suspicious_pct = np.array(
+        [p if f.direction == "high" else 100.0 - p for p, f in zip(pct, spec.features, strict=True)]
+    )
+    order = sorted(range(len(x)), key=lambda j: (-contribution[j], spec.names[j]))
+    chosen = [j for j in order if contribution[j] > 0 and suspicious_pct[j] >= OUTLYING_PCT]
+    chosen = (chosen or [j for j in order if contribution[j] > 0] or order)[:top]
+    return [
+        FeatureExplanation(
+            feature=spec.names[j],
+            observed=round(float(x[j]), 3),
+            baseline_median=round(float(np.median(recent[:, j])), 3),
+            baseline_percentile=round(float(pct[j]), 1),
+            contribution=round(float(contribution[j]), 2),
+            doc=spec.features[j].doc.split(". ")[0].rstrip("."),
+        )
+        for j in chosen
+    ]
 
 
 class BaselineRef(msgspec.Struct, kw_only=True):
@@ -145,7 +195,11 @@ def techniques_for(
     v = profile.values
     if "T1578.003" in found and (v.get("deleted_by_person") or v.get("deleted_by_other_identity")):
         found.append("T1070")
-    if "T1560.002" in found and v.get("new_destinations", 0) > 0:
+    if (
+        "T1560.002" in found
+        and v.get("new_destinations", 0) > 0
+        and v.get("egress_external_bytes", 0) > 0
+    ):
         found.append("T1041")
     if not found:  # anomalous on context features only: name the closest strategy
         found.extend(_closest_strategy(profile))
