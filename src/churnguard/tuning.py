@@ -7,7 +7,10 @@ target alert rate here, checks the alert volume it implies (and, with labelled d
 precision and recall it gives), and writes ``[namespaces."<ns>"] threshold = ...`` overrides
 that ``churnguard.config.load_settings`` reads.
 
-Alerting is ``score >= threshold``, as in the scorer. Precision and recall are counted per
+Everything mirrors the service: alerting is ``score >= threshold``; the quantile is numpy's
+``method="higher"`` like :mod:`churnguard.thresholds`; instances are tuned under the
+pseudo-namespace ``_cloud`` their baselines and overrides use; rows scored in learning mode
+are left out (the service never thresholds them). Precision and recall are counted per
 entity (a pod or an instance is caught when any of its windows reaches the threshold), the
 unit an analyst triages and the unit labels are written in.
 """
@@ -22,16 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from churnguard.baselines import CLOUD_NAMESPACE
 from churnguard.capture import CaptureRow
 from churnguard.errors import ConfigError
+from churnguard.scorer import LEARNING
 
-INSTANCES = "(instances)"  # group name of cloud instances: they have no namespace
 _DAY_S = 86_400.0
 
 
 def group_of(namespace: str | None) -> str:
-    """The namespace a row or label is tuned under; instances share one group."""
-    return namespace if namespace is not None else INSTANCES
+    """The namespace a row or label is tuned under (instances: ``_cloud``, as in baselines)."""
+    return namespace if namespace is not None else CLOUD_NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +120,8 @@ class NamespaceScores:
 
 
 def score_quantile(scores: np.ndarray, target_rate: float) -> float:
-    """The score quantile at ``1 - target_rate`` (linear interpolation); 0 with no scores."""
-    return float(np.quantile(scores, 1.0 - target_rate)) if len(scores) else 0.0
+    """The score quantile at ``1 - target_rate`` (an observed score); 0 with no scores."""
+    return float(np.quantile(scores, 1.0 - target_rate, method="higher")) if len(scores) else 0.0
 
 
 def quantile_threshold(scores: np.ndarray, target_rate: float, min_score: float) -> float:
@@ -135,11 +139,19 @@ def capture_span_days(rows: Sequence[CaptureRow]) -> float:
 
 
 def by_namespace(rows: Iterable[CaptureRow]) -> dict[str, list[CaptureRow]]:
-    """Rows grouped by namespace (instances under ``INSTANCES``), in sorted order."""
+    """Thresholded rows (not learning mode) grouped by namespace, in sorted order."""
     groups: dict[str, list[CaptureRow]] = defaultdict(list)
     for r in rows:
-        groups[group_of(r.profile.entity.namespace)].append(r)
+        if r.level != LEARNING:
+            groups[group_of(r.profile.entity.namespace)].append(r)
     return dict(sorted(groups.items()))
+
+
+def label_key(label: dict) -> str:
+    """The ``EntityRef.key()`` of the entity a simulator label row names."""
+    if label["kind"] == "instance":
+        return f"instance/{label['instance_id']}"
+    return f"{label['namespace']}/{label['pod']}"
 
 
 def read_labels(path: str | Path) -> dict[str, set[str]]:
@@ -157,10 +169,7 @@ def read_labels(path: str | Path) -> dict[str, set[str]]:
             continue
         try:
             label = json.loads(line)
-            if label["kind"] == "instance":
-                key = f"instance/{label['instance_id']}"
-            else:
-                key = f"{label['namespace']}/{label['pod']}"
+            key = label_key(label)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}:{n}: not a label row ({exc})") from exc
         out[group_of(label.get("namespace"))].add(key)
@@ -215,15 +224,9 @@ def render_table(suggestions: Sequence[Suggestion], *, with_labels: bool) -> str
 
 
 def config_fragment(thresholds: dict[str, float], *, header: Sequence[str] = ()) -> str:
-    """``[namespaces."<ns>"] threshold = ...`` TOML for ``churnguard.config.load_settings``.
-
-    Instances have no namespace, so a value for ``INSTANCES`` is written as a comment only.
-    """
+    """``[namespaces."<ns>"] threshold = ...`` TOML for ``churnguard.config.load_settings``."""
     lines = [f"# {h}" for h in header]
     for ns, value in sorted(thresholds.items()):
-        if ns == INSTANCES:
-            lines.append(f"# {INSTANCES}: {value:.6f} (instances take the global threshold)")
-            continue
         lines += ["", f"[namespaces.{json.dumps(ns)}]", f"threshold = {value:.6f}"]
     return "\n".join(lines) + "\n"
 
