@@ -156,6 +156,7 @@ class NamespaceAge(msgspec.Struct):
 
     first_time: float
     profiles: int = 0
+    from_bundle: bool = False  # a bundle brought baselines for it: known, not new
 
 
 class HierarchyState(msgspec.Struct):
@@ -209,13 +210,15 @@ class Hierarchy:
     # ---- learning mode -------------------------------------------------------------------
     def in_learning(self, profile: Profile, settings: Settings) -> bool:
         """True while the profile's namespace is new, by count *and* event time."""
-        age = self.namespaces.get(namespace_of(profile))
-        if age is None:
-            return True
         needed = self.settings.learning_profiles
         override = settings.namespace_override(profile.entity.namespace)
         if override is not None and override.learning_profiles is not None:
             needed = override.learning_profiles
+        age = self.namespaces.get(namespace_of(profile))
+        if age is None:
+            return needed > 0 or self.settings.learning_seconds > 0
+        if age.from_bundle:
+            return False
         young = profile.window_end - age.first_time < self.settings.learning_seconds
         return age.profiles < needed or young
 
@@ -269,8 +272,8 @@ class Hierarchy:
         """
         if len(b.recent_workloads) < SHARE_WARMUP:
             return True
-        cap = max(self.settings.max_workload_share, 1.0 / max(len(b.workload_counts), 1))
-        return b.share_of(workload) < cap
+        present = len(b.workload_counts) + (workload not in b.workload_counts)
+        return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> HierarchyState:
@@ -305,7 +308,10 @@ class Hierarchy:
         self.namespaces = dict(state.namespaces)
 
     def seed_from(self, models: dict[str, Detector], counts: dict[str, int]) -> None:
-        """Start from a bundle's detectors (keys as in this module's docstring): mature."""
+        """Start from a bundle's detectors (keys as in this module's docstring).
+
+        They are mature on arrival, and the namespaces they name skip learning mode.
+        """
         for key, det in models.items():
             if key.split(":", 1)[0] not in LEVELS:
                 raise ModelError(f"bundle model key {key!r} is not a baseline key")
@@ -315,6 +321,10 @@ class Hierarchy:
                 n_learned=counts.get(key, det.n_seen),
                 first_time=float("-inf"),
             )
+            if not key.startswith("cluster:"):  # ns:<ns>:<kind> or wl:<ns>/<wl>:<kind>
+                ns = key.split(":", 1)[1].rsplit(":", 1)[0].split("/", 1)[0]
+                age = self.namespaces.setdefault(ns, NamespaceAge(first_time=float("-inf")))
+                age.from_bundle = True
 
 
 def _stable_hash(text: str) -> int:

@@ -1,0 +1,149 @@
+"""Alerts: deterministic ids, ATT&CK mapping, explanation percentiles, severity, views."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+from scoring_fixtures import ATTACK_VALUES, make_profile
+
+from churnguard.alerts import (
+    RESPONSE_STEPS,
+    Alert,
+    FeatureExplanation,
+    alert_id,
+    build_alert,
+    explain,
+    raw_percentiles,
+    render_table,
+    severity_for,
+    techniques_for,
+)
+from churnguard.featurespec import load_spec
+from churnguard.profile import Evidence
+
+SPEC = load_spec()
+
+
+def _top(*features: str) -> list[FeatureExplanation]:
+    return [
+        FeatureExplanation(
+            feature=f,
+            observed=1.0,
+            baseline_median=0.0,
+            baseline_percentile=100.0,
+            contribution=5.0,
+            doc="",
+        )
+        for f in features
+    ]
+
+
+def test_alert_id_is_deterministic_and_sensitive_to_entity_window_and_spec() -> None:
+    p = make_profile(t=1000.0)
+    assert alert_id(p) == alert_id(make_profile(t=1000.0))
+    assert len(alert_id(p)) == 24 and int(alert_id(p), 16) >= 0
+    others = [
+        make_profile(t=1001.0),
+        make_profile(pod="web-2", t=1000.0),
+        msgspec.structs.replace(p, window_end=p.window_end + 1),
+        msgspec.structs.replace(p, spec_version="2"),
+    ]
+    assert len({alert_id(p), *(alert_id(o) for o in others)}) == 5
+
+
+def test_techniques_follow_the_dominant_features_strategies() -> None:
+    quiet = make_profile()
+    assert techniques_for(quiet, _top("archive_writes"), SPEC, []) == ["T1560.002"]
+    assert techniques_for(quiet, _top("repo_reads", "api_list"), SPEC, []) == ["T1213"]
+    assert techniques_for(quiet, _top("beacon_regularity"), SPEC, []) == ["T1071"]
+    deleted = make_profile(values={"deleted_by_person": 1.0})
+    assert techniques_for(deleted, _top("lifetime_s"), SPEC, []) == ["T1578.003", "T1070"]
+    exfil = make_profile(values={"new_destinations": 1.0, "egress_external_bytes": 9e7})
+    assert techniques_for(exfil, _top("archive_bytes"), SPEC, []) == ["T1560.002", "T1041"]
+    # guard techniques are added, duplicates dropped, order kept
+    assert techniques_for(quiet, _top("archive_writes"), SPEC, ["T1560.002", "T1071"]) == [
+        "T1560.002",
+        "T1071",
+    ]
+
+
+def test_raw_percentiles_count_ties_half() -> None:
+    recent = np.arange(100, dtype=float)[:, None]  # 0..99
+    assert raw_percentiles(np.array([50.0]), recent)[0] == 50.5
+    assert raw_percentiles(np.array([1000.0]), recent)[0] == 100.0
+    assert raw_percentiles(np.array([-1.0]), recent)[0] == 0.0
+
+
+def test_explanation_on_a_known_window() -> None:
+    rng = np.random.default_rng(1)
+    rows = [
+        {"egress_bytes": float(e), "lifetime_s": float(life), "api_read": float(rng.integers(0, 3))}
+        for e, life in zip(
+            range(1000, 101_000, 1000), range(3600, 3600 + 100 * 60, 60), strict=True
+        )
+    ]
+    recent = SPEC.matrix(rows)
+    observed = {"egress_bytes": 5e8, "lifetime_s": 30.0, "api_read": 1.0}
+    top = explain(SPEC, observed, recent)
+    by_name = {x.feature: x for x in top}
+    assert set(by_name) == {"egress_bytes", "lifetime_s"}  # api_read is ordinary
+    assert by_name["egress_bytes"].baseline_percentile == 100.0
+    assert by_name["egress_bytes"].baseline_median == 50_500.0
+    assert by_name["lifetime_s"].baseline_percentile == 0.0  # shorter than every recent pod
+    assert by_name["lifetime_s"].baseline_median == 3600 + 49.5 * 60
+    assert by_name["egress_bytes"].doc.startswith("Bytes sent")
+    assert all(x.contribution > 0 for x in top)
+    # a long lifetime is not suspicious: it is never the explanation
+    assert "lifetime_s" not in {x.feature for x in explain(SPEC, {"lifetime_s": 1e7}, recent)}
+
+
+def test_explanation_without_history_compares_with_benign_defaults() -> None:
+    top = explain(SPEC, {"archive_writes": 3.0}, np.empty((0, len(SPEC.names))))
+    assert top[0].feature == "archive_writes" and top[0].baseline_median == 0.0
+
+
+def test_severity_by_margin_and_guards() -> None:
+    assert severity_for(0.91, 0.9, []) == "low"
+    assert severity_for(0.99, 0.9, []) == "medium"
+    assert severity_for(0.99, 0.8, []) == "high"
+    assert severity_for(0.91, 0.9, ["g"]) == "medium"
+    assert severity_for(0.99, 0.8, ["g", "h"]) == "critical"
+
+
+def test_built_alert_is_reproducible_data_in_event_time() -> None:
+    p = make_profile(
+        t=1_772_409_600.0,  # 2026-03-02T00:00:00Z
+        values=ATTACK_VALUES,
+        final=True,
+        end_reason="deleted",
+        deleted_by="alice",
+        deleter_kind="person",
+    )
+    p.evidence.append(Evidence(time=p.window_start + 10, kind="exec", summary="pods/exec by alice"))
+
+    def build() -> Alert:
+        return build_alert(
+            p,
+            score=0.97,
+            threshold=0.9,
+            level="workload",
+            baseline_key="wl:shop/Deployment/web:pod",
+            top=explain(SPEC, p.values, np.empty((0, len(SPEC.names)))),
+            spec=SPEC,
+            rules=["exec-then-delete-by-person"],
+            rule_techniques=["T1578.003"],
+            model_version="test",
+        )
+
+    a = build()
+    assert msgspec.json.encode(a) == msgspec.json.encode(build())
+    assert a.emitted_at == "2026-03-02T00:05:00.000Z"  # the window end, not the wall clock
+    assert a.first_seen == "2026-03-02T00:00:00.000Z"
+    assert "T1578.003" in a.techniques and a.severity == "high"
+    assert a.response[: len(RESPONSE_STEPS[a.techniques[0]])] == list(
+        RESPONSE_STEPS[a.techniques[0]]
+    )
+    assert a.evidence[0].summary == "pods/exec by alice"
+    assert msgspec.json.decode(msgspec.json.encode(a), type=Alert) == a
+    table = render_table([a])
+    assert a.alert_id in table and "shop/web-1" in table and "HIGH" in table

@@ -1,0 +1,86 @@
+"""Guard rules: each holds on its pattern only; they raise severity, never replace the model."""
+
+from __future__ import annotations
+
+from scoring_fixtures import make_profile, quick_settings
+
+from churnguard.featurespec import load_spec
+from churnguard.guards import GUARDS, fired
+from churnguard.scorer import LEARNING, Scorer
+
+
+def _names(p) -> list[str]:
+    return [g.name for g in fired(p)]
+
+
+def _instance(lifetime: float, *, same: float = 1.0, person: float = 1.0):
+    return make_profile(
+        kind="instance",
+        instance_id="i-1",
+        final=True,
+        end_reason="terminated",
+        values={
+            "lifetime_s": lifetime,
+            "run_and_terminate_same_identity": same,
+            "deleted_by_person": person,
+        },
+    )
+
+
+def test_every_guard_is_documented_and_mapped() -> None:
+    for g in GUARDS:
+        assert g.name and g.doc and g.technique.startswith("T")
+
+
+def test_instance_run_and_terminated_by_one_human_within_30_min() -> None:
+    assert _names(_instance(1200)) == ["instance-run-terminate-by-one-human"]
+    assert _names(_instance(4000)) == []  # lived too long
+    assert _names(_instance(1200, same=0.0)) == []  # two identities
+    assert _names(_instance(1200, person=0.0)) == []  # the autoscaler
+
+
+def test_pod_deleted_by_person_within_2_min_of_exec() -> None:
+    def pod(exec_to_delete: float, person: float = 1.0):
+        return make_profile(
+            final=True,
+            end_reason="deleted",
+            values={"exec_to_delete_s": exec_to_delete, "deleted_by_person": person},
+        )
+
+    assert _names(pod(60)) == ["exec-then-delete-by-person"]
+    assert _names(pod(600)) == []
+    assert _names(pod(60, person=0.0)) == []  # the ReplicaSet controller
+    assert _names(make_profile(values={"exec_to_delete_s": 60, "deleted_by_person": 1})) == []
+
+
+def test_archive_then_large_egress_to_new_destination() -> None:
+    def pod(archives: float, egress: float, new: float):
+        return make_profile(
+            values={
+                "archive_writes": archives,
+                "egress_external_bytes": egress,
+                "new_destinations": new,
+            }
+        )
+
+    assert _names(pod(1, 6e7, 1)) == ["archive-then-egress-to-new-destination"]
+    assert _names(pod(1, 6e7, 0)) == []  # the backup bucket it always uses
+    assert _names(pod(1, 4e7, 1)) == []
+    assert _names(pod(0, 6e7, 1)) == []
+
+
+def test_in_learning_mode_only_standalone_guards_alert() -> None:
+    settings = quick_settings(learning_profiles=1000)
+    scorer = Scorer(settings, load_spec())
+    exec_delete = make_profile(
+        final=True,
+        end_reason="deleted",
+        values={"exec_to_delete_s": 30, "deleted_by_person": 1, "lifetime_s": 100},
+    )
+    out = scorer.score([_instance(600), exec_delete])
+    assert [s.level for s in out] == [LEARNING, LEARNING]
+    forced = out[0].alert
+    assert forced is not None and forced.baseline.level == LEARNING
+    assert forced.techniques[0] == "T1578.003"
+    assert forced.rules == ["instance-run-terminate-by-one-human"]
+    assert out[1].alert is None  # admins do exec and delete: the model has to judge it

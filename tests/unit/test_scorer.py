@@ -1,0 +1,124 @@
+"""The scorer facade: levels, alerting, what it learns, settings/bundle reload, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgspec
+import numpy as np
+import pytest
+from scoring_fixtures import ATTACK_VALUES, benign_values, make_profile, quick_settings
+
+from churnguard.config import NamespaceOverride
+from churnguard.detectors import make_detector
+from churnguard.featurespec import load_spec
+from churnguard.scorer import LEARNING, Scorer
+from churnguard.store import load_bundle, save_bundle
+
+SPEC = load_spec()
+
+
+def _benign(n: int, t0: float, *, seed: int = 0, ns: str = "shop") -> list:
+    rng = np.random.default_rng(seed)
+    return [
+        make_profile(
+            ns=ns,
+            workload=f"Deployment/{('web', 'api')[i % 2]}",
+            pod=f"p{int(t0)}-{i}",
+            t=t0 + i,
+            values=benign_values(rng),
+        )
+        for i in range(n)
+    ]
+
+
+def _attack(t: float, ns: str = "shop"):
+    return make_profile(
+        ns=ns, pod=f"evil-{int(t)}", workload="Deployment/web", t=t, values=ATTACK_VALUES
+    )
+
+
+def _trained(settings=None, n: int = 120) -> Scorer:
+    scorer = Scorer(settings or quick_settings(), SPEC)
+    for start in range(0, n, 40):
+        scorer.score(_benign(40, float(start), seed=start))
+    return scorer
+
+
+def test_levels_learning_then_workload_and_attack_alerts() -> None:
+    scorer = Scorer(quick_settings(learning_profiles=50), SPEC)
+    first = scorer.score(_benign(40, 0.0))
+    assert {s.level for s in first} == {LEARNING} and all(s.alert is None for s in first)
+    scorer.score(_benign(80, 100.0, seed=1))
+    out = scorer.score([*_benign(3, 500.0, seed=2), _attack(600.0)])
+    assert [s.level for s in out] == ["workload"] * 4
+    assert out[0].baseline_key in ("wl:shop/Deployment/web:pod", "wl:shop/Deployment/api:pod")
+    assert all(s.alert is None for s in out[:3])
+    alert = out[3].alert
+    assert alert is not None and out[3].score >= out[3].threshold
+    assert alert.baseline.key == "wl:shop/Deployment/web:pod"
+    assert alert.explanation and alert.explanation[0].baseline_percentile in (0.0, 100.0)
+
+
+def test_model_never_alerts_in_learning_mode() -> None:
+    scorer = _trained(quick_settings(learning_seconds=10_000.0))
+    out = scorer.score([_attack(600.0)])
+    assert out[0].level == LEARNING and out[0].alert is None
+
+
+def test_alerting_rows_are_not_learned() -> None:
+    scorer = _trained()
+    before = {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()}
+    out = scorer.score([_attack(600.0), _attack(601.0)])
+    assert all(s.alert is not None for s in out)
+    assert {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()} == before
+    out = scorer.score(_benign(4, 700.0, seed=9))
+    assert scorer.hierarchy.baselines["cluster:pod"].n_learned == before["cluster:pod"] + 4
+
+
+def test_muted_namespace_and_hot_reloaded_fixed_threshold() -> None:
+    scorer = _trained()
+    muted = msgspec.structs.replace(
+        scorer.settings, namespaces={"sh*": NamespaceOverride(mute=True)}
+    )
+    scorer.use_settings(muted)
+    assert scorer.score([_attack(600.0)])[0].alert is None
+    fixed = msgspec.structs.replace(
+        scorer.settings, namespaces={"shop": NamespaceOverride(threshold=0.999999)}
+    )
+    scorer.use_settings(fixed)
+    out = scorer.score([_attack(601.0)])
+    assert out[0].threshold == 0.999999
+
+
+def test_snapshot_restore_gives_identical_subsequent_scores() -> None:
+    scorer = _trained()
+    snap = scorer.snapshot()
+    again = Scorer(quick_settings(), SPEC)
+    again.restore(snap)
+    later = [*_benign(30, 900.0, seed=5), _attack(950.0), *_benign(30, 1000.0, seed=6)]
+    a, b = scorer.score(later), again.score(later)
+    assert [(s.score, s.threshold, s.level, s.baseline_key) for s in a] == [
+        (s.score, s.threshold, s.level, s.baseline_key) for s in b
+    ]
+    assert [s.alert for s in a] == [s.alert for s in b]
+    assert scorer.snapshot() == again.snapshot()  # and they keep learning alike
+
+
+def test_restore_refuses_another_spec_version() -> None:
+    scorer = _trained()
+    other = Scorer(quick_settings(), dataclasses.replace(SPEC, version="99"))
+    with pytest.raises(ValueError):
+        other.restore(scorer.snapshot())
+
+
+def test_bundle_seeds_mature_baselines(tmp_path) -> None:
+    det = make_detector("oif", len(SPEC.names), 1, window_size=256, max_leaf_samples=8)
+    det.learn_many(SPEC.transform(SPEC.matrix([p.values for p in _benign(100, 0.0)])))
+    save_bundle(tmp_path / "b", {"ns:shop:pod": det}, spec_version="1", bundle_version="v-test")
+    bundle = load_bundle(tmp_path / "b", spec_version="1", key=None)
+    scorer = Scorer(quick_settings(), SPEC, bundle)
+    assert scorer.model_version == "v-test+online"
+    out = scorer.score([_attack(10.0)])
+    assert out[0].level == "namespace" and out[0].alert is not None
+    assert out[0].alert.model_version == "v-test+online"

@@ -1,0 +1,73 @@
+"""Per-namespace thresholds: target-rate quantile, floor, early fallback, glob overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from churnguard.config import NamespaceOverride, Settings, ThresholdSettings
+from churnguard.thresholds import MIN_SCORES_FOR_QUANTILE, Thresholds
+
+
+def _settings(window: int = 5000, **overrides: NamespaceOverride) -> Settings:
+    return Settings(
+        thresholds=ThresholdSettings(target_alert_rate=0.01, min_score=0.0, window_profiles=window),
+        namespaces=dict(overrides),
+    )
+
+
+def test_quantile_converges_to_the_target_rate() -> None:
+    rng = np.random.default_rng(0)
+    t = Thresholds(_settings(window=20_000))  # 200 scores in the 1% tail
+    for _ in range(40):  # 20,000 scores in pipeline-sized batches
+        t.observe("shop", rng.beta(2, 8, size=500).tolist())
+    threshold = t.threshold("shop")
+    fresh = rng.beta(2, 8, size=200_000)
+    assert abs(float(np.mean(fresh >= threshold)) - 0.01) < 0.002
+
+
+def test_window_is_bounded_and_follows_drift() -> None:
+    t = Thresholds(_settings())
+    t.observe("shop", [0.9] * 5000)
+    t.observe("shop", list(np.linspace(0.0, 0.5, 5000)))  # the old scores fall out
+    assert len(t.windows["shop"]) == 5000
+    assert 0.49 < t.threshold("shop") <= 0.5
+
+
+def test_floor_and_early_fallback_to_cluster_then_floor() -> None:
+    s = Settings(thresholds=ThresholdSettings(target_alert_rate=0.01, min_score=0.6))
+    t = Thresholds(s)
+    assert t.threshold("new") == 0.6  # nothing anywhere: the floor
+    t.observe("big", list(np.linspace(0.0, 0.95, 1000)))
+    t.observe("new", [0.1] * (MIN_SCORES_FOR_QUANTILE - 1))
+    cluster = t.threshold("new")
+    assert cluster > 0.9  # the cluster's quantile, not the 0.1 of a handful of scores
+    t.observe("new", [0.1])
+    assert t.threshold("new") == 0.6  # now its own quantile (0.1), floored
+    t.observe("quiet", [0.0] * 1000)
+    assert t.threshold("quiet") == 0.6
+
+
+def test_overrides_by_glob_fixed_rate_and_mute() -> None:
+    s = _settings(
+        **{
+            "ci-*": NamespaceOverride(threshold=0.5),
+            "data-*": NamespaceOverride(target_alert_rate=0.2),
+            "sandbox": NamespaceOverride(mute=True),
+        }
+    )
+    t = Thresholds(s)
+    scores = list(np.linspace(0.0, 1.0, 1001))
+    for ns in ("ci-runners", "data-lake", "shop", "sandbox"):
+        t.observe(ns, scores)
+    assert t.threshold("ci-runners") == 0.5
+    assert abs(t.threshold("data-lake") - 0.8) < 0.002
+    assert abs(t.threshold("shop") - 0.99) < 0.002
+    assert t.muted("sandbox") and not t.muted("shop")
+
+
+def test_export_load_round_trip() -> None:
+    t = Thresholds(_settings())
+    t.observe("shop", list(np.linspace(0.0, 1.0, 500)))
+    again = Thresholds(_settings())
+    again.load(t.export())
+    assert again.threshold("shop") == t.threshold("shop")
