@@ -410,7 +410,7 @@ def format_details(report: Report, *, top: int = 10) -> str:
         f" top {min(top, report.benign_entities_alerted)}):"
     )
     lines += [
-        f"  {f.alerts:>3} × {f.entity} ({f.workload or 'bare'}) {'/'.join(f.levels)}"
+        f"  {f.alerts:>3}x {f.entity} ({f.workload or 'bare'}) {'/'.join(f.levels)}"
         f" {','.join(f.techniques)} [{', '.join(f.top_features)}]"
         for f in report.false_entities[:top]
     ]
@@ -423,9 +423,7 @@ def format_details(report: Report, *, top: int = 10) -> str:
 def _copy(settings: Settings, **scoring: Any) -> Settings:
     """A deep copy with some scoring fields changed: the caller's settings stay untouched."""
     fresh = msgspec.convert(msgspec.to_builtins(settings), Settings)
-    return msgspec.structs.replace(
-        fresh, scoring=msgspec.structs.replace(fresh.scoring, **scoring)
-    )
+    return msgspec.structs.replace(fresh, scoring=msgspec.structs.replace(fresh.scoring, **scoring))
 
 
 def _pipelines(settings: Settings, model_dir: str | None) -> dict[str, Callable[[], Any]]:

@@ -1,151 +1,262 @@
-"""Evaluation metrics on hand-made labels and alerts, the command, and the static rules."""
+"""Metrics on hand-made labels and alerts, the side-by-side view, and the evaluate command."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import pytest
-from scoring_fixtures import make_profile
 
-from churnguard.alerts import Alert, BaselineRef, Window, iso
+from churnguard.alerts import Alert, BaselineRef, Window
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.evaluate import SYSTEMS, Label, evaluate, render_table, systems
-from churnguard.featurespec import load_spec
-from churnguard.profile import EntityRef
-from churnguard.rules import StaticRuleScorer
-from churnguard.scorer import LEARNING, Scored
+from churnguard.evaluate import (
+    Label,
+    Report,
+    compare_on_simulation,
+    evaluate,
+    format_reports,
+    pool,
+)
+from churnguard.profile import EntityRef, Profile
+from churnguard.simulate import FILES, SimParams, generate, write
 
 T0 = 1_772_409_600.0
 
-LABELS = [
-    Label(kind="pod", namespace="shop", pod="evil-1", technique="T1578.003", start=T0, end=T0 + 60),
-    Label(kind="pod", namespace="shop", pod="evil-2", technique="T1578.003", start=T0, end=T0 + 60),
-    Label(kind="pod", namespace="data", pod="dump", technique="T1213", start=T0, end=T0 + 900),
-    Label(kind="instance", instance_id="i-bad", technique="T1578.003", start=T0, end=T0 + 600),
-]
+
+def pod_label(ns: str, name: str, technique: str, start: float = 0.0) -> dict:
+    return {"kind": "pod", "namespace": ns, "pod": name, "instance_id": None,
+            "technique": technique, "scenario": "attack-x", "start": T0 + start,
+            "end": T0 + start + 600}  # fmt: skip
 
 
-def _alert(entity: EntityRef, at: float) -> Alert:
+def instance_label(instance_id: str, start: float = 0.0) -> dict:
+    return {"kind": "instance", "namespace": None, "pod": None, "instance_id": instance_id,
+            "technique": "T1578.003", "scenario": "attack-instance-evasion",
+            "start": T0 + start, "end": T0 + start + 600}  # fmt: skip
+
+
+def entity(key: str) -> EntityRef:
+    if key.startswith("i-"):
+        return EntityRef(kind="instance", instance_id=key)
+    ns, name = key.split("/")
+    return EntityRef(kind="pod", namespace=ns, pod=name)
+
+
+def alert(key: str, end: float, *, level: str = "namespace", aid: str | None = None) -> Alert:
     return Alert(
-        alert_id=f"{entity.key()}@{at}",
-        summary="",
-        entity=entity,
-        score=0.99,
-        threshold=0.9,
-        baseline=BaselineRef(level="namespace", key="ns:x:pod"),
-        severity="high",
-        techniques=[],
+        alert_id=aid or f"{key}@{end}",
+        summary=key,
+        entity=entity(key),
+        score=0.9,
+        threshold=0.8,
+        baseline=BaselineRef(level=level, key="ns"),
+        severity="medium",
+        techniques=["T1578.003"],
         explanation=[],
         evidence=[],
-        first_seen=iso(at - 300),
-        last_seen=iso(at),
-        emitted_at=iso(at),
-        window=Window(start=at - 300, end=at),
+        first_seen="",
+        last_seen="",
+        emitted_at="",
+        window=Window(start=T0 + end - 300, end=T0 + end),
         response=[],
     )
 
 
-ALERTS = [
-    _alert(EntityRef(kind="pod", namespace="shop", pod="evil-1"), T0 + 300),
-    _alert(EntityRef(kind="pod", namespace="shop", pod="evil-1"), T0 + 120),  # the first one
-    _alert(EntityRef(kind="instance", instance_id="i-bad"), T0 + 900),
-    _alert(EntityRef(kind="pod", namespace="shop", pod="web-1"), T0 + 50),  # false
-    _alert(EntityRef(kind="pod", namespace="data", pod="evil-1"), T0 + 50),  # wrong namespace
+@dataclass
+class Row:
+    """What the per-profile rate reads from a Scored (or capture) row."""
+
+    profile: Profile
+    level: str
+
+
+def row(key: str, end: float, level: str = "namespace") -> Row:
+    p = Profile(entity=entity(key), window_start=T0 + end - 300, window_end=T0 + end,
+                final=False, end_reason="window", spec_version="1", values={},
+                first_seen=T0, last_seen=T0 + end)  # fmt: skip
+    return Row(p, level)
+
+
+LABELS = [
+    pod_label("web", "dbg-1", "T1578.003"),
+    pod_label("orders-api", "api-1", "T1560.002", start=1000),
+    instance_label("i-0aaa"),
+    pod_label("payments-api", "api-2", "T1071"),  # never alerted: missed
 ]
 
 
-def test_metrics_on_hand_made_labels_and_alerts() -> None:
-    r = evaluate(LABELS, ALERTS, benign_entities=500)
-    assert (r.labels, r.detected, r.recall) == (4, 2, 0.5)
-    assert r.recall_by_technique == {"T1578.003": 2 / 3, "T1213": 0.0}
-    assert (r.alerts, r.true_alerts, r.false_alerts, r.false_alert_entities) == (5, 3, 2, 2)
-    assert r.precision == 3 / 5
-    assert r.false_per_1k_entities == 4.0
-    assert r.delays == [120.0, 900.0]
-    assert (r.delay_median_s, r.delay_max_s) == (510.0, 900.0)
-    assert r.false_per_1k_profiles is None  # needs the scored rows
-    d = r.as_dict()
-    assert d["recall_by_technique"]["T1578.003"] == 0.6667 and d["delay_max_s"] == 900.0
-
-
-def test_false_alerts_per_benign_profile_after_learning() -> None:
-    def row(pod: str, level: str, alerted: bool) -> Scored:
-        p = make_profile(pod=pod)
-        return Scored(p, 0.5, 0.9, level, "-", _alert(p.entity, T0) if alerted else None)
-
-    scored = [
-        row("web-1", LEARNING, True),  # guard alert while learning: not counted
-        row("web-2", "workload", True),
-        row("web-3", "workload", False),
-        row("web-4", "namespace", False),
-        row("evil-1", "workload", True),  # labelled: not benign
+def test_recall_per_technique_precision_false_alerts_and_delay() -> None:
+    alerts = [
+        alert("web/dbg-1", 120),
+        alert("web/dbg-1", 120),  # redelivered: same id, counted once
+        alert("web/dbg-1", 420),  # a second window of the same attack
+        alert("orders-api/api-1", 1300),
+        alert("i-0aaa", 900),
+        alert("batch-jobs/report-gen-1", 100),
+        alert("ci-runners/runner-1", 200),
+        alert("ci-runners/runner-1", 500),
     ]
-    r = evaluate(LABELS, [], scored=scored)
-    assert r.benign_profiles_after_learning == 3
-    assert r.false_per_1k_profiles == pytest.approx(1000 / 3)
+    r = evaluate(LABELS, alerts, benign_entities=2000)
+    assert (r.labels, r.detected, r.recall) == (4, 3, 0.75)
+    assert {t: (x.detected, x.labels) for t, x in r.by_technique.items()} == {
+        "T1071": (0, 1),
+        "T1560.002": (1, 1),
+        "T1578.003": (2, 2),
+    }
+    assert r.by_technique["T1578.003"].recall == 1.0 and r.by_technique["T1071"].recall == 0.0
+    assert (r.alerts, r.true_alerts, r.false_alerts) == (7, 4, 3)
+    assert r.precision == pytest.approx(4 / 7)
+    assert r.benign_entities_alerted == 2
+    assert r.false_per_1k_entities == pytest.approx(1.5)
+    assert r.false_entities[0].entity == "ci-runners/runner-1" and r.false_entities[0].alerts == 2
+    # delay = first matching alert's window end - label start: 120, 300, 900 s
+    assert r.delays_s == [120.0, 300.0, 900.0]
+    assert (r.delay_median_s, r.delay_max_s) == (300.0, 900.0)
+    assert [m.key() for m in r.missed] == ["payments-api/api-2"]
+    assert r.benign_profiles is None and r.false_per_1k_profiles is None
 
 
-def test_nothing_to_divide_by_gives_none_not_zero() -> None:
-    r = evaluate([], [])
-    assert (r.recall, r.precision, r.false_per_1k_entities, r.delay_median_s) == (None,) * 4
-    assert "-" in render_table({"x": r})
+def test_pods_match_by_namespace_and_name_instances_by_id() -> None:
+    alerts = [
+        alert("other-ns/dbg-1", 120),  # same pod name, other namespace: not the labelled pod
+        alert("web/i-0aaa", 120),  # a pod named like the instance: not the instance
+    ]
+    r = evaluate(LABELS[:1] + LABELS[2:3], alerts)
+    assert r.detected == 0 and r.false_alerts == 2 and r.precision == 0.0
+    r = evaluate(LABELS[2:3], [alert("i-0aaa", 400)])
+    assert r.detected == 1 and r.false_alerts == 0
 
 
-def test_command_reads_files_and_prints_json(tmp_path, capsys) -> None:
-    labels = tmp_path / "labels.jsonl"
-    labels.write_bytes(b"\n".join(msgspec.json.encode(x) for x in LABELS) + b"\n")
-    alerts = tmp_path / "alerts.jsonl"
-    alerts.write_bytes(b"".join(msgspec.json.encode(a) + b"\n" for a in ALERTS))
-    summary = tmp_path / "summary.json"
-    summary.write_text(json.dumps({"benign_entities": 1000}))
-    args = ["evaluate", "--labels", str(labels), "--alerts", str(alerts)]
-    assert main([*args, "--summary", str(summary), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)["alerts"]
-    assert doc["recall"] == 0.5 and doc["false_per_1k_benign_entities"] == 2.0
+def test_alert_closed_before_the_attack_began_is_false() -> None:
+    """A hijacked long-running pod: a window that ended before the attack cannot show it."""
+    before, after = alert("orders-api/api-1", 900), alert("orders-api/api-1", 1500)
+    r = evaluate([LABELS[1]], [before])
+    assert r.detected == 0 and r.false_alerts == 1
+    r = evaluate([LABELS[1]], [before, after])
+    assert r.detected == 1 and r.false_alerts == 1 and r.delays_s == [500.0]
+
+
+def test_false_alerts_per_1000_benign_profiles_after_learning() -> None:
+    alerts = [
+        alert("web/dbg-1", 120),  # true
+        alert("web/web-7", 300),  # false, after learning
+        alert("new-ns/svc-1", 300, level="learning"),  # false, but during learning mode
+    ]
+    scored = (
+        [row("web/web-7", 300 * i) for i in range(1, 1500)]
+        + [row("web/dbg-1", 120)]  # the attack's own profile is not benign
+        + [row("new-ns/svc-1", 300 * i, level="learning") for i in range(1, 600)]
+        + [row("web/web-8", 300)]
+    )
+    r = evaluate(LABELS, alerts, scored=scored)
+    assert r.benign_profiles == 1500
+    assert r.false_alerts_after_learning == 1
+    assert r.false_per_1k_profiles == pytest.approx(1000 / 1500)
+    assert r.false_alerts == 2  # learning-mode alerts still count as false alerts
+
+
+def test_pool_sums_counts_and_recomputes_rates() -> None:
+    a = evaluate(LABELS[:2], [alert("web/dbg-1", 60)], benign_entities=100)
+    b = evaluate(LABELS[2:], [alert("x/y", 60), alert("i-0aaa", 200)], benign_entities=300)
+    p = pool([a, b])
+    assert (p.labels, p.detected, p.recall) == (4, 2, 0.5)
+    assert (p.alerts, p.false_alerts, p.benign_entities) == (3, 1, 400)
+    assert p.false_per_1k_entities == pytest.approx(2.5)
+    assert p.by_technique["T1578.003"].labels == 2 and p.by_technique["T1578.003"].recall == 1.0
+    assert p.delays_s == [60.0, 200.0]
+
+
+def test_format_reports_side_by_side_with_technique_rows() -> None:
+    good = evaluate(LABELS, [alert("web/dbg-1", 60), alert("i-0aaa", 60)], benign_entities=1000)
+    noisy = evaluate(LABELS, [alert(f"b/p-{i}", 60) for i in range(40)], benign_entities=1000)
+    text = format_reports({"churnguard": good, "static rules": noisy})
+    lines = text.splitlines()
+    assert lines[0].split() == ["churnguard", "static", "rules"]
+    by_title = {line[:28].strip(): line[28:].split() for line in lines[1:]}
+    assert by_title["T1578.003"] == ["1.00", "(2/2)", "0.00", "(0/2)"]
+    assert by_title["T1071"] == ["0.00", "(0/1)", "0.00", "(0/1)"]
+    assert by_title["false / 1k benign entities"] == ["0.0", "40.0"]
+    assert by_title["false / 1k benign profiles*"] == ["-", "-"]
+
+
+def test_report_is_json() -> None:
+    r = evaluate(LABELS, [alert("web/dbg-1", 60)], benign_entities=10)
+    back = msgspec.json.decode(msgspec.json.encode(r), type=Report)
+    assert back == r and isinstance(back.missed[0], Label)
+
+
+def test_compare_leaves_the_callers_settings_alone() -> None:
+    settings = Settings()
+    before = msgspec.json.encode(settings)
+    reports = compare_on_simulation(
+        SimParams(seed=1, hours=1, attack_rate=0, scenarios=("cronjobs",)),
+        settings,
+        systems=("static rules", "cluster-wide model"),
+    )
+    assert list(reports) == ["static rules", "cluster-wide model"]
+    assert reports["static rules"].false_alerts > 0  # CronJob pods die young
+    assert msgspec.json.encode(settings) == before
+
+
+# ---- the command, on files written by the simulator ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    result = generate(SimParams(seed=11, hours=2, attack_rate=36))
+    assert result.labels, "the run needs attacks to evaluate"
+    write(result, out)
+    return out
+
+
+def test_cli_on_simulated_files_json(sim_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alerts = sim_dir / "alerts.jsonl"
+    capture = sim_dir / "rows.jsonl"
+    inputs = [str(sim_dir / name) for name in FILES.values()]
+    args = ["replay", *inputs, "--alerts", str(alerts), "--capture", str(capture), "--no-model"]
     assert main(args) == 0
-    assert "recall T1578.003" in capsys.readouterr().out
-    assert main(["evaluate", "--labels", str(labels)]) == 2  # needs --alerts or --simulate
+    capsys.readouterr()
+    labels_path, summary_path = sim_dir / "labels.jsonl", sim_dir / "summary.json"
+    args = ["evaluate", "--labels", str(labels_path), "--alerts", str(alerts),
+            "--summary", str(summary_path), "--capture", str(capture), "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    labels = [json.loads(x) for x in labels_path.read_text().splitlines()]
+    summary = json.loads(summary_path.read_text())
+    n_alerts = len((alerts).read_text().splitlines())
+    assert out["labels"] == len(labels)
+    assert out["alerts"] == n_alerts == out["true_alerts"] + out["false_alerts"]
+    assert out["benign_entities"] == summary["benign_entities"]
+    assert out["benign_profiles"] > 0 and out["false_per_1k_profiles"] is not None
+    assert set(out["by_technique"]) == {lab["technique"] for lab in labels}
+    assert out["detected"] == out["labels"] - len(out["missed"])
 
 
-def test_side_by_side_systems_are_fresh_scorers() -> None:
-    made = systems(Settings(), load_spec())
-    assert tuple(made) == SYSTEMS
-    a, b = made["churnguard"](), made["churnguard"]()
-    assert a is not b
-    assert made["cluster-model"]().settings.scoring.hierarchy is False
-    assert made["river-hst"]().settings.scoring.detector == "hst"
+def test_cli_simulate_several_seeds_pooled(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evaluate", "--simulate", "--seed", "1", "2", "--hours", "1", "--attack-rate", "0",
+            "--scenario", "cronjobs", "--system", "rules", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["seed 1", "seed 2", "pooled"]
+    seeds = [out[s]["static rules"] for s in ("seed 1", "seed 2")]
+    assert all(s["false_alerts"] > 0 for s in seeds)
+    assert out["pooled"]["static rules"]["false_alerts"] == sum(s["false_alerts"] for s in seeds)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "rules"),
-    [
-        (
-            {"final": True, "end_reason": "deleted", "values": {"lifetime_s": 120}},
-            ["pod-deleted-within-5-min"],
-        ),
-        ({"final": False, "values": {"lifetime_s": 120}}, []),  # still running: not a lifetime
-        (
-            {"values": {"archive_writes": 1, "egress_bytes": 2e8}},
-            ["archive-written-in-container", "egress-over-100mb"],
-        ),
-        (
-            {"kind": "instance", "final": True, "values": {"lifetime_s": 1800}},
-            ["instance-terminated-within-1-h"],
-        ),
-        ({"values": {"egress_bytes": 5e7, "lifetime_s": 100}}, []),
-    ],
-)
-def test_static_rules(kwargs: dict, rules: list[str]) -> None:
-    scorer = StaticRuleScorer(Settings(), load_spec())
-    [scored] = scorer.score([make_profile(**kwargs)])
-    assert scored.level == "rules"
-    if not rules:
-        assert scored.alert is None and scored.score == 0.0
-        return
-    assert scored.alert is not None and scored.alert.rules == rules
-    fired = [r for r in scorer.rules if r.name in rules]
-    assert [x.feature for x in scored.alert.explanation] == [r.feature for r in fired]
-    assert {r.technique for r in fired} <= set(scored.alert.techniques)
-    assert scorer.restore(scorer.snapshot()) is None  # stateless, but checkpointable
+def test_cli_bad_input_is_one_line_exit_2(
+    tmp_path: Path, sim_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = str(sim_dir / "labels.jsonl")
+    assert main(["evaluate", "--labels", labels, "--alerts", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read alerts" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"alert_id": 1}\n')
+    assert main(["evaluate", "--labels", labels, "--alerts", str(bad)]) == 2
+    assert f"{bad}:1" in capsys.readouterr().err
+    assert main(["evaluate", "--labels", labels]) == 2
+    assert "--simulate" in capsys.readouterr().err

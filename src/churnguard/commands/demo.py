@@ -23,7 +23,7 @@ from churnguard.broker import EmbeddedBroker
 from churnguard.checkpoints import read_partitions
 from churnguard.config import Settings, load_settings
 from churnguard.kafka import Service, client_config, namespace_key, produce_records
-from churnguard.simulate import SimParams, generate, write
+from churnguard.simulate import SimParams, SimResult, generate, write
 
 log = logging.getLogger("churnguard.demo")
 
@@ -73,9 +73,18 @@ def run(args: argparse.Namespace) -> int:
     say(f"served {sum(stats.records.values()):,} records: {stats.alerts} alerts, "
         f"{stats.dead_letters} dead letters, {stats.checkpoints} shard checkpoints")  # fmt: skip
     print(render_table(alerts) if alerts else "no alerts")
+    print(_evaluation_summary(sim, alerts))
     say(f"labelled malicious entities: {len(sim.labels)}; "
         f"demo wall time {time.monotonic() - started:.1f}s")  # fmt: skip
     return 0
+
+
+def _evaluation_summary(sim: SimResult, alerts: list) -> str:
+    """The served alerts against the simulation's labels: what the table above caught."""
+    from churnguard.evaluate import CHURNGUARD, evaluate, format_reports
+
+    report = evaluate(sim.labels, alerts, benign_entities=sim.summary["benign_entities"])
+    return "evaluation against the labels:\n" + format_reports({CHURNGUARD: report})
 
 
 def say(line: str) -> None:

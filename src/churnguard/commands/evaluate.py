@@ -1,99 +1,181 @@
 """Measure detection quality against labels: recall per technique, precision, false alerts, delay.
 
-Either score existing alerts (--labels and --alerts, e.g. from `churnguard simulate` and
-`churnguard replay`; --summary adds false alerts per 1,000 benign entities), or --simulate:
-generate a labelled run, replay it through churnguard (baseline hierarchy), one cluster-wide
-model, river HalfSpaceTrees with its defaults, and the static rules, and print them side by
-side. An attack counts as detected when any alert names its entity (pod by namespace/pod,
-instance by id); the delay is the first such alert's emitted_at minus the attack's start.
+Two ways in:
+
+  churnguard evaluate --labels labels.jsonl --alerts alerts.jsonl [--summary summary.json]
+                      [--capture rows.jsonl] [--json]
+      score alerts you already have (from `churnguard replay` or the alerts topic) against
+      labels from `churnguard simulate`; --summary adds false alerts per 1,000 benign
+      entities, --capture (replay --capture) per 1,000 benign profiles after learning.
+
+  churnguard evaluate --simulate [--seed N ...] [--hours H] [--namespaces N]
+                      [--scenario NAME ...] [--attack-rate R] [--config cfg.toml]
+                      [--model DIR] [--json] [--details]
+      simulate a labelled run per seed, replay the same files through churnguard as
+      configured, one cluster-wide model, river HalfSpaceTrees with its defaults and the
+      static rules, and print them side by side (per seed, then pooled over the seeds).
+      churnguard starts from empty baselines unless --model names a bundle to evaluate.
+
+An attack counts as detected when an alert names its entity (pod by namespace/pod, instance
+by id) with a window ending at or after the attack's start; see docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
+from typing import Any
+
+import msgspec
 
 from churnguard.config import load_settings
 from churnguard.errors import ConfigError
 from churnguard.evaluate import (
+    CHURNGUARD,
+    CLUSTER_WIDE,
+    RIVER_HST,
+    STATIC_RULES,
     SYSTEMS,
     Report,
-    compare,
+    compare_on_simulation,
     evaluate,
+    format_details,
+    format_reports,
+    pool,
     read_alerts,
     read_benign_entities,
     read_labels,
-    render_table,
 )
-from churnguard.simulate import FILES, SimParams, generate, write
+
+# --system names on the command line -> table columns
+SYSTEM_FLAGS = {"churnguard": CHURNGUARD, "cluster": CLUSTER_WIDE, "hst": RIVER_HST,
+                "rules": STATIC_RULES}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--labels", help="labels.jsonl (one row per malicious entity)")
-    parser.add_argument("--alerts", help="alerts JSONL written by replay/serve")
-    parser.add_argument("--summary", help="summary.json beside the labels (benign entity count)")
-    parser.add_argument(
-        "--simulate",
-        action="store_true",
-        help="generate a labelled run and compare churnguard with the baselines",
+    files = parser.add_argument_group("existing alerts")
+    files.add_argument("--labels", help="labels.jsonl (one row per malicious entity)")
+    files.add_argument("--alerts", help="alerts JSONL written by replay (or read from the topic)")
+    files.add_argument("--summary", help="summary.json beside the labels (benign entity count)")
+    files.add_argument("--capture", help="feature capture of the same run (replay --capture)")
+    sim = parser.add_argument_group("--simulate")
+    sim.add_argument(
+        "--simulate", action="store_true", help="simulate, replay and compare the systems"
     )
-    parser.add_argument("--seed", type=int, default=0, help="--simulate: rng seed (default 0)")
-    parser.add_argument(
-        "--hours", type=float, default=24.0, help="--simulate: simulated hours (default 24)"
+    sim.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        action="extend",
+        help="rng seed(s); several = one report per seed plus the pooled one (default 0)",
     )
-    parser.add_argument(
-        "--namespaces", type=int, default=20, help="--simulate: namespaces (default 20)"
+    sim.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    sim.add_argument("--namespaces", type=int, default=20, help="namespaces (default 20)")
+    sim.add_argument(
+        "--scenario",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        default=[],
+        help="run only these scenarios (default all; see simulate --list-scenarios)",
     )
-    parser.add_argument(
+    sim.add_argument(
         "--attack-rate",
         type=float,
         default=2.0,
-        help="--simulate: attacks per attack scenario per simulated day (default 2)",
+        help="attacks per attack scenario per simulated day of 20 namespaces (default 2)",
     )
-    parser.add_argument(
+    sim.add_argument(
         "--system",
-        action="append",
-        choices=SYSTEMS,
-        default=[],
-        help="--simulate: run only these systems (repeatable; default all)",
+        nargs="+",
+        action="extend",
+        choices=SYSTEM_FLAGS,
+        help="compare only these systems (default all)",
     )
-    parser.add_argument("--config", help="churnguard TOML config (scoring and thresholds)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sim.add_argument("--config", help="churnguard TOML config (scoring and thresholds)")
+    sim.add_argument("--model", help="evaluate this model bundle (verified before loading)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="also list missed attacks and the benign entities alerted on most",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.simulate:
-        reports = _simulated(args)
+        if args.labels or args.alerts:
+            raise ConfigError("--simulate generates its own labels; drop --labels/--alerts")
+        runs = _simulated(args)
     elif args.labels and args.alerts:
-        benign = read_benign_entities(args.summary) if args.summary else None
-        reports = {
-            "alerts": evaluate(
-                read_labels(args.labels), read_alerts(args.alerts), benign_entities=benign
-            )
-        }
+        runs = {"": {CHURNGUARD: _from_files(args)}}
     else:
         raise ConfigError("give --labels and --alerts, or --simulate")
     if args.json:
-        print(json.dumps({name: r.as_dict() for name, r in reports.items()}, indent=2))
+        print(msgspec.json.format(msgspec.json.encode(_as_json(runs)), indent=2).decode())
     else:
-        print(render_table(reports))
+        print(_as_text(runs, details=args.details))
     return 0
 
 
-def _simulated(args: argparse.Namespace) -> dict[str, Report]:
-    settings = load_settings(args.config)
-    params = SimParams(
-        seed=args.seed, hours=args.hours, namespaces=args.namespaces, attack_rate=args.attack_rate
+def _from_files(args: argparse.Namespace) -> Report:
+    scored: list[Any] | None = None
+    if args.capture:
+        from churnguard.capture import read_capture
+
+        try:
+            scored = read_capture(args.capture)
+        except OSError as exc:
+            raise ConfigError(f"cannot read capture {args.capture}: {exc.strerror}") from exc
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{args.capture}: not a feature capture: {exc}") from exc
+    return evaluate(
+        read_labels(args.labels),
+        read_alerts(args.alerts),
+        benign_entities=read_benign_entities(args.summary) if args.summary else None,
+        scored=scored,
     )
-    with tempfile.TemporaryDirectory(prefix="churnguard-evaluate-") as tmp:
-        paths = write(generate(params), tmp)
-        print(f"simulated {args.hours:g} h, seed {args.seed} → replaying", file=sys.stderr)
-        return compare(
-            [str(paths[fmt]) for fmt in FILES],
-            read_labels(paths["labels"]),
-            settings,
-            benign_entities=read_benign_entities(paths["summary"]),
-            only=args.system,
+
+
+def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
+    from churnguard.simulate import SimParams
+
+    settings = load_settings(args.config)
+    seeds = list(dict.fromkeys(args.seed or [0]))
+    runs: dict[str, dict[str, Report]] = {}
+    for seed in seeds:
+        params = SimParams(
+            seed=seed,
+            hours=args.hours,
+            namespaces=args.namespaces,
+            attack_rate=args.attack_rate,
+            scenarios=tuple(args.scenario),
         )
+        runs[f"seed {seed}"] = compare_on_simulation(
+            params,
+            settings,
+            model_dir=args.model,
+            systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    if len(seeds) > 1:
+        first = next(iter(runs.values()))
+        runs["pooled"] = {name: pool([r[name] for r in runs.values()]) for name in first}
+    return runs
+
+
+def _as_json(runs: dict[str, dict[str, Report]]) -> Any:
+    """Files mode: the one report; --simulate: {run: {system: report}}."""
+    if list(runs) == [""]:
+        return runs[""][CHURNGUARD]
+    return runs
+
+
+def _as_text(runs: dict[str, dict[str, Report]], *, details: bool) -> str:
+    blocks = []
+    for title, reports in runs.items():
+        block = ([title] if title else []) + [format_reports(reports)]
+        if details:
+            block += [f"{name}: {format_details(r)}" for name, r in reports.items()]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks)
