@@ -1,9 +1,13 @@
 """Per-namespace alert thresholds: a target alert rate, floored, overridable by glob.
 
 The default threshold of a namespace is the ``1 - target_alert_rate`` quantile of its recent
-scores (a bounded window), never below ``min_score``. Until a namespace has enough scores for
-that quantile to mean anything, the cluster's scores stand in for it. The TOML config can pin
-a namespace glob to a fixed threshold, give it its own rate, or mute it.
+scores (a bounded window), never below ``min_score``. A quantile means something only when
+the window holds several scores beyond it: at a 0.2 % rate and 300 scores, the "quantile" is
+simply the highest score seen, so one earlier attack would silence the next. Until a
+namespace has ``MIN_TAIL / rate`` scores (at least ``MIN_SCORES_FOR_QUANTILE``, at most the
+window) the cluster's scores stand in for it, and until the cluster has as many, the floor.
+The TOML config can pin a namespace glob to a fixed threshold, give it its own rate, or mute
+it. Only profiles scored outside learning mode are observed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from churnguard.config import Settings
 
 MIN_SCORES_FOR_QUANTILE = 200
+MIN_TAIL = 10  # scores expected beyond the quantile before it is trusted
 # the quantile threshold never rises above this: a profile this far outside its baseline
 # alerts even in a namespace whose recent scores were themselves extreme (the range-novelty
 # score saturates near 1, so a quantile of saturated scores would otherwise mute it)
@@ -44,10 +49,11 @@ class Thresholds:
         rate = t.target_alert_rate
         if override is not None and override.target_alert_rate is not None:
             rate = override.target_alert_rate
+        needed = min(max(MIN_SCORES_FOR_QUANTILE, int(np.ceil(MIN_TAIL / rate))), t.window_profiles)
         scores = self.windows.get(namespace)
-        if scores is None or len(scores) < MIN_SCORES_FOR_QUANTILE:
+        if scores is None or len(scores) < needed:
             scores = self.windows.get(CLUSTER)
-        if scores is None or len(scores) < MIN_SCORES_FOR_QUANTILE:
+        if scores is None or len(scores) < needed:
             return t.min_score
         q = float(np.quantile(np.fromiter(scores, float), 1.0 - rate, method="higher"))
         return max(t.min_score, min(q, MAX_QUANTILE_THRESHOLD))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from churnguard.config import NamespaceOverride, Settings, ThresholdSettings
-from churnguard.thresholds import MIN_SCORES_FOR_QUANTILE, Thresholds
+from churnguard.thresholds import MIN_TAIL, Thresholds
 
 
 def _settings(window: int = 5000, **overrides: NamespaceOverride) -> Settings:
@@ -36,15 +36,20 @@ def test_window_is_bounded_and_follows_drift() -> None:
 def test_floor_and_early_fallback_to_cluster_then_floor() -> None:
     s = Settings(thresholds=ThresholdSettings(target_alert_rate=0.01, min_score=0.6))
     t = Thresholds(s)
+    needed = MIN_TAIL * 100  # 10 scores beyond the 1% quantile
     assert t.threshold("new") == 0.6  # nothing anywhere: the floor
-    t.observe("big", list(np.linspace(0.0, 0.95, 1000)))
-    t.observe("new", [0.1] * (MIN_SCORES_FOR_QUANTILE - 1))
-    cluster = t.threshold("new")
-    assert cluster > 0.9  # the cluster's quantile, not the 0.1 of a handful of scores
+    t.observe("big", list(np.linspace(0.0, 0.95, 2000)))
+    t.observe("new", [0.1] * (needed - 1))
+    assert t.threshold("new") > 0.9  # the cluster's quantile, not its own few scores
     t.observe("new", [0.1])
     assert t.threshold("new") == 0.6  # now its own quantile (0.1), floored
-    t.observe("quiet", [0.0] * 1000)
-    assert t.threshold("quiet") == 0.6
+
+
+def test_one_outlier_in_a_small_window_does_not_become_the_threshold() -> None:
+    s = Settings(thresholds=ThresholdSettings(target_alert_rate=0.002, min_score=0.6))
+    t = Thresholds(s)
+    t.observe("shop", [0.3] * 400 + [1.0])  # an attack scored earlier
+    assert t.threshold("shop") == 0.6  # too few scores for a 0.2% quantile: the floor
 
 
 def test_overrides_by_glob_fixed_rate_and_mute() -> None:
