@@ -34,17 +34,20 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 class ScoringSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     detector: str = "oif"  # oif (online isolation forest) | hst (river HalfSpaceTrees) | iforest
     hierarchy: bool = True  # False = one cluster-wide model (the comparison baseline)
-    workload_min_profiles: int = 50  # a workload baseline scores only once it has this many
+    workload_min_profiles: int = 12  # a workload baseline scores only once it has this many
     namespace_min_profiles: int = 30
     learning_profiles: int = 30  # a new namespace is in learning mode for this many profiles...
     learning_seconds: float = 3600.0  # ...or this much event time, whichever is later
     max_workload_share: float = 0.2  # poisoning guard: cap on one workload's share of a baseline
+    # poisoning guard: rows scoring at or above this are not learned even when they do not
+    # alert, so a suspicious-but-quiet pattern (a beacon) cannot become the baseline
+    learn_below_score: float = 0.95
     seed: int = 7
 
 
 class ThresholdSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    target_alert_rate: float = 0.001  # default: the score quantile that alerts this share
-    min_score: float = 0.6  # a floor under the quantile threshold
+    target_alert_rate: float = 0.002  # default: the score quantile that alerts this share
+    min_score: float = 0.9  # a floor under the quantile threshold
     window_profiles: int = 5000  # how many recent scores the streaming quantile keeps
 
 
