@@ -30,6 +30,7 @@ from churnguard.capture import read_capture, write_capture
 from churnguard.config import Settings
 from churnguard.detectors import BatchIsolationForest, Detector
 from churnguard.errors import ConfigError
+from churnguard.evaluate import evaluate, read_labels
 from churnguard.featurespec import FeatureSpec, load_spec
 from churnguard.pipeline import Pipeline
 from churnguard.profile import Profile
@@ -37,7 +38,6 @@ from churnguard.replay import ReplayResult, replay_files
 from churnguard.scorer import Scored, Scorer
 from churnguard.simulate import FILES, SimParams, generate, write
 from churnguard.store import FORMAT, Bundle, Entry, Manifest, save_bundle
-from churnguard.tuning import label_key, read_labels
 
 LEVELS = ("workload", "namespace", "cluster")
 LEARN_CHUNK = 512  # rows per learn_many, the size of a busy pipeline tick
@@ -117,7 +117,7 @@ def _describe(profiles: Sequence[Profile], learn: Sequence[Profile], **source: A
 
 def malicious_keys(labels_path: str | Path) -> set[str]:
     """Entity keys (``EntityRef.key()``) of every labelled malicious entity."""
-    return set().union(*read_labels(labels_path).values())
+    return {label.key() for label in read_labels(labels_path)}
 
 
 def from_simulation(run: SimulatedRun, settings: Settings) -> TrainingData:
@@ -212,62 +212,23 @@ def select_baselines(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Metrics:
-    """Entity-level detection quality of a model on labelled data."""
+def metrics_of(
+    scored: Sequence[Scored], labels_path: str | Path, benign_entities: int | None = None
+) -> dict[str, Any]:
+    """:func:`churnguard.evaluate.evaluate` over scored rows, as plain JSON for a manifest.
 
-    malicious: int
-    caught: int
-    alerted_entities: int
-    benign_entities: int
-    false_alert_entities: int
-    recall_by_technique: dict[str, float]
-
-    @property
-    def recall(self) -> float | None:
-        return self.caught / self.malicious if self.malicious else None
-
-    @property
-    def precision(self) -> float | None:
-        return self.caught / self.alerted_entities if self.alerted_entities else None
-
-    def as_dict(self) -> dict[str, Any]:
-        per_1k = 1000.0 * self.false_alert_entities / max(self.benign_entities, 1)
-
-        def rounded(x: float | None) -> float | None:
-            return None if x is None else round(x, 4)
-
-        return {
-            "recall": rounded(self.recall),
-            "precision": rounded(self.precision),
-            "malicious_entities": self.malicious,
-            "caught": self.caught,
-            "alerted_entities": self.alerted_entities,
-            "benign_entities": self.benign_entities,
-            "false_alert_entities": self.false_alert_entities,
-            "false_alerts_per_1k_benign": round(per_1k, 3),
-            "recall_by_technique": {k: round(v, 4) for k, v in self.recall_by_technique.items()},
-        }
-
-
-def entity_metrics(scored: Sequence[Scored], labels_path: str | Path) -> Metrics:
-    """Which labelled entities alerted (any window), and how many benign ones did."""
-    labels = [json.loads(line) for line in Path(labels_path).read_text().splitlines() if line]
-    technique = {label_key(label): label["technique"] for label in labels}
-    seen = {s.profile.entity.key() for s in scored}
-    alerted = {s.profile.entity.key() for s in scored if s.alert is not None}
-    by_technique: dict[str, list[bool]] = {}
-    for key, tech in sorted(technique.items()):
-        by_technique.setdefault(tech, []).append(key in alerted)
-    caught = len(alerted & set(technique))
-    return Metrics(
-        malicious=len(technique),
-        caught=caught,
-        alerted_entities=len(alerted),
-        benign_entities=len(seen - set(technique)),
-        false_alert_entities=len(alerted - set(technique)),
-        recall_by_technique={t: sum(h) / len(h) for t, h in by_technique.items()},
-    )
+    ``benign_entities`` defaults to the unlabelled entities among the scored rows.
+    """
+    labels = read_labels(labels_path)
+    if benign_entities is None:
+        bad = {label.key() for label in labels}
+        benign_entities = len({s.profile.entity.key() for s in scored} - bad)
+    alerts = [s.alert for s in scored if s.alert is not None]
+    report = evaluate(labels, alerts, benign_entities=benign_entities, scored=scored)
+    doc = msgspec.to_builtins(report)
+    for itemised in ("delays_s", "missed", "false_entities"):  # counts stay, lists go
+        doc.pop(itemised, None)
+    return doc
 
 
 def rescore(scorer: Scorer, profiles: Sequence[Profile]) -> list[Scored]:
@@ -319,7 +280,7 @@ def scorer_for(models: dict[str, Detector] | None, settings: Settings) -> Scorer
 def evaluate_on_run(scorer: Scorer, run: SimulatedRun, settings: Settings) -> dict[str, Any]:
     """Metrics of a scorer over a labelled simulation, through the whole pipeline."""
     result = replay_files(run.telemetry, settings, pipeline=Pipeline(settings, scorer=scorer))
-    metrics = entity_metrics(result.scored, run.labels).as_dict()
+    metrics = metrics_of(result.scored, run.labels, run.summary["benign_entities"])
     metrics["evaluated_on"] = {
         "source": "simulate",
         "seed": run.summary["seed"],
@@ -333,7 +294,7 @@ def evaluate_on_profiles(
     scorer: Scorer, profiles: Sequence[Profile], labels: str | Path
 ) -> dict[str, Any]:
     """Metrics of a scorer re-scoring captured profiles (in-sample when it trained on them)."""
-    metrics = entity_metrics(rescore(scorer, profiles), labels).as_dict()
+    metrics = metrics_of(rescore(scorer, profiles), labels)
     metrics["evaluated_on"] = {"source": "training capture (in-sample)"}
     return metrics
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from churnguard import evaluate
 from churnguard.baselines import CLOUD_NAMESPACE
 from churnguard.capture import CaptureRow
 from churnguard.errors import ConfigError
@@ -147,32 +148,11 @@ def by_namespace(rows: Iterable[CaptureRow]) -> dict[str, list[CaptureRow]]:
     return dict(sorted(groups.items()))
 
 
-def label_key(label: dict) -> str:
-    """The ``EntityRef.key()`` of the entity a simulator label row names."""
-    if label["kind"] == "instance":
-        return f"instance/{label['instance_id']}"
-    return f"{label['namespace']}/{label['pod']}"
-
-
 def read_labels(path: str | Path) -> dict[str, set[str]]:
-    """Malicious entity keys per namespace group from a simulator ``labels.jsonl``.
-
-    Keys are ``EntityRef.key()`` strings: ``<namespace>/<pod>`` or ``instance/<id>``.
-    """
+    """Malicious entity keys (``EntityRef.key()``) per namespace group from ``labels.jsonl``."""
     out: dict[str, set[str]] = defaultdict(set)
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read labels {path}: {exc.strerror}") from exc
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            label = json.loads(line)
-            key = label_key(label)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}:{n}: not a label row ({exc})") from exc
-        out[group_of(label.get("namespace"))].add(key)
+    for label in evaluate.read_labels(path):
+        out[group_of(label.namespace)].add(label.key())
     return dict(out)
 
 
