@@ -198,3 +198,19 @@ def test_without_labels_no_metrics_and_no_temp_paths(
     text = json.dumps(doc)
     assert str(tmp_path.parent) not in text
     assert "churnguard-train" not in text and "churnguard-eval" not in text
+
+
+def test_evaluation_leaves_the_models_it_was_given_untouched(
+    data: training.TrainingData, run: training.SimulatedRun
+) -> None:
+    spec = load_spec()
+    models = training.select_baselines(
+        training.fit_baselines(data.learn, spec, Settings(), detector="oif"),
+        Settings(),
+        ("cluster",),
+    )
+    before = {k: m.to_bytes() for k, m in models.items()}
+    scorer = training.scorer_for(models, Settings())
+    training.rescore(scorer, data.profiles)  # the scorer learns online as it goes
+    assert scorer.hierarchy.baselines["cluster:pod"].detector.n_seen > models["cluster:pod"].n_seen
+    assert {k: m.to_bytes() for k, m in models.items()} == before
