@@ -214,3 +214,18 @@ def test_evaluation_leaves_the_models_it_was_given_untouched(
     training.rescore(scorer, data.profiles)  # the scorer learns online as it goes
     assert scorer.hierarchy.baselines["cluster:pod"].detector.n_seen > models["cluster:pod"].n_seen
     assert {k: m.to_bytes() for k, m in models.items()} == before
+
+
+def test_shipped_default_bundle_matches_its_documented_build() -> None:
+    """models/default verifies, fits today's feature spec, and is what models/README.md says."""
+    root = Path(__file__).resolve().parents[2]
+    spec = load_spec()
+    bundle = load_bundle(root / "models" / "default", spec_version=spec.version, key=None)
+    t = bundle.manifest.training
+    assert (t["seed"], t["hours"], t["levels"], t["detector"]) == (7, 12.0, ["cluster"], "oif")
+    documented = "model build --out models/default --seed 7 --hours 12 --levels cluster"
+    assert documented in (root / "models" / "README.md").read_text()
+    assert sum(p.stat().st_size for p in (root / "models" / "default").iterdir()) < 2_000_000
+    x = spec.transform(spec.vector({}))
+    assert 0.0 <= float(bundle.models["cluster:pod"].score_many(x)[0]) <= 1.0
+    assert bundle.manifest.metrics["labels"] > 0
