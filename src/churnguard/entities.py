@@ -35,6 +35,7 @@ _TOMBSTONES_MAX = 100_000
 _EXEC_HISTORY = 16
 _DEST_HISTORY = 16
 _DEST_MAX = 32
+_SAME_CONNECTION_S = 1.0
 _CONTAINERS_MAX = 500_000
 # kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
 # is matched to a binding stamped up to this much later, deferred events wait this long,
@@ -255,9 +256,13 @@ def remember_destination(state: EntityState, dest: str, t: float) -> None:
     Beacon regularity needs more gaps than one window holds for slow beacons.
     """
     times = state.dest_times.setdefault(dest, [])
-    if t in times:
+    i = bisect.bisect_left(times, t)
+    # one connection seen twice (a flow record and a tcp_connect kprobe) is one connection
+    if (i < len(times) and times[i] - t < _SAME_CONNECTION_S) or (
+        i > 0 and t - times[i - 1] < _SAME_CONNECTION_S
+    ):
         return
-    bisect.insort(times, t)
+    times.insert(i, t)
     del times[:-_DEST_HISTORY]
     if len(state.dest_times) > _DEST_MAX:
         stalest = min(state.dest_times, key=lambda d: (state.dest_times[d][-1], d))
