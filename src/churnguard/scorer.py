@@ -9,7 +9,9 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    alert through the model, but a guard rule marked ``alone`` can alert there; muted
    namespaces never alert;
 3. build explained alerts (:mod:`alerts`);
-4. learn from the rows that did not alert (poisoning cap in :mod:`baselines`).
+4. learn from the rows that did not alert and scored below ``learn_below_score`` (so a
+   suspicious but sub-threshold pattern is not taught either), within the poisoning cap of
+   :mod:`baselines`.
 
 All learned state round-trips through :meth:`Scorer.snapshot` as msgpack (detectors'
 own ``to_bytes``), never a pickle of the object.
@@ -140,7 +142,7 @@ class Scorer:
                 )
             if not learning:
                 observed[ns].append(score)
-            if alert is None:
+            if alert is None and (b is None or score < self.settings.scoring.learn_below_score):
                 quiet.append(i)
             results.append(Scored(p, score, threshold, level, key, alert))
         for ns in sorted(observed):

@@ -76,6 +76,19 @@ def test_alerting_rows_are_not_learned() -> None:
     assert scorer.hierarchy.baselines["cluster:pod"].n_learned == before["cluster:pod"] + 4
 
 
+def test_high_but_quiet_rows_are_not_learned_when_configured() -> None:
+    scorer = _trained(quick_settings(learn_below_score=0.95))
+    scorer.use_settings(
+        msgspec.structs.replace(
+            scorer.settings, namespaces={"shop": NamespaceOverride(threshold=1.01)}
+        )
+    )
+    before = scorer.hierarchy.baselines["cluster:pod"].n_learned
+    out = scorer.score([_attack(600.0)])
+    assert out[0].alert is None and out[0].score >= 0.95
+    assert scorer.hierarchy.baselines["cluster:pod"].n_learned == before
+
+
 def test_muted_namespace_and_hot_reloaded_fixed_threshold() -> None:
     scorer = _trained()
     muted = msgspec.structs.replace(
