@@ -23,6 +23,8 @@ EGRESS_BYTES = 50e6
 
 @dataclass(frozen=True)
 class Guard:
+    """One rule: ``check(profile)`` holds on its pattern; ``technique`` joins the alert."""
+
     name: str
     technique: str
     doc: str
