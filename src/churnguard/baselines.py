@@ -27,7 +27,6 @@ one-off pod.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from churnguard.config import ScoringSettings, Settings
 from churnguard.detectors import Detector, detector_from_bytes, make_detector
+from churnguard.entities import normalise_workload
 from churnguard.errors import ModelError
 from churnguard.profile import Profile
 
@@ -52,30 +52,6 @@ OIF_PARAMS = {
     "cluster": {"window_size": 2048, "max_leaf_samples": 32},
 }
 LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
-
-# pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
-_REPLICASET_HASH = re.compile(
-    r"^(?P<base>.+)-(?:[0-9a-f]{6,10}|[bcdfghjklmnpqrstvwxz2456789]{5,10})$"
-)
-_CRONJOB_RUN = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # scheduled time in minutes
-
-
-def normalise_workload(owner: str | None) -> str | None:
-    """The workload a person manages, from a pod's direct owner ``Kind/name``.
-
-    ``ReplicaSet/web-5d8f7c9b6`` → ``Deployment/web``, ``Job/backup-29012345`` →
-    ``CronJob/backup``; anything else is kept. Every rollout and every CronJob run then
-    shares one baseline instead of starting a new one.
-    """
-    if not owner or "/" not in owner:
-        return owner or None
-    kind, _, name = owner.partition("/")
-    if kind == "ReplicaSet" and (m := _REPLICASET_HASH.match(name)):
-        return f"Deployment/{m.group('base')}"
-    if kind == "Job" and (m := _CRONJOB_RUN.match(name)):
-        return f"CronJob/{m.group('base')}"
-    return owner
-
 
 def image_repository(image: str | None) -> str:
     """``registry/app:1.2@sha256:..`` → ``registry/app`` (a registry port is kept)."""

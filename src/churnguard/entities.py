@@ -26,8 +26,11 @@ from churnguard.events import (
     EventKind,
 )
 
-_REPLICASET_SUFFIX = re.compile(r"^(?P<base>.+)-[0-9a-f]{6,10}$")
-_JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")
+# pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
+_REPLICASET_SUFFIX = re.compile(
+    r"^(?P<base>.+)-(?:[0-9a-f]{6,10}|[bcdfghjklmnpqrstvwxz2456789]{5,10})$"
+)
+_JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled minute
 # a deleted pod's name may come back (StatefulSets): events this long after the delete
 # belong to a new incarnation, anything before it to the dead one
 DEATH_GRACE_S = 30.0
@@ -43,7 +46,7 @@ _CONTAINERS_MAX = 500_000
 IP_BINDING_LAG_S = 30.0
 
 
-def normalize_workload(owner: str | None) -> str | None:
+def normalise_workload(owner: str | None) -> str | None:
     """Map a pod's direct owner to the workload a person manages.
 
     ``ReplicaSet/web-5d8f7c9b6`` → ``Deployment/web``; ``Job/backup-29012345`` →
@@ -235,7 +238,7 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
     if ev.container and not state.container:
         state.container = ev.container
     if ev.workload:
-        state.workload = state.workload or normalize_workload(ev.workload)
+        state.workload = state.workload or normalise_workload(ev.workload)
     if ev.image and not state.image:
         state.image = ev.image
     if ev.service_account and not state.service_account and ev.kind is not EventKind.CLOUD_CALL:
