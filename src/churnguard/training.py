@@ -31,7 +31,7 @@ from churnguard.config import Settings
 from churnguard.detectors import BatchIsolationForest, Detector
 from churnguard.errors import ConfigError
 from churnguard.evaluate import evaluate, read_labels
-from churnguard.featurespec import FeatureSpec, load_spec
+from churnguard.featurespec import FeatureSpec, load_spec, spec_path
 from churnguard.pipeline import Pipeline
 from churnguard.profile import Profile
 from churnguard.replay import ReplayResult, replay_files
@@ -328,7 +328,13 @@ def build_bundle(
     models = select_baselines(fitted, settings, levels)
     if not models:
         raise ConfigError("no baseline learned enough benign rows to score: train on more data")
-    training = {**data.description, "detector": detector, "levels": list(levels)}
+    training = {
+        **data.description,
+        "detector": detector,
+        "levels": list(levels),
+        # the spec's scales shape the model view: a bundle is stale once this file changes
+        "spec_sha256": hashlib.sha256(spec_path(spec.version).read_bytes()).hexdigest(),
+    }
     metrics: dict[str, Any] = {}
     if evaluate_on is not None:
         metrics = evaluate_on_run(scorer_for(models, settings), evaluate_on, settings)

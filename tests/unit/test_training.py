@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from churnguard.capture import CaptureRow
 from churnguard.cli import main
 from churnguard.config import Settings
 from churnguard.errors import ConfigError
-from churnguard.featurespec import load_spec
+from churnguard.featurespec import load_spec, spec_path
 from churnguard.scorer import Scorer
 from churnguard.store import SignatureInvalid, load_bundle, verify_bundle
 
@@ -226,6 +227,8 @@ def test_shipped_default_bundle_matches_its_documented_build() -> None:
     documented = "model build --out models/default --seed 7 --hours 12 --levels cluster"
     assert documented in (root / "models" / "README.md").read_text()
     assert sum(p.stat().st_size for p in (root / "models" / "default").iterdir()) < 2_000_000
+    current = hashlib.sha256(spec_path(spec.version).read_bytes()).hexdigest()
+    assert t["spec_sha256"] == current, f"features changed: rebuild with `churnguard {documented}`"
     x = spec.transform(spec.vector({}))
     assert 0.0 <= float(bundle.models["cluster:pod"].score_many(x)[0]) <= 1.0
     assert bundle.manifest.metrics["labels"] > 0
