@@ -46,6 +46,7 @@ from churnguard.config import KafkaSettings, Settings
 from churnguard.events import Origin, Rejected
 from churnguard.metrics import ServiceMetrics
 from churnguard.pipeline import Output, Pipeline
+from churnguard.reload import Changes, Reloader
 from churnguard.sources import AdapterContext, parse_record
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ class Service:
         stop_event: threading.Event | None = None,
         pipeline_factory: PipelineFactory = default_pipeline_factory,
         metrics: ServiceMetrics | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         self.settings = settings
+        self.reloader = reloader
         self.kafka = settings.kafka
         self.stop_event = stop_event or threading.Event()
         self.pipeline_factory = pipeline_factory
@@ -179,10 +182,28 @@ class Service:
         log.info("consuming", extra={"topics": sorted(self.kafka.input_topics)})
         while not self.stop_event.is_set():
             self._poll_once()
+            if self.reloader is not None:
+                self.apply(self.reloader.poll())
             if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_s:
                 self.checkpoint(list(self.shards.values()))
         self._close(commit=True)
         log.info("stopped", extra={"records": sum(self.stats.records.values())})
+
+    def apply(self, changes: Changes) -> None:
+        """Hot reload: swap the model bundle and/or scoring settings in every shard.
+
+        Shards assigned later build their pipeline from the same (new) settings and bundle.
+        """
+        if changes.settings is not None:
+            self.settings = changes.settings
+        for shard in self.shards.values():
+            scorer = shard.pipeline.scorer
+            if scorer is None:
+                continue
+            if changes.bundle is not None:
+                scorer.use_bundle(changes.bundle)
+            if changes.settings is not None:
+                scorer.use_settings(changes.settings)
 
     def _close(self, *, commit: bool) -> None:
         """Checkpoint and commit (graceful stop only), then close the clients."""

@@ -17,6 +17,7 @@ from churnguard import logs
 from churnguard.config import load_settings
 from churnguard.kafka import Service
 from churnguard.metrics import ServiceMetrics
+from churnguard.reload import Reloader
 
 log = logging.getLogger("churnguard.serve")
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     try:
-        stats = Service(settings, stop_event=stop, metrics=metrics).run()
+        reloader = Reloader(settings, args.config)
+        stats = Service(settings, stop_event=stop, metrics=metrics, reloader=reloader).run()
     finally:
         if server is not None:
             server.close()

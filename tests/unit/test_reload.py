@@ -1,0 +1,83 @@
+"""Hot reload: a new verified bundle and a changed config reach the running scorers."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from churnguard.config import Settings, load_settings
+from churnguard.detectors import make_detector
+from churnguard.featurespec import load_spec
+from churnguard.kafka import Service
+from churnguard.pipeline import Pipeline
+from churnguard.reload import Reloader
+from churnguard.scorer import Scorer
+from churnguard.store import save_bundle
+
+
+def _bundle(path: Path, version: str) -> None:
+    spec = load_spec()
+    det = make_detector("oif", len(spec.names), seed=1)
+    det.learn_many(np.zeros((64, len(spec.names))))
+    save_bundle(path, {"cluster:pod": det}, spec_version=spec.version, bundle_version=version)
+
+
+def _service(settings: Settings, reloader: Reloader) -> Service:
+    """A service with one shard, not connected: apply() is what the consumer loop calls."""
+    from churnguard.kafka import Shard
+
+    service = Service(settings, reloader=reloader)
+    spec = load_spec()
+    pipe = Pipeline(settings, scorer=Scorer(settings, spec), spec=spec)
+    service.shards[0] = Shard(key="g/0", number=0, pipeline=pipe, offsets={"t": 0})
+    return service
+
+
+def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    _bundle(bundle, "v1")
+    config = tmp_path / "churnguard.toml"
+    config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
+    settings = load_settings(config)
+    reloader = Reloader(settings, config)
+    service = _service(settings, reloader)
+    scorer = service.shards[0].pipeline.scorer
+    assert reloader.poll(now=1.0).bundle is None  # the start-up bundle is not news
+
+    shutil.rmtree(bundle)
+    _bundle(bundle, "v2")
+    config.write_text(
+        f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n'
+        '[namespaces."payments-*"]\nthreshold = 0.97\n'
+    )
+    service.apply(reloader.poll(now=2.0))
+    assert scorer.model_version.startswith("v2")
+    assert scorer.thresholds.threshold("payments-api") == 0.97
+    assert service.settings.namespace_override("payments-api").threshold == 0.97
+
+
+def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path, caplog) -> None:
+    bundle = tmp_path / "bundle"
+    _bundle(bundle, "v1")
+    config = tmp_path / "churnguard.toml"
+    config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
+    settings = load_settings(config)
+    reloader = Reloader(settings, config)
+    service = _service(settings, reloader)
+    scorer = service.shards[0].pipeline.scorer
+    before = scorer.model_version
+
+    shutil.rmtree(bundle)
+    _bundle(bundle, "v2")
+    model = next(p for p in bundle.iterdir() if p.name.startswith("model-"))
+    data = model.read_bytes()
+    model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # flip the last byte
+    config.write_text("[thresholds\nbroken = ")
+    with caplog.at_level(logging.ERROR, logger="churnguard.reload"):
+        service.apply(reloader.poll(now=2.0))
+    assert scorer.model_version == before
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "model bundle refused" in messages and "config reload refused" in messages
