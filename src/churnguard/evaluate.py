@@ -88,6 +88,17 @@ class TechniqueResult(msgspec.Struct, kw_only=True):
     recall: float | None
 
 
+class Miss(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A missed label and how close its entity came: its highest-scoring window after the
+    attack began (when the scored rows are known), so tuning can see by how much it missed."""
+
+    label: Label
+    windows: int = 0  # the entity's windows scored from the attack's start
+    best_score: float | None = None
+    threshold: float | None = None  # the threshold that window was held to
+    level: str | None = None  # the baseline level that scored it (learning = could not alert)
+
+
 class FalseEntity(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A benign entity that was alerted on: enough to find out why without the raw alerts."""
 
@@ -125,7 +136,7 @@ class Report(msgspec.Struct, kw_only=True):
     delay_median_s: float | None
     delay_max_s: float | None
     delays_s: list[float]
-    missed: list[Label]
+    missed: list[Miss]
     false_entities: list[FalseEntity]
 
 
@@ -175,6 +186,8 @@ class _ScoredLike(Protocol):
 
     profile: Profile
     level: str
+    score: float
+    threshold: float
 
 
 def _as_labels(labels: Iterable[Label | Mapping[str, Any]]) -> list[Label]:
@@ -221,15 +234,18 @@ def evaluate(
         techniques[lab.technique].append(id(lab) in first)
     delays = sorted(round(first[id(lab)] - lab.start, 3) for lab in labs if id(lab) in first)
 
+    missed = [Miss(label=lab) for lab in labs if id(lab) not in first]
     benign_profiles = false_after = None
     if scored is not None:
+        rows = list(scored)
         benign_profiles = sum(
             1
-            for s in scored
+            for s in rows
             if s.level not in learning_levels
             and not matches(s.profile.entity.key(), s.profile.window_end)
         )
         false_after = sum(1 for a in false if a.baseline.level not in learning_levels)
+        _closest(missed, rows)
 
     return _derive(
         labels=len(labs),
@@ -244,9 +260,24 @@ def evaluate(
         benign_profiles=benign_profiles,
         false_after=false_after,
         delays=delays,
-        missed=[lab for lab in labs if id(lab) not in first],
+        missed=missed,
         false_entities=_false_entities(false),
     )
+
+
+def _closest(missed: list[Miss], rows: list[_ScoredLike]) -> None:
+    """Fill each miss with its entity's highest-scoring window from the attack's start."""
+    by_key: dict[str, list[Miss]] = defaultdict(list)
+    for m in missed:
+        by_key[m.label.key()].append(m)
+    for s in rows:
+        for m in by_key.get(s.profile.entity.key(), ()):
+            if s.profile.window_end < m.label.start:
+                continue
+            m.windows += 1
+            if m.best_score is None or s.score > m.best_score:
+                m.best_score, m.threshold = round(s.score, 4), round(s.threshold, 4)
+                m.level = s.level
 
 
 def _derive(
@@ -260,7 +291,7 @@ def _derive(
     benign_profiles: int | None,
     false_after: int | None,
     delays: list[float],
-    missed: list[Label],
+    missed: list[Miss],
     false_entities: list[FalseEntity],
 ) -> Report:
     """The rates from the counts: one place, shared by :func:`evaluate` and :func:`pool`."""
@@ -339,7 +370,9 @@ def pool(reports: Sequence[Report]) -> Report:
         false_after=_sum_optional(r.false_alerts_after_learning for r in reports),
         delays=sorted(d for r in reports for d in r.delays_s),
         missed=[m for r in reports for m in r.missed],
-        false_entities=[f for r in reports for f in r.false_entities],
+        false_entities=sorted(
+            (f for r in reports for f in r.false_entities), key=lambda f: (-f.alerts, f.entity)
+        ),
     )
 
 
@@ -401,10 +434,12 @@ def format_reports(named_reports: Mapping[str, Report]) -> str:
 def format_details(report: Report, *, top: int = 10) -> str:
     """What was missed and the noisiest benign entities: where tuning starts."""
     lines = [f"missed ({len(report.missed)}):"]
-    lines += [
-        f"  {m.technique:<10} {m.scenario:<24} {m.key()}"
-        for m in sorted(report.missed, key=lambda m: (m.technique, m.scenario, m.key()))
-    ]
+    for m in sorted(report.missed, key=lambda m: (m.label.technique, m.label.scenario)):
+        lab = m.label
+        closest = ""
+        if m.best_score is not None:
+            closest = f"  best {m.best_score:.3f} vs {m.threshold:.3f} ({m.level}, {m.windows} w)"
+        lines.append(f"  {lab.technique:<10} {lab.scenario:<24} {lab.key()}{closest}")
     lines.append(
         f"false alerts by entity ({report.benign_entities_alerted} entities,"
         f" top {min(top, report.benign_entities_alerted)}):"

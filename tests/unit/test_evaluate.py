@@ -67,17 +67,19 @@ def alert(key: str, end: float, *, level: str = "namespace", aid: str | None = N
 
 @dataclass
 class Row:
-    """What the per-profile rate reads from a Scored (or capture) row."""
+    """What the metrics read from a Scored (or capture) row."""
 
     profile: Profile
     level: str
+    score: float = 0.5
+    threshold: float = 0.9
 
 
-def row(key: str, end: float, level: str = "namespace") -> Row:
+def row(key: str, end: float, level: str = "namespace", score: float = 0.5) -> Row:
     p = Profile(entity=entity(key), window_start=T0 + end - 300, window_end=T0 + end,
                 final=False, end_reason="window", spec_version="1", values={},
                 first_seen=T0, last_seen=T0 + end)  # fmt: skip
-    return Row(p, level)
+    return Row(p, level, score)
 
 
 LABELS = [
@@ -115,7 +117,7 @@ def test_recall_per_technique_precision_false_alerts_and_delay() -> None:
     # delay = first matching alert's window end - label start: 120, 300, 900 s
     assert r.delays_s == [120.0, 300.0, 900.0]
     assert (r.delay_median_s, r.delay_max_s) == (300.0, 900.0)
-    assert [m.key() for m in r.missed] == ["payments-api/api-2"]
+    assert [m.label.key() for m in r.missed] == ["payments-api/api-2"]
     assert r.benign_profiles is None and r.false_per_1k_profiles is None
 
 
@@ -150,9 +152,12 @@ def test_false_alerts_per_1000_benign_profiles_after_learning() -> None:
         + [row("web/dbg-1", 120)]  # the attack's own profile is not benign
         + [row("new-ns/svc-1", 300 * i, level="learning") for i in range(1, 600)]
         + [row("web/web-8", 300)]
+        + [row("payments-api/api-2", 300, score=0.8), row("payments-api/api-2", 600, score=0.7)]
     )
     r = evaluate(LABELS, alerts, scored=scored)
     assert r.benign_profiles == 1500
+    miss = next(m for m in r.missed if m.label.technique == "T1071")  # how close it came
+    assert (miss.windows, miss.best_score, miss.threshold, miss.level) == (2, 0.8, 0.9, "namespace")
     assert r.false_alerts_after_learning == 1
     assert r.false_per_1k_profiles == pytest.approx(1000 / 1500)
     assert r.false_alerts == 2  # learning-mode alerts still count as false alerts
@@ -185,7 +190,7 @@ def test_format_reports_side_by_side_with_technique_rows() -> None:
 def test_report_is_json() -> None:
     r = evaluate(LABELS, [alert("web/dbg-1", 60)], benign_entities=10)
     back = msgspec.json.decode(msgspec.json.encode(r), type=Report)
-    assert back == r and isinstance(back.missed[0], Label)
+    assert back == r and isinstance(back.missed[0].label, Label)
 
 
 def test_compare_leaves_the_callers_settings_alone() -> None:
