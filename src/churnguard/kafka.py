@@ -304,6 +304,9 @@ class Service:
                 high = self._consumer.highwater(tp)
                 if high is not None:
                     lag[(tp.topic, tp.partition)] = max(0, high - shard.offsets[tp.topic])
+            # caught-up inputs stop holding back the shard's event-time watermark
+            idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
+            self._handle(shard, shard.pipeline.set_idle(idle))
             self.metrics.entities.labels(str(shard.number)).set(len(shard.pipeline.table.states))
         self.lag = lag
         self.metrics.set_lag(lag)
@@ -407,6 +410,9 @@ class Service:
                 offsets = {t: self._consumer.position(TopicPartition(t, number)) for t in topics}
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
+            shard.pipeline.expect_sources(
+                f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()
+            )
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from

@@ -82,12 +82,38 @@ class Pipeline:
         self._deferred: list[tuple[float, int, Event]] = []  # (resolve at, seq, event)
         self._seq = 0
         self._successors: dict[EntityKey, list[Event]] = {}
+        # multi-input alignment (the Kafka driver): latest event time per input partition
+        self._expected: frozenset[str] = frozenset()
+        self._idle: frozenset[str] = frozenset()
+        self._source_time: dict[str, float] = {}
         self.stats: Counter[str] = Counter()
 
     # ---- input ----------------------------------------------------------------------------
     @property
     def watermark(self) -> float:
-        return self.max_time - self.lateness_s
+        """Event time up to which input is complete, minus the allowed lateness.
+
+        With one input (files merged by time) that is the newest event seen. With several
+        inputs (a shard's partitions of several topics, read at different speeds) it is the
+        *slowest* input's newest event: a topic consumed ahead of the others must not make
+        the others' records late. Inputs that are caught up (``set_idle``) do not hold it back.
+        """
+        if not self._expected:
+            return self.max_time - self.lateness_s
+        if any(s not in self._source_time and s not in self._idle for s in self._expected):
+            return -math.inf  # an input has not delivered anything yet
+        active = [t for s, t in self._source_time.items() if s not in self._idle]
+        newest = min(active) if active else self.max_time
+        return newest - self.lateness_s
+
+    def expect_sources(self, sources: Iterable[str]) -> None:
+        """Name the inputs whose event times align the watermark (``source_of`` names)."""
+        self._expected = frozenset(sources)
+
+    def set_idle(self, sources: Iterable[str]) -> Output:
+        """Mark inputs that have nothing more to read; emits what that makes due."""
+        self._idle = frozenset(sources)
+        return self._advance(self._tick_floor(self.watermark))
 
     def parse(self, raw: bytes | str, origin: Origin | None, pinned: str | None = None) -> Parsed:
         """Decode and adapt one record, counting what came out of it."""
@@ -144,6 +170,10 @@ class Pipeline:
             self.stats["late_events"] += 1
             return
         self.max_time = max(self.max_time, ev.time)
+        if self._expected and ev.origin is not None:
+            source = source_of(ev.origin)
+            if ev.time > self._source_time.get(source, -math.inf):
+                self._source_time[source] = ev.time
         key = self.table.subject_key(ev)
         if key is None:
             if self.table.needs_resolution(ev):
@@ -159,8 +189,10 @@ class Pipeline:
             self.stats["after_end_events"] += 1
             return
         state = self.table.states.get(key)
-        if state is not None and state.deleted_at is not None and ev.time > state.deleted_at + (
-            DEATH_GRACE_S
+        if (
+            state is not None
+            and state.deleted_at is not None
+            and ev.time > state.deleted_at + (DEATH_GRACE_S)
         ):
             # same name, later life (a StatefulSet pod recreated): held until the old
             # incarnation is profiled, then routed to a fresh state
@@ -313,6 +345,7 @@ class Pipeline:
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
             "stats": dict(self.stats),
+            "source_time": self._source_time,
             "scorer": self.scorer.snapshot() if self.scorer is not None else None,
         }
         return msgspec.msgpack.encode(doc)
@@ -338,8 +371,14 @@ class Pipeline:
         heapq.heapify(self._due)
         self.features.memory.restore(doc.memory)
         self.stats = Counter(doc.stats)
+        self._source_time = dict(doc.source_time)
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
+
+
+def source_of(origin: Origin) -> str:
+    """The input an origin belongs to: ``topic[partition]``, or the file name."""
+    return f"{origin.source}[{origin.partition}]" if origin.partition is not None else origin.source
 
 
 class _Snapshot(msgspec.Struct):
@@ -355,5 +394,5 @@ class _Snapshot(msgspec.Struct):
     successors: list[tuple[EntityKey, list[Event]]]
     memory: dict
     stats: dict[str, int]
+    source_time: dict[str, float]
     scorer: bytes | None
-

@@ -209,3 +209,23 @@ def test_snapshot_restore_mid_stream_gives_identical_output() -> None:
     out.extend(second.ingest(events[half:]))
     out.extend(second.finish())
     assert _encode(out.profiles) == _encode(base)
+
+
+def test_inputs_read_at_different_speeds_do_not_make_each_other_late() -> None:
+    """A Kafka shard reads several topics; one may run hours ahead of another."""
+    from churnguard.events import Origin
+
+    audit, runtime = Origin(source="audit", partition=0), Origin(source="runtime", partition=0)
+    pipe = Pipeline(Settings())
+    pipe.expect_sources(["audit[0]", "runtime[0]"])
+    ahead = [
+        ev(t, EventKind.POD_CREATE, **pod(f"p{t}"), origin=audit) for t in range(0, 7200, 60)
+    ]
+    out = pipe.ingest(ahead)  # the audit topic is consumed two hours ahead
+    assert out.profiles == []  # nothing is due while the runtime input has said nothing
+    behind = [ev(30, EventKind.PROCESS_EXEC, **pod("p0"), binary="/bin/sh", origin=runtime)]
+    out.extend(pipe.ingest(behind))
+    assert pipe.stats["late_events"] == 0
+    out.extend(pipe.set_idle(["runtime[0]"]))  # runtime caught up: audit alone drives time
+    first = next(p for p in out.profiles if p.entity.pod == "p0")
+    assert first.values["shell_spawned"] == 1
