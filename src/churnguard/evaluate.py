@@ -418,6 +418,9 @@ def format_reports(named_reports: Mapping[str, Report]) -> str:
         ("detection delay median", lambda r: _delay(r.delay_median_s)),
         ("detection delay max", lambda r: _delay(r.delay_max_s)),
     ]
+    per_profile = any(r.benign_profiles is not None for r in reports)
+    if not per_profile:  # needs the scored rows: leave the row out rather than show dashes
+        rows = [row for row in rows if not row[0].endswith("*")]
     table = [["", *names]] + [[title, *(get(r) for r in reports)] for title, get in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [
@@ -426,7 +429,7 @@ def format_reports(named_reports: Mapping[str, Report]) -> str:
         ).rstrip()
         for row in table
     ]
-    if any(r.benign_profiles is not None for r in reports):
+    if per_profile:
         lines.append("* scored outside learning mode")
     return "\n".join(lines)
 
