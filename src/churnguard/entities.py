@@ -40,6 +40,7 @@ _DEST_HISTORY = 16
 _DEST_MAX = 32
 _SAME_CONNECTION_S = 1.0
 _CONTAINERS_MAX = 500_000
+_OWNERS_PER_IP = 8  # successive pods an address is remembered for
 # kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
 # is matched to a binding stamped up to this much later, deferred events wait this long,
 # and so does every profile (so address-attributed events reach their window in time)
@@ -116,11 +117,17 @@ class EntityTable:
     def bind_ip(self, ip: str, key: EntityKey, since: float) -> None:
         """Remember that ``ip`` belonged to ``key`` from ``since`` (sorted by time)."""
         entries = self._ip_bindings.setdefault(ip, [])
-        item = (since, key)
-        if item not in entries:
-            bisect.insort(entries, item)
-            if len(entries) > 8:
-                del entries[0]
+        i = bisect.bisect_right(entries, (since, _MAX_KEY))
+        # one entry per owner period: every flow re-states the binding, and keeping each
+        # restatement would push the pod's first (earliest) binding out of the list
+        if i > 0 and entries[i - 1][1] == key:
+            return
+        if i < len(entries) and entries[i][1] == key:
+            entries[i] = (since, key)  # the same owner, known from earlier
+            return
+        entries.insert(i, (since, key))
+        if len(entries) > _OWNERS_PER_IP:
+            del entries[0]
 
     def owner_of_ip(self, ip: str, at: float) -> EntityKey | None:
         """The pod that held ``ip`` at event time ``at`` (latest binding not after it)."""

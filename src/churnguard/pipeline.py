@@ -86,6 +86,7 @@ class Pipeline:
         self._expected: frozenset[str] = frozenset()
         self._idle: frozenset[str] = frozenset()
         self._source_time: dict[str, float] = {}
+        self._watermark_floor = -math.inf
         self.stats: Counter[str] = Counter()
 
     # ---- input ----------------------------------------------------------------------------
@@ -101,10 +102,12 @@ class Pipeline:
         if not self._expected:
             return self.max_time - self.lateness_s
         if any(s not in self._source_time and s not in self._idle for s in self._expected):
-            return -math.inf  # an input has not delivered anything yet
+            return self._watermark_floor  # an input has not delivered anything yet
         active = [t for s, t in self._source_time.items() if s not in self._idle]
         newest = min(active) if active else self.max_time
-        return newest - self.lateness_s
+        # never backwards: an input that was idle and delivers again cannot reopen the past
+        self._watermark_floor = max(self._watermark_floor, newest - self.lateness_s)
+        return self._watermark_floor
 
     def expect_sources(self, sources: Iterable[str]) -> None:
         """Name the inputs whose event times align the watermark (``source_of`` names)."""
@@ -346,6 +349,9 @@ class Pipeline:
             "memory": self.features.memory.snapshot(),
             "stats": dict(self.stats),
             "source_time": self._source_time,
+            "watermark_floor": self._watermark_floor
+            if math.isfinite(self._watermark_floor)
+            else None,
             "scorer": self.scorer.snapshot() if self.scorer is not None else None,
         }
         return msgspec.msgpack.encode(doc)
@@ -372,6 +378,8 @@ class Pipeline:
         self.features.memory.restore(doc.memory)
         self.stats = Counter(doc.stats)
         self._source_time = dict(doc.source_time)
+        wf = doc.watermark_floor
+        self._watermark_floor = wf if wf is not None else -math.inf
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
 
@@ -395,4 +403,5 @@ class _Snapshot(msgspec.Struct):
     memory: dict
     stats: dict[str, int]
     source_time: dict[str, float]
+    watermark_floor: float | None
     scorer: bytes | None
