@@ -26,6 +26,7 @@ import statistics
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -499,9 +500,15 @@ def compare_on_simulation(
     model_dir: str | None = None,
     systems: Sequence[str] = SYSTEMS,
     progress: Callable[[str], None] | None = None,
+    warmup_hours: float = 0.0,
 ) -> dict[str, Report]:
     """Simulate ``params`` (a ``simulate.SimParams``), write the files, and replay the same
-    files through each system in ``systems``; one :class:`Report` per system, in order."""
+    files through each system in ``systems``; one :class:`Report` per system, in order.
+
+    With ``warmup_hours`` the first hours of the simulation (its ``hours`` include them)
+    train every system but are not measured: attacks starting in them, alerts ending in
+    them and profiles of them are left out, which is "after learning mode" for all four.
+    """
     from churnguard.replay import replay_files
     from churnguard.simulate import FILES, generate, write
 
@@ -510,7 +517,8 @@ def compare_on_simulation(
         raise ConfigError(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
     factories = _pipelines(settings, model_dir)
     sim = generate(params)
-    benign = int(sim.summary["benign_entities"])
+    cut = _start_of(sim.summary) + warmup_hours * 3600.0
+    labels = [lb for lb in sim.labels if lb["start"] >= cut]
     reports: dict[str, Report] = {}
     with tempfile.TemporaryDirectory(prefix="churnguard-evaluate-") as tmp:
         paths = write(sim, tmp)
@@ -519,7 +527,19 @@ def compare_on_simulation(
             if progress:
                 progress(f"seed {params.seed}: replaying through {name}")
             result = replay_files(inputs, pipeline=factories[name]())
-            reports[name] = evaluate(
-                sim.labels, result.alerts, benign_entities=benign, scored=result.scored
-            )
+            # the warm-up hours train every system alike; only what follows is measured
+            attacked = {Label(**lb).key() for lb in sim.labels}
+            scored = [s for s in result.scored if s.profile.window_end >= cut]
+            benign = len({s.profile.entity.key() for s in scored} - attacked)
+            if warmup_hours == 0:
+                benign = int(sim.summary["benign_entities"])
+            alerts = [a for a in result.alerts if a.window.end >= cut]
+            reports[name] = evaluate(labels, alerts, benign_entities=benign, scored=scored)
     return reports
+
+
+def _start_of(summary: Mapping[str, Any]) -> float:
+    start = summary["start"]
+    if isinstance(start, str):
+        return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    return float(start)

@@ -145,7 +145,21 @@ class Pipeline:
         """Fold events in; advance the watermark; emit what became due."""
         for ev in events:
             self._add(ev)
-        return self._advance(self._tick_floor(self.watermark))
+        out = self._advance(self._tick_floor(self.watermark))
+        if len(self.table.states) > self.settings.pipeline.max_entities:
+            out.extend(self._evict())
+        return out
+
+    def _evict(self) -> Output:
+        """Memory bound: past ``max_entities``, profile and forget the idlest 1% early."""
+        cap = self.settings.pipeline.max_entities
+        excess = len(self.table.states) - cap + max(1, cap // 100)
+        idlest = sorted(self.table.states.values(), key=lambda s: (s.last_seen, s.key))[:excess]
+        profiles = [self._final(s, "evicted", s.last_seen) for s in idlest]
+        for s in idlest:
+            self._bury(s)
+        self.stats["evicted"] += len(idlest)
+        return self._score([p for p in profiles if p is not None])
 
     def finish(self) -> Output:
         """End of input: emit every window up to the last event, then profile what is open."""

@@ -50,7 +50,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     window_start: float  # event time
     window_end: float
     final: bool  # True when the entity ended (deleted, terminated, expired, end of input)
-    end_reason: str  # "deleted" | "terminated" | "window" | "expired" | "end_of_input"
+    end_reason: str  # deleted | terminated | window | expired | evicted | end_of_input
     spec_version: str
     values: dict[str, float]
     first_seen: float

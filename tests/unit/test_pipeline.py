@@ -229,3 +229,14 @@ def test_inputs_read_at_different_speeds_do_not_make_each_other_late() -> None:
     out.extend(pipe.set_idle(["runtime[0]"]))  # runtime caught up: audit alone drives time
     first = next(p for p in out.profiles if p.entity.pod == "p0")
     assert first.values["shell_spawned"] == 1
+
+
+def test_entity_cap_profiles_the_idlest_early() -> None:
+    settings = Settings()
+    settings.pipeline.max_entities = 50
+    pipe = Pipeline(settings)
+    out = pipe.ingest([ev(i, EventKind.POD_CREATE, **pod(f"p{i}")) for i in range(120)])
+    assert len(pipe.table.states) <= 50
+    evicted = [p for p in out.profiles if p.end_reason == "evicted"]
+    assert evicted and pipe.stats["evicted"] >= 70
+    assert {p.entity.pod for p in evicted} >= {"p0", "p1"}  # the idlest went first

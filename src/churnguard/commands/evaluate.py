@@ -69,7 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="extend",
         help="rng seed(s); several = one report per seed plus the pooled one (default 0)",
     )
-    sim.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    sim.add_argument(
+        "--hours", type=float, default=24.0, help="measured simulated hours (default 24)"
+    )
+    sim.add_argument(
+        "--warmup-hours",
+        type=float,
+        default=0.0,
+        help="simulate this many hours first to train every system, unmeasured (default 0:"
+        " systems start empty and their learning mode is measured too)",
+    )
     sim.add_argument("--namespaces", type=int, default=20, help="namespaces (default 20)")
     sim.add_argument(
         "--scenario",
@@ -146,7 +155,7 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
     for seed in seeds:
         params = SimParams(
             seed=seed,
-            hours=args.hours,
+            hours=args.warmup_hours + args.hours,
             namespaces=args.namespaces,
             attack_rate=args.attack_rate,
             scenarios=tuple(args.scenario),
@@ -157,6 +166,7 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
             model_dir=args.model,
             systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
             progress=lambda line: print(line, file=sys.stderr),
+            warmup_hours=args.warmup_hours,
         )
     if len(seeds) > 1:
         first = next(iter(runs.values()))
