@@ -36,14 +36,19 @@ def _service(settings: Settings, reloader: Reloader) -> Service:
     return service
 
 
-def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> None:
+def _running(tmp_path: Path) -> tuple[Path, Path, Reloader, Service]:
+    """A bundle v1, a config pointing at it, and a service started from both."""
     bundle = tmp_path / "bundle"
     _bundle(bundle, "v1")
     config = tmp_path / "churnguard.toml"
     config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
     settings = load_settings(config)
     reloader = Reloader(settings, config)
-    service = _service(settings, reloader)
+    return bundle, config, reloader, _service(settings, reloader)
+
+
+def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> None:
+    bundle, config, reloader, service = _running(tmp_path)
     scorer = service.shards[0].pipeline.scorer
     assert reloader.poll(now=1.0).bundle is None  # the start-up bundle is not news
 
@@ -60,13 +65,7 @@ def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> 
 
 
 def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path, caplog) -> None:
-    bundle = tmp_path / "bundle"
-    _bundle(bundle, "v1")
-    config = tmp_path / "churnguard.toml"
-    config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
-    settings = load_settings(config)
-    reloader = Reloader(settings, config)
-    service = _service(settings, reloader)
+    bundle, config, reloader, service = _running(tmp_path)
     scorer = service.shards[0].pipeline.scorer
     before = scorer.model_version
 
