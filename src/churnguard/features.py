@@ -276,14 +276,15 @@ class FeatureBuilder:
 
     def _network(self, state: EntityState, events: list[Event]) -> dict[str, float]:
         egress = external_bytes = 0
-        external: set[str] = set()
+        by_destination: Counter[str] = Counter()
         for ev in events:
             if ev.kind is not EventKind.NET_FLOW:
                 continue
             egress += ev.bytes_out
             if self.network.is_external(ev):
                 external_bytes += ev.bytes_out
-                external.add(_destination(ev))
+                by_destination[_destination(ev)] += ev.bytes_out
+        external = set(by_destination)
         scope = destination_scope(state)
         seen = self.memory.destinations.get(scope, set())
         new = external - seen
@@ -294,6 +295,7 @@ class FeatureBuilder:
             "egress_external_bytes": float(external_bytes),
             "external_destinations": float(len(external)),
             "new_destinations": float(len(new)),
+            "egress_new_destination_bytes": float(sum(by_destination[d] for d in new)),
             "beacon_regularity": _beacon_regularity(state, events, rare, self.network),
         }
 
