@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from churnguard.config import load_settings
 from churnguard.kafka import namespace_key, produce_records
+from churnguard.sources import AdapterContext
 from churnguard.sources.files import read_records
 
 
@@ -31,10 +32,12 @@ def run(args: argparse.Namespace) -> int:
         settings.kafka.bootstrap_servers = args.bootstrap
     keys: Counter[str] = Counter()
     pinned = settings.kafka.input_topics.get(args.topic)
+    # pipeline.role_map lets CloudTrail calls made by pods be keyed by their namespace too
+    ctx = AdapterContext.from_settings(settings.pipeline)
 
     def items() -> Iterator[tuple[bytes | None, bytes]]:
         for raw, _origin in read_records(args.inputs):
-            key = namespace_key(raw, pinned) if args.key == "namespace" else None
+            key = namespace_key(raw, pinned, ctx) if args.key == "namespace" else None
             keys[key.decode() if key else "(unkeyed)"] += 1
             yield key, raw
 
