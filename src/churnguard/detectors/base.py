@@ -33,9 +33,15 @@ class Detector(ABC):
         return float(self.score_many(np.asarray(x, dtype=float).reshape(1, -1))[0])
 
     @property
-    @abstractmethod
     def n_seen(self) -> int:
-        """How many rows it has learned from."""
+        """How many rows it has learned from (kept in ``n_seen_`` by every detector)."""
+        return int(getattr(self, "n_seen_", 0))
+
+    def _width(self) -> int | None:
+        """Row width: what it first learned from, else the ``n_features`` it was given."""
+        if hasattr(self, "n_features_in_"):
+            return int(self.n_features_in_)
+        return getattr(self, "n_features", None)
 
     @abstractmethod
     def to_bytes(self) -> bytes:

@@ -86,10 +86,6 @@ class BatchIsolationForest(Detector):
         self.n_features = n_features
         self.seed = seed
 
-    @property
-    def n_seen(self) -> int:
-        return int(getattr(self, "n_seen_", 0))
-
     def learn_many(self, X: np.ndarray) -> Self:
         X = _float32_range(as_matrix(X, self._width(), finite=True))
         if len(X) == 0:
@@ -116,9 +112,6 @@ class BatchIsolationForest(Detector):
         if getattr(self, "estimator_", None) is None or len(X) == 0:
             return np.full(len(X), 0.5)
         return np.clip(-self.estimator_.score_samples(_float32_range(X)), 0.0, 1.0)
-
-    def _width(self) -> int | None:
-        return int(self.n_features_in_) if hasattr(self, "n_features_in_") else self.n_features
 
     def _init_state(self, d: int) -> None:
         self.n_features_in_ = d

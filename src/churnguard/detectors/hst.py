@@ -73,10 +73,6 @@ class HalfSpaceTrees(Detector):
         self.n_features = n_features
         self.seed = seed
 
-    @property
-    def n_seen(self) -> int:
-        return int(getattr(self, "n_seen_", 0))
-
     def learn_many(self, X: np.ndarray) -> Self:
         X = as_matrix(X, self._width(), finite=True)
         if len(X) == 0:

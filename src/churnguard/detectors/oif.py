@@ -104,10 +104,6 @@ class OnlineIsolationForest(Detector):
 
     # -- public API -----------------------------------------------------------------------
 
-    @property
-    def n_seen(self) -> int:
-        return int(getattr(self, "n_seen_", 0))
-
     def learn_many(self, X: np.ndarray) -> Self:
         """Learn rows in order; rows falling out of the window are unlearned as they go."""
         X = as_matrix(X, self._width(), finite=True)
@@ -150,9 +146,6 @@ class OnlineIsolationForest(Detector):
         return np.partition(window, -k - 1, axis=0)[-k - 1]
 
     # -- tree mechanics -------------------------------------------------------------------
-
-    def _width(self) -> int | None:
-        return int(self.n_features_in_) if hasattr(self, "n_features_in_") else self.n_features
 
     def _path_length(self, n: Any) -> Any:
         """Expected extra depth below a node holding ``n`` points (0 under ``eta`` points)."""
