@@ -150,7 +150,7 @@ class EntityTable:
             for s in self.states.values()
             if s.namespace == namespace
             and s.service_account == sa
-            and s.first_seen - 120.0 <= at
+            and s.first_seen - IP_BINDING_LAG_S <= at  # no later than deferred events wait
             and (s.deleted_at is None or at <= s.deleted_at)
         )
 
