@@ -450,25 +450,33 @@ class Cluster:
         proc = self.exec_proc(t_exec, pod, binary, " ".join(command[1:]), parent=runc)
         name = binary.rsplit("/", 1)[-1]
         if name in ("sh", "bash", "ash"):
-            self.sink.add(
-                "falco",
+            self._falco(
                 t_exec,
-                rec.falco(
-                    t=t_exec,
-                    rule=rec.FALCO_SHELL_RULE,
-                    priority="Notice",
-                    hostname=pod.node.name,
-                    container_id=pod.container_id,
-                    image_repo=pod.image.rsplit(":", 1)[0],
-                    namespace=pod.ns,
-                    pod=pod.name,
-                    proc_name=name,
-                    cmdline=" ".join([name, *command[1:]]),
-                    pname="runc",
-                    evt_type="execve",
-                ),
+                pod,
+                rule=rec.FALCO_SHELL_RULE,
+                priority="Notice",
+                proc_name=name,
+                cmdline=" ".join([name, *command[1:]]),
+                pname="runc",
+                evt_type="execve",
             )
         return proc
+
+    def _falco(self, t: float, pod: Pod, **fields: Any) -> None:
+        """One Falco output line about a container of ``pod`` (its identity filled in)."""
+        self.sink.add(
+            "falco",
+            t,
+            rec.falco(
+                t=t,
+                hostname=pod.node.name,
+                container_id=pod.container_id,
+                image_repo=pod.image.rsplit(":", 1)[0],
+                namespace=pod.ns,
+                pod=pod.name,
+                **fields,
+            ),
+        )
 
     def pod_api(
         self, t: float, pod: Pod, verb: str, resource: str, name: str | None = None, code: int = 200
@@ -555,24 +563,16 @@ class Cluster:
         )
         if falco_rule:
             binary = proc.body["binary"]
-            self.sink.add(
-                "falco",
+            self._falco(
                 t,
-                rec.falco(
-                    t=t,
-                    rule=rec.FALCO_ARCHIVE_RULE,
-                    priority="Warning",
-                    hostname=pod.node.name,
-                    container_id=pod.container_id,
-                    image_repo=pod.image.rsplit(":", 1)[0],
-                    namespace=pod.ns,
-                    pod=pod.name,
-                    proc_name=binary.rsplit("/", 1)[-1],
-                    cmdline=f"{binary.rsplit('/', 1)[-1]} {proc.body['arguments']}"[:200],
-                    pname="sh",
-                    evt_type="openat",
-                    fd_name=path,
-                ),
+                pod,
+                rule=rec.FALCO_ARCHIVE_RULE,
+                priority="Warning",
+                proc_name=binary.rsplit("/", 1)[-1],
+                cmdline=f"{binary.rsplit('/', 1)[-1]} {proc.body['arguments']}"[:200],
+                pname="sh",
+                evt_type="openat",
+                fd_name=path,
             )
         per = max(1, total // chunks)
         for i in range(chunks):
