@@ -53,6 +53,7 @@ OIF_PARAMS = {
 }
 LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
 
+
 def image_repository(image: str | None) -> str:
     """``registry/app:1.2@sha256:..`` → ``registry/app`` (a registry port is kept)."""
     if not image:

@@ -94,9 +94,7 @@ class FirstSeenMemory:
             "images": {k: sorted(v) for k, v in self.images.items()},
             "workloads": {k: sorted(v) for k, v in self.workloads.items()},
             "destinations": {k: sorted(v) for k, v in self.destinations.items()},
-            "contacts": {
-                k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()
-            },
+            "contacts": {k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -391,9 +389,7 @@ def _summary(ev: Event) -> str | None:
         return f"{k.value} by {ev.actor or '?'} ({ev.actor_kind or '?'})"
     if k is EventKind.POD_EXEC:
         return f"{ev.detail or 'exec'} by {ev.actor or '?'}"
-    if k is EventKind.PROCESS_EXEC and (
-        archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS
-    ):
+    if k is EventKind.PROCESS_EXEC and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
         return f"exec {ev.binary} {ev.args or ''}".strip()
     if k is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
         return f"archive write {ev.file_path} ({ev.bytes_written} B)"

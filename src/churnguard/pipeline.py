@@ -343,6 +343,7 @@ class Pipeline:
         if self.scorer is None:
             return Output(profiles=profiles)
         scored = self.scorer.score(profiles)
+        self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
         return Output(alerts=[s.alert for s in scored if s.alert is not None], scored=scored)
 
     # ---- checkpoints ------------------------------------------------------------------------

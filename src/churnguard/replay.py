@@ -86,7 +86,7 @@ def summary_lines(stats: Counter[str], n_profiles: int, n_entities: int) -> list
     groups = {"events.": "events by source", "ignored.": "ignored (by format.reason)",
               "rejected.": "rejected (dead-lettered) by reason"}  # fmt: skip
     for prefix, title in groups.items():
-        items = sorted((k[len(prefix):], v) for k, v in stats.items() if k.startswith(prefix))
+        items = sorted((k[len(prefix) :], v) for k, v in stats.items() if k.startswith(prefix))
         if not items:
             continue
         lines.append(f"{title}:")

@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from churnguard.alerts import FeatureExplanation, build_alert
 from churnguard.config import Settings
 from churnguard.featurespec import FeatureSpec
+from churnguard.incidents import Incident, Incidents
 from churnguard.profile import Profile
 from churnguard.scorer import Scored
 
@@ -107,8 +110,10 @@ STATIC_RULES: tuple[StaticRule, ...] = (
 class StaticRuleScorer:
     """Alerts on every profile for which any static rule holds (score 1 > threshold 0.5).
 
-    Stateless, so ``snapshot``/``restore``/``use_bundle`` have nothing to do; they exist
-    because the drivers checkpoint and hot-reload whatever scorer they are given.
+    Its only state is the open incidents (:mod:`incidents`): a rule that holds on every
+    window of an entity pages once, as churnguard's model does, so the two are compared
+    on the same alert grouping. ``use_bundle`` has nothing to do; it exists because the
+    drivers hot-reload whatever scorer they are given.
     """
 
     model_version = MODEL_VERSION
@@ -123,6 +128,7 @@ class StaticRuleScorer:
         self.settings = settings
         self.spec = spec
         self.rules = rules
+        self.incidents = Incidents()
 
     def score(self, profiles: list[Profile]) -> list[Scored]:
         """One :class:`Scored` per profile; an alert when a rule holds and the namespace is
@@ -145,8 +151,11 @@ class StaticRuleScorer:
                     rule_techniques=[r.technique for r in hits],
                     model_version=MODEL_VERSION,
                 )
+            folded = alert is not None and self.incidents.note(p.entity.key(), p.window_end, alert)
+            if p.final:
+                self.incidents.close(p.entity.key())
             score = SCORE_FIRED if hits else 0.0
-            out.append(Scored(p, score, THRESHOLD, LEVEL, key, alert))
+            out.append(Scored(p, score, THRESHOLD, LEVEL, key, None if folded else alert, folded))
         return out
 
     def _muted(self, p: Profile) -> bool:
@@ -154,10 +163,11 @@ class StaticRuleScorer:
         return override is not None and override.mute
 
     def snapshot(self) -> bytes:
-        return b""
+        return msgspec.msgpack.encode(self.incidents.export())
 
     def restore(self, data: bytes) -> None:
-        """Nothing learned, nothing to restore."""
+        """Open incidents only: rules learn nothing."""
+        self.incidents.load(msgspec.msgpack.decode(data, type=dict[str, Incident]))
 
     def use_bundle(self, bundle: Bundle) -> None:
         """Rules do not load models."""

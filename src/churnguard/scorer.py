@@ -8,10 +8,20 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    the order of profiles inside a batch does not matter); namespaces in learning mode never
    alert through the model, but a guard rule marked ``alone`` can alert there; muted
    namespaces never alert;
-3. build explained alerts (:mod:`alerts`);
-4. learn from the rows that did not alert and scored below ``learn_below_score`` (so a
-   suspicious but sub-threshold pattern is not taught either), within the poisoning cap of
-   :mod:`baselines`.
+3. build explained alerts (:mod:`alerts`), one per incident: a later window of an entity
+   that already alerted is *folded* into that alert (``Scored.folded``, not paged again)
+   unless it names a technique the entity has not alerted on or raises the severity; a
+   beaconing implant, or a benign new workload polling a new host, pages once, not every
+   five minutes;
+4. learn from the quiet rows, within the poisoning cap of :mod:`baselines`. A row is
+   *withheld* instead when it alerted, when its entity alerted earlier in its life (an
+   implant's quieter windows must not teach the baseline either), or when it scored at or
+   above ``learn_below_score``. Withheld rows wait per workload and are learned once
+   ``release_after_entities`` distinct entities of that workload produced them: behaviour
+   that recurs on separate runs or replicas is the workload's own (a CronJob that now reads
+   more objects every run), while one attacker's pod or instance never teaches its own
+   baseline. Without the release a benign change alerts forever, since nothing it does
+   is ever learned.
 
 All learned state round-trips through :meth:`Scorer.snapshot` as msgpack (detectors'
 own ``to_bytes``), never a pickle of the object.
@@ -19,20 +29,28 @@ own ``to_bytes``), never a pickle of the object.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from churnguard.alerts import Alert, build_alert, explain
-from churnguard.baselines import LEARNING, Hierarchy, HierarchyState, level_of_key, namespace_of
+from churnguard.baselines import (
+    LEARNING,
+    Hierarchy,
+    HierarchyState,
+    baseline_keys,
+    level_of_key,
+    namespace_of,
+)
 from churnguard.config import Settings
 from churnguard.errors import ModelError
 from churnguard.featurespec import FeatureSpec
 from churnguard.guards import fired
+from churnguard.incidents import Incident, Incidents
 from churnguard.profile import Profile
-from churnguard.thresholds import Thresholds
+from churnguard.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
     from churnguard.store import Bundle
@@ -40,7 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["LEARNING", "Scored", "Scorer"]
 
 NO_BASELINE = "-"
-_SNAPSHOT_FORMAT = 2
+WITHHELD_ROWS = 64  # withheld rows kept per workload (oldest dropped)
+_SNAPSHOT_FORMAT = 3
 
 
 class Scored(msgspec.Struct):
@@ -52,6 +71,7 @@ class Scored(msgspec.Struct):
     level: str  # workload | namespace | cluster | learning | rules
     baseline_key: str
     alert: Alert | None = None
+    folded: bool = False  # alerted again, folded into the entity's earlier alert (not paged)
 
 
 class _Snapshot(msgspec.Struct):
@@ -59,7 +79,9 @@ class _Snapshot(msgspec.Struct):
     spec_version: str
     model_version: str
     hierarchy: HierarchyState
-    thresholds: dict[str, list[float]]
+    thresholds: dict[str, ThresholdWindow]
+    withheld: dict[str, list[Profile]]
+    incidents: dict[str, Incident]
 
 
 class Scorer:
@@ -70,6 +92,9 @@ class Scorer:
         self.spec = spec
         self.hierarchy = Hierarchy(settings.scoring, len(spec.names))
         self.thresholds = Thresholds(settings)
+        # workload baseline key -> rows withheld from learning, oldest first
+        self.withheld: dict[str, deque[Profile]] = {}
+        self.incidents = Incidents()  # live entities that alerted: what they were paged for
         self.model_version = f"{settings.scoring.detector}:online"
         if bundle is not None:
             self.use_bundle(bundle)
@@ -114,8 +139,9 @@ class Scorer:
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
 
         results: list[Scored] = []
-        observed: dict[str, list[float]] = defaultdict(list)
+        observed: dict[str, list[tuple[str, float]]] = defaultdict(list)
         quiet: list[int] = []
+        released: list[Profile] = []
         for i, p in enumerate(profiles):
             ns, b, score = namespaces[i], chosen[i], float(scores[i])
             threshold = thresholds[ns]
@@ -140,21 +166,49 @@ class Scorer:
                     rule_techniques=[g.technique for g in guards],
                     model_version=self.model_version,
                 )
+            entity = p.entity.key()
             if not learning:
-                observed[ns].append(score)
-            if alert is None and (b is None or score < self.settings.scoring.learn_below_score):
+                observed[ns].append((entity, score))
+            folded = False
+            if alert is not None:
+                folded = self.incidents.note(entity, p.window_end, alert)
+            suspect = entity in self.incidents or score >= self.settings.scoring.learn_below_score
+            if b is None and alert is None:
+                quiet.append(i)  # nothing judges it yet: its namespace is being learned
+            elif b is not None and not suspect:
                 quiet.append(i)
-            results.append(Scored(p, score, threshold, level, key, alert))
+            elif b is not None:
+                released.extend(self._withhold(p))
+            if p.final:
+                self.incidents.close(entity)
+            paged = None if folded else alert
+            results.append(Scored(p, score, threshold, level, key, paged, folded))
         for ns in sorted(observed):
-            self.thresholds.observe(ns, observed[ns])
-        if quiet:
-            self.hierarchy.learn([profiles[i] for i in quiet], X[quiet], raw[quiet])
+            owners, values = zip(*observed[ns], strict=True)
+            self.thresholds.observe(ns, values, owners)
+        learn = [profiles[i] for i in quiet] + released
+        if learn:
+            raw_learn = spec.matrix([p.values for p in learn])
+            self.hierarchy.learn(learn, spec.transform(raw_learn), raw_learn)
         self.hierarchy.note_seen(profiles)
         return results
 
+    def _withhold(self, profile: Profile) -> list[Profile]:
+        """Hold a suspect row back; the workload's held rows once enough entities recur."""
+        key = baseline_keys(profile)[0]
+        rows = self.withheld.get(key)
+        if rows is None:
+            rows = self.withheld[key] = deque(maxlen=WITHHELD_ROWS)
+        rows.append(profile)
+        if len({r.entity.key() for r in rows}) < self.settings.scoring.release_after_entities:
+            return []
+        del self.withheld[key]
+        return list(rows)
+
     # ---- checkpoints -------------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """All learned state: detectors, recent values, namespace ages, threshold windows."""
+        """All learned state: detectors, recent values, namespace ages, threshold windows,
+        withheld rows and open incidents."""
         return msgspec.msgpack.encode(
             _Snapshot(
                 format=_SNAPSHOT_FORMAT,
@@ -162,6 +216,8 @@ class Scorer:
                 model_version=self.model_version,
                 hierarchy=self.hierarchy.export(),
                 thresholds=self.thresholds.export(),
+                withheld={k: list(v) for k, v in sorted(self.withheld.items())},
+                incidents=self.incidents.export(),
             )
         )
 
@@ -176,4 +232,6 @@ class Scorer:
             raise ValueError("scorer checkpoint is from another format or feature spec")
         self.hierarchy.load(snap.hierarchy)
         self.thresholds.load(snap.thresholds)
+        self.withheld = {k: deque(v, maxlen=WITHHELD_ROWS) for k, v in snap.withheld.items()}
+        self.incidents.load(snap.incidents)
         self.model_version = snap.model_version

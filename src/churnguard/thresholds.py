@@ -8,12 +8,21 @@ namespace has ``MIN_TAIL / rate`` scores (at least ``MIN_SCORES_FOR_QUANTILE``, 
 window) the cluster's scores stand in for it, and until the cluster has as many, the floor.
 The TOML config can pin a namespace glob to a fixed threshold, give it its own rate, or mute
 it. Only profiles scored outside learning mode are observed.
+
+The tail of the window counts *entities*, not profiles: the threshold is the score that the
+``rate * n``-th highest-scoring entity of the window reached (each entity counted at its
+highest score). Counted per profile, one long-running implant scoring high in every window
+(a beacon every 5 minutes for hours) fills the tail by itself and lifts the threshold over
+its own score and every other attack's: the attacker would mute the detector by being
+persistent. Counted per entity it takes that many *different* unusual entities.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
+import msgspec
 import numpy as np
 
 from churnguard.config import Settings
@@ -33,12 +42,15 @@ class Thresholds:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.windows: dict[str, deque[float]] = {}
+        self.entities: dict[str, deque[str]] = {}  # parallel to ``windows``: whose score
 
-    def _window(self, namespace: str) -> deque[float]:
+    def _window(self, namespace: str) -> tuple[deque[float], deque[str]]:
         w = self.windows.get(namespace)
         if w is None:
-            w = self.windows[namespace] = deque(maxlen=self.settings.thresholds.window_profiles)
-        return w
+            size = self.settings.thresholds.window_profiles
+            w = self.windows[namespace] = deque(maxlen=size)
+            self.entities[namespace] = deque(maxlen=size)
+        return w, self.entities[namespace]
 
     def threshold(self, namespace: str) -> float:
         """The score at or above which a profile of this namespace alerts."""
@@ -50,27 +62,71 @@ class Thresholds:
         if override is not None and override.target_alert_rate is not None:
             rate = override.target_alert_rate
         needed = min(max(MIN_SCORES_FOR_QUANTILE, int(np.ceil(MIN_TAIL / rate))), t.window_profiles)
-        scores = self.windows.get(namespace)
-        if scores is None or len(scores) < needed:
-            scores = self.windows.get(CLUSTER)
-        if scores is None or len(scores) < needed:
+        key = namespace
+        if len(self.windows.get(key, ())) < needed:
+            key = CLUSTER
+        if len(self.windows.get(key, ())) < needed:
             return t.min_score
-        q = float(np.quantile(np.fromiter(scores, float), 1.0 - rate, method="higher"))
+        q = _entity_quantile(self.windows[key], self.entities[key], rate)
         return max(t.min_score, min(q, MAX_QUANTILE_THRESHOLD))
 
     def muted(self, namespace: str) -> bool:
         override = self.settings.namespace_override(namespace)
         return bool(override is not None and override.mute)
 
-    def observe(self, namespace: str, scores: list[float]) -> None:
-        """Add scored (non-learning) profiles to the namespace's and the cluster's windows."""
-        self._window(namespace).extend(scores)
-        self._window(CLUSTER).extend(scores)
+    def observe(
+        self, namespace: str, scores: Sequence[float], entities: Sequence[str] | None = None
+    ) -> None:
+        """Add scored (non-learning) profiles to the namespace's and the cluster's windows.
 
-    def export(self) -> dict[str, list[float]]:
-        return {ns: list(w) for ns, w in sorted(self.windows.items())}
+        ``entities`` names whose score each is (entity keys); None = all different.
+        """
+        if entities is None:
+            first = sum(len(w) for w in self.windows.values())
+            entities = [f"#{first + i}" for i in range(len(scores))]
+        if len(entities) != len(scores):
+            raise ValueError("one entity per score")
+        for key in (namespace, CLUSTER):
+            window, owners = self._window(key)
+            window.extend(scores)
+            owners.extend(entities)
 
-    def load(self, data: dict[str, list[float]]) -> None:
-        self.windows = {}
-        for ns, scores in data.items():
-            self._window(ns).extend(scores)
+    def export(self) -> dict[str, ThresholdWindow]:
+        return {
+            ns: ThresholdWindow(scores=list(w), entities=list(self.entities[ns]))
+            for ns, w in sorted(self.windows.items())
+        }
+
+    def load(self, data: dict[str, ThresholdWindow]) -> None:
+        self.windows, self.entities = {}, {}
+        for ns, saved in data.items():
+            window, owners = self._window(ns)
+            window.extend(saved.scores)
+            owners.extend(saved.entities)
+
+
+class ThresholdWindow(msgspec.Struct):
+    """Serialised form of one namespace's window (checkpoints)."""
+
+    scores: list[float]
+    entities: list[str]
+
+
+def _entity_quantile(scores: deque[float], entities: deque[str], rate: float) -> float:
+    """The score of the ``ceil(rate * n)``-th highest-scoring distinct entity of a window.
+
+    Only the top of the window is sorted: the tail holds a handful of entities, so the
+    first ``4 k`` scores almost always contain ``k`` distinct ones; a window dominated by a
+    few entities falls back to sorting all of it.
+    """
+    values = np.fromiter(scores, float, count=len(scores))
+    k = max(1, int(np.ceil(rate * len(values))))
+    for m in (min(len(values), 4 * k + 16), len(values)):
+        top = np.argpartition(-values, m - 1)[:m] if m < len(values) else np.arange(m)
+        top = top[np.argsort(-values[top], kind="stable")]
+        seen: set[str] = set()
+        for i in top.tolist():
+            seen.add(entities[i])
+            if len(seen) == k:
+                return float(values[i])
+    return float(values.min())

@@ -32,18 +32,42 @@ def run(events: list[Event], pipeline: Pipeline | None = None) -> list:
 
 def short_lived_attack() -> list[Event]:
     return [
-        ev(0, EventKind.POD_CREATE, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON,
-           image="alpine:3.19"),
+        ev(
+            0,
+            EventKind.POD_CREATE,
+            **pod("dbg"),
+            actor="mallory",
+            actor_kind=ActorKind.PERSON,
+            image="alpine:3.19",
+        ),
         ev(2, EventKind.POD_IP, **pod("dbg"), pod_ip="10.1.2.3"),
-        ev(30, EventKind.POD_EXEC, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON,
-           detail="exec", args="sh -i"),
+        ev(
+            30,
+            EventKind.POD_EXEC,
+            **pod("dbg"),
+            actor="mallory",
+            actor_kind=ActorKind.PERSON,
+            detail="exec",
+            args="sh -i",
+        ),
         ev(31, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/bin/sh", container_id="c1"),
-        ev(40, EventKind.PROCESS_EXEC, **pod("dbg"), binary="/usr/bin/python3",
-           args="-c import tarfile; tarfile.open('/tmp/x.tgz','w:gz').add('/data')"),
+        ev(
+            40,
+            EventKind.PROCESS_EXEC,
+            **pod("dbg"),
+            binary="/usr/bin/python3",
+            args="-c import tarfile; tarfile.open('/tmp/x.tgz','w:gz').add('/data')",
+        ),
         ev(41, EventKind.FILE_WRITE, **pod("dbg"), file_path="/tmp/x.tgz", bytes_written=5000),
         # flow attributed by pod IP only
-        ev(50, EventKind.NET_FLOW, pod_ip="10.1.2.3", dst_ip="203.0.113.9", dst_port=443,
-           bytes_out=80_000_000),
+        ev(
+            50,
+            EventKind.NET_FLOW,
+            pod_ip="10.1.2.3",
+            dst_ip="203.0.113.9",
+            dst_port=443,
+            bytes_out=80_000_000,
+        ),
         ev(90, EventKind.POD_DELETE, **pod("dbg"), actor="mallory", actor_kind=ActorKind.PERSON),
     ]
 
@@ -68,13 +92,25 @@ def test_short_lived_pod_is_profiled_once_whole() -> None:
 
 
 def test_runtime_event_without_namespace_is_attributed_by_container_id() -> None:
-    profiles = run([
-        ev(0, EventKind.PROCESS_EXEC, **pod("falco-74htl", ns="monitoring"),
-           container_id="a98c2aa8e670" + "f" * 52, binary="/usr/bin/falco"),
-        # Falco without k8s.ns.name: only the pod name and the 12-character container id
-        ev(20, EventKind.PROCESS_EXEC, pod="falco-74htl", container_id="a98c2aa8e670",
-           binary="/bin/bash"),
-    ])
+    profiles = run(
+        [
+            ev(
+                0,
+                EventKind.PROCESS_EXEC,
+                **pod("falco-74htl", ns="monitoring"),
+                container_id="a98c2aa8e670" + "f" * 52,
+                binary="/usr/bin/falco",
+            ),
+            # Falco without k8s.ns.name: only the pod name and the 12-character container id
+            ev(
+                20,
+                EventKind.PROCESS_EXEC,
+                pod="falco-74htl",
+                container_id="a98c2aa8e670",
+                binary="/bin/bash",
+            ),
+        ]
+    )
     (p,) = profiles
     assert p.entity.namespace == "monitoring"
     assert p.values["shell_spawned"] == 1 and p.values["distinct_binaries"] == 2
@@ -97,12 +133,28 @@ def test_long_running_pod_is_profiled_every_window() -> None:
 
 def test_instance_run_and_terminate_by_one_person() -> None:
     events = [
-        ev(0, EventKind.INSTANCE_RUN, instance_id="i-0abc", actor="arn:user/bob",
-           actor_kind=ActorKind.PERSON),
-        ev(100, EventKind.CLOUD_CALL, instance_id="i-0abc", verb="GetObject",
-           api_category=ApiCategory.REPO_READ, object_name="b/k1"),
-        ev(250, EventKind.INSTANCE_TERMINATE, instance_id="i-0abc", actor="arn:user/bob",
-           actor_kind=ActorKind.PERSON),
+        ev(
+            0,
+            EventKind.INSTANCE_RUN,
+            instance_id="i-0abc",
+            actor="arn:user/bob",
+            actor_kind=ActorKind.PERSON,
+        ),
+        ev(
+            100,
+            EventKind.CLOUD_CALL,
+            instance_id="i-0abc",
+            verb="GetObject",
+            api_category=ApiCategory.REPO_READ,
+            object_name="b/k1",
+        ),
+        ev(
+            250,
+            EventKind.INSTANCE_TERMINATE,
+            instance_id="i-0abc",
+            actor="arn:user/bob",
+            actor_kind=ActorKind.PERSON,
+        ),
     ]
     (p,) = run(events)
     assert p.end_reason == "terminated"
@@ -114,17 +166,20 @@ def test_instance_run_and_terminate_by_one_person() -> None:
 
 def test_autoscaler_churn_is_not_same_identity() -> None:
     auto = {"actor": "autoscaling", "actor_kind": ActorKind.AUTOSCALER}
-    (p,) = run([
-        ev(0, EventKind.INSTANCE_RUN, instance_id="i-1", **auto),
-        ev(300, EventKind.INSTANCE_TERMINATE, instance_id="i-1", **auto),
-    ])
+    (p,) = run(
+        [
+            ev(0, EventKind.INSTANCE_RUN, instance_id="i-1", **auto),
+            ev(300, EventKind.INSTANCE_TERMINATE, instance_id="i-1", **auto),
+        ]
+    )
     assert p.values["run_and_terminate_same_identity"] == 0
 
 
 def test_late_events_are_counted_not_folded() -> None:
     pipe = Pipeline(Settings())
-    pipe.ingest([ev(0, EventKind.POD_CREATE, **pod("a")), ev(1000, EventKind.POD_CREATE,
-                                                            **pod("b"))])
+    pipe.ingest(
+        [ev(0, EventKind.POD_CREATE, **pod("a")), ev(1000, EventKind.POD_CREATE, **pod("b"))]
+    )
     out = pipe.ingest([ev(10, EventKind.POD_EXEC, **pod("a"))])  # 990 s behind: too late
     assert pipe.stats["late_events"] == 1
     assert out.profiles == []
@@ -132,12 +187,14 @@ def test_late_events_are_counted_not_folded() -> None:
 
 def test_recreated_statefulset_pod_is_a_new_incarnation() -> None:
     sts = pod("db-0", workload="StatefulSet/db")
-    profiles = run([
-        ev(0, EventKind.POD_CREATE, **sts),
-        ev(100, EventKind.POD_DELETE, **sts, actor="sts", actor_kind=ActorKind.CONTROLLER),
-        ev(140, EventKind.POD_CREATE, **sts),
-        ev(200, EventKind.POD_EXEC, **sts),
-    ])
+    profiles = run(
+        [
+            ev(0, EventKind.POD_CREATE, **sts),
+            ev(100, EventKind.POD_DELETE, **sts, actor="sts", actor_kind=ActorKind.CONTROLLER),
+            ev(140, EventKind.POD_CREATE, **sts),
+            ev(200, EventKind.POD_EXEC, **sts),
+        ]
+    )
     assert [p.end_reason for p in profiles] == ["deleted", "end_of_input"]
     assert profiles[0].values["lifetime_s"] == 100
     assert profiles[1].values["exec_count"] == 1
@@ -151,27 +208,67 @@ def _random_cluster(seed: int) -> list[Event]:
         start = rng.uniform(0, 3000)
         life = rng.choice([30, 200, 900, 2500])
         ip = f"10.2.0.{i}"
-        events.append(ev(start, EventKind.POD_CREATE, **pod(name, ns=f"ns{i % 3}"),
-                         workload=f"ReplicaSet/w{i % 4}-abcdef12", image=f"img{i % 5}:1"))
+        events.append(
+            ev(
+                start,
+                EventKind.POD_CREATE,
+                **pod(name, ns=f"ns{i % 3}"),
+                workload=f"ReplicaSet/w{i % 4}-abcdef12",
+                image=f"img{i % 5}:1",
+            )
+        )
         events.append(ev(start + 1, EventKind.POD_IP, **pod(name, ns=f"ns{i % 3}"), pod_ip=ip))
         for _ in range(rng.randint(1, 30)):
             t = start + rng.uniform(2, life)
-            kind = rng.choice([EventKind.NET_FLOW, EventKind.PROCESS_EXEC, EventKind.POD_EXEC,
-                               EventKind.CLOUD_CALL])
+            kind = rng.choice(
+                [
+                    EventKind.NET_FLOW,
+                    EventKind.PROCESS_EXEC,
+                    EventKind.POD_EXEC,
+                    EventKind.CLOUD_CALL,
+                ]
+            )
             if kind is EventKind.NET_FLOW:
-                events.append(ev(t, kind, pod_ip=ip, dst_ip=f"198.51.100.{rng.randint(1, 4)}",
-                                 bytes_out=rng.randint(1, 10**6)))
+                events.append(
+                    ev(
+                        t,
+                        kind,
+                        pod_ip=ip,
+                        dst_ip=f"198.51.100.{rng.randint(1, 4)}",
+                        bytes_out=rng.randint(1, 10**6),
+                    )
+                )
             elif kind is EventKind.CLOUD_CALL:
-                events.append(ev(t, kind, pod_ip=ip, verb="GetObject",
-                                 api_category=ApiCategory.REPO_READ,
-                                 object_name=f"b/{rng.randint(1, 50)}"))
+                events.append(
+                    ev(
+                        t,
+                        kind,
+                        pod_ip=ip,
+                        verb="GetObject",
+                        api_category=ApiCategory.REPO_READ,
+                        object_name=f"b/{rng.randint(1, 50)}",
+                    )
+                )
             else:
-                events.append(ev(t, kind, **pod(name, ns=f"ns{i % 3}"),
-                                 binary=f"/bin/{rng.choice(['sh', 'tar', 'app'])}",
-                                 args="czf /tmp/o.tgz /d"))
+                events.append(
+                    ev(
+                        t,
+                        kind,
+                        **pod(name, ns=f"ns{i % 3}"),
+                        binary=f"/bin/{rng.choice(['sh', 'tar', 'app'])}",
+                        args="czf /tmp/o.tgz /d",
+                    )
+                )
         if life < 2000:
-            events.append(ev(start + life, EventKind.POD_DELETE, **pod(name, ns=f"ns{i % 3}"),
-                             actor="rs", actor_kind=ActorKind.CONTROLLER))
+            events.append(
+                ev(
+                    start + life,
+                    EventKind.POD_DELETE,
+                    **pod(name, ns=f"ns{i % 3}"),
+                    actor="rs",
+                    actor_kind=ActorKind.CONTROLLER,
+                )
+            )
     return sorted(events, key=lambda e: e.time)
 
 
@@ -218,9 +315,7 @@ def test_inputs_read_at_different_speeds_do_not_make_each_other_late() -> None:
     audit, runtime = Origin(source="audit", partition=0), Origin(source="runtime", partition=0)
     pipe = Pipeline(Settings())
     pipe.expect_sources(["audit[0]", "runtime[0]"])
-    ahead = [
-        ev(t, EventKind.POD_CREATE, **pod(f"p{t}"), origin=audit) for t in range(0, 7200, 60)
-    ]
+    ahead = [ev(t, EventKind.POD_CREATE, **pod(f"p{t}"), origin=audit) for t in range(0, 7200, 60)]
     out = pipe.ingest(ahead)  # the audit topic is consumed two hours ahead
     assert out.profiles == []  # nothing is due while the runtime input has said nothing
     behind = [ev(30, EventKind.PROCESS_EXEC, **pod("p0"), binary="/bin/sh", origin=runtime)]

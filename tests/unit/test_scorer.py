@@ -135,3 +135,45 @@ def test_bundle_seeds_mature_baselines(tmp_path) -> None:
     out = scorer.score([_attack(10.0)])
     assert out[0].level == "namespace" and out[0].alert is not None
     assert out[0].alert.model_version == "v-test+online"
+
+
+def _same_pod_attack(t: float, pod: str = "web-hijacked"):
+    return make_profile(ns="shop", pod=pod, workload="Deployment/web", t=t, values=ATTACK_VALUES)
+
+
+def test_an_entity_that_alerted_teaches_nothing_later_in_its_life() -> None:
+    scorer = _trained()
+    assert scorer.score([_same_pod_attack(600.0)])[0].alert is not None
+    before = scorer.hierarchy.baselines["wl:shop/Deployment/web:pod"].n_learned
+    calm = benign_values(np.random.default_rng(3))
+    quiet = make_profile(ns="shop", pod="web-hijacked", t=900.0, values=calm)
+    out = scorer.score([quiet])
+    assert out[0].alert is None
+    assert scorer.hierarchy.baselines["wl:shop/Deployment/web:pod"].n_learned == before
+    assert [p.entity.pod for p in scorer.withheld["wl:shop/Deployment/web:pod"]] == [
+        "web-hijacked",
+        "web-hijacked",
+    ]
+
+
+def test_withheld_rows_are_learned_once_distinct_entities_of_a_workload_recur() -> None:
+    scorer = _trained(quick_settings(release_after_entities=3))
+    key = "wl:shop/Deployment/web:pod"
+    before = scorer.hierarchy.baselines[key].n_learned
+    for i in range(2):  # two runs of the new behaviour: paged, held back
+        assert scorer.score([_attack(600.0 + i)])[0].alert is not None
+    assert scorer.hierarchy.baselines[key].n_learned == before
+    assert len(scorer.withheld[key]) == 2
+    scorer.score([_attack(602.0)])  # the third distinct entity: the workload's own pattern
+    assert key not in scorer.withheld
+    assert scorer.hierarchy.baselines[key].n_learned == before + 3
+
+
+def test_one_entity_alerting_every_window_pages_once_per_incident() -> None:
+    scorer = _trained()
+    out = [scorer.score([_same_pod_attack(600.0 + 300 * i)])[0] for i in range(4)]
+    assert out[0].alert is not None and not out[0].folded
+    assert all(s.alert is None and s.folded for s in out[1:])
+    # quiet for longer than an incident stays open: the next alert pages again
+    again = scorer.score([_same_pod_attack(600.0 + 300 * 3 + 3600.0)])[0]
+    assert again.alert is not None and not again.folded

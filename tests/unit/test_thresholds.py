@@ -76,3 +76,15 @@ def test_export_load_round_trip() -> None:
     again = Thresholds(_settings())
     again.load(t.export())
     assert again.threshold("shop") == t.threshold("shop")
+
+
+def test_one_persistent_entity_cannot_lift_the_threshold_over_its_own_scores() -> None:
+    s = Settings(thresholds=ThresholdSettings(target_alert_rate=0.01, min_score=0.0))
+    t = Thresholds(s)
+    rng = np.random.default_rng(1)
+    t.observe("shop", rng.uniform(0.0, 0.8, 4000).tolist(), [f"pod-{i}" for i in range(4000)])
+    calm = t.threshold("shop")
+    # an implant scoring 0.97 in 200 windows: counted per profile it would fill the 1 % tail
+    t.observe("shop", [0.97] * 200, ["shop/implant"] * 200)
+    assert t.threshold("shop") < 0.97
+    assert abs(t.threshold("shop") - calm) < 0.01

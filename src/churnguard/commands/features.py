@@ -25,8 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dead-letter",
         help="where rejected records go (default: <out>.rejected.jsonl; none with --out -)",
     )
-    parser.add_argument("--format", choices=(*FORMATS, "auto"), default="auto",
-                        help="pin every input to one format instead of detecting per record")
+    parser.add_argument(
+        "--format",
+        choices=(*FORMATS, "auto"),
+        default="auto",
+        help="pin every input to one format instead of detecting per record",
+    )
     parser.add_argument("--config", help="churnguard TOML config (pipeline section)")
 
 
@@ -42,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).write_bytes(rows)
     dead_letter = args.dead_letter or (None if args.out == "-" else f"{args.out}.rejected.jsonl")
     if dead_letter and result.rejected:
-        Path(dead_letter).write_bytes(
-            b"".join(encoder.encode(r) + b"\n" for r in result.rejected)
-        )
+        Path(dead_letter).write_bytes(b"".join(encoder.encode(r) + b"\n" for r in result.rejected))
     entities = {p.entity.key() for p in result.profiles}
     lines = summary_lines(result.stats, len(result.profiles), len(entities))
     if result.rejected and dead_letter:
