@@ -18,10 +18,12 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    implant's quieter windows must not teach the baseline either), or when it scored at or
    above ``learn_below_score``. Withheld rows wait per workload and are learned once
    ``release_after_entities`` distinct entities of that workload produced them: behaviour
-   that recurs on separate runs or replicas is the workload's own (a CronJob that now reads
-   more objects every run), while one attacker's pod or instance never teaches its own
-   baseline. Without the release a benign change alerts forever, since nothing it does
-   is ever learned.
+   that recurs on separate runs or replicas of one controller is the workload's own (a
+   CronJob that now reads more objects every run), while one attacker's pod or instance
+   never teaches its own baseline. Without the release a benign change alerts forever,
+   since nothing it does is ever learned. Only controller-owned workloads release: bare
+   pods (grouped by image) and cloud instances can be made again and again by whoever
+   holds the credentials, the attacker included.
 
 All learned state round-trips through :meth:`Scorer.snapshot` as msgpack (detectors'
 own ``to_bytes``), never a pickle of the object.
@@ -195,6 +197,8 @@ class Scorer:
 
     def _withhold(self, profile: Profile) -> list[Profile]:
         """Hold a suspect row back; the workload's held rows once enough entities recur."""
+        if profile.entity.kind != "pod" or not profile.entity.workload:
+            return []  # no controller to vouch for a recurrence: never learned
         key = baseline_keys(profile)[0]
         rows = self.withheld.get(key)
         if rows is None:

@@ -177,3 +177,13 @@ def test_one_entity_alerting_every_window_pages_once_per_incident() -> None:
     # quiet for longer than an incident stays open: the next alert pages again
     again = scorer.score([_same_pod_attack(600.0 + 300 * 3 + 3600.0)])[0]
     assert again.alert is not None and not again.folded
+
+
+def test_bare_pods_and_instances_never_teach_by_repetition() -> None:
+    scorer = _trained(quick_settings(release_after_entities=2))
+    before = {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()}
+    for i in range(4):  # one identity making the same odd bare pod again and again
+        bare = make_profile(pod=f"debug-{i}", workload=None, t=600.0 + i, values=ATTACK_VALUES)
+        assert scorer.score([bare])[0].alert is not None
+    assert {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()} == before
+    assert scorer.withheld == {}
