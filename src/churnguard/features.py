@@ -70,8 +70,11 @@ class NetworkClassifier:
 class FirstSeenMemory:
     """What each namespace/workload has been seen doing: images, owners, destinations.
 
-    Updated only after a profile is built (in the pipeline's deterministic emission order),
-    so 'new' means new relative to earlier profiles, never to the same one.
+    The pipeline teaches it (:meth:`FeatureBuilder.remember`) after each batch is scored,
+    in the deterministic emission order, with every profile that did not alert: a window
+    that paged does not make its exfil host, image or owner "known" for the next intrusion
+    (attackers reuse infrastructure), and 'new' always means new relative to earlier
+    batches.
     """
 
     def __init__(self, max_per_scope: int = 4096) -> None:
@@ -132,6 +135,11 @@ def destination_scope(state: EntityState) -> str:
     if state.key.kind is EntityKind.INSTANCE:
         return "instances"
     return state.namespace or "-"
+
+
+def _memory_scope(p: Profile) -> str:
+    """:func:`destination_scope` of a profile's entity."""
+    return "instances" if p.entity.kind == "instance" else (p.entity.namespace or "-")
 
 
 def _basename(binary: str | None) -> str:
@@ -206,9 +214,35 @@ class FeatureBuilder:
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
             evidence=_evidence(state, events, final),
+            destinations=sorted(
+                {
+                    _destination(ev)
+                    for ev in events
+                    if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
+                }
+            ),
         )
-        self._remember(state, events)
         return profile
+
+    def remember(self, profiles: list[Profile], *, paged: list[Profile] = ()) -> None:
+        """Teach the first-seen memory a scored batch: ``profiles`` did not page, ``paged`` did.
+
+        Who contacted a destination (its rarity, for beacons) is counted from both: a host
+        many entities use is shared whatever they did. What is *known* (destinations,
+        images, owners) is learned only from the profiles that did not page.
+        """
+        for p in [*profiles, *paged]:
+            self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
+        for p in profiles:
+            e = p.entity
+            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
+            if e.kind == "pod":
+                ns = e.namespace or ""
+                if e.image:
+                    repo = e.image.rsplit(":", 1)[0].split("@", 1)[0]
+                    self.memory._add(self.memory.images, ns, [repo])
+                if e.workload:
+                    self.memory._add(self.memory.workloads, ns, [e.workload])
 
     # ---- feature groups ------------------------------------------------------------------
     def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
@@ -307,22 +341,6 @@ class FeatureBuilder:
             ns, set()
         )
         return {"new_image": float(new_image), "new_workload": float(new_workload)}
-
-    def _remember(self, state: EntityState, events: list[Event]) -> None:
-        dests = [
-            _destination(ev)
-            for ev in events
-            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
-        ]
-        self.memory._add(self.memory.destinations, destination_scope(state), dests)
-        self.memory.note_contacts(destination_scope(state), str(state.key), dests)
-        if state.key.kind is EntityKind.POD:
-            ns = state.namespace or ""
-            if state.image:
-                repo = state.image.rsplit(":", 1)[0].split("@", 1)[0]
-                self.memory._add(self.memory.images, ns, [repo])
-            if state.workload:
-                self.memory._add(self.memory.workloads, ns, [state.workload])
 
 
 def _event_order(ev: Event) -> tuple:

@@ -21,7 +21,8 @@ SPEC_DIR = Path(
     os.environ.get("CHURNGUARD_SPEC_DIR") or Path(__file__).resolve().parents[2] / "features"
 )
 DEFAULT_VERSION = "1"
-_TRANSFORMS = ("log1p", "identity")
+_TRANSFORMS = ("log1p", "identity", "log_gap")
+GAP_FLOOR = 2.0**-10  # log_gap resolves ratios up to 1 - 1/1024
 _APPLIES = ("pod", "instance", "both")
 
 
@@ -70,15 +71,18 @@ class FeatureSpec:
         return np.vstack([self.vector(r) for r in rows])
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """The model view: log1p on counts, bytes and durations, divided by ``scale``, and
-        negated for ``direction = "low"`` features so that larger always means more
-        suspicious (the detectors' range novelty looks upward only)."""
+        """The model view: log1p on counts, bytes and durations, ``-log2(1 - x)`` (floored,
+        ``log_gap``) on ratios whose meaning is in how close they come to 1, divided by
+        ``scale``, and negated for ``direction = "low"`` features so that larger always
+        means more suspicious (the detectors' range novelty looks upward only)."""
         out = np.asarray(raw, dtype=float).copy()
         if out.ndim == 1:
             out = out[None, :]
         for j, f in enumerate(self.features):
             if f.transform == "log1p":
                 out[:, j] = np.log1p(np.clip(out[:, j], 0.0, None))
+            elif f.transform == "log_gap":
+                out[:, j] = -np.log2(1.0 - np.clip(out[:, j], 0.0, 1.0) + GAP_FLOOR)
             if f.scale != 1.0:
                 out[:, j] /= f.scale
             if f.direction == "low":
@@ -89,7 +93,11 @@ class FeatureSpec:
         """Back from the model view of feature ``j`` to its raw unit (for explanations)."""
         f = self.features[j]
         value *= f.scale if f.direction == "high" else -f.scale
-        return float(np.expm1(value)) if f.transform == "log1p" else float(value)
+        if f.transform == "log1p":
+            return float(np.expm1(value))
+        if f.transform == "log_gap":
+            return float(1.0 + GAP_FLOOR - 2.0**-value)
+        return float(value)
 
 
 def spec_path(version: str = DEFAULT_VERSION) -> Path:

@@ -341,9 +341,14 @@ class Pipeline:
         if not profiles:
             return Output()
         if self.scorer is None:
+            self.features.remember(profiles)
             return Output(profiles=profiles)
         scored = self.scorer.score(profiles)
         self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
+        self.features.remember(
+            [s.profile for s in scored if s.alert is None and not s.folded],
+            paged=[s.profile for s in scored if s.alert is not None or s.folded],
+        )
         return Output(alerts=[s.alert for s in scored if s.alert is not None], scored=scored)
 
     # ---- checkpoints ------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     deleted_by: str | None = None
     deleter_kind: str | None = None  # ActorKind value
     evidence: list[Evidence] = msgspec.field(default_factory=list)
+    # external destinations (fqdn, else IP) contacted in the window, sorted: what the
+    # first-seen memory learns once the window has been scored and did not alert
+    destinations: list[str] = msgspec.field(default_factory=list)
 
     @property
     def profile_id(self) -> str:

@@ -37,3 +37,16 @@ def test_bad_spec_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text('version = "9"\n[[feature]]\nname = "x"\nkind = "count"\n')
     with pytest.raises(ConfigError, match="lacks"):
         load_spec(bad)
+
+
+def test_log_gap_resolves_ratios_near_one() -> None:
+    spec = load_spec()
+    j = spec.names.index("beacon_regularity")
+    assert spec.by_name("beacon_regularity").transform == "log_gap"
+    raw = np.zeros((4, len(spec.names)))
+    raw[:, j] = [0.0, 0.6, 0.94, 0.99]  # none, an app's polling, a jittery and a clockwork beacon
+    view = spec.transform(raw)[:, j]
+    assert abs(view[0]) < 0.01  # missing stays at (about) zero
+    assert np.all(np.diff(view) > 0)
+    assert view[3] - view[1] > 5.0  # clockwork is far above polling, not 0.39 above it
+    assert [spec.inverse(j, v) for v in view] == pytest.approx([0.0, 0.6, 0.94, 0.99])

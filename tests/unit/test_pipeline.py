@@ -335,3 +335,40 @@ def test_entity_cap_profiles_the_idlest_early() -> None:
     evicted = [p for p in out.profiles if p.end_reason == "evicted"]
     assert evicted and pipe.stats["evicted"] >= 70
     assert {p.entity.pod for p in evicted} >= {"p0", "p1"}  # the idlest went first
+
+
+class _PagesOn:
+    """A scorer that pages on the pods it is told to (and learns nothing itself)."""
+
+    def __init__(self, pods: set[str]) -> None:
+        self.pods = pods
+
+    def score(self, profiles: list) -> list:
+        from churnguard.scorer import Scored
+
+        return [
+            Scored(p, 1.0, 0.5, "test", "-", alert=object() if p.entity.pod in self.pods else None)  # type: ignore[arg-type]
+            for p in profiles
+        ]
+
+
+def _contact(pod_name: str, t: float, host: str = "203.0.113.9") -> list[Event]:
+    return [
+        ev(t, EventKind.POD_CREATE, **pod(pod_name), actor="rs", actor_kind=ActorKind.CONTROLLER),
+        ev(t + 1, EventKind.NET_FLOW, **pod(pod_name), dst_ip=host, dst_port=443, bytes_out=500),
+    ]
+
+
+def _new_destinations(pages_on: set[str]) -> dict[str, float]:
+    pipe = Pipeline(Settings(), scorer=_PagesOn(pages_on))  # type: ignore[arg-type]
+    out = pipe.ingest([*_contact("first", 0.0), *_contact("second", 900.0)])
+    out.extend(pipe.finish())
+    rows = [s.profile for s in out.scored if s.profile.values["external_destinations"]]
+    return {p.entity.pod: p.values["new_destinations"] for p in rows}
+
+
+def test_a_window_that_paged_does_not_make_its_destination_known() -> None:
+    # a quiet first contact teaches the namespace the host; the second pod's use is not new
+    assert _new_destinations(set()) == {"first": 1.0, "second": 0.0}
+    # the first contact paged (an exfil host): the next intrusion reusing it is still new
+    assert _new_destinations({"first"}) == {"first": 1.0, "second": 1.0}
