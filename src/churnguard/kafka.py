@@ -292,6 +292,8 @@ class Service:
             self.metrics.rejected.labels(rejected.reason).inc()
         for scored in out.scored:
             self.metrics.profiles.labels(str(scored.level)).inc()
+            if scored.folded:
+                self.metrics.folded.inc()
 
     def _on_send_error(self, exc: BaseException) -> None:
         """A send failed after the producer's retries: the session must not commit past it."""

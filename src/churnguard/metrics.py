@@ -55,6 +55,11 @@ class ServiceMetrics:
             "Alerts not produced again because their id was already on the alerts topic",
             registry=r,
         )
+        self.folded = Counter(
+            "churnguard_alerts_folded_total",
+            "Alerting windows folded into their entity's open incident instead of paging",
+            registry=r,
+        )
         self.profiles = Counter(
             "churnguard_profiles_scored_total",
             "Profiles scored, by the baseline level that scored them",
