@@ -67,7 +67,7 @@ class Thresholds:
             key = CLUSTER
         if len(self.windows.get(key, ())) < needed:
             return t.min_score
-        q = _entity_quantile(self.windows[key], self.entities[key], rate)
+        q = entity_quantile(self.windows[key], self.entities[key], rate)
         return max(t.min_score, min(q, MAX_QUANTILE_THRESHOLD))
 
     def muted(self, namespace: str) -> bool:
@@ -112,7 +112,7 @@ class ThresholdWindow(msgspec.Struct):
     entities: list[str]
 
 
-def _entity_quantile(scores: deque[float], entities: deque[str], rate: float) -> float:
+def entity_quantile(scores: Sequence[float], entities: Sequence[str], rate: float) -> float:
     """The score of the ``ceil(rate * n)``-th highest-scoring distinct entity of a window.
 
     Only the top of the window is sorted: the tail holds a handful of entities, so the

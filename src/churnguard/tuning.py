@@ -7,8 +7,9 @@ target alert rate here, checks the alert volume it implies (and, with labelled d
 precision and recall it gives), and writes ``[namespaces."<ns>"] threshold = ...`` overrides
 that ``churnguard.config.load_settings`` reads.
 
-Everything mirrors the service: alerting is ``score >= threshold``; the quantile is numpy's
-``method="higher"`` like :mod:`churnguard.thresholds`; instances are tuned under the
+Everything mirrors the service: alerting is ``score >= threshold``; the quantile is the
+service's entity tail (:func:`churnguard.thresholds.entity_quantile`: each entity counted
+at its highest score, so one long-running implant cannot set the bar); instances are tuned under the
 pseudo-namespace ``_cloud`` their baselines and overrides use; rows scored in learning mode
 are left out (the service never thresholds them). Precision and recall are counted per
 entity (a pod or an instance is caught when any of its windows reaches the threshold), the
@@ -30,6 +31,7 @@ from churnguard.baselines import CLOUD_NAMESPACE
 from churnguard.capture import CaptureRow
 from churnguard.errors import ConfigError
 from churnguard.scorer import LEARNING
+from churnguard.thresholds import entity_quantile
 
 _DAY_S = 86_400.0
 
@@ -82,6 +84,7 @@ class NamespaceScores:
 
     def __init__(self, rows: Sequence[CaptureRow], span_days: float) -> None:
         self.scores = np.array([r.score for r in rows], dtype=float)
+        self.owners = [r.profile.entity.key() for r in rows]  # whose score each is
         best: dict[str, float] = {}
         for r in rows:
             key = r.profile.entity.key()
@@ -120,14 +123,28 @@ class NamespaceScores:
         return [self.at(t, malicious) for t in thresholds]
 
 
-def score_quantile(scores: np.ndarray, target_rate: float) -> float:
-    """The score quantile at ``1 - target_rate`` (an observed score); 0 with no scores."""
-    return float(np.quantile(scores, 1.0 - target_rate, method="higher")) if len(scores) else 0.0
+def score_quantile(
+    scores: np.ndarray, target_rate: float, entities: Sequence[str] | None = None
+) -> float:
+    """The service's tail (:func:`thresholds.entity_quantile`): the score the
+    ``target_rate * n``-th most unusual entity reached; 0 with no scores.
+
+    Without ``entities`` every score counts as its own entity (the plain quantile).
+    """
+    if not len(scores):
+        return 0.0
+    owners = entities if entities is not None else [str(i) for i in range(len(scores))]
+    return entity_quantile(list(scores), owners, target_rate)
 
 
-def quantile_threshold(scores: np.ndarray, target_rate: float, min_score: float) -> float:
+def quantile_threshold(
+    scores: np.ndarray,
+    target_rate: float,
+    min_score: float,
+    entities: Sequence[str] | None = None,
+) -> float:
     """:func:`score_quantile` floored at ``min_score``, like the service's thresholds."""
-    return max(score_quantile(scores, target_rate), float(min_score))
+    return max(score_quantile(scores, target_rate, entities), float(min_score))
 
 
 def capture_span_days(rows: Sequence[CaptureRow]) -> float:
@@ -173,7 +190,7 @@ def suggest(
     out = []
     for ns in sorted(groups):
         scores = NamespaceScores(groups[ns], span)
-        raw_q = score_quantile(scores.scores, target_rate)
+        raw_q = score_quantile(scores.scores, target_rate, scores.owners)
         threshold = max(raw_q, float(min_score))
         malicious = None if labels is None else labels.get(ns, set())
         out.append(Suggestion(ns, len(scores), raw_q, scores.at(threshold, malicious)))
