@@ -27,6 +27,7 @@ class StandinScored(msgspec.Struct, kw_only=True):
     profile: Profile
     level: str
     alert: StandinAlert | None
+    folded: bool = False  # the stand-in pages every time: nothing is folded
 
 
 class StandinScorer:
