@@ -11,30 +11,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import msgspec
-from standin import StandinScorer, standin_pipeline
+from standin import slowed, standin_pipeline
 
 from churnguard.config import Settings
-from churnguard.events import Origin
 from churnguard.kafka import Service
-from churnguard.pipeline import Output, Pipeline
-
-
-class SlowPipeline(Pipeline):
-    """The stand-in pipeline, sleeping before every record."""
-
-    def __init__(self, settings: Settings, delay_s: float) -> None:
-        super().__init__(settings, scorer=StandinScorer())
-        self.delay_s = delay_s
-
-    def process(
-        self, raw: bytes | str, origin: Origin | None = None, pinned: str | None = None
-    ) -> Output:
-        time.sleep(self.delay_s)
-        return super().process(raw, origin, pinned)
 
 
 def main() -> int:
@@ -43,7 +26,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     delay_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-    factory = (lambda s: SlowPipeline(s, delay_s)) if delay_s > 0 else standin_pipeline
+    factory = slowed(delay_s) if delay_s > 0 else standin_pipeline
     stats = Service(settings, stop_event=stop, pipeline_factory=factory).run()
     print(f"records={sum(stats.records.values())}", flush=True)
     return 0
