@@ -3,7 +3,9 @@
 Pods are keyed ``(pod, namespace, name)``, instances ``(instance, "", id)``. Events that carry
 only an address (flows, CloudTrail calls from a pod IP) or only a service account are
 resolved *deferred*: once the watermark has passed their event time, every binding that
-could explain them has arrived, so attribution does not depend on arrival order.
+could explain them has arrived, so attribution does not depend on arrival order. Events
+that name their entity are routed once the watermark has passed them too (by the
+pipeline), so a deletion that arrives late still decides which incarnation they belong to.
 
 The table keeps, per entity, the identity it has learned, its lifecycle (created, deleted and
 by whom) and the events not yet folded into an emitted profile. Windows are anchored on the
@@ -32,7 +34,9 @@ _REPLICASET_SUFFIX = re.compile(
 )
 _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled minute
 # a deleted pod's name may come back (StatefulSets): events this long after the delete
-# belong to a new incarnation, anything before it to the dead one
+# belong to a new incarnation, anything before it to the dead one. The pipeline routes
+# events only once its watermark has passed them, so a deletion that arrives after such
+# an event (within the allowed lateness) still decides
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
 _EXEC_HISTORY = 16

@@ -46,7 +46,7 @@ from churnguard.checkpoints import (
 from churnguard.config import KafkaSettings, Settings
 from churnguard.events import Origin, Rejected
 from churnguard.metrics import ServiceMetrics
-from churnguard.pipeline import Output, Pipeline
+from churnguard.pipeline import TICK_S, Output, Pipeline
 from churnguard.reload import Changes, Reloader
 from churnguard.sources import AdapterContext, parse_record
 
@@ -448,16 +448,27 @@ class Service:
 
 
 def _recent(shard: Shard) -> dict[str, float]:
-    """Alert ids the shard could still reproduce after a restore from its next checkpoint.
+    """Alert ids the shard could still (re)produce after a restore from its next checkpoint.
 
-    A restored pipeline re-emits only what became due after the checkpoint's event clock;
-    ids produced well before it (by more than a window plus the allowed lateness) are
-    forgotten so the set stays small.
+    The set must keep every id this pipeline has not emitted yet: after a crash it holds the
+    previous owner's alerts (read back), which re-processing will make again. The pipeline
+    emits a profile once its *watermark* passes the profile's due time, and the clock stored
+    with an id (the publisher's ``max_time``) is at least that due time plus the allowed
+    lateness. So an id whose clock is more than a window, the lateness and one scoring tick
+    behind the watermark was already emitted by this pipeline (the checkpoint's state
+    includes it) and can be forgotten.
+
+    The horizon follows the watermark, not ``max_time``: with several inputs the watermark
+    waits for the slowest one, and ``max_time`` can run far ahead of what has been emitted
+    (e.g. right after a restore, before an empty partition's high watermark is known).
+    Pruning by ``max_time`` then forgot read-back ids before they were re-made, and the
+    re-made alerts were published a second time.
     """
     pipe = shard.pipeline
-    if not math.isfinite(pipe.max_time):
+    watermark = pipe.watermark
+    if not math.isfinite(watermark):
         return dict(shard.alert_ids)
-    horizon = pipe.max_time - (pipe.window_s + pipe.lateness_s)
+    horizon = watermark - (pipe.window_s + pipe.lateness_s + TICK_S)
     return {k: t for k, t in shard.alert_ids.items() if t >= horizon}
 
 

@@ -6,7 +6,9 @@ is *due* at its window end (or at the entity's deletion, or when it has been idl
 and is emitted once the watermark passes it. Due times are grouped into fixed ticks and
 emitted tick by tick in (due, entity) order, so what is scored together — and therefore what
 the online models learn, in which order — depends only on the events, not on how the input
-was interleaved or batched. That is what makes ``replay`` and ``serve`` agree.
+was interleaved or batched. For the same reason an event is folded into its entity's state
+when the watermark passes it, not when it arrives. That is what makes ``replay`` and
+``serve`` agree.
 """
 
 from __future__ import annotations
@@ -194,12 +196,21 @@ class Pipeline:
         key = self.table.subject_key(ev)
         if key is None:
             if self.table.needs_resolution(ev):
-                self._seq += 1
-                heapq.heappush(self._deferred, (ev.time + IP_BINDING_LAG_S, self._seq, ev))
+                self._defer(ev, ev.time + IP_BINDING_LAG_S)
             else:
                 self.stats["unattributed"] += 1
             return
-        self._route(key, ev)
+        # Folded in once the watermark has passed it, not on arrival: a record read ahead
+        # of the watermark (a topic consumed faster than the others, or a successor's
+        # event before the deletion that ends the previous pod of that name) must not
+        # change a state before the emissions that precede it in event time (windows,
+        # idle expiry, the previous incarnation's end). Arrival order cannot matter then.
+        self._defer(ev, ev.time)
+
+    def _defer(self, ev: Event, until: float) -> None:
+        """Route ``ev`` when emission reaches event time ``until``, in that order."""
+        self._seq += 1
+        heapq.heappush(self._deferred, (until, self._seq, ev))
 
     def _route(self, key: EntityKey, ev: Event) -> None:
         if self.table.is_dead(key, ev.time):
@@ -260,7 +271,7 @@ class Pipeline:
     def _resolve_deferred(self, tick: float) -> None:
         while self._deferred and self._deferred[0][0] <= tick:
             _, _, ev = heapq.heappop(self._deferred)
-            key = self.table.resolve(ev)
+            key = self.table.subject_key(ev) or self.table.resolve(ev)
             if key is None:
                 self.stats["unattributed"] += 1
                 continue

@@ -1,7 +1,9 @@
-"""Run the service in its own process for the kill/SIGTERM tests: ``python serve_proc.py S``.
+"""Run the service in its own process for the kill/SIGTERM tests: ``python serve_proc.py S [D]``.
 
 ``S`` is the Settings as JSON. The stand-in pipeline is used, and SIGTERM/SIGINT stop it
-the way ``churnguard serve`` does.
+the way ``churnguard serve`` does. ``D`` (seconds, default 0) slows every record down, so a
+test can kill the process while it is still in the middle of its stream: unslowed, it
+consumes a test stream in about a second, often before the test has seen a commit.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from pathlib import Path
 
 import msgspec
-from standin import standin_pipeline
+from standin import slowed, standin_pipeline
 
 from churnguard.config import Settings
 from churnguard.kafka import Service
@@ -23,7 +25,9 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stats = Service(settings, stop_event=stop, pipeline_factory=standin_pipeline).run()
+    delay_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    factory = slowed(delay_s) if delay_s > 0 else standin_pipeline
+    stats = Service(settings, stop_event=stop, pipeline_factory=factory).run()
     print(f"records={sum(stats.records.values())}", flush=True)
     return 0
 

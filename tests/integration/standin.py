@@ -8,10 +8,14 @@ checkpointed like a real scorer's.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import msgspec
 
 from churnguard.config import Settings
-from churnguard.pipeline import Pipeline
+from churnguard.events import Origin
+from churnguard.pipeline import Output, Pipeline
 from churnguard.profile import EntityRef, Profile
 
 
@@ -59,3 +63,22 @@ class StandinScorer:
 
 def standin_pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings, scorer=StandinScorer())
+
+
+class SlowPipeline(Pipeline):
+    """The stand-in pipeline, sleeping before every record (a slower consumer)."""
+
+    def __init__(self, settings: Settings, delay_s: float) -> None:
+        super().__init__(settings, scorer=StandinScorer())
+        self.delay_s = delay_s
+
+    def process(
+        self, raw: bytes | str, origin: Origin | None = None, pinned: str | None = None
+    ) -> Output:
+        time.sleep(self.delay_s)
+        return super().process(raw, origin, pinned)
+
+
+def slowed(delay_s: float) -> Callable[[Settings], Pipeline]:
+    """A pipeline factory for the stand-in pipeline slowed to ``delay_s`` per record."""
+    return lambda settings: SlowPipeline(settings, delay_s)

@@ -1,13 +1,12 @@
 """The production pipeline (real scorer, shipped bundle) served from Kafka agrees with replay.
 
-The stand-in scorer of test_serve.py checks exact equality and the delivery guarantees; this
-test runs what `churnguard serve` runs on a simulated cluster spread over two topics. Exact
-equality holds in most runs, but not all: an event stamped more than 30 s after its pod's
-deletion that arrives *before* the deletion record is folded into the old pod in one order
-and into its successor in the other, and Kafka's interleaving of the two topics varies from
-run to run (seen in about 1 run in 8; tracked in the closing note). So the test asserts
-what must hold regardless: every attack replay detects is detected by serve, no alert id is
-published twice, and the two alert sets differ by at most a few percent.
+The stand-in scorer of test_serve.py checks the delivery guarantees; this test runs what
+`churnguard serve` runs on a simulated cluster spread over two topics, and asserts exactly
+the alerts `churnguard replay` raises on the same files. Kafka hands the two topics over at
+different speeds from run to run, so this also checks that the order in which records
+arrive does not matter. (It once did, in 8 of 16 runs here: a deletion read ahead of the
+watermark was folded into a pod that event time had already expired; see
+tests/unit/test_arrival_order.py.)
 """
 
 from __future__ import annotations
@@ -90,13 +89,6 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
     replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
     assert replayed, "the simulated attacks should raise alerts"
-    assert len(served) == len(set(served))
-    by_id = {a.alert_id: a for a in replay.alerts}
-    attacked = {lb["namespace"] + "/" + (lb["pod"] or "") for lb in sim.labels if lb["pod"]}
-    attacked |= {f"instance/{lb['instance_id']}" for lb in sim.labels if lb["instance_id"]}
-    detected_replay = {by_id[i].entity.key() for i in replayed} & attacked
-    served_entities = {by_id[i].entity.key() for i in set(served) & replayed}
-    missing = detected_replay - served_entities
-    assert not missing, f"replay detected {sorted(missing)}, serve did not"
-    differ = set(served) ^ replayed
-    assert len(differ) <= max(2, len(replayed) // 20), sorted(differ)
+    assert len(served) == len(set(served)), "an alert id was published twice"
+    only_served, only_replayed = sorted(set(served) - replayed), sorted(replayed - set(served))
+    assert not only_served and not only_replayed, (only_served, only_replayed)

@@ -330,7 +330,10 @@ def test_entity_cap_profiles_the_idlest_early() -> None:
     settings = Settings()
     settings.pipeline.max_entities = 50
     pipe = Pipeline(settings)
-    out = pipe.ingest([ev(i, EventKind.POD_CREATE, **pod(f"p{i}")) for i in range(120)])
+    creates = [ev(i, EventKind.POD_CREATE, **pod(f"p{i}")) for i in range(120)]
+    # events are folded into entity states once the watermark has passed them, so one
+    # record five minutes on is needed to route all 120
+    out = pipe.ingest([*creates, ev(300, EventKind.POD_CREATE, **pod("later"))])
     assert len(pipe.table.states) <= 50
     evicted = [p for p in out.profiles if p.end_reason == "evicted"]
     assert evicted and pipe.stats["evicted"] >= 70
