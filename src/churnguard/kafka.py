@@ -5,8 +5,7 @@ and give all input topics the same partition count, so kafka-python's default Ra
 hands one consumer partition ``i`` of every input topic, and a namespace's audit, runtime
 and flow records meet in one :class:`~churnguard.pipeline.Pipeline` (shard ``i``).
 
-Delivery is at-least-once for input; alerts are meant to be exactly-once by id (an open
-bug lets a block through after some crashes: see docs/operations.md). A checkpoint of a
+Delivery is at-least-once for input and exactly-once by id for alerts. A checkpoint of a
 shard runs in this order (the quix-streams order: producer, then state, then offsets):
 
 1. flush the producer: every alert and dead letter so far is on the broker;
