@@ -11,10 +11,12 @@ under two minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import heapq
 import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 
 import msgspec
 import orjson
@@ -24,6 +26,7 @@ from churnguard.checkpoints import read_partitions
 from churnguard.config import Settings, load_settings
 from churnguard.kafka import Service, client_config, namespace_key, produce_records
 from churnguard.simulate import SimParams, SimResult, generate, write
+from churnguard.sources.common import parse_time
 
 log = logging.getLogger("churnguard.demo")
 
@@ -111,11 +114,26 @@ def _settings(base: Settings, bootstrap: str) -> Settings:
 
 
 def _produce(settings: Settings, records: dict[str, list[dict]]) -> int:
-    total = 0
+    """Each topic in event-time order, as a cluster's shippers would write it.
+
+    Two formats share the runtime topic (Falco and Tetragon); appending one format's day
+    after the other's put the second one behind the watermark whenever the other topics
+    were consumed first: 1,164 Falco records dropped as late and 82 alerts instead of 33
+    in about one demo run in three.
+    """
+    by_topic: dict[str, list[tuple[str, list[dict]]]] = {}
     for fmt, rows in records.items():
-        topic = TOPIC_OF[fmt]
+        by_topic.setdefault(TOPIC_OF[fmt], []).append((fmt, rows))
+    total = 0
+    for topic, streams in by_topic.items():
         pinned = settings.kafka.input_topics[topic]
-        items = ((namespace_key(raw, pinned), raw) for raw in map(orjson.dumps, rows))
+        merged: Iterable[dict] = streams[0][1]
+        if len(streams) > 1:  # each stream is sorted: merge them by event time
+            timed = [
+                [(parse_time(raw.get("time"), fmt), raw) for raw in rows] for fmt, rows in streams
+            ]
+            merged = (raw for _, raw in heapq.merge(*timed, key=lambda pair: pair[0]))
+        items = ((namespace_key(raw, pinned), raw) for raw in map(orjson.dumps, merged))
         total += produce_records(settings.kafka, topic, items)
     return total
 
