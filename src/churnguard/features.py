@@ -142,6 +142,11 @@ def _memory_scope(p: Profile) -> str:
     return "instances" if p.entity.kind == "instance" else (p.entity.namespace or "-")
 
 
+def _image_repo(image: str | None) -> str:
+    """The image without its tag or digest: what ``new_image`` remembers per namespace."""
+    return (image or "").rsplit(":", 1)[0].split("@", 1)[0]
+
+
 def _basename(binary: str | None) -> str:
     return posixpath.basename(binary or "")
 
@@ -239,8 +244,7 @@ class FeatureBuilder:
             if e.kind == "pod":
                 ns = e.namespace or ""
                 if e.image:
-                    repo = e.image.rsplit(":", 1)[0].split("@", 1)[0]
-                    self.memory._add(self.memory.images, ns, [repo])
+                    self.memory._add(self.memory.images, ns, [_image_repo(e.image)])
                 if e.workload:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
 
@@ -335,7 +339,7 @@ class FeatureBuilder:
         if state.key.kind is not EntityKind.POD or state.windows_emitted > 0:
             return {}
         ns = state.namespace or ""
-        image_repo = (state.image or "").rsplit(":", 1)[0].split("@", 1)[0]
+        image_repo = _image_repo(state.image)
         new_image = bool(image_repo) and image_repo not in self.memory.images.get(ns, set())
         new_workload = state.workload is None or state.workload not in self.memory.workloads.get(
             ns, set()

@@ -190,8 +190,13 @@ class Scorer:
             self.thresholds.observe(ns, values, owners)
         learn = [profiles[i] for i in quiet] + released
         if learn:
-            raw_learn = spec.matrix([p.values for p in learn])
-            self.hierarchy.learn(learn, spec.transform(raw_learn), raw_learn)
+            # this batch's rows are already in both views; only released rows need them
+            raw_learn, x_learn = raw[quiet], X[quiet]
+            if released:
+                raw_released = spec.matrix([p.values for p in released])
+                raw_learn = np.vstack([raw_learn, raw_released])
+                x_learn = np.vstack([x_learn, spec.transform(raw_released)])
+            self.hierarchy.learn(learn, x_learn, raw_learn)
         self.hierarchy.note_seen(profiles)
         return results
 
