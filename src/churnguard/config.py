@@ -11,6 +11,7 @@ import fnmatch
 import os
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -49,7 +50,7 @@ class ScoringSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # scored at/above learn_below_score) are learned once this many distinct entities of
     # one workload produced them: a pattern every run of a CronJob shows is that CronJob's
     # behaviour; one hijacked pod or instance never teaches its own baseline
-    release_after_entities: int = 3
+    release_after_entities: Annotated[int, msgspec.Meta(ge=1)] = 3
     seed: int = 7
 
 

@@ -33,3 +33,10 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
     cfg.write_text("[scoring]\nno_such_knob = 1\n")
     with pytest.raises(ConfigError, match="no_such_knob"):
         load_settings(cfg, env={})
+
+
+def test_release_after_entities_below_one_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[scoring]\nrelease_after_entities = 0\n")
+    with pytest.raises(ConfigError, match="release_after_entities"):
+        load_settings(cfg)
