@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from churnguard.detectors import DETECTORS, make_detector
+from churnguard.scoring.detectors import DETECTORS, make_detector
 
 N_FEATURES = 26
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import orjson
 
 from churnguard.config import Settings
-from churnguard.replay import replay_files
-from churnguard.sources import parse_record
-from churnguard.sources.files import read_records
+from churnguard.ingest import parse_record
+from churnguard.ingest.files import read_records
+from churnguard.offline.replay import replay_files
 from churnguard.wiring import make_pipeline
 
 FILES = ("k8s_audit.jsonl", "cloudtrail.jsonl", "falco.jsonl", "tetragon.jsonl", "flows.jsonl")

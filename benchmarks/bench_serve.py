@@ -24,9 +24,9 @@ from contextlib import nullcontext
 import orjson
 from kafka import KafkaConsumer
 
-from churnguard.broker import EmbeddedBroker, create_topics
 from churnguard.config import Settings
-from churnguard.kafka import Service, client_config, namespace_key, produce_records
+from churnguard.service.broker import EmbeddedBroker, create_topics
+from churnguard.service.kafka import Service, client_config, namespace_key, produce_records
 from churnguard.simulate import SimParams, generate
 
 TOPIC_OF = {"k8s_audit": "audit", "cloudtrail": "cloud", "falco": "runtime",

@@ -47,8 +47,8 @@ def save(fig, name):
 """
 
 SIMULATE_AND_CAPTURE = """\
-from churnguard import training
-from churnguard.capture import read_capture
+from churnguard.offline import training
+from churnguard.offline.capture import read_capture
 from churnguard.config import Settings
 
 settings = Settings()
@@ -83,9 +83,9 @@ from collections import Counter
 
 import numpy as np
 
-from churnguard.capture import flatten
-from churnguard.featurespec import load_spec
-from churnguard.tuning import group_of, read_labels
+from churnguard.offline.capture import flatten
+from churnguard.profiling.spec import load_spec
+from churnguard.offline.tuning import group_of, read_labels
 
 spec = load_spec()
 flat = [flatten(r) for r in rows]
@@ -162,7 +162,7 @@ def nb_retrain() -> nbformat.NotebookNode:
             "# 02 · Retrain per-namespace / per-workload baselines, evaluate, export a bundle\n\n"
             "From a capture of what the service scored, learn scikit-learn `IsolationForest` "
             "baselines for every workload, namespace and the cluster (the key scheme of "
-            "`churnguard.baselines`), leaving out windows that alerted and entities the "
+            "`churnguard.scoring.baselines`), leaving out windows that alerted and entities the "
             "labels mark malicious. Evaluate on a *held-out* simulation (the next seed) "
             "against the online models learned from empty, then export a signed bundle with "
             "`save_bundle` and verify it exactly as the service does before loading."
@@ -171,7 +171,7 @@ def nb_retrain() -> nbformat.NotebookNode:
         code(SIMULATE_AND_CAPTURE),
         code(
             """\
-from churnguard.featurespec import load_spec
+from churnguard.profiling.spec import load_spec
 
 spec = load_spec()
 data = training.from_capture(OUT / "capture.jsonl", run.labels)
@@ -243,7 +243,7 @@ save(fig, "02_retrained_vs_online.png")
 import shutil
 
 from churnguard.cli import main as churnguard
-from churnguard.scorer import Scorer
+from churnguard.scoring.scorer import Scorer
 from churnguard.store import load_bundle, save_bundle, verify_bundle
 
 KEY = b"notebook-demo-key"
@@ -283,7 +283,7 @@ def nb_tune() -> nbformat.NotebookNode:
             """\
 import numpy as np
 
-from churnguard import tuning
+from churnguard.offline import tuning
 
 labels = tuning.read_labels(run.labels)
 groups = tuning.by_namespace(rows)

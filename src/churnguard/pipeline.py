@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from churnguard.config import Settings
-from churnguard.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
-from churnguard.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
-from churnguard.features import FeatureBuilder, NetworkClassifier
-from churnguard.featurespec import FeatureSpec, load_spec
-from churnguard.profile import Profile
-from churnguard.sources import AdapterContext, Parsed, parse_record
+from churnguard.ingest import AdapterContext, Parsed, parse_record
+from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
+from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
+from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
+from churnguard.profiling.profile import Profile
+from churnguard.profiling.spec import FeatureSpec, load_spec
 
 if TYPE_CHECKING:
-    from churnguard.scorer import Scorer
+    from churnguard.scoring.scorer import Scorer
 
 TICK_S = 60.0  # profiles due within one tick are scored together: bigger batches, fewer calls
 _SNAPSHOT_FORMAT = 1
@@ -39,9 +39,9 @@ _SNAPSHOT_FORMAT = 1
 class Output(msgspec.Struct):
     """What one step of the pipeline produced."""
 
-    alerts: list[Any] = msgspec.field(default_factory=list)  # churnguard.alerts.Alert
+    alerts: list[Any] = msgspec.field(default_factory=list)  # churnguard.alerts.alert.Alert
     rejected: list[Rejected] = msgspec.field(default_factory=list)
-    scored: list[Any] = msgspec.field(default_factory=list)  # churnguard.scorer.Scored
+    scored: list[Any] = msgspec.field(default_factory=list)  # churnguard.scoring.scorer.Scored
     profiles: list[Profile] = msgspec.field(default_factory=list)  # when no scorer is set
 
     def extend(self, other: Output) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 import msgspec
 
 from churnguard.config import Settings
-from churnguard.detectors import DETECTORS, Detector, detector_from_bytes
 from churnguard.errors import ModelError
+from churnguard.scoring.detectors import DETECTORS, Detector, detector_from_bytes
 
 FORMAT = "churnguard-bundle/1"
 MANIFEST = "manifest.json"
@@ -190,7 +190,7 @@ class BundleWatcher:
     Example
     -------
     >>> import tempfile
-    >>> from churnguard.detectors import make_detector
+    >>> from churnguard.scoring.detectors import make_detector
     >>> root = Path(tempfile.mkdtemp()) / "bundle"
     >>> _ = save_bundle(root, {"cluster": make_detector("oif", 3)}, spec_version="1",
     ...                 bundle_version="v1", key=b"k")

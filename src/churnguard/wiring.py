@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from churnguard.config import Settings
-from churnguard.featurespec import FeatureSpec, load_spec
 from churnguard.pipeline import Pipeline
+from churnguard.profiling.spec import FeatureSpec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def make_scorer(
     settings: Settings, spec: FeatureSpec, *, model_dir: str | None = None, use_bundle: bool = True
 ):
     """The configured scorer, seeded from the bundle when there is one."""
-    from churnguard.scorer import Scorer
+    from churnguard.scoring.scorer import Scorer
 
     bundle = (
         load_bundle_for(settings, spec, bundle_dir(settings, model_dir)) if use_bundle else None

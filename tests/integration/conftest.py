@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from churnguard.broker import EmbeddedBroker, create_topics
 from churnguard.config import Settings
-from churnguard.kafka import Service
-from churnguard.metrics import ServiceMetrics
 from churnguard.pipeline import Pipeline
+from churnguard.service.broker import EmbeddedBroker, create_topics
+from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
 
 pytestmark = pytest.mark.integration
 INPUTS = ("audit", "runtime")

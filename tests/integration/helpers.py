@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 from kafka import KafkaConsumer, TopicPartition
 
-from churnguard.checkpoints import read_partitions
 from churnguard.config import Settings
-from churnguard.events import Origin
-from churnguard.kafka import client_config
+from churnguard.ingest.events import Origin
 from churnguard.pipeline import Pipeline
+from churnguard.service.checkpoints import read_partitions
+from churnguard.service.kafka import client_config
 
 
 def read_topic(settings: Settings, topic: str) -> list:

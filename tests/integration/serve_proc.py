@@ -17,7 +17,7 @@ import msgspec
 from standin import slowed, standin_pipeline
 
 from churnguard.config import Settings
-from churnguard.kafka import Service
+from churnguard.service.kafka import Service
 
 
 def main() -> int:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import msgspec
 
 from churnguard.config import Settings
-from churnguard.events import Origin
+from churnguard.ingest.events import Origin
 from churnguard.pipeline import Output, Pipeline
-from churnguard.profile import EntityRef, Profile
+from churnguard.profiling.profile import EntityRef, Profile
 
 
 class StandinAlert(msgspec.Struct, kw_only=True):

@@ -17,8 +17,8 @@ from helpers import alert_ids, committed, expected_alert_ids, read_topic
 from standin import slowed, standin_pipeline
 from telemetry import T0, audit, pod_stream
 
-from churnguard.kafka import produce_records
-from churnguard.replay import replay_files
+from churnguard.offline.replay import replay_files
+from churnguard.service.kafka import produce_records
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent

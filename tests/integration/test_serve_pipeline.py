@@ -18,10 +18,10 @@ import orjson
 import pytest
 from helpers import alert_ids
 
-from churnguard.kafka import default_pipeline_factory, namespace_key, produce_records
-from churnguard.replay import replay_files
+from churnguard.ingest import parse_record
+from churnguard.offline.replay import replay_files
+from churnguard.service.kafka import default_pipeline_factory, namespace_key, produce_records
 from churnguard.simulate import SimParams, generate, write
-from churnguard.sources import parse_record
 
 pytestmark = pytest.mark.integration
 # two hours past the simulation a record per namespace closes every window, as live

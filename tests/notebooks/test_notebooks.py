@@ -59,7 +59,7 @@ def test_committed_notebooks_match_the_generator() -> None:
 
 
 def test_01_explore_features(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from churnguard.capture import read_capture
+    from churnguard.offline.capture import read_capture
 
     result = execute("01_explore_features", out, monkeypatch)
     rows = read_capture(result / "capture.jsonl")
@@ -87,9 +87,9 @@ def test_02_retrain_baselines(out: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_03_tune_thresholds(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from churnguard import tuning
-    from churnguard.capture import read_capture
     from churnguard.config import load_settings
+    from churnguard.offline import tuning
+    from churnguard.offline.capture import read_capture
 
     result = execute("03_tune_thresholds", out, monkeypatch)
     settings = load_settings(result / "thresholds.toml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from churnguard.config import ScoringSettings, Settings, ThresholdSettings
-from churnguard.profile import EntityRef, Profile
+from churnguard.profiling.profile import EntityRef, Profile
 
 WINDOW = 300.0
 

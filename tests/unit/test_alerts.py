@@ -6,7 +6,7 @@ import msgspec
 import numpy as np
 from scoring_fixtures import ATTACK_VALUES, make_profile
 
-from churnguard.alerts import (
+from churnguard.alerts.alert import (
     RESPONSE_STEPS,
     Alert,
     FeatureExplanation,
@@ -18,8 +18,8 @@ from churnguard.alerts import (
     severity_for,
     techniques_for,
 )
-from churnguard.featurespec import load_spec
-from churnguard.profile import Evidence
+from churnguard.profiling.profile import Evidence
+from churnguard.profiling.spec import load_spec
 
 SPEC = load_spec()
 

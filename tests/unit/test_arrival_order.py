@@ -15,9 +15,9 @@ import msgspec
 import pytest
 
 from churnguard.config import Settings
-from churnguard.entities import DEATH_GRACE_S
-from churnguard.events import ActorKind, Event, EventKind, Origin
+from churnguard.ingest.events import ActorKind, Event, EventKind, Origin
 from churnguard.pipeline import Pipeline
+from churnguard.profiling.entities import DEATH_GRACE_S
 
 T0 = 1_772_409_600.0
 LATENESS = Settings().pipeline.allowed_lateness_seconds or 60.0

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scoring_fixtures import benign_values, make_profile, quick_settings
 
-from churnguard.baselines import (
+from churnguard.errors import ModelError
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.baselines import (
     CLOUD_NAMESPACE,
     Hierarchy,
     baseline_keys,
@@ -15,9 +17,7 @@ from churnguard.baselines import (
     normalise_workload,
     workload_of,
 )
-from churnguard.detectors import make_detector
-from churnguard.errors import ModelError
-from churnguard.featurespec import load_spec
+from churnguard.scoring.detectors import make_detector
 
 SPEC = load_spec()
 

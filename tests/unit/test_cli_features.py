@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 
 from churnguard.cli import main
-from churnguard.profile import Profile
+from churnguard.profiling.profile import Profile
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import roc_auc_score
 
-from churnguard.detectors import DETECTORS, Detector, detector_from_bytes, make_detector
 from churnguard.errors import ConfigError, ModelError
+from churnguard.scoring.detectors import DETECTORS, Detector, detector_from_bytes, make_detector
 
 D = 8
 N_CONSTANT = 2  # trailing all-zero columns, like flags that never fire

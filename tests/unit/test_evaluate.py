@@ -9,10 +9,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from churnguard.alerts import Alert, BaselineRef, Window
+from churnguard.alerts.alert import Alert, BaselineRef, Window
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.evaluate import (
+from churnguard.offline.evaluate import (
     Label,
     Report,
     compare_on_simulation,
@@ -20,7 +20,7 @@ from churnguard.evaluate import (
     format_reports,
     pool,
 )
-from churnguard.profile import EntityRef, Profile
+from churnguard.profiling.profile import EntityRef, Profile
 from churnguard.simulate import FILES, SimParams, generate, write
 
 T0 = 1_772_409_600.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from churnguard.errors import ConfigError
-from churnguard.featurespec import load_spec, render_markdown
+from churnguard.profiling.spec import load_spec, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from scoring_fixtures import make_profile, quick_settings
 
-from churnguard.featurespec import load_spec
-from churnguard.guards import GUARDS, fired
-from churnguard.scorer import LEARNING, Scorer
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.guards import GUARDS, fired
+from churnguard.scoring.scorer import LEARNING, Scorer
 
 
 def _names(p) -> list[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 from scoring_fixtures import make_profile
 
-from churnguard.alerts import Alert, build_alert
-from churnguard.featurespec import load_spec
-from churnguard.incidents import QUIET_S, Incident, Incidents
+from churnguard.alerts.alert import Alert, build_alert
+from churnguard.alerts.incidents import QUIET_S, Incident, Incidents
+from churnguard.profiling.spec import load_spec
 
 SPEC = load_spec()
 

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from churnguard.metrics import ServiceMetrics
+from churnguard.service.metrics import ServiceMetrics
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

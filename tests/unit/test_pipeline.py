@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from churnguard.config import Settings
-from churnguard.events import ActorKind, ApiCategory, Event, EventKind
+from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind
 from churnguard.pipeline import Pipeline
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
@@ -310,7 +310,7 @@ def test_snapshot_restore_mid_stream_gives_identical_output() -> None:
 
 def test_inputs_read_at_different_speeds_do_not_make_each_other_late() -> None:
     """A Kafka shard reads several topics; one may run hours ahead of another."""
-    from churnguard.events import Origin
+    from churnguard.ingest.events import Origin
 
     audit, runtime = Origin(source="audit", partition=0), Origin(source="runtime", partition=0)
     pipe = Pipeline(Settings())
@@ -347,7 +347,7 @@ class _PagesOn:
         self.pods = pods
 
     def score(self, profiles: list) -> list:
-        from churnguard.scorer import Scored
+        from churnguard.scoring.scorer import Scored
 
         return [
             Scored(p, 1.0, 0.5, "test", "-", alert=object() if p.entity.pod in self.pods else None)  # type: ignore[arg-type]

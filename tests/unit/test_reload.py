@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from churnguard.config import Settings, load_settings
-from churnguard.detectors import make_detector
-from churnguard.featurespec import load_spec
-from churnguard.kafka import Service
 from churnguard.pipeline import Pipeline
-from churnguard.reload import Reloader
-from churnguard.scorer import Scorer
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.detectors import make_detector
+from churnguard.scoring.scorer import Scorer
+from churnguard.service.kafka import Service
+from churnguard.service.reload import Reloader
 from churnguard.store import save_bundle
 
 
@@ -27,7 +27,7 @@ def _bundle(path: Path, version: str) -> None:
 
 def _service(settings: Settings, reloader: Reloader) -> Service:
     """A service with one shard, not connected: apply() is what the consumer loop calls."""
-    from churnguard.kafka import Shard
+    from churnguard.service.kafka import Shard
 
     service = Service(settings, reloader=reloader)
     spec = load_spec()
@@ -75,7 +75,7 @@ def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path
     data = model.read_bytes()
     model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # flip the last byte
     config.write_text("[thresholds\nbroken = ")
-    with caplog.at_level(logging.ERROR, logger="churnguard.reload"):
+    with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
         service.apply(reloader.poll(now=2.0))
     assert scorer.model_version == before
     messages = " ".join(r.getMessage() for r in caplog.records)

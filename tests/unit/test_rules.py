@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 
 from churnguard.config import NamespaceOverride, Settings
-from churnguard.featurespec import load_spec
+from churnguard.offline.replay import replay_files
 from churnguard.pipeline import Pipeline
-from churnguard.profile import EntityRef, Profile
-from churnguard.replay import replay_files
-from churnguard.rules import STATIC_RULES, StaticRuleScorer
+from churnguard.profiling.profile import EntityRef, Profile
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.rules import STATIC_RULES, StaticRuleScorer
 from churnguard.simulate import FILES, SimParams, generate, write
 
 T0 = 1_772_409_600.0

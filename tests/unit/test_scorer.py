@@ -10,9 +10,9 @@ import pytest
 from scoring_fixtures import ATTACK_VALUES, benign_values, make_profile, quick_settings
 
 from churnguard.config import NamespaceOverride
-from churnguard.detectors import make_detector
-from churnguard.featurespec import load_spec
-from churnguard.scorer import LEARNING, Scorer
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.detectors import make_detector
+from churnguard.scoring.scorer import LEARNING, Scorer
 from churnguard.store import load_bundle, save_bundle
 
 SPEC = load_spec()

@@ -3,16 +3,16 @@
 After a crash the next owner restores the last checkpoint, reads back the ids the dead
 owner published after it, and re-processing makes those alerts again: they must still be
 in the shard's id set when they are re-made, however many checkpoints happen in between.
-No broker is needed: this is the id bookkeeping of :mod:`churnguard.kafka` around a real
+No broker is needed: this is the id bookkeeping of :mod:`churnguard.service.kafka` around a real
 ``Pipeline``.
 """
 
 from __future__ import annotations
 
 from churnguard.config import Settings
-from churnguard.events import ActorKind, Event, EventKind, Origin
-from churnguard.kafka import Shard, _recent
+from churnguard.ingest.events import ActorKind, Event, EventKind, Origin
 from churnguard.pipeline import Pipeline
+from churnguard.service.kafka import Shard, _recent
 
 T0 = 1_772_409_600.0
 AUDIT, RUNTIME = "audit[0]", "runtime[0]"

@@ -10,9 +10,9 @@ import pytest
 
 from churnguard.cli import main
 from churnguard.errors import ConfigError
+from churnguard.ingest import parse_record
+from churnguard.ingest.common import parse_time
 from churnguard.simulate import FILES, SCENARIOS, SimParams, SimResult, generate, write
-from churnguard.sources import parse_record
-from churnguard.sources.common import parse_time
 
 PARAMS = SimParams(seed=3, hours=1.5, namespaces=12, attack_rate=60.0)
 ARCHIVE_EXTS = (".tgz", ".tar.gz", ".gz", ".bz2", ".zip")

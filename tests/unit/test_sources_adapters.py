@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from churnguard.events import ActorKind, ApiCategory, EventKind
-from churnguard.sources import AdapterContext, Parsed, parse_record
+from churnguard.ingest import AdapterContext, Parsed, parse_record
+from churnguard.ingest.events import ActorKind, ApiCategory, EventKind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REAL = FIXTURES / "real"

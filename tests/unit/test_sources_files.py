@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from churnguard.events import EventKind, Origin
-from churnguard.sources import AdapterContext, parse_record
-from churnguard.sources.files import read_records
+from churnguard.ingest import AdapterContext, parse_record
+from churnguard.ingest.events import EventKind, Origin
+from churnguard.ingest.files import read_records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AUDIT = json.loads((FIXTURES / "sources" / "k8s_audit.json").read_text())

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnguard.errors import ConfigError
-from churnguard.events import Origin
-from churnguard.sources import FORMATS, AdapterContext, Parsed, detect_format, parse_record
-from churnguard.sources.common import parse_time
-from churnguard.sources.exceptions import AdapterError
+from churnguard.ingest import FORMATS, AdapterContext, Parsed, detect_format, parse_record
+from churnguard.ingest.common import parse_time
+from churnguard.ingest.events import Origin
+from churnguard.ingest.exceptions import AdapterError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VALID: list[dict] = [

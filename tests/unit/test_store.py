@@ -12,7 +12,7 @@ import pytest
 from churnguard import store
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.detectors import make_detector
+from churnguard.scoring.detectors import make_detector
 from churnguard.store import (
     BundleInvalid,
     BundleTampered,

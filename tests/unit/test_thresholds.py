@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from churnguard.config import NamespaceOverride, Settings, ThresholdSettings
-from churnguard.thresholds import MIN_TAIL, Thresholds
+from churnguard.scoring.thresholds import MIN_TAIL, Thresholds
 
 
 def _settings(window: int = 5000, **overrides: NamespaceOverride) -> Settings:

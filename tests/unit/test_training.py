@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from churnguard import training
-from churnguard.baselines import baseline_keys
-from churnguard.capture import CaptureRow
 from churnguard.cli import main
 from churnguard.config import Settings
 from churnguard.errors import ConfigError
-from churnguard.featurespec import load_spec, spec_path
-from churnguard.scorer import Scorer
+from churnguard.offline import training
+from churnguard.offline.capture import CaptureRow
+from churnguard.profiling.spec import load_spec, spec_path
+from churnguard.scoring.baselines import baseline_keys
+from churnguard.scoring.scorer import Scorer
 from churnguard.store import SignatureInvalid, load_bundle, verify_bundle
 
 SEED, HOURS = 11, 3.0

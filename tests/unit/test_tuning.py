@@ -9,13 +9,13 @@ import msgspec
 import numpy as np
 import pytest
 
-from churnguard import tuning
-from churnguard.baselines import CLOUD_NAMESPACE
-from churnguard.capture import CaptureRow
 from churnguard.cli import main
 from churnguard.config import load_settings
 from churnguard.errors import ConfigError
-from churnguard.profile import EntityRef, Profile
+from churnguard.offline import tuning
+from churnguard.offline.capture import CaptureRow
+from churnguard.profiling.profile import EntityRef, Profile
+from churnguard.scoring.baselines import CLOUD_NAMESPACE
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 

@@ -21,12 +21,12 @@ from collections.abc import Iterable
 import msgspec
 import orjson
 
-from churnguard.broker import EmbeddedBroker
-from churnguard.checkpoints import read_partitions
 from churnguard.config import Settings, load_settings
-from churnguard.kafka import Service, client_config, namespace_key, produce_records
+from churnguard.ingest.common import parse_time
+from churnguard.service.broker import EmbeddedBroker
+from churnguard.service.checkpoints import read_partitions
+from churnguard.service.kafka import Service, client_config, namespace_key, produce_records
 from churnguard.simulate import SimParams, SimResult, generate, write
-from churnguard.sources.common import parse_time
 
 log = logging.getLogger("churnguard.demo")
 
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from churnguard.alerts import render_table
+    from churnguard.alerts.alert import render_table
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # the client's connection chatter while the embedded broker starts is not news here
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluation_summary(sim: SimResult, alerts: list) -> str:
     """The served alerts against the simulation's labels: what the table above caught."""
-    from churnguard.evaluate import CHURNGUARD, evaluate, format_reports
+    from churnguard.offline.evaluate import CHURNGUARD, evaluate, format_reports
 
     report = evaluate(sim.labels, alerts, benign_entities=sim.summary["benign_entities"])
     return "evaluation against the labels:\n" + format_reports({CHURNGUARD: report})
@@ -154,7 +154,7 @@ def _wait_caught_up(service: Service, thread: threading.Thread, idle_s: float = 
 def _read_alerts(settings: Settings) -> list:
     from kafka import KafkaConsumer, TopicPartition
 
-    from churnguard.alerts import Alert
+    from churnguard.alerts.alert import Alert
 
     topic = settings.kafka.alerts_topic
     consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False)

@@ -30,7 +30,7 @@ import msgspec
 
 from churnguard.config import load_settings
 from churnguard.errors import ConfigError
-from churnguard.evaluate import (
+from churnguard.offline.evaluate import (
     CHURNGUARD,
     CLUSTER_WIDE,
     RIVER_HST,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 def _from_files(args: argparse.Namespace) -> Report:
     scored: list[Any] | None = None
     if args.capture:
-        from churnguard.capture import read_capture
+        from churnguard.offline.capture import read_capture
 
         try:
             scored = read_capture(args.capture)

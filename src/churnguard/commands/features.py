@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 
 from churnguard.config import load_settings
-from churnguard.replay import replay_files, summary_lines
-from churnguard.sources import FORMATS
+from churnguard.ingest import FORMATS
+from churnguard.offline.replay import replay_files, summary_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

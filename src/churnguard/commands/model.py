@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from churnguard import training
 from churnguard.config import Settings, load_settings
-from churnguard.detectors import DETECTORS
 from churnguard.errors import ConfigError
+from churnguard.offline import training
+from churnguard.offline.training import LEVELS
+from churnguard.scoring.detectors import DETECTORS
 from churnguard.store import Manifest, key_from_env, verify_bundle
-from churnguard.training import LEVELS
 
 Handler = Callable[[argparse.Namespace], int]
 # subcommand name -> function that adds its flags to the subparser and returns its handler

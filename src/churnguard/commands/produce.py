@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 from churnguard.config import load_settings
-from churnguard.kafka import namespace_key, produce_records
-from churnguard.sources import AdapterContext
-from churnguard.sources.files import read_records
+from churnguard.ingest import AdapterContext
+from churnguard.ingest.files import read_records
+from churnguard.service.kafka import namespace_key, produce_records
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

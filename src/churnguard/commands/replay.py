@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgspec
 
-from churnguard.capture import write_capture
 from churnguard.config import load_settings
-from churnguard.replay import replay_files, summary_lines
-from churnguard.sources import FORMATS
+from churnguard.ingest import FORMATS
+from churnguard.offline.capture import write_capture
+from churnguard.offline.replay import replay_files, summary_lines
 from churnguard.wiring import make_pipeline
 
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     lines = summary_lines(result.stats, len(result.scored), len(entities))
     lines.append(f"alerts            {len(result.alerts):>9,}")
     if args.table and result.alerts:
-        from churnguard.alerts import render_table
+        from churnguard.alerts.alert import render_table
 
         lines.append(render_table(result.alerts))
     print("\n".join(lines), file=sys.stderr)

@@ -15,9 +15,9 @@ import threading
 
 from churnguard import logs
 from churnguard.config import load_settings
-from churnguard.kafka import Service
-from churnguard.metrics import ServiceMetrics
-from churnguard.reload import Reloader
+from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
+from churnguard.service.reload import Reloader
 
 log = logging.getLogger("churnguard.serve")
 

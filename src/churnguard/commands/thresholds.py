@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-from churnguard import tuning
-from churnguard.capture import read_capture
 from churnguard.config import load_settings
 from churnguard.errors import ConfigError
+from churnguard.offline import tuning
+from churnguard.offline.capture import read_capture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 Pure functions of their arguments (no rng, no state) so the shapes live in one place and
 the scenarios only decide *what* happens. Field names follow the public schemas the
-adapters in ``churnguard.sources`` parse: Kubernetes ``audit.k8s.io/v1`` Event, CloudTrail
+adapters in ``churnguard.ingest`` parse: Kubernetes ``audit.k8s.io/v1`` Event, CloudTrail
 record, Falco JSON output, Tetragon JSON export, Hubble flow JSON and the generic flow.
 """
 

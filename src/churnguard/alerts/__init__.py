@@ -1,0 +1,1 @@
+"""Alerts: the typed alert an analyst reads (``alert``) and incident folding (``incidents``)."""

@@ -1,0 +1,322 @@
+"""The alert: a typed record an analyst can act on, not a formatted string.
+
+Schema per DESIGN.md "Output". ``alert_id`` is a hash of the entity, the window and the
+feature-spec version, so a redelivered record reproduces the same id and never pages twice.
+Times come from event time (``emitted_at`` is the end of the scored window), so replaying
+the same input gives byte-identical alerts. The table in :func:`render_table` is a view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+
+from churnguard.profiling.profile import EntityRef, Evidence, Profile
+from churnguard.profiling.spec import FeatureSpec
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+# ATT&CK technique per feature-spec strategy (the dominant features decide)
+STRATEGY_TECHNIQUES: dict[str, tuple[str, ...]] = {
+    "deletion": ("T1578.003",),
+    "collection": ("T1213",),
+    "archive_exfil": ("T1560.002",),
+    "c2": ("T1071",),
+}
+
+TECHNIQUE_NAMES = {
+    "T1578.003": "Modify Cloud Compute Infrastructure: Delete Cloud Instance",
+    "T1070": "Indicator Removal",
+    "T1213": "Data from Information Repositories",
+    "T1560.002": "Archive Collected Data: Archive via Library",
+    "T1041": "Exfiltration Over C2 Channel",
+    "T1071": "Application Layer Protocol (C2)",
+}
+
+# What an analyst does first, per technique. Data, so a deployment can extend it.
+RESPONSE_STEPS: dict[str, tuple[str, ...]] = {
+    "T1578.003": (
+        "Pull the audit trail for the deleting identity (kubectl/CloudTrail) for the last 24 h:"
+        " what else did it create, exec into or delete?",
+        "Recover what ran: runtime events (Tetragon/Falco) for the container ids in the alert,"
+        " the node's container logs, and the image digest.",
+        "If the identity is a person, confirm with them out of band; if it is a service account"
+        " or instance role, rotate its credentials and review its RBAC/IAM bindings.",
+    ),
+    "T1070": (
+        "Check whether logs, events or volumes of the deleted entity were removed with it;"
+        " preserve the node's copies before garbage collection.",
+    ),
+    "T1213": (
+        "List the objects read (CloudTrail data events / audit log) and classify their"
+        " sensitivity; compare with what the workload is meant to read.",
+        "Check who changed the workload's identity bindings (IRSA role, service account,"
+        " RBAC) and whether the pod's image or command differs from its deployment.",
+    ),
+    "T1560.002": (
+        "Find the archive: path and size from the runtime events, and the process that wrote"
+        " it (python gzip/zipfile/tarfile, tar).",
+        "Follow the egress: destinations, bytes and time of the upload; block the destination"
+        " at the egress gateway if it is not a known endpoint.",
+    ),
+    "T1041": (
+        "Treat the destination as attacker-controlled until proven otherwise: block it and"
+        " search every namespace's flows for it.",
+    ),
+    "T1071": (
+        "Inspect the periodic connections: destination, port, interval and payload sizes;"
+        " look the address up in threat intel and in other pods' flows.",
+        "Capture the process behind it (Tetragon process tree for the container) before"
+        " the pod is rescheduled.",
+    ),
+}
+
+
+class FeatureExplanation(msgspec.Struct, kw_only=True):
+    """One top feature: what was observed versus the baseline that scored it."""
+
+    feature: str
+    observed: float
+    baseline_median: float
+    baseline_percentile: float  # where `observed` falls in the baseline's recent values, 0-100
+    contribution: float  # how far above the baseline, in its spreads (model view)
+    doc: str
+
+
+EXPLAIN_TOP = 3
+OUTLYING_PCT = 97.5  # a feature this far out on its suspicious side explains first
+
+
+def raw_percentiles(observed: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """Per feature, the percentile (0-100, ties count half) of ``observed`` in ``recent``."""
+    below = (recent < observed).sum(axis=0)
+    equal = (recent == observed).sum(axis=0)
+    return 100.0 * (below + 0.5 * equal) / len(recent)
+
+
+def explain(
+    spec: FeatureSpec, values: dict[str, float], recent: np.ndarray, top: int = EXPLAIN_TOP
+) -> list[FeatureExplanation]:
+    """The features that put a row outside its baseline, most outlying first.
+
+    ``recent`` is the scoring baseline's window of raw rows (empty: compare with the
+    features' benign ``missing`` values). Contribution is measured in the model view, where
+    larger is always more suspicious, as the distance above the baseline median in units of
+    its spread; medians and percentiles are reported in raw units, as an analyst reads them.
+    """
+    x = spec.vector(values)
+    if len(recent) == 0:
+        recent = spec.vector({})[None, :]
+    xm, rm = spec.transform(x)[0], spec.transform(recent)
+    med = np.median(rm, axis=0)
+    q1, q3 = np.percentile(rm, [25, 75], axis=0)
+    contribution = (xm - med) / ((q3 - q1) + 0.1 * np.abs(med) + 0.25)
+    pct = raw_percentiles(x, recent)
+    suspicious_pct = np.array(
+        [p if f.direction == "high" else 100.0 - p for p, f in zip(pct, spec.features, strict=True)]
+    )
+    order = sorted(range(len(x)), key=lambda j: (-contribution[j], spec.names[j]))
+    chosen = [j for j in order if contribution[j] > 0 and suspicious_pct[j] >= OUTLYING_PCT]
+    chosen = (chosen or [j for j in order if contribution[j] > 0] or order)[:top]
+    return [
+        FeatureExplanation(
+            feature=spec.names[j],
+            observed=round(float(x[j]), 3),
+            baseline_median=round(float(np.median(recent[:, j])), 3),
+            baseline_percentile=round(float(pct[j]), 1),
+            contribution=round(float(contribution[j]), 2),
+            doc=spec.features[j].doc.split(". ")[0].rstrip("."),
+        )
+        for j in chosen
+    ]
+
+
+class BaselineRef(msgspec.Struct, kw_only=True):
+    level: str  # workload | namespace | cluster | learning | rules
+    key: str
+
+
+class AlertEvidence(msgspec.Struct, kw_only=True, omit_defaults=True):
+    time: str
+    kind: str
+    summary: str
+    source: str = ""  # file:line or topic[partition]@offset
+
+
+class Window(msgspec.Struct, kw_only=True):
+    start: float
+    end: float
+
+
+class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
+    alert_id: str
+    summary: str
+    entity: EntityRef
+    score: float
+    threshold: float
+    baseline: BaselineRef
+    severity: str
+    techniques: list[str]
+    explanation: list[FeatureExplanation]
+    evidence: list[AlertEvidence]
+    first_seen: str
+    last_seen: str
+    emitted_at: str
+    window: Window
+    response: list[str]
+    rules: list[str] = msgspec.field(default_factory=list)  # guard rules that fired
+    model_version: str = ""
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alert_id(profile: Profile) -> str:
+    """Deterministic: same entity, window and spec version → same id."""
+    basis = f"{profile.entity.key()}|{profile.window_start:.3f}|{profile.window_end:.3f}|"
+    basis += profile.spec_version
+    return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def techniques_for(
+    profile: Profile, top: list[FeatureExplanation], spec: FeatureSpec, extra: list[str]
+) -> list[str]:
+    """ATT&CK ids from the strategies of the dominant features, plus guard-rule techniques."""
+    found: list[str] = []
+    for item in top:
+        strategy = spec.by_name(item.feature).strategy
+        found.extend(STRATEGY_TECHNIQUES.get(strategy, ()))
+    found.extend(extra)
+    v = profile.values
+    if "T1578.003" in found and (v.get("deleted_by_person") or v.get("deleted_by_other_identity")):
+        found.append("T1070")
+    if (
+        "T1560.002" in found
+        and v.get("new_destinations", 0) > 0
+        and v.get("egress_external_bytes", 0) > 0
+    ):
+        found.append("T1041")
+    if not found:  # anomalous on context features only: name the closest strategy
+        found.extend(_closest_strategy(profile))
+    return list(dict.fromkeys(found))
+
+
+def _closest_strategy(profile: Profile) -> list[str]:
+    v = profile.values
+    if v.get("archive_writes", 0) or v.get("egress_external_bytes", 0) > 50e6:
+        return ["T1560.002"]
+    if v.get("repo_reads", 0) or v.get("secret_reads", 0):
+        return ["T1213"]
+    if v.get("new_destinations", 0) or v.get("beacon_regularity", 0) > 0.8:
+        return ["T1071"]
+    return ["T1578.003"]
+
+
+def severity_for(score: float, threshold: float, rules: list[str]) -> str:
+    """By margin over the threshold; each guard rule raises it one step."""
+    margin = score - threshold
+    level = 0 if margin < 0.05 else 1 if margin < 0.12 else 2
+    level = min(level + len(rules), len(SEVERITIES) - 1)
+    return SEVERITIES[level]
+
+
+def response_for(techniques: list[str]) -> list[str]:
+    steps: list[str] = []
+    for t in techniques:
+        steps.extend(RESPONSE_STEPS.get(t, ()))
+    return steps
+
+
+def _evidence(items: list[Evidence]) -> list[AlertEvidence]:
+    return [
+        AlertEvidence(
+            time=iso(e.time),
+            kind=e.kind,
+            summary=e.summary,
+            source=e.origin.pointer() if e.origin else "",
+        )
+        for e in items
+    ]
+
+
+def summary_line(profile: Profile, techniques: list[str]) -> str:
+    e = profile.entity
+    what = f"instance {e.instance_id}" if e.kind == "instance" else f"pod {e.namespace}/{e.pod}"
+    how = ", ".join(TECHNIQUE_NAMES.get(t, t) for t in techniques[:2])
+    ended = ""
+    if profile.final and profile.deleted_by:
+        ended = f"; deleted by {profile.deleted_by} ({profile.deleter_kind})"
+    return f"{what}: {how}{ended}"
+
+
+def build_alert(
+    profile: Profile,
+    *,
+    score: float,
+    threshold: float,
+    level: str,
+    baseline_key: str,
+    top: list[FeatureExplanation],
+    spec: FeatureSpec,
+    rules: list[str],
+    rule_techniques: list[str],
+    model_version: str,
+) -> Alert:
+    techniques = techniques_for(profile, top, spec, rule_techniques)
+    return Alert(
+        alert_id=alert_id(profile),
+        summary=summary_line(profile, techniques),
+        entity=profile.entity,
+        score=round(score, 4),
+        threshold=round(threshold, 4),
+        baseline=BaselineRef(level=level, key=baseline_key),
+        severity=severity_for(score, threshold, rules),
+        techniques=techniques,
+        explanation=top,
+        evidence=_evidence(profile.evidence),
+        first_seen=iso(profile.first_seen),
+        last_seen=iso(profile.last_seen),
+        emitted_at=iso(profile.window_end),
+        window=Window(start=profile.window_start, end=profile.window_end),
+        response=response_for(techniques),
+        rules=rules,
+        model_version=model_version,
+    )
+
+
+def _fmt(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:g}" if value == int(value) else f"{value:.2f}"
+
+
+def render_table(alerts: list[Alert], *, width: int = 110) -> str:
+    """A readable view for terminals: one block per alert, most severe first."""
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    lines: list[str] = []
+    for a in sorted(alerts, key=lambda a: (order.get(a.severity, 9), a.emitted_at, a.alert_id)):
+        lines.append("─" * width)
+        lines.append(f"{a.severity.upper():<8} {a.emitted_at}  {a.summary}"[:width])
+        lines.append(
+            f"         id {a.alert_id}  score {a.score:.3f} > {a.threshold:.3f}"
+            f"  baseline {a.baseline.level}:{a.baseline.key}  {' '.join(a.techniques)}"[:width]
+        )
+        if a.rules:
+            lines.append(f"         guard rules: {', '.join(a.rules)}"[:width])
+        for x in a.explanation[:4]:
+            lines.append(
+                f"         · {x.feature:<24} {_fmt(x.observed):>8}   baseline median"
+                f" {_fmt(x.baseline_median):>7}, p{x.baseline_percentile:.0f}"[:width]
+            )
+        for ev in a.evidence[:3]:
+            lines.append(f"         ↳ {ev.time} {ev.summary}  {ev.source}"[:width])
+    if lines:
+        lines.append("─" * width)
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""One page per incident: later alerting windows of an entity fold into its first alert.
+
+A long-running entity is profiled every window, so anything that keeps it unusual (an
+implant beaconing for hours, a new workload polling a host nobody used before) would page
+once per window. An analyst wants one alert per incident, and a new one only when the
+entity does something it has not been paged for: a technique not yet named, or a higher
+severity. An incident stays open while the entity keeps alerting; after ``QUIET_S`` of
+event time without an alert it closes, so a pod that alerted at start-up and is hijacked
+hours later pages again. The scorers keep an :class:`Incidents` per pipeline; its state
+travels in their checkpoints, so serve and replay fold identically.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from churnguard.alerts.alert import SEVERITIES, Alert
+
+MAX_OPEN = 20_000  # live entities remembered as having alerted (oldest forgotten first)
+QUIET_S = 1800.0  # an incident with no alerting window for this long is closed
+
+
+class Incident(msgspec.Struct):
+    """What a live entity has already been paged for."""
+
+    last: float  # event time of its last alerting window
+    techniques: list[str]
+    severity: int  # index into alerts.SEVERITIES
+
+
+class Incidents:
+    """Open incidents by entity key, in order of their last alert."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Incident] = {}
+
+    def __contains__(self, entity: str) -> bool:
+        """True when the entity alerted during its life (open incident or not)."""
+        return entity in self.open
+
+    def note(self, entity: str, when: float, alert: Alert) -> bool:
+        """Record an alert of ``entity``; True when it adds nothing to the open incident
+        (same techniques, no higher severity) and so should be folded, not paged."""
+        severity = SEVERITIES.index(alert.severity)
+        prior = self.open.pop(entity, None)
+        if prior is not None and when - prior.last > QUIET_S:
+            prior = None
+        if prior is None:
+            self.open[entity] = Incident(when, list(alert.techniques), severity)
+        else:
+            self.open[entity] = Incident(
+                when,
+                list(dict.fromkeys(prior.techniques + alert.techniques)),
+                max(severity, prior.severity),
+            )
+        while len(self.open) > MAX_OPEN:
+            del self.open[next(iter(self.open))]
+        return (
+            prior is not None
+            and set(alert.techniques) <= set(prior.techniques)
+            and severity <= prior.severity
+        )
+
+    def close(self, entity: str) -> None:
+        """The entity ended: a successor under the same name starts clean."""
+        self.open.pop(entity, None)
+
+    def export(self) -> dict[str, Incident]:
+        return dict(self.open)
+
+    def load(self, data: dict[str, Incident]) -> None:
+        self.open = dict(data)

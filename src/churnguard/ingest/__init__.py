@@ -1,0 +1,176 @@
+"""Decode + adapt: one raw record (bytes of one line or message) -> canonical events.
+
+:func:`parse_record` is the stage's only entry point and never raises: every input comes
+out as events, as :class:`~churnguard.ingest.events.Ignored` (well-formed, nothing the features
+use) or as :class:`~churnguard.ingest.events.Rejected` (dead letter, with the reason). A record
+may hold many items (an audit ``EventList``, a CloudTrail ``{"Records": [...]}`` file);
+each item is adapted on its own, so one bad item never costs its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import orjson
+
+from churnguard.ingest import cloudtrail, falco, flows, k8s_audit, tetragon
+from churnguard.ingest.common import AdapterContext, truncate
+from churnguard.ingest.events import Event, Ignored, Origin, Rejected
+from churnguard.ingest.exceptions import AdapterError
+
+__all__ = [
+    "FORMATS",
+    "AdapterContext",
+    "AdapterError",
+    "Parsed",
+    "detect_format",
+    "parse_record",
+]
+
+FORMATS: tuple[str, ...] = ("k8s_audit", "cloudtrail", "falco", "tetragon", "flow")
+RECORD_KEEP_CHARS = 2048  # how much of a rejected record the dead letter keeps
+
+Adapter = Callable[[dict, AdapterContext], "list[Event] | Ignored"]
+_ADAPTERS: dict[str, Adapter] = {
+    k8s_audit.FORMAT: k8s_audit.adapt,
+    cloudtrail.FORMAT: cloudtrail.adapt,
+    falco.FORMAT: falco.adapt,
+    tetragon.FORMAT: tetragon.adapt,
+    flows.FORMAT: flows.adapt,
+}
+_TETRAGON_KEYS = tetragon.EVENT_KEYS + tetragon.OTHER_EVENT_KEYS
+_DEFAULT_CTX = AdapterContext()
+
+
+class Parsed(msgspec.Struct):
+    """What one raw record turned into. At least one list is non-empty."""
+
+    events: list[Event] = msgspec.field(default_factory=list)
+    ignored: list[Ignored] = msgspec.field(default_factory=list)
+    rejected: list[Rejected] = msgspec.field(default_factory=list)
+
+
+def detect_format(obj: dict) -> str | None:
+    """The format of a decoded record from its distinctive keys, or None."""
+    api_version = obj.get("apiVersion")
+    if (
+        isinstance(api_version, str)
+        and api_version.startswith("audit.k8s.io")
+        and obj.get("kind") in ("Event", "EventList")
+    ):
+        return k8s_audit.FORMAT
+    if isinstance(obj.get("Records"), list) or ("eventVersion" in obj and "eventSource" in obj):
+        return cloudtrail.FORMAT
+    if "rule" in obj and "output_fields" in obj:
+        return falco.FORMAT
+    if any(k in obj for k in _TETRAGON_KEYS):
+        return tetragon.FORMAT
+    if isinstance(obj.get("flow"), dict) or ("IP" in obj and "verdict" in obj):
+        return flows.FORMAT
+    if "src" in obj and "dst" in obj and ("bytes_out" in obj or "time" in obj):
+        return flows.FORMAT
+    return None
+
+
+def parse_record(
+    raw: bytes | str,
+    origin: Origin | None = None,
+    pinned: str | None = None,
+    ctx: AdapterContext | None = None,
+) -> Parsed:
+    """Decode one raw record and adapt each item in it; never raises.
+
+    ``pinned`` names the format (a topic's configured format) and skips detection;
+    None or ``"auto"`` detects per item. ``origin`` is stamped on events and dead letters.
+    """
+    ctx = ctx or _DEFAULT_CTX
+    out = Parsed()
+
+    def reject(reason: str, detail: str, record: str) -> Parsed:
+        out.rejected.append(
+            Rejected(
+                reason=reason,
+                detail=detail,
+                origin=origin,
+                record=truncate(record, RECORD_KEEP_CHARS),
+            )
+        )
+        return out
+
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            text = raw.encode("utf-8", "backslashreplace").decode()
+            return reject("malformed_json", f"not encodable as UTF-8: {exc.reason}", text)
+    if len(raw) > ctx.max_record_bytes:
+        return reject(
+            "record_too_large",
+            f"{len(raw)} bytes > max_record_bytes {ctx.max_record_bytes}",
+            _preview(raw),
+        )
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return reject("malformed_json", str(exc), _preview(raw))
+    if not isinstance(obj, dict):
+        return reject("not_an_object", f"top-level JSON {type(obj).__name__}", _preview(raw))
+    if pinned == "auto":
+        pinned = None
+    if pinned is not None and pinned not in _ADAPTERS:
+        return reject(
+            "unknown_format", f"pinned format {pinned!r} is not one of {FORMATS}", _preview(raw)
+        )
+
+    items = _items(obj, pinned)
+    if not items:
+        out.ignored.append(Ignored(format=pinned or detect_format(obj) or "", reason="empty_list"))
+    for fmt, item in items:
+        if not isinstance(item, dict):
+            reject("not_an_object", f"{fmt} item is a {type(item).__name__}", _dump(item))
+            continue
+        fmt = fmt or detect_format(item)
+        if fmt is None:
+            reject("unknown_format", "no known format's keys", _dump(item))
+            continue
+        try:
+            result = _ADAPTERS[fmt](item, ctx)
+        except AdapterError as exc:
+            reject(exc.reason, f"{fmt}: {exc.detail}", _dump(item))
+            continue
+        except Exception as exc:  # the stage's contract: a bad record never stops the stream
+            reject("bad_value", f"{fmt}: internal error {type(exc).__name__}: {exc}", _dump(item))
+            continue
+        if isinstance(result, Ignored):
+            out.ignored.append(result)
+        elif not result:
+            out.ignored.append(Ignored(format=fmt, reason="no_events"))
+        else:
+            for event in result:
+                event.origin = origin
+            out.events.extend(result)
+    return out
+
+
+def _items(obj: dict, pinned: str | None) -> list[tuple[str | None, object]]:
+    """Split container documents into items with their (known) format."""
+    if obj.get("kind") == "EventList" and pinned in (None, k8s_audit.FORMAT):
+        items = obj.get("items")
+        if isinstance(items, list):
+            return [(k8s_audit.FORMAT, item) for item in items]
+    records = obj.get("Records")
+    if isinstance(records, list) and pinned in (None, cloudtrail.FORMAT):
+        return [(cloudtrail.FORMAT, item) for item in records]
+    return [(pinned, obj)]
+
+
+def _preview(raw: bytes) -> str:
+    return raw[: RECORD_KEEP_CHARS * 2].decode("utf-8", errors="replace")
+
+
+def _dump(item: object) -> str:
+    try:
+        return orjson.dumps(item).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(item)

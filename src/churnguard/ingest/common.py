@@ -1,0 +1,337 @@
+"""Helpers every adapter shares: settings, event time, typed field access, IPs, actors.
+
+Adapters are pure functions of a decoded record, so everything they need from the
+configuration travels in :class:`AdapterContext`; everything they need to read a field
+safely lives here, once, so the five formats agree on what "missing" and "bad" mean.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from churnguard.errors import ConfigError
+from churnguard.ingest.events import ActorKind
+from churnguard.ingest.exceptions import bad, missing
+
+DEFAULT_CLUSTER_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+
+# Event times outside this range are typos, unit mix-ups or attacks on the windowing.
+MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+MAX_BYTES = 10**13  # a byte count above 10 TB in one record is a broken exporter
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+_RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")
+
+
+class AdapterContext(msgspec.Struct, kw_only=True):
+    """The settings adapters need (a slice of ``config.PipelineSettings``).
+
+    ``cluster_cidrs``: private and cluster ranges; an address outside them is external.
+    Loopback and link-local addresses are always internal. ``role_map``: CloudTrail role
+    ARN or role name -> ``"namespace/serviceaccount"`` (IRSA-style attribution).
+    """
+
+    cluster_cidrs: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLUSTER_CIDRS))
+    role_map: dict[str, str] = msgspec.field(default_factory=dict)
+    max_record_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        try:
+            _networks(tuple(self.cluster_cidrs))
+        except ValueError as exc:
+            raise ConfigError(f"cluster_cidrs: {exc}") from exc
+
+    @classmethod
+    def from_settings(cls, pipeline: Any) -> AdapterContext:
+        """Build from ``config.PipelineSettings`` (duck-typed to keep this module config-free)."""
+        return cls(
+            cluster_cidrs=list(pipeline.cluster_cidrs),
+            role_map=dict(pipeline.role_map),
+            max_record_bytes=int(pipeline.max_record_bytes),
+        )
+
+    def is_external(self, ip: str | None) -> bool | None:
+        """True outside the cluster/private ranges, False inside, None if not an address."""
+        if not ip:
+            return None
+        return _is_external(ip, tuple(self.cluster_cidrs))
+
+    def is_internal_address(self, value: str | None) -> bool:
+        """True for a routable in-cluster address (a candidate pod IP): not loopback."""
+        if not value or self.is_external(value) is not False:
+            return False
+        return not ipaddress.ip_address(_bare_ip(value)).is_loopback
+
+
+# -- event time ---------------------------------------------------------------------------
+
+
+def parse_time(value: Any, field: str) -> float:
+    """Event time in float epoch seconds from RFC3339 (up to ns digits) or a number.
+
+    Numbers are read by magnitude: seconds, milliseconds, microseconds or nanoseconds
+    (Falco's ``evt.time`` is ns). ``{"seconds", "nanos"}`` (protobuf JSON) is accepted too.
+    Raises ``bad_value`` for anything unparseable or outside 2000..2100.
+    """
+    if value is None:
+        raise missing(field)
+    if isinstance(value, bool):
+        raise bad(field, "a boolean is not a time")
+    if isinstance(value, str):
+        t = _parse_time_str(value.strip(), field)
+    elif isinstance(value, int | float):
+        t = _from_number(float(value), field)
+    elif isinstance(value, dict) and "seconds" in value:
+        secs = _number(value.get("seconds"), field)
+        nanos = _number(value.get("nanos") or 0, field)
+        t = secs + nanos / 1e9
+    else:
+        raise bad(field, f"not a time: {type(value).__name__}")
+    if not MIN_TIME <= t < MAX_TIME:
+        raise bad(field, f"time {value!r} is outside 2000..2100")
+    return t
+
+
+def first_time(candidates: list[tuple[Any, str]], field: str) -> float:
+    """Parse the first present candidate ``(value, name)``; ``missing_field`` if none is."""
+    for value, name in candidates:
+        if value is not None:
+            return parse_time(value, name)
+    raise missing(field)
+
+
+def _parse_time_str(text: str, field: str) -> float:
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        try:
+            return _from_number(float(text), field)
+        except ValueError:
+            raise bad(field, f"not an RFC3339 time: {text[:64]!r}") from None
+    year, month, day, hour, minute, second, frac, _z, sign, oh, om = m.groups()
+    try:
+        base = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),
+            tzinfo=UTC,
+        ).timestamp()
+    except ValueError as exc:
+        raise bad(field, f"invalid date {text[:64]!r}: {exc}") from None
+    if frac:
+        base += float("0." + frac)
+    if sign:
+        offset = int(oh) * 3600 + int(om) * 60
+        base -= offset if sign == "+" else -offset
+    return base
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad(field, f"not a number: {value!r}"[:120])
+    try:
+        return float(value)
+    except ValueError:
+        raise bad(field, f"not a number: {value!r}"[:120]) from None
+
+
+def _from_number(v: float, field: str) -> float:
+    if not math.isfinite(v):
+        raise bad(field, "time is not finite")
+    if abs(v) >= 1e17:
+        return v / 1e9
+    if abs(v) >= 1e14:
+        return v / 1e6
+    if abs(v) >= 1e11:
+        return v / 1e3
+    return v
+
+
+# -- typed field access -------------------------------------------------------------------
+
+
+def get(obj: Any, *path: str) -> Any:
+    """Nested lookup that yields None wherever a level is absent or not an object."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def opt_dict(value: Any, field: str) -> dict | None:
+    """An optional JSON object; another type is ``bad_value``."""
+    if value is None or isinstance(value, dict):
+        return value
+    raise bad(field, f"expected an object, got {type(value).__name__}")
+
+
+def opt_list(value: Any, field: str) -> list:
+    """An optional JSON array (absent = empty); another type is ``bad_value``."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise bad(field, f"expected an array, got {type(value).__name__}")
+
+
+def opt_str(value: Any, field: str) -> str | None:
+    """An optional string; empty means absent; a non-string is ``bad_value``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    raise bad(field, f"expected a string, got {type(value).__name__}")
+
+
+def req_str(value: Any, field: str) -> str:
+    """A required non-empty string."""
+    s = opt_str(value, field)
+    if s is None:
+        raise missing(field)
+    return s
+
+
+def opt_int(value: Any, field: str) -> int | None:
+    """An optional integer, also from an integral float or a decimal string."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise bad(field, "a boolean is not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise bad(field, f"not an integer: {value!r}"[:120])
+
+
+def byte_count(value: Any, field: str) -> int:
+    """A byte count: absent = 0; negative or above 10 TB is ``bad_value``."""
+    n = opt_int(value, field)
+    if n is None:
+        return 0
+    if n < 0 or n > MAX_BYTES:
+        raise bad(field, f"byte count {n} out of range")
+    return n
+
+
+def port(value: Any, field: str) -> int | None:
+    """A TCP/UDP port or None."""
+    n = opt_int(value, field)
+    if n is not None and not 0 <= n <= 65535:
+        raise bad(field, f"port {n} out of range")
+    return n
+
+
+def str_map(value: Any, field: str) -> dict[str, str] | None:
+    """Labels: string values kept, other values stringified, an empty map is None."""
+    d = opt_dict(value, field)
+    if not d:
+        return None
+    return {str(k): v if isinstance(v, str) else str(v) for k, v in d.items() if v is not None}
+
+
+def workload_ref(kind: Any, name: Any) -> str | None:
+    """``"Kind/name"`` when both are strings, else None (features normalise further)."""
+    if isinstance(kind, str) and kind and isinstance(name, str) and name:
+        return f"{kind}/{name}"
+    return None
+
+
+def strip_runtime_prefix(container_id: str | None) -> str | None:
+    """``containerd://abc`` / ``docker://abc`` / ``cri-o://abc`` -> ``abc``."""
+    if container_id is None:
+        return None
+    return _RUNTIME_PREFIX.sub("", container_id, count=1) or None
+
+
+# -- addresses ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _bare_ip(value: str) -> str:
+    return value.strip().strip("[]").split("%", 1)[0]
+
+
+@lru_cache(maxsize=65_536)
+def _is_external(value: str, cidrs: tuple[str, ...]) -> bool | None:
+    try:
+        ip = ipaddress.ip_address(_bare_ip(value))
+    except ValueError:
+        return None
+    if ip.is_loopback or ip.is_link_local:
+        return False
+    return not any(ip in net for net in _networks(cidrs) if net.version == ip.version)
+
+
+# -- Kubernetes identities ----------------------------------------------------------------
+
+# kube-system service accounts of kube-controller-manager's controllers whose names do
+# not end in "-controller".
+_KUBE_SYSTEM_CONTROLLER_SAS = frozenset(
+    {
+        "pod-garbage-collector",
+        "generic-garbage-collector",
+        "horizontal-pod-autoscaler",
+        "persistent-volume-binder",
+        "attachdetach-controller",
+        "certificate-controller",
+        "clusterrole-aggregation-controller",
+        "root-ca-cert-publisher",
+        "service-account-controller",
+        "pv-protection-controller",
+        "pvc-protection-controller",
+        "ttl-controller",
+    }
+)
+
+
+def service_account_of(username: str) -> tuple[str, str] | None:
+    """``system:serviceaccount:<ns>:<sa>`` -> ``(ns, sa)``."""
+    if not username.startswith("system:serviceaccount:"):
+        return None
+    parts = username.split(":", 3)
+    if len(parts) != 4 or not parts[2] or not parts[3]:
+        return None
+    return parts[2], parts[3]
+
+
+def classify_k8s_user(username: str) -> ActorKind:
+    """Who a Kubernetes API user is, in the terms the deletion features use."""
+    if username.startswith("system:node:"):
+        return ActorKind.NODE
+    sa = service_account_of(username)
+    if sa is not None:
+        ns, name = sa
+        if ns == "kube-system" and (
+            name.endswith("-controller") or name in _KUBE_SYSTEM_CONTROLLER_SAS
+        ):
+            return ActorKind.CONTROLLER
+        return ActorKind.SERVICE_ACCOUNT
+    if username.startswith("system:"):
+        return ActorKind.CONTROLLER
+    return ActorKind.PERSON
+
+
+def truncate(text: str, limit: int = 2048) -> str:
+    """Bound a string kept in a dead letter or a detail."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,157 @@
+"""Cilium Tetragon JSON export -> process execs/exits, file writes and connections in pods.
+
+Every Tetragon event carries the process with its Kubernetes pod (namespace, name,
+container, image, labels, workload); host processes have no ``process.pod`` and are
+ignored. kprobe events are only as meaningful as the tracing policy behind them: the
+file hooks become FILE_WRITE (``security_file_permission`` only with the MAY_WRITE bit),
+``tcp_connect``/``tcp_sendmsg`` become NET_FLOW, other hooks are ignored by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from churnguard.ingest.common import (
+    AdapterContext,
+    byte_count,
+    first_time,
+    get,
+    opt_dict,
+    opt_int,
+    opt_list,
+    opt_str,
+    port,
+    str_map,
+    strip_runtime_prefix,
+    workload_ref,
+)
+from churnguard.ingest.events import Event, EventKind, Ignored
+from churnguard.ingest.exceptions import missing
+
+FORMAT = "tetragon"
+EVENT_KEYS = ("process_exec", "process_exit", "process_kprobe")
+# Other Tetragon event types: recognised (so they are counted, not dead-lettered) but unused.
+OTHER_EVENT_KEYS = ("process_tracepoint", "process_uprobe", "process_lsm", "process_loader")
+_FILE_HOOKS = frozenset(
+    {
+        "security_file_permission",
+        "fd_install",
+        "security_file_open",
+        "__x64_sys_write",
+        "sys_write",
+        "vfs_write",
+    }
+)
+_NET_HOOKS = frozenset({"tcp_connect", "tcp_sendmsg"})
+_MAY_WRITE = 2
+
+
+def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
+    """One Tetragon export line -> at most one event about the pod the process runs in."""
+    key = next((k for k in EVENT_KEYS if k in obj), None)
+    if key is None:
+        other = next((k for k in OTHER_EVENT_KEYS if k in obj), None)
+        if other is not None:
+            return Ignored(format=FORMAT, reason=f"event:{other}")
+        raise missing("process_exec|process_exit|process_kprobe")
+    body = opt_dict(obj.get(key), key) or {}
+    process = opt_dict(body.get("process"), f"{key}.process")
+    if process is None:
+        raise missing(f"{key}.process")
+    time = first_time(
+        [(obj.get("time"), "time"), (process.get("start_time"), "process.start_time")], "time"
+    )
+    pod = opt_dict(process.get("pod"), "process.pod")
+    if not pod:
+        return Ignored(format=FORMAT, reason="host_process")
+    base = _pod_fields(pod)
+    base.update(
+        time=time,
+        format=FORMAT,
+        node=opt_str(obj.get("node_name"), "node_name"),
+        binary=opt_str(process.get("binary"), "process.binary"),
+    )
+    if key == "process_exec":
+        args = opt_str(process.get("arguments"), "process.arguments")
+        return [Event(kind=EventKind.PROCESS_EXEC, args=args, **base)]
+    if key == "process_exit":
+        return [Event(kind=EventKind.PROCESS_EXIT, **base)]
+    return _kprobe(body, base, ctx)
+
+
+def _pod_fields(pod: dict) -> dict[str, Any]:
+    container = opt_dict(pod.get("container"), "process.pod.container") or {}
+    return {
+        "namespace": opt_str(pod.get("namespace"), "process.pod.namespace"),
+        "pod": opt_str(pod.get("name"), "process.pod.name"),
+        "container_id": strip_runtime_prefix(
+            opt_str(container.get("id"), "process.pod.container.id")
+        ),
+        "container": opt_str(container.get("name"), "process.pod.container.name"),
+        "image": opt_str(get(container, "image", "name"), "process.pod.container.image.name"),
+        "labels": str_map(pod.get("pod_labels"), "process.pod.pod_labels"),
+        "workload": _workload(pod),
+    }
+
+
+def _workload(pod: dict) -> str | None:
+    name = opt_str(pod.get("workload"), "process.pod.workload")
+    kind = opt_str(pod.get("workload_kind"), "process.pod.workload_kind")
+    return workload_ref(kind, name) or name
+
+
+def _kprobe(body: dict, base: dict[str, Any], ctx: AdapterContext) -> list[Event] | Ignored:
+    fn = opt_str(body.get("function_name"), "process_kprobe.function_name") or "unknown"
+    args = _Args(opt_list(body.get("args"), "process_kprobe.args"))
+    if fn in _FILE_HOOKS and args.path is not None:
+        if fn == "security_file_permission" and not (args.int_value or 0) & _MAY_WRITE:
+            return Ignored(format=FORMAT, reason=f"kprobe:{fn}:read")
+        return [
+            Event(
+                kind=EventKind.FILE_WRITE,
+                file_path=args.path,
+                bytes_written=byte_count(args.size, "size_arg"),
+                **base,
+            )
+        ]
+    if fn in _NET_HOOKS and args.sock is not None:
+        sock = args.sock
+        dst_ip = opt_str(sock.get("daddr"), "sock_arg.daddr")
+        src_ip = opt_str(sock.get("saddr"), "sock_arg.saddr")
+        return [
+            Event(
+                kind=EventKind.NET_FLOW,
+                dst_ip=dst_ip,
+                dst_port=port(sock.get("dport"), "sock_arg.dport"),
+                dst_external=ctx.is_external(dst_ip),
+                pod_ip=src_ip if ctx.is_internal_address(src_ip) else None,
+                bytes_out=byte_count(args.size, "size_arg") if fn == "tcp_sendmsg" else 0,
+                detail=fn,
+                **base,
+            )
+        ]
+    return Ignored(format=FORMAT, reason=f"kprobe:{fn}")
+
+
+class _Args:
+    """The typed kprobe arguments we use: the first of each kind."""
+
+    __slots__ = ("int_value", "path", "size", "sock")
+
+    def __init__(self, args: list) -> None:
+        self.path: str | None = None
+        self.size: int | None = None
+        self.int_value: int | None = None
+        self.sock: dict | None = None
+        for arg in args:
+            if not isinstance(arg, dict):
+                continue
+            for key in ("file_arg", "path_arg"):
+                if self.path is None and key in arg:
+                    self.path = opt_str(get(arg, key, "path"), f"{key}.path")
+            if self.size is None and "size_arg" in arg:
+                self.size = opt_int(arg["size_arg"], "size_arg")
+            if self.int_value is None and "int_arg" in arg:
+                self.int_value = opt_int(arg["int_arg"], "int_arg")
+            if self.sock is None and "sock_arg" in arg:
+                self.sock = opt_dict(arg["sock_arg"], "sock_arg")

@@ -1,0 +1,1 @@
+"""Offline drivers: replay over files, evaluation against labels, training, tuning, capture."""

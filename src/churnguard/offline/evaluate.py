@@ -1,0 +1,545 @@
+"""Detection quality against labels, and the harness that compares churnguard with baselines.
+
+Counting follows the unit an analyst triages and the simulator labels (docs/contracts.md,
+docs/evaluation.md):
+
+- an attack label is *detected* when an alert names its entity (pods by namespace + pod,
+  instances by instance id) and the alert's window ends at or after the label's ``start``:
+  an alert on a hijacked long-running pod that closed before the attack began cannot have
+  seen it, and counts as false. Its *delay* is that first alert's ``window.end`` minus
+  ``start``;
+- an alert is *true* when it detects a label that way, else *false*; precision = true /
+  alerts. Alerts are deduplicated by ``alert_id`` first (a redelivered alert never pages
+  twice, so it is not counted twice);
+- false alerts per 1,000 benign entities (``summary.json`` ``benign_entities``) and, when the
+  scored rows are known, per 1,000 benign profiles scored outside learning mode: what an
+  operator sees once the baselines have settled.
+
+:func:`compare_on_simulation` replays one simulated run through churnguard as configured, one
+cluster-wide model, river HalfSpaceTrees with its defaults, and the static rules
+(:mod:`churnguard.scoring.rules`), so every system sees the same bytes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+import orjson
+
+from churnguard.alerts.alert import Alert
+from churnguard.config import Settings
+from churnguard.errors import ConfigError
+from churnguard.profiling.profile import Profile
+
+__all__ = [
+    "SYSTEMS",
+    "FalseEntity",
+    "Label",
+    "Report",
+    "TechniqueResult",
+    "compare_on_simulation",
+    "evaluate",
+    "format_details",
+    "format_reports",
+    "pool",
+    "read_alerts",
+    "read_benign_entities",
+    "read_labels",
+]
+
+_T = TypeVar("_T")
+
+# column names of the side-by-side table, in order
+CHURNGUARD = "churnguard"
+CLUSTER_WIDE = "cluster-wide model"
+RIVER_HST = "river HST defaults"
+STATIC_RULES = "static rules"
+SYSTEMS = (CHURNGUARD, CLUSTER_WIDE, RIVER_HST, STATIC_RULES)
+
+
+class Label(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One malicious entity, as the simulator writes it to ``labels.jsonl``."""
+
+    kind: str  # "pod" | "instance"
+    technique: str
+    start: float
+    end: float
+    namespace: str | None = None
+    pod: str | None = None
+    instance_id: str | None = None
+    scenario: str = ""
+
+    def key(self) -> str:
+        """Same text as ``EntityRef.key()`` of the labelled entity."""
+        if self.kind == "instance":
+            return f"instance/{self.instance_id}"
+        return f"{self.namespace}/{self.pod}"
+
+
+class TechniqueResult(msgspec.Struct, kw_only=True):
+    labels: int
+    detected: int
+    recall: float | None
+
+
+class Miss(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A missed label and how close its entity came: its highest-scoring window after the
+    attack began (when the scored rows are known), so tuning can see by how much it missed."""
+
+    label: Label
+    windows: int = 0  # the entity's windows scored from the attack's start
+    best_score: float | None = None
+    threshold: float | None = None  # the threshold that window was held to
+    level: str | None = None  # the baseline level that scored it (learning = could not alert)
+
+
+class FalseEntity(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A benign entity that was alerted on: enough to find out why without the raw alerts."""
+
+    entity: str  # EntityRef.key()
+    kind: str
+    alerts: int
+    namespace: str | None = None
+    workload: str | None = None
+    levels: list[str] = msgspec.field(default_factory=list)  # baseline levels that alerted
+    techniques: list[str] = msgspec.field(default_factory=list)
+    top_features: list[str] = msgspec.field(default_factory=list)  # most frequent first
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """One system's numbers on one (or pooled) labelled run; None = not computable.
+
+    The raw counts are kept beside the rates so reports of several seeds can be pooled
+    (:func:`pool`) instead of averaging ratios.
+    """
+
+    labels: int
+    detected: int
+    recall: float | None
+    by_technique: dict[str, TechniqueResult]
+    alerts: int
+    true_alerts: int
+    false_alerts: int
+    precision: float | None
+    benign_entities_alerted: int
+    benign_entities: int | None
+    false_per_1k_entities: float | None
+    benign_profiles: int | None  # benign profiles scored outside learning mode
+    false_alerts_after_learning: int | None
+    false_per_1k_profiles: float | None
+    delay_median_s: float | None
+    delay_max_s: float | None
+    delays_s: list[float]
+    missed: list[Miss]
+    false_entities: list[FalseEntity]
+
+
+# ---- reading files ---------------------------------------------------------------------------
+
+
+def _read_jsonl(path: str | Path, type_: type[_T], what: str) -> list[_T]:
+    decoder = msgspec.json.Decoder(type_)
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}s {path}: {exc.strerror}") from exc
+    out: list[_T] = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                out.append(decoder.decode(line))
+            except msgspec.DecodeError as exc:
+                raise ConfigError(f"{path}:{n}: not a valid {what}: {exc}") from exc
+    return out
+
+
+def read_labels(path: str | Path) -> list[Label]:
+    return _read_jsonl(path, Label, "label")
+
+
+def read_alerts(path: str | Path) -> list[Alert]:
+    return _read_jsonl(path, Alert, "alert")
+
+
+def read_benign_entities(summary_path: str | Path) -> int:
+    """``benign_entities`` from a simulator ``summary.json``."""
+    try:
+        value = orjson.loads(Path(summary_path).read_bytes())["benign_entities"]
+        return int(value)
+    except OSError as exc:
+        raise ConfigError(f"cannot read summary {summary_path}: {exc.strerror}") from exc
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{summary_path}: no integer benign_entities ({exc!r})") from exc
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+
+class _ScoredLike(Protocol):
+    """``scorer.Scored`` or a ``capture.CaptureRow``: all the per-profile rate needs."""
+
+    profile: Profile
+    level: str
+    score: float
+    threshold: float
+
+
+def _as_labels(labels: Iterable[Label | Mapping[str, Any]]) -> list[Label]:
+    return [x if isinstance(x, Label) else msgspec.convert(x, Label) for x in labels]
+
+
+def _ratio(num: int, den: int | None, per: float = 1.0) -> float | None:
+    return per * num / den if den else None
+
+
+def evaluate(
+    labels: Iterable[Label | Mapping[str, Any]],
+    alerts: Iterable[Alert],
+    *,
+    benign_entities: int | None = None,
+    scored: Iterable[_ScoredLike] | None = None,
+    learning_levels: Sequence[str] = ("learning",),
+) -> Report:
+    """Score alerts against labels (and, given the scored rows, per benign profile).
+
+    ``labels`` may be simulator dicts (``SimResult.labels``) or :class:`Label` rows.
+    ``learning_levels`` are the baseline levels that do not count as "after learning".
+    """
+    labs = _as_labels(labels)
+    by_key: dict[str, list[Label]] = defaultdict(list)
+    for lab in labs:
+        by_key[lab.key()].append(lab)
+
+    def matches(key: str, window_end: float) -> list[int]:
+        return [id(lab) for lab in by_key.get(key, ()) if window_end >= lab.start]
+
+    unique = list({a.alert_id: a for a in alerts}.values())
+    first: dict[int, float] = {}  # id(label) -> earliest matching alert window end
+    false: list[Alert] = []
+    for a in unique:
+        hit = matches(a.entity.key(), a.window.end)
+        for lid in hit:
+            first[lid] = min(first.get(lid, a.window.end), a.window.end)
+        if not hit:
+            false.append(a)
+
+    techniques: dict[str, list[bool]] = defaultdict(list)
+    for lab in labs:
+        techniques[lab.technique].append(id(lab) in first)
+    delays = sorted(round(first[id(lab)] - lab.start, 3) for lab in labs if id(lab) in first)
+
+    missed = [Miss(label=lab) for lab in labs if id(lab) not in first]
+    benign_profiles = false_after = None
+    if scored is not None:
+        rows = list(scored)
+        benign_profiles = sum(
+            1
+            for s in rows
+            if s.level not in learning_levels
+            and not matches(s.profile.entity.key(), s.profile.window_end)
+        )
+        false_after = sum(1 for a in false if a.baseline.level not in learning_levels)
+        _closest(missed, rows)
+
+    return _derive(
+        labels=len(labs),
+        detected=len(first),
+        by_technique={
+            t: TechniqueResult(labels=len(h), detected=sum(h), recall=None)
+            for t, h in sorted(techniques.items())
+        },
+        alerts=len(unique),
+        false_alerts=len(false),
+        benign_entities=benign_entities,
+        benign_profiles=benign_profiles,
+        false_after=false_after,
+        delays=delays,
+        missed=missed,
+        false_entities=_false_entities(false),
+    )
+
+
+def _closest(missed: list[Miss], rows: list[_ScoredLike]) -> None:
+    """Fill each miss with its entity's highest-scoring window from the attack's start."""
+    by_key: dict[str, list[Miss]] = defaultdict(list)
+    for m in missed:
+        by_key[m.label.key()].append(m)
+    for s in rows:
+        for m in by_key.get(s.profile.entity.key(), ()):
+            if s.profile.window_end < m.label.start:
+                continue
+            m.windows += 1
+            if m.best_score is None or s.score > m.best_score:
+                m.best_score, m.threshold = round(s.score, 4), round(s.threshold, 4)
+                m.level = s.level
+
+
+def _derive(
+    *,
+    labels: int,
+    detected: int,
+    by_technique: dict[str, TechniqueResult],
+    alerts: int,
+    false_alerts: int,
+    benign_entities: int | None,
+    benign_profiles: int | None,
+    false_after: int | None,
+    delays: list[float],
+    missed: list[Miss],
+    false_entities: list[FalseEntity],
+) -> Report:
+    """The rates from the counts: one place, shared by :func:`evaluate` and :func:`pool`."""
+    for t in by_technique.values():
+        t.recall = _ratio(t.detected, t.labels)
+    true_alerts = alerts - false_alerts
+    return Report(
+        labels=labels,
+        detected=detected,
+        recall=_ratio(detected, labels),
+        by_technique=by_technique,
+        alerts=alerts,
+        true_alerts=true_alerts,
+        false_alerts=false_alerts,
+        precision=_ratio(true_alerts, alerts),
+        benign_entities_alerted=len(false_entities),
+        benign_entities=benign_entities,
+        false_per_1k_entities=_ratio(false_alerts, benign_entities, 1000.0),
+        benign_profiles=benign_profiles,
+        false_alerts_after_learning=false_after,
+        false_per_1k_profiles=(
+            None if false_after is None else _ratio(false_after, benign_profiles, 1000.0)
+        ),
+        delay_median_s=statistics.median(delays) if delays else None,
+        delay_max_s=max(delays) if delays else None,
+        delays_s=delays,
+        missed=missed,
+        false_entities=false_entities,
+    )
+
+
+def _false_entities(false: list[Alert]) -> list[FalseEntity]:
+    grouped: dict[str, list[Alert]] = defaultdict(list)
+    for a in false:
+        grouped[a.entity.key()].append(a)
+    out = []
+    for key, items in grouped.items():
+        e = items[0].entity
+        features = Counter(x.feature for a in items for x in a.explanation)
+        out.append(
+            FalseEntity(
+                entity=key,
+                kind=e.kind,
+                alerts=len(items),
+                namespace=e.namespace,
+                workload=e.workload,
+                levels=sorted({a.baseline.level for a in items}),
+                techniques=sorted({t for a in items for t in a.techniques}),
+                top_features=[f for f, _ in features.most_common(3)],
+            )
+        )
+    return sorted(out, key=lambda f: (-f.alerts, f.entity))
+
+
+def _sum_optional(values: Iterable[int | None]) -> int | None:
+    vals = list(values)
+    return None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
+
+
+def pool(reports: Sequence[Report]) -> Report:
+    """Several runs (seeds) as one: counts summed, rates recomputed from the sums."""
+    techniques: dict[str, TechniqueResult] = {}
+    for r in reports:
+        for t, res in r.by_technique.items():
+            acc = techniques.setdefault(t, TechniqueResult(labels=0, detected=0, recall=None))
+            acc.labels += res.labels
+            acc.detected += res.detected
+    return _derive(
+        labels=sum(r.labels for r in reports),
+        detected=sum(r.detected for r in reports),
+        by_technique=dict(sorted(techniques.items())),
+        alerts=sum(r.alerts for r in reports),
+        false_alerts=sum(r.false_alerts for r in reports),
+        benign_entities=_sum_optional(r.benign_entities for r in reports),
+        benign_profiles=_sum_optional(r.benign_profiles for r in reports),
+        false_after=_sum_optional(r.false_alerts_after_learning for r in reports),
+        delays=sorted(d for r in reports for d in r.delays_s),
+        missed=[m for r in reports for m in r.missed],
+        false_entities=sorted(
+            (f for r in reports for f in r.false_entities), key=lambda f: (-f.alerts, f.entity)
+        ),
+    )
+
+
+# ---- views -----------------------------------------------------------------------------------
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _recall_cell(recall: float | None, detected: int, labels: int) -> str:
+    return "-" if recall is None else f"{recall:.2f} ({detected}/{labels})"
+
+
+def _delay(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
+
+
+def format_reports(named_reports: Mapping[str, Report]) -> str:
+    """Systems as columns, metrics as rows, with a recall row per technique."""
+    names = list(named_reports)
+    reports = [named_reports[n] for n in names]
+    techniques = sorted({t for r in reports for t in r.by_technique})
+
+    def technique_row(t: str) -> Callable[[Report], str]:
+        def cell(r: Report) -> str:
+            res = r.by_technique.get(t)
+            return "-" if res is None else _recall_cell(res.recall, res.detected, res.labels)
+
+        return cell
+
+    rows: list[tuple[str, Callable[[Report], str]]] = [
+        ("recall", lambda r: _recall_cell(r.recall, r.detected, r.labels)),
+        *((f"  {t}", technique_row(t)) for t in techniques),
+        ("alerts", lambda r: f"{r.alerts:,}"),
+        ("precision", lambda r: _num(r.precision, ".2f")),
+        ("false alerts", lambda r: f"{r.false_alerts:,}"),
+        ("benign entities alerted", lambda r: f"{r.benign_entities_alerted:,}"),
+        ("false / 1k benign entities", lambda r: _num(r.false_per_1k_entities, ".1f")),
+        ("false / 1k benign profiles*", lambda r: _num(r.false_per_1k_profiles, ".2f")),
+        ("detection delay median", lambda r: _delay(r.delay_median_s)),
+        ("detection delay max", lambda r: _delay(r.delay_max_s)),
+    ]
+    per_profile = any(r.benign_profiles is not None for r in reports)
+    if not per_profile:  # needs the scored rows: leave the row out rather than show dashes
+        rows = [row for row in rows if not row[0].endswith("*")]
+    table = [["", *names]] + [[title, *(get(r) for r in reports)] for title, get in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in table
+    ]
+    if per_profile:
+        lines.append("* scored outside learning mode")
+    return "\n".join(lines)
+
+
+def format_details(report: Report, *, top: int = 10) -> str:
+    """What was missed and the noisiest benign entities: where tuning starts."""
+    lines = [f"missed ({len(report.missed)}):"]
+    for m in sorted(report.missed, key=lambda m: (m.label.technique, m.label.scenario)):
+        lab = m.label
+        closest = ""
+        if m.best_score is not None:
+            closest = f"  best {m.best_score:.3f} vs {m.threshold:.3f} ({m.level}, {m.windows} w)"
+        lines.append(f"  {lab.technique:<10} {lab.scenario:<24} {lab.key()}{closest}")
+    lines.append(
+        f"false alerts by entity ({report.benign_entities_alerted} entities,"
+        f" top {min(top, report.benign_entities_alerted)}):"
+    )
+    lines += [
+        f"  {f.alerts:>3}x {f.entity} ({f.workload or 'bare'}) {'/'.join(f.levels)}"
+        f" {','.join(f.techniques)} [{', '.join(f.top_features)}]"
+        for f in report.false_entities[:top]
+    ]
+    return "\n".join(lines)
+
+
+# ---- the harness -----------------------------------------------------------------------------
+
+
+def _copy(settings: Settings, **scoring: Any) -> Settings:
+    """A deep copy with some scoring fields changed: the caller's settings stay untouched."""
+    fresh = msgspec.convert(msgspec.to_builtins(settings), Settings)
+    return msgspec.structs.replace(fresh, scoring=msgspec.structs.replace(fresh.scoring, **scoring))
+
+
+def _pipelines(settings: Settings, model_dir: str | None) -> dict[str, Callable[[], Any]]:
+    """A factory per system, each giving a fresh pipeline (no state shared between runs).
+
+    churnguard runs without the shipped bundle unless ``model_dir`` is given: the shipped
+    bundle was fitted on simulated days, and starting from it would let the evaluation see
+    data of the kind it is scored on before the run begins. Every system then learns online
+    from the same empty start, which is also what makes the columns comparable.
+    """
+    from churnguard.pipeline import Pipeline
+    from churnguard.profiling.spec import load_spec
+    from churnguard.scoring.rules import StaticRuleScorer
+    from churnguard.wiring import make_pipeline
+
+    own = _copy(settings)
+    cluster = _copy(settings, hierarchy=False)
+    hst = _copy(settings, hierarchy=False, detector="hst")
+    rules = _copy(settings)
+    spec = load_spec(version=settings.pipeline.spec_version)
+    return {
+        CHURNGUARD: lambda: make_pipeline(
+            own, model_dir=model_dir, use_bundle=model_dir is not None
+        ),
+        CLUSTER_WIDE: lambda: make_pipeline(cluster, use_bundle=False),
+        RIVER_HST: lambda: make_pipeline(hst, use_bundle=False),
+        STATIC_RULES: lambda: Pipeline(rules, scorer=StaticRuleScorer(rules, spec), spec=spec),
+    }
+
+
+def compare_on_simulation(
+    params: Any,
+    settings: Settings,
+    *,
+    model_dir: str | None = None,
+    systems: Sequence[str] = SYSTEMS,
+    progress: Callable[[str], None] | None = None,
+    warmup_hours: float = 0.0,
+) -> dict[str, Report]:
+    """Simulate ``params`` (a ``simulate.SimParams``), write the files, and replay the same
+    files through each system in ``systems``; one :class:`Report` per system, in order.
+
+    With ``warmup_hours`` the first hours of the simulation (its ``hours`` include them)
+    train every system but are not measured: attacks starting in them, alerts ending in
+    them and profiles of them are left out, which is "after learning mode" for all four.
+    """
+    from churnguard.offline.replay import replay_files
+    from churnguard.simulate import FILES, generate, write
+
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise ConfigError(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    factories = _pipelines(settings, model_dir)
+    sim = generate(params)
+    cut = _start_of(sim.summary) + warmup_hours * 3600.0
+    labels = [lb for lb in sim.labels if lb["start"] >= cut]
+    reports: dict[str, Report] = {}
+    with tempfile.TemporaryDirectory(prefix="churnguard-evaluate-") as tmp:
+        paths = write(sim, tmp)
+        inputs = [str(paths[fmt]) for fmt in FILES]
+        for name in systems:
+            if progress:
+                progress(f"seed {params.seed}: replaying through {name}")
+            result = replay_files(inputs, pipeline=factories[name]())
+            # the warm-up hours train every system alike; only what follows is measured
+            attacked = {Label(**lb).key() for lb in sim.labels}
+            scored = [s for s in result.scored if s.profile.window_end >= cut]
+            benign = len({s.profile.entity.key() for s in scored} - attacked)
+            if warmup_hours == 0:
+                benign = int(sim.summary["benign_entities"])
+            alerts = [a for a in result.alerts if a.window.end >= cut]
+            reports[name] = evaluate(labels, alerts, benign_entities=benign, scored=scored)
+    return reports
+
+
+def _start_of(summary: Mapping[str, Any]) -> float:
+    start = summary["start"]
+    if isinstance(start, str):
+        return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    return float(start)

@@ -1,0 +1,283 @@
+"""Entity resolution and lifecycle: which pod or instance each event is about, and its state.
+
+Pods are keyed ``(pod, namespace, name)``, instances ``(instance, "", id)``. Events that carry
+only an address (flows, CloudTrail calls from a pod IP) or only a service account are
+resolved *deferred*: once the watermark has passed their event time, every binding that
+could explain them has arrived, so attribution does not depend on arrival order. Events
+that name their entity are routed once the watermark has passed them too (by the
+pipeline), so a deletion that arrives late still decides which incarnation they belong to.
+
+The table keeps, per entity, the identity it has learned, its lifecycle (created, deleted and
+by whom) and the events not yet folded into an emitted profile. Windows are anchored on the
+entity's own start (creation, else first event), so a pod that lives less than one window
+is profiled exactly once, whole.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+from churnguard.ingest.events import (
+    ActorKind,
+    EntityKey,
+    EntityKind,
+    Event,
+    EventKind,
+)
+
+# pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
+_REPLICASET_SUFFIX = re.compile(
+    r"^(?P<base>.+)-(?:[0-9a-f]{6,10}|[bcdfghjklmnpqrstvwxz2456789]{5,10})$"
+)
+_JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled minute
+# a deleted pod's name may come back (StatefulSets): events this long after the delete
+# belong to a new incarnation, anything before it to the dead one. The pipeline routes
+# events only once its watermark has passed them, so a deletion that arrives after such
+# an event (within the allowed lateness) still decides
+DEATH_GRACE_S = 30.0
+_TOMBSTONES_MAX = 100_000
+_EXEC_HISTORY = 16
+_DEST_HISTORY = 16
+_DEST_MAX = 32
+_SAME_CONNECTION_S = 1.0
+_CONTAINERS_MAX = 500_000
+_OWNERS_PER_IP = 8  # successive pods an address is remembered for
+# kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
+# is matched to a binding stamped up to this much later, deferred events wait this long,
+# and so does every profile (so address-attributed events reach their window in time)
+IP_BINDING_LAG_S = 30.0
+
+
+def normalise_workload(owner: str | None) -> str | None:
+    """Map a pod's direct owner to the workload a person manages.
+
+    ``ReplicaSet/web-5d8f7c9b6`` → ``Deployment/web``; ``Job/backup-29012345`` →
+    ``CronJob/backup``; anything else is kept. Baselines and first-seen memories are per
+    workload, so pods of every rollout and every CronJob run share one history.
+    """
+    if not owner or "/" not in owner:
+        return owner or None
+    kind, _, name = owner.partition("/")
+    if kind == "ReplicaSet" and (m := _REPLICASET_SUFFIX.match(name)):
+        return f"Deployment/{m.group('base')}"
+    if kind == "Job" and (m := _JOB_SUFFIX.match(name)):
+        return f"CronJob/{m.group('base')}"
+    return owner
+
+
+@dataclass(slots=True)
+class EntityState:
+    """What the table knows about one pod or instance incarnation."""
+
+    key: EntityKey
+    anchor: float  # start of window 0: creation time, else first event time
+    namespace: str | None = None
+    pod: str | None = None
+    uid: str | None = None
+    container: str | None = None
+    container_ids: set[str] = field(default_factory=set)
+    instance_id: str | None = None
+    workload: str | None = None
+    image: str | None = None
+    service_account: str | None = None
+    node: str | None = None
+    pod_ips: set[str] = field(default_factory=set)
+    created_at: float | None = None
+    created_by: str | None = None
+    created_by_kind: str | None = None
+    deleted_at: float | None = None
+    deleted_by: str | None = None
+    deleter_kind: str | None = None
+    first_seen: float = float("inf")
+    last_seen: float = float("-inf")
+    emitted_until: float | None = None  # end of the last emitted window
+    pending: list[Event] = field(default_factory=list)
+    exec_times: list[float] = field(default_factory=list)  # sorted, last few, across windows
+    dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
+    windows_emitted: int = 0
+
+    @property
+    def ended_at(self) -> float | None:
+        return self.deleted_at
+
+    def window_start(self) -> float:
+        return self.emitted_until if self.emitted_until is not None else self.anchor
+
+
+class EntityTable:
+    """Routes events to entity states; keeps the pod-IP and service-account bindings."""
+
+    def __init__(self, cluster_networks: object | None = None) -> None:
+        self.states: dict[EntityKey, EntityState] = {}
+        self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
+        self._containers: dict[str, EntityKey] = {}  # short container id -> pod
+        self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
+        self.counters: Counter[str] = Counter()
+
+    # ---- bindings -------------------------------------------------------------------------
+    def bind_ip(self, ip: str, key: EntityKey, since: float) -> None:
+        """Remember that ``ip`` belonged to ``key`` from ``since`` (sorted by time)."""
+        entries = self._ip_bindings.setdefault(ip, [])
+        i = bisect.bisect_right(entries, (since, _MAX_KEY))
+        # one entry per owner period: every flow re-states the binding, and keeping each
+        # restatement would push the pod's first (earliest) binding out of the list
+        if i > 0 and entries[i - 1][1] == key:
+            return
+        if i < len(entries) and entries[i][1] == key:
+            entries[i] = (since, key)  # the same owner, known from earlier
+            return
+        entries.insert(i, (since, key))
+        if len(entries) > _OWNERS_PER_IP:
+            del entries[0]
+
+    def owner_of_ip(self, ip: str, at: float) -> EntityKey | None:
+        """The pod that held ``ip`` at event time ``at`` (latest binding not after it)."""
+        entries = self._ip_bindings.get(ip)
+        if not entries:
+            return None
+        i = bisect.bisect_right(entries, (at, _MAX_KEY))
+        if i == 0:
+            return entries[0][1] if entries[0][0] - at <= IP_BINDING_LAG_S else None
+        return entries[i - 1][1]
+
+    def bind_container(self, container_id: str, key: EntityKey) -> None:
+        """Container ids are unique per pod; Falco prints 12 characters, Tetragon all 64."""
+        if len(self._containers) < _CONTAINERS_MAX:
+            self._containers[container_id[:12]] = key
+
+    def pods_of_service_account(self, namespace: str, sa: str, at: float) -> list[EntityKey]:
+        return sorted(
+            s.key
+            for s in self.states.values()
+            if s.namespace == namespace
+            and s.service_account == sa
+            and s.first_seen - IP_BINDING_LAG_S <= at  # no later than deferred events wait
+            and (s.deleted_at is None or at <= s.deleted_at)
+        )
+
+    # ---- routing --------------------------------------------------------------------------
+    def subject_key(self, ev: Event) -> EntityKey | None:
+        """The entity an event is directly about, or None when it needs deferred resolution."""
+        about_instance = ev.kind in (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE) or (
+            ev.kind is EventKind.CLOUD_CALL and not ev.pod
+        )
+        if ev.instance_id and about_instance:
+            return EntityKey(EntityKind.INSTANCE, "", ev.instance_id)
+        if ev.namespace and ev.pod:
+            return EntityKey(EntityKind.POD, ev.namespace, ev.pod)
+        return None
+
+    def needs_resolution(self, ev: Event) -> bool:
+        return self.subject_key(ev) is None and bool(
+            ev.pod_ip or ev.container_id or (ev.namespace and ev.service_account)
+        )
+
+    def resolve(self, ev: Event) -> EntityKey | None:
+        """Deferred attribution by container id, pod IP, else a service account's one pod."""
+        if ev.container_id and (key := self._containers.get(ev.container_id[:12])):
+            return key
+        if ev.pod_ip and (key := self.owner_of_ip(ev.pod_ip, ev.time)):
+            return key
+        if ev.namespace and ev.service_account:
+            pods = self.pods_of_service_account(ev.namespace, ev.service_account, ev.time)
+            if len(pods) == 1:
+                return pods[0]
+        return None
+
+    def is_dead(self, key: EntityKey, t: float) -> bool:
+        """True for events of an incarnation that has already been profiled and forgotten."""
+        died = self._tombstones.get(key)
+        return died is not None and t <= died + DEATH_GRACE_S
+
+    def bury(self, state: EntityState) -> None:
+        """Forget an entity, remembering its end so stragglers are counted, not resurrected."""
+        self.states.pop(state.key, None)
+        end = state.deleted_at if state.deleted_at is not None else state.last_seen
+        self._tombstones[state.key] = end
+        self._tombstones.move_to_end(state.key)
+        while len(self._tombstones) > _TOMBSTONES_MAX:
+            self._tombstones.popitem(last=False)
+
+    def state_for(self, key: EntityKey, ev: Event) -> EntityState:
+        state = self.states.get(key)
+        if state is None:
+            state = EntityState(key=key, anchor=ev.time)
+            if key.kind is EntityKind.POD:
+                state.namespace, state.pod = key.namespace, key.name
+            else:
+                state.instance_id = key.name
+            self.states[key] = state
+        return state
+
+    def apply(self, state: EntityState, ev: Event) -> None:
+        """Fold an event's identity and lifecycle facts into the state; queue it for features."""
+        _learn_identity(state, ev)
+        if ev.kind in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
+            if state.created_at is None or ev.time < state.created_at:
+                state.created_at = ev.time
+                state.created_by = ev.actor
+                state.created_by_kind = ev.actor_kind
+            state.anchor = min(state.anchor, ev.time)
+        elif ev.kind in (EventKind.POD_DELETE, EventKind.INSTANCE_TERMINATE):
+            # the first delete wins: later ones are the controller finishing the job
+            if state.deleted_at is None or ev.time < state.deleted_at:
+                state.deleted_at = ev.time
+                state.deleted_by = ev.actor
+                state.deleter_kind = ev.actor_kind
+        elif ev.kind is EventKind.POD_EXEC:
+            bisect.insort(state.exec_times, ev.time)
+            del state.exec_times[:-_EXEC_HISTORY]
+        if state.emitted_until is None:
+            state.anchor = min(state.anchor, ev.time)
+        state.first_seen = min(state.first_seen, ev.time)
+        state.last_seen = max(state.last_seen, ev.time)
+        if ev.kind is not EventKind.POD_IP:
+            state.pending.append(ev)
+
+
+_MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")
+
+
+def _learn_identity(state: EntityState, ev: Event) -> None:
+    if ev.pod_uid and state.key.kind is EntityKind.POD:
+        state.uid = state.uid or ev.pod_uid
+    if ev.container_id:
+        state.container_ids.add(ev.container_id)
+    if ev.container and not state.container:
+        state.container = ev.container
+    if ev.workload:
+        state.workload = state.workload or normalise_workload(ev.workload)
+    if ev.image and not state.image:
+        state.image = ev.image
+    if ev.service_account and not state.service_account and ev.kind is not EventKind.CLOUD_CALL:
+        state.service_account = ev.service_account
+    if ev.node and not state.node:
+        state.node = ev.node
+    if ev.pod_ip and state.key.kind is EntityKind.POD:
+        state.pod_ips.add(ev.pod_ip)
+
+
+def actor_kind_value(kind: ActorKind | str | None) -> str | None:
+    return None if kind is None else str(kind)
+
+
+def remember_destination(state: EntityState, dest: str, t: float) -> None:
+    """Keep the last few connection times per external destination, across windows.
+
+    Beacon regularity needs more gaps than one window holds for slow beacons.
+    """
+    times = state.dest_times.setdefault(dest, [])
+    i = bisect.bisect_left(times, t)
+    # one connection seen twice (a flow record and a tcp_connect kprobe) is one connection
+    if (i < len(times) and times[i] - t < _SAME_CONNECTION_S) or (
+        i > 0 and t - times[i - 1] < _SAME_CONNECTION_S
+    ):
+        return
+    times.insert(i, t)
+    del times[:-_DEST_HISTORY]
+    if len(state.dest_times) > _DEST_MAX:
+        stalest = min(state.dest_times, key=lambda d: (state.dest_times[d][-1], d))
+        del state.dest_times[stalest]

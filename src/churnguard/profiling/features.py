@@ -1,0 +1,445 @@
+"""Turn an entity's window of events into a feature row, by the names of the feature spec.
+
+Every value computed here is named in ``features/v1.toml``, which documents it; the builder
+fills absent features with the spec's ``missing`` value. Events are sorted by event time
+before folding, so the row does not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+import shlex
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+from churnguard.ingest.events import ActorKind, ApiCategory, EntityKind, Event, EventKind
+from churnguard.profiling.entities import EntityState, remember_destination
+from churnguard.profiling.profile import EntityRef, Evidence, Profile
+from churnguard.profiling.spec import FeatureSpec
+
+SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
+ARCHIVE_TOOLS = frozenset({"tar", "gzip", "pigz", "bzip2", "xz", "zip", "7z", "7za", "zstd"})
+ARCHIVE_EXTENSIONS = (
+    ".tar", ".tgz", ".tar.gz", ".gz", ".bz2", ".tbz2", ".zip", ".7z", ".xz", ".txz", ".zst",
+)  # fmt: skip
+_PY_ARCHIVE = re.compile(r"\b(gzip|bz2|zipfile|tarfile|lzma|make_archive|zlib)\b")
+_TAR_CREATE = re.compile(r"^-?[a-zA-Z]*c[a-zA-Z]*$")
+_ARCHIVE_IN_TEXT = re.compile(
+    r"[\w./~+-]+\.(?:tar\.gz|tar\.bz2|tar\.xz|tgz|tbz2|txz|tar|gz|bz2|zip|7z|xz|zst)\b"
+)
+_MIN_BEACON_CONNECTIONS = 4
+RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is rare
+_MAX_EVIDENCE = 8
+_CATEGORY_FEATURE = {
+    ApiCategory.READ: "api_read",
+    ApiCategory.LIST: "api_list",
+    ApiCategory.WRITE: "api_write",
+    ApiCategory.DELETE: "api_delete",
+    ApiCategory.EXEC: "api_exec",
+    ApiCategory.SECRET_READ: "secret_reads",
+    ApiCategory.CLOUD_DESTRUCTIVE: "cloud_destructive",
+    ApiCategory.REPO_READ: "repo_reads",
+}
+_OBJECT_READS = (ApiCategory.READ, ApiCategory.REPO_READ, ApiCategory.SECRET_READ)
+
+
+class NetworkClassifier:
+    """Decides whether a destination address is outside the cluster and private ranges."""
+
+    def __init__(self, cluster_cidrs: Iterable[str]) -> None:
+        self._nets = [ipaddress.ip_network(c, strict=False) for c in cluster_cidrs]
+
+    def is_external(self, ev: Event) -> bool:
+        if ev.dst_external is not None:
+            return ev.dst_external
+        if not ev.dst_ip:
+            return bool(ev.dst_fqdn)
+        try:
+            addr = ipaddress.ip_address(ev.dst_ip)
+        except ValueError:
+            return False
+        if addr.is_loopback or addr.is_link_local or addr.is_unspecified:
+            return False
+        return not any(addr in net for net in self._nets)
+
+
+class FirstSeenMemory:
+    """What each namespace/workload has been seen doing: images, owners, destinations.
+
+    The pipeline teaches it (:meth:`FeatureBuilder.remember`) after each batch is scored,
+    in the deterministic emission order, with every profile that did not alert: a window
+    that paged does not make its exfil host, image or owner "known" for the next intrusion
+    (attackers reuse infrastructure), and 'new' always means new relative to earlier
+    batches.
+    """
+
+    def __init__(self, max_per_scope: int = 4096) -> None:
+        self.images: dict[str, set[str]] = {}
+        self.workloads: dict[str, set[str]] = {}
+        self.destinations: dict[str, set[str]] = {}
+        # scope -> destination -> the first few entities seen contacting it (rarity)
+        self.contacts: dict[str, dict[str, set[str]]] = {}
+        self._max = max_per_scope
+
+    def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
+        seen = table.setdefault(scope, set())
+        for item in items:
+            if len(seen) >= self._max:
+                return
+            seen.add(item)
+
+    def snapshot(self) -> dict:
+        return {
+            "images": {k: sorted(v) for k, v in self.images.items()},
+            "workloads": {k: sorted(v) for k, v in self.workloads.items()},
+            "destinations": {k: sorted(v) for k, v in self.destinations.items()},
+            "contacts": {k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()},
+        }
+
+    def restore(self, data: dict) -> None:
+        self.images = {k: set(v) for k, v in data.get("images", {}).items()}
+        self.workloads = {k: set(v) for k, v in data.get("workloads", {}).items()}
+        self.destinations = {k: set(v) for k, v in data.get("destinations", {}).items()}
+        self.contacts = {
+            k: {d: set(e) for d, e in v.items()} for k, v in data.get("contacts", {}).items()
+        }
+
+    def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
+        table = self.contacts.setdefault(scope, {})
+        for dest in dests:
+            who = table.get(dest)
+            if who is None:
+                if len(table) >= self._max:
+                    continue
+                who = table[dest] = set()
+            if len(who) < RARE_CONTACTS:
+                who.add(entity)
+
+    def is_rare(self, scope: str, dest: str, entity: str) -> bool:
+        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included."""
+        who = self.contacts.get(scope, {}).get(dest, set())
+        return len(who | {entity}) < RARE_CONTACTS
+
+
+def destination_scope(state: EntityState) -> str:
+    """First-seen destinations are remembered per namespace (instances: one cloud scope).
+
+    Per namespace, not per workload: a destination another workload of the namespace
+    already uses (the backups' object store) is not news, a host nobody there ever
+    contacted is.
+    """
+    if state.key.kind is EntityKind.INSTANCE:
+        return "instances"
+    return state.namespace or "-"
+
+
+def _memory_scope(p: Profile) -> str:
+    """:func:`destination_scope` of a profile's entity."""
+    return "instances" if p.entity.kind == "instance" else (p.entity.namespace or "-")
+
+
+def _image_repo(image: str | None) -> str:
+    """The image without its tag or digest: what ``new_image`` remembers per namespace."""
+    return (image or "").rsplit(":", 1)[0].split("@", 1)[0]
+
+
+def _basename(binary: str | None) -> str:
+    return posixpath.basename(binary or "")
+
+
+def is_archive_path(path: str | None) -> bool:
+    return bool(path) and path.lower().endswith(ARCHIVE_EXTENSIONS)
+
+
+def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
+    """Whether a process start creates an archive, and the archive paths its arguments name."""
+    tool = _basename(ev.binary)
+    args = ev.args or ""
+    try:
+        argv = shlex.split(args)
+    except ValueError:
+        argv = args.split()
+    paths = [a for a in argv if is_archive_path(a)]
+    if tool == "tar":
+        creates = any(_TAR_CREATE.match(a) for a in argv[:2]) or "--create" in argv
+        return creates, paths[:1] if creates else []
+    if tool in ARCHIVE_TOOLS:
+        return "-d" not in argv and "--decompress" not in argv, paths
+    if tool.startswith("python") and _PY_ARCHIVE.search(args):
+        return True, _ARCHIVE_IN_TEXT.findall(args)
+    return False, []
+
+
+class FeatureBuilder:
+    """Computes :class:`Profile` rows for entity windows, per the feature spec."""
+
+    def __init__(self, spec: FeatureSpec, network: NetworkClassifier) -> None:
+        self.spec = spec
+        self.network = network
+        self.memory = FirstSeenMemory()
+
+    def build(
+        self,
+        state: EntityState,
+        events: list[Event],
+        start: float,
+        end: float,
+        *,
+        final: bool,
+        end_reason: str,
+    ) -> Profile:
+        events = sorted(events, key=_event_order)
+        values: dict[str, float] = {}
+        values.update(self._lifecycle(state, final))
+        values.update(self._activity(state, events))
+        values.update(self._network(state, events))
+        values.update(self._novelty(state))
+        kind = state.key.kind.value
+        row = {
+            f.name: float(values.get(f.name, f.missing))
+            for f in self.spec.features
+            if f.applies_to(kind)
+        }
+        profile = Profile(
+            entity=entity_ref(state),
+            window_start=start,
+            window_end=end,
+            final=final,
+            end_reason=end_reason,
+            spec_version=self.spec.version,
+            values=row,
+            first_seen=state.first_seen,
+            last_seen=events[-1].time if events else end,
+            events=len(events),
+            created_by=state.created_by,
+            deleted_by=state.deleted_by if final else None,
+            deleter_kind=state.deleter_kind if final else None,
+            evidence=_evidence(state, events, final),
+            destinations=sorted(
+                {
+                    _destination(ev)
+                    for ev in events
+                    if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
+                }
+            ),
+        )
+        return profile
+
+    def remember(self, profiles: list[Profile], *, paged: list[Profile] = ()) -> None:
+        """Teach the first-seen memory a scored batch: ``profiles`` did not page, ``paged`` did.
+
+        Who contacted a destination (its rarity, for beacons) is counted from both: a host
+        many entities use is shared whatever they did. What is *known* (destinations,
+        images, owners) is learned only from the profiles that did not page.
+        """
+        for p in [*profiles, *paged]:
+            self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
+        for p in profiles:
+            e = p.entity
+            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
+            if e.kind == "pod":
+                ns = e.namespace or ""
+                if e.image:
+                    self.memory._add(self.memory.images, ns, [_image_repo(e.image)])
+                if e.workload:
+                    self.memory._add(self.memory.workloads, ns, [e.workload])
+
+    # ---- feature groups ------------------------------------------------------------------
+    def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if not (final and state.deleted_at is not None):
+            return out
+        born = state.created_at if state.created_at is not None else state.first_seen
+        out["lifetime_s"] = max(0.0, state.deleted_at - born)
+        execs = [t for t in state.exec_times if t <= state.deleted_at]
+        if execs:
+            out["exec_to_delete_s"] = state.deleted_at - execs[-1]
+        kind = state.deleter_kind
+        out["deleted_by_person"] = float(kind == ActorKind.PERSON)
+        out["deleted_by_other_identity"] = float(
+            kind in (ActorKind.SERVICE_ACCOUNT, ActorKind.INSTANCE)
+        )
+        if state.key.kind is EntityKind.INSTANCE:
+            out["run_and_terminate_same_identity"] = float(
+                state.created_by is not None
+                and state.created_by == state.deleted_by
+                and state.created_by_kind != ActorKind.AUTOSCALER
+            )
+        return out
+
+    def _activity(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        counts: Counter[str] = Counter()
+        binaries: set[str] = set()
+        archive_paths: set[str] = set()
+        archive_tool_runs = 0
+        archive_bytes = 0
+        objects: set[str] = set()
+        shell = False
+        for ev in events:
+            k = ev.kind
+            if k is EventKind.POD_EXEC:
+                counts["exec_count"] += 1
+                shell |= _exec_opens_shell(ev)
+            elif k is EventKind.PROCESS_EXEC:
+                binaries.add(ev.binary or "")
+                shell |= _basename(ev.binary) in SHELLS
+                creates, paths = archive_outputs(ev)
+                if creates:
+                    if paths:
+                        archive_paths.update(paths)
+                    else:
+                        archive_tool_runs += 1
+            elif k is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
+                archive_paths.add(ev.file_path or "")
+                archive_bytes += ev.bytes_written
+            elif k in (EventKind.API_CALL, EventKind.CLOUD_CALL) and ev.api_category:
+                counts[_CATEGORY_FEATURE[ev.api_category]] += 1
+                if ev.api_category in _OBJECT_READS and ev.object_name:
+                    objects.add(ev.object_name)
+            elif k is EventKind.INSTANCE_TERMINATE and ev.actor_kind == ActorKind.INSTANCE:
+                counts["cloud_destructive"] += 1
+        out = {name: float(n) for name, n in counts.items()}
+        out["distinct_binaries"] = float(len(binaries))
+        out["shell_spawned"] = float(shell)
+        out["archive_writes"] = float(len(archive_paths) + archive_tool_runs)
+        out["archive_bytes"] = float(archive_bytes)
+        out["distinct_objects_read"] = float(len(objects))
+        return out
+
+    def _network(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        egress = external_bytes = 0
+        by_destination: Counter[str] = Counter()
+        for ev in events:
+            if ev.kind is not EventKind.NET_FLOW:
+                continue
+            egress += ev.bytes_out
+            if self.network.is_external(ev):
+                external_bytes += ev.bytes_out
+                by_destination[_destination(ev)] += ev.bytes_out
+        external = set(by_destination)
+        scope = destination_scope(state)
+        seen = self.memory.destinations.get(scope, set())
+        new = external - seen
+        me = str(state.key)
+        rare = {d for d in external if self.memory.is_rare(scope, d, me)}
+        return {
+            "egress_bytes": float(egress),
+            "egress_external_bytes": float(external_bytes),
+            "external_destinations": float(len(external)),
+            "new_destinations": float(len(new)),
+            "egress_new_destination_bytes": float(sum(by_destination[d] for d in new)),
+            "beacon_regularity": _beacon_regularity(state, events, rare, self.network),
+        }
+
+    def _novelty(self, state: EntityState) -> dict[str, float]:
+        if state.key.kind is not EntityKind.POD or state.windows_emitted > 0:
+            return {}
+        ns = state.namespace or ""
+        image_repo = _image_repo(state.image)
+        new_image = bool(image_repo) and image_repo not in self.memory.images.get(ns, set())
+        new_workload = state.workload is None or state.workload not in self.memory.workloads.get(
+            ns, set()
+        )
+        return {"new_image": float(new_image), "new_workload": float(new_workload)}
+
+
+def _event_order(ev: Event) -> tuple:
+    return (ev.time, ev.kind.value, ev.binary or "", ev.dst_ip or "", ev.object_name or "")
+
+
+def _destination(ev: Event) -> str:
+    return ev.dst_fqdn or ev.dst_ip or "?"
+
+
+def _exec_opens_shell(ev: Event) -> bool:
+    """A pods/exec whose command starts a shell (the adapter puts the command in ``args``)."""
+    argv = (ev.args or "").split()
+    return bool(argv) and _basename(argv[0]) in SHELLS
+
+
+def _beacon_regularity(
+    state: EntityState, events: list[Event], external: set[str], network: NetworkClassifier
+) -> float:
+    """Highest 1 - CV of connection gaps over *rare* destinations (history included).
+
+    Only destinations few entities of the namespace ever contacted count: health checks to
+    a well-known API are regular too, but not news; a second implant calling the same C2
+    host still is.
+    """
+    for ev in events:
+        if ev.kind is EventKind.NET_FLOW and network.is_external(ev):
+            remember_destination(state, _destination(ev), ev.time)
+    best = 0.0
+    for dest in sorted(external):
+        times = state.dest_times.get(dest, [])
+        if len(times) < _MIN_BEACON_CONNECTIONS:
+            continue
+        gaps = np.diff(np.asarray(times))
+        mean = float(gaps.mean())
+        if mean > 0:
+            best = max(best, 1.0 - float(gaps.std()) / mean)
+    return best
+
+
+def entity_ref(state: EntityState) -> EntityRef:
+    if state.key.kind is EntityKind.INSTANCE:
+        return EntityRef(kind="instance", instance_id=state.instance_id)
+    return EntityRef(
+        kind="pod",
+        namespace=state.namespace,
+        pod=state.pod,
+        container=state.container,
+        uid=state.uid,
+        container_ids=sorted(state.container_ids),
+        workload=state.workload,
+        image=state.image,
+        service_account=state.service_account,
+        node=state.node,
+    )
+
+
+def _summary(ev: Event) -> str | None:
+    """One line for an evidence record, or None when the event is not worth pointing at."""
+    k = ev.kind
+    if k in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
+        return f"{k.value} by {ev.actor or '?'}"
+    if k in (EventKind.POD_DELETE, EventKind.INSTANCE_TERMINATE):
+        return f"{k.value} by {ev.actor or '?'} ({ev.actor_kind or '?'})"
+    if k is EventKind.POD_EXEC:
+        return f"{ev.detail or 'exec'} by {ev.actor or '?'}"
+    if k is EventKind.PROCESS_EXEC and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
+        return f"exec {ev.binary} {ev.args or ''}".strip()
+    if k is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
+        return f"archive write {ev.file_path} ({ev.bytes_written} B)"
+    if k is EventKind.NET_FLOW and ev.bytes_out >= 10_000_000:
+        return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
+    if k in (EventKind.API_CALL, EventKind.CLOUD_CALL) and ev.api_category in (
+        ApiCategory.SECRET_READ,
+        ApiCategory.CLOUD_DESTRUCTIVE,
+        ApiCategory.EXEC,
+        ApiCategory.REPO_READ,
+    ):
+        return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
+    if k is EventKind.RUNTIME_ALERT:
+        return f"falco: {ev.detail}"
+    return None
+
+
+def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evidence]:
+    """Key records first by rarity of kind, capped: one or two of each kind, in time order."""
+    picked: list[Evidence] = []
+    per_kind: Counter[str] = Counter()
+    for ev in events:
+        if per_kind[ev.kind.value] >= 2:
+            continue
+        summary = _summary(ev)
+        if summary is None:
+            continue
+        per_kind[ev.kind.value] += 1
+        picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
+    picked.sort(key=lambda e: e.time)
+    return picked[:_MAX_EVIDENCE]

@@ -1,0 +1,71 @@
+"""A profile: one entity window's feature values plus the context needed to explain them.
+
+Produced by ``features.FeatureBuilder`` (from entity state), consumed by the scorer,
+thresholds, guard rules and alert builder, and written as a row by ``churnguard features``
+and the feature capture. It is data only.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from churnguard.ingest.events import Origin
+
+
+class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The entity as an alert names it (DESIGN.md alert schema ``entity``)."""
+
+    kind: str  # "pod" | "instance"
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None  # primary container name, when known
+    uid: str | None = None  # pod uid
+    container_ids: list[str] = msgspec.field(default_factory=list)
+    instance_id: str | None = None
+    workload: str | None = None  # "Deployment/web", "CronJob/backup", ... None = bare pod
+    image: str | None = None
+    service_account: str | None = None
+    node: str | None = None
+
+    def key(self) -> str:
+        """Stable text key: ``namespace/pod`` or ``instance/<id>``."""
+        if self.kind == "instance":
+            return f"instance/{self.instance_id}"
+        return f"{self.namespace}/{self.pod}"
+
+
+class Evidence(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A pointer to a key record behind a profile: what it was and where to find it."""
+
+    time: float
+    kind: str  # EventKind value
+    summary: str  # one line, e.g. "pods/exec by alice" or "tar czf /tmp/x.tgz"
+    origin: Origin | None = None
+
+
+class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One profiled entity window (a feature row)."""
+
+    entity: EntityRef
+    window_start: float  # event time
+    window_end: float
+    final: bool  # True when the entity ended (deleted, terminated, expired, end of input)
+    end_reason: str  # deleted | terminated | window | expired | evicted | end_of_input
+    spec_version: str
+    values: dict[str, float]
+    first_seen: float
+    last_seen: float
+    events: int = 0  # events folded into this window
+    # identities and facts the guard rules and the explanation quote
+    created_by: str | None = None
+    deleted_by: str | None = None
+    deleter_kind: str | None = None  # ActorKind value
+    evidence: list[Evidence] = msgspec.field(default_factory=list)
+    # external destinations (fqdn, else IP) contacted in the window, sorted: what the
+    # first-seen memory learns once the window has been scored and did not alert
+    destinations: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def profile_id(self) -> str:
+        """Deterministic id of this window: same input, same id."""
+        return f"{self.entity.key()}@{self.window_start:.3f}-{self.window_end:.3f}"

@@ -1,0 +1,182 @@
+"""Load the versioned feature spec (``features/v<N>.toml``) and apply its model transforms.
+
+The spec is the single source of feature names, documentation and scaling for the service,
+the detectors and the notebooks; nothing else hard-codes a feature list.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from churnguard.errors import ConfigError
+
+# the repo's features/ (editable installs, notebooks); a container image sets
+# CHURNGUARD_SPEC_DIR to where it copied that directory
+SPEC_DIR = Path(
+    os.environ.get("CHURNGUARD_SPEC_DIR") or Path(__file__).resolve().parents[3] / "features"
+)
+DEFAULT_VERSION = "1"
+_TRANSFORMS = ("log1p", "identity", "log_gap")
+GAP_FLOOR = 2.0**-10  # log_gap resolves ratios up to 1 - 1/1024
+_APPLIES = ("pod", "instance", "both")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDef:
+    name: str
+    applies: str
+    kind: str
+    transform: str
+    missing: float
+    strategy: str
+    doc: str
+    scale: float = 1.0
+    direction: str = "high"  # which way is suspicious: "high" (more) or "low" (shorter, sooner)
+
+    def applies_to(self, entity_kind: str) -> bool:
+        return self.applies == "both" or self.applies == entity_kind
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    version: str
+    window_seconds: float
+    allowed_lateness_seconds: float
+    idle_expiry_seconds: float
+    features: tuple[FeatureDef, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def by_name(self, name: str) -> FeatureDef:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def vector(self, values: dict[str, float]) -> np.ndarray:
+        """Raw values in spec order; absent features take their ``missing`` value."""
+        return np.array([values.get(f.name, f.missing) for f in self.features], dtype=float)
+
+    def matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        """Raw values of many rows, shape (n, n_features)."""
+        if not rows:
+            return np.empty((0, len(self.features)))
+        return np.vstack([self.vector(r) for r in rows])
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """The model view: log1p on counts, bytes and durations, ``-log2(1 - x)`` (floored,
+        ``log_gap``) on ratios whose meaning is in how close they come to 1, divided by
+        ``scale``, and negated for ``direction = "low"`` features so that larger always
+        means more suspicious (the detectors' range novelty looks upward only)."""
+        out = np.asarray(raw, dtype=float).copy()
+        if out.ndim == 1:
+            out = out[None, :]
+        for j, f in enumerate(self.features):
+            if f.transform == "log1p":
+                out[:, j] = np.log1p(np.clip(out[:, j], 0.0, None))
+            elif f.transform == "log_gap":
+                out[:, j] = -np.log2(1.0 - np.clip(out[:, j], 0.0, 1.0) + GAP_FLOOR)
+            if f.scale != 1.0:
+                out[:, j] /= f.scale
+            if f.direction == "low":
+                out[:, j] = -out[:, j]
+        return out
+
+    def inverse(self, j: int, value: float) -> float:
+        """Back from the model view of feature ``j`` to its raw unit (for explanations)."""
+        f = self.features[j]
+        value *= f.scale if f.direction == "high" else -f.scale
+        if f.transform == "log1p":
+            return float(np.expm1(value))
+        if f.transform == "log_gap":
+            return float(1.0 + GAP_FLOOR - 2.0**-value)
+        return float(value)
+
+
+def spec_path(version: str = DEFAULT_VERSION) -> Path:
+    """The spec file for a version, from the repo's ``features/`` directory."""
+    p = SPEC_DIR / f"v{version}.toml"
+    if p.exists():
+        return p
+    raise ConfigError(f"feature spec version {version!r} not found under {SPEC_DIR}")
+
+
+def load_spec(path: str | Path | None = None, version: str = DEFAULT_VERSION) -> FeatureSpec:
+    """Parse and validate a feature spec file."""
+    p = Path(path) if path else spec_path(version)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read feature spec {p}: {exc}") from exc
+    feats = []
+    seen = set()
+    for raw in data.get("feature", []):
+        try:
+            f = FeatureDef(
+                name=str(raw["name"]),
+                applies=str(raw.get("applies", "both")),
+                kind=str(raw["kind"]),
+                transform=str(raw["transform"]),
+                missing=float(raw.get("missing", 0.0)),
+                strategy=str(raw.get("strategy", "context")),
+                doc=str(raw["doc"]),
+                scale=float(raw.get("scale", 1.0)),
+                direction=str(raw.get("direction", "high")),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{p}: feature {raw.get('name', '?')} lacks {exc}") from exc
+        if (
+            f.transform not in _TRANSFORMS
+            or f.applies not in _APPLIES
+            or f.direction not in ("high", "low")
+            or f.scale <= 0
+        ):
+            raise ConfigError(f"{p}: feature {f.name} has a bad transform/applies/direction/scale")
+        if f.name in seen:
+            raise ConfigError(f"{p}: feature {f.name} defined twice")
+        seen.add(f.name)
+        feats.append(f)
+    if not feats:
+        raise ConfigError(f"{p}: no features")
+    return FeatureSpec(
+        version=str(data["version"]),
+        window_seconds=float(data.get("window_seconds", 300)),
+        allowed_lateness_seconds=float(data.get("allowed_lateness_seconds", 60)),
+        idle_expiry_seconds=float(data.get("idle_expiry_seconds", 3600)),
+        features=tuple(feats),
+    )
+
+
+def render_markdown(spec: FeatureSpec) -> str:
+    """docs/features.md, generated from the spec so the two never drift (a test checks)."""
+    lines = [
+        f"# Feature spec v{spec.version}",
+        "",
+        f"Generated from `features/v{spec.version}.toml` by `python -m churnguard.profiling.spec`;"
+        " edit the spec, not this file.",
+        "",
+        f"Windows: {spec.window_seconds:g} s (anchored on each entity's start; a pod that lives"
+        " less than one window is profiled once, whole, when it ends). Allowed lateness:"
+        f" {spec.allowed_lateness_seconds:g} s. Idle entities expire after"
+        f" {spec.idle_expiry_seconds:g} s.",
+        "",
+        "| feature | applies to | kind | model transform | scale | missing | strategy | meaning |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in spec.features:
+        lines.append(
+            f"| `{f.name}` | {f.applies} | {f.kind} | {f.transform} | {f.scale:g} | {f.missing:g} |"
+            f" {f.strategy} | {f.doc} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(load_spec()), end="")

@@ -1,0 +1,312 @@
+"""The baseline hierarchy: per workload, else per namespace, else the cluster.
+
+Each baseline is one detector plus a window of the raw feature values it recently learned
+(for the explanation's medians and percentiles) and the workloads those rows came from (for
+the poisoning guard). Keys, also the keys of model bundles (``store.Bundle.models``):
+
+    cluster:<kind>                    every entity of that kind
+    ns:<namespace>:<kind>             one namespace
+    wl:<namespace>/<workload>:<kind>  one workload, e.g. ``wl:shop/Deployment/web:pod``;
+                                      pods without an owner use ``image/<repository>``
+
+where ``<kind>`` is ``pod`` or ``instance``. Instances have no namespace: they are
+baselined under the pseudo-namespace ``_cloud`` (workload ``instances``).
+
+A baseline scores only once it is *mature*: it has learned its level's minimum of rows
+(``workload_min_profiles``; ``namespace_min_profiles`` for namespace and cluster) and has
+been learning for ``learning_seconds`` of event time, so a burst of rows from a brand-new
+deployment does not become its normal within minutes. Until then the next level up scores.
+Baselines seeded from a bundle are mature on arrival.
+
+Learning mode is per namespace: until a namespace has ``learning_profiles`` profiles *and*
+``learning_seconds`` of event time behind it, its profiles are scored (level ``learning``)
+but never alert through the model. A new workload in an established namespace is *not* in
+learning mode: the namespace baseline judges it, which is what catches an attacker's
+one-off pod.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from churnguard.config import ScoringSettings, Settings
+from churnguard.errors import ModelError
+from churnguard.profiling.entities import normalise_workload
+from churnguard.profiling.profile import Profile
+from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
+
+CLOUD_NAMESPACE = "_cloud"
+LEARNING = "learning"
+RECENT_ROWS = 512  # raw rows per baseline kept for medians and percentiles
+SHARE_WINDOW = 1000  # learned rows over which a workload's share of a baseline is measured
+SHARE_WARMUP = 50  # the share cap applies once a baseline's window holds this many rows
+# online-forest sizes per scope: workload models are many and small (an hourly CronJob has
+# 24 runs a day), the cluster model is one and wide
+OIF_PARAMS = {
+    "wl": {"window_size": 256, "max_leaf_samples": 8},
+    "ns": {"window_size": 1024, "max_leaf_samples": 16},
+    "cluster": {"window_size": 2048, "max_leaf_samples": 32},
+}
+LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
+
+
+def image_repository(image: str | None) -> str:
+    """``registry/app:1.2@sha256:..`` → ``registry/app`` (a registry port is kept)."""
+    if not image:
+        return "unknown"
+    repo = image.split("@", 1)[0]
+    head, sep, tail = repo.rpartition(":")
+    return head if sep and "/" not in tail else repo
+
+
+def namespace_of(profile: Profile) -> str:
+    return profile.entity.namespace or CLOUD_NAMESPACE
+
+
+def workload_of(profile: Profile) -> str:
+    """The workload a profile belongs to; pods without an owner group by image repository."""
+    e = profile.entity
+    if e.kind == "instance":
+        return "instances"
+    return normalise_workload(e.workload) or f"image/{image_repository(e.image)}"
+
+
+def baseline_keys(profile: Profile) -> tuple[str, str, str]:
+    """(workload, namespace, cluster) keys for a profile."""
+    kind = profile.entity.kind
+    ns = namespace_of(profile)
+    return (f"wl:{ns}/{workload_of(profile)}:{kind}", f"ns:{ns}:{kind}", f"cluster:{kind}")
+
+
+def level_of_key(key: str) -> str:
+    return LEVELS[key.split(":", 1)[0]]
+
+
+@dataclass
+class Baseline:
+    """One detector and what it has learned from."""
+
+    key: str
+    detector: Detector
+    n_learned: int = 0
+    # event time of the first row learned (None: nothing yet; -inf: seeded from a bundle)
+    first_time: float | None = None
+    recent: deque[list[float]] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
+    recent_workloads: deque[str] = field(default_factory=lambda: deque(maxlen=SHARE_WINDOW))
+    workload_counts: Counter[str] = field(default_factory=Counter)
+
+    def share_of(self, workload: str) -> float:
+        n = len(self.recent_workloads)
+        return self.workload_counts[workload] / n if n else 0.0
+
+    def note_workload(self, workload: str) -> None:
+        if len(self.recent_workloads) == self.recent_workloads.maxlen:
+            old = self.recent_workloads[0]
+            self.workload_counts[old] -= 1
+            if self.workload_counts[old] == 0:
+                del self.workload_counts[old]
+        self.recent_workloads.append(workload)
+        self.workload_counts[workload] += 1
+
+    def recent_values(self) -> np.ndarray:
+        """The recent raw rows as an (n, d) matrix (n may be 0)."""
+        return np.asarray(self.recent, dtype=float)
+
+
+class BaselineState(msgspec.Struct):
+    """Serialised form of a :class:`Baseline` (checkpoints; no pickle)."""
+
+    detector: str
+    model: bytes
+    n_learned: int
+    first_time: float | None
+    recent: list[list[float]]
+    recent_workloads: list[str]
+
+
+class NamespaceAge(msgspec.Struct):
+    """How long and how much a namespace has been seen: drives learning mode."""
+
+    first_time: float
+    profiles: int = 0
+    from_bundle: bool = False  # a bundle brought baselines for it: known, not new
+
+
+class HierarchyState(msgspec.Struct):
+    baselines: dict[str, BaselineState]
+    namespaces: dict[str, NamespaceAge]
+
+
+class Hierarchy:
+    """Chooses the baseline that scores a profile and teaches the ones that learn from it."""
+
+    def __init__(self, settings: ScoringSettings, n_features: int) -> None:
+        self.settings = settings
+        self.n_features = n_features
+        self.baselines: dict[str, Baseline] = {}
+        self.namespaces: dict[str, NamespaceAge] = {}
+
+    def _new(self, key: str) -> Baseline:
+        scope = key.split(":", 1)[0]
+        params = dict(OIF_PARAMS[scope]) if self.settings.detector == "oif" else {}
+        seed = self.settings.seed + _stable_hash(key) % 10_000
+        det = make_detector(self.settings.detector, self.n_features, seed, **params)
+        return Baseline(key=key, detector=det)
+
+    def get(self, key: str) -> Baseline:
+        b = self.baselines.get(key)
+        if b is None:
+            b = self.baselines[key] = self._new(key)
+        return b
+
+    def _mature(self, b: Baseline | None, minimum: int, now: float) -> bool:
+        return (
+            b is not None
+            and b.n_learned >= minimum
+            and b.first_time is not None
+            and now - b.first_time >= self.settings.learning_seconds
+        )
+
+    def choose(self, profile: Profile) -> Baseline | None:
+        """The most specific mature baseline, or None (nothing can judge it yet)."""
+        s = self.settings
+        wl, ns, cluster = baseline_keys(profile)
+        candidates = (
+            ((wl, s.workload_min_profiles), (ns, s.namespace_min_profiles)) if s.hierarchy else ()
+        ) + ((cluster, s.namespace_min_profiles),)
+        for key, minimum in candidates:
+            b = self.baselines.get(key)
+            if self._mature(b, minimum, profile.window_end):
+                return b
+        return None
+
+    # ---- learning mode -------------------------------------------------------------------
+    def in_learning(self, profile: Profile, settings: Settings) -> bool:
+        """True while the profile's namespace is new, by count *and* event time."""
+        needed = self.settings.learning_profiles
+        override = settings.namespace_override(profile.entity.namespace)
+        if override is not None and override.learning_profiles is not None:
+            needed = override.learning_profiles
+        age = self.namespaces.get(namespace_of(profile))
+        if age is None:
+            return needed > 0 or self.settings.learning_seconds > 0
+        if age.from_bundle:
+            return False
+        young = profile.window_end - age.first_time < self.settings.learning_seconds
+        return age.profiles < needed or young
+
+    def note_seen(self, profiles: list[Profile]) -> None:
+        """Age each profile's namespace (every profile counts, alerting or not)."""
+        for p in profiles:
+            ns = namespace_of(p)
+            age = self.namespaces.get(ns)
+            if age is None:
+                age = self.namespaces[ns] = NamespaceAge(first_time=p.window_start)
+            age.first_time = min(age.first_time, p.window_start)
+            age.profiles += 1
+
+    # ---- learning ------------------------------------------------------------------------
+    def learn(self, profiles: list[Profile], X: np.ndarray, raw: np.ndarray | None = None) -> None:
+        """Teach every level from these rows (the caller passes only non-alerting ones).
+
+        ``X`` is the model view; ``raw`` the same rows' raw values for the recent-values
+        window the explanations read (None when only the detectors matter, e.g. offline
+        training). Shared baselines skip rows of a workload over its share (poisoning guard).
+        """
+        by_key: dict[str, list[int]] = {}
+        for i, p in enumerate(profiles):
+            keys = baseline_keys(p) if self.settings.hierarchy else baseline_keys(p)[2:]
+            for key in keys:
+                by_key.setdefault(key, []).append(i)
+        for key in sorted(by_key):
+            b = self.get(key)
+            rows = []
+            for i in by_key[key]:
+                wl = workload_of(profiles[i])
+                if key.startswith("wl:") or self._within_share(b, wl):
+                    rows.append(i)
+                    b.note_workload(wl)
+            if not rows:
+                continue
+            b.detector.learn_many(X[rows])
+            b.n_learned += len(rows)
+            if b.first_time is None:
+                b.first_time = min(profiles[i].window_start for i in rows)
+            if raw is not None:
+                b.recent.extend(raw[rows].tolist())
+
+    def _within_share(self, b: Baseline, workload: str) -> bool:
+        """Poisoning guard: may this workload's row join a shared baseline?
+
+        No once the workload holds its cap of the baseline's recent learned rows. The cap
+        is the larger of ``max_workload_share`` and a fair share among the workloads
+        present, so a namespace of one or two workloads can still learn them; a busy
+        workload (or an attacker's) cannot crowd everyone else out of a namespace.
+        """
+        if len(b.recent_workloads) < SHARE_WARMUP:
+            return True
+        present = len(b.workload_counts) + (workload not in b.workload_counts)
+        return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
+
+    # ---- persistence ---------------------------------------------------------------------
+    def export(self) -> HierarchyState:
+        return HierarchyState(
+            baselines={
+                key: BaselineState(
+                    detector=b.detector.name,
+                    model=b.detector.to_bytes(),
+                    n_learned=b.n_learned,
+                    first_time=b.first_time,
+                    recent=list(b.recent),
+                    recent_workloads=list(b.recent_workloads),
+                )
+                for key, b in sorted(self.baselines.items())
+            },
+            namespaces=dict(sorted(self.namespaces.items())),
+        )
+
+    def load(self, state: HierarchyState) -> None:
+        self.baselines = {}
+        for key, st in state.baselines.items():
+            b = Baseline(
+                key=key,
+                detector=detector_from_bytes(st.detector, st.model),
+                n_learned=st.n_learned,
+                first_time=st.first_time,
+            )
+            b.recent.extend(st.recent)
+            for wl in st.recent_workloads:
+                b.note_workload(wl)
+            self.baselines[key] = b
+        self.namespaces = dict(state.namespaces)
+
+    def seed_from(self, models: dict[str, Detector], counts: dict[str, int]) -> None:
+        """Start from a bundle's detectors (keys as in this module's docstring).
+
+        They are mature on arrival, and the namespaces they name skip learning mode.
+        """
+        for key, det in models.items():
+            if key.split(":", 1)[0] not in LEVELS:
+                raise ModelError(f"bundle model key {key!r} is not a baseline key")
+            self.baselines[key] = Baseline(
+                key=key,
+                detector=det,
+                n_learned=counts.get(key, det.n_seen),
+                first_time=float("-inf"),
+            )
+            if not key.startswith("cluster:"):  # ns:<ns>:<kind> or wl:<ns>/<wl>:<kind>
+                ns = key.split(":", 1)[1].rsplit(":", 1)[0].split("/", 1)[0]
+                age = self.namespaces.setdefault(ns, NamespaceAge(first_time=float("-inf")))
+                age.from_bundle = True
+
+
+def _stable_hash(text: str) -> int:
+    """A hash that does not change between processes (Python's str hash is salted)."""
+    h = 2166136261
+    for ch in text.encode():
+        h = ((h ^ ch) * 16777619) & 0xFFFFFFFF
+    return h

@@ -1,0 +1,246 @@
+"""The scorer the pipeline calls: baselines, thresholds, guards, alerts, then learning.
+
+For each batch of profiles (emitted together by the pipeline, in a deterministic order):
+
+1. choose each profile's baseline (workload → namespace → cluster, :mod:`baselines`) and
+   score each baseline's rows with one vectorised ``score_many`` call;
+2. compare with the namespace's threshold (:mod:`thresholds`, fixed for the whole batch so
+   the order of profiles inside a batch does not matter); namespaces in learning mode never
+   alert through the model, but a guard rule marked ``alone`` can alert there; muted
+   namespaces never alert;
+3. build explained alerts (:mod:`alerts`), one per incident: a later window of an entity
+   that already alerted is *folded* into that alert (``Scored.folded``, not paged again)
+   unless it names a technique the entity has not alerted on or raises the severity; a
+   beaconing implant, or a benign new workload polling a new host, pages once, not every
+   five minutes;
+4. learn from the quiet rows, within the poisoning cap of :mod:`baselines`. A row is
+   *withheld* instead when it alerted, when its entity alerted earlier in its life (an
+   implant's quieter windows must not teach the baseline either), or when it scored at or
+   above ``learn_below_score``. Withheld rows wait per workload and are learned once
+   ``release_after_entities`` distinct entities of that workload produced them: behaviour
+   that recurs on separate runs or replicas of one controller is the workload's own (a
+   CronJob that now reads more objects every run), while one attacker's pod or instance
+   never teaches its own baseline. Without the release a benign change alerts forever,
+   since nothing it does is ever learned. Only controller-owned workloads release: bare
+   pods (grouped by image) and cloud instances can be made again and again by whoever
+   holds the credentials, the attacker included.
+
+All learned state round-trips through :meth:`Scorer.snapshot` as msgpack (detectors'
+own ``to_bytes``), never a pickle of the object.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from churnguard.alerts.alert import Alert, build_alert, explain
+from churnguard.alerts.incidents import Incident, Incidents
+from churnguard.config import Settings
+from churnguard.errors import ModelError
+from churnguard.profiling.profile import Profile
+from churnguard.profiling.spec import FeatureSpec
+from churnguard.scoring.baselines import (
+    LEARNING,
+    Hierarchy,
+    HierarchyState,
+    baseline_keys,
+    level_of_key,
+    namespace_of,
+)
+from churnguard.scoring.guards import fired
+from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
+
+if TYPE_CHECKING:
+    from churnguard.store import Bundle
+
+__all__ = ["LEARNING", "Scored", "Scorer"]
+
+NO_BASELINE = "-"
+WITHHELD_ROWS = 64  # withheld rows kept per workload (oldest dropped)
+_SNAPSHOT_FORMAT = 3
+
+
+class Scored(msgspec.Struct):
+    """One profile as scored: the feature-capture row and, when it alerted, the alert."""
+
+    profile: Profile
+    score: float
+    threshold: float
+    level: str  # workload | namespace | cluster | learning | rules
+    baseline_key: str
+    alert: Alert | None = None
+    folded: bool = False  # alerted again, folded into the entity's earlier alert (not paged)
+
+
+class _Snapshot(msgspec.Struct):
+    format: int
+    spec_version: str
+    model_version: str
+    hierarchy: HierarchyState
+    thresholds: dict[str, ThresholdWindow]
+    withheld: dict[str, list[Profile]]
+    incidents: dict[str, Incident]
+
+
+class Scorer:
+    """Scores profiles against learned baselines and decides which become alerts."""
+
+    def __init__(self, settings: Settings, spec: FeatureSpec, bundle: Bundle | None = None) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.hierarchy = Hierarchy(settings.scoring, len(spec.names))
+        self.thresholds = Thresholds(settings)
+        # workload baseline key -> rows withheld from learning, oldest first
+        self.withheld: dict[str, deque[Profile]] = {}
+        self.incidents = Incidents()  # live entities that alerted: what they were paged for
+        self.model_version = f"{settings.scoring.detector}:online"
+        if bundle is not None:
+            self.use_bundle(bundle)
+
+    # ---- hot reload -------------------------------------------------------------------------
+    def use_bundle(self, bundle: Bundle) -> None:
+        """(Re)start the bundle's baselines from its verified detectors; others keep learning."""
+        if bundle.manifest.spec_version != self.spec.version:
+            raise ModelError(
+                f"bundle {bundle.manifest.bundle_version} is for feature spec"
+                f" v{bundle.manifest.spec_version}, scoring uses v{self.spec.version}"
+            )
+        counts = {k: e.n_seen for k, e in bundle.manifest.entries.items()}
+        self.hierarchy.seed_from(dict(bundle.models), counts)
+        self.model_version = f"{bundle.manifest.bundle_version}+online"
+
+    def use_settings(self, settings: Settings) -> None:
+        """New thresholds, overrides and guard caps apply from the next batch; learned state
+        is kept (a changed detector kind applies to baselines created from then on)."""
+        self.settings = settings
+        self.thresholds.settings = settings
+        self.hierarchy.settings = settings.scoring
+
+    # ---- scoring -----------------------------------------------------------------------------
+    def score(self, profiles: list[Profile]) -> list[Scored]:
+        """Score, threshold, guard and explain a batch, then learn from its quiet rows."""
+        if not profiles:
+            return []
+        spec = self.spec
+        raw = spec.matrix([p.values for p in profiles])
+        X = spec.transform(raw)
+        chosen = [self.hierarchy.choose(p) for p in profiles]
+        scores = np.zeros(len(profiles))
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, b in enumerate(chosen):
+            if b is not None:
+                groups[b.key].append(i)
+        for key in sorted(groups):
+            idx = groups[key]
+            scores[idx] = self.hierarchy.baselines[key].detector.score_many(X[idx])
+        namespaces = [namespace_of(p) for p in profiles]
+        thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
+
+        results: list[Scored] = []
+        observed: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        quiet: list[int] = []
+        released: list[Profile] = []
+        for i, p in enumerate(profiles):
+            ns, b, score = namespaces[i], chosen[i], float(scores[i])
+            threshold = thresholds[ns]
+            learning = b is None or self.hierarchy.in_learning(p, self.settings)
+            level = LEARNING if b is None or learning else level_of_key(b.key)
+            key = NO_BASELINE if b is None else b.key
+            guards = fired(p)
+            model_alert = not learning and score >= threshold
+            forced = learning and any(g.alone for g in guards)
+            alert = None
+            if (model_alert or forced) and not self.thresholds.muted(ns):
+                recent = b.recent_values() if b is not None else np.empty((0, len(spec.names)))
+                alert = build_alert(
+                    p,
+                    score=score,
+                    threshold=threshold,
+                    level=level,
+                    baseline_key=key,
+                    top=explain(spec, p.values, recent),
+                    spec=spec,
+                    rules=[g.name for g in guards],
+                    rule_techniques=[g.technique for g in guards],
+                    model_version=self.model_version,
+                )
+            entity = p.entity.key()
+            if not learning:
+                observed[ns].append((entity, score))
+            folded = False
+            if alert is not None:
+                folded = self.incidents.note(entity, p.window_end, alert)
+            suspect = entity in self.incidents or score >= self.settings.scoring.learn_below_score
+            if b is None and alert is None:
+                quiet.append(i)  # nothing judges it yet: its namespace is being learned
+            elif b is not None and not suspect:
+                quiet.append(i)
+            elif b is not None:
+                released.extend(self._withhold(p))
+            if p.final:
+                self.incidents.close(entity)
+            paged = None if folded else alert
+            results.append(Scored(p, score, threshold, level, key, paged, folded))
+        for ns in sorted(observed):
+            owners, values = zip(*observed[ns], strict=True)
+            self.thresholds.observe(ns, values, owners)
+        learn = [profiles[i] for i in quiet] + released
+        if learn:
+            # this batch's rows are already in both views; only released rows need them
+            raw_learn, x_learn = raw[quiet], X[quiet]
+            if released:
+                raw_released = spec.matrix([p.values for p in released])
+                raw_learn = np.vstack([raw_learn, raw_released])
+                x_learn = np.vstack([x_learn, spec.transform(raw_released)])
+            self.hierarchy.learn(learn, x_learn, raw_learn)
+        self.hierarchy.note_seen(profiles)
+        return results
+
+    def _withhold(self, profile: Profile) -> list[Profile]:
+        """Hold a suspect row back; the workload's held rows once enough entities recur."""
+        if profile.entity.kind != "pod" or not profile.entity.workload:
+            return []  # no controller to vouch for a recurrence: never learned
+        key = baseline_keys(profile)[0]
+        rows = self.withheld.get(key)
+        if rows is None:
+            rows = self.withheld[key] = deque(maxlen=WITHHELD_ROWS)
+        rows.append(profile)
+        if len({r.entity.key() for r in rows}) < self.settings.scoring.release_after_entities:
+            return []
+        del self.withheld[key]
+        return list(rows)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """All learned state: detectors, recent values, namespace ages, threshold windows,
+        withheld rows and open incidents."""
+        return msgspec.msgpack.encode(
+            _Snapshot(
+                format=_SNAPSHOT_FORMAT,
+                spec_version=self.spec.version,
+                model_version=self.model_version,
+                hierarchy=self.hierarchy.export(),
+                thresholds=self.thresholds.export(),
+                withheld={k: list(v) for k, v in sorted(self.withheld.items())},
+                incidents=self.incidents.export(),
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replace all learned state with a :meth:`snapshot` (trusted storage only).
+
+        Raises ``msgspec.DecodeError`` for unreadable bytes and ``ValueError`` for another
+        format or feature spec, as :meth:`Pipeline.restore` does, so a driver starts fresh.
+        """
+        snap = msgspec.msgpack.decode(data, type=_Snapshot)
+        if snap.format != _SNAPSHOT_FORMAT or snap.spec_version != self.spec.version:
+            raise ValueError("scorer checkpoint is from another format or feature spec")
+        self.hierarchy.load(snap.hierarchy)
+        self.thresholds.load(snap.thresholds)
+        self.withheld = {k: deque(v, maxlen=WITHHELD_ROWS) for k, v in snap.withheld.items()}
+        self.incidents.load(snap.incidents)
+        self.model_version = snap.model_version
