@@ -26,7 +26,9 @@ from kafka import KafkaConsumer
 
 from churnguard.config import Settings
 from churnguard.service.broker import EmbeddedBroker, create_topics
-from churnguard.service.kafka import Service, client_config, namespace_key, produce_records
+from churnguard.service.clients import client_config
+from churnguard.service.kafka import Service
+from churnguard.service.producing import namespace_key, produce_records
 from churnguard.simulate import SimParams, generate
 
 TOPIC_OF = {"k8s_audit": "audit", "cloudtrail": "cloud", "falco": "runtime",

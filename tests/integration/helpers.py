@@ -9,7 +9,7 @@ from churnguard.config import Settings
 from churnguard.ingest.events import Origin
 from churnguard.pipeline import Pipeline
 from churnguard.service.checkpoints import read_partitions
-from churnguard.service.kafka import client_config
+from churnguard.service.clients import client_config
 
 
 def read_topic(settings: Settings, topic: str) -> list:

@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaProducer
 
 from churnguard.service.checkpoints import CHUNK_BYTES, Checkpoint, CheckpointStore
-from churnguard.service.kafka import client_config
+from churnguard.service.clients import client_config
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,11 +15,15 @@ import msgspec
 import orjson
 import pytest
 from helpers import alert_ids, committed, expected_alert_ids, read_topic
-from standin import slowed, standin_pipeline
+from standin import StandinScorer, slowed, standin_pipeline
 from telemetry import T0, audit, pod_stream
 
+from churnguard.errors import ConfigError
 from churnguard.offline.replay import replay_files
-from churnguard.service.kafka import produce_records
+from churnguard.pipeline import Pipeline
+from churnguard.service.clients import KafkaClients
+from churnguard.service.kafka import Service
+from churnguard.service.producing import produce_records
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -183,3 +188,62 @@ def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path
     topic = _audit_topic(settings)
     ends = Counter(r.partition for r in read_topic(settings, topic))
     assert {p: offsets[(topic, p)] for p in ends} == dict(ends)
+
+
+class _Breaks(Pipeline):
+    """A stand-in pipeline that raises on one marked record, as a scorer refusing a config would."""
+
+    def process(self, raw, origin=None, pinned=None):
+        if b"break-me" in (raw if isinstance(raw, bytes) else raw.encode()):
+            raise ConfigError("scoring.detector: 'oiff' is not one of oif, hst, batch")
+        return super().process(raw, origin, pinned)
+
+
+class _CountingClients(KafkaClients):
+    """The production factory, counting what it built: the service uses only what it is given."""
+
+    def __init__(self, kafka) -> None:
+        super().__init__(kafka)
+        self.built: Counter[str] = Counter()
+
+    def consumer(self):
+        self.built["consumer"] += 1
+        return super().consumer()
+
+    def producer(self):
+        self.built["producer"] += 1
+        return super().producer()
+
+
+def test_a_record_that_raises_is_dead_lettered_and_the_loop_goes_on(make_settings):
+    settings = make_settings(partitions=1)
+    topic = _audit_topic(settings)
+    good = pod_stream(120)
+    marked = orjson.dumps({**orjson.loads(good[5][1]), "note": "break-me"})
+    items = [(None, r) for _, r in good[:5]] + [(None, marked)] + [(None, r) for _, r in good[5:]]
+    produce_records(settings.kafka, topic, items)
+
+    def factory(s):
+        return _Breaks(s, scorer=StandinScorer())
+
+    clients = _CountingClients(settings.kafka)
+    stop = threading.Event()
+    service = Service(settings, stop_event=stop, pipeline_factory=factory, clients=clients)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: service.caught_up, 60, "caught up")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    letters = [
+        msgspec.json.decode(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)
+    ]
+    assert [(d["reason"], d["offset"]) for d in letters] == [("pipeline_error", 5)]
+    assert "oiff" in letters[0]["detail"] and "break-me" in letters[0]["record"]
+    assert service.metrics.record_errors.labels("ConfigError")._value.get() == 1
+    assert service.stats.records[topic] == len(items)
+    assert service.stats.sessions == 1  # the error never tore the session down
+    assert clients.built == {"consumer": 1, "producer": 1}
+    assert alert_ids(settings)  # records after the broken one still made alerts

@@ -20,7 +20,8 @@ from helpers import alert_ids
 
 from churnguard.ingest import parse_record
 from churnguard.offline.replay import replay_files
-from churnguard.service.kafka import default_pipeline_factory, namespace_key, produce_records
+from churnguard.service.kafka import default_pipeline_factory
+from churnguard.service.producing import namespace_key, produce_records
 from churnguard.simulate import SimParams, generate, write
 
 pytestmark = pytest.mark.integration

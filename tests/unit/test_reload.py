@@ -27,7 +27,7 @@ def _bundle(path: Path, version: str) -> None:
 
 def _service(settings: Settings, reloader: Reloader) -> Service:
     """A service with one shard, not connected: apply() is what the consumer loop calls."""
-    from churnguard.service.kafka import Shard
+    from churnguard.service.shard import Shard
 
     service = Service(settings, reloader=reloader)
     spec = load_spec()

@@ -3,7 +3,7 @@
 After a crash the next owner restores the last checkpoint, reads back the ids the dead
 owner published after it, and re-processing makes those alerts again: they must still be
 in the shard's id set when they are re-made, however many checkpoints happen in between.
-No broker is needed: this is the id bookkeeping of :mod:`churnguard.service.kafka` around a real
+No broker is needed: this is the id bookkeeping of :mod:`churnguard.service.shard` around a real
 ``Pipeline``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, Event, EventKind, Origin
 from churnguard.pipeline import Pipeline
-from churnguard.service.kafka import Shard, _recent
+from churnguard.service.shard import Shard, recent_alert_ids
 
 T0 = 1_772_409_600.0
 AUDIT, RUNTIME = "audit[0]", "runtime[0]"
@@ -69,7 +69,7 @@ def test_ids_not_yet_remade_survive_checkpoints_while_the_watermark_waits() -> N
         assert not missing, f"re-made ids forgotten before they were suppressed: {missing[:3]}"
         remade += now
         if i % 50 == 0:  # a periodic checkpoint: what it carries is all the shard remembers
-            shard.alert_ids = _recent(shard)
+            shard.alert_ids = recent_alert_ids(shard)
     assert set(remade) == set(after_cut)  # every read-back alert was re-made, and recognised
 
 
@@ -79,4 +79,4 @@ def test_ids_behind_the_watermark_are_forgotten() -> None:
     for e in _pods(1500):
         pipe.ingest([e])
     shard = Shard("g/0/audit+runtime", 0, pipe, {}, {"old": T0, "recent": pipe.max_time})
-    assert set(_recent(shard)) == {"recent"}  # the set stays small on a long-running shard
+    assert set(recent_alert_ids(shard)) == {"recent"}  # the set stays small on a long-running shard

@@ -25,7 +25,9 @@ from churnguard.config import Settings, load_settings
 from churnguard.ingest.common import parse_time
 from churnguard.service.broker import EmbeddedBroker
 from churnguard.service.checkpoints import read_partitions
-from churnguard.service.kafka import Service, client_config, namespace_key, produce_records
+from churnguard.service.clients import client_config
+from churnguard.service.kafka import Service
+from churnguard.service.producing import namespace_key, produce_records
 from churnguard.simulate import SimParams, SimResult, generate, write
 
 log = logging.getLogger("churnguard.demo")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from churnguard.config import load_settings
 from churnguard.ingest import AdapterContext
 from churnguard.ingest.files import read_records
-from churnguard.service.kafka import namespace_key, produce_records
+from churnguard.service.producing import namespace_key, produce_records
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""The Kafka driver: consume telemetry topics, run the pipeline per shard, produce alerts.
+"""The Kafka driver: the consumer loop, rebalance handling and checkpoint scheduling.
 
 State is sharded by input partition *number*. Producers key every input topic by namespace
 and give all input topics the same partition count, so kafka-python's default RangeAssignor
@@ -17,28 +17,29 @@ On assignment a shard is restored from its checkpoint, its inputs are sought to 
 checkpoint's offsets, and the ids of alerts produced after the checkpoint are read back from
 the alerts topic: re-processing after a crash reproduces those alerts (the pipeline is
 deterministic) and they are dropped by id instead of paging twice.
+
+The rooms around the loop: :mod:`~churnguard.service.clients` builds the Kafka clients
+(injectable), :mod:`~churnguard.service.shard` holds a shard and the alert-id rule,
+:mod:`~churnguard.service.publisher` sends alerts and dead letters, and
+:mod:`~churnguard.service.reload` and :mod:`~churnguard.service.metrics` reload and observe.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from churnguard.config import KafkaSettings, Settings
-from churnguard.ingest import AdapterContext, parse_record
+from churnguard.config import Settings
+from churnguard.errors import ChurnguardError
 from churnguard.ingest.events import Origin, Rejected
-from churnguard.pipeline import TICK_S, Output, Pipeline
+from churnguard.pipeline import Pipeline
 from churnguard.service.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -46,34 +47,17 @@ from churnguard.service.checkpoints import (
     checkpoint_key,
     read_partitions,
 )
-from churnguard.service.metrics import ServiceMetrics
+from churnguard.service.clients import ClientFactory, KafkaClients
+from churnguard.service.metrics import ServeStats, ServiceMetrics
+from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
+from churnguard.service.shard import Shard, recent_alert_ids
 
 log = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[Settings], Pipeline]
-SHARD_HEADER = "churnguard-shard"  # on alerts: the checkpoint key of the shard that made it
-CLOCK_HEADER = "churnguard-event-time"  # on alerts: the shard's event clock when it made it
 POLL_TIMEOUT_MS = 200
-_json = msgspec.json.Encoder()
-
-
-def client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection and security settings shared by every client (consumer, producer, admin)."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers.split(","),
-        "security_protocol": kafka.security_protocol,
-    }
-    optional = {
-        "sasl_mechanism": kafka.sasl_mechanism,
-        "sasl_plain_username": kafka.sasl_plain_username,
-        "sasl_plain_password": kafka.sasl_plain_password,
-        "ssl_cafile": kafka.ssl_cafile,
-        "ssl_certfile": kafka.ssl_certfile,
-        "ssl_keyfile": kafka.ssl_keyfile,
-    }
-    config.update({k: v for k, v in optional.items() if v is not None})
-    return config
+RECORD_ERROR_SAMPLE = 2048  # bytes of a record kept in its dead letter when processing it failed
 
 
 def default_pipeline_factory(settings: Settings) -> Pipeline:
@@ -81,33 +65,6 @@ def default_pipeline_factory(settings: Settings) -> Pipeline:
     from churnguard.wiring import make_pipeline
 
     return make_pipeline(settings)
-
-
-@dataclass
-class ServeStats:
-    """What one ``serve`` run did (across reconnects); the demo and tests read it."""
-
-    records: Counter[str] = field(default_factory=Counter)  # by input topic
-    alerts: int = 0
-    suppressed: int = 0  # alerts already on the alerts topic (re-processing after a crash)
-    dead_letters: int = 0
-    checkpoints: int = 0
-    sessions: int = 0
-
-
-@dataclass
-class Shard:
-    """One input partition number: its pipeline and what it has processed."""
-
-    key: str  # its checkpoint key (group, number, topics); also tags its alerts
-    number: int
-    pipeline: Pipeline
-    offsets: dict[str, int]  # input topic -> next offset to process
-    alert_ids: dict[str, float] = field(default_factory=dict)  # id -> event clock when produced
-    dirty: bool = False  # processed something since its last checkpoint
-
-    def partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, self.number) for t in sorted(self.offsets)]
 
 
 class Service:
@@ -121,10 +78,12 @@ class Service:
         pipeline_factory: PipelineFactory = default_pipeline_factory,
         metrics: ServiceMetrics | None = None,
         reloader: Reloader | None = None,
+        clients: ClientFactory | None = None,
     ) -> None:
         self.settings = settings
         self.reloader = reloader
         self.kafka = settings.kafka
+        self.clients = clients or KafkaClients(settings.kafka)
         self.stop_event = stop_event or threading.Event()
         self.pipeline_factory = pipeline_factory
         self.metrics = metrics or ServiceMetrics()
@@ -132,9 +91,8 @@ class Service:
         self.shards: dict[int, Shard] = {}
         self.lag: dict[tuple[str, int], int] = {}
         self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
+        self._publisher: Publisher | None = None
         self._store: CheckpointStore | None = None
-        self._send_error: BaseException | None = None
         self._listener_error: BaseException | None = None
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored (paused)
         self._last_checkpoint = time.monotonic()
@@ -160,24 +118,14 @@ class Service:
 
     def _session(self) -> None:
         self.stats.sessions += 1
-        self._send_error = self._listener_error = None
+        self._listener_error = None
         self._pending = set()
-        config = client_config(self.kafka)
-        self._producer = KafkaProducer(
-            **config, acks="all", linger_ms=5, retries=5, max_request_size=2 * 1024 * 1024
-        )
+        producer = self.clients.producer()
+        self._publisher = Publisher(producer, self.kafka, self.stats, self.metrics)
         self._store = CheckpointStore(
-            self.kafka.checkpoint_topic, self._producer, self._reader_config()
+            self.kafka.checkpoint_topic, producer, self.clients.reader_config()
         )
-        self._consumer = KafkaConsumer(
-            **config,
-            group_id=self.kafka.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=self.kafka.auto_offset_reset,
-            max_poll_interval_ms=self.kafka.max_poll_interval_ms,
-            session_timeout_ms=self.kafka.session_timeout_ms,
-            heartbeat_interval_ms=max(100, self.kafka.session_timeout_ms // 3),
-        )
+        self._consumer = self.clients.consumer()
         self._consumer.subscribe(list(self.kafka.input_topics), listener=_Rebalance(self))
         log.info("consuming", extra={"topics": sorted(self.kafka.input_topics)})
         while not self.stop_event.is_set():
@@ -207,12 +155,13 @@ class Service:
 
     def _close(self, *, commit: bool) -> None:
         """Checkpoint and commit (graceful stop only), then close the clients."""
-        consumer, producer = self._consumer, self._producer
+        consumer = self._consumer
+        producer = self._publisher.producer if self._publisher is not None else None
         try:
             if commit and consumer is not None:
                 self.checkpoint(list(self.shards.values()), force=True)
         finally:
-            self._consumer = self._producer = self._store = None
+            self._consumer = self._publisher = self._store = None
             self.shards.clear()
             self.metrics.set_assignment(0)
             for client in (consumer, producer):
@@ -226,13 +175,9 @@ class Service:
                 except Exception as exc:  # closing a dead connection is best effort
                     log.debug("close failed", extra={"error": repr(exc)})
 
-    def _reader_config(self) -> dict[str, Any]:
-        """Config for short-lived, group-less readers (checkpoints, alert ids)."""
-        return {**client_config(self.kafka), "enable_auto_commit": False, "group_id": None}
-
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
-        assert self._consumer is not None
+        assert self._consumer is not None and self._publisher is not None
         batch = self._consumer.poll(
             timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
         )
@@ -252,54 +197,50 @@ class Service:
             pinned = self.kafka.input_topics.get(tp.topic)
             for rec in records:
                 origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
-                self._handle(shard, shard.pipeline.process(rec.value or b"", origin, pinned))
+                self._process(shard, rec.value or b"", origin, pinned)
                 shard.offsets[tp.topic] = rec.offset + 1
             shard.dirty = True
             self.stats.records[tp.topic] += len(records)
             self.metrics.records.labels(tp.topic).inc(len(records))
         if batch:
             self.metrics.latency.observe(time.monotonic() - started)
-        if self._send_error is not None:
-            raise KafkaError(f"produce failed: {self._send_error!r}")
+        self._publisher.check()
         self._update_lag()
 
-    def _handle(self, shard: Shard, out: Output) -> None:
-        assert self._producer is not None
-        for alert in out.alerts:
-            if alert.alert_id in shard.alert_ids:
-                self.stats.suppressed += 1
-                self.metrics.duplicates.inc()
-                continue
-            clock = shard.pipeline.max_time
-            shard.alert_ids[alert.alert_id] = clock
-            self._producer.send(
-                self.kafka.alerts_topic,
-                key=str(alert.entity.key()).encode(),
-                value=_json.encode(alert),
-                headers=[
-                    (SHARD_HEADER, shard.key.encode()),
-                    (CLOCK_HEADER, repr(clock).encode()),
-                ],
-            ).add_errback(self._on_send_error)
-            self.stats.alerts += 1
-            self.metrics.alerts.labels(str(alert.severity), alert.entity.namespace or "-").inc()
-        for rejected in out.rejected:
-            self._producer.send(
-                self.kafka.dead_letter_topic, value=dead_letter(rejected)
-            ).add_errback(self._on_send_error)
-            self.stats.dead_letters += 1
-            self.metrics.rejected.labels(rejected.reason).inc()
-        for scored in out.scored:
-            self.metrics.profiles.labels(str(scored.level)).inc()
-            if scored.folded:
-                self.metrics.folded.inc()
+    def _process(self, shard: Shard, raw: bytes, origin: Origin, pinned: str | None) -> None:
+        """One record through the shard's pipeline; a record that breaks it is dead-lettered.
 
-    def _on_send_error(self, exc: BaseException) -> None:
-        """A send failed after the producer's retries: the session must not commit past it."""
-        self._send_error = exc
+        The pipeline is built never to raise; should a record still make it raise (a bug, or
+        a config the scorer refuses), that record goes to the dead-letter topic with the
+        error and the loop goes on: one record must never stop the service.
+        """
+        assert self._publisher is not None
+        try:
+            out = shard.pipeline.process(raw, origin, pinned)
+        except (ChurnguardError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
+            self.metrics.record_errors.labels(type(exc).__name__).inc()
+            log.error(
+                "record failed in the pipeline; dead-lettered",
+                extra={
+                    "topic": origin.source,
+                    "partition": origin.partition,
+                    "offset": origin.offset,
+                    "error": repr(exc),
+                },
+            )
+            self._publisher.send_dead_letter(
+                Rejected(
+                    reason="pipeline_error",
+                    detail=f"{type(exc).__name__}: {exc}"[:500],
+                    origin=origin,
+                    record=raw[:RECORD_ERROR_SAMPLE].decode("utf-8", "replace"),
+                )
+            )
+            return
+        self._publisher.publish(shard, out)
 
     def _update_lag(self) -> None:
-        assert self._consumer is not None
+        assert self._consumer is not None and self._publisher is not None
         lag: dict[tuple[str, int], int] = {}
         for shard in self.shards.values():
             for tp in shard.partitions():
@@ -308,7 +249,7 @@ class Service:
                     lag[(tp.topic, tp.partition)] = max(0, high - shard.offsets[tp.topic])
             # caught-up inputs stop holding back the shard's event-time watermark
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
-            self._handle(shard, shard.pipeline.set_idle(idle))
+            self._publisher.publish(shard, shard.pipeline.set_idle(idle))
             self.metrics.entities.labels(str(shard.number)).set(len(shard.pipeline.table.states))
         self.lag = lag
         self.metrics.set_lag(lag)
@@ -324,12 +265,10 @@ class Service:
         """Flush → checkpoint → commit for the given shards (see the module docstring)."""
         self._last_checkpoint = time.monotonic()
         due = [s for s in shards if s.dirty or force]
-        if not due or self._producer is None or self._consumer is None or self._store is None:
+        if not due or self._publisher is None or self._consumer is None or self._store is None:
             return
         started = time.monotonic()
-        self._producer.flush(timeout=30)
-        if self._send_error is not None:
-            raise KafkaError(f"produce failed before checkpoint: {self._send_error!r}")
+        self._publisher.flush(timeout_s=30)
         alert_offsets = self._alert_end_offsets()
         group = self.kafka.group_id
         checkpoints = [
@@ -338,7 +277,7 @@ class Service:
                 shard=s.number,
                 offsets=dict(s.offsets),
                 alert_offsets=alert_offsets,
-                alert_ids=_recent(s),
+                alert_ids=recent_alert_ids(s),
                 state=s.pipeline.snapshot(),
                 written_at=time.time(),
             )
@@ -354,7 +293,7 @@ class Service:
         )
         for s in due:
             s.dirty = False
-            s.alert_ids = dict(_recent(s))
+            s.alert_ids = recent_alert_ids(s)
         self.stats.checkpoints += len(due)
         self.metrics.checkpoints.inc(len(due))
         self.metrics.checkpoint_seconds.observe(time.monotonic() - started)
@@ -362,7 +301,7 @@ class Service:
 
     def _alert_end_offsets(self) -> dict[int, int]:
         """End offsets of the alerts topic. A low answer (tansu) only makes read-back longer."""
-        reader = KafkaConsumer(**self._reader_config())
+        reader = self.clients.reader()
         try:
             parts = reader.partitions_for_topic(self.kafka.alerts_topic) or set()
             tps = [TopicPartition(self.kafka.alerts_topic, p) for p in parts]
@@ -373,8 +312,8 @@ class Service:
     # ---- rebalance --------------------------------------------------------------------------
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         numbers = {tp.partition for tp in revoked}
-        if self._producer is not None:
-            self._producer.flush(timeout=30)
+        if self._publisher is not None:
+            self._publisher.producer.flush(timeout=30)
         for number in numbers:
             self.shards.pop(number, None)
         self._pending -= revoked
@@ -428,7 +367,7 @@ class Service:
 
     def _read_back_alert_ids(self, shard: Shard, alert_offsets: dict[int, int]) -> None:
         """Collect ids this shard produced after its checkpoint (before a crash)."""
-        reader = KafkaConsumer(**self._reader_config())
+        reader = self.clients.reader()
         mine = shard.key.encode()
         topic = self.kafka.alerts_topic
         try:
@@ -444,46 +383,6 @@ class Service:
                     shard.alert_ids[alert_id] = clock
         finally:
             reader.close()
-
-
-def _recent(shard: Shard) -> dict[str, float]:
-    """Alert ids the shard could still (re)produce after a restore from its next checkpoint.
-
-    The set must keep every id this pipeline has not emitted yet: after a crash it holds the
-    previous owner's alerts (read back), which re-processing will make again. The pipeline
-    emits a profile once its *watermark* passes the profile's due time, and the clock stored
-    with an id (the publisher's ``max_time``) is at least that due time plus the allowed
-    lateness. So an id whose clock is more than a window, the lateness and one scoring tick
-    behind the watermark was already emitted by this pipeline (the checkpoint's state
-    includes it) and can be forgotten.
-
-    The horizon follows the watermark, not ``max_time``: with several inputs the watermark
-    waits for the slowest one, and ``max_time`` can run far ahead of what has been emitted
-    (e.g. right after a restore, before an empty partition's high watermark is known).
-    Pruning by ``max_time`` then forgot read-back ids before they were re-made, and the
-    re-made alerts were published a second time.
-    """
-    pipe = shard.pipeline
-    watermark = pipe.watermark
-    if not math.isfinite(watermark):
-        return dict(shard.alert_ids)
-    horizon = watermark - (pipe.window_s + pipe.lateness_s + TICK_S)
-    return {k: t for k, t in shard.alert_ids.items() if t >= horizon}
-
-
-def dead_letter(rejected: Rejected) -> bytes:
-    """The dead-letter message: reason, detail, Kafka coordinates and the (truncated) record."""
-    origin = rejected.origin or Origin()
-    return _json.encode(
-        {
-            "reason": rejected.reason,
-            "detail": rejected.detail,
-            "topic": origin.source,
-            "partition": origin.partition,
-            "offset": origin.offset,
-            "record": rejected.record,
-        }
-    )
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -523,35 +422,3 @@ def serve(
         settings, stop_event=stop_event, pipeline_factory=pipeline_factory, metrics=metrics
     )
     return service.run()
-
-
-def namespace_key(
-    raw: bytes, pinned: str | None = None, ctx: AdapterContext | None = None
-) -> bytes | None:
-    """The partition key of a telemetry record: its namespace (instance id for instances).
-
-    Uses the real adapters, so the key is exactly the namespace the pipeline will see. None
-    (round-robin) for records that name neither, e.g. CloudTrail calls known only by a pod
-    IP: those are attributed only if they land in the shard that knows the IP.
-    """
-    for ev in parse_record(raw, None, pinned, ctx).events:
-        if ev.namespace:
-            return ev.namespace.encode()
-        if ev.instance_id:
-            return ev.instance_id.encode()
-    return None
-
-
-def produce_records(
-    kafka: KafkaSettings, topic: str, items: Iterable[tuple[bytes | None, bytes]]
-) -> int:
-    """Produce ``(key, value)`` pairs to a topic and wait until the broker has acked them all."""
-    producer = KafkaProducer(**client_config(kafka), acks="all", linger_ms=20)
-    try:
-        futures = [producer.send(topic, key=key, value=value) for key, value in items]
-        producer.flush()
-        for future in futures:
-            future.get(timeout=30)
-    finally:
-        producer.close()
-    return len(futures)

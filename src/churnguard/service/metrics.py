@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter as Tally
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
@@ -27,6 +29,18 @@ from prometheus_client import (
 # poll -> processed, per batch; spans sub-millisecond batches to multi-second stalls
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LIVENESS_STALE_S = 120.0  # /healthz fails when the loop has not ticked for this long
+
+
+@dataclass
+class ServeStats:
+    """What one ``serve`` run did (across reconnects), in-process; the demo and tests read it."""
+
+    records: Tally[str] = field(default_factory=Tally)  # by input topic
+    alerts: int = 0
+    suppressed: int = 0  # alerts already on the alerts topic (re-processing after a crash)
+    dead_letters: int = 0
+    checkpoints: int = 0
+    sessions: int = 0
 
 
 class ServiceMetrics:
@@ -93,6 +107,12 @@ class ServiceMetrics:
         )
         self.reconnects = Counter(
             "churnguard_reconnects_total", "Kafka sessions torn down and rebuilt", registry=r
+        )
+        self.record_errors = Counter(
+            "churnguard_record_errors_total",
+            "Records that raised inside the pipeline (dead-lettered as pipeline_error)",
+            ["error"],
+            registry=r,
         )
         self.assigned = Gauge(
             "churnguard_assigned_partitions", "Input partitions assigned", registry=r
