@@ -97,10 +97,15 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_plain_username: str | None = None
+    # the SASL password: prefer a file (a mounted Secret) or an environment variable; an
+    # inline password works but sits in the ConfigMap. Never logged (service/clients.py).
     sasl_plain_password: str | None = None
+    sasl_password_file: str | None = None
+    sasl_password_env: str = "CHURNGUARD_KAFKA_PASSWORD"
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
 
 
 class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

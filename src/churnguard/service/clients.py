@@ -7,29 +7,90 @@ an embedding application can hand the service its own clients.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from churnguard.config import KafkaSettings
+from churnguard.errors import ConfigError
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection and security settings shared by every client (consumer, producer, admin)."""
+def client_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Connection and security settings shared by every client (consumer, producer, admin).
+
+    The SASL password is resolved here, at the last moment, from the inline setting, the
+    file ``sasl_password_file`` or the variable named by ``sasl_password_env``, so it lives
+    only in the client's own config: churnguard never logs it or writes it anywhere else.
+    """
+    protocol = kafka.security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"kafka.security_protocol: {kafka.security_protocol!r} is not one of "
+            f"{', '.join(SECURITY_PROTOCOLS)}"
+        )
     config: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
-        "security_protocol": kafka.security_protocol,
+        "security_protocol": protocol,
     }
-    optional = {
-        "sasl_mechanism": kafka.sasl_mechanism,
-        "sasl_plain_username": kafka.sasl_plain_username,
-        "sasl_plain_password": kafka.sasl_plain_password,
-        "ssl_cafile": kafka.ssl_cafile,
-        "ssl_certfile": kafka.ssl_certfile,
-        "ssl_keyfile": kafka.ssl_keyfile,
-    }
-    config.update({k: v for k, v in optional.items() if v is not None})
+    if protocol.startswith("SASL_"):
+        config.update(_sasl(kafka, os.environ if env is None else env))
+    if protocol in ("SSL", "SASL_SSL"):
+        optional = {
+            "ssl_cafile": kafka.ssl_cafile,
+            "ssl_certfile": kafka.ssl_certfile,
+            "ssl_keyfile": kafka.ssl_keyfile,
+        }
+        for key, path in optional.items():
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"kafka.{key}: {path} is not a readable file")
+        config.update({k: v for k, v in optional.items() if v is not None})
+        config["ssl_check_hostname"] = kafka.ssl_check_hostname
     return config
+
+
+def _sasl(kafka: KafkaSettings, env: Mapping[str, str]) -> dict[str, Any]:
+    mechanism = (kafka.sasl_mechanism or "").upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ConfigError(
+            f"kafka.sasl_mechanism: {kafka.sasl_mechanism!r} is not one of "
+            f"{', '.join(SASL_MECHANISMS)} (required with {kafka.security_protocol})"
+        )
+    if not kafka.sasl_plain_username:
+        raise ConfigError(f"kafka.sasl_plain_username: required with {kafka.security_protocol}")
+    return {
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": kafka.sasl_plain_username,
+        "sasl_plain_password": sasl_password(kafka, env),
+    }
+
+
+def sasl_password(kafka: KafkaSettings, env: Mapping[str, str]) -> str:
+    """The SASL password from (in order) the inline setting, the file, the environment."""
+    if kafka.sasl_plain_password:
+        return kafka.sasl_plain_password
+    if kafka.sasl_password_file:
+        try:
+            secret = Path(kafka.sasl_password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"kafka.sasl_password_file: cannot read {kafka.sasl_password_file}: {exc.strerror}"
+            ) from exc
+        if secret:
+            return secret
+        raise ConfigError(f"kafka.sasl_password_file: {kafka.sasl_password_file} is empty")
+    secret = env.get(kafka.sasl_password_env, "")
+    if secret:
+        return secret
+    raise ConfigError(
+        "kafka: SASL needs a password: set kafka.sasl_password_file or the environment "
+        f"variable {kafka.sasl_password_env}"
+    )
 
 
 class ClientFactory(Protocol):
@@ -56,6 +117,7 @@ class KafkaClients:
     """The production :class:`ClientFactory`: kafka-python clients from :class:`KafkaSettings`."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
+        client_config(kafka)  # a bad security setting fails here, at start, not per session
         self.kafka = kafka
 
     def consumer(self) -> KafkaConsumer:
