@@ -14,6 +14,7 @@ from churnguard.profiling.spec import load_spec
 from churnguard.scoring.detectors import make_detector
 from churnguard.scoring.scorer import Scorer
 from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.reload import Reloader
 from churnguard.store import save_bundle
 
@@ -80,3 +81,33 @@ def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path
     assert scorer.model_version == before
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "model bundle refused" in messages and "config reload refused" in messages
+
+
+def test_a_config_refused_by_value_keeps_the_previous_one_and_is_counted(
+    tmp_path: Path, caplog
+) -> None:
+    bundle, config, _, _ = _running(tmp_path)
+    metrics = ServiceMetrics()
+    settings = load_settings(config)
+    reloader = Reloader(settings, config, metrics)
+    service = _service(settings, reloader)
+    scorer = service.shards[0].pipeline.scorer
+    good = f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n'
+
+    config.write_text(good + '[scoring]\ndetector = "oiff"\n[namespaces."ci-*"]\nthreshold = 0.5\n')
+    with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
+        service.apply(reloader.poll(now=2.0))
+    refused = [r.getMessage() for r in caplog.records if "config reload refused" in r.getMessage()]
+    assert len(refused) == 1 and "\n" not in refused[0]
+    assert (
+        'scoring.detector = "oiff" is not allowed; allowed: "hst", "iforest", "oif"' in refused[0]
+    )
+    assert metrics.registry.get_sample_value("churnguard_config_reload_refused_total") == 1.0
+    assert service.settings is settings and scorer.settings is settings
+    assert scorer.hierarchy.settings.detector == "oif"
+    assert scorer.thresholds.threshold("ci-build") != 0.5  # nothing of the refused file applied
+
+    config.write_text(good + '[namespaces."ci-*"]\nthreshold = 0.5\n')  # fixed: applied
+    service.apply(reloader.poll(now=3.0))
+    assert scorer.thresholds.threshold("ci-build") == 0.5
+    assert metrics.registry.get_sample_value("churnguard_config_reload_refused_total") == 1.0

@@ -145,10 +145,21 @@ class Hierarchy:
     """Chooses the baseline that scores a profile and teaches the ones that learn from it."""
 
     def __init__(self, settings: ScoringSettings, n_features: int) -> None:
-        self.settings = settings
         self.n_features = n_features
+        self.settings = settings
         self.baselines: dict[str, Baseline] = {}
         self.namespaces: dict[str, NamespaceAge] = {}
+
+    @property
+    def settings(self) -> ScoringSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ScoringSettings) -> None:
+        """Refuses an unknown detector here, where settings arrive, so that building the
+        first baseline (inside ``Pipeline.process``, which never raises) cannot."""
+        make_detector(settings.detector, self.n_features)
+        self._settings = settings
 
     def _new(self, key: str) -> Baseline:
         scope = key.split(":", 1)[0]
