@@ -13,7 +13,7 @@ from churnguard.ingest.events import Origin
 
 
 class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The entity as an alert names it (DESIGN.md alert schema ``entity``)."""
+    """The entity as an alert names it (alert schema ``entity`` of ``../shared/DESIGN.md``)."""
 
     kind: str  # "pod" | "instance"
     namespace: str | None = None

@@ -407,7 +407,7 @@ def generic_flow(
     bytes_out: int,
     bytes_in: int,
 ) -> dict:
-    """The documented generic flow record (DESIGN.md): one aggregated connection."""
+    """The documented generic flow record (``../shared/DESIGN.md``): one aggregated connection."""
     return {
         "time": rfc3339(t, 6),
         "src": src,
