@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from churnguard.errors import ConfigError
+from churnguard.ingest.common import AdapterContext
 from churnguard.validation import convert
 
 # the names of churnguard.scoring.detectors.DETECTORS and churnguard.ingest.FORMATS (a test
@@ -166,6 +167,10 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {p} is not valid TOML: {exc}") from exc
     settings = convert(data, Settings, f"config {path}")
+    try:  # the adapters' own check of the addresses, run now rather than at the first record
+        AdapterContext.from_settings(settings.pipeline)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: pipeline.{exc}") from None
     if env.get("KAFKA_BOOTSTRAP_SERVERS"):
         settings.kafka.bootstrap_servers = env["KAFKA_BOOTSTRAP_SERVERS"]
     return settings
