@@ -19,6 +19,7 @@ from churnguard.pipeline import Pipeline
 from churnguard.service.broker import EmbeddedBroker, create_topics
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics
+from churnguard.service.reload import Reloader
 
 pytestmark = pytest.mark.integration
 INPUTS = ("audit", "runtime")
@@ -99,7 +100,12 @@ def start_service() -> Iterator[Callable[..., Running]]:
     """Start ``Service(settings)`` in a thread; stopped (gracefully) at teardown."""
     running: list[Running] = []
 
-    def start(settings: Settings, factory: Callable[[Settings], Pipeline]) -> Running:
+    def start(
+        settings: Settings,
+        factory: Callable[[Settings], Pipeline],
+        reloader: Callable[[Settings, ServiceMetrics], Reloader] | None = None,
+    ) -> Running:
+        """``reloader(settings, metrics)`` builds the service's hot-reload watcher, if any."""
         stop = threading.Event()
         built: list[Pipeline] = []
 
@@ -107,8 +113,13 @@ def start_service() -> Iterator[Callable[..., Running]]:
             built.append(factory(s))
             return built[-1]
 
+        metrics = ServiceMetrics()
         service = Service(
-            settings, stop_event=stop, pipeline_factory=tracking_factory, metrics=ServiceMetrics()
+            settings,
+            stop_event=stop,
+            pipeline_factory=tracking_factory,
+            metrics=metrics,
+            reloader=reloader(settings, metrics) if reloader else None,
         )
         thread = threading.Thread(target=service.run, daemon=True)
         thread.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 import numpy as np
 from scoring_fixtures import ATTACK_VALUES, make_profile
@@ -19,9 +21,7 @@ from churnguard.alerts.alert import (
     techniques_for,
 )
 from churnguard.profiling.profile import Evidence
-from churnguard.profiling.spec import load_spec
-
-SPEC = load_spec()
+from churnguard.profiling.spec import FeatureSpec
 
 
 def _top(*features: str) -> list[FeatureExplanation]:
@@ -41,7 +41,7 @@ def _top(*features: str) -> list[FeatureExplanation]:
 def test_alert_id_is_deterministic_and_sensitive_to_entity_window_and_spec() -> None:
     p = make_profile(t=1000.0)
     assert alert_id(p) == alert_id(make_profile(t=1000.0))
-    assert len(alert_id(p)) == 24 and int(alert_id(p), 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{24}", alert_id(p))  # 96 bits of a hash, as lowercase hex
     others = [
         make_profile(t=1001.0),
         make_profile(pod="web-2", t=1000.0),
@@ -51,17 +51,17 @@ def test_alert_id_is_deterministic_and_sensitive_to_entity_window_and_spec() -> 
     assert len({alert_id(p), *(alert_id(o) for o in others)}) == 5
 
 
-def test_techniques_follow_the_dominant_features_strategies() -> None:
+def test_techniques_follow_the_dominant_features_strategies(spec: FeatureSpec) -> None:
     quiet = make_profile()
-    assert techniques_for(quiet, _top("archive_writes"), SPEC, []) == ["T1560.002"]
-    assert techniques_for(quiet, _top("repo_reads", "api_list"), SPEC, []) == ["T1213"]
-    assert techniques_for(quiet, _top("beacon_regularity"), SPEC, []) == ["T1071"]
+    assert techniques_for(quiet, _top("archive_writes"), spec, []) == ["T1560.002"]
+    assert techniques_for(quiet, _top("repo_reads", "api_list"), spec, []) == ["T1213"]
+    assert techniques_for(quiet, _top("beacon_regularity"), spec, []) == ["T1071"]
     deleted = make_profile(values={"deleted_by_person": 1.0})
-    assert techniques_for(deleted, _top("lifetime_s"), SPEC, []) == ["T1578.003", "T1070"]
+    assert techniques_for(deleted, _top("lifetime_s"), spec, []) == ["T1578.003", "T1070"]
     exfil = make_profile(values={"new_destinations": 1.0, "egress_external_bytes": 9e7})
-    assert techniques_for(exfil, _top("archive_bytes"), SPEC, []) == ["T1560.002", "T1041"]
+    assert techniques_for(exfil, _top("archive_bytes"), spec, []) == ["T1560.002", "T1041"]
     # guard techniques are added, duplicates dropped, order kept
-    assert techniques_for(quiet, _top("archive_writes"), SPEC, ["T1560.002", "T1071"]) == [
+    assert techniques_for(quiet, _top("archive_writes"), spec, ["T1560.002", "T1071"]) == [
         "T1560.002",
         "T1071",
     ]
@@ -74,7 +74,7 @@ def test_raw_percentiles_count_ties_half() -> None:
     assert raw_percentiles(np.array([-1.0]), recent)[0] == 0.0
 
 
-def test_explanation_on_a_known_window() -> None:
+def test_explanation_on_a_known_window(spec: FeatureSpec) -> None:
     rng = np.random.default_rng(1)
     rows = [
         {"egress_bytes": float(e), "lifetime_s": float(life), "api_read": float(rng.integers(0, 3))}
@@ -82,9 +82,9 @@ def test_explanation_on_a_known_window() -> None:
             range(1000, 101_000, 1000), range(3600, 3600 + 100 * 60, 60), strict=True
         )
     ]
-    recent = SPEC.matrix(rows)
+    recent = spec.matrix(rows)
     observed = {"egress_bytes": 5e8, "lifetime_s": 30.0, "api_read": 1.0}
-    top = explain(SPEC, observed, recent)
+    top = explain(spec, observed, recent)
     by_name = {x.feature: x for x in top}
     assert set(by_name) == {"egress_bytes", "lifetime_s"}  # api_read is ordinary
     assert by_name["egress_bytes"].baseline_percentile == 100.0
@@ -94,11 +94,11 @@ def test_explanation_on_a_known_window() -> None:
     assert by_name["egress_bytes"].doc.startswith("Bytes sent")
     assert all(x.contribution > 0 for x in top)
     # a long lifetime is not suspicious: it is never the explanation
-    assert "lifetime_s" not in {x.feature for x in explain(SPEC, {"lifetime_s": 1e7}, recent)}
+    assert "lifetime_s" not in {x.feature for x in explain(spec, {"lifetime_s": 1e7}, recent)}
 
 
-def test_explanation_without_history_compares_with_benign_defaults() -> None:
-    top = explain(SPEC, {"archive_writes": 3.0}, np.empty((0, len(SPEC.names))))
+def test_explanation_without_history_compares_with_benign_defaults(spec: FeatureSpec) -> None:
+    top = explain(spec, {"archive_writes": 3.0}, np.empty((0, len(spec.names))))
     assert top[0].feature == "archive_writes" and top[0].baseline_median == 0.0
 
 
@@ -110,7 +110,7 @@ def test_severity_by_margin_and_guards() -> None:
     assert severity_for(0.99, 0.8, ["g", "h"]) == "critical"
 
 
-def test_built_alert_is_reproducible_data_in_event_time() -> None:
+def test_built_alert_is_reproducible_data_in_event_time(spec: FeatureSpec) -> None:
     p = make_profile(
         t=1_772_409_600.0,  # 2026-03-02T00:00:00Z
         values=ATTACK_VALUES,
@@ -128,8 +128,8 @@ def test_built_alert_is_reproducible_data_in_event_time() -> None:
             threshold=0.9,
             level="workload",
             baseline_key="wl:shop/Deployment/web:pod",
-            top=explain(SPEC, p.values, np.empty((0, len(SPEC.names)))),
-            spec=SPEC,
+            top=explain(spec, p.values, np.empty((0, len(spec.names)))),
+            spec=spec,
             rules=["exec-then-delete-by-person"],
             rule_techniques=["T1578.003"],
             model_version="test",

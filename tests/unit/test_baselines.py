@@ -7,12 +7,12 @@ import pytest
 from scoring_fixtures import benign_values, make_profile, quick_settings
 
 from churnguard.errors import ModelError
+from churnguard.profiling.profile import image_repository
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.baselines import (
     CLOUD_NAMESPACE,
     Hierarchy,
     baseline_keys,
-    image_repository,
     level_of_key,
     normalise_workload,
     workload_of,
@@ -44,10 +44,11 @@ def test_normalise_workload(owner: str | None, expected: str | None) -> None:
         ("nginx:1.25", "nginx"),
         ("registry.local:5000/team/app:2@sha256:abc", "registry.local:5000/team/app"),
         ("registry.local:5000/team/app", "registry.local:5000/team/app"),
-        (None, "unknown"),
+        ("nginx", "nginx"),
+        (None, ""),
     ],
 )
-def test_image_repository(image: str | None, repo: str) -> None:
+def test_one_image_repository_rule_for_memory_and_baselines(image: str | None, repo: str) -> None:
     assert image_repository(image) == repo
 
 
@@ -164,3 +165,8 @@ def test_seed_from_bundle_models_is_mature_and_checks_keys() -> None:
     assert h.in_learning(make_profile(ns="fresh", t=0), settings)
     with pytest.raises(ModelError):
         h.seed_from({"team:shop": det}, {})
+
+
+def test_a_bare_pod_without_an_image_groups_under_unknown() -> None:
+    p = make_profile(workload=None, image=None)
+    assert workload_of(p) == "image/unknown"

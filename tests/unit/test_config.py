@@ -1,13 +1,18 @@
-"""The documented example config is the real configuration surface."""
+"""The documented example config is the real configuration surface, refused by value."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from churnguard.config import Settings, load_settings
+from churnguard.cli import main
+from churnguard.config import DetectorName, InputFormat, Settings, load_settings
 from churnguard.errors import ConfigError
+from churnguard.validation import convert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +45,84 @@ def test_release_after_entities_below_one_is_refused(tmp_path: Path) -> None:
     cfg.write_text("[scoring]\nrelease_after_entities = 0\n")
     with pytest.raises(ConfigError, match="release_after_entities"):
         load_settings(cfg)
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        (
+            '[scoring]\ndetector = "oiff"\n',
+            'scoring.detector = "oiff" is not allowed; allowed: "hst", "iforest", "oif"',
+        ),
+        (
+            "[thresholds]\nmin_score = 1.5\n",
+            "thresholds.min_score = 1.5 is not allowed; allowed: a number >= 0 and <= 1",
+        ),
+        (
+            '[namespaces."prod-*"]\nthreshold = 2\n',
+            'namespaces."prod-*".threshold = 2 is not allowed; allowed: a number >= 0 and <= 1'
+            " (or left out)",
+        ),
+        (
+            '[kafka.input_topics]\nflows = "auto"\naudit = "hubble"\n',
+            'kafka.input_topics.audit = "hubble" is not allowed; allowed: "auto", "cloudtrail",'
+            ' "falco", "flow", "k8s_audit", "tetragon"',
+        ),
+        (
+            '[kafka]\nsecurity_protocol = "TLS"\n',
+            'kafka.security_protocol = "TLS" is not allowed; allowed: "PLAINTEXT",'
+            ' "SASL_PLAINTEXT", "SASL_SSL", "SSL"',
+        ),
+        ("[metrics]\nport = 70000\n", "metrics.port = 70000 is not allowed; allowed: an integer"),
+        ("[scoring]\ndetectr = 1\n", "unknown key scoring.detectr; allowed keys: detector, "),
+    ],
+)
+def test_a_bad_value_is_refused_with_key_value_and_allowed(
+    tmp_path: Path, toml: str, line: str
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"config {cfg}: {line}")
+
+
+def test_the_allowed_names_are_the_registries(tmp_path: Path) -> None:
+    from churnguard.ingest import FORMATS
+    from churnguard.scoring.detectors import DETECTORS
+
+    assert set(get_args(DetectorName)) == set(DETECTORS)
+    assert set(get_args(InputFormat)) == {*FORMATS, "auto"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    section=st.sampled_from(["scoring", "thresholds", "pipeline", "kafka", "metrics", "model"]),
+    key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=20),
+    value=st.one_of(
+        st.integers(), st.floats(allow_nan=False), st.text(max_size=300), st.booleans()
+    ),
+)
+def test_any_value_loads_or_is_refused_in_one_line(section: str, key: str, value: object) -> None:
+    """Whatever an operator writes, loading either works or says one line: never a traceback."""
+    try:
+        convert({section: {key: value}}, Settings, "config x")
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message and len(message) < 1200
+        assert f"{section}.{key}" in message
+
+
+def test_serve_and_replay_exit_2_with_the_line(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[scoring]\ndetector = "oiff"\n')
+    for argv in (
+        ["serve", "--config", str(cfg)],
+        ["replay", "-", "--alerts", "-", "--config", str(cfg)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "Traceback" not in err
+        assert 'scoring.detector = "oiff" is not allowed; allowed: "hst", "iforest", "oif"' in err

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from churnguard.errors import ConfigError, ModelError
 from churnguard.scoring.detectors import DETECTORS, Detector, detector_from_bytes, make_detector
@@ -173,3 +175,46 @@ def test_scores_are_finite_and_in_unit_interval(case: tuple[str, np.ndarray, np.
     assert scores.shape == (len(score),)
     assert np.isfinite(scores).all()
     assert ((scores >= 0.0) & (scores <= 1.0)).all()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_detectors_follow_scikit_learn_estimator_conventions(name: str) -> None:
+    """Constructor arguments stored as given, learned state ends with ``_``, clone is unfitted."""
+    X, _ = clusters_with_outliers()
+    det = fitted(name, X[:300], seed=5)
+    params = det.get_params()
+    assert params["seed"] == 5 and all(params[k] == v for k, v in FAST[name].items())
+    learned = [a for a in vars(det) if not a.startswith("_")]
+    assert set(learned) - set(params), "a fitted detector holds learned state"
+    assert all(a.endswith("_") for a in set(learned) - set(params))
+
+    twin = clone(det)
+    assert twin.get_params() == params and twin.n_seen == 0
+    assert not any(a.endswith("_") for a in vars(twin))
+    assert np.array_equal(twin.fit(X[:300]).score_many(X[:50]), det.score_many(X[:50]))
+    assert np.array_equal(det.score_samples(X[:5]), -det.score_many(X[:5]))
+
+    det.set_params(seed=9)
+    assert det.get_params()["seed"] == 9 and det.seed == 9
+    det.fit(X[:100])
+    assert det.n_seen == 100  # fit starts over; learn_many would have added to 300
+
+
+def test_grid_search_picks_parameters_with_scikit_learn_tools() -> None:
+    """What a notebook does: a ParameterGrid loop over clones, and GridSearchCV itself."""
+    X, y = clusters_with_outliers()
+    base = make_detector("oif", n_features=D, seed=0, n_trees=8)
+
+    def auc(estimator: Detector, X_: np.ndarray, y_: np.ndarray) -> float:
+        return float(roc_auc_score(y_, estimator.score_many(X_)))
+
+    grid = {"max_leaf_samples": [8, 32], "window_size": [256, 1024]}
+    by_hand = {
+        tuple(sorted(p.items())): auc(clone(base).set_params(**p).fit(X), X, y)
+        for p in ParameterGrid(grid)
+    }
+    assert len(by_hand) == 4 and all(0.5 < v <= 1.0 for v in by_hand.values())
+
+    search = GridSearchCV(base, grid, scoring=auc, cv=2).fit(X, y)
+    assert set(search.best_params_) == set(grid)
+    assert search.best_estimator_.n_seen == len(X) and search.best_score_ > 0.8

@@ -16,6 +16,7 @@ from churnguard.offline.evaluate import (
     Label,
     Report,
     compare_on_simulation,
+    compare_on_simulations,
     evaluate,
     format_reports,
     pool,
@@ -265,3 +266,14 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert f"{bad}:1" in capsys.readouterr().err
     assert main(["evaluate", "--labels", labels]) == 2
     assert "--simulate" in capsys.readouterr().err
+
+
+def test_parallel_runs_give_the_serial_reports() -> None:
+    """Two seeds x two systems on two workers (joblib processes) = the same runs one by one."""
+    runs = [SimParams(seed=s, hours=1, namespaces=2, attack_rate=24) for s in (3, 4)]
+    systems = ("churnguard", "static rules")
+    serial = [compare_on_simulation(p, Settings(), systems=systems) for p in runs]
+    parallel = compare_on_simulations(runs, Settings(), systems=systems, jobs=2)
+    assert msgspec.json.encode(parallel) == msgspec.json.encode(serial)
+    assert [list(r) for r in parallel] == [list(systems)] * 2
+    assert any(r["static rules"].alerts for r in parallel)  # not two empty runs agreeing

@@ -35,8 +35,34 @@ def test_transform_scales_and_orients_so_larger_is_more_suspicious() -> None:
 def test_bad_spec_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "v9.toml"
     bad.write_text('version = "9"\n[[feature]]\nname = "x"\nkind = "count"\n')
-    with pytest.raises(ConfigError, match="lacks"):
+    with pytest.raises(ConfigError, match=r"required key feature\[0\]\.transform is missing"):
         load_spec(bad)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "line"),
+    [
+        ('transform = "log1p"', 'transfrom = "log1p"', "unknown key feature[0].transfrom;"),
+        ('applies = "both"', 'applies = "pods"', 'feature[0].applies = "pods" is not allowed'),
+        (
+            "scale = 4.0",
+            "scale = -4.0",
+            "feature[0].scale = -4.0 is not allowed; allowed: a number > 0",
+        ),
+        ("window_seconds = 300", "windows_seconds = 300", "unknown key windows_seconds;"),
+    ],
+)
+def test_a_misspelt_spec_is_refused_in_one_line(
+    tmp_path: Path, wrong: str, right: str, line: str
+) -> None:
+    text = (ROOT / "features" / "v1.toml").read_text()
+    assert wrong in text
+    bad = tmp_path / "v1.toml"
+    bad.write_text(text.replace(wrong, right, 1))
+    with pytest.raises(ConfigError) as err:
+        load_spec(bad)
+    assert str(err.value).startswith(f"feature spec {bad}: {line}")
+    assert "\n" not in str(err.value)
 
 
 def test_log_gap_resolves_ratios_near_one() -> None:

@@ -4,79 +4,99 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+import pytest
 
-from churnguard.config import Settings, load_settings
+from churnguard.config import load_settings
 from churnguard.pipeline import Pipeline
-from churnguard.profiling.spec import load_spec
-from churnguard.scoring.detectors import make_detector
+from churnguard.profiling.spec import FeatureSpec
 from churnguard.scoring.scorer import Scorer
 from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.reload import Reloader
-from churnguard.store import save_bundle
+from churnguard.service.shard import Shard
 
 
-def _bundle(path: Path, version: str) -> None:
-    spec = load_spec()
-    det = make_detector("oif", len(spec.names), seed=1)
-    det.learn_many(np.zeros((64, len(spec.names))))
-    save_bundle(path, {"cluster:pod": det}, spec_version=spec.version, bundle_version=version)
+class Running:
+    """A bundle v1, a config pointing at it, and a one-shard service started from both (not
+    connected: ``apply()`` is what the consumer loop calls)."""
+
+    def __init__(self, tmp_path: Path, spec: FeatureSpec, write_bundle: Callable[..., Path]):
+        self.write_bundle = write_bundle
+        self.bundle = write_bundle(tmp_path / "bundle", "v1")
+        self.config = tmp_path / "churnguard.toml"
+        self.good = f'[model]\nbundle_dir = "{self.bundle}"\nreload_interval_s = 0\n'
+        self.config.write_text(self.good)
+        self.settings = load_settings(self.config)
+        self.metrics = ServiceMetrics()
+        self.reloader = Reloader(self.settings, self.config, self.metrics)
+        self.service = Service(self.settings, reloader=self.reloader)
+        pipe = Pipeline(self.settings, scorer=Scorer(self.settings, spec), spec=spec)
+        self.service.shards[0] = Shard(key="g/0", number=0, pipeline=pipe, offsets={"t": 0})
+        self.scorer = pipe.scorer
+
+    def replace_bundle(self, version: str) -> None:
+        shutil.rmtree(self.bundle)
+        self.write_bundle(self.bundle, version)
 
 
-def _service(settings: Settings, reloader: Reloader) -> Service:
-    """A service with one shard, not connected: apply() is what the consumer loop calls."""
-    from churnguard.service.shard import Shard
-
-    service = Service(settings, reloader=reloader)
-    spec = load_spec()
-    pipe = Pipeline(settings, scorer=Scorer(settings, spec), spec=spec)
-    service.shards[0] = Shard(key="g/0", number=0, pipeline=pipe, offsets={"t": 0})
-    return service
+@pytest.fixture
+def running(tmp_path: Path, spec: FeatureSpec, write_bundle: Callable[..., Path]) -> Running:
+    return Running(tmp_path, spec, write_bundle)
 
 
-def _running(tmp_path: Path) -> tuple[Path, Path, Reloader, Service]:
-    """A bundle v1, a config pointing at it, and a service started from both."""
-    bundle = tmp_path / "bundle"
-    _bundle(bundle, "v1")
-    config = tmp_path / "churnguard.toml"
-    config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
-    settings = load_settings(config)
-    reloader = Reloader(settings, config)
-    return bundle, config, reloader, _service(settings, reloader)
+def test_new_bundle_and_config_are_applied_to_running_shards(running: Running) -> None:
+    r = running
+    assert r.reloader.poll(now=1.0).bundle is None  # the start-up bundle is not news
+
+    r.replace_bundle("v2")
+    r.config.write_text(r.good + '[namespaces."payments-*"]\nthreshold = 0.97\n')
+    r.service.apply(r.reloader.poll(now=2.0))
+    assert r.scorer.model_version.startswith("v2")
+    assert r.scorer.thresholds.threshold("payments-api") == 0.97
+    assert r.service.settings.namespace_override("payments-api").threshold == 0.97
 
 
-def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> None:
-    bundle, config, reloader, service = _running(tmp_path)
-    scorer = service.shards[0].pipeline.scorer
-    assert reloader.poll(now=1.0).bundle is None  # the start-up bundle is not news
+def test_tampered_bundle_and_broken_config_are_refused_and_logged(running: Running, caplog) -> None:
+    r = running
+    before = r.scorer.model_version
 
-    shutil.rmtree(bundle)
-    _bundle(bundle, "v2")
-    config.write_text(
-        f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n'
-        '[namespaces."payments-*"]\nthreshold = 0.97\n'
-    )
-    service.apply(reloader.poll(now=2.0))
-    assert scorer.model_version.startswith("v2")
-    assert scorer.thresholds.threshold("payments-api") == 0.97
-    assert service.settings.namespace_override("payments-api").threshold == 0.97
-
-
-def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path, caplog) -> None:
-    bundle, config, reloader, service = _running(tmp_path)
-    scorer = service.shards[0].pipeline.scorer
-    before = scorer.model_version
-
-    shutil.rmtree(bundle)
-    _bundle(bundle, "v2")
-    model = next(p for p in bundle.iterdir() if p.name.startswith("model-"))
+    r.replace_bundle("v2")
+    model = next(p for p in r.bundle.iterdir() if p.name.startswith("model-"))
     data = model.read_bytes()
     model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # flip the last byte
-    config.write_text("[thresholds\nbroken = ")
+    r.config.write_text("[thresholds\nbroken = ")
     with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
-        service.apply(reloader.poll(now=2.0))
-    assert scorer.model_version == before
-    messages = " ".join(r.getMessage() for r in caplog.records)
+        r.service.apply(r.reloader.poll(now=2.0))
+    assert r.scorer.model_version == before
+    messages = " ".join(rec.getMessage() for rec in caplog.records)
     assert "model bundle refused" in messages and "config reload refused" in messages
+
+
+def test_a_config_refused_by_value_keeps_the_previous_one_and_is_counted(
+    running: Running, caplog
+) -> None:
+    r = running
+    refused_total = "churnguard_config_reload_refused_total"
+    r.config.write_text(
+        r.good + '[scoring]\ndetector = "oiff"\n[namespaces."ci-*"]\nthreshold = 0.5\n'
+    )
+    with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
+        r.service.apply(r.reloader.poll(now=2.0))
+    refused = [m for m in (rec.getMessage() for rec in caplog.records) if "refused" in m]
+    assert len(refused) == 1 and "\n" not in refused[0]
+    assert refused[0].startswith("config reload refused; keeping the current one: config ")
+    assert refused[0].endswith(
+        'scoring.detector = "oiff" is not allowed; allowed: "hst", "iforest", "oif"'
+    )
+    assert r.metrics.registry.get_sample_value(refused_total) == 1.0
+    assert r.service.settings is r.settings and r.scorer.settings is r.settings
+    assert r.scorer.hierarchy.settings.detector == "oif"
+    assert r.scorer.thresholds.threshold("ci-build") != 0.5  # nothing of the refused file
+
+    r.config.write_text(r.good + '[namespaces."ci-*"]\nthreshold = 0.5\n')  # fixed: applied
+    r.service.apply(r.reloader.poll(now=3.0))
+    assert r.scorer.thresholds.threshold("ci-build") == 0.5
+    assert r.metrics.registry.get_sample_value(refused_total) == 1.0

@@ -10,7 +10,7 @@ from churnguard.config import NamespaceOverride, Settings
 from churnguard.offline.replay import replay_files
 from churnguard.pipeline import Pipeline
 from churnguard.profiling.profile import EntityRef, Profile
-from churnguard.profiling.spec import load_spec
+from churnguard.profiling.spec import FeatureSpec
 from churnguard.scoring.rules import STATIC_RULES, StaticRuleScorer
 from churnguard.simulate import FILES, SimParams, generate, write
 
@@ -45,8 +45,8 @@ def profile(
 
 
 @pytest.fixture(scope="module")
-def scorer() -> StaticRuleScorer:
-    return StaticRuleScorer(Settings(), load_spec())
+def scorer(spec: FeatureSpec) -> StaticRuleScorer:
+    return StaticRuleScorer(Settings(), spec)
 
 
 def test_short_lived_benign_cronjob_pod_fires(scorer: StaticRuleScorer) -> None:
@@ -95,24 +95,23 @@ def test_instance_lifetime_rule_and_quiet_profiles(scorer: StaticRuleScorer) -> 
     assert {s.baseline_key for s in scored[1:]} == {"-"}
 
 
-def test_rules_are_documented_and_mutable_by_namespace() -> None:
+def test_rules_are_documented_and_mutable_by_namespace(spec: FeatureSpec) -> None:
     assert all(r.doc and r.technique.startswith("T") for r in STATIC_RULES)
     settings = Settings(namespaces={"batch-*": NamespaceOverride(mute=True)})
-    muted = StaticRuleScorer(settings, load_spec())
+    muted = StaticRuleScorer(settings, spec)
     (s,) = muted.score([profile({"lifetime_s": 10.0})])
     assert s.score == 1.0 and s.alert is None
     assert muted.model_version == "static-rules"
     muted.restore(muted.snapshot())  # stateless, but the drivers checkpoint every scorer
 
 
-def test_static_rules_page_on_simulated_benign_churn(tmp_path) -> None:
+def test_static_rules_page_on_simulated_benign_churn(tmp_path, spec: FeatureSpec) -> None:
     """Two hours of CronJobs and backups, no attacks: the rules alert anyway."""
     params = SimParams(
         seed=3, hours=2, attack_rate=0, scenarios=("deployments", "cronjobs", "backups")
     )
     paths = write(generate(params), tmp_path)
     settings = Settings()
-    spec = load_spec()
     pipe = Pipeline(settings, scorer=StaticRuleScorer(settings, spec), spec=spec)
     result = replay_files([str(paths[f]) for f in FILES], pipeline=pipe)
     fired = Counter(rule for a in result.alerts for rule in a.rules)

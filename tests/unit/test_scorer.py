@@ -10,6 +10,7 @@ import pytest
 from scoring_fixtures import ATTACK_VALUES, benign_values, make_profile, quick_settings
 
 from churnguard.config import NamespaceOverride
+from churnguard.errors import ConfigError
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.detectors import make_detector
 from churnguard.scoring.scorer import LEARNING, Scorer
@@ -187,3 +188,17 @@ def test_bare_pods_and_instances_never_teach_by_repetition() -> None:
         assert scorer.score([bare])[0].alert is not None
     assert {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()} == before
     assert scorer.withheld == {}
+
+
+def test_an_unknown_detector_is_refused_when_settings_arrive_not_when_scoring() -> None:
+    """Settings built in code skip load-time validation; the scorer still refuses them up front
+    (``Pipeline.process`` promises never to raise)."""
+    bad = msgspec.structs.replace(
+        quick_settings(), scoring=msgspec.structs.replace(quick_settings().scoring, detector="oiff")
+    )
+    with pytest.raises(ConfigError, match="unknown detector 'oiff'"):
+        Scorer(bad, SPEC)
+    scorer = Scorer(quick_settings(), SPEC)
+    with pytest.raises(ConfigError, match="unknown detector 'oiff'"):
+        scorer.use_settings(bad)
+    assert scorer.settings.scoring.detector == "oif"

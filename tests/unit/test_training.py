@@ -16,7 +16,7 @@ from churnguard.config import Settings
 from churnguard.errors import ConfigError
 from churnguard.offline import training
 from churnguard.offline.capture import CaptureRow
-from churnguard.profiling.spec import load_spec, spec_path
+from churnguard.profiling.spec import FeatureSpec, spec_path
 from churnguard.scoring.baselines import baseline_keys
 from churnguard.scoring.scorer import Scorer
 from churnguard.store import SignatureInvalid, load_bundle, verify_bundle
@@ -74,10 +74,9 @@ def test_same_inputs_same_bytes(tmp_path: Path, data: training.TrainingData) -> 
 
 
 def test_bundle_seeds_the_scorer_from_the_first_profile(
-    tmp_path: Path, data: training.TrainingData
+    tmp_path: Path, data: training.TrainingData, spec: FeatureSpec
 ) -> None:
     build(tmp_path / "b", data)
-    spec = load_spec()
     bundle = load_bundle(tmp_path / "b", spec_version=spec.version, key=None)
     scorer = Scorer(Settings(), spec, bundle)
     assert scorer.model_version.startswith(bundle.manifest.bundle_version)
@@ -103,7 +102,7 @@ def test_cluster_only_bundle_for_other_clusters(
 
 
 def test_sklearn_baselines_are_plain_isolation_forests(
-    tmp_path: Path, data: training.TrainingData
+    tmp_path: Path, data: training.TrainingData, spec: FeatureSpec
 ) -> None:
     # three namespaces keep this fast: one scikit-learn fit per baseline key
     names = sorted({p.entity.namespace for p in data.learn if p.entity.namespace})[:3]
@@ -117,8 +116,7 @@ def test_sklearn_baselines_are_plain_isolation_forests(
     forest = one.models["cluster:pod"]
     assert isinstance(forest.estimator_, IsolationForest)
     # refit at the end of training: the forest covers every row the reservoir holds
-    assert forest.estimator_.n_features_in_ == len(load_spec().names)
-    spec = load_spec()
+    assert forest.estimator_.n_features_in_ == len(spec.names)
     X = spec.transform(spec.matrix([p.values for p in data.profiles[:300]]))
     for key in one.models:
         np.testing.assert_array_equal(one.models[key].score_many(X), two.models[key].score_many(X))
@@ -202,9 +200,8 @@ def test_without_labels_no_metrics_and_no_temp_paths(
 
 
 def test_evaluation_leaves_the_models_it_was_given_untouched(
-    data: training.TrainingData, run: training.SimulatedRun
+    data: training.TrainingData, run: training.SimulatedRun, spec: FeatureSpec
 ) -> None:
-    spec = load_spec()
     models = training.select_baselines(
         training.fit_baselines(data.learn, spec, Settings(), detector="oif"),
         Settings(),
@@ -217,10 +214,9 @@ def test_evaluation_leaves_the_models_it_was_given_untouched(
     assert {k: m.to_bytes() for k, m in models.items()} == before
 
 
-def test_shipped_default_bundle_matches_its_documented_build() -> None:
+def test_shipped_default_bundle_matches_its_documented_build(spec: FeatureSpec) -> None:
     """models/default verifies, fits today's feature spec, and is what models/README.md says."""
     root = Path(__file__).resolve().parents[2]
-    spec = load_spec()
     bundle = load_bundle(root / "models" / "default", spec_version=spec.version, key=None)
     t = bundle.manifest.training
     assert (t["seed"], t["hours"], t["levels"], t["detector"]) == (7, 12.0, ["cluster"], "oif")

@@ -1,9 +1,11 @@
 """The alert: a typed record an analyst can act on, not a formatted string.
 
-Schema per DESIGN.md "Output". ``alert_id`` is a hash of the entity, the window and the
-feature-spec version, so a redelivered record reproduces the same id and never pages twice.
-Times come from event time (``emitted_at`` is the end of the scored window), so replaying
-the same input gives byte-identical alerts. The table in :func:`render_table` is a view.
+Schema per "Output" in the design doc (``../shared/DESIGN.md``). ``alert_id`` is a hash of
+the entity, the window and the feature-spec version, so a redelivered record reproduces the
+same id and never pages twice. Times come from event time (``emitted_at`` is the end of the
+scored window), so replaying the same input gives byte-identical alerts. The table in
+:func:`render_table` is a view.
+
 """
 
 from __future__ import annotations

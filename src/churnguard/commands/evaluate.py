@@ -10,10 +10,11 @@ Two ways in:
 
   churnguard evaluate --simulate [--seed N ...] [--hours H] [--namespaces N]
                       [--scenario NAME ...] [--attack-rate R] [--config cfg.toml]
-                      [--model DIR] [--json] [--details]
+                      [--model DIR] [--jobs N] [--json] [--details]
       simulate a labelled run per seed, replay the same files through churnguard as
       configured, one cluster-wide model, river HalfSpaceTrees with its defaults and the
       static rules, and print them side by side (per seed, then pooled over the seeds).
+      Seeds and systems run in parallel (--jobs, default one worker per core).
       churnguard starts from empty baselines unless --model names a bundle to evaluate.
 
 An attack counts as detected when an alert names its entity (pod by namespace/pod, instance
@@ -37,7 +38,7 @@ from churnguard.offline.evaluate import (
     STATIC_RULES,
     SYSTEMS,
     Report,
-    compare_on_simulation,
+    compare_on_simulations,
     evaluate,
     format_details,
     format_reports,
@@ -101,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SYSTEM_FLAGS,
         help="compare only these systems (default all)",
     )
+    sim.add_argument(
+        "--jobs",
+        type=_positive_int,
+        help="worker processes for the seeds and systems (default: one per core; 1 = serial;"
+        " the reports are the same either way)",
+    )
     sim.add_argument("--config", help="churnguard TOML config (scoring and thresholds)")
     sim.add_argument("--model", help="evaluate this model bundle (verified before loading)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -109,6 +116,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also list missed attacks and the benign entities alerted on most",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,23 +168,26 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
 
     settings = load_settings(args.config)
     seeds = list(dict.fromkeys(args.seed or [0]))
-    runs: dict[str, dict[str, Report]] = {}
-    for seed in seeds:
-        params = SimParams(
+    params = [
+        SimParams(
             seed=seed,
             hours=args.warmup_hours + args.hours,
             namespaces=args.namespaces,
             attack_rate=args.attack_rate,
             scenarios=tuple(args.scenario),
         )
-        runs[f"seed {seed}"] = compare_on_simulation(
-            params,
-            settings,
-            model_dir=args.model,
-            systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
-            progress=lambda line: print(line, file=sys.stderr),
-            warmup_hours=args.warmup_hours,
-        )
+        for seed in seeds
+    ]
+    reports = compare_on_simulations(
+        params,
+        settings,
+        model_dir=args.model,
+        systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
+        progress=lambda line: print(line, file=sys.stderr),
+        warmup_hours=args.warmup_hours,
+        jobs=args.jobs,
+    )
+    runs = {f"seed {seed}": r for seed, r in zip(seeds, reports, strict=True)}
     if len(seeds) > 1:
         first = next(iter(runs.values()))
         runs["pooled"] = {name: pool([r[name] for r in runs.values()]) for name in first}

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)  # a refused config exits 2 before anything starts
     logs.configure(args.log_level, json_logs=not args.plain_logs)
-    settings = load_settings(args.config)
     if args.bootstrap:
         settings.kafka.bootstrap_servers = args.bootstrap
     if args.group:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     try:
-        reloader = Reloader(settings, args.config)
+        reloader = Reloader(settings, args.config, metrics)
         stats = Service(settings, stop_event=stop, metrics=metrics, reloader=reloader).run()
     finally:
         if server is not None:

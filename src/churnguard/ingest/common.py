@@ -65,7 +65,7 @@ class AdapterContext(msgspec.Struct, kw_only=True):
         """True outside the cluster/private ranges, False inside, None if not an address."""
         if not ip:
             return None
-        return _is_external(ip, tuple(self.cluster_cidrs))
+        return is_external_address(ip, tuple(self.cluster_cidrs))
 
     def is_internal_address(self, value: str | None) -> bool:
         """True for a routable in-cluster address (a candidate pod IP): not loopback."""
@@ -273,12 +273,14 @@ def _bare_ip(value: str) -> str:
 
 
 @lru_cache(maxsize=65_536)
-def _is_external(value: str, cidrs: tuple[str, ...]) -> bool | None:
+def is_external_address(value: str, cidrs: tuple[str, ...]) -> bool | None:
+    """True outside ``cidrs``, False inside them or for loopback, link-local and unspecified
+    addresses, None when ``value`` is not an address. The one rule adapters and features use."""
     try:
         ip = ipaddress.ip_address(_bare_ip(value))
     except ValueError:
         return None
-    if ip.is_loopback or ip.is_link_local:
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
         return False
     return not any(ip in net for net in _networks(cidrs) if net.version == ip.version)
 

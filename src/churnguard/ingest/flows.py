@@ -1,8 +1,8 @@
 """Network flows -> NET_FLOW about the sending pod: Cilium Hubble and the generic flow record.
 
 Hubble knows endpoints (namespace, pod, labels) but no byte counts, so it feeds connection
-counts, destinations and beacon timing; the generic record (DESIGN.md) adds bytes for the
-egress-volume features. Only the initiating direction counts: Hubble replies are ignored,
+counts, destinations and beacon timing; the generic record (``../shared/DESIGN.md``) adds bytes
+for the egress-volume features. Only the initiating direction counts: Hubble replies are ignored,
 as are flows whose source is not a pod (host, world, the API server).
 """
 

@@ -21,7 +21,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from churnguard.ingest.events import (
-    ActorKind,
     EntityKey,
     EntityKind,
     Event,
@@ -99,10 +98,6 @@ class EntityState:
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
 
-    @property
-    def ended_at(self) -> float | None:
-        return self.deleted_at
-
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor
 
@@ -110,7 +105,7 @@ class EntityState:
 class EntityTable:
     """Routes events to entity states; keeps the pod-IP and service-account bindings."""
 
-    def __init__(self, cluster_networks: object | None = None) -> None:
+    def __init__(self) -> None:
         self.states: dict[EntityKey, EntityState] = {}
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
@@ -258,10 +253,6 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.node = ev.node
     if ev.pod_ip and state.key.kind is EntityKind.POD:
         state.pod_ips.add(ev.pod_ip)
-
-
-def actor_kind_value(kind: ActorKind | str | None) -> str | None:
-    return None if kind is None else str(kind)
 
 
 def remember_destination(state: EntityState, dest: str, t: float) -> None:

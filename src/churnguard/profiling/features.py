@@ -7,7 +7,6 @@ before folding, so the row does not depend on arrival order.
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
 import shlex
@@ -16,9 +15,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from churnguard.ingest.common import is_external_address
 from churnguard.ingest.events import ActorKind, ApiCategory, EntityKind, Event, EventKind
 from churnguard.profiling.entities import EntityState, remember_destination
-from churnguard.profiling.profile import EntityRef, Evidence, Profile
+from churnguard.profiling.profile import EntityRef, Evidence, Profile, image_repository
 from churnguard.profiling.spec import FeatureSpec
 
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
@@ -48,23 +48,19 @@ _OBJECT_READS = (ApiCategory.READ, ApiCategory.REPO_READ, ApiCategory.SECRET_REA
 
 
 class NetworkClassifier:
-    """Decides whether a destination address is outside the cluster and private ranges."""
+    """Whether an event's destination is outside the cluster: the adapter's verdict when it
+    gave one, else the one address rule (:func:`churnguard.ingest.common.is_external_address`);
+    a name without an address (an FQDN) is external."""
 
     def __init__(self, cluster_cidrs: Iterable[str]) -> None:
-        self._nets = [ipaddress.ip_network(c, strict=False) for c in cluster_cidrs]
+        self._cidrs = tuple(cluster_cidrs)
 
     def is_external(self, ev: Event) -> bool:
         if ev.dst_external is not None:
             return ev.dst_external
         if not ev.dst_ip:
             return bool(ev.dst_fqdn)
-        try:
-            addr = ipaddress.ip_address(ev.dst_ip)
-        except ValueError:
-            return False
-        if addr.is_loopback or addr.is_link_local or addr.is_unspecified:
-            return False
-        return not any(addr in net for net in self._nets)
+        return bool(is_external_address(ev.dst_ip, self._cidrs))
 
 
 class FirstSeenMemory:
@@ -140,11 +136,6 @@ def destination_scope(state: EntityState) -> str:
 def _memory_scope(p: Profile) -> str:
     """:func:`destination_scope` of a profile's entity."""
     return "instances" if p.entity.kind == "instance" else (p.entity.namespace or "-")
-
-
-def _image_repo(image: str | None) -> str:
-    """The image without its tag or digest: what ``new_image`` remembers per namespace."""
-    return (image or "").rsplit(":", 1)[0].split("@", 1)[0]
 
 
 def _basename(binary: str | None) -> str:
@@ -244,7 +235,7 @@ class FeatureBuilder:
             if e.kind == "pod":
                 ns = e.namespace or ""
                 if e.image:
-                    self.memory._add(self.memory.images, ns, [_image_repo(e.image)])
+                    self.memory._add(self.memory.images, ns, [image_repository(e.image)])
                 if e.workload:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
 
@@ -339,7 +330,7 @@ class FeatureBuilder:
         if state.key.kind is not EntityKind.POD or state.windows_emitted > 0:
             return {}
         ns = state.namespace or ""
-        image_repo = _image_repo(state.image)
+        image_repo = image_repository(state.image)
         new_image = bool(image_repo) and image_repo not in self.memory.images.get(ns, set())
         new_workload = state.workload is None or state.workload not in self.memory.workloads.get(
             ns, set()

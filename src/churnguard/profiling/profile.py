@@ -12,8 +12,19 @@ import msgspec
 from churnguard.ingest.events import Origin
 
 
+def image_repository(image: str | None) -> str:
+    """``registry:5000/app:1.2@sha256:..`` → ``registry:5000/app``: the image without its tag
+    or digest (a registry port is kept); "" when there is no image. New-image memory and the
+    image-named baseline of a bare pod both key on it."""
+    if not image:
+        return ""
+    repo = image.split("@", 1)[0]
+    head, sep, tail = repo.rpartition(":")
+    return head if sep and "/" not in tail else repo
+
+
 class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The entity as an alert names it (DESIGN.md alert schema ``entity``)."""
+    """The entity as an alert names it (alert schema ``entity`` of ``../shared/DESIGN.md``)."""
 
     kind: str  # "pod" | "instance"
     namespace: str | None = None

@@ -1,7 +1,8 @@
 """Load the versioned feature spec (``features/v<N>.toml``) and apply its model transforms.
 
 The spec is the single source of feature names, documentation and scaling for the service,
-the detectors and the notebooks; nothing else hard-codes a feature list.
+the detectors and the notebooks; nothing else hard-codes a feature list. Its fields are typed
+with their allowed values, so a misspelt key or value is refused at load in one line.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+import msgspec
 import numpy as np
 
 from churnguard.errors import ConfigError
+from churnguard.validation import convert
 
 # the repo's features/ (editable installs, notebooks); a container image sets
 # CHURNGUARD_SPEC_DIR to where it copied that directory
@@ -21,22 +25,21 @@ SPEC_DIR = Path(
     os.environ.get("CHURNGUARD_SPEC_DIR") or Path(__file__).resolve().parents[3] / "features"
 )
 DEFAULT_VERSION = "1"
-_TRANSFORMS = ("log1p", "identity", "log_gap")
 GAP_FLOOR = 2.0**-10  # log_gap resolves ratios up to 1 - 1/1024
-_APPLIES = ("pod", "instance", "both")
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureDef:
-    name: str
-    applies: str
-    kind: str
-    transform: str
-    missing: float
-    strategy: str
-    doc: str
-    scale: float = 1.0
-    direction: str = "high"  # which way is suspicious: "high" (more) or "low" (shorter, sooner)
+class FeatureDef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[feature]]`` of the spec; the field comments of ``features/v1.toml`` say why."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
+    kind: Literal["count", "bytes", "seconds", "flag", "ratio"]
+    transform: Literal["log1p", "identity", "log_gap"]
+    doc: Annotated[str, msgspec.Meta(min_length=1)]
+    applies: Literal["pod", "instance", "both"] = "both"
+    missing: float = 0.0
+    strategy: Literal["deletion", "collection", "archive_exfil", "c2", "context"] = "context"
+    scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    direction: Literal["high", "low"] = "high"  # which way is suspicious: more, or less
 
     def applies_to(self, entity_kind: str) -> bool:
         return self.applies == "both" or self.applies == entity_kind
@@ -115,43 +118,29 @@ def load_spec(path: str | Path | None = None, version: str = DEFAULT_VERSION) ->
         data = tomllib.loads(p.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read feature spec {p}: {exc}") from exc
-    feats = []
-    seen = set()
-    for raw in data.get("feature", []):
-        try:
-            f = FeatureDef(
-                name=str(raw["name"]),
-                applies=str(raw.get("applies", "both")),
-                kind=str(raw["kind"]),
-                transform=str(raw["transform"]),
-                missing=float(raw.get("missing", 0.0)),
-                strategy=str(raw.get("strategy", "context")),
-                doc=str(raw["doc"]),
-                scale=float(raw.get("scale", 1.0)),
-                direction=str(raw.get("direction", "high")),
-            )
-        except KeyError as exc:
-            raise ConfigError(f"{p}: feature {raw.get('name', '?')} lacks {exc}") from exc
-        if (
-            f.transform not in _TRANSFORMS
-            or f.applies not in _APPLIES
-            or f.direction not in ("high", "low")
-            or f.scale <= 0
-        ):
-            raise ConfigError(f"{p}: feature {f.name} has a bad transform/applies/direction/scale")
+    doc = convert(data, _SpecFile, f"feature spec {p}")
+    seen: set[str] = set()
+    for f in doc.feature:
         if f.name in seen:
-            raise ConfigError(f"{p}: feature {f.name} defined twice")
+            raise ConfigError(f"feature spec {p}: feature {f.name} defined twice")
         seen.add(f.name)
-        feats.append(f)
-    if not feats:
-        raise ConfigError(f"{p}: no features")
     return FeatureSpec(
-        version=str(data["version"]),
-        window_seconds=float(data.get("window_seconds", 300)),
-        allowed_lateness_seconds=float(data.get("allowed_lateness_seconds", 60)),
-        idle_expiry_seconds=float(data.get("idle_expiry_seconds", 3600)),
-        features=tuple(feats),
+        version=doc.version,
+        window_seconds=doc.window_seconds,
+        allowed_lateness_seconds=doc.allowed_lateness_seconds,
+        idle_expiry_seconds=doc.idle_expiry_seconds,
+        features=tuple(doc.feature),
     )
+
+
+class _SpecFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The spec file as written; :class:`FeatureSpec` is what the code uses."""
+
+    version: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]
+    window_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    allowed_lateness_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    idle_expiry_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    feature: Annotated[list[FeatureDef], msgspec.Meta(min_length=1)]
 
 
 def render_markdown(spec: FeatureSpec) -> str:

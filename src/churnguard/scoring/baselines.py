@@ -36,7 +36,7 @@ import numpy as np
 from churnguard.config import ScoringSettings, Settings
 from churnguard.errors import ModelError
 from churnguard.profiling.entities import normalise_workload
-from churnguard.profiling.profile import Profile
+from churnguard.profiling.profile import Profile, image_repository
 from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
 
 CLOUD_NAMESPACE = "_cloud"
@@ -54,15 +54,6 @@ OIF_PARAMS = {
 LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
 
 
-def image_repository(image: str | None) -> str:
-    """``registry/app:1.2@sha256:..`` → ``registry/app`` (a registry port is kept)."""
-    if not image:
-        return "unknown"
-    repo = image.split("@", 1)[0]
-    head, sep, tail = repo.rpartition(":")
-    return head if sep and "/" not in tail else repo
-
-
 def namespace_of(profile: Profile) -> str:
     return profile.entity.namespace or CLOUD_NAMESPACE
 
@@ -72,7 +63,7 @@ def workload_of(profile: Profile) -> str:
     e = profile.entity
     if e.kind == "instance":
         return "instances"
-    return normalise_workload(e.workload) or f"image/{image_repository(e.image)}"
+    return normalise_workload(e.workload) or f"image/{image_repository(e.image) or 'unknown'}"
 
 
 def baseline_keys(profile: Profile) -> tuple[str, str, str]:
@@ -145,10 +136,21 @@ class Hierarchy:
     """Chooses the baseline that scores a profile and teaches the ones that learn from it."""
 
     def __init__(self, settings: ScoringSettings, n_features: int) -> None:
-        self.settings = settings
         self.n_features = n_features
+        self.settings = settings
         self.baselines: dict[str, Baseline] = {}
         self.namespaces: dict[str, NamespaceAge] = {}
+
+    @property
+    def settings(self) -> ScoringSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ScoringSettings) -> None:
+        """Refuses an unknown detector here, where settings arrive, so that building the
+        first baseline (inside ``Pipeline.process``, which never raises) cannot."""
+        make_detector(settings.detector, self.n_features)
+        self._settings = settings
 
     def _new(self, key: str) -> Baseline:
         scope = key.split(":", 1)[0]

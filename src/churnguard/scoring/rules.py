@@ -1,10 +1,10 @@
 """The static rules the detection strategies imply, as a scorer: the comparison baseline.
 
-These are the rules a team writes first (DESIGN.md's strategy table read literally), and
-the reason churnguard learns baselines instead: CronJobs, CI runners and spot reclaims
-delete short-lived pods and instances all day, and backup jobs write archives and upload
-hundreds of MB (docs/scenarios.md). ``churnguard evaluate`` runs them side by side with the
-learned models to show how noisy they are at the recall they reach.
+These are the rules a team writes first (the strategy table of ``../shared/DESIGN.md`` read
+literally), and the reason churnguard learns baselines instead: CronJobs, CI runners and
+spot reclaims delete short-lived pods and instances all day, and backup jobs write archives
+and upload hundreds of MB (docs/scenarios.md). ``churnguard evaluate`` runs them side by
+side with the learned models to show how noisy they are at the recall they reach.
 
 :class:`StaticRuleScorer` has the interface of :class:`churnguard.scoring.scorer.Scorer`, so the
 pipeline and both drivers take either. A rule has no baseline, so its explanation reports a

@@ -116,9 +116,9 @@ class Scorer:
     def use_settings(self, settings: Settings) -> None:
         """New thresholds, overrides and guard caps apply from the next batch; learned state
         is kept (a changed detector kind applies to baselines created from then on)."""
+        self.hierarchy.settings = settings.scoring  # first: it refuses an unknown detector
         self.settings = settings
         self.thresholds.settings = settings
-        self.hierarchy.settings = settings.scoring
 
     # ---- scoring -----------------------------------------------------------------------------
     def score(self, profiles: list[Profile]) -> list[Scored]:

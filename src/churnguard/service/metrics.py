@@ -117,6 +117,11 @@ class ServiceMetrics:
         self.assigned = Gauge(
             "churnguard_assigned_partitions", "Input partitions assigned", registry=r
         )
+        self.config_refused = Counter(
+            "churnguard_config_reload_refused_total",
+            "Changed config files refused at hot reload (the previous config keeps running)",
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._last_tick = time.monotonic()
         self._assigned = False

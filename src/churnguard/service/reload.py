@@ -2,9 +2,12 @@
 
 Polled from the consumer loop every ``model.reload_interval_s``. A bundle is verified
 before anything in it is deserialised (``store.BundleWatcher``); a refused one is logged
-and the service keeps scoring with what it has. A config file that no longer parses is
-likewise logged and ignored. Only the scoring side is swapped: thresholds, per-namespace
-overrides and baselines; Kafka and pipeline settings need a restart.
+and the service keeps scoring with what it has. A changed config file is validated by value
+exactly as at start (``config.load_settings``); one that is refused (it no longer parses, or
+a key holds a value it may not, such as ``detector = "oiff"``) is not applied: the service
+keeps the previous config, logs the one-line refusal and counts it in
+``churnguard_config_reload_refused_total``. Only the scoring side is swapped: thresholds,
+per-namespace overrides and baselines; Kafka and pipeline settings need a restart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from churnguard.config import Settings, load_settings
 from churnguard.errors import ConfigError
+from churnguard.service.metrics import ServiceMetrics
 from churnguard.store import Bundle, BundleWatcher, key_from_env
 from churnguard.wiring import bundle_dir
 
@@ -32,8 +36,14 @@ class Changes:
 class Reloader:
     """Watches the bundle directory and the config file; reports what changed."""
 
-    def __init__(self, settings: Settings, config_path: str | Path | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str | Path | None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.config_path = Path(config_path) if config_path else None
         self._config_digest = self._digest()
         directory = bundle_dir(settings, None)
@@ -80,8 +90,10 @@ class Reloader:
             try:
                 changes.settings = load_settings(self.config_path)
             except ConfigError as exc:
-                log.error("config reload refused; keeping the current one",
+                log.error("config reload refused; keeping the current one: %s", exc,
                           extra={"reason": str(exc)})  # fmt: skip
+                if self.metrics is not None:
+                    self.metrics.config_refused.inc()
             else:
                 changes.settings.kafka = self.settings.kafka  # connection settings need a restart
                 self.settings = changes.settings

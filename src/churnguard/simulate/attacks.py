@@ -3,6 +3,9 @@
 Every attack is built from the same actions as the benign churn (pods created by a person,
 execs, tarballs, uploads, S3 reads, deletes), so only the *combination* and the context
 (which workload, which identity, which destination) tells them apart.
+
+Over 400 lines on purpose: one short ``setup`` function per labelled attack, each
+independent; the catalogue reads best as one list beside its labels.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Each scenario is ``setup(cluster, params)``: it schedules its own actions on the cluster's
 event-time queue. Long-running workloads (Deployments, StatefulSets, DaemonSets) live in
 :class:`Workload`, which also replaces pods that someone else deleted or evicted.
+
+Over 400 lines on purpose: one short ``setup`` function per benign scenario, each
+independent; the catalogue reads best as one list (splitting by theme would scatter it).
 """
 
 from __future__ import annotations

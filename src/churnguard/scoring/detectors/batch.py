@@ -134,11 +134,9 @@ class BatchIsolationForest(Detector):
                 self.reservoir_[slot] = row
         self.n_seen_ += len(X)
 
-    _PARAMS = ("n_estimators", "max_samples", "reservoir_size", "refit_every", "n_features", "seed")
-
     def to_bytes(self) -> bytes:
         """npz of the reservoir + the estimator as skops bytes (no pickle)."""
-        meta: dict[str, Any] = {"params": {p: getattr(self, p) for p in self._PARAMS}}
+        meta: dict[str, Any] = {"params": self.params()}
         if not hasattr(self, "reservoir_"):
             return pack(self.name, meta, {})
         meta.update(

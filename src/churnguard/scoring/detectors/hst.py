@@ -73,6 +73,13 @@ class HalfSpaceTrees(Detector):
         self.n_features = n_features
         self.seed = seed
 
+    def params(self) -> dict[str, Any]:
+        """``limits`` as JSON lists of ``[low, high]`` (any sequence of pairs is accepted)."""
+        params = super().params()
+        if self.limits is not None:
+            params["limits"] = [[float(lo), float(hi)] for lo, hi in self.limits]
+        return params
+
     def learn_many(self, X: np.ndarray) -> Self:
         X = as_matrix(X, self._width(), finite=True)
         if len(X) == 0:
@@ -124,14 +131,9 @@ class HalfSpaceTrees(Detector):
         scaled = np.where(flat, 0.5 + 0.5 * np.sign(offset), offset / np.where(flat, 1.0, span))
         return np.clip(np.nan_to_num(scaled, nan=0.5), 0.0, 1.0)
 
-    _PARAMS = ("n_trees", "height", "window_size", "n_features", "seed")
-
     def to_bytes(self) -> bytes:
         """npz of the scale + the pickled river model (trusted storage only)."""
-        meta: dict[str, Any] = {
-            "params": {p: getattr(self, p) for p in self._PARAMS},
-            "limits": None if self.limits is None else [list(map(float, b)) for b in self.limits],
-        }
+        meta: dict[str, Any] = {"params": self.params()}
         if not hasattr(self, "model_"):
             return pack(self.name, meta, {})
         meta.update(n_features_in_=self.n_features_in_, n_seen_=self.n_seen_)
@@ -143,10 +145,10 @@ class HalfSpaceTrees(Detector):
         """Unpickles river's model: call only on verified bytes."""
         meta, arrays = unpack(cls.name, data)
         try:
-            limits = meta["limits"]
-            det = cls(
-                **meta["params"], limits=None if limits is None else [tuple(b) for b in limits]
-            )
+            params = dict(meta["params"])
+            if meta.get("limits") is not None:  # bundles written before limits was a param
+                params["limits"] = meta["limits"]
+            det = cls(**params)
             if not arrays:
                 return det
             det.n_features_in_ = int(meta["n_features_in_"])

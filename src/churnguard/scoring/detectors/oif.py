@@ -322,20 +322,11 @@ class OnlineIsolationForest(Detector):
 
     # -- state ----------------------------------------------------------------------------
 
-    _PARAMS = (
-        "n_trees",
-        "max_leaf_samples",
-        "window_size",
-        "learn_chunk",
-        "n_features",
-        "seed",
-        "range_novelty",
-    )
     _NODE_ARRAYS = ("feature_", "threshold_", "left_", "right_", "count_", "depth_", "lo_", "hi_")
 
     def to_bytes(self) -> bytes:
         """Arrays in an npz plus JSON meta: loading it never executes code."""
-        meta: dict[str, Any] = {"params": {p: getattr(self, p) for p in self._PARAMS}}
+        meta: dict[str, Any] = {"params": self.params()}
         if not hasattr(self, "roots_"):
             return pack(self.name, meta, {})
         used = self.n_nodes_
