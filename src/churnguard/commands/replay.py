@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
 from churnguard.offline.capture import write_capture
@@ -38,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="pin every input to one format instead of detecting per record",
     )
+    parser.add_argument(
+        "--alert-format",
+        choices=ALERT_FORMATS,
+        help="json (churnguard's alert), ocsf (OCSF Detection Finding) or falco (Falco's JSON"
+        " output, for falcosidekick); default: the config's alerts.format, else json",
+    )
     parser.add_argument("--table", action="store_true", help="print the alerts as a table")
 
 
@@ -47,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     pinned = None if args.format == "auto" else args.format
     result = replay_files(args.inputs, settings, pinned=pinned, pipeline=pipeline)
     encoder = msgspec.json.Encoder()
-    body = b"".join(encoder.encode(a) + b"\n" for a in result.alerts)
+    fmt = args.alert_format or settings.alerts.format
+    body = b"".join(encode_alert(a, settings.alerts, fmt) + b"\n" for a in result.alerts)
     if args.alerts == "-":
         sys.stdout.buffer.write(body)
     else:

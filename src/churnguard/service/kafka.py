@@ -35,6 +35,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, Topic
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from churnguard.alerts.formats import alert_id_of, encode_alert
 from churnguard.config import KafkaSettings, Settings
 from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin, Rejected
@@ -275,7 +276,7 @@ class Service:
             self._producer.send(
                 self.kafka.alerts_topic,
                 key=str(alert.entity.key()).encode(),
-                value=_json.encode(alert),
+                value=encode_alert(alert, self.settings.alerts),
                 headers=[
                     (SHARD_HEADER, shard.key.encode()),
                     (CLOCK_HEADER, repr(clock).encode()),
@@ -438,7 +439,7 @@ class Service:
                 headers = dict(rec.headers or [])
                 if headers.get(SHARD_HEADER) != mine:
                     continue
-                alert_id = msgspec.json.decode(rec.value).get("alert_id")
+                alert_id = alert_id_of(msgspec.json.decode(rec.value))
                 clock = float(headers.get(CLOCK_HEADER, b"inf"))
                 if alert_id:
                     shard.alert_ids[alert_id] = clock

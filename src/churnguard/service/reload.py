@@ -84,6 +84,7 @@ class Reloader:
                           extra={"reason": str(exc)})  # fmt: skip
             else:
                 changes.settings.kafka = self.settings.kafka  # connection settings need a restart
+                changes.settings.alerts = self.settings.alerts  # so does the output format
                 self.settings = changes.settings
                 log.info("config reloaded", extra={"path": str(self.config_path)})
         return changes
