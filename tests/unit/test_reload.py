@@ -14,6 +14,7 @@ from churnguard.profiling.spec import load_spec
 from churnguard.scoring.detectors import make_detector
 from churnguard.scoring.scorer import Scorer
 from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.reload import Reloader
 from churnguard.store import save_bundle
 
@@ -41,10 +42,27 @@ def _running(tmp_path: Path) -> tuple[Path, Path, Reloader, Service]:
     bundle = tmp_path / "bundle"
     _bundle(bundle, "v1")
     config = tmp_path / "churnguard.toml"
-    config.write_text(f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n')
+    config.write_text(
+        f'[model]\nbundle_dir = "{bundle}"\nreload_interval_s = 0\n[alerts]\nformat = "ocsf"\n'
+    )
     settings = load_settings(config)
-    reloader = Reloader(settings, config)
+    reloader = Reloader(settings, config, metrics=ServiceMetrics())
     return bundle, config, reloader, _service(settings, reloader)
+
+
+def _model_metrics(reloader: Reloader, service: Service) -> tuple[set[str], float]:
+    """Model versions the service reports in use, and bundles refused so far."""
+    metrics = reloader.metrics
+    assert metrics is not None
+    metrics.observe_shards({n: s.pipeline for n, s in service.shards.items()})
+    versions = {
+        s.labels["version"]
+        for family in metrics.registry.collect()
+        if family.name == "churnguard_model_info"
+        for s in family.samples
+        if s.value == 1
+    }
+    return versions, metrics.registry.get_sample_value("churnguard_model_refused_total") or 0.0
 
 
 def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> None:
@@ -60,6 +78,8 @@ def test_new_bundle_and_config_are_applied_to_running_shards(tmp_path: Path) -> 
     )
     service.apply(reloader.poll(now=2.0))
     assert scorer.model_version.startswith("v2")
+    assert _model_metrics(reloader, service) == ({scorer.model_version}, 0.0)
+    assert service.settings.alerts.format == "ocsf"  # the output format needs a restart
     assert scorer.thresholds.threshold("payments-api") == 0.97
     assert service.settings.namespace_override("payments-api").threshold == 0.97
 
@@ -78,5 +98,6 @@ def test_tampered_bundle_and_broken_config_are_refused_and_logged(tmp_path: Path
     with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
         service.apply(reloader.poll(now=2.0))
     assert scorer.model_version == before
+    assert _model_metrics(reloader, service) == ({before}, 1.0)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "model bundle refused" in messages and "config reload refused" in messages

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     try:
-        reloader = Reloader(settings, args.config)
+        reloader = Reloader(settings, args.config, metrics=metrics)
         stats = Service(settings, stop_event=stop, metrics=metrics, reloader=reloader).run()
     finally:
         if server is not None:

@@ -283,7 +283,7 @@ class Service:
                 ],
             ).add_errback(self._on_send_error)
             self.stats.alerts += 1
-            self.metrics.alerts.labels(str(alert.severity), alert.entity.namespace or "-").inc()
+            self.metrics.count_alert(alert)
         for rejected in out.rejected:
             self._producer.send(
                 self.kafka.dead_letter_topic, value=dead_letter(rejected)
@@ -310,7 +310,7 @@ class Service:
             # caught-up inputs stop holding back the shard's event-time watermark
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
             self._handle(shard, shard.pipeline.set_idle(idle))
-            self.metrics.entities.labels(str(shard.number)).set(len(shard.pipeline.table.states))
+        self.metrics.observe_shards({n: s.pipeline for n, s in self.shards.items()})
         self.lag = lag
         self.metrics.set_lag(lag)
 

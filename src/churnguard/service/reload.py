@@ -17,6 +17,7 @@ from pathlib import Path
 
 from churnguard.config import Settings, load_settings
 from churnguard.errors import ConfigError
+from churnguard.service.metrics import ServiceMetrics
 from churnguard.store import Bundle, BundleWatcher, key_from_env
 from churnguard.wiring import bundle_dir
 
@@ -32,8 +33,15 @@ class Changes:
 class Reloader:
     """Watches the bundle directory and the config file; reports what changed."""
 
-    def __init__(self, settings: Settings, config_path: str | Path | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str | Path | None,
+        *,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.config_path = Path(config_path) if config_path else None
         self._config_digest = self._digest()
         directory = bundle_dir(settings, None)
@@ -71,6 +79,8 @@ class Reloader:
                     extra={"bundle_version": changes.bundle.manifest.bundle_version},
                 )
             elif refusal and refusal != self._last_refusal:
+                if self.metrics is not None:
+                    self.metrics.model_refused.inc()
                 log.error("model bundle refused; keeping the current model",
                           extra={"reason": refusal})  # fmt: skip
             self._last_refusal = refusal
