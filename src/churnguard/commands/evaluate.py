@@ -46,6 +46,7 @@ from churnguard.offline.evaluate import (
     read_benign_entities,
     read_labels,
 )
+from churnguard.offline.progress import Progress
 
 # --system names on the command line -> table columns
 SYSTEM_FLAGS = {"churnguard": CHURNGUARD, "cluster": CLUSTER_WIDE, "hst": RIVER_HST,
@@ -105,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--model", help="evaluate this model bundle (verified before loading)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
+    parser.add_argument(
         "--details",
         action="store_true",
         help="also list missed attacks and the benign entities alerted on most",
@@ -152,6 +156,20 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
     settings = load_settings(args.config)
     seeds = list(dict.fromkeys(args.seed or [0]))
     runs: dict[str, dict[str, Report]] = {}
+    bar: Progress | None = None
+
+    def announce(line: str) -> None:
+        """Each replay gets its own bar, below the line that names it."""
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+        print(line, file=sys.stderr)
+        bar = Progress("replay", None, quiet=args.quiet)
+
+    def records(done: int, total: int) -> None:
+        if bar is not None:
+            bar.to(done, total)
+
     for seed in seeds:
         params = SimParams(
             seed=seed,
@@ -165,9 +183,12 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
             settings,
             model_dir=args.model,
             systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
-            progress=lambda line: print(line, file=sys.stderr),
+            progress=announce,
             warmup_hours=args.warmup_hours,
+            replay_progress=records,
         )
+    if bar is not None:
+        bar.close()
     if len(seeds) > 1:
         first = next(iter(runs.values()))
         runs["pooled"] = {name: pool([r[name] for r in runs.values()]) for name in first}

@@ -17,6 +17,7 @@ from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
 from churnguard.offline.capture import write_capture
+from churnguard.offline.progress import Progress
 from churnguard.offline.replay import replay_files, summary_lines
 from churnguard.wiring import make_pipeline
 
@@ -46,13 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " output, for falcosidekick); default: the config's alerts.format, else json",
     )
     parser.add_argument("--table", action="store_true", help="print the alerts as a table")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
     pinned = None if args.format == "auto" else args.format
-    result = replay_files(args.inputs, settings, pinned=pinned, pipeline=pipeline)
+    with Progress.for_files("replay", args.inputs, quiet=args.quiet) as bar:
+        result = replay_files(
+            args.inputs, settings, pinned=pinned, pipeline=pipeline, on_progress=bar.to
+        )
     encoder = msgspec.json.Encoder()
     fmt = args.alert_format or settings.alerts.format
     body = b"".join(encode_alert(a, settings.alerts, fmt) + b"\n" for a in result.alerts)

@@ -501,6 +501,7 @@ def compare_on_simulation(
     systems: Sequence[str] = SYSTEMS,
     progress: Callable[[str], None] | None = None,
     warmup_hours: float = 0.0,
+    replay_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Report]:
     """Simulate ``params`` (a ``simulate.SimParams``), write the files, and replay the same
     files through each system in ``systems``; one :class:`Report` per system, in order.
@@ -508,6 +509,7 @@ def compare_on_simulation(
     With ``warmup_hours`` the first hours of the simulation (its ``hours`` include them)
     train every system but are not measured: attacks starting in them, alerts ending in
     them and profiles of them are left out, which is "after learning mode" for all four.
+    ``replay_progress(records read, records in the files)`` follows each replay.
     """
     from churnguard.offline.replay import replay_files
     from churnguard.simulate import FILES, generate, write
@@ -523,10 +525,12 @@ def compare_on_simulation(
     with tempfile.TemporaryDirectory(prefix="churnguard-evaluate-") as tmp:
         paths = write(sim, tmp)
         inputs = [str(paths[fmt]) for fmt in FILES]
+        total = sum(sim.summary["records"].values())
+        on_records = (lambda n: replay_progress(n, total)) if replay_progress else None
         for name in systems:
             if progress:
                 progress(f"seed {params.seed}: replaying through {name}")
-            result = replay_files(inputs, pipeline=factories[name]())
+            result = replay_files(inputs, pipeline=factories[name](), on_progress=on_records)
             # the warm-up hours train every system alike; only what follows is measured
             attacked = {Label(**lb).key() for lb in sim.labels}
             scored = [s for s in result.scored if s.profile.window_end >= cut]
