@@ -502,6 +502,7 @@ def compare_on_simulation(
     progress: Callable[[str], None] | None = None,
     warmup_hours: float = 0.0,
     replay_progress: Callable[[int, int], None] | None = None,
+    on_measured: Callable[[str, list[Label], list[Alert], list[Any]], None] | None = None,
 ) -> dict[str, Report]:
     """Simulate ``params`` (a ``simulate.SimParams``), write the files, and replay the same
     files through each system in ``systems``; one :class:`Report` per system, in order.
@@ -509,7 +510,8 @@ def compare_on_simulation(
     With ``warmup_hours`` the first hours of the simulation (its ``hours`` include them)
     train every system but are not measured: attacks starting in them, alerts ending in
     them and profiles of them are left out, which is "after learning mode" for all four.
-    ``replay_progress(records read, records in the files)`` follows each replay.
+    ``replay_progress(records read, records in the files)`` follows each replay;
+    ``on_measured(system, labels, alerts, scored rows)`` sees what each report is made of.
     """
     from churnguard.offline.replay import replay_files
     from churnguard.simulate import FILES, generate, write
@@ -539,6 +541,8 @@ def compare_on_simulation(
                 benign = int(sim.summary["benign_entities"])
             alerts = [a for a in result.alerts if a.window.end >= cut]
             reports[name] = evaluate(labels, alerts, benign_entities=benign, scored=scored)
+            if on_measured:
+                on_measured(name, _as_labels(labels), alerts, scored)
     return reports
 
 
