@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     pinned = None if args.format == "auto" else args.format
-    with Progress.for_files("features", args.inputs, quiet=args.quiet) as bar:
+    with closing(Progress.for_files("features", args.inputs, quiet=args.quiet)) as bar:
         result = replay_files(args.inputs, settings, pinned=pinned, on_progress=bar.to)
     encoder = msgspec.json.Encoder()
     rows = b"".join(encoder.encode(p) + b"\n" for p in result.profiles)

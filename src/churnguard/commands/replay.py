@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
     pinned = None if args.format == "auto" else args.format
-    with Progress.for_files("replay", args.inputs, quiet=args.quiet) as bar:
+    with closing(Progress.for_files("replay", args.inputs, quiet=args.quiet)) as bar:
         result = replay_files(
             args.inputs, settings, pinned=pinned, pipeline=pipeline, on_progress=bar.to
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 
 from churnguard.errors import ConfigError
 from churnguard.offline.progress import Progress
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         attack_rate=args.attack_rate,
         scenarios=tuple(name for group in args.scenario for name in group),
     )
-    with Progress("simulate", args.hours, quiet=args.quiet, unit="h") as bar:
+    with closing(Progress("simulate", args.hours, quiet=args.quiet, unit="h")) as bar:
         result = generate(params, on_time=lambda seconds: bar.to(round(seconds / 3600, 2)))
         bar.to(args.hours)
     paths = write(result, args.out)

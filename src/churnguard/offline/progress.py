@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from tqdm import tqdm
 
@@ -49,7 +48,10 @@ def count_records(paths: Sequence[str]) -> int | None:
 
 
 class Progress:
-    """A bar that is moved *to* a count (callers report totals so far, not increments)."""
+    """A bar that is moved *to* a count (callers report totals so far, not increments).
+
+    Use it as ``with closing(Progress(...)) as bar:`` so the bar is cleared on any exit.
+    """
 
     def __init__(
         self, desc: str, total: float | None, *, quiet: bool, unit: str = "records"
@@ -79,14 +81,3 @@ class Progress:
 
     def close(self) -> None:
         self._bar.close()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

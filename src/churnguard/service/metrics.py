@@ -140,8 +140,9 @@ class ServiceMetrics:
         for number, pipeline in pipelines.items():
             self.entities.labels(str(number)).set(len(pipeline.table.states))
             self.late.labels(str(number)).set(pipeline.stats.get("late_events", 0))
-            if pipeline.scorer is not None:
-                versions.add(pipeline.scorer.model_version)
+            version = getattr(pipeline.scorer, "model_version", None)  # a stand-in has none
+            if version:
+                versions.add(version)
         self.model.clear()
         for version in versions:
             self.model.labels(version).set(1)
