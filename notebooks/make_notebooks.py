@@ -123,21 +123,17 @@ save(fig, "01_features_by_namespace.png")
         ),
         md(
             "Scores per namespace (windows scored in learning mode are left out: the service "
-            "never thresholds them). The dashed line is the service's `min_score` floor."
+            "never thresholds them), with the thresholds each namespace's windows were held "
+            "to: the same figure `churnguard evaluate --report` draws "
+            "(`churnguard.offline.plots`)."
         ),
         code(
             """\
-scores = np.array([r.score for r in rows])
-scored = np.array([r.level != "learning" for r in rows])
-fig, ax = plt.subplots(figsize=(10, 3.5))
-ax.boxplot([scores[(ns == n) & scored] for n in namespaces], showfliers=True)
-for k, n in enumerate(namespaces, 1):
-    sel = (ns == n) & scored & is_bad
-    ax.scatter(np.full(sel.sum(), k), scores[sel], color="red", s=14, zorder=3)
-ax.axhline(settings.thresholds.min_score, ls="--", color="grey")
-ax.set_xticks(range(1, len(namespaces) + 1), namespaces, rotation=60, ha="right")
-ax.set_ylabel("anomaly score")
-save(fig, "01_scores_by_namespace.png")
+from churnguard.offline import plots
+
+fig = plots.score_distributions(rows, attacked=bad)
+fig.savefig(IMG / "01_scores_by_namespace.png", metadata={"Software": None})
+print("saved", IMG / "01_scores_by_namespace.png")
 """
         ),
         code(

@@ -137,6 +137,19 @@ class ModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reload_interval_s: NonNegative = 10.0  # 0 = check on every loop
 
 
+AlertFormat = Literal["json", "ocsf", "falco"]
+
+
+class AlertSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How alerts are written: churnguard JSON, OCSF Detection Finding or Falco's shape."""
+
+    format: AlertFormat = "json"
+    # the cloud the cluster runs in, for OCSF's `cloud` object (records do not name it)
+    cloud_provider: str | None = None  # e.g. "AWS"
+    cloud_account: str | None = None  # e.g. the AWS account id
+    cloud_region: str | None = None
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)
     scoring: ScoringSettings = msgspec.field(default_factory=ScoringSettings)
@@ -145,6 +158,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     model: ModelSettings = msgspec.field(default_factory=ModelSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     def namespace_override(self, namespace: str | None) -> NamespaceOverride | None:
         """The first override whose glob matches the namespace, if any."""

@@ -25,6 +25,7 @@ class StandinAlert(msgspec.Struct, kw_only=True):
     severity: str
     score: float
     last_seen: float
+    techniques: list[str] = msgspec.field(default_factory=lambda: ["T1578.003"])  # metrics count
 
 
 class StandinScored(msgspec.Struct, kw_only=True):

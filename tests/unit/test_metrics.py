@@ -48,3 +48,19 @@ def test_metrics_expose_consumption_alerts_and_lag(served) -> None:
     assert status == 200
     assert 'topic="k8s-audit"' in body and "7.0" in body
     assert 'severity="high"' in body and 'namespace="payments"' in body
+
+
+def test_alerts_are_counted_by_namespace_and_technique(served) -> None:
+    from churnguard.alerts.alert import Alert, BaselineRef, Window
+    from churnguard.profiling.profile import EntityRef
+
+    metrics, port = served
+    alert = Alert(alert_id="a", summary="s", entity=EntityRef(kind="pod", namespace="shop"),
+                  score=1.0, threshold=0.9, baseline=BaselineRef(level="workload", key="k"),
+                  severity="high", techniques=["T1578.003", "T1070"], explanation=[],
+                  evidence=[], first_seen="", last_seen="", emitted_at="",
+                  window=Window(start=0, end=1), response=[])  # fmt: skip
+    metrics.count_alert(alert)
+    body = _get(port, "/metrics")[1]
+    assert 'churnguard_alert_techniques_total{namespace="shop",technique="T1070"} 1.0' in body
+    assert 'churnguard_alerts_total{namespace="shop",severity="high"} 1.0' in body

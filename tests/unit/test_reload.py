@@ -27,7 +27,10 @@ class Running:
         self.write_bundle = write_bundle
         self.bundle = write_bundle(tmp_path / "bundle", "v1")
         self.config = tmp_path / "churnguard.toml"
-        self.good = f'[model]\nbundle_dir = "{self.bundle}"\nreload_interval_s = 0\n'
+        self.good = (
+            f'[model]\nbundle_dir = "{self.bundle}"\nreload_interval_s = 0\n'
+            '[alerts]\nformat = "ocsf"\n'
+        )
         self.config.write_text(self.good)
         self.settings = load_settings(self.config)
         self.metrics = ServiceMetrics()
@@ -41,6 +44,19 @@ class Running:
         shutil.rmtree(self.bundle)
         self.write_bundle(self.bundle, version)
 
+    def model_metrics(self) -> tuple[set[str], float]:
+        """Model versions the service reports in use, and bundles refused so far."""
+        self.metrics.observe_shards({n: s.pipeline for n, s in self.service.shards.items()})
+        versions = {
+            sample.labels["version"]
+            for family in self.metrics.registry.collect()
+            if family.name == "churnguard_model_info"
+            for sample in family.samples
+            if sample.value == 1
+        }
+        refused = self.metrics.registry.get_sample_value("churnguard_model_refused_total")
+        return versions, refused or 0.0
+
 
 @pytest.fixture
 def running(tmp_path: Path, spec: FeatureSpec, write_bundle: Callable[..., Path]) -> Running:
@@ -52,9 +68,13 @@ def test_new_bundle_and_config_are_applied_to_running_shards(running: Running) -
     assert r.reloader.poll(now=1.0).bundle is None  # the start-up bundle is not news
 
     r.replace_bundle("v2")
-    r.config.write_text(r.good + '[namespaces."payments-*"]\nthreshold = 0.97\n')
+    r.config.write_text(
+        r.good.replace("ocsf", "falco") + '[namespaces."payments-*"]\nthreshold = 0.97\n'
+    )
     r.service.apply(r.reloader.poll(now=2.0))
     assert r.scorer.model_version.startswith("v2")
+    assert r.model_metrics() == ({r.scorer.model_version}, 0.0)
+    assert r.service.settings.alerts.format == "ocsf"  # the output format needs a restart
     assert r.scorer.thresholds.threshold("payments-api") == 0.97
     assert r.service.settings.namespace_override("payments-api").threshold == 0.97
 
@@ -71,6 +91,7 @@ def test_tampered_bundle_and_broken_config_are_refused_and_logged(running: Runni
     with caplog.at_level(logging.ERROR, logger="churnguard.service.reload"):
         r.service.apply(r.reloader.poll(now=2.0))
     assert r.scorer.model_version == before
+    assert r.model_metrics() == ({before}, 1.0)
     messages = " ".join(rec.getMessage() for rec in caplog.records)
     assert "model bundle refused" in messages and "config reload refused" in messages
 

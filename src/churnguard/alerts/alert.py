@@ -38,6 +38,16 @@ TECHNIQUE_NAMES = {
     "T1071": "Application Layer Protocol (C2)",
 }
 
+# ATT&CK tactic (id, name) each technique serves here; OCSF `attacks` and Falco tags need it
+TECHNIQUE_TACTICS: dict[str, tuple[str, str]] = {
+    "T1578.003": ("TA0005", "Defense Evasion"),
+    "T1070": ("TA0005", "Defense Evasion"),
+    "T1213": ("TA0009", "Collection"),
+    "T1560.002": ("TA0009", "Collection"),
+    "T1041": ("TA0010", "Exfiltration"),
+    "T1071": ("TA0011", "Command and Control"),
+}
+
 # What an analyst does first, per technique. Data, so a deployment can extend it.
 RESPONSE_STEPS: dict[str, tuple[str, ...]] = {
     "T1578.003": (

@@ -17,6 +17,10 @@ Two ways in:
       Seeds and systems run in parallel (--jobs, default one worker per core).
       churnguard starts from empty baselines unless --model names a bundle to evaluate.
 
+--report DIR (either way) also writes DIR/index.html: the numbers side by side, recall per
+scenario, false alerts per benign kind, churnguard's scores and thresholds per namespace
+and its alerts over time. Alerts are read in churnguard's JSON format.
+
 An attack counts as detected when an alert names its entity (pod by namespace/pod, instance
 by id) with a window ending at or after the attack's start; see docs/evaluation.md.
 """
@@ -29,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from churnguard.alerts.alert import Alert
 from churnguard.config import load_settings
 from churnguard.errors import ConfigError
 from churnguard.offline.evaluate import (
@@ -37,6 +42,7 @@ from churnguard.offline.evaluate import (
     RIVER_HST,
     STATIC_RULES,
     SYSTEMS,
+    Label,
     Report,
     compare_on_simulations,
     evaluate,
@@ -47,10 +53,17 @@ from churnguard.offline.evaluate import (
     read_benign_entities,
     read_labels,
 )
+from churnguard.offline.plots import require_matplotlib
+from churnguard.offline.progress import Progress
+from churnguard.offline.report import write_report
 
 # --system names on the command line -> table columns
-SYSTEM_FLAGS = {"churnguard": CHURNGUARD, "cluster": CLUSTER_WIDE, "hst": RIVER_HST,
-                "rules": STATIC_RULES}  # fmt: skip
+SYSTEM_FLAGS = {
+    "churnguard": CHURNGUARD,
+    "cluster": CLUSTER_WIDE,
+    "hst": RIVER_HST,
+    "rules": STATIC_RULES,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +125,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--model", help="evaluate this model bundle (verified before loading)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write an HTML report to DIR/index.html: per-scenario recall and per-kind"
+        " false alerts side by side, score distributions and thresholds per namespace (needs"
+        " --capture in files mode), alert timeline (needs matplotlib: churnguard[report])",
+    )
+    parser.add_argument(
         "--details",
         action="store_true",
         help="also list missed attacks and the benign entities alerted on most",
@@ -129,14 +152,23 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report:
+        require_matplotlib()  # before minutes of replay, not after
+    seen = Measured()
     if args.simulate:
         if args.labels or args.alerts:
             raise ConfigError("--simulate generates its own labels; drop --labels/--alerts")
-        runs = _simulated(args)
+        runs = _simulated(args, seen)
     elif args.labels and args.alerts:
-        runs = {"": {CHURNGUARD: _from_files(args)}}
+        runs = {"": {CHURNGUARD: _from_files(args, seen)}}
     else:
         raise ConfigError("give --labels and --alerts, or --simulate")
+    if args.report:
+        final = runs.get("pooled") or runs[next(iter(runs))]
+        page = write_report(
+            args.report, reports=final, labels=seen.labels, alerts=seen.alerts, rows=seen.rows
+        )
+        print(f"report written to {page}", file=sys.stderr)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(_as_json(runs)), indent=2).decode())
     else:
@@ -144,7 +176,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_files(args: argparse.Namespace) -> Report:
+class Measured:
+    """churnguard's labels, alerts and scored rows behind the reports (for --report)."""
+
+    def __init__(self) -> None:
+        self.labels: list[Label] = []
+        self.alerts: list[Alert] = []
+        self.rows: list[Any] | None = None
+
+    def add(self, system: str, labels: list[Label], alerts: list[Alert], rows: list[Any]) -> None:
+        if system != CHURNGUARD:
+            return
+        self.labels += labels
+        self.alerts += alerts
+        self.rows = [*(self.rows or []), *rows]
+
+
+def _from_files(args: argparse.Namespace, seen: Measured) -> Report:
     scored: list[Any] | None = None
     if args.capture:
         from churnguard.offline.capture import read_capture
@@ -155,15 +203,17 @@ def _from_files(args: argparse.Namespace) -> Report:
             raise ConfigError(f"cannot read capture {args.capture}: {exc.strerror}") from exc
         except msgspec.DecodeError as exc:
             raise ConfigError(f"{args.capture}: not a feature capture: {exc}") from exc
+    labels, alerts = read_labels(args.labels), read_alerts(args.alerts)
+    seen.labels, seen.alerts, seen.rows = labels, alerts, scored
     return evaluate(
-        read_labels(args.labels),
-        read_alerts(args.alerts),
+        labels,
+        alerts,
         benign_entities=read_benign_entities(args.summary) if args.summary else None,
         scored=scored,
     )
 
 
-def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
+def _simulated(args: argparse.Namespace, seen: Measured) -> dict[str, dict[str, Report]]:
     from churnguard.simulate import SimParams
 
     settings = load_settings(args.config)
@@ -178,15 +228,21 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
         )
         for seed in seeds
     ]
-    reports = compare_on_simulations(
-        params,
-        settings,
-        model_dir=args.model,
-        systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
-        progress=lambda line: print(line, file=sys.stderr),
-        warmup_hours=args.warmup_hours,
-        jobs=args.jobs,
-    )
+    bar = Progress("replays", None, quiet=args.quiet, unit="replays")
+    try:
+        reports = compare_on_simulations(
+            params,
+            settings,
+            model_dir=args.model,
+            systems=tuple(SYSTEM_FLAGS[s] for s in args.system) if args.system else SYSTEMS,
+            progress=lambda line: print(line, file=sys.stderr),
+            warmup_hours=args.warmup_hours,
+            jobs=args.jobs,
+            on_measured=seen.add if args.report else None,
+            pair_done=bar.to,
+        )
+    finally:
+        bar.close()
     runs = {f"seed {seed}": r for seed, r in zip(seeds, reports, strict=True)}
     if len(seeds) > 1:
         first = next(iter(runs.values()))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
 
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
+from churnguard.offline.progress import Progress
 from churnguard.offline.replay import replay_files, summary_lines
 
 
@@ -32,12 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pin every input to one format instead of detecting per record",
     )
     parser.add_argument("--config", help="churnguard TOML config (pipeline section)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     pinned = None if args.format == "auto" else args.format
-    result = replay_files(args.inputs, settings, pinned=pinned)
+    with closing(Progress.for_files("features", args.inputs, quiet=args.quiet)) as bar:
+        result = replay_files(args.inputs, settings, pinned=pinned, on_progress=bar.to)
     encoder = msgspec.json.Encoder()
     rows = b"".join(encoder.encode(p) + b"\n" for p in result.profiles)
     if args.out == "-":

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
 
+from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
 from churnguard.offline.capture import write_capture
+from churnguard.offline.progress import Progress
 from churnguard.offline.replay import replay_files, summary_lines
 from churnguard.wiring import make_pipeline
 
@@ -38,16 +41,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="pin every input to one format instead of detecting per record",
     )
+    parser.add_argument(
+        "--alert-format",
+        choices=ALERT_FORMATS,
+        help="json (churnguard's alert), ocsf (OCSF Detection Finding) or falco (Falco's JSON"
+        " output, for falcosidekick); default: the config's alerts.format, else json",
+    )
     parser.add_argument("--table", action="store_true", help="print the alerts as a table")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
     pinned = None if args.format == "auto" else args.format
-    result = replay_files(args.inputs, settings, pinned=pinned, pipeline=pipeline)
+    with closing(Progress.for_files("replay", args.inputs, quiet=args.quiet)) as bar:
+        result = replay_files(
+            args.inputs, settings, pinned=pinned, pipeline=pipeline, on_progress=bar.to
+        )
     encoder = msgspec.json.Encoder()
-    body = b"".join(encoder.encode(a) + b"\n" for a in result.alerts)
+    fmt = args.alert_format or settings.alerts.format
+    body = b"".join(encode_alert(a, settings.alerts, fmt) + b"\n" for a in result.alerts)
     if args.alerts == "-":
         sys.stdout.buffer.write(body)
     else:

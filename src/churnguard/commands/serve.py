@@ -14,6 +14,7 @@ import signal
 import threading
 
 from churnguard import logs
+from churnguard.alerts.formats import ALERT_FORMATS
 from churnguard.config import load_settings
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics
@@ -29,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--group", help="consumer group id (overrides the config)")
     parser.add_argument("--metrics-port", type=int, help="0 disables the HTTP endpoints")
+    parser.add_argument(
+        "--alert-format",
+        choices=ALERT_FORMATS,
+        help="alerts topic format: json, ocsf (OCSF Detection Finding) or falco (Falco's JSON"
+        " output); overrides the config's alerts.format",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON")
 
@@ -40,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         settings.kafka.bootstrap_servers = args.bootstrap
     if args.group:
         settings.kafka.group_id = args.group
+    if args.alert_format:
+        settings.alerts.format = args.alert_format
     if args.metrics_port is not None:
         settings.metrics.port = args.metrics_port
     stop = threading.Event()

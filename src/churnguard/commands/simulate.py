@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 
 from churnguard.errors import ConfigError
+from churnguard.offline.progress import Progress
 from churnguard.simulate import DEFAULT_START, SCENARIOS, SimParams, generate, write
 
 
@@ -48,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"simulated start time, ISO 8601 (default {DEFAULT_START})",
     )
     parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
+    )
+    parser.add_argument(
         "--list-scenarios",
         action="store_true",
         help="print the scenario names and what they emit, then exit",
@@ -72,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         attack_rate=args.attack_rate,
         scenarios=tuple(name for group in args.scenario for name in group),
     )
-    result = generate(params)
+    with closing(Progress("simulate", args.hours, quiet=args.quiet, unit="h")) as bar:
+        result = generate(params, on_time=lambda seconds: bar.to(round(seconds / 3600, 2)))
+        bar.to(args.hours)
     paths = write(result, args.out)
     summary = result.summary
     lines = [

@@ -504,6 +504,7 @@ def compare_on_simulation(
     systems: Sequence[str] = SYSTEMS,
     progress: Callable[[str], None] | None = None,
     warmup_hours: float = 0.0,
+    on_measured: Callable[[str, list[Label], list[Alert], list[Any]], None] | None = None,
 ) -> dict[str, Report]:
     """Simulate ``params`` (a ``simulate.SimParams``), write the files, and replay the same
     files through each system in ``systems``; one :class:`Report` per system, in order.
@@ -511,10 +512,12 @@ def compare_on_simulation(
     With ``warmup_hours`` the first hours of the simulation (its ``hours`` include them)
     train every system but are not measured: attacks starting in them, alerts ending in
     them and profiles of them are left out, which is "after learning mode" for all four.
+    ``on_measured(system, labels, alerts, scored rows)`` sees what churnguard's report is
+    made of (the other systems' are not kept).
     """
     return compare_on_simulations(
         [params], settings, model_dir=model_dir, systems=systems, progress=progress,
-        warmup_hours=warmup_hours, jobs=1,
+        warmup_hours=warmup_hours, jobs=1, on_measured=on_measured,
     )[0]  # fmt: skip
 
 
@@ -527,9 +530,12 @@ def compare_on_simulations(
     progress: Callable[[str], None] | None = None,
     warmup_hours: float = 0.0,
     jobs: int | None = None,
+    on_measured: Callable[[str, list[Label], list[Alert], list[Any]], None] | None = None,
+    pair_done: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Report]]:
     """:func:`compare_on_simulation` for several runs (seeds), in ``jobs`` worker processes
-    (joblib; None = one per core, 1 = all in this process).
+    (joblib; None = one per core, 1 = all in this process). ``pair_done(done, total)``
+    follows the (run, system) replays as they finish.
 
     The runs are simulated in parallel, then every (run, system) pair is replayed in
     parallel. The reports do not depend on ``jobs``: each replay starts from a fresh
@@ -551,12 +557,22 @@ def compare_on_simulations(
         )
         if progress:
             progress(f"replaying {len(pairs)} (run, system) pairs")
-        reports = parallel(
-            delayed(_replay)(sims[i], name, settings, model_dir, warmup_hours) for i, name in pairs
-        )
-    out: list[dict[str, Report]] = [{} for _ in runs]
-    for (i, name), report in zip(pairs, reports, strict=True):
-        out[i][name] = report
+        results = Parallel(n_jobs=workers, return_as="generator")(
+            delayed(_replay)(
+                sims[i], name, settings, model_dir, warmup_hours,
+                keep=on_measured is not None and name == CHURNGUARD,
+            )
+            for i, name in pairs
+        )  # fmt: skip
+        out: list[dict[str, Report]] = [{} for _ in runs]
+        for done, ((i, name), (report, measured)) in enumerate(
+            zip(pairs, results, strict=True), start=1
+        ):
+            out[i][name] = report
+            if on_measured is not None and measured is not None:
+                on_measured(name, *measured)
+            if pair_done is not None:
+                pair_done(done, len(pairs))
     return out
 
 
@@ -579,8 +595,11 @@ def _replay(
     settings: Settings,
     model_dir: str | None,
     warmup_hours: float,
-) -> Report:
-    """Replay one simulated run through one system and score it (a joblib task)."""
+    *,
+    keep: bool = False,
+) -> tuple[Report, tuple[list[Label], list[Alert], list[Any]] | None]:
+    """Replay one simulated run through one system and score it (a joblib task); with
+    ``keep`` also return the labels, alerts and scored rows the report is made of."""
     from churnguard.offline.replay import replay_files
 
     cut = _start_of(sim["summary"]) + warmup_hours * 3600.0
@@ -593,7 +612,8 @@ def _replay(
     if warmup_hours == 0:
         benign = int(sim["summary"]["benign_entities"])
     alerts = [a for a in result.alerts if a.window.end >= cut]
-    return evaluate(labels, alerts, benign_entities=benign, scored=scored)
+    report = evaluate(labels, alerts, benign_entities=benign, scored=scored)
+    return report, ((_as_labels(labels), alerts, scored) if keep else None)
 
 
 def _start_of(summary: Mapping[str, Any]) -> float:

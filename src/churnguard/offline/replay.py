@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +61,12 @@ def replay_files(
     pinned: str | None = None,
     pipeline: Pipeline | None = None,
     batch: int = 512,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Run files through a pipeline to the end of input and collect everything it emitted."""
+    """Run files through a pipeline to the end of input and collect everything it emitted.
+
+    ``on_progress`` is told the number of records read so far after every batch.
+    """
     pipe = pipeline or Pipeline(settings, scorer=scorer)
     result = ReplayResult()
     buffer: list[Event] = []
@@ -71,8 +75,12 @@ def replay_files(
         if len(buffer) >= batch:
             result.add(pipe.ingest(buffer))
             buffer = []
+            if on_progress is not None:
+                on_progress(pipe.stats["records"])
     result.add(pipe.ingest(buffer))
     result.add(pipe.finish())
+    if on_progress is not None:
+        on_progress(pipe.stats["records"])
     result.stats = pipe.stats
     return result
 

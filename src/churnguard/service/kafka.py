@@ -36,6 +36,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from churnguard.alerts.formats import alert_id_of
 from churnguard.config import Settings
 from churnguard.errors import ChurnguardError
 from churnguard.ingest.events import Origin, Rejected
@@ -121,7 +122,7 @@ class Service:
         self._listener_error = None
         self._pending = set()
         producer = self.clients.producer()
-        self._publisher = Publisher(producer, self.kafka, self.stats, self.metrics)
+        self._publisher = Publisher(producer, self.settings, self.stats, self.metrics)
         self._store = CheckpointStore(
             self.kafka.checkpoint_topic, producer, self.clients.reader_config()
         )
@@ -250,7 +251,7 @@ class Service:
             # caught-up inputs stop holding back the shard's event-time watermark
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
             self._publisher.publish(shard, shard.pipeline.set_idle(idle))
-            self.metrics.entities.labels(str(shard.number)).set(len(shard.pipeline.table.states))
+        self.metrics.observe_shards({n: s.pipeline for n, s in self.shards.items()})
         self.lag = lag
         self.metrics.set_lag(lag)
 
@@ -377,7 +378,7 @@ class Service:
                 headers = dict(rec.headers or [])
                 if headers.get(SHARD_HEADER) != mine:
                     continue
-                alert_id = msgspec.json.decode(rec.value).get("alert_id")
+                alert_id = alert_id_of(msgspec.json.decode(rec.value))
                 clock = float(headers.get(CLOCK_HEADER, b"inf"))
                 if alert_id:
                     shard.alert_ids[alert_id] = clock

@@ -26,6 +26,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from churnguard.alerts.alert import Alert
+from churnguard.pipeline import Pipeline
+
 # poll -> processed, per batch; spans sub-millisecond batches to multi-second stalls
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LIVENESS_STALE_S = 120.0  # /healthz fails when the loop has not ticked for this long
@@ -122,10 +125,52 @@ class ServiceMetrics:
             "Changed config files refused at hot reload (the previous config keeps running)",
             registry=r,
         )
+        self.techniques = Counter(
+            "churnguard_alert_techniques_total",
+            "ATT&CK techniques named by produced alerts, by namespace",
+            ["namespace", "technique"],
+            registry=r,
+        )
+        self.late = Gauge(
+            "churnguard_late_events",
+            "Events behind the watermark counted by a shard's pipeline since it was built",
+            ["shard"],
+            registry=r,
+        )
+        self.model = Gauge(
+            "churnguard_model_info", "The model version each shard scores with", ["version"],
+            registry=r,
+        )  # fmt: skip
+        self.model_refused = Counter(
+            "churnguard_model_refused_total",
+            "Model bundles that failed verification or loading (the service kept its model)",
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._last_tick = time.monotonic()
         self._assigned = False
         self._caught_up_once = False
+
+    # ---- what the pipelines did ----------------------------------------------------------
+    def count_alert(self, alert: Alert) -> None:
+        """One produced alert: by severity and namespace, and each technique it names."""
+        namespace = alert.entity.namespace or "-"
+        self.alerts.labels(str(alert.severity), namespace).inc()
+        for technique in alert.techniques:
+            self.techniques.labels(namespace, technique).inc()
+
+    def observe_shards(self, pipelines: Mapping[int, Pipeline]) -> None:
+        """Entities, late events and model version of every shard this process owns."""
+        versions: set[str] = set()
+        for number, pipeline in pipelines.items():
+            self.entities.labels(str(number)).set(len(pipeline.table.states))
+            self.late.labels(str(number)).set(pipeline.stats.get("late_events", 0))
+            version = getattr(pipeline.scorer, "model_version", None)  # a stand-in has none
+            if version:
+                versions.add(version)
+        self.model.clear()
+        for version in versions:
+            self.model.labels(version).set(1)
 
     # ---- health state -----------------------------------------------------------------------
     def tick(self) -> None:

@@ -10,7 +10,8 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from churnguard.config import KafkaSettings
+from churnguard.alerts.formats import encode_alert
+from churnguard.config import Settings
 from churnguard.ingest.events import Origin, Rejected
 from churnguard.pipeline import Output
 from churnguard.service.metrics import ServeStats, ServiceMetrics
@@ -42,12 +43,13 @@ class Publisher:
     def __init__(
         self,
         producer: KafkaProducer,
-        kafka: KafkaSettings,
+        settings: Settings,
         stats: ServeStats,
         metrics: ServiceMetrics,
     ) -> None:
         self.producer = producer
-        self.kafka = kafka
+        self.kafka = settings.kafka
+        self.alert_output = settings.alerts  # the format; fixed for a session, like Kafka's
         self.stats = stats
         self.metrics = metrics
         self.send_error: BaseException | None = None
@@ -62,14 +64,14 @@ class Publisher:
             self.producer.send(
                 self.kafka.alerts_topic,
                 key=str(alert.entity.key()).encode(),
-                value=_json.encode(alert),
+                value=encode_alert(alert, self.alert_output),
                 headers=[
                     (SHARD_HEADER, shard.key.encode()),
                     (CLOCK_HEADER, repr(shard.alert_ids[alert.alert_id]).encode()),
                 ],
             ).add_errback(self._on_send_error)
             self.stats.alerts += 1
-            self.metrics.alerts.labels(str(alert.severity), alert.entity.namespace or "-").inc()
+            self.metrics.count_alert(alert)
         for rejected in out.rejected:
             self.send_dead_letter(rejected)
         for scored in out.scored:

@@ -81,6 +81,8 @@ class Reloader:
                     extra={"bundle_version": changes.bundle.manifest.bundle_version},
                 )
             elif refusal and refusal != self._last_refusal:
+                if self.metrics is not None:
+                    self.metrics.model_refused.inc()
                 log.error("model bundle refused; keeping the current model",
                           extra={"reason": refusal})  # fmt: skip
             self._last_refusal = refusal
@@ -96,6 +98,7 @@ class Reloader:
                     self.metrics.config_refused.inc()
             else:
                 changes.settings.kafka = self.settings.kafka  # connection settings need a restart
+                changes.settings.alerts = self.settings.alerts  # so does the output format
                 self.settings = changes.settings
                 log.info("config reloaded", extra={"path": str(self.config_path)})
         return changes

@@ -174,8 +174,11 @@ def select(names: tuple[str, ...] | list[str]) -> list[Scenario]:
     return [s for s in SCENARIOS if not names or s.name in names]
 
 
-def generate(params: SimParams) -> SimResult:
-    """Run the selected scenarios on one seeded cluster and collect the telemetry."""
+def generate(params: SimParams, on_time: Callable[[float], None] | None = None) -> SimResult:
+    """Run the selected scenarios on one seeded cluster and collect the telemetry.
+
+    ``on_time`` hears how many simulated seconds are done, for a progress bar.
+    """
     if params.hours <= 0 or params.namespaces < 1:
         raise ConfigError("hours must be > 0 and namespaces >= 1")
     scenarios = select(params.scenarios)
@@ -189,7 +192,7 @@ def generate(params: SimParams) -> SimResult:
     benign.setup_control_plane(cl)
     for scenario in scenarios:
         scenario.setup(cl, params)
-    cl.run()
+    cl.run(on_time)
     records = {fmt: cl.sink.sorted_records(fmt) for fmt in FILES}
     labels = [lab.as_dict() for lab in sorted(cl.labels, key=lambda x: (x.start, x.scenario))]
     return SimResult(records, labels, _summary(cl, params, scenarios, records, labels))

@@ -182,10 +182,15 @@ class Cluster:
             heapq.heappush(self._queue, (t, self._seq, fn, args))
             self._seq += 1
 
-    def run(self) -> None:
+    def run(self, on_time: Callable[[float], None] | None = None) -> None:
+        """Play the event queue; ``on_time`` hears the simulated seconds done now and then."""
+        done = 0
         while self._queue:
             t, _, fn, args = heapq.heappop(self._queue)
             fn(t, *args)
+            done += 1
+            if on_time is not None and done % 4096 == 0:
+                on_time(t - self.start)
 
     def count(self, scenario: str, what: str, n: int = 1) -> None:
         self.counts.setdefault(scenario, Counter())[what] += n
