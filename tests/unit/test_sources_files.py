@@ -45,15 +45,17 @@ def test_jsonl_skips_blank_lines_and_keeps_physical_line_numbers(tmp_path: Path)
     ]
 
 
-def test_pretty_printed_event_list_is_one_record(tmp_path: Path) -> None:
-    items = [AUDIT["pod_create_request_response"], AUDIT["pod_delete_by_person"]]
+def test_pretty_printed_event_list_is_streamed_item_by_item(tmp_path: Path) -> None:
+    items = [dict(AUDIT["pod_create_request_response"]), dict(AUDIT["pod_delete_by_person"])]
+    for item in items:  # exporters often leave the items' type fields out
+        item.pop("kind", None), item.pop("apiVersion", None)
     path = tmp_path / "audit.json"
     path.write_text(
         json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}, indent=2)
     )
-    ((raw, origin),) = list(read_records([str(path)]))
-    assert origin.line == 1
-    kinds = [e.kind for e in parse_record(raw).events]
+    out = list(read_records([str(path)]))
+    assert [o.pointer() for _, o in out] == [f"{path}#0", f"{path}#1"]
+    kinds = [e.kind for raw, _ in out for e in parse_record(raw).events]
     assert kinds == [EventKind.POD_CREATE, EventKind.POD_DELETE]
 
 
@@ -61,8 +63,9 @@ def test_cloudtrail_records_file_gzipped_is_read_transparently(tmp_path: Path) -
     path = tmp_path / "111122223333_CloudTrail_eu-west-1_20240514T1005Z_abc.json.gz"
     doc = {"Records": [TRAIL["run_by_person"], TRAIL["terminate_by_person"]]}
     path.write_bytes(gzip.compress(json.dumps(doc, indent=1).encode()))
-    ((raw, _),) = list(read_records([str(path)]))
-    assert len(parse_record(raw).events) == 3
+    out = list(read_records([str(path)]))
+    assert len(out) == 2
+    assert sum(len(parse_record(raw).events) for raw, _ in out) == 3
 
 
 def test_gzip_is_detected_by_content_and_jsonl_inside_works(tmp_path: Path) -> None:
@@ -99,3 +102,76 @@ def test_stdin_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
     ((raw, origin),) = list(read_records(["-"]))
     assert origin == Origin(source="<stdin>", line=1) and parse_record(raw).events
+
+
+def _events_of(path: Path) -> list:
+    return [e for raw, o in read_records([str(path)]) for e in parse_record(raw, o).events]
+
+
+def test_a_records_file_over_the_record_cap_is_streamed_pretty_or_minified(
+    tmp_path: Path,
+) -> None:
+    records = [dict(TRAIL["run_by_person"], pad="x" * 2000) for _ in range(700)]  # ~1.5 MB
+    for name, text in (
+        ("pretty.json", json.dumps({"Records": records}, indent=2)),
+        ("minified.json", json.dumps({"Records": records})),
+        (
+            "two-delivered-files.json",
+            "\n".join([json.dumps({"Records": records})] * 2),
+        ),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        assert len(text) > AdapterContext().max_record_bytes
+        copies = 2 if name.startswith("two") else 1
+        assert len(_events_of(path)) == len(parse_record(line(TRAIL["run_by_person"])).events) * (
+            700 * copies
+        ), name
+
+
+def test_top_level_array_and_lookup_events_output(tmp_path: Path) -> None:
+    array = tmp_path / "stratus.json"
+    array.write_text(json.dumps([TRAIL["run_by_person"], TRAIL["terminate_by_person"]], indent=3))
+    assert len(_events_of(array)) == 3
+    lookup = tmp_path / "lookup-events.json"
+    lookup.write_text(
+        json.dumps(
+            {
+                "Events": [
+                    {"EventId": "1", "EventName": "RunInstances",
+                     "CloudTrailEvent": json.dumps(TRAIL["run_by_person"])},
+                    {"EventId": "2", "EventName": "TerminateInstances",
+                     "CloudTrailEvent": json.dumps(TRAIL["terminate_by_person"])},
+                ],
+                "NextToken": "abc",
+            },
+            indent=4,
+        )
+    )  # fmt: skip
+    assert [e.kind for e in _events_of(lookup)] == [e.kind for e in _events_of(array)]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "no such file"),
+        (b"", "empty input"),
+        (b"\n  \n", "empty input"),
+        (b"PAR1\x00\x01binary", "unknown format"),
+        (b"time,src,dst\n1,2,3\n", "unknown format"),
+        (gzip.compress(b""), "empty input"),
+        (b"\x1f\x8b\x08\x00broken gzip", "cannot be read"),
+    ],
+)
+def test_input_a_person_must_fix_is_one_line_naming_the_file(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    from churnguard.ingest.exceptions import InputError
+
+    path = tmp_path / "input.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        list(read_records([str(path)]))
+    message = str(info.value)
+    assert message.startswith(str(path)) and problem in message and "\n" not in message
