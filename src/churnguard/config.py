@@ -21,7 +21,15 @@ from churnguard.errors import ConfigError
 class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     spec_version: str = "1"
     window_seconds: float | None = None  # None = the feature spec's value
-    allowed_lateness_seconds: float | None = None
+    # how far behind the newest record of its input an event may arrive and still be
+    # folded in order; an event later than that is applied to its entity while the entity
+    # is held, else dead-lettered with reason "late". Per source kind (audit, cloudtrail,
+    # runtime, flows) or per topic name; unnamed ones use allowed_lateness_seconds (None =
+    # the feature spec's value, 60 s). CloudTrail is delivered in files up to ~15 min late.
+    allowed_lateness_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    lateness_seconds: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(
+        default_factory=lambda: {"cloudtrail": 900.0}
+    )
     idle_expiry_seconds: float | None = None
     max_record_bytes: int = 1_048_576  # longer records are dead-lettered, not parsed
     max_entities: int = 200_000  # hard cap; the idlest entities are profiled early past it
