@@ -223,8 +223,8 @@ class Pipeline:
         behind = watermark - ev.time
         return Rejected(
             reason="late",
-            detail=f"{source} event {behind:.0f} s behind the watermark (allowed lateness"
-            f" {self.clock.lateness_of(source):g} s) and its entity is no longer held",
+            detail=f"{source} event {behind:.0f} s behind the watermark, later than its"
+            " input's allowed lateness, and its entity is no longer held",
             origin=ev.origin,
             record=msgspec.json.encode(ev).decode(),
         )

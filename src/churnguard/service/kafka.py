@@ -91,6 +91,7 @@ class ServeStats:
     alerts: int = 0
     suppressed: int = 0  # alerts already on the alerts topic (re-processing after a crash)
     dead_letters: int = 0
+    late: Counter[str] = field(default_factory=Counter)  # "source.outcome" -> events
     checkpoints: int = 0
     sessions: int = 0
 
@@ -289,6 +290,9 @@ class Service:
             ).add_errback(self._on_send_error)
             self.stats.dead_letters += 1
             self.metrics.rejected.labels(rejected.reason).inc()
+        for source, outcome in out.late:
+            self.stats.late[f"{source}.{outcome}"] += 1
+            self.metrics.late.labels(source, outcome).inc()
         for scored in out.scored:
             self.metrics.profiles.labels(str(scored.level)).inc()
             if scored.folded:

@@ -44,6 +44,13 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.late = Counter(
+            "churnguard_late_events_total",
+            "Events behind the watermark, by source and outcome (applied to a held entity,"
+            " or dead-lettered as late)",
+            ["source", "outcome"],
+            registry=r,
+        )
         self.alerts = Counter(
             "churnguard_alerts_total",
             "Alerts produced, by severity and namespace",
