@@ -11,12 +11,13 @@ emitted tick by tick in (due, entity) order, so what is scored together — and 
 the online models learn, in which order — depends only on the events, not on how the input
 was interleaved or batched. For the same reason an event is folded into its entity's state
 when the watermark passes it, not when it arrives. That is what makes ``replay`` and
-``serve`` agree.
+``serve`` agree. The watermark and the emission schedule are their own classes
+(``ingest/watermark.py``, ``profiling/schedule.py``); this module wires the stages and
+keeps the shard's checkpoint, which spans all of them (hence its length).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -27,17 +28,17 @@ import msgspec
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
-from churnguard.ingest.ordering import order_key
 from churnguard.ingest.watermark import Watermark, WatermarkState, source_kind
 from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
 from churnguard.profiling.profile import Profile
+from churnguard.profiling.schedule import TICK_S, EmissionSchedule, tick_floor, tick_of
 from churnguard.profiling.spec import FeatureSpec, load_spec
 
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
 
-TICK_S = 60.0  # profiles due within one tick are scored together: bigger batches, fewer calls
+__all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
 
 
@@ -87,11 +88,7 @@ class Pipeline:
         self.table = EntityTable()
         self.features = FeatureBuilder(self.spec, NetworkClassifier(ps.cluster_cidrs))
         self.scorer = scorer
-        self._due: list[tuple[float, EntityKey]] = []  # heap of (due time, entity)
-        # (resolve at, order key, seq, event): events that resolve at the same event time
-        # are routed in an order of their own content, never of their arrival
-        self._deferred: list[tuple[float, tuple[float, bytes], int, Event]] = []
-        self._seq = 0
+        self.schedule = EmissionSchedule()
         self._successors: dict[EntityKey, list[Event]] = {}
         self._late: list[tuple[str, str]] = []
         self.stats: Counter[str] = Counter()
@@ -119,7 +116,7 @@ class Pipeline:
     def set_idle(self, sources: Iterable[str]) -> Output:
         """Mark inputs that have nothing more to read; emits what that makes due."""
         self.clock.set_idle(sources)
-        return self._advance(self._tick_floor(self.watermark))
+        return self._advance(tick_floor(self.watermark))
 
     def parse(self, raw: bytes | str, origin: Origin | None, pinned: str | None = None) -> Parsed:
         """Decode and adapt one record, counting what came out of it."""
@@ -147,7 +144,7 @@ class Pipeline:
     def ingest(self, events: Iterable[Event]) -> Output:
         """Fold events in; advance the watermark; emit what became due."""
         rejected = [r for ev in events if (r := self._add(ev)) is not None]
-        out = self._advance(self._tick_floor(self.watermark))
+        out = self._advance(tick_floor(self.watermark))
         out.rejected.extend(rejected)
         out.late, self._late = self._late, []
         if len(self.table.states) > self.settings.pipeline.max_entities:
@@ -169,7 +166,7 @@ class Pipeline:
         """End of input: emit every window up to the last event, then profile what is open."""
         if not math.isfinite(self.max_time):
             return Output()
-        end = self._tick_of(self.max_time + IP_BINDING_LAG_S)
+        end = tick_of(self.max_time + IP_BINDING_LAG_S)
         out = self._advance(end)
         self._resolve_deferred(math.inf)
         out.extend(self._advance(end))
@@ -179,7 +176,7 @@ class Pipeline:
             for s in closing:
                 self._bury(s)
             out.extend(self._score([p for p in profiles if p is not None]))
-        self._due.clear()
+        self.schedule.clear_due()
         return out
 
     # ---- routing ----------------------------------------------------------------------------
@@ -231,8 +228,7 @@ class Pipeline:
 
     def _defer(self, ev: Event, until: float) -> None:
         """Route ``ev`` when emission reaches event time ``until``, in content order."""
-        self._seq += 1
-        heapq.heappush(self._deferred, (until, order_key(ev), self._seq, ev))
+        self.schedule.defer(ev, until)
 
     def _route(self, key: EntityKey, ev: Event) -> None:
         if self.table.is_dead(key, ev.time):
@@ -255,7 +251,7 @@ class Pipeline:
             if ev.container_id:
                 self.table.bind_container(ev.container_id, key)
         self.table.apply(state, ev)
-        heapq.heappush(self._due, (self._next_due(state), key))
+        self.schedule.due(key, self._next_due(state))
 
     def _next_due(self, state: EntityState) -> float:
         candidates = [state.last_seen + self.idle_s]
@@ -268,27 +264,18 @@ class Pipeline:
         return min(candidates) + IP_BINDING_LAG_S
 
     # ---- emission ---------------------------------------------------------------------------
-    def _tick_floor(self, t: float) -> float:
-        return math.floor(t / TICK_S) * TICK_S if math.isfinite(t) else t
-
-    def _tick_of(self, due: float) -> float:
-        return math.ceil(due / TICK_S) * TICK_S
-
     def _advance(self, limit: float) -> Output:
         out = Output()
         while True:
-            next_deferred = self._deferred[0][0] if self._deferred else math.inf
-            next_due = self._due[0][0] if self._due else math.inf
-            first = min(next_deferred, next_due)
+            first = self.schedule.next_time()
             if first > limit or first == math.inf:
                 return out
-            tick = self._tick_of(first)
+            tick = tick_of(first)
             self._resolve_deferred(tick)
             out.extend(self._score(self._emit_due(tick)))
 
     def _resolve_deferred(self, tick: float) -> None:
-        while self._deferred and self._deferred[0][0] <= tick:
-            *_, ev = heapq.heappop(self._deferred)
+        for ev in self.schedule.deferred_until(tick):
             key = self.table.subject_key(ev) or self.table.resolve(ev)
             if key is None:
                 self.stats["unattributed"] += 1
@@ -296,18 +283,14 @@ class Pipeline:
             self._route(key, ev)
 
     def _emit_due(self, tick: float) -> list[Profile]:
-        keys: set[EntityKey] = set()
-        while self._due and self._due[0][0] <= tick:
-            _, key = heapq.heappop(self._due)
-            keys.add(key)
         profiles: list[Profile] = []
-        for key in sorted(keys):
+        for key in self.schedule.due_until(tick):
             state = self.table.states.get(key)
             if state is None:
                 continue
             profiles.extend(self._emit_entity(state, tick))
             if key in self.table.states:
-                heapq.heappush(self._due, (self._next_due(state), key))
+                self.schedule.due(key, self._next_due(state))
         return profiles
 
     def _emit_entity(self, state: EntityState, tick: float) -> list[Profile]:
@@ -386,12 +369,12 @@ class Pipeline:
         doc = {
             "format": _SNAPSHOT_FORMAT,
             "spec_version": self.spec.version,
-            "seq": self._seq,
+            "seq": self.schedule.seq,
             "states": list(table.states.values()),
             "ip_bindings": table._ip_bindings,
             "containers": table._containers,
             "tombstones": list(table._tombstones.items()),
-            "deferred": [(t, s, ev) for t, _, s, ev in self._deferred],
+            "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
             "stats": dict(self.stats),
@@ -405,7 +388,6 @@ class Pipeline:
         doc = msgspec.msgpack.decode(data, type=_Snapshot)
         if doc.format != _SNAPSHOT_FORMAT or doc.spec_version != self.spec.version:
             raise ValueError("checkpoint was written by another pipeline or feature spec version")
-        self._seq = doc.seq
         self.table = EntityTable()
         for state in doc.states:
             self.table.states[state.key] = state
@@ -414,10 +396,8 @@ class Pipeline:
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
         self._successors = dict(doc.successors)
-        self._deferred = [(t, order_key(ev), s, ev) for t, s, ev in doc.deferred]
-        heapq.heapify(self._deferred)
-        self._due = [(self._next_due(s), s.key) for s in self.table.states.values()]
-        heapq.heapify(self._due)
+        due = [(self._next_due(s), s.key) for s in self.table.states.values()]
+        self.schedule.restore(doc.deferred, doc.seq, due)
         self.features.memory.restore(doc.memory)
         self.stats = Counter(doc.stats)
         self.clock.restore(
