@@ -175,3 +175,13 @@ def test_input_a_person_must_fix_is_one_line_naming_the_file(
         list(read_records([str(path)]))
     message = str(info.value)
     assert message.startswith(str(path)) and problem in message and "\n" not in message
+
+
+def test_a_document_broken_part_way_keeps_the_records_before_the_break(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.json"
+    text = json.dumps([TRAIL["run_by_person"], TRAIL["terminate_by_person"]], indent=2)
+    path.write_text(text[: len(text) - 40])  # cut inside the second record
+    out = [parse_record(raw, origin) for raw, origin in read_records([str(path)])]
+    assert len(out) == 2 and out[0].events
+    (dead,) = out[1].rejected
+    assert dead.reason == "malformed_json" and dead.origin.pointer() == f"{path}#1"

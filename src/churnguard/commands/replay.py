@@ -1,4 +1,4 @@
-"""Run the whole detection pipeline over telemetry files, in event-time order, and write alerts.
+"""Run the whole detection pipeline over telemetry files, sorted by event time, and write alerts.
 
 The same pipeline the Kafka service runs: adapters, entity windows, per-namespace and
 per-workload baselines, thresholds, guard rules and explained alerts. At the end of input the
@@ -15,13 +15,19 @@ import msgspec
 
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
+from churnguard.ingest.files import INPUTS_HELP
 from churnguard.offline.capture import write_capture
 from churnguard.offline.replay import replay_files, summary_lines
 from churnguard.wiring import make_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL file(s), '-' = stdin")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=INPUTS_HELP,
+    )
     parser.add_argument("--alerts", required=True, help="alerts JSONL output, '-' = stdout")
     parser.add_argument("--config", help="churnguard TOML config")
     parser.add_argument("--model", help="model bundle directory (verified before loading)")

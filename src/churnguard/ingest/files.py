@@ -33,6 +33,9 @@ from churnguard.ingest.events import Origin
 from churnguard.ingest.exceptions import InputError
 
 STDIN = "-"
+INPUTS_HELP = (
+    "telemetry file(s): JSON Lines or JSON documents of any size, gzip or not; '-' = stdin"
+)
 _GZIP_MAGIC = b"\x1f\x8b"
 _PEEK = 64 * 1024
 # a document's top-level key whose array holds the records, and how to make one a record
