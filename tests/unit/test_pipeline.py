@@ -9,6 +9,7 @@ import pytest
 
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind
+from churnguard.offline.replay import summary_lines
 from churnguard.pipeline import Pipeline
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
@@ -207,6 +208,11 @@ def test_a_late_event_whose_entity_is_gone_is_a_dead_letter_with_reason_late() -
     assert "behind the watermark" in out.rejected[0].detail
     assert out.late == [("test", "dead_letter")] * 2
     assert pipe.stats["late_events"] == pipe.stats["late.dead_letter.test"] == 2
+    # the run summary says so in plain words, per source
+    lines = summary_lines(pipe.stats, 0, 0)
+    assert "2 test events arrived later than the allowed lateness and were dead-lettered" in (
+        "\n".join(lines)
+    )
 
 
 def test_recreated_statefulset_pod_is_a_new_incarnation() -> None:

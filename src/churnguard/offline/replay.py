@@ -107,13 +107,14 @@ def summary_lines(stats: Counter[str], n_profiles: int, n_entities: int) -> list
 def late_lines(stats: Counter[str]) -> list[str]:
     """Plain words for events that arrived behind the watermark, per source."""
     lines = []
-    for outcome, words in (
-        ("dead_letter", "arrived later than its allowed lateness and was dead-lettered as late"),
-        ("applied", "arrived late but was applied to its entity, which was still held"),
+    for outcome, one, many in (
+        ("dead_letter", "was dead-lettered as late", "were dead-lettered as late"),
+        ("applied", "was applied to its entity, still held", "were applied to their entities"),
     ):
         prefix = f"late.{outcome}."
         for key, n in sorted(stats.items()):
             if key.startswith(prefix) and n:
-                source = key[len(prefix) :]
-                lines.append(f"{n:,} {source} event{'s' if n != 1 else ''} {words}")
+                what = f"{n:,} {key[len(prefix) :]} event{'s' if n != 1 else ''}"
+                done = one if n == 1 else many
+                lines.append(f"{what} arrived later than the allowed lateness and {done}")
     return lines
