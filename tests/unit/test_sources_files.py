@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import EventKind, Origin
@@ -185,3 +187,45 @@ def test_a_document_broken_part_way_keeps_the_records_before_the_break(tmp_path:
     assert len(out) == 2 and out[0].events
     (dead,) = out[1].rejected
     assert dead.reason == "malformed_json" and dead.origin.pointer() == f"{path}#1"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_records = st.lists(
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in ("Records", "Events", "items")),
+        _json,
+        min_size=1,
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(records=_records, shape=st.sampled_from(["lines", "array", "pretty", "Records", "each"]),
+       gz=st.booleans())  # fmt: skip
+def test_every_shape_yields_the_same_records(
+    tmp_path: Path, records: list[dict], shape: str, gz: bool
+) -> None:
+    if shape == "lines":
+        body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    elif shape == "array":
+        body = orjson.dumps(records)
+    elif shape == "pretty":
+        body = orjson.dumps(records, option=orjson.OPT_INDENT_2)
+    elif shape == "Records":
+        body = orjson.dumps({"Records": records}, option=orjson.OPT_INDENT_2)
+    else:  # several pretty-printed documents, one after the other
+        body = b"\n".join(orjson.dumps(r, option=orjson.OPT_INDENT_2) for r in records)
+    path = tmp_path / "input"
+    path.write_bytes(gzip.compress(body) if gz else body)
+    assert [orjson.loads(raw) for raw, _ in read_records([str(path)])] == records

@@ -38,7 +38,7 @@ INPUTS_HELP = (
 )
 _GZIP_MAGIC = b"\x1f\x8b"
 _PEEK = 64 * 1024
-# a document's top-level key whose array holds the records, and how to make one a record
+# a document's top-level key whose array holds the records (``items`` only in an EventList)
 _WRAPPERS = ("Records", "items", "Events")
 # a document whose records sit in a wrapper array (possibly minified on one long line)
 _WRAPPER_HEAD = re.compile(
@@ -190,7 +190,8 @@ def _map_items(events: Iterator[tuple[str, str, object]]) -> Iterator[bytes]:
             continue
         key = str(value)
         prefix, event, value = next(events)
-        if key in _WRAPPERS and event == "start_array":
+        wrapper = key in _WRAPPERS and (key != "items" or rest.get("kind") == "EventList")
+        if wrapper and event == "start_array":
             streamed = True
             for item in _array_items(events, f"{key}.item"):
                 yield _unwrap(key, item, rest)
