@@ -29,6 +29,7 @@ def line(record: dict) -> bytes:
 def test_jsonl_skips_blank_lines_and_keeps_physical_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     rows = [
+        b"  ",
         line(AUDIT["pod_delete_by_person"]),
         b"",
         b"   ",
@@ -38,8 +39,8 @@ def test_jsonl_skips_blank_lines_and_keeps_physical_line_numbers(tmp_path: Path)
     path.write_bytes(b"\n".join(rows) + b"\n")
     out = list(read_records([str(path)]))
     assert [o for _, o in out] == [
-        Origin(source=str(path), line=1),
-        Origin(source=str(path), line=4),
+        Origin(source=str(path), line=2),
+        Origin(source=str(path), line=5),
     ]
     assert [parse_record(raw).events[0].kind for raw, _ in out] == [
         EventKind.POD_DELETE,
@@ -229,3 +230,14 @@ def test_every_shape_yields_the_same_records(
     path = tmp_path / "input"
     path.write_bytes(gzip.compress(body) if gz else body)
     assert [orjson.loads(raw) for raw, _ in read_records([str(path)])] == records
+
+
+def test_an_empty_file_among_others_is_fine_all_empty_is_an_error(tmp_path: Path) -> None:
+    from churnguard.ingest.exceptions import InputError
+
+    empty, other = tmp_path / "falco.jsonl", tmp_path / "audit.jsonl"
+    empty.write_bytes(b"")
+    other.write_bytes(line(AUDIT["pod_delete_by_person"]) + b"\n")
+    assert len(list(read_records([str(empty), str(other)]))) == 1
+    with pytest.raises(InputError, match="empty input"):
+        list(read_records([str(empty), str(empty)]))

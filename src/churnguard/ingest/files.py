@@ -47,11 +47,23 @@ _WRAPPER_HEAD = re.compile(
 
 
 def read_records(paths: Iterable[str]) -> Iterator[tuple[bytes, Origin]]:
-    """Yield ``(raw record, origin)`` for every record of every path, in file order."""
+    """Yield ``(raw record, origin)`` for every record of every path, in file order.
+
+    An empty file among others is fine (a source that had nothing to say); an input whose
+    files are all empty is an error.
+    """
+    names, empty = [], []
     for path in paths:
         source = "<stdin>" if path == STDIN else path
+        names.append(source)
         with _open(path) as stream:
-            yield from _records(stream, source)
+            skipped = _skip_blank(stream)
+            if skipped is None:
+                empty.append(source)
+                continue
+            yield from _records(stream, source, first_line=skipped + 1)
+    if names and len(empty) == len(names):
+        raise InputError(f"{', '.join(empty)}: empty input (no records)")
 
 
 @contextmanager
@@ -79,10 +91,10 @@ def _open(path: str) -> Iterator[BinaryIO]:
             raw.close()
 
 
-def _records(stream: io.BufferedReader, source: str) -> Iterator[tuple[bytes, Origin]]:
-    head = _first_non_blank(stream)
-    if not head:
-        raise InputError(f"{source}: empty input (no records)")
+def _records(
+    stream: io.BufferedReader, source: str, first_line: int
+) -> Iterator[tuple[bytes, Origin]]:
+    head = stream.peek(16)
     if head[:1] not in (b"{", b"["):
         raise InputError(
             f"{source}: unknown format: not JSON or JSON Lines (starts with {head[:12]!r})"
@@ -90,23 +102,23 @@ def _records(stream: io.BufferedReader, source: str) -> Iterator[tuple[bytes, Or
     if _WRAPPER_HEAD.match(head := stream.peek(_PEEK)) or not _looks_like_lines(head):
         yield from _document(stream, source)
     else:
-        yield from _lines(stream, source)
+        yield from _lines(stream, source, first_line)
 
 
-def _first_non_blank(stream: io.BufferedReader) -> bytes:
-    """Skip leading whitespace (and a UTF-8 BOM); return what follows without consuming it."""
+def _skip_blank(stream: io.BufferedReader) -> int | None:
+    """Skip leading whitespace (and a UTF-8 BOM): the line breaks skipped, None if all blank."""
+    newlines = 0
     while True:
         chunk = stream.peek(_PEEK)
         if not chunk:
-            return b""
+            return None
         stripped = chunk.lstrip(b" \t\r\n")
+        skipped = stream.read(len(chunk) - len(stripped))
+        newlines += skipped.count(b"\n")
         if stripped.startswith(b"\xef\xbb\xbf"):
-            stream.read(len(chunk) - len(stripped) + 3)
-            continue
-        if stripped:
-            stream.read(len(chunk) - len(stripped))
-            return stream.peek(16)
-        stream.read(len(chunk))
+            stream.read(3)
+        elif stripped:
+            return newlines
 
 
 def _looks_like_lines(head: bytes) -> bool:
@@ -129,9 +141,9 @@ def _is_json(line: bytes) -> bool:
     return True
 
 
-def _lines(stream: BinaryIO, source: str) -> Iterator[tuple[bytes, Origin]]:
-    # line numbers count from the first non-blank line; blank lines before it are skipped
-    for number, line in enumerate(stream, start=1):
+def _lines(stream: BinaryIO, source: str, first_line: int) -> Iterator[tuple[bytes, Origin]]:
+    # physical line numbers: ``first_line`` is where the blank lines skipped before ended
+    for number, line in enumerate(stream, start=first_line):
         record = line.strip()
         if len(record) > _PEEK and _WRAPPER_HEAD.match(record[:_PEEK]):
             # a delivered file per line (``cat *.json``): its records one by one
