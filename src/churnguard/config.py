@@ -37,7 +37,15 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     spec_version: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")] = "1"
     window_seconds: Positive | None = None  # None = the feature spec's value
+    # how far behind the newest record of its input an event may arrive and still be
+    # folded in order; an event later than that is applied to its entity while the entity
+    # is held, else dead-lettered with reason "late". Per source kind (audit, cloudtrail,
+    # runtime, flows) or per topic name; unnamed ones use allowed_lateness_seconds (None =
+    # the feature spec's value, 60 s). CloudTrail is delivered in files up to ~15 min late.
     allowed_lateness_seconds: NonNegative | None = None
+    lateness_seconds: dict[str, NonNegative] = msgspec.field(
+        default_factory=lambda: {"cloudtrail": 900.0}
+    )
     idle_expiry_seconds: Positive | None = None
     max_record_bytes: Count = 1_048_576  # longer records are dead-lettered, not parsed
     max_entities: Count = 200_000  # hard cap; the idlest entities are profiled early past it

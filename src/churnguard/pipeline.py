@@ -1,19 +1,23 @@
 """Wires decode → adapt → entity table → feature windows → scorer. No I/O, no wall clock.
 
-Event time drives everything. The watermark is the highest event time seen minus the
-allowed lateness; an event older than the watermark is late (counted, dropped). A profile
+Event time drives everything. The :class:`~churnguard.ingest.watermark.Watermark` says up
+to which event time input is complete, with an allowed lateness per source. An event older
+than the watermark is late: it is still applied to its entity if the entity is held (it
+counts in the entity's next profile, so a late update may raise or update an alert);
+otherwise it becomes a dead letter with reason ``late``. Both are counted per source. A profile
 is *due* at its window end (or at the entity's deletion, or when it has been idle too long)
 and is emitted once the watermark passes it. Due times are grouped into fixed ticks and
 emitted tick by tick in (due, entity) order, so what is scored together — and therefore what
 the online models learn, in which order — depends only on the events, not on how the input
 was interleaved or batched. For the same reason an event is folded into its entity's state
 when the watermark passes it, not when it arrives. That is what makes ``replay`` and
-``serve`` agree.
+``serve`` agree. The watermark and the emission schedule are their own classes
+(``ingest/watermark.py``, ``profiling/schedule.py``); this module wires the stages and
+keeps the shard's checkpoint, which spans all of them (hence its length).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -24,15 +28,17 @@ import msgspec
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
+from churnguard.ingest.watermark import Watermark, WatermarkState, source_kind
 from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
 from churnguard.profiling.profile import Profile
+from churnguard.profiling.schedule import TICK_S, EmissionSchedule, tick_floor, tick_of
 from churnguard.profiling.spec import FeatureSpec, load_spec
 
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
 
-TICK_S = 60.0  # profiles due within one tick are scored together: bigger batches, fewer calls
+__all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
 
 
@@ -43,12 +49,14 @@ class Output(msgspec.Struct):
     rejected: list[Rejected] = msgspec.field(default_factory=list)
     scored: list[Any] = msgspec.field(default_factory=list)  # churnguard.scoring.scorer.Scored
     profiles: list[Profile] = msgspec.field(default_factory=list)  # when no scorer is set
+    late: list[tuple[str, str]] = msgspec.field(default_factory=list)  # (source, outcome)
 
     def extend(self, other: Output) -> None:
         self.alerts.extend(other.alerts)
         self.rejected.extend(other.rejected)
         self.scored.extend(other.scored)
         self.profiles.extend(other.profiles)
+        self.late.extend(other.late)
 
 
 class Pipeline:
@@ -65,11 +73,12 @@ class Pipeline:
         ps = self.settings.pipeline
         self.spec = spec or load_spec(version=ps.spec_version)
         self.window_s = ps.window_seconds or self.spec.window_seconds
-        self.lateness_s = (
+        default_lateness = (
             ps.allowed_lateness_seconds
             if ps.allowed_lateness_seconds is not None
             else self.spec.allowed_lateness_seconds
         )
+        self.clock = Watermark(default_lateness, ps.lateness_seconds)
         self.idle_s = ps.idle_expiry_seconds or self.spec.idle_expiry_seconds
         self.ctx = AdapterContext(
             cluster_cidrs=list(ps.cluster_cidrs),
@@ -79,46 +88,35 @@ class Pipeline:
         self.table = EntityTable()
         self.features = FeatureBuilder(self.spec, NetworkClassifier(ps.cluster_cidrs))
         self.scorer = scorer
-        self.max_time = -math.inf
-        self._due: list[tuple[float, EntityKey]] = []  # heap of (due time, entity)
-        self._deferred: list[tuple[float, int, Event]] = []  # (resolve at, seq, event)
-        self._seq = 0
+        self.schedule = EmissionSchedule()
         self._successors: dict[EntityKey, list[Event]] = {}
-        # multi-input alignment (the Kafka driver): latest event time per input partition
-        self._expected: frozenset[str] = frozenset()
-        self._idle: frozenset[str] = frozenset()
-        self._source_time: dict[str, float] = {}
-        self._watermark_floor = -math.inf
+        self._late: list[tuple[str, str]] = []
         self.stats: Counter[str] = Counter()
 
     # ---- input ----------------------------------------------------------------------------
     @property
     def watermark(self) -> float:
-        """Event time up to which input is complete, minus the allowed lateness.
+        """Event time up to which input is complete (see :class:`Watermark`)."""
+        return self.clock.value
 
-        With one input (files merged by time) that is the newest event seen. With several
-        inputs (a shard's partitions of several topics, read at different speeds) it is the
-        *slowest* input's newest event: a topic consumed ahead of the others must not make
-        the others' records late. Inputs that are caught up (``set_idle``) do not hold it back.
-        """
-        if not self._expected:
-            return self.max_time - self.lateness_s
-        if any(s not in self._source_time and s not in self._idle for s in self._expected):
-            return self._watermark_floor  # an input has not delivered anything yet
-        active = [t for s, t in self._source_time.items() if s not in self._idle]
-        newest = min(active) if active else self.max_time
-        # never backwards: an input that was idle and delivers again cannot reopen the past
-        self._watermark_floor = max(self._watermark_floor, newest - self.lateness_s)
-        return self._watermark_floor
+    @property
+    def max_time(self) -> float:
+        """The newest event time accepted so far."""
+        return self.clock.max_time
+
+    @property
+    def lateness_s(self) -> float:
+        """The largest allowed lateness of any source: how far emission may trail input."""
+        return self.clock.max_lateness
 
     def expect_sources(self, sources: Iterable[str]) -> None:
-        """Name the inputs whose event times align the watermark (``source_of`` names)."""
-        self._expected = frozenset(sources)
+        """Name the inputs whose event times align the watermark (``input_of`` names)."""
+        self.clock.expect(sources)
 
     def set_idle(self, sources: Iterable[str]) -> Output:
         """Mark inputs that have nothing more to read; emits what that makes due."""
-        self._idle = frozenset(sources)
-        return self._advance(self._tick_floor(self.watermark))
+        self.clock.set_idle(sources)
+        return self._advance(tick_floor(self.watermark))
 
     def parse(self, raw: bytes | str, origin: Origin | None, pinned: str | None = None) -> Parsed:
         """Decode and adapt one record, counting what came out of it."""
@@ -145,9 +143,10 @@ class Pipeline:
 
     def ingest(self, events: Iterable[Event]) -> Output:
         """Fold events in; advance the watermark; emit what became due."""
-        for ev in events:
-            self._add(ev)
-        out = self._advance(self._tick_floor(self.watermark))
+        rejected = [r for ev in events if (r := self._add(ev)) is not None]
+        out = self._advance(tick_floor(self.watermark))
+        out.rejected.extend(rejected)
+        out.late, self._late = self._late, []
         if len(self.table.states) > self.settings.pipeline.max_entities:
             out.extend(self._evict())
         return out
@@ -167,7 +166,7 @@ class Pipeline:
         """End of input: emit every window up to the last event, then profile what is open."""
         if not math.isfinite(self.max_time):
             return Output()
-        end = self._tick_of(self.max_time + IP_BINDING_LAG_S)
+        end = tick_of(self.max_time + IP_BINDING_LAG_S)
         out = self._advance(end)
         self._resolve_deferred(math.inf)
         out.extend(self._advance(end))
@@ -177,40 +176,59 @@ class Pipeline:
             for s in closing:
                 self._bury(s)
             out.extend(self._score([p for p in profiles if p is not None]))
-        self._due.clear()
+        self.schedule.clear_due()
         return out
 
     # ---- routing ----------------------------------------------------------------------------
-    def _add(self, ev: Event) -> None:
+    def _add(self, ev: Event) -> Rejected | None:
         if not math.isfinite(ev.time):
             self.stats["dropped.bad_time"] += 1
-            return
-        if ev.time < self.watermark:
-            self.stats["late_events"] += 1
-            return
-        self.max_time = max(self.max_time, ev.time)
-        if self._expected and ev.origin is not None:
-            source = source_of(ev.origin)
-            if ev.time > self._source_time.get(source, -math.inf):
-                self._source_time[source] = ev.time
+            return None
+        watermark = self.watermark
+        if ev.time < watermark:
+            return self._add_late(ev, watermark)
+        self.clock.observe(ev)
         key = self.table.subject_key(ev)
         if key is None:
             if self.table.needs_resolution(ev):
                 self._defer(ev, ev.time + IP_BINDING_LAG_S)
             else:
                 self.stats["unattributed"] += 1
-            return
+            return None
         # Folded in once the watermark has passed it, not on arrival: a record read ahead
         # of the watermark (a topic consumed faster than the others, or a successor's
         # event before the deletion that ends the previous pod of that name) must not
         # change a state before the emissions that precede it in event time (windows,
         # idle expiry, the previous incarnation's end). Arrival order cannot matter then.
         self._defer(ev, ev.time)
+        return None
+
+    def _add_late(self, ev: Event, watermark: float) -> Rejected | None:
+        """Behind the watermark: applied if its entity is still held, else a dead letter."""
+        source = source_kind(ev.format)
+        key = self.table.subject_key(ev) or self.table.resolve(ev)
+        state = self.table.states.get(key) if key is not None else None
+        if key is not None and state is not None and not self.table.is_dead(key, ev.time):
+            self._route(key, ev)
+            self.stats[f"late.applied.{source}"] += 1
+            self._late.append((source, "applied"))
+            return None
+        self.stats["late_events"] += 1
+        self.stats[f"late.dead_letter.{source}"] += 1
+        self.stats["rejected.late"] += 1
+        self._late.append((source, "dead_letter"))
+        behind = watermark - ev.time
+        return Rejected(
+            reason="late",
+            detail=f"{source} event {behind:.0f} s behind the watermark, later than its"
+            " input's allowed lateness, and its entity is no longer held",
+            origin=ev.origin,
+            record=msgspec.json.encode(ev).decode(),
+        )
 
     def _defer(self, ev: Event, until: float) -> None:
-        """Route ``ev`` when emission reaches event time ``until``, in that order."""
-        self._seq += 1
-        heapq.heappush(self._deferred, (until, self._seq, ev))
+        """Route ``ev`` when emission reaches event time ``until``, in content order."""
+        self.schedule.defer(ev, until)
 
     def _route(self, key: EntityKey, ev: Event) -> None:
         if self.table.is_dead(key, ev.time):
@@ -227,16 +245,13 @@ class Pipeline:
             self._successors.setdefault(key, []).append(ev)
             return
         state = self.table.state_for(key, ev)
-        if state.emitted_until is not None and ev.time < state.emitted_until:
-            self.stats["late_events"] += 1
-            return
         if key.kind is EntityKind.POD and ev.namespace and ev.pod:
             if ev.pod_ip:
                 self.table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:
                 self.table.bind_container(ev.container_id, key)
         self.table.apply(state, ev)
-        heapq.heappush(self._due, (self._next_due(state), key))
+        self.schedule.due(key, self._next_due(state))
 
     def _next_due(self, state: EntityState) -> float:
         candidates = [state.last_seen + self.idle_s]
@@ -244,33 +259,23 @@ class Pipeline:
             candidates.append(state.deleted_at)
         if state.pending:
             start = state.window_start()
-            first = min(ev.time for ev in state.pending)
-            k = max(0, math.floor((first - start) / self.window_s))
+            k = max(0, math.floor((_first_pending(state) - start) / self.window_s))
             candidates.append(start + (k + 1) * self.window_s)
         return min(candidates) + IP_BINDING_LAG_S
 
     # ---- emission ---------------------------------------------------------------------------
-    def _tick_floor(self, t: float) -> float:
-        return math.floor(t / TICK_S) * TICK_S if math.isfinite(t) else t
-
-    def _tick_of(self, due: float) -> float:
-        return math.ceil(due / TICK_S) * TICK_S
-
     def _advance(self, limit: float) -> Output:
         out = Output()
         while True:
-            next_deferred = self._deferred[0][0] if self._deferred else math.inf
-            next_due = self._due[0][0] if self._due else math.inf
-            first = min(next_deferred, next_due)
+            first = self.schedule.next_time()
             if first > limit or first == math.inf:
                 return out
-            tick = self._tick_of(first)
+            tick = tick_of(first)
             self._resolve_deferred(tick)
             out.extend(self._score(self._emit_due(tick)))
 
     def _resolve_deferred(self, tick: float) -> None:
-        while self._deferred and self._deferred[0][0] <= tick:
-            _, _, ev = heapq.heappop(self._deferred)
+        for ev in self.schedule.deferred_until(tick):
             key = self.table.subject_key(ev) or self.table.resolve(ev)
             if key is None:
                 self.stats["unattributed"] += 1
@@ -278,18 +283,14 @@ class Pipeline:
             self._route(key, ev)
 
     def _emit_due(self, tick: float) -> list[Profile]:
-        keys: set[EntityKey] = set()
-        while self._due and self._due[0][0] <= tick:
-            _, key = heapq.heappop(self._due)
-            keys.add(key)
         profiles: list[Profile] = []
-        for key in sorted(keys):
+        for key in self.schedule.due_until(tick):
             state = self.table.states.get(key)
             if state is None:
                 continue
             profiles.extend(self._emit_entity(state, tick))
             if key in self.table.states:
-                heapq.heappush(self._due, (self._next_due(state), key))
+                self.schedule.due(key, self._next_due(state))
         return profiles
 
     def _emit_entity(self, state: EntityState, tick: float) -> list[Profile]:
@@ -297,8 +298,7 @@ class Pipeline:
         # complete windows strictly before the end of life
         while state.pending:
             start = state.window_start()
-            first = min(ev.time for ev in state.pending)
-            k = max(0, math.floor((first - start) / self.window_s))
+            k = max(0, math.floor((_first_pending(state) - start) / self.window_s))
             w_start, w_end = start + k * self.window_s, start + (k + 1) * self.window_s
             ends_inside = state.deleted_at is not None and state.deleted_at <= w_end
             if w_end + IP_BINDING_LAG_S > tick or ends_inside:
@@ -369,20 +369,16 @@ class Pipeline:
         doc = {
             "format": _SNAPSHOT_FORMAT,
             "spec_version": self.spec.version,
-            "max_time": self.max_time if math.isfinite(self.max_time) else None,
-            "seq": self._seq,
+            "seq": self.schedule.seq,
             "states": list(table.states.values()),
             "ip_bindings": table._ip_bindings,
             "containers": table._containers,
             "tombstones": list(table._tombstones.items()),
-            "deferred": [(t, s, ev) for t, s, ev in self._deferred],
+            "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
             "stats": dict(self.stats),
-            "source_time": self._source_time,
-            "watermark_floor": self._watermark_floor
-            if math.isfinite(self._watermark_floor)
-            else None,
+            **msgspec.structs.asdict(self.clock.snapshot()),
             "scorer": self.scorer.snapshot() if self.scorer is not None else None,
         }
         return msgspec.msgpack.encode(doc)
@@ -392,8 +388,6 @@ class Pipeline:
         doc = msgspec.msgpack.decode(data, type=_Snapshot)
         if doc.format != _SNAPSHOT_FORMAT or doc.spec_version != self.spec.version:
             raise ValueError("checkpoint was written by another pipeline or feature spec version")
-        self.max_time = doc.max_time if doc.max_time is not None else -math.inf
-        self._seq = doc.seq
         self.table = EntityTable()
         for state in doc.states:
             self.table.states[state.key] = state
@@ -402,22 +396,28 @@ class Pipeline:
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
         self._successors = dict(doc.successors)
-        self._deferred = [(t, s, ev) for t, s, ev in doc.deferred]
-        heapq.heapify(self._deferred)
-        self._due = [(self._next_due(s), s.key) for s in self.table.states.values()]
-        heapq.heapify(self._due)
+        due = [(self._next_due(s), s.key) for s in self.table.states.values()]
+        self.schedule.restore(doc.deferred, doc.seq, due)
         self.features.memory.restore(doc.memory)
         self.stats = Counter(doc.stats)
-        self._source_time = dict(doc.source_time)
-        wf = doc.watermark_floor
-        self._watermark_floor = wf if wf is not None else -math.inf
+        self.clock.restore(
+            WatermarkState(
+                max_time=doc.max_time,
+                source_time=doc.source_time,
+                input_lateness=doc.input_lateness,
+                lateness_seen=doc.lateness_seen,
+                watermark_floor=doc.watermark_floor,
+            )
+        )
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
 
 
-def source_of(origin: Origin) -> str:
-    """The input an origin belongs to: ``topic[partition]``, or the file name."""
-    return f"{origin.source}[{origin.partition}]" if origin.partition is not None else origin.source
+def _first_pending(state: EntityState) -> float:
+    """Where the entity's next window starts from: its oldest pending event, but never
+    before what was already emitted (a late event joins the next profile, not a past one)."""
+    first = min(ev.time for ev in state.pending)
+    return first if state.emitted_until is None else max(first, state.emitted_until)
 
 
 class _Snapshot(msgspec.Struct):
@@ -436,3 +436,5 @@ class _Snapshot(msgspec.Struct):
     source_time: dict[str, float]
     watermark_floor: float | None
     scorer: bytes | None
+    input_lateness: dict[str, float] = {}
+    lateness_seen: float = 0.0

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import alert_ids
+from helpers import alert_ids, read_topic
 
 from churnguard.ingest import parse_record
 from churnguard.offline.replay import replay_files
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import namespace_key, produce_records
 from churnguard.simulate import SimParams, generate, write
+from churnguard.simulate.delivery import shuffled_within
 
 pytestmark = pytest.mark.integration
 # two hours past the simulation a record per namespace closes every window, as live
@@ -93,3 +94,59 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     assert len(served) == len(set(served)), "an alert id was published twice"
     only_served, only_replayed = sorted(set(served) - replayed), sorted(replayed - set(served))
     assert not only_served and not only_replayed, (only_served, only_replayed)
+
+
+def test_served_in_delivery_order_equals_replay_with_no_late_drops(
+    make_settings, start_service, tmp_path: Path
+) -> None:
+    """Records produced as pipelines deliver them: every source shuffled within 10 minutes.
+
+    That needs an allowed lateness of at least 10 minutes on every topic; it is set here
+    per topic (``pipeline.lateness_seconds`` takes topic names as well as source kinds).
+    """
+    settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
+    audit_topic, runtime_topic = list(settings.kafka.input_topics)
+    settings.pipeline.lateness_seconds = {audit_topic: 660.0, runtime_topic: 660.0}
+    sim = generate(SimParams(seed=5, hours=3.0))
+    write(sim, tmp_path)
+    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
+                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
+    sentinels = [orjson.dumps(s) for s in _sentinels(sim, namespaces)]
+    (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
+
+    delivered = shuffled_within(sim.records, 600.0, seed=2)
+    for topic, formats in ((audit_topic, ("k8s_audit", "cloudtrail")),
+                           (runtime_topic, ("falco", "tetragon", "flow"))):  # fmt: skip
+        mine = {id(r) for f in formats for r in sim.records[f]}
+        values = [orjson.dumps(r) for r in delivered if id(r) in mine]
+        produce_records(settings.kafka, topic, ((namespace_key(v), v) for v in values))
+    produce_records(settings.kafka, audit_topic, ((None, v) for v in sentinels))
+
+    running = start_service(settings, default_pipeline_factory)
+    running.wait_caught_up(timeout_s=120)
+    served = alert_ids(settings)
+    dead = [orjson.loads(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)]
+    assert [d for d in dead if d["reason"] == "late"] == [] and not running.service.stats.late
+
+    # one record hours behind everything, about a pod long gone: a counted dead letter
+    straggler = dict(orjson.loads(sentinels[0]), auditID="straggler")
+    straggler["objectRef"] = dict(straggler["objectRef"], name="gone")
+    straggler["stageTimestamp"] = straggler["requestReceivedTimestamp"] = min(
+        r["stageTimestamp"] for r in sim.records["k8s_audit"]
+    )
+    produce_records(settings.kafka, audit_topic, [(None, orjson.dumps(straggler))])
+    running.wait_caught_up(timeout_s=60)
+    running.close()
+    dead = [orjson.loads(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)]
+    assert [d["reason"] for d in dead] == ["late"] and '"pod":"gone"' in dead[0]["record"]
+    assert running.service.stats.late == {"audit.dead_letter": 1}
+    metric = running.service.metrics.registry.get_sample_value(
+        "churnguard_late_events_total", {"source": "audit", "outcome": "dead_letter"}
+    )
+    assert metric == 1
+
+    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
+    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    assert replayed, "the simulated attacks should raise alerts"
+    assert sorted(served) == sorted(replayed)

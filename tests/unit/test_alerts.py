@@ -147,3 +147,11 @@ def test_built_alert_is_reproducible_data_in_event_time(spec: FeatureSpec) -> No
     assert msgspec.json.decode(msgspec.json.encode(a), type=Alert) == a
     table = render_table([a])
     assert a.alert_id in table and "shop/web-1" in table and "HIGH" in table
+    assert "score 0.970 > threshold 0.900" in table
+    assert "guard rules also fired: exec-then-delete-by-person" in table
+
+    # raised by the guard alone: the table names the rule, not a score comparison
+    guarded = msgspec.structs.replace(a, score=0.0)
+    table = render_table([guarded])
+    assert "raised by guard rule exec-then-delete-by-person" in table
+    assert "0.000 >" not in table

@@ -97,7 +97,7 @@ def test_dashboard_queries_parse_and_use_exported_metrics() -> None:
             used |= names
     # what the issue asks the dashboard to show
     for needed in ("churnguard_records_consumed_total", "churnguard_consumer_lag",
-                   "churnguard_records_rejected_total", "churnguard_late_events",
+                   "churnguard_records_rejected_total", "churnguard_late_events_total",
                    "churnguard_alerts_total", "churnguard_alert_techniques_total",
                    "churnguard_processing_latency_seconds_bucket", "churnguard_entities_tracked",
                    "churnguard_model_info"):  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind
+from churnguard.offline.replay import summary_lines
 from churnguard.pipeline import Pipeline
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
@@ -175,14 +176,43 @@ def test_autoscaler_churn_is_not_same_identity() -> None:
     assert p.values["run_and_terminate_same_identity"] == 0
 
 
-def test_late_events_are_counted_not_folded() -> None:
+def test_a_late_event_is_applied_to_its_entity_while_it_is_held() -> None:
     pipe = Pipeline(Settings())
     pipe.ingest(
         [ev(0, EventKind.POD_CREATE, **pod("a")), ev(1000, EventKind.POD_CREATE, **pod("b"))]
     )
-    out = pipe.ingest([ev(10, EventKind.POD_EXEC, **pod("a"))])  # 990 s behind: too late
-    assert pipe.stats["late_events"] == 1
-    assert out.profiles == []
+    out = pipe.ingest([ev(10, EventKind.POD_EXEC, **pod("a"))])  # 990 s behind the newest
+    assert (pipe.stats["late.applied.test"], pipe.stats["late_events"]) == (1, 0)
+    assert out.late == [("test", "applied")] and out.rejected == []
+    out.extend(pipe.finish())
+    execs = [p.values["exec_count"] for p in out.profiles if p.entity.pod == "a"]
+    assert sum(execs) == 1  # the late exec is in a's next profile, not lost
+    # its window [0, 300) was already emitted; no profile of that window is made twice
+    windows = [(p.window_start, p.window_end) for p in out.profiles if p.entity.pod == "a"]
+    assert len(windows) == len(set(windows))
+
+
+def test_a_late_event_whose_entity_is_gone_is_a_dead_letter_with_reason_late() -> None:
+    pipe = Pipeline(Settings())
+    pipe.ingest(
+        [
+            ev(0, EventKind.POD_CREATE, **pod("a")),
+            ev(100, EventKind.POD_DELETE, **pod("a"), actor="x", actor_kind=ActorKind.PERSON),
+            ev(1000, EventKind.POD_CREATE, **pod("b")),
+        ]
+    )
+    out = pipe.ingest(
+        [ev(50, EventKind.POD_EXEC, **pod("a")), ev(20, EventKind.POD_EXEC, **pod("never"))]
+    )
+    assert [r.reason for r in out.rejected] == ["late", "late"]
+    assert "behind the watermark" in out.rejected[0].detail
+    assert out.late == [("test", "dead_letter")] * 2
+    assert pipe.stats["late_events"] == pipe.stats["late.dead_letter.test"] == 2
+    # the run summary says so in plain words, per source
+    lines = summary_lines(pipe.stats, 0, 0)
+    assert "2 test events arrived later than the allowed lateness and were dead-lettered" in (
+        "\n".join(lines)
+    )
 
 
 def test_recreated_statefulset_pod_is_a_new_incarnation() -> None:

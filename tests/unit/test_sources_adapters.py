@@ -8,12 +8,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from real_samples import real
 
 from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.events import ActorKind, ApiCategory, EventKind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-REAL = FIXTURES / "real"
 
 
 def case(fmt: str, name: str, ctx: AdapterContext | None = None) -> Parsed:
@@ -39,7 +39,7 @@ def ignored_reason(parsed: Parsed) -> str:
 def test_real_microk8s_audit_is_all_accounted_for_without_inventing_pods() -> None:
     reasons: Counter[str] = Counter()
     events = []
-    lines = (REAL / "k8s_audit_microk8s.jsonl").read_bytes().splitlines()
+    lines = real("k8s_audit_microk8s.jsonl").read_bytes().splitlines()
     for n, line in enumerate(lines, start=1):
         parsed = parse_record(line)
         assert not parsed.rejected, (n, parsed.rejected)
@@ -64,7 +64,7 @@ def test_real_microk8s_audit_is_all_accounted_for_without_inventing_pods() -> No
 def test_real_falco_lines_map_to_process_exec_in_their_container() -> None:
     first, second = (
         only_event(parse_record(line))
-        for line in (REAL / "falco_output.jsonl").read_bytes().splitlines()
+        for line in real("falco_output.jsonl").read_bytes().splitlines()
     )
     assert first.kind is EventKind.PROCESS_EXEC
     assert (first.container_id, first.namespace, first.pod) == (
@@ -88,7 +88,7 @@ def test_real_falco_lines_map_to_process_exec_in_their_container() -> None:
 def test_real_tetragon_execs_carry_pod_and_stripped_container_id() -> None:
     events = [
         only_event(parse_record(line))
-        for line in (REAL / "tetragon_events.jsonl").read_bytes().splitlines()
+        for line in real("tetragon_events.jsonl").read_bytes().splitlines()
     ]
     assert [e.kind for e in events] == [EventKind.PROCESS_EXEC] * 3
     first = events[0]
@@ -104,7 +104,7 @@ def test_real_tetragon_execs_carry_pod_and_stripped_container_id() -> None:
 def test_real_hubble_host_flows_are_ignored_not_rejected() -> None:
     reasons = [
         ignored_reason(parse_record(line))
-        for line in (REAL / "hubble_flows.jsonl").read_bytes().splitlines()
+        for line in real("hubble_flows.jsonl").read_bytes().splitlines()
     ]
     assert reasons == ["no_pod_on_source"] * 3
 

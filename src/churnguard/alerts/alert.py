@@ -309,6 +309,13 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}"
 
 
+def _raised_by(a: Alert) -> str:
+    """What raised the alert: the score over its threshold, or the guard rules that fired."""
+    if a.score > a.threshold:
+        return f"score {a.score:.3f} > threshold {a.threshold:.3f}"
+    return f"raised by guard rule {', '.join(a.rules) or '?'} (score {a.score:.3f})"
+
+
 def render_table(alerts: list[Alert], *, width: int = 110) -> str:
     """A readable view for terminals: one block per alert, most severe first."""
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
@@ -317,11 +324,11 @@ def render_table(alerts: list[Alert], *, width: int = 110) -> str:
         lines.append("─" * width)
         lines.append(f"{a.severity.upper():<8} {a.emitted_at}  {a.summary}"[:width])
         lines.append(
-            f"         id {a.alert_id}  score {a.score:.3f} > {a.threshold:.3f}"
+            f"         id {a.alert_id}  {_raised_by(a)}"
             f"  baseline {a.baseline.level}:{a.baseline.key}  {' '.join(a.techniques)}"[:width]
         )
-        if a.rules:
-            lines.append(f"         guard rules: {', '.join(a.rules)}"[:width])
+        if a.rules and a.score > a.threshold:
+            lines.append(f"         guard rules also fired: {', '.join(a.rules)}"[:width])
         for x in a.explanation[:4]:
             lines.append(
                 f"         · {x.feature:<24} {_fmt(x.observed):>8}   baseline median"

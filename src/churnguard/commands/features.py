@@ -1,8 +1,9 @@
 """Profile entities from telemetry files and write one feature row per entity window.
 
-Inputs are JSONL files in any supported format, mixed freely (auto-detected per record),
-or '-' for stdin. Bad records never stop the run: they are counted, summarised on stderr
-and written with their reason to the dead-letter file.
+Inputs are files in any supported format and shape, mixed freely (auto-detected per
+record; docs/ingestion.md), or '-' for stdin; their events are sorted by event time
+first. Bad records never stop the run: they are counted, summarised on stderr and written
+with their reason to the dead-letter file.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import msgspec
 
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
+from churnguard.ingest.files import INPUTS_HELP
 from churnguard.offline.progress import Progress
 from churnguard.offline.replay import replay_files, summary_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL file(s), '-' = stdin")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=INPUTS_HELP,
+    )
     parser.add_argument("--out", required=True, help="feature rows (JSONL), '-' = stdout")
     parser.add_argument(
         "--dead-letter",

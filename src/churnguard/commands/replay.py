@@ -1,4 +1,4 @@
-"""Run the whole detection pipeline over telemetry files, in event-time order, and write alerts.
+"""Run the whole detection pipeline over telemetry files, sorted by event time, and write alerts.
 
 The same pipeline the Kafka service runs: adapters, entity windows, per-namespace and
 per-workload baselines, thresholds, guard rules and explained alerts. At the end of input the
@@ -17,6 +17,7 @@ import msgspec
 from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
+from churnguard.ingest.files import INPUTS_HELP
 from churnguard.offline.capture import write_capture
 from churnguard.offline.progress import Progress
 from churnguard.offline.replay import replay_files, summary_lines
@@ -24,7 +25,12 @@ from churnguard.wiring import make_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL file(s), '-' = stdin")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=INPUTS_HELP,
+    )
     parser.add_argument("--alerts", required=True, help="alerts JSONL output, '-' = stdout")
     parser.add_argument("--config", help="churnguard TOML config")
     parser.add_argument("--model", help="model bundle directory (verified before loading)")

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "alerts": stats.alerts,
             "suppressed": stats.suppressed,
             "dead_letters": stats.dead_letters,
+            "late_events": dict(stats.late),
         },
     )
     return 0

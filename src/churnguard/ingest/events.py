@@ -64,10 +64,12 @@ class Origin(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     source: str = ""  # the input's name: file path or topic
     line: int | None = None  # 1-based line number in a file
     partition: int | None = None
-    offset: int | None = None
+    offset: int | None = None  # Kafka offset, or a file document's 0-based item index
 
     def pointer(self) -> str:
-        """A short human pointer, ``file:line`` or ``topic[partition]@offset``."""
+        """A short human pointer: ``file:line``, ``file#item`` or ``topic[partition]@offset``."""
+        if self.offset is not None and self.partition is None:
+            return f"{self.source}#{self.offset}"
         if self.offset is not None:
             return f"{self.source}[{self.partition}]@{self.offset}"
         if self.line is not None:

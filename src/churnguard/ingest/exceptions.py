@@ -36,3 +36,7 @@ def missing(field: str) -> AdapterError:
 def bad(field: str, problem: str) -> AdapterError:
     """The error for a field whose value cannot be used."""
     return AdapterError("bad_value", f"{field}: {problem}")
+
+
+class InputError(SourceError):
+    """An input a person must fix (missing, unreadable, empty, not JSON): one line says which."""

@@ -42,6 +42,7 @@ class ServeStats:
     alerts: int = 0
     suppressed: int = 0  # alerts already on the alerts topic (re-processing after a crash)
     dead_letters: int = 0
+    late: Tally[str] = field(default_factory=Tally)  # "source.outcome" -> events
     checkpoints: int = 0
     sessions: int = 0
 
@@ -59,6 +60,13 @@ class ServiceMetrics:
             "churnguard_records_rejected_total",
             "Records dead-lettered, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.late = Counter(
+            "churnguard_late_events_total",
+            "Events behind the watermark, by source and outcome (applied to a held entity,"
+            " or dead-lettered as late)",
+            ["source", "outcome"],
             registry=r,
         )
         self.alerts = Counter(
@@ -131,12 +139,6 @@ class ServiceMetrics:
             ["namespace", "technique"],
             registry=r,
         )
-        self.late = Gauge(
-            "churnguard_late_events",
-            "Events behind the watermark counted by a shard's pipeline since it was built",
-            ["shard"],
-            registry=r,
-        )
         self.model = Gauge(
             "churnguard_model_info", "The model version each shard scores with", ["version"],
             registry=r,
@@ -160,11 +162,10 @@ class ServiceMetrics:
             self.techniques.labels(namespace, technique).inc()
 
     def observe_shards(self, pipelines: Mapping[int, Pipeline]) -> None:
-        """Entities, late events and model version of every shard this process owns."""
+        """Entities and model version of every shard this process owns."""
         versions: set[str] = set()
         for number, pipeline in pipelines.items():
             self.entities.labels(str(number)).set(len(pipeline.table.states))
-            self.late.labels(str(number)).set(pipeline.stats.get("late_events", 0))
             version = getattr(pipeline.scorer, "model_version", None)  # a stand-in has none
             if version:
                 versions.add(version)

@@ -74,6 +74,9 @@ class Publisher:
             self.metrics.count_alert(alert)
         for rejected in out.rejected:
             self.send_dead_letter(rejected)
+        for source, outcome in out.late:
+            self.stats.late[f"{source}.{outcome}"] += 1
+            self.metrics.late.labels(source, outcome).inc()
         for scored in out.scored:
             self.metrics.profiles.labels(str(scored.level)).inc()
             if scored.folded:

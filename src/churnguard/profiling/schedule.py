@@ -1,0 +1,84 @@
+"""The emission schedule: which events wait to be routed, and when each entity is next due.
+
+Both are keyed by event time and drained in fixed ticks as the watermark advances, so what
+is folded and scored together depends only on the events, never on how the input was
+interleaved or batched. Events that resolve at the same time are routed in an order of
+their own content (:func:`~churnguard.ingest.ordering.order_key`), never their arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Iterator
+
+from churnguard.ingest.events import EntityKey, Event
+from churnguard.ingest.ordering import order_key
+
+TICK_S = 60.0  # profiles due within one tick are scored together: bigger batches, fewer calls
+
+
+def tick_floor(t: float) -> float:
+    """The last tick boundary at or before ``t`` (infinities stay as they are)."""
+    return math.floor(t / TICK_S) * TICK_S if math.isfinite(t) else t
+
+
+def tick_of(due: float) -> float:
+    """The tick in which something due at ``due`` is emitted."""
+    return math.ceil(due / TICK_S) * TICK_S
+
+
+class EmissionSchedule:
+    """Two event-time heaps: deferred events (to route) and entities' due times (to emit)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, EntityKey]] = []
+        self._deferred: list[tuple[float, tuple[float, bytes], int, Event]] = []
+        self.seq = 0
+
+    def defer(self, ev: Event, until: float) -> None:
+        """Route ``ev`` when emission reaches event time ``until``."""
+        self.seq += 1
+        heapq.heappush(self._deferred, (until, order_key(ev), self.seq, ev))
+
+    def due(self, key: EntityKey, at: float) -> None:
+        """Look at entity ``key`` again when emission reaches event time ``at``."""
+        heapq.heappush(self._due, (at, key))
+
+    def next_time(self) -> float:
+        """The earliest event time anything is scheduled at (``inf`` when nothing is)."""
+        next_deferred = self._deferred[0][0] if self._deferred else math.inf
+        next_due = self._due[0][0] if self._due else math.inf
+        return min(next_deferred, next_due)
+
+    def deferred_until(self, t: float) -> Iterator[Event]:
+        """Pop the deferred events due at or before ``t``, in schedule order."""
+        while self._deferred and self._deferred[0][0] <= t:
+            yield heapq.heappop(self._deferred)[-1]
+
+    def due_until(self, t: float) -> list[EntityKey]:
+        """Pop the entities due at or before ``t``, each once, sorted."""
+        keys: set[EntityKey] = set()
+        while self._due and self._due[0][0] <= t:
+            keys.add(heapq.heappop(self._due)[1])
+        return sorted(keys)
+
+    def clear_due(self) -> None:
+        self._due.clear()
+
+    def deferred_snapshot(self) -> list[tuple[float, int, Event]]:
+        """The deferred events as a checkpoint keeps them: ``(until, seq, event)``."""
+        return [(t, s, ev) for t, _, s, ev in self._deferred]
+
+    def restore(
+        self,
+        deferred: Iterable[tuple[float, int, Event]],
+        seq: int,
+        due: Iterable[tuple[float, EntityKey]],
+    ) -> None:
+        """Inverse of :meth:`deferred_snapshot`, with the due times recomputed by the caller."""
+        self.seq = seq
+        self._deferred = [(t, order_key(ev), s, ev) for t, s, ev in deferred]
+        heapq.heapify(self._deferred)
+        self._due = list(due)
+        heapq.heapify(self._due)
