@@ -235,7 +235,8 @@ class Pipeline:
                 self.table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:
                 self.table.bind_container(ev.container_id, key)
-        self.table.apply(state, ev)
+        if not self.table.apply(state, ev):
+            self.stats["duplicate_actions"] += 1
         heapq.heappush(self._due, (self._next_due(state), key))
 
     def _next_due(self, state: EntityState) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -303,8 +304,25 @@ _KUBE_SYSTEM_CONTROLLER_SAS = frozenset(
         "pv-protection-controller",
         "pvc-protection-controller",
         "ttl-controller",
+        "cloud-controller-manager",
     }
 )
+# The control plane's own users, by name: a ``system:`` prefix alone proves nothing
+# (``system:admin`` is a person holding the cluster-admin client certificate).
+CONTROL_PLANE_USERS = frozenset(
+    {
+        "system:kube-controller-manager",
+        "system:kube-scheduler",
+        "system:apiserver",
+        "system:kube-proxy",
+        "system:cloud-controller-manager",
+        "system:kube-aggregator",
+    }
+)
+# People with cluster-admin rights: the admin kubeconfigs kubeadm / k3s / OpenShift write,
+# and anyone authenticated into the ``system:masters`` group.
+ADMIN_USERS = frozenset({"system:admin", "kubernetes-admin"})
+MASTERS_GROUP = "system:masters"
 
 
 def service_account_of(username: str) -> tuple[str, str] | None:
@@ -317,10 +335,24 @@ def service_account_of(username: str) -> tuple[str, str] | None:
     return parts[2], parts[3]
 
 
-def classify_k8s_user(username: str) -> ActorKind:
-    """Who a Kubernetes API user is, in the terms the deletion features use."""
+def is_cluster_admin(username: str, groups: Collection[str] = ()) -> bool:
+    """A person with cluster-admin rights (admin kubeconfig or ``system:masters``)."""
+    return username in ADMIN_USERS or (
+        MASTERS_GROUP in groups and username not in CONTROL_PLANE_USERS
+    )
+
+
+def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
+    """Who a Kubernetes API user is, in the terms the deletion features use.
+
+    Control-plane identities are named exactly (its users, kube-system controller service
+    accounts, nodes); cluster admins are people; an unknown ``system:`` user (such as
+    ``system:anonymous``) is nobody we can vouch for.
+    """
     if username.startswith("system:node:"):
         return ActorKind.NODE
+    if username in CONTROL_PLANE_USERS:
+        return ActorKind.CONTROLLER
     sa = service_account_of(username)
     if sa is not None:
         ns, name = sa
@@ -329,8 +361,10 @@ def classify_k8s_user(username: str) -> ActorKind:
         ):
             return ActorKind.CONTROLLER
         return ActorKind.SERVICE_ACCOUNT
+    if is_cluster_admin(username, groups):
+        return ActorKind.PERSON
     if username.startswith("system:"):
-        return ActorKind.CONTROLLER
+        return ActorKind.UNKNOWN
     return ActorKind.PERSON
 
 

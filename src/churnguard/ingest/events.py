@@ -105,6 +105,12 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     # who performed it
     actor: str | None = None
     actor_kind: ActorKind | None = None
+    # the authenticated user behind an impersonation (``kubectl --as``): ``actor`` is the
+    # impersonated identity that acted, this is who really asked, kept for the evidence
+    actor_via: str | None = None
+    # the source's id of the action (audit ``auditID``) when one action may arrive as
+    # several records (an exec at ResponseStarted and ResponseComplete): counted once
+    event_id: str | None = None
     # API calls (Kubernetes or cloud)
     verb: str | None = None  # k8s verb or CloudTrail eventName
     resource: str | None = None  # pods, secrets, s3:object, ...

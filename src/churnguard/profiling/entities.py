@@ -39,6 +39,7 @@ _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
 _EXEC_HISTORY = 16
+_SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each once
 _DEST_HISTORY = 16
 _DEST_MAX = 32
 _SAME_CONNECTION_S = 1.0
@@ -95,6 +96,7 @@ class EntityState:
     emitted_until: float | None = None  # end of the last emitted window
     pending: list[Event] = field(default_factory=list)
     exec_times: list[float] = field(default_factory=list)  # sorted, last few, across windows
+    seen_ids: list[str] = field(default_factory=list)  # last few action ids folded in
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
 
@@ -207,8 +209,17 @@ class EntityTable:
             self.states[key] = state
         return state
 
-    def apply(self, state: EntityState, ev: Event) -> None:
-        """Fold an event's identity and lifecycle facts into the state; queue it for features."""
+    def apply(self, state: EntityState, ev: Event) -> bool:
+        """Fold an event's identity and lifecycle facts into the state; queue it for features.
+
+        False (nothing applied) for an action already folded in under the same id: the
+        second audit stage of one exec session.
+        """
+        if ev.event_id is not None:
+            if ev.event_id in state.seen_ids:
+                return False
+            state.seen_ids.append(ev.event_id)
+            del state.seen_ids[:-_SEEN_IDS]
         _learn_identity(state, ev)
         if ev.kind in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
             if state.created_at is None or ev.time < state.created_at:
@@ -231,6 +242,7 @@ class EntityTable:
         state.last_seen = max(state.last_seen, ev.time)
         if ev.kind is not EventKind.POD_IP:
             state.pending.append(ev)
+        return True
 
 
 _MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")

@@ -393,15 +393,21 @@ def entity_ref(state: EntityState) -> EntityRef:
     )
 
 
+def _actor(ev: Event) -> str:
+    """Who acted; an impersonation names the real user too (``bob via system:admin``)."""
+    who = ev.actor or "?"
+    return f"{who} via {ev.actor_via}" if ev.actor_via else who
+
+
 def _summary(ev: Event) -> str | None:
     """One line for an evidence record, or None when the event is not worth pointing at."""
     k = ev.kind
     if k in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
-        return f"{k.value} by {ev.actor or '?'}"
+        return f"{k.value} by {_actor(ev)}"
     if k in (EventKind.POD_DELETE, EventKind.INSTANCE_TERMINATE):
-        return f"{k.value} by {ev.actor or '?'} ({ev.actor_kind or '?'})"
+        return f"{k.value} by {_actor(ev)} ({ev.actor_kind or '?'})"
     if k is EventKind.POD_EXEC:
-        return f"{ev.detail or 'exec'} by {ev.actor or '?'}"
+        return f"{ev.detail or 'exec'} by {_actor(ev)}"
     if k is EventKind.PROCESS_EXEC and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
         return f"exec {ev.binary} {ev.args or ''}".strip()
     if k is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
