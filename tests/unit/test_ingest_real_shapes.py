@@ -47,6 +47,12 @@ def outcomes(records: list[bytes]) -> Counter[str]:
     return seen
 
 
+def events_of(record: dict) -> list:
+    parsed = parse_record(orjson.dumps(record))
+    assert not parsed.rejected and not parsed.ignored, parsed
+    return parsed.events
+
+
 def replay(records: list[bytes | str]) -> tuple[list, Pipeline]:
     pipe = Pipeline(Settings())
     out = pipe.ingest([])
@@ -177,3 +183,80 @@ def test_real_identities_are_told_apart_exactly() -> None:
     assert classify_k8s_user("system:serviceaccount:kube-system:coredns") is (
         ActorKind.SERVICE_ACCOUNT
     )
+
+
+# -- 5. Tetragon socket events ----------------------------------------------------------------
+
+
+def tetragon_doc(name: str) -> dict:
+    """One pretty-printed Tetragon documentation event, as ``json.load`` reads it."""
+    with real(f"tetragon_docs/{name}.json").open() as f:
+        return json.load(f)
+
+
+def test_every_tetragon_doc_event_is_recognised_and_sockets_become_flows() -> None:
+    seen: Counter[str] = Counter()
+    for path in sorted(real("tetragon_docs").glob("00_*.json")):
+        with path.open() as f:
+            seen += outcomes([orjson.dumps(json.load(f))])
+    assert seen == {
+        "event:process_exec": 4,
+        "event:process_exit": 4,
+        "event:net_flow": 5,  # 2 connect, 2 close, 1 listen
+        "event:file_write": 1,  # fd_install of a file (the existing kprobe mapping)
+        "ignored:kprobe:__x64_sys_read": 1,  # a read hook: nothing the features use
+    }
+
+
+def test_tetragon_connect_is_a_new_destination_of_the_pod_and_teaches_its_ip() -> None:
+    (event,) = events_of(tetragon_doc("00_four_golden_signals__process_connect"))
+    assert event.kind is EventKind.NET_FLOW and event.opens_connection
+    assert (event.namespace, event.pod, event.container) == (
+        "tenant-jobs",
+        "elasticsearch-56f8fc6988-pb8c7",
+        "elasticsearch",
+    )
+    assert (event.dst_ip, event.dst_port, event.dst_external) == ("142.250.180.196", 80, True)
+    assert event.pod_ip == "10.88.0.7"
+    assert event.container_id and event.container_id.startswith("86eb9e29a77d")
+
+
+def test_tetragon_close_carries_the_bytes_without_counting_a_second_connection() -> None:
+    connect = tetragon_doc("00_four_golden_signals__process_connect")
+    close = tetragon_doc("00_four_golden_signals__process_close")
+    (closed,) = parse_record(orjson.dumps(close)).events
+    assert (closed.bytes_out, closed.bytes_in, closed.opens_connection) == (78, 15221, False)
+    (nc_close,) = events_of(tetragon_doc("00_process_lifecycle__nc_process_close"))
+    assert (nc_close.bytes_out, nc_close.bytes_in) == (0, 0)  # its stats carry no byte counts
+    (profile,) = [p for p in replay([orjson.dumps(connect), orjson.dumps(close)])[0]]
+    assert profile.values["egress_external_bytes"] == 78
+    assert profile.values["external_destinations"] == 1
+    assert profile.destinations == ["142.250.180.196"]
+
+
+def test_tetragon_listen_is_a_flow_event_of_the_container() -> None:
+    (event,) = events_of(tetragon_doc("00_four_golden_signals__process_listen"))
+    assert event.kind is EventKind.NET_FLOW and not event.opens_connection
+    assert event.detail == "listen 0.0.0.0:9080 TCP"
+    assert event.pod and event.dst_ip is None and event.bytes_out == 0
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {
+            "process_throttle": {"type": "THROTTLE_START", "cgroup": "x"},
+            "time": "2024-05-01T00:00:00Z",
+        },
+        {
+            "rate_limit_info": {"number_of_dropped_process_events": "12"},
+            "time": "2024-05-01T00:00:00Z",
+        },
+        {
+            "process_usdt": {"process": {"binary": "/usr/bin/python3"}},
+            "time": "2024-05-01T00:00:00Z",
+        },
+    ],
+)
+def test_other_tetragon_event_types_are_recognised_and_counted(record: dict) -> None:
+    assert outcomes([orjson.dumps(record)]) == {f"ignored:event:{next(iter(record))}": 1}

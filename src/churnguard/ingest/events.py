@@ -128,6 +128,9 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     dst_external: bool | None = None  # None when the adapter cannot tell
     bytes_out: int = 0
     bytes_in: int = 0
+    # False for a flow record that reports on a connection already counted (a socket's
+    # close with its byte totals, a listening socket): bytes count, connection timing not
+    opens_connection: bool = True
     # free text the explanation can quote (Falco rule name, audit subresource, ...)
     detail: str | None = None
     origin: Origin | None = None

@@ -362,7 +362,7 @@ def _beacon_regularity(
     host still is.
     """
     for ev in events:
-        if ev.kind is EventKind.NET_FLOW and network.is_external(ev):
+        if ev.kind is EventKind.NET_FLOW and ev.opens_connection and network.is_external(ev):
             remember_destination(state, _destination(ev), ev.time)
     best = 0.0
     for dest in sorted(external):
