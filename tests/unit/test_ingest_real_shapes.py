@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from churnguard.config import Settings
-from churnguard.ingest import parse_record
+from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.common import classify_k8s_user
 from churnguard.ingest.events import ActorKind, EventKind
 from churnguard.pipeline import Pipeline
@@ -260,3 +260,85 @@ def test_tetragon_listen_is_a_flow_event_of_the_container() -> None:
 )
 def test_other_tetragon_event_types_are_recognised_and_counted(record: dict) -> None:
     assert outcomes([orjson.dumps(record)]) == {f"ignored:event:{next(iter(record))}": 1}
+
+
+# -- 7. Attribution: addresses learned from the records -----------------------------------------
+
+FIXTURES = ROOT / "tests" / "fixtures" / "sources"
+
+
+def cloudtrail_case(name: str) -> dict:
+    return json.loads((FIXTURES / "cloudtrail.json").read_text())[name]
+
+
+def test_default_cidrs_claim_no_range_and_configured_ones_are_a_hint() -> None:
+    assert Settings().pipeline.cluster_cidrs == []
+    ctx = AdapterContext()
+    assert ctx.is_external("192.168.1.20") is False  # an office address is not the internet
+    assert ctx.is_external("8.8.8.8") is True
+    assert ctx.is_external("203.0.113.9") is True
+    hinted = AdapterContext(cluster_cidrs=["203.0.113.0/24"])  # pods on public space
+    assert hinted.is_external("203.0.113.9") is False
+
+
+def test_an_office_address_is_nobodys_until_a_record_binds_it() -> None:
+    # a real stratus call by an IAM user, made from an office/VPN address in 192.168/16,
+    # beside a pod whose address the real Tetragon connect event teaches
+    connect = tetragon_doc("00_four_golden_signals__process_connect")
+    record = json.loads(
+        real("stratus_detonation/aws.credential-access.ec2-get-password-data.json").read_text()
+    )
+    call = next(r for r in record if "errorCode" not in r)
+    office = dict(call, sourceIPAddress="192.168.1.20", eventTime="2022-01-19T16:29:30Z")
+    from_pod = dict(call, sourceIPAddress="10.88.0.7", eventTime="2022-01-19T16:29:40Z")
+    profiles, pipe = replay([orjson.dumps(connect), orjson.dumps(office), orjson.dumps(from_pod)])
+    (profile,) = profiles
+    assert profile.entity.pod == "elasticsearch-56f8fc6988-pb8c7"
+    assert profile.events == 2  # its connection and the call from its address
+    assert pipe.stats["unattributed"] == 1  # the office call: counted, not a pod's
+
+
+def test_run_instances_binds_the_private_ip_so_address_only_flows_and_calls_are_its() -> None:
+    run = cloudtrail_case("run_by_person")  # two instances, 10.0.5.10 and 10.0.5.11
+    flow = {
+        "time": "2024-05-14T10:05:00Z",
+        "src": {"ip": "10.0.5.11"},
+        "dst": {"ip": "45.137.21.9", "port": 443},
+        "protocol": "tcp",
+        "bytes_out": 80_000_000,
+    }
+    call = dict(
+        cloudtrail_case("person_list_from_public_ip"),
+        sourceIPAddress="10.0.5.11",
+        eventTime="2024-05-14T10:06:00Z",
+    )
+    profiles, pipe = replay([orjson.dumps(run), orjson.dumps(flow), orjson.dumps(call)])
+    busy = [p for p in profiles if p.entity.instance_id == "i-0aaa1111bbbb22224"]
+    assert sum(p.values.get("egress_external_bytes", 0) for p in busy) == 80_000_000
+    assert sum(p.events for p in busy) == 3  # run, the flow and the call
+    assert pipe.stats["unattributed"] == 0
+
+
+def test_describe_instances_response_binds_addresses_when_present() -> None:
+    describe = dict(
+        cloudtrail_case("person_list_from_public_ip"),
+        eventSource="ec2.amazonaws.com",
+        eventName="DescribeInstances",
+        responseElements={
+            "reservationSet": {
+                "items": [
+                    {
+                        "instancesSet": {
+                            "items": [{"instanceId": "i-0ccc", "privateIpAddress": "10.0.9.9"}]
+                        }
+                    }
+                ]
+            }
+        },
+    )
+    (event,) = events_of(describe)
+    assert (event.kind, event.instance_id, event.pod_ip) == (
+        EventKind.INSTANCE_IP,
+        "i-0ccc",
+        "10.0.9.9",
+    )

@@ -21,7 +21,15 @@ from churnguard.errors import ConfigError
 from churnguard.ingest.events import ActorKind
 from churnguard.ingest.exceptions import bad, missing
 
-DEFAULT_CLUSTER_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+# Address space that is never the internet: RFC 1918, carrier-grade NAT (EKS custom
+# networking, Tailscale) and IPv6 unique-local. An address here is not external, and may
+# be a pod's or an instance's, but only a binding learned from the records (pod status,
+# runtime and flow metadata, RunInstances) ever attributes it to one: an office or VPN
+# address in the same ranges stays nobody's.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+# Configured cluster_cidrs add ranges a cluster uses beyond the private ones (pods on
+# public address space); the default adds none.
+DEFAULT_CLUSTER_CIDRS: tuple[str, ...] = ()
 
 # Event times outside this range are typos, unit mix-ups or attacks on the windowing.
 MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
@@ -38,9 +46,11 @@ _RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")
 class AdapterContext(msgspec.Struct, kw_only=True):
     """The settings adapters need (a slice of ``config.PipelineSettings``).
 
-    ``cluster_cidrs``: private and cluster ranges; an address outside them is external.
-    Loopback and link-local addresses are always internal. ``role_map``: CloudTrail role
-    ARN or role name -> ``"namespace/serviceaccount"`` (IRSA-style attribution).
+    ``cluster_cidrs``: ranges the cluster uses beyond :data:`PRIVATE_RANGES` (a hint, not
+    an attribution: pod and instance addresses are learned from the records); an address
+    outside both is external. Loopback and link-local addresses are always internal.
+    ``role_map``: CloudTrail role ARN or role name -> ``"namespace/serviceaccount"``
+    (IRSA-style attribution).
     """
 
     cluster_cidrs: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLUSTER_CIDRS))
@@ -274,16 +284,18 @@ def _bare_ip(value: str) -> str:
 
 
 @lru_cache(maxsize=65_536)
-def is_external_address(value: str, cidrs: tuple[str, ...]) -> bool | None:
-    """True outside ``cidrs``, False inside them or for loopback, link-local and unspecified
-    addresses, None when ``value`` is not an address. The one rule adapters and features use."""
+def is_external_address(value: str, cidrs: tuple[str, ...] = ()) -> bool | None:
+    """True outside :data:`PRIVATE_RANGES` and ``cidrs``, False inside them or for loopback,
+    link-local and unspecified addresses, None when ``value`` is not an address. The one rule
+    adapters and features use."""
     try:
         ip = ipaddress.ip_address(_bare_ip(value))
     except ValueError:
         return None
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
         return False
-    return not any(ip in net for net in _networks(cidrs) if net.version == ip.version)
+    nets = _networks(PRIVATE_RANGES) + _networks(cidrs)
+    return not any(ip in net for net in nets if net.version == ip.version)
 
 
 # -- Kubernetes identities ----------------------------------------------------------------

@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     NET_FLOW = "net_flow"  # a connection / flow record (Hubble, generic flow)
     RUNTIME_ALERT = "runtime_alert"  # a Falco rule that fired with no finer mapping
     POD_IP = "pod_ip"  # carries only an IP <-> pod binding (e.g. audit pod status)
+    INSTANCE_IP = "instance_ip"  # only an IP <-> instance binding (DescribeInstances response)
 
 
 class ActorKind(StrEnum):
@@ -81,7 +82,8 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     Identity fields say *which entity* the event is about (the subject): a pod is known by
     ``namespace``/``pod`` (and ``pod_uid``), a container by ``container_id``, a cloud
     instance by ``instance_id``; ``pod_ip`` lets the entity table attribute flows and
-    CloudTrail calls that carry only an address. ``actor`` is who performed the action
+    CloudTrail calls that carry only an address (on INSTANCE_RUN / INSTANCE_IP it is the
+    instance's private address). ``actor`` is who performed the action
     (for deletes and execs: the person or controller; for API calls: the pod itself).
     """
 

@@ -158,7 +158,7 @@ class EntityTable:
     # ---- routing --------------------------------------------------------------------------
     def subject_key(self, ev: Event) -> EntityKey | None:
         """The entity an event is directly about, or None when it needs deferred resolution."""
-        about_instance = ev.kind in (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE) or (
+        about_instance = ev.kind in _INSTANCE_KINDS or (
             ev.kind is EventKind.CLOUD_CALL and not ev.pod
         )
         if ev.instance_id and about_instance:
@@ -221,6 +221,9 @@ class EntityTable:
             state.seen_ids.append(ev.event_id)
             del state.seen_ids[:-_SEEN_IDS]
         _learn_identity(state, ev)
+        if state.key.kind is EntityKind.INSTANCE and ev.pod_ip and ev.kind in _ADDRESS_KINDS:
+            # its private IP: flows and calls that carry only that address are the instance's
+            self.bind_ip(ev.pod_ip, state.key, ev.time)
         if ev.kind in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
             if state.created_at is None or ev.time < state.created_at:
                 state.created_at = ev.time
@@ -240,12 +243,15 @@ class EntityTable:
             state.anchor = min(state.anchor, ev.time)
         state.first_seen = min(state.first_seen, ev.time)
         state.last_seen = max(state.last_seen, ev.time)
-        if ev.kind is not EventKind.POD_IP:
+        if ev.kind not in _BINDING_ONLY:
             state.pending.append(ev)
         return True
 
 
 _MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")
+_INSTANCE_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE, EventKind.INSTANCE_IP)
+_ADDRESS_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP)  # events that bind an address
+_BINDING_ONLY = (EventKind.POD_IP, EventKind.INSTANCE_IP)  # no behaviour, only an address
 
 
 def _learn_identity(state: EntityState, ev: Event) -> None:
