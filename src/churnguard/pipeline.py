@@ -375,6 +375,7 @@ class Pipeline:
             "states": list(table.states.values()),
             "ip_bindings": table._ip_bindings,
             "containers": table._containers,
+            "launches": table.launches,
             "tombstones": list(table._tombstones.items()),
             "deferred": [(t, s, ev) for t, s, ev in self._deferred],
             "successors": list(self._successors.items()),
@@ -400,6 +401,7 @@ class Pipeline:
             self.table.states[state.key] = state
         self.table._ip_bindings = {ip: [tuple(b) for b in v] for ip, v in doc.ip_bindings.items()}
         self.table._containers = dict(doc.containers)
+        self.table.launches = dict(doc.launches)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
         self._successors = dict(doc.successors)
@@ -437,3 +439,4 @@ class _Snapshot(msgspec.Struct):
     source_time: dict[str, float]
     watermark_floor: float | None
     scorer: bytes | None
+    launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)

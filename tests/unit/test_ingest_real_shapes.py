@@ -342,3 +342,104 @@ def test_describe_instances_response_binds_addresses_when_present() -> None:
         "i-0ccc",
         "10.0.9.9",
     )
+
+
+# -- 6. Containers outside the orchestrator -----------------------------------------------------
+
+
+def without_pod(record: dict, key: str) -> dict:
+    """A real Tetragon event as a runtime container no pod accounts for reports it."""
+    body = dict(record[key])
+    body["process"] = {k: v for k, v in body["process"].items() if k != "pod"}
+    body.pop("parent", None)
+    return dict(record, **{key: body})
+
+
+def test_a_container_id_without_a_pod_is_a_container_entity_of_its_node() -> None:
+    connect = without_pod(
+        tetragon_doc("00_four_golden_signals__process_connect"), "process_connect"
+    )
+    close = without_pod(tetragon_doc("00_four_golden_signals__process_close"), "process_close")
+    (event,) = events_of(connect)
+    assert (event.pod, event.namespace, event.node) == (None, None, "minikube")
+    assert event.container_id == "86eb9e29a77d432afc7a15b4"  # process.docker
+    profiles, _ = replay([orjson.dumps(connect), orjson.dumps(close)])
+    (profile,) = profiles
+    assert profile.entity.kind == "container"
+    assert profile.entity.key() == "container/minikube/86eb9e29a77d"
+    assert profile.values["egress_external_bytes"] == 78  # the pods' features, the same way
+    assert "exec_count" in profile.values  # pod features apply to containers
+
+
+def test_a_container_id_some_pod_claims_stays_that_pods() -> None:
+    connect = tetragon_doc("00_four_golden_signals__process_connect")
+    close = without_pod(tetragon_doc("00_four_golden_signals__process_close"), "process_close")
+    profiles, _ = replay([orjson.dumps(connect), orjson.dumps(close)])
+    assert [p.entity.kind for p in profiles] == ["pod"]
+    assert profiles[0].values["egress_external_bytes"] == 78
+
+
+def test_a_process_that_left_its_container_stays_the_pods() -> None:
+    # the real exec of curl in a pod, as if it had nsenter'd to the host: the process has
+    # no pod and no container id any more, its parent (still in the pod) has both
+    record = tetragon_doc("00_four_golden_signals__process_exec")
+    body = dict(record["process_exec"])
+    body["process"] = {k: v for k, v in body["process"].items() if k not in ("pod", "docker")}
+    (event,) = events_of(dict(record, process_exec=body))
+    assert (event.namespace, event.pod) == ("tenant-jobs", "elasticsearch-56f8fc6988-pb8c7")
+    body.pop("parent")
+    assert outcomes([orjson.dumps(dict(record, process_exec=body))]) == {"ignored:host_process": 1}
+
+
+def test_falco_container_without_pod_is_a_container_of_its_host() -> None:
+    record = json.loads(lines("falco_output.jsonl")[0])
+    fields = {k: v for k, v in record["output_fields"].items() if not k.startswith("k8s.")}
+    record.update(output_fields=fields, hostname="node-7", time="2021-06-13T19:35:58Z")
+    profiles, _ = replay([orjson.dumps(record)])
+    (profile,) = profiles
+    assert profile.entity.key() == "container/node-7/788861c3cf83"
+
+
+def test_simulated_container_escape_alerts_with_the_chain_in_the_evidence(tmp_path: Path) -> None:
+    from churnguard.offline.replay import replay_files
+    from churnguard.simulate import SimParams, generate, write
+    from churnguard.wiring import make_pipeline
+
+    sim = generate(SimParams(seed=5, hours=6, scenarios=("attack-container-escape",)))
+    assert sim.labels and {lab["kind"] for lab in sim.labels} == {"container"}
+    paths = write(sim, tmp_path)
+    inputs = [str(p) for k, p in paths.items() if k not in ("labels", "summary")]
+    settings = Settings()
+    result = replay_files(inputs, settings, pipeline=make_pipeline(settings))
+    for label in sim.labels:
+        key = f"container/{label['node']}/{label['container_id']}"
+        alert = next(a for a in result.alerts if a.entity.key() == key)
+        assert {"T1610", "T1611"} <= set(alert.techniques)
+        summaries = [e.summary for e in alert.evidence]
+        assert summaries[0].startswith("started from pod ")
+        assert "/usr/bin/ctr run" in summaries[0]
+        assert any(s.startswith("connection to ") for s in summaries)
+
+
+def test_container_guards_hold_for_containers_only() -> None:
+    from churnguard.profiling.profile import EntityRef, Profile
+    from churnguard.scoring.guards import fired
+
+    def profile(entity: EntityRef, created_by: str | None) -> Profile:
+        return Profile(
+            entity=entity,
+            window_start=0.0,
+            window_end=300.0,
+            final=False,
+            end_reason="window",
+            spec_version="1",
+            values={},
+            first_seen=0.0,
+            last_seen=300.0,
+            created_by=created_by,
+        )
+
+    container = EntityRef(kind="container", node="n1", container_ids=["abc"])
+    assert [g.technique for g in fired(profile(container, None))] == ["T1610"]
+    assert [g.technique for g in fired(profile(container, "ns/pod"))] == ["T1610", "T1611"]
+    assert fired(profile(EntityRef(kind="pod", namespace="ns", pod="p"), "alice")) == []

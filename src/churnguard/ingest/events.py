@@ -141,15 +141,18 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
 class EntityKind(StrEnum):
     POD = "pod"
     INSTANCE = "instance"
+    CONTAINER = "container"  # a runtime container no pod accounts for (docker/ctr run on a node)
 
 
 class EntityKey(msgspec.Struct, frozen=True, order=True):
     """The key an entity's state is kept under.
 
-    Pods: ``(pod, namespace, pod name)``; instances: ``(instance, "", instance id)``.
-    The container name and ids are attributes of the pod entity: audit logs only know
-    pods, runtime events know containers, and every behaviour the strategies name is
-    visible at pod granularity.
+    Pods: ``(pod, namespace, pod name)``; instances: ``(instance, "", instance id)``;
+    containers outside the orchestrator: ``(container, node, 12-character container id)``.
+    The container name and ids of a pod are attributes of the pod entity: audit logs only
+    know pods, runtime events know containers, and every behaviour the strategies name is
+    visible at pod granularity. A container entity exists only for a runtime container id
+    no pod ever claimed.
     """
 
     kind: EntityKind
@@ -159,6 +162,8 @@ class EntityKey(msgspec.Struct, frozen=True, order=True):
     def __str__(self) -> str:
         if self.kind is EntityKind.INSTANCE:
             return f"instance/{self.name}"
+        if self.kind is EntityKind.CONTAINER:
+            return f"container/{self.namespace}/{self.name}"
         return f"{self.namespace}/{self.name}"
 
 

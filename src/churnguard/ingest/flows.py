@@ -123,6 +123,7 @@ def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
             pod=pod,
             container_id=container_id,
             pod_ip=src_ip,
+            node=opt_str(src.get("node"), "src.node"),
             dst_ip=dst_ip,
             dst_port=port(dst.get("port"), "dst.port"),
             dst_fqdn=fqdn,

@@ -1,9 +1,13 @@
 """Cilium Tetragon JSON export -> process execs/exits, file writes and connections in pods.
 
 Every Tetragon event carries the process with its Kubernetes pod (namespace, name,
-container, image, labels, workload); host processes have no ``process.pod`` and are
-ignored. kprobe events are only as meaningful as the tracing policy behind them: the
-file hooks become FILE_WRITE (``security_file_permission`` only with the MAY_WRITE bit),
+container, image, labels, workload). A process with a container id (``process.docker``)
+but no pod runs in a container the orchestrator never saw: its events are about that
+container (node + container id). A host process whose parent is in a pod left its
+container's namespaces and stays that pod's; other host processes are ignored.
+
+kprobe events are only as meaningful as the tracing policy behind them: the file hooks
+become FILE_WRITE (``security_file_permission`` only with the MAY_WRITE bit),
 ``tcp_connect``/``tcp_sendmsg`` become NET_FLOW, other hooks are ignored by name.
 
 The socket events of Tetragon's network observability are flows of the process's
@@ -79,10 +83,9 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     time = first_time(
         [(obj.get("time"), "time"), (process.get("start_time"), "process.start_time")], "time"
     )
-    pod = opt_dict(process.get("pod"), "process.pod")
-    if not pod:
+    base = _subject(process, opt_dict(body.get("parent"), f"{key}.parent") or {})
+    if base is None:
         return Ignored(format=FORMAT, reason="host_process")
-    base = _pod_fields(pod)
     base.update(
         time=time,
         format=FORMAT,
@@ -129,6 +132,22 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
         detail=f"{'close' if closing else 'connect'} {protocol or ''}".strip(),
         **base,
     )
+
+
+def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
+    """Whose the process is: its pod; else the container it runs in (no pod: a container the
+    orchestrator never saw); else its parent's pod (a process that left its container's
+    namespaces, e.g. after ``nsenter``, stays the container's); else None (the host)."""
+    pod = opt_dict(process.get("pod"), "process.pod")
+    if pod:
+        return _pod_fields(pod)
+    container_id = opt_str(process.get("docker"), "process.docker")
+    if container_id is not None:
+        return {"container_id": strip_runtime_prefix(container_id)}
+    parent_pod = opt_dict(parent.get("pod"), "parent.pod")
+    if parent_pod:
+        return _pod_fields(parent_pod)
+    return None
 
 
 def _pod_fields(pod: dict) -> dict[str, Any]:

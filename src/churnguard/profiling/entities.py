@@ -16,6 +16,7 @@ is profiled exactly once, whole.
 from __future__ import annotations
 
 import bisect
+import posixpath
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -45,6 +46,13 @@ _DEST_MAX = 32
 _SAME_CONNECTION_S = 1.0
 _CONTAINERS_MAX = 500_000
 _OWNERS_PER_IP = 8  # successive pods an address is remembered for
+# container runtimes' command-line clients: one of them starting a container from a pod
+# (after nsenter to the host) is how a container outside the orchestrator is born
+RUNTIME_CLIS = frozenset({"docker", "nerdctl", "ctr", "podman", "crictl", "runc"})
+_RUNTIME_STARTS = frozenset({"run", "runp", "create", "start"})
+LAUNCH_WINDOW_S = 900.0  # a container appearing this soon after a runtime start is its child
+_LAUNCHES_PER_NODE = 8
+_LAUNCH_NODES_MAX = 10_000
 # kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
 # is matched to a binding stamped up to this much later, deferred events wait this long,
 # and so does every profile (so address-attributed events reach their window in time)
@@ -99,6 +107,7 @@ class EntityState:
     seen_ids: list[str] = field(default_factory=list)  # last few action ids folded in
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
+    launch: Event | None = None  # container outside the orchestrator: the runtime start
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor
@@ -112,6 +121,7 @@ class EntityTable:
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
+        self.launches: dict[str, list[Event]] = {}  # node -> recent runtime starts from pods
         self.counters: Counter[str] = Counter()
 
     # ---- bindings -------------------------------------------------------------------------
@@ -173,9 +183,15 @@ class EntityTable:
         )
 
     def resolve(self, ev: Event) -> EntityKey | None:
-        """Deferred attribution by container id, pod IP, else a service account's one pod."""
+        """Deferred attribution by container id, pod IP, else a service account's one pod.
+
+        A runtime container id no pod claimed by then (deferred events wait for the
+        bindings) is a container outside the orchestrator: its own entity on its node.
+        """
         if ev.container_id and (key := self._containers.get(ev.container_id[:12])):
             return key
+        if ev.container_id and ev.node and not ev.pod:
+            return EntityKey(EntityKind.CONTAINER, ev.node, ev.container_id[:12])
         if ev.pod_ip and (key := self.owner_of_ip(ev.pod_ip, ev.time)):
             return key
         if ev.namespace and ev.service_account:
@@ -204,10 +220,38 @@ class EntityTable:
             state = EntityState(key=key, anchor=ev.time)
             if key.kind is EntityKind.POD:
                 state.namespace, state.pod = key.namespace, key.name
+            elif key.kind is EntityKind.CONTAINER:
+                state.node = key.namespace
+                state.container_ids.add(key.name)
+                self._link_launch(state, ev.time)
             else:
                 state.instance_id = key.name
             self.states[key] = state
         return state
+
+    def note_launch(self, state: EntityState, ev: Event) -> None:
+        """Remember a pod's process starting a container with a runtime CLI, per node."""
+        node = ev.node or state.node
+        if state.key.kind is not EntityKind.POD or node is None or not starts_container(ev):
+            return
+        if node not in self.launches and len(self.launches) >= _LAUNCH_NODES_MAX:
+            return
+        recent = self.launches.setdefault(node, [])
+        recent.append(ev)
+        del recent[:-_LAUNCHES_PER_NODE]
+
+    def _link_launch(self, state: EntityState, t: float) -> None:
+        """A new container's launcher: the node's latest runtime start from a pod before it."""
+        starts = [
+            ev
+            for ev in self.launches.get(state.node or "", [])
+            if ev.time <= t and t - ev.time <= LAUNCH_WINDOW_S
+        ]
+        if starts:
+            launch = max(starts, key=lambda ev: ev.time)
+            state.launch = launch
+            state.created_by = f"{launch.namespace}/{launch.pod}"
+            state.created_at = launch.time
 
     def apply(self, state: EntityState, ev: Event) -> bool:
         """Fold an event's identity and lifecycle facts into the state; queue it for features.
@@ -239,6 +283,8 @@ class EntityTable:
         elif ev.kind is EventKind.POD_EXEC:
             bisect.insort(state.exec_times, ev.time)
             del state.exec_times[:-_EXEC_HISTORY]
+        elif ev.kind is EventKind.PROCESS_EXEC:
+            self.note_launch(state, ev)
         if state.emitted_until is None:
             state.anchor = min(state.anchor, ev.time)
         state.first_seen = min(state.first_seen, ev.time)
@@ -271,6 +317,13 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.node = ev.node
     if ev.pod_ip and state.key.kind is EntityKind.POD:
         state.pod_ips.add(ev.pod_ip)
+
+
+def starts_container(ev: Event) -> bool:
+    """``docker run``, ``nerdctl run``, ``ctr run``/``ctr task start``, ``crictl runp`` ..."""
+    if posixpath.basename(ev.binary or "") not in RUNTIME_CLIS:
+        return False
+    return any(word in _RUNTIME_STARTS for word in (ev.args or "").split())
 
 
 def remember_destination(state: EntityState, dest: str, t: float) -> None:
