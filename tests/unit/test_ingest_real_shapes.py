@@ -1,8 +1,8 @@
 """Real shapes of audit, Tetragon, identities, containers and attribution (issue 12, 4-7).
 
 Real samples are read in place from ``../shared/data/real`` beside the checkout (CI clones
-the repo with ``../shared`` beside it; ``CHURNGUARD_REAL_SAMPLES`` points elsewhere, e.g.
-from a git worktree). They are never copied into the repository.
+the repo with ``../shared`` beside it; ``CHURNGUARD_REAL_DATA`` points elsewhere, e.g.
+from a git worktree, as in ``tests/conftest.py``). They are never copied into the repository.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_sources_parse import _paths, accounted, json_values
 
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, parse_record
@@ -22,7 +25,7 @@ from churnguard.ingest.events import ActorKind, EventKind
 from churnguard.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = Path(os.environ.get("CHURNGUARD_REAL_SAMPLES") or ROOT.parent / "shared" / "data" / "real")
+REAL = Path(os.environ.get("CHURNGUARD_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
 
 
 def real(name: str) -> Path:
@@ -443,3 +446,48 @@ def test_container_guards_hold_for_containers_only() -> None:
     assert [g.technique for g in fired(profile(container, None))] == ["T1610"]
     assert [g.technique for g in fired(profile(container, "ns/pod"))] == ["T1610", "T1611"]
     assert fired(profile(EntityRef(kind="pod", namespace="ns", pod="p"), "alice")) == []
+
+
+# -- hostile variants of the new shapes -------------------------------------------------------
+
+
+def _new_shapes() -> list[dict]:
+    """The real records behind each new shape (skipped when the samples are absent)."""
+    audit_dir = real("falco_k8s_audit_traces")
+    records = [
+        json.loads((audit_dir / "exec_pod.json").read_text()),  # no apiVersion, ResponseStarted
+        next(
+            json.loads(line)
+            for line in lines("audit2rbac/demo_v1beta1_757.log")
+            if b"impersonatedUser" in line and b'"ResponseComplete"' in line
+        ),
+        cloudtrail_case("run_by_person"),
+    ]
+    for path in sorted(real("tetragon_docs").glob("00_*.json")):
+        with path.open() as f:
+            record = json.load(f)
+        records.append(record)
+        key = next(k for k in record if k.startswith("process_"))
+        records.append(without_pod(record, key))
+    return records
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_new_shapes_are_events_ignored_or_dead_letters_never_errors(
+    data: st.DataObject,
+) -> None:
+    record = json.loads(json.dumps(data.draw(st.sampled_from(_new_shapes()))))
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = _paths(record)
+        if not paths:
+            break
+        *parent_path, key = data.draw(st.sampled_from(paths))
+        parent = record
+        for step in parent_path:
+            parent = parent[step]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[key]
+        else:
+            parent[key] = data.draw(json_values)
+    accounted(parse_record(orjson.dumps(record)))

@@ -137,10 +137,12 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
 
 def _is_session(ref: dict | None) -> bool:
     """An exec / attach / port-forward into a pod (a streaming session)."""
+    subresource = ref.get("subresource") if ref is not None else None
     return (
         ref is not None
         and ref.get("resource") == "pods"
-        and ref.get("subresource") in EXEC_SUBRESOURCES
+        and isinstance(subresource, str)
+        and subresource in EXEC_SUBRESOURCES
     )
 
 
