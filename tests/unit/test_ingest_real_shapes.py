@@ -390,6 +390,9 @@ def test_a_process_that_left_its_container_stays_the_pods() -> None:
     body["process"] = {k: v for k, v in body["process"].items() if k not in ("pod", "docker")}
     (event,) = events_of(dict(record, process_exec=body))
     assert (event.namespace, event.pod) == ("tenant-jobs", "elasticsearch-56f8fc6988-pb8c7")
+    body["parent"] = {k: v for k, v in body["parent"].items() if k != "pod"}
+    (event,) = events_of(dict(record, process_exec=body))  # a container no pod accounts for
+    assert (event.pod, event.container_id) == (None, "86eb9e29a77d432afc7a15b4")
     body.pop("parent")
     assert outcomes([orjson.dumps(dict(record, process_exec=body))]) == {"ignored:host_process": 1}
 

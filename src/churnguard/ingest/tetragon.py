@@ -136,8 +136,9 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
 
 def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
     """Whose the process is: its pod; else the container it runs in (no pod: a container the
-    orchestrator never saw); else its parent's pod (a process that left its container's
-    namespaces, e.g. after ``nsenter``, stays the container's); else None (the host)."""
+    orchestrator never saw); else its parent's pod or container (a process that left its
+    container's namespaces, e.g. after ``nsenter``, stays the container's); else None (the
+    host)."""
     pod = opt_dict(process.get("pod"), "process.pod")
     if pod:
         return _pod_fields(pod)
@@ -147,6 +148,9 @@ def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
     parent_pod = opt_dict(parent.get("pod"), "parent.pod")
     if parent_pod:
         return _pod_fields(parent_pod)
+    parent_container = opt_str(parent.get("docker"), "parent.docker")
+    if parent_container is not None:
+        return {"container_id": strip_runtime_prefix(parent_container)}
     return None
 
 
