@@ -16,7 +16,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sources_parse import _paths, accounted, json_values
+from test_sources_parse import accounted, mutated
 
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, parse_record
@@ -480,17 +480,5 @@ def _new_shapes() -> list[dict]:
 def test_mutated_new_shapes_are_events_ignored_or_dead_letters_never_errors(
     data: st.DataObject,
 ) -> None:
-    record = json.loads(json.dumps(data.draw(st.sampled_from(_new_shapes()))))
-    for _ in range(data.draw(st.integers(1, 3))):
-        paths = _paths(record)
-        if not paths:
-            break
-        *parent_path, key = data.draw(st.sampled_from(paths))
-        parent = record
-        for step in parent_path:
-            parent = parent[step]
-        if data.draw(st.booleans()) and isinstance(parent, dict):
-            del parent[key]
-        else:
-            parent[key] = data.draw(json_values)
+    record = mutated(data, data.draw(st.sampled_from(_new_shapes())))
     accounted(parse_record(orjson.dumps(record)))

@@ -139,18 +139,13 @@ def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
     orchestrator never saw); else its parent's pod or container (a process that left its
     container's namespaces, e.g. after ``nsenter``, stays the container's); else None (the
     host)."""
-    pod = opt_dict(process.get("pod"), "process.pod")
-    if pod:
-        return _pod_fields(pod)
-    container_id = opt_str(process.get("docker"), "process.docker")
-    if container_id is not None:
-        return {"container_id": strip_runtime_prefix(container_id)}
-    parent_pod = opt_dict(parent.get("pod"), "parent.pod")
-    if parent_pod:
-        return _pod_fields(parent_pod)
-    parent_container = opt_str(parent.get("docker"), "parent.docker")
-    if parent_container is not None:
-        return {"container_id": strip_runtime_prefix(parent_container)}
+    for obj, name in ((process, "process"), (parent, "parent")):
+        pod = opt_dict(obj.get("pod"), f"{name}.pod")
+        if pod:
+            return _pod_fields(pod)
+        container_id = opt_str(obj.get("docker"), f"{name}.docker")
+        if container_id is not None:
+            return {"container_id": strip_runtime_prefix(container_id)}
     return None
 
 
