@@ -4,6 +4,7 @@ small model bundle of the spec's width."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 from churnguard.profiling.spec import FeatureSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-# CI clones the repo with the shared data set beside it as ../shared
-REAL_DATA = ROOT.parent / "shared" / "data" / "real"
+# CI clones the repo with the shared data set beside it as ../shared; a checkout elsewhere
+# (a git worktree) points CHURNGUARD_REAL_DATA at it
+REAL_DATA = Path(os.environ.get("CHURNGUARD_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
 
 
 @pytest.fixture(scope="session")

@@ -49,9 +49,9 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     idle_expiry_seconds: Positive | None = None
     max_record_bytes: Count = 1_048_576  # longer records are dead-lettered, not parsed
     max_entities: Count = 200_000  # hard cap; the idlest entities are profiled early past it
-    cluster_cidrs: list[str] = msgspec.field(
-        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
-    )
+    # ranges the cluster uses beyond the private ones (RFC 1918, 100.64/10, fc00::/7),
+    # e.g. pods on public address space: a hint for "not external", never an attribution
+    cluster_cidrs: list[str] = msgspec.field(default_factory=list)
     # CloudTrail role (ARN or role name) -> "namespace/serviceaccount" (IRSA-style mapping)
     role_map: dict[str, str] = msgspec.field(default_factory=dict)
 

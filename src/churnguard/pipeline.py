@@ -250,7 +250,8 @@ class Pipeline:
                 self.table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:
                 self.table.bind_container(ev.container_id, key)
-        self.table.apply(state, ev)
+        if not self.table.apply(state, ev):
+            self.stats["duplicate_actions"] += 1
         self.schedule.due(key, self._next_due(state))
 
     def _next_due(self, state: EntityState) -> float:
@@ -373,6 +374,7 @@ class Pipeline:
             "states": list(table.states.values()),
             "ip_bindings": table._ip_bindings,
             "containers": table._containers,
+            "launches": table.launches,
             "tombstones": list(table._tombstones.items()),
             "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
@@ -393,6 +395,7 @@ class Pipeline:
             self.table.states[state.key] = state
         self.table._ip_bindings = {ip: [tuple(b) for b in v] for ip, v in doc.ip_bindings.items()}
         self.table._containers = dict(doc.containers)
+        self.table.launches = dict(doc.launches)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
         self._successors = dict(doc.successors)
@@ -438,3 +441,4 @@ class _Snapshot(msgspec.Struct):
     scorer: bytes | None
     input_lateness: dict[str, float] = {}
     lateness_seen: float = 0.0
+    launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)

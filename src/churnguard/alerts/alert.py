@@ -36,6 +36,8 @@ TECHNIQUE_NAMES = {
     "T1560.002": "Archive Collected Data: Archive via Library",
     "T1041": "Exfiltration Over C2 Channel",
     "T1071": "Application Layer Protocol (C2)",
+    "T1610": "Deploy Container",
+    "T1611": "Escape to Host",
 }
 
 # ATT&CK tactic (id, name) each technique serves here; OCSF `attacks` and Falco tags need it
@@ -77,6 +79,15 @@ RESPONSE_STEPS: dict[str, tuple[str, ...]] = {
     "T1041": (
         "Treat the destination as attacker-controlled until proven otherwise: block it and"
         " search every namespace's flows for it.",
+    ),
+    "T1610": (
+        "On the node, list the runtime's containers (``crictl ps -a``, ``ctr -n k8s.io c ls``,"
+        " ``docker ps -a``) and find the one in the alert: its image, command and mounts.",
+        "Stop it and preserve its filesystem and logs; block its destinations at egress.",
+    ),
+    "T1611": (
+        "The pod in the evidence reached its host: review its security context (privileged,"
+        " hostPID, host mounts), who created and exec'd into it, and cordon the node.",
     ),
     "T1071": (
         "Inspect the periodic connections: destination, port, interval and payload sizes;"
@@ -258,7 +269,12 @@ def _evidence(items: list[Evidence]) -> list[AlertEvidence]:
 
 def summary_line(profile: Profile, techniques: list[str]) -> str:
     e = profile.entity
-    what = f"instance {e.instance_id}" if e.kind == "instance" else f"pod {e.namespace}/{e.pod}"
+    if e.kind == "instance":
+        what = f"instance {e.instance_id}"
+    elif e.kind == "container":
+        what = f"container {''.join(e.container_ids[:1])} on node {e.node} (no pod)"
+    else:
+        what = f"pod {e.namespace}/{e.pod}"
     how = ", ".join(TECHNIQUE_NAMES.get(t, t) for t in techniques[:2])
     ended = ""
     if profile.final and profile.deleted_by:

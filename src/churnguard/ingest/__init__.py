@@ -58,7 +58,7 @@ def detect_format(obj: dict) -> str | None:
         isinstance(api_version, str)
         and api_version.startswith("audit.k8s.io")
         and obj.get("kind") in ("Event", "EventList")
-    ):
+    ) or k8s_audit.looks_like(obj):
         return k8s_audit.FORMAT
     if isinstance(obj.get("Records"), list) or ("eventVersion" in obj and "eventSource" in obj):
         return cloudtrail.FORMAT

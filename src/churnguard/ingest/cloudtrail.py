@@ -148,6 +148,12 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
 
     if name in ("RunInstances", "TerminateInstances"):
         return _lifecycle(obj, name, service, time, caller)
+    if name == "DescribeInstances":
+        bindings = _described_addresses(obj, time)
+        if bindings:
+            return bindings + (
+                [_cloud_call(obj, name, service, time, caller)] if caller.attributed else []
+            )
     if not caller.attributed:
         return Ignored(format=FORMAT, reason="unattributed_call")
     return [_cloud_call(obj, name, service, time, caller)]
@@ -162,26 +168,57 @@ def _lifecycle(
     else:
         kind, where = EventKind.INSTANCE_TERMINATE, "requestParameters"
     items = opt_list(get(obj, where, "instancesSet", "items"), f"{where}.instancesSet.items")
-    ids = [i.get("instanceId") for i in items if isinstance(i, dict)]
-    ids = [opt_str(i, f"{where}.instancesSet.items[].instanceId") for i in ids]
     events = [
         Event(
             time=time,
             kind=kind,
             format=FORMAT,
             instance_id=iid,
+            pod_ip=address,  # the RunInstances response binds the instance's private IP
             actor=caller.actor,
             actor_kind=caller.kind,
             verb=name,
             resource=service,
         )
-        for iid in ids
-        if iid is not None
+        for iid, address in _instances(items, where)
     ]
     if caller.attributed:
         events.append(_cloud_call(obj, name, service, time, caller))
     if not events:
         return Ignored(format=FORMAT, reason="no_instance_ids")
+    return events
+
+
+def _instances(items: list, where: str) -> list[tuple[str, str | None]]:
+    """``(instance id, private IP)`` of each item of an ``instancesSet``."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        iid = opt_str(item.get("instanceId"), f"{where}.instancesSet.items[].instanceId")
+        ip = opt_str(item.get("privateIpAddress"), f"{where}.instancesSet.items[].privateIpAddress")
+        if iid is not None:
+            out.append((iid, ip))
+    return out
+
+
+def _described_addresses(obj: dict, time: float) -> list[Event]:
+    """INSTANCE_IP bindings from a DescribeInstances response, when the trail logged one."""
+    where = "responseElements.reservationSet.items"
+    events = []
+    for reservation in opt_list(get(obj, "responseElements", "reservationSet", "items"), where):
+        items = opt_list(get(reservation, "instancesSet", "items"), f"{where}[].instancesSet")
+        for iid, address in _instances(items, "reservationSet.items[]"):
+            if address is not None:
+                events.append(
+                    Event(
+                        time=time,
+                        kind=EventKind.INSTANCE_IP,
+                        format=FORMAT,
+                        instance_id=iid,
+                        pod_ip=address,
+                    )
+                )
     return events
 
 

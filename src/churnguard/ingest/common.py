@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -20,7 +21,15 @@ from churnguard.errors import ConfigError
 from churnguard.ingest.events import ActorKind
 from churnguard.ingest.exceptions import bad, missing
 
-DEFAULT_CLUSTER_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+# Address space that is never the internet: RFC 1918, carrier-grade NAT (EKS custom
+# networking, Tailscale) and IPv6 unique-local. An address here is not external, and may
+# be a pod's or an instance's, but only a binding learned from the records (pod status,
+# runtime and flow metadata, RunInstances) ever attributes it to one: an office or VPN
+# address in the same ranges stays nobody's.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+# Configured cluster_cidrs add ranges a cluster uses beyond the private ones (pods on
+# public address space); the default adds none.
+DEFAULT_CLUSTER_CIDRS: tuple[str, ...] = ()
 
 # Event times outside this range are typos, unit mix-ups or attacks on the windowing.
 MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
@@ -37,9 +46,11 @@ _RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")
 class AdapterContext(msgspec.Struct, kw_only=True):
     """The settings adapters need (a slice of ``config.PipelineSettings``).
 
-    ``cluster_cidrs``: private and cluster ranges; an address outside them is external.
-    Loopback and link-local addresses are always internal. ``role_map``: CloudTrail role
-    ARN or role name -> ``"namespace/serviceaccount"`` (IRSA-style attribution).
+    ``cluster_cidrs``: ranges the cluster uses beyond :data:`PRIVATE_RANGES` (a hint, not
+    an attribution: pod and instance addresses are learned from the records); an address
+    outside both is external. Loopback and link-local addresses are always internal.
+    ``role_map``: CloudTrail role ARN or role name -> ``"namespace/serviceaccount"``
+    (IRSA-style attribution).
     """
 
     cluster_cidrs: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLUSTER_CIDRS))
@@ -273,16 +284,18 @@ def _bare_ip(value: str) -> str:
 
 
 @lru_cache(maxsize=65_536)
-def is_external_address(value: str, cidrs: tuple[str, ...]) -> bool | None:
-    """True outside ``cidrs``, False inside them or for loopback, link-local and unspecified
-    addresses, None when ``value`` is not an address. The one rule adapters and features use."""
+def is_external_address(value: str, cidrs: tuple[str, ...] = ()) -> bool | None:
+    """True outside :data:`PRIVATE_RANGES` and ``cidrs``, False inside them or for loopback,
+    link-local and unspecified addresses, None when ``value`` is not an address. The one rule
+    adapters and features use."""
     try:
         ip = ipaddress.ip_address(_bare_ip(value))
     except ValueError:
         return None
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
         return False
-    return not any(ip in net for net in _networks(cidrs) if net.version == ip.version)
+    nets = _networks(PRIVATE_RANGES) + _networks(cidrs)
+    return not any(ip in net for net in nets if net.version == ip.version)
 
 
 # -- Kubernetes identities ----------------------------------------------------------------
@@ -303,8 +316,25 @@ _KUBE_SYSTEM_CONTROLLER_SAS = frozenset(
         "pv-protection-controller",
         "pvc-protection-controller",
         "ttl-controller",
+        "cloud-controller-manager",
     }
 )
+# The control plane's own users, by name: a ``system:`` prefix alone proves nothing
+# (``system:admin`` is a person holding the cluster-admin client certificate).
+CONTROL_PLANE_USERS = frozenset(
+    {
+        "system:kube-controller-manager",
+        "system:kube-scheduler",
+        "system:apiserver",
+        "system:kube-proxy",
+        "system:cloud-controller-manager",
+        "system:kube-aggregator",
+    }
+)
+# People with cluster-admin rights: the admin kubeconfigs kubeadm / k3s / OpenShift write,
+# and anyone authenticated into the ``system:masters`` group.
+ADMIN_USERS = frozenset({"system:admin", "kubernetes-admin"})
+MASTERS_GROUP = "system:masters"
 
 
 def service_account_of(username: str) -> tuple[str, str] | None:
@@ -317,10 +347,24 @@ def service_account_of(username: str) -> tuple[str, str] | None:
     return parts[2], parts[3]
 
 
-def classify_k8s_user(username: str) -> ActorKind:
-    """Who a Kubernetes API user is, in the terms the deletion features use."""
+def is_cluster_admin(username: str, groups: Collection[str] = ()) -> bool:
+    """A person with cluster-admin rights (admin kubeconfig or ``system:masters``)."""
+    return username in ADMIN_USERS or (
+        MASTERS_GROUP in groups and username not in CONTROL_PLANE_USERS
+    )
+
+
+def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
+    """Who a Kubernetes API user is, in the terms the deletion features use.
+
+    Control-plane identities are named exactly (its users, kube-system controller service
+    accounts, nodes); cluster admins are people; an unknown ``system:`` user (such as
+    ``system:anonymous``) is nobody we can vouch for.
+    """
     if username.startswith("system:node:"):
         return ActorKind.NODE
+    if username in CONTROL_PLANE_USERS:
+        return ActorKind.CONTROLLER
     sa = service_account_of(username)
     if sa is not None:
         ns, name = sa
@@ -329,8 +373,10 @@ def classify_k8s_user(username: str) -> ActorKind:
         ):
             return ActorKind.CONTROLLER
         return ActorKind.SERVICE_ACCOUNT
+    if is_cluster_admin(username, groups):
+        return ActorKind.PERSON
     if username.startswith("system:"):
-        return ActorKind.CONTROLLER
+        return ActorKind.UNKNOWN
     return ActorKind.PERSON
 
 

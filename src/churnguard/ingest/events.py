@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     NET_FLOW = "net_flow"  # a connection / flow record (Hubble, generic flow)
     RUNTIME_ALERT = "runtime_alert"  # a Falco rule that fired with no finer mapping
     POD_IP = "pod_ip"  # carries only an IP <-> pod binding (e.g. audit pod status)
+    INSTANCE_IP = "instance_ip"  # only an IP <-> instance binding (DescribeInstances response)
 
 
 class ActorKind(StrEnum):
@@ -83,7 +84,8 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     Identity fields say *which entity* the event is about (the subject): a pod is known by
     ``namespace``/``pod`` (and ``pod_uid``), a container by ``container_id``, a cloud
     instance by ``instance_id``; ``pod_ip`` lets the entity table attribute flows and
-    CloudTrail calls that carry only an address. ``actor`` is who performed the action
+    CloudTrail calls that carry only an address (on INSTANCE_RUN / INSTANCE_IP it is the
+    instance's private address). ``actor`` is who performed the action
     (for deletes and execs: the person or controller; for API calls: the pod itself).
     """
 
@@ -107,6 +109,12 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     # who performed it
     actor: str | None = None
     actor_kind: ActorKind | None = None
+    # the authenticated user behind an impersonation (``kubectl --as``): ``actor`` is the
+    # impersonated identity that acted, this is who really asked, kept for the evidence
+    actor_via: str | None = None
+    # the source's id of the action (audit ``auditID``) when one action may arrive as
+    # several records (an exec at ResponseStarted and ResponseComplete): counted once
+    event_id: str | None = None
     # API calls (Kubernetes or cloud)
     verb: str | None = None  # k8s verb or CloudTrail eventName
     resource: str | None = None  # pods, secrets, s3:object, ...
@@ -124,6 +132,9 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     dst_external: bool | None = None  # None when the adapter cannot tell
     bytes_out: int = 0
     bytes_in: int = 0
+    # False for a flow record that reports on a connection already counted (a socket's
+    # close with its byte totals, a listening socket): bytes count, connection timing not
+    opens_connection: bool = True
     # free text the explanation can quote (Falco rule name, audit subresource, ...)
     detail: str | None = None
     origin: Origin | None = None
@@ -132,15 +143,18 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
 class EntityKind(StrEnum):
     POD = "pod"
     INSTANCE = "instance"
+    CONTAINER = "container"  # a runtime container no pod accounts for (docker/ctr run on a node)
 
 
 class EntityKey(msgspec.Struct, frozen=True, order=True):
     """The key an entity's state is kept under.
 
-    Pods: ``(pod, namespace, pod name)``; instances: ``(instance, "", instance id)``.
-    The container name and ids are attributes of the pod entity: audit logs only know
-    pods, runtime events know containers, and every behaviour the strategies name is
-    visible at pod granularity.
+    Pods: ``(pod, namespace, pod name)``; instances: ``(instance, "", instance id)``;
+    containers outside the orchestrator: ``(container, node, 12-character container id)``.
+    The container name and ids of a pod are attributes of the pod entity: audit logs only
+    know pods, runtime events know containers, and every behaviour the strategies name is
+    visible at pod granularity. A container entity exists only for a runtime container id
+    no pod ever claimed.
     """
 
     kind: EntityKind
@@ -150,6 +164,8 @@ class EntityKey(msgspec.Struct, frozen=True, order=True):
     def __str__(self) -> str:
         if self.kind is EntityKind.INSTANCE:
             return f"instance/{self.name}"
+        if self.kind is EntityKind.CONTAINER:
+            return f"container/{self.namespace}/{self.name}"
         return f"{self.namespace}/{self.name}"
 
 

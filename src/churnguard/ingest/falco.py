@@ -4,7 +4,10 @@ Falco fires rules, not raw syscalls, so the mapping reads both the rule and the 
 printed: a spawned process (``execve`` or a shell/process rule with ``proc.*`` fields)
 becomes PROCESS_EXEC, a file opened for writing becomes FILE_WRITE, anything else stays a
 RUNTIME_ALERT carrying the rule name. Falco prints ``<NA>`` or null for fields it could
-not resolve (no Kubernetes metadata, unknown parent); those are simply absent here.
+not resolve (no Kubernetes metadata, unknown parent); those are simply absent here. A
+container with no pod name (Falco reads it from the kubelet's container labels) is one
+the orchestrator never started: the entity table keeps it as a container of its node
+(``hostname``) unless another record ties that container id to a pod.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
         "time": time,
         "format": FORMAT,
         "container_id": container_id,
+        "node": opt_str(obj.get("hostname"), "hostname"),
         "namespace": _field(fields, "k8s.ns.name"),
         "pod": _field(fields, "k8s.pod.name"),
         "pod_ip": _field(fields, "k8s.pod.ip"),

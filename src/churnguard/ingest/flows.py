@@ -4,6 +4,8 @@ Hubble knows endpoints (namespace, pod, labels) but no byte counts, so it feeds 
 counts, destinations and beacon timing; the generic record (``../shared/DESIGN.md``) adds bytes
 for the egress-volume features. Only the initiating direction counts: Hubble replies are ignored,
 as are flows whose source is not a pod (host, world, the API server).
+A generic record whose source is only a private address is attributed later by that
+address to the pod or instance the records bound it to.
 """
 
 from __future__ import annotations
@@ -98,7 +100,14 @@ def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     namespace = opt_str(src.get("namespace"), "src.namespace")
     pod = opt_str(src.get("pod"), "src.pod")
     container_id = strip_runtime_prefix(opt_str(src.get("container_id"), "src.container_id"))
-    if (namespace is None or pod is None) and container_id is None:
+    src_ip = opt_str(src.get("ip"), "src.ip")
+    # with only an address, the entity table attributes it to whichever pod or instance the
+    # records bound that address to (an instance's private IP from RunInstances)
+    if (
+        (namespace is None or pod is None)
+        and container_id is None
+        and not ctx.is_internal_address(src_ip)
+    ):
         return Ignored(format=FORMAT, reason="no_pod_on_source")
     dst_ip = opt_str(dst.get("ip"), "dst.ip")
     fqdn = opt_str(dst.get("fqdn"), "dst.fqdn")
@@ -113,7 +122,8 @@ def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
             namespace=namespace,
             pod=pod,
             container_id=container_id,
-            pod_ip=opt_str(src.get("ip"), "src.ip"),
+            pod_ip=src_ip,
+            node=opt_str(src.get("node"), "src.node"),
             dst_ip=dst_ip,
             dst_port=port(dst.get("port"), "dst.port"),
             dst_fqdn=fqdn,

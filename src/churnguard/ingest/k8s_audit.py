@@ -1,6 +1,9 @@
-"""Kubernetes audit events (``audit.k8s.io/v1`` ``Event``) -> pod lifecycle, execs, pod API calls.
+"""Kubernetes audit (``audit.k8s.io/v1``, ``v1beta1``) -> pod lifecycle, execs, pod API calls.
 
-Only ``ResponseComplete`` carries the outcome, so the other stages are ignored. What a
+Only ``ResponseComplete`` carries the outcome, so the other stages are ignored, except an
+exec / attach / port-forward at ``ResponseStarted`` (a websocket session is often audited
+only there; the ``auditID`` it carries lets the entity count the session once).
+``kubectl --as`` acts as the impersonated user; the real one is kept as ``actor_via``. What a
 record means depends on the resource and on *who* called: lifecycle and exec events are
 about the target pod (actor = the caller), API calls are about the calling pod (known from
 its bound token's ``user.extra`` pod name, else from its service account). The control
@@ -45,17 +48,58 @@ _VERB_CATEGORY = {
 }
 
 
+class _Who:
+    """Who acted: the impersonated user when there is one, with the real user kept."""
+
+    __slots__ = ("groups", "kind", "real", "username", "via")
+
+    def __init__(self, obj: dict) -> None:
+        self.real = req_str(get(obj, "user", "username"), "user.username")
+        groups = opt_list(get(obj, "user", "groups"), "user.groups")
+        imp = opt_dict(obj.get("impersonatedUser"), "impersonatedUser") or {}
+        acting = opt_str(imp.get("username"), "impersonatedUser.username")
+        if acting is not None:
+            groups = opt_list(imp.get("groups"), "impersonatedUser.groups")
+        self.username = acting or self.real
+        self.via = self.real if acting is not None else None
+        self.groups = frozenset(g for g in groups if isinstance(g, str))
+        self.kind = classify_k8s_user(self.username, self.groups)
+
+    def fields(self) -> dict[str, Any]:
+        return {"actor": self.username, "actor_kind": self.kind, "actor_via": self.via}
+
+
+def looks_like(obj: dict) -> bool:
+    """An audit event recognised by its fields when ``apiVersion``/``kind`` are absent.
+
+    Falco's k8saudit traces and some log pipelines drop them; ``auditID`` + ``stage`` +
+    ``verb`` is a combination no other supported format carries.
+    """
+    return (
+        obj.get("kind") in (None, "Event")
+        and isinstance(obj.get("auditID"), str)
+        and isinstance(obj.get("stage"), str)
+        and isinstance(obj.get("verb"), str)
+    )
+
+
 def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     """One audit ``Event`` object -> events about pods, or the reason it carries none."""
     stage = req_str(obj.get("stage"), "stage")
-    if stage != "ResponseComplete":
+    ref = opt_dict(obj.get("objectRef"), "objectRef")
+    # A websocket exec/attach/port-forward session is often audited only at
+    # ResponseStarted; both stages carry the auditID, so the entity counts it once.
+    session = _is_session(ref)
+    if stage != "ResponseComplete" and not (stage == "ResponseStarted" and session):
         return Ignored(format=FORMAT, reason=f"stage:{stage}")
     verb = req_str(obj.get("verb"), "verb")
-    username = req_str(get(obj, "user", "username"), "user.username")
-    # stageTimestamp of ResponseComplete: when the pod exists / the exec stream ended.
+    who = _Who(obj)
+    # stageTimestamp: when the pod exists / the exec stream started or ended; v1beta1
+    # events carry only ``timestamp``.
     time = first_time(
         [
             (obj.get("stageTimestamp"), "stageTimestamp"),
+            (obj.get("timestamp"), "timestamp"),
             (obj.get("requestReceivedTimestamp"), "requestReceivedTimestamp"),
         ],
         "stageTimestamp",
@@ -63,7 +107,6 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     code = opt_int(get(obj, "responseStatus", "code"), "responseStatus.code")
     if code is not None and code >= 400:
         return Ignored(format=FORMAT, reason="failed_request")
-    ref = opt_dict(obj.get("objectRef"), "objectRef")
     if not ref or not ref.get("resource"):
         return Ignored(format=FORMAT, reason="non_resource_url")
     if verb == "watch":
@@ -71,23 +114,36 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
 
     resource = req_str(ref.get("resource"), "objectRef.resource")
     subresource = opt_str(ref.get("subresource"), "objectRef.subresource")
-    actor_kind = classify_k8s_user(username)
+    event_id = opt_str(obj.get("auditID"), "auditID") if session else None
     events: list[Event] = []
     if resource == "pods":
-        target = _pod_event(obj, ref, verb, subresource, username, actor_kind, time)
+        target = _pod_event(obj, ref, verb, subresource, who, time)
         if isinstance(target, Ignored):
             return target
         if target is not None:
             events.append(target)
 
-    call = _call_by_pod(obj, ref, verb, resource, subresource, username, time)
+    call = _call_by_pod(obj, ref, verb, resource, subresource, who, time)
     if call is not None:
         events.append(call)
     if events:
+        for ev in events:
+            ev.event_id = event_id
         return events
-    if actor_kind in (ActorKind.CONTROLLER, ActorKind.NODE):
+    if who.kind in (ActorKind.CONTROLLER, ActorKind.NODE):
         return Ignored(format=FORMAT, reason="control_plane")
     return Ignored(format=FORMAT, reason="not_pod_related")
+
+
+def _is_session(ref: dict | None) -> bool:
+    """An exec / attach / port-forward into a pod (a streaming session)."""
+    subresource = ref.get("subresource") if ref is not None else None
+    return (
+        ref is not None
+        and ref.get("resource") == "pods"
+        and isinstance(subresource, str)
+        and subresource in EXEC_SUBRESOURCES
+    )
 
 
 def _pod_event(
@@ -95,17 +151,15 @@ def _pod_event(
     ref: dict,
     verb: str,
     subresource: str | None,
-    username: str,
-    actor_kind: ActorKind,
+    who: _Who,
     time: float,
 ) -> Event | Ignored | None:
     """The lifecycle / exec / IP event about the target pod, if the call is one."""
     namespace = opt_str(ref.get("namespace"), "objectRef.namespace")
     name = opt_str(ref.get("name"), "objectRef.name")
     uid = opt_str(ref.get("uid"), "objectRef.uid")
-    who = {"actor": username, "actor_kind": actor_kind}
     if subresource is None and verb == "create":
-        return _pod_create(obj, namespace, name, uid, time, who)
+        return _pod_create(obj, namespace, name, uid, time, who.fields())
     if subresource is None and verb == "delete":
         meta = _pod_fields(obj)
         return Event(
@@ -113,7 +167,7 @@ def _pod_event(
             kind=EventKind.POD_DELETE,
             format=FORMAT,
             **_merge_identity(meta, namespace, name, uid),
-            **who,
+            **who.fields(),
         )
     if subresource == "eviction" and verb == "create":
         return Event(
@@ -124,7 +178,7 @@ def _pod_event(
             pod=name,
             pod_uid=uid,
             detail="eviction",
-            **who,
+            **who.fields(),
         )
     if subresource in EXEC_SUBRESOURCES and verb in ("create", "get"):
         return Event(
@@ -136,7 +190,7 @@ def _pod_event(
             pod_uid=uid,
             detail=subresource,
             args=_exec_command(obj.get("requestURI")),
-            **who,
+            **who.fields(),
         )
     if subresource == "status" and verb in ("patch", "update"):
         ip = _pod_ip(obj)
@@ -149,7 +203,7 @@ def _pod_event(
                 pod=name,
                 pod_uid=uid or opt_str(get(obj, "requestObject", "metadata", "uid"), "uid"),
                 pod_ip=ip,
-                **who,
+                **who.fields(),
             )
     return None
 
@@ -254,16 +308,20 @@ def _call_by_pod(
     verb: str,
     resource: str,
     subresource: str | None,
-    username: str,
+    who: _Who,
     time: float,
 ) -> Event | None:
-    """An API_CALL about the calling pod, when the caller is a pod (or a workload SA)."""
+    """An API_CALL about the calling pod, when the caller is a pod (or a workload SA).
+
+    The calling pod is the authenticated user's (its bound token); an impersonation it
+    made is kept as the acting identity.
+    """
     extra = opt_dict(get(obj, "user", "extra"), "user.extra") or {}
     pod_name = _first_str(extra.get(_POD_NAME_KEY), f"user.extra.{_POD_NAME_KEY}")
     pod_uid = _first_str(extra.get(_POD_UID_KEY), f"user.extra.{_POD_UID_KEY}")
-    sa = service_account_of(username)
-    actor_kind = classify_k8s_user(username)
-    if pod_name is None and (sa is None or actor_kind is not ActorKind.SERVICE_ACCOUNT):
+    sa = service_account_of(who.real)
+    workload_sa = sa is not None and classify_k8s_user(who.real) is ActorKind.SERVICE_ACCOUNT
+    if pod_name is None and not workload_sa:
         return None
     obj_ns = opt_str(ref.get("namespace"), "objectRef.namespace")
     obj_name = opt_str(ref.get("name"), "objectRef.name")
@@ -279,8 +337,7 @@ def _call_by_pod(
         pod=pod_name,
         pod_uid=pod_uid,
         service_account=sa[1] if sa else None,
-        actor=username,
-        actor_kind=actor_kind,
+        **who.fields(),
         verb=verb,
         resource=f"{resource}/{subresource}" if subresource else resource,
         object_name=object_name,

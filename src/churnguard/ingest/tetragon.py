@@ -1,10 +1,20 @@
 """Cilium Tetragon JSON export -> process execs/exits, file writes and connections in pods.
 
 Every Tetragon event carries the process with its Kubernetes pod (namespace, name,
-container, image, labels, workload); host processes have no ``process.pod`` and are
-ignored. kprobe events are only as meaningful as the tracing policy behind them: the
-file hooks become FILE_WRITE (``security_file_permission`` only with the MAY_WRITE bit),
+container, image, labels, workload). A process with a container id (``process.docker``)
+but no pod runs in a container the orchestrator never saw: its events are about that
+container (node + container id). A host process whose parent is in a pod left its
+container's namespaces and stays that pod's; other host processes are ignored.
+
+kprobe events are only as meaningful as the tracing policy behind them: the file hooks
+become FILE_WRITE (``security_file_permission`` only with the MAY_WRITE bit),
 ``tcp_connect``/``tcp_sendmsg`` become NET_FLOW, other hooks are ignored by name.
+
+The socket events of Tetragon's network observability are flows of the process's
+container: ``process_connect`` is a new connection to its destination,
+``process_close`` reports the connection's byte totals (``stats``) without counting it
+again, ``process_listen`` a listening socket. The other event types (throttling, rate
+limit reports, USDT, tracepoints, ...) are recognised and counted by name.
 """
 
 from __future__ import annotations
@@ -29,9 +39,21 @@ from churnguard.ingest.events import Event, EventKind, Ignored
 from churnguard.ingest.exceptions import missing
 
 FORMAT = "tetragon"
-EVENT_KEYS = ("process_exec", "process_exit", "process_kprobe")
+SOCKET_KEYS = ("process_connect", "process_close", "process_listen")
+EVENT_KEYS = ("process_exec", "process_exit", "process_kprobe", *SOCKET_KEYS)
 # Other Tetragon event types: recognised (so they are counted, not dead-lettered) but unused.
-OTHER_EVENT_KEYS = ("process_tracepoint", "process_uprobe", "process_lsm", "process_loader")
+OTHER_EVENT_KEYS = (
+    "process_tracepoint",
+    "process_uprobe",
+    "process_usdt",
+    "process_lsm",
+    "process_loader",
+    "process_throttle",
+    "rate_limit_info",
+    "process_accept",
+    "process_sendmsg",
+    "process_recvmsg",
+)
 _FILE_HOOKS = frozenset(
     {
         "security_file_permission",
@@ -53,7 +75,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
         other = next((k for k in OTHER_EVENT_KEYS if k in obj), None)
         if other is not None:
             return Ignored(format=FORMAT, reason=f"event:{other}")
-        raise missing("process_exec|process_exit|process_kprobe")
+        raise missing("|".join(EVENT_KEYS))
     body = opt_dict(obj.get(key), key) or {}
     process = opt_dict(body.get("process"), f"{key}.process")
     if process is None:
@@ -61,10 +83,9 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     time = first_time(
         [(obj.get("time"), "time"), (process.get("start_time"), "process.start_time")], "time"
     )
-    pod = opt_dict(process.get("pod"), "process.pod")
-    if not pod:
+    base = _subject(process, opt_dict(body.get("parent"), f"{key}.parent") or {})
+    if base is None:
         return Ignored(format=FORMAT, reason="host_process")
-    base = _pod_fields(pod)
     base.update(
         time=time,
         format=FORMAT,
@@ -76,7 +97,56 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
         return [Event(kind=EventKind.PROCESS_EXEC, args=args, **base)]
     if key == "process_exit":
         return [Event(kind=EventKind.PROCESS_EXIT, **base)]
+    if key in SOCKET_KEYS:
+        return [_socket(key, body, base, ctx)]
     return _kprobe(body, base, ctx)
+
+
+def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> Event:
+    """A socket event -> NET_FLOW of the process's container (see the module docstring)."""
+    protocol = opt_str(body.get("protocol"), f"{key}.protocol")
+    if key == "process_listen":
+        ip = opt_str(body.get("ip"), f"{key}.ip")
+        listen = port(body.get("port"), f"{key}.port")
+        return Event(
+            kind=EventKind.NET_FLOW,
+            opens_connection=False,
+            detail=f"listen {ip or '*'}:{listen} {protocol or ''}".strip(),
+            **base,
+        )
+    src_ip = opt_str(body.get("source_ip"), f"{key}.source_ip")
+    dst_ip = opt_str(body.get("destination_ip"), f"{key}.destination_ip")
+    if dst_ip is None:
+        raise missing(f"{key}.destination_ip")
+    stats = opt_dict(body.get("stats"), f"{key}.stats") or {}
+    closing = key == "process_close"
+    return Event(
+        kind=EventKind.NET_FLOW,
+        dst_ip=dst_ip,
+        dst_port=port(body.get("destination_port"), f"{key}.destination_port"),
+        dst_external=ctx.is_external(dst_ip),
+        pod_ip=src_ip if ctx.is_internal_address(src_ip) else None,
+        bytes_out=byte_count(stats.get("bytes_sent"), f"{key}.stats.bytes_sent"),
+        bytes_in=byte_count(stats.get("bytes_received"), f"{key}.stats.bytes_received"),
+        opens_connection=not closing,
+        detail=f"{'close' if closing else 'connect'} {protocol or ''}".strip(),
+        **base,
+    )
+
+
+def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
+    """Whose the process is: its pod; else the container it runs in (no pod: a container the
+    orchestrator never saw); else its parent's pod or container (a process that left its
+    container's namespaces, e.g. after ``nsenter``, stays the container's); else None (the
+    host)."""
+    for obj, name in ((process, "process"), (parent, "parent")):
+        pod = opt_dict(obj.get("pod"), f"{name}.pod")
+        if pod:
+            return _pod_fields(pod)
+        container_id = opt_str(obj.get("docker"), f"{name}.docker")
+        if container_id is not None:
+            return {"container_id": strip_runtime_prefix(container_id)}
+    return None
 
 
 def _pod_fields(pod: dict) -> dict[str, Any]:

@@ -70,7 +70,7 @@ SYSTEMS = (CHURNGUARD, CLUSTER_WIDE, RIVER_HST, STATIC_RULES)
 class Label(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One malicious entity, as the simulator writes it to ``labels.jsonl``."""
 
-    kind: str  # "pod" | "instance"
+    kind: str  # "pod" | "container" | "instance"
     technique: str
     start: float
     end: float
@@ -78,11 +78,15 @@ class Label(msgspec.Struct, kw_only=True, omit_defaults=True):
     pod: str | None = None
     instance_id: str | None = None
     scenario: str = ""
+    node: str | None = None  # containers outside the orchestrator: node + container id
+    container_id: str | None = None
 
     def key(self) -> str:
         """Same text as ``EntityRef.key()`` of the labelled entity."""
         if self.kind == "instance":
             return f"instance/{self.instance_id}"
+        if self.kind == "container":
+            return f"container/{self.node}/{self.container_id}"
         return f"{self.namespace}/{self.pod}"
 
 

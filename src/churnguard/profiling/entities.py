@@ -16,6 +16,7 @@ is profiled exactly once, whole.
 from __future__ import annotations
 
 import bisect
+import posixpath
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -39,11 +40,19 @@ _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
 _EXEC_HISTORY = 16
+_SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each once
 _DEST_HISTORY = 16
 _DEST_MAX = 32
 _SAME_CONNECTION_S = 1.0
 _CONTAINERS_MAX = 500_000
 _OWNERS_PER_IP = 8  # successive pods an address is remembered for
+# container runtimes' command-line clients: one of them starting a container from a pod
+# (after nsenter to the host) is how a container outside the orchestrator is born
+RUNTIME_CLIS = frozenset({"docker", "nerdctl", "ctr", "podman", "crictl", "runc"})
+_RUNTIME_STARTS = frozenset({"run", "runp", "create", "start"})
+LAUNCH_WINDOW_S = 900.0  # a container appearing this soon after a runtime start is its child
+_LAUNCHES_PER_NODE = 8
+_LAUNCH_NODES_MAX = 10_000
 # kubelet status patches (the pod-IP binding) lag the container's first traffic: an address
 # is matched to a binding stamped up to this much later, deferred events wait this long,
 # and so does every profile (so address-attributed events reach their window in time)
@@ -95,8 +104,10 @@ class EntityState:
     emitted_until: float | None = None  # end of the last emitted window
     pending: list[Event] = field(default_factory=list)
     exec_times: list[float] = field(default_factory=list)  # sorted, last few, across windows
+    seen_ids: list[str] = field(default_factory=list)  # last few action ids folded in
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
+    launch: Event | None = None  # container outside the orchestrator: the runtime start
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor
@@ -110,6 +121,7 @@ class EntityTable:
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
+        self.launches: dict[str, list[Event]] = {}  # node -> recent runtime starts from pods
         self.counters: Counter[str] = Counter()
 
     # ---- bindings -------------------------------------------------------------------------
@@ -156,7 +168,7 @@ class EntityTable:
     # ---- routing --------------------------------------------------------------------------
     def subject_key(self, ev: Event) -> EntityKey | None:
         """The entity an event is directly about, or None when it needs deferred resolution."""
-        about_instance = ev.kind in (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE) or (
+        about_instance = ev.kind in _INSTANCE_KINDS or (
             ev.kind is EventKind.CLOUD_CALL and not ev.pod
         )
         if ev.instance_id and about_instance:
@@ -171,9 +183,15 @@ class EntityTable:
         )
 
     def resolve(self, ev: Event) -> EntityKey | None:
-        """Deferred attribution by container id, pod IP, else a service account's one pod."""
+        """Deferred attribution by container id, pod IP, else a service account's one pod.
+
+        A runtime container id no pod claimed by then (deferred events wait for the
+        bindings) is a container outside the orchestrator: its own entity on its node.
+        """
         if ev.container_id and (key := self._containers.get(ev.container_id[:12])):
             return key
+        if ev.container_id and ev.node and not ev.pod:
+            return EntityKey(EntityKind.CONTAINER, ev.node, ev.container_id[:12])
         if ev.pod_ip and (key := self.owner_of_ip(ev.pod_ip, ev.time)):
             return key
         if ev.namespace and ev.service_account:
@@ -202,14 +220,54 @@ class EntityTable:
             state = EntityState(key=key, anchor=ev.time)
             if key.kind is EntityKind.POD:
                 state.namespace, state.pod = key.namespace, key.name
+            elif key.kind is EntityKind.CONTAINER:
+                state.node = key.namespace
+                state.container_ids.add(key.name)
+                self._link_launch(state, ev.time)
             else:
                 state.instance_id = key.name
             self.states[key] = state
         return state
 
-    def apply(self, state: EntityState, ev: Event) -> None:
-        """Fold an event's identity and lifecycle facts into the state; queue it for features."""
+    def note_launch(self, state: EntityState, ev: Event) -> None:
+        """Remember a pod's process starting a container with a runtime CLI, per node."""
+        node = ev.node or state.node
+        if state.key.kind is not EntityKind.POD or node is None or not starts_container(ev):
+            return
+        if node not in self.launches and len(self.launches) >= _LAUNCH_NODES_MAX:
+            return
+        recent = self.launches.setdefault(node, [])
+        recent.append(ev)
+        del recent[:-_LAUNCHES_PER_NODE]
+
+    def _link_launch(self, state: EntityState, t: float) -> None:
+        """A new container's launcher: the node's latest runtime start from a pod before it."""
+        starts = [
+            ev
+            for ev in self.launches.get(state.node or "", [])
+            if ev.time <= t and t - ev.time <= LAUNCH_WINDOW_S
+        ]
+        if starts:
+            launch = max(starts, key=lambda ev: ev.time)
+            state.launch = launch
+            state.created_by = f"{launch.namespace}/{launch.pod}"
+            state.created_at = launch.time
+
+    def apply(self, state: EntityState, ev: Event) -> bool:
+        """Fold an event's identity and lifecycle facts into the state; queue it for features.
+
+        False (nothing applied) for an action already folded in under the same id: the
+        second audit stage of one exec session.
+        """
+        if ev.event_id is not None:
+            if ev.event_id in state.seen_ids:
+                return False
+            state.seen_ids.append(ev.event_id)
+            del state.seen_ids[:-_SEEN_IDS]
         _learn_identity(state, ev)
+        if state.key.kind is EntityKind.INSTANCE and ev.pod_ip and ev.kind in _ADDRESS_KINDS:
+            # its private IP: flows and calls that carry only that address are the instance's
+            self.bind_ip(ev.pod_ip, state.key, ev.time)
         if ev.kind in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
             if state.created_at is None or ev.time < state.created_at:
                 state.created_at = ev.time
@@ -225,15 +283,21 @@ class EntityTable:
         elif ev.kind is EventKind.POD_EXEC:
             bisect.insort(state.exec_times, ev.time)
             del state.exec_times[:-_EXEC_HISTORY]
+        elif ev.kind is EventKind.PROCESS_EXEC:
+            self.note_launch(state, ev)
         if state.emitted_until is None:
             state.anchor = min(state.anchor, ev.time)
         state.first_seen = min(state.first_seen, ev.time)
         state.last_seen = max(state.last_seen, ev.time)
-        if ev.kind is not EventKind.POD_IP:
+        if ev.kind not in _BINDING_ONLY:
             state.pending.append(ev)
+        return True
 
 
 _MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")
+_INSTANCE_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE, EventKind.INSTANCE_IP)
+_ADDRESS_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP)  # events that bind an address
+_BINDING_ONLY = (EventKind.POD_IP, EventKind.INSTANCE_IP)  # no behaviour, only an address
 
 
 def _learn_identity(state: EntityState, ev: Event) -> None:
@@ -253,6 +317,13 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.node = ev.node
     if ev.pod_ip and state.key.kind is EntityKind.POD:
         state.pod_ips.add(ev.pod_ip)
+
+
+def starts_container(ev: Event) -> bool:
+    """``docker run``, ``nerdctl run``, ``ctr run``/``ctr task start``, ``crictl runp`` ..."""
+    if posixpath.basename(ev.binary or "") not in RUNTIME_CLIS:
+        return False
+    return any(word in _RUNTIME_STARTS for word in (ev.args or "").split())
 
 
 def remember_destination(state: EntityState, dest: str, t: float) -> None:

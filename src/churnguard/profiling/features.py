@@ -189,7 +189,8 @@ class FeatureBuilder:
         values.update(self._activity(state, events))
         values.update(self._network(state, events))
         values.update(self._novelty(state))
-        kind = state.key.kind.value
+        # a container outside the orchestrator is profiled with the pods' features
+        kind = EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind
         row = {
             f.name: float(values.get(f.name, f.missing))
             for f in self.spec.features
@@ -209,7 +210,9 @@ class FeatureBuilder:
             created_by=state.created_by,
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
-            evidence=_evidence(state, events, final),
+            evidence=_evidence(state, events, final)
+            if state.key.kind is not EntityKind.CONTAINER
+            else _container_chain(state, events),
             destinations=sorted(
                 {
                     _destination(ev)
@@ -362,7 +365,7 @@ def _beacon_regularity(
     host still is.
     """
     for ev in events:
-        if ev.kind is EventKind.NET_FLOW and network.is_external(ev):
+        if ev.kind is EventKind.NET_FLOW and ev.opens_connection and network.is_external(ev):
             remember_destination(state, _destination(ev), ev.time)
     best = 0.0
     for dest in sorted(external):
@@ -379,6 +382,13 @@ def _beacon_regularity(
 def entity_ref(state: EntityState) -> EntityRef:
     if state.key.kind is EntityKind.INSTANCE:
         return EntityRef(kind="instance", instance_id=state.instance_id)
+    if state.key.kind is EntityKind.CONTAINER:
+        return EntityRef(
+            kind="container",
+            container_ids=[state.key.name],
+            image=state.image,
+            node=state.node,
+        )
     return EntityRef(
         kind="pod",
         namespace=state.namespace,
@@ -393,15 +403,21 @@ def entity_ref(state: EntityState) -> EntityRef:
     )
 
 
+def _actor(ev: Event) -> str:
+    """Who acted; an impersonation names the real user too (``bob via system:admin``)."""
+    who = ev.actor or "?"
+    return f"{who} via {ev.actor_via}" if ev.actor_via else who
+
+
 def _summary(ev: Event) -> str | None:
     """One line for an evidence record, or None when the event is not worth pointing at."""
     k = ev.kind
     if k in (EventKind.POD_CREATE, EventKind.INSTANCE_RUN):
-        return f"{k.value} by {ev.actor or '?'}"
+        return f"{k.value} by {_actor(ev)}"
     if k in (EventKind.POD_DELETE, EventKind.INSTANCE_TERMINATE):
-        return f"{k.value} by {ev.actor or '?'} ({ev.actor_kind or '?'})"
+        return f"{k.value} by {_actor(ev)} ({ev.actor_kind or '?'})"
     if k is EventKind.POD_EXEC:
-        return f"{ev.detail or 'exec'} by {ev.actor or '?'}"
+        return f"{ev.detail or 'exec'} by {_actor(ev)}"
     if k is EventKind.PROCESS_EXEC and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
         return f"exec {ev.binary} {ev.args or ''}".strip()
     if k is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
@@ -434,3 +450,36 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
         picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
     picked.sort(key=lambda e: e.time)
     return picked[:_MAX_EVIDENCE]
+
+
+def _container_chain(state: EntityState, events: list[Event]) -> list[Evidence]:
+    """A container outside the orchestrator, as a chain: the pod process that started it
+    (``docker``/``ctr run`` after leaving the pod for the host), then what the container
+    itself did: processes, its connections out, the files it wrote."""
+    chain: list[Evidence] = []
+    launch = state.launch
+    if launch is not None:
+        chain.append(
+            Evidence(
+                time=launch.time,
+                kind=launch.kind.value,
+                summary=f"started from pod {launch.namespace}/{launch.pod} on {state.node}:"
+                f" {launch.binary} {launch.args or ''}".strip(),
+                origin=launch.origin,
+            )
+        )
+    per_kind: Counter[str] = Counter()
+    for ev in events:
+        if per_kind[ev.kind.value] >= 2:
+            continue
+        if ev.kind is EventKind.PROCESS_EXEC:
+            summary = f"exec {ev.binary} {ev.args or ''}".strip()
+        elif ev.kind is EventKind.NET_FLOW and ev.opens_connection and ev.dst_external:
+            summary = f"connection to {_destination(ev)}:{ev.dst_port} ({ev.bytes_out} B out)"
+        elif ev.kind is EventKind.FILE_WRITE:
+            summary = f"file write {ev.file_path} ({ev.bytes_written} B)"
+        else:
+            continue
+        per_kind[ev.kind.value] += 1
+        chain.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
+    return chain[: _MAX_EVIDENCE + 1]

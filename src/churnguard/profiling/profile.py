@@ -26,7 +26,7 @@ def image_repository(image: str | None) -> str:
 class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The entity as an alert names it (alert schema ``entity`` of ``../shared/DESIGN.md``)."""
 
-    kind: str  # "pod" | "instance"
+    kind: str  # "pod" | "container" | "instance"
     namespace: str | None = None
     pod: str | None = None
     container: str | None = None  # primary container name, when known
@@ -39,9 +39,11 @@ class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     node: str | None = None
 
     def key(self) -> str:
-        """Stable text key: ``namespace/pod`` or ``instance/<id>``."""
+        """Stable text key: ``namespace/pod``, ``container/<node>/<id>`` or ``instance/<id>``."""
         if self.kind == "instance":
             return f"instance/{self.instance_id}"
+        if self.kind == "container":
+            return f"container/{self.node}/{self.container_ids[0] if self.container_ids else ''}"
         return f"{self.namespace}/{self.pod}"
 
 
@@ -68,7 +70,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_seen: float
     events: int = 0  # events folded into this window
     # identities and facts the guard rules and the explanation quote
-    created_by: str | None = None
+    created_by: str | None = None  # a container outside the orchestrator: the launching pod
     deleted_by: str | None = None
     deleter_kind: str | None = None  # ActorKind value
     evidence: list[Evidence] = msgspec.field(default_factory=list)

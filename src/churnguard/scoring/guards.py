@@ -6,7 +6,8 @@ stays silent: admins do exec into a pod and delete it, CI runners do write and u
 tarballs, and the learned baseline is what tells those apart. While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
-namespace is not a complete blind spot.
+namespace is not a complete blind spot. A container outside the orchestrator is such a
+pattern: no baseline has one to learn, so its guards alert by themselves.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def _archive_then_egress_to_new_destination(p: Profile) -> bool:
     )
 
 
+def _container_outside_orchestrator(p: Profile) -> bool:
+    # the runtime sensors (Falco, Tetragon) run on the cluster's nodes: every container
+    # entity is a container on a Kubernetes node that no pod accounts for
+    return p.entity.kind == "container"
+
+
+def _container_started_from_a_pod(p: Profile) -> bool:
+    return p.entity.kind == "container" and p.created_by is not None
+
+
 GUARDS: tuple[Guard, ...] = (
     Guard(
         "instance-run-terminate-by-one-human",
@@ -83,6 +94,23 @@ GUARDS: tuple[Guard, ...] = (
         " seen before (``new_destinations``: first-seen per namespace, see the spec), in"
         " one window.",
         _archive_then_egress_to_new_destination,
+    ),
+    Guard(
+        "container-outside-orchestrator",
+        "T1610",
+        "A runtime container on a cluster node that no pod accounts for (``docker``/``ctr``/"
+        "``nerdctl run`` on the node): the orchestrator, and every control built on it,"
+        " never saw it.",
+        _container_outside_orchestrator,
+        alone=True,
+    ),
+    Guard(
+        "container-started-from-a-pod",
+        "T1611",
+        "That container was started by a runtime client run from a pod's process (after"
+        " ``nsenter`` or a host mount): an escape from the pod to its host.",
+        _container_started_from_a_pod,
+        alone=True,
     ),
 )
 

@@ -153,6 +153,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "a manual backup Job shipping its archive to a new host; a CI-runner-named pod "
         "exec'd into and deleted by a person",
     ),
+    Scenario(
+        "attack-container-escape",
+        "attack",
+        attacks.T_DEPLOY_CONTAINER,
+        attacks.setup_container_escape,
+        "a person's pod nsenters into its node and runs a container there with ctr run; "
+        "the container, which no pod accounts for, uploads to the attacker",
+    ),
 )
 _BY_NAME = {s.name: s for s in SCENARIOS}
 

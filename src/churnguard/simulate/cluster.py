@@ -134,9 +134,11 @@ class Label:
     scenario: str
     start: float
     end: float
+    node: str | None = None  # a container outside the orchestrator: its node ...
+    container_id: str | None = None  # ... and its 12-character runtime container id
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "namespace": self.namespace,
             "pod": self.pod,
@@ -146,6 +148,9 @@ class Label:
             "start": round(self.start, 3),
             "end": round(self.end, 3),
         }
+        if self.kind == "container":
+            out.update(node=self.node, container_id=self.container_id)
+        return out
 
 
 class Cluster:
