@@ -14,7 +14,7 @@ from churnguard.alerts.formats import ALERT_ID_FIELD, alert_id_of
 from churnguard.config import Settings
 from churnguard.offline.replay import replay_files
 from churnguard.pipeline import Pipeline
-from churnguard.service.kafka import produce_records
+from churnguard.service.producing import produce_records
 
 pytestmark = pytest.mark.integration
 
