@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-import msgspec
 
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
 from churnguard.offline.capture import write_capture
-from churnguard.offline.replay import replay_files, summary_lines
+from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
 from churnguard.wiring import make_pipeline
 
 
@@ -46,19 +43,10 @@ def run(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
     pinned = None if args.format == "auto" else args.format
     result = replay_files(args.inputs, settings, pinned=pinned, pipeline=pipeline)
-    encoder = msgspec.json.Encoder()
-    body = b"".join(encoder.encode(a) + b"\n" for a in result.alerts)
-    if args.alerts == "-":
-        sys.stdout.buffer.write(body)
-    else:
-        Path(args.alerts).write_bytes(body)
+    write_jsonl(args.alerts, result.alerts)
     if args.capture:
         write_capture(args.capture, result.scored)
-    dead_letter = args.dead_letter or (
-        None if args.alerts == "-" else f"{args.alerts}.rejected.jsonl"
-    )
-    if dead_letter and result.rejected:
-        Path(dead_letter).write_bytes(b"".join(encoder.encode(r) + b"\n" for r in result.rejected))
+    write_rejected(result.rejected, args.alerts, args.dead_letter)
     entities = {s.profile.entity.key() for s in result.scored}
     lines = summary_lines(result.stats, len(result.scored), len(entities))
     lines.append(f"alerts            {len(result.alerts):>9,}")

@@ -9,10 +9,14 @@ Kafka service does: both drive the same :class:`~churnguard.pipeline.Pipeline`.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from churnguard.config import Settings
 from churnguard.ingest.events import Event, Rejected
@@ -95,3 +99,23 @@ def summary_lines(stats: Counter[str], n_profiles: int, n_entities: int) -> list
         if stats.get(key):
             lines.append(f"{key.replace('_', ' '):<18}{stats[key]:>9,}")
     return lines
+
+
+def write_jsonl(out: str, items: Iterable[Any]) -> None:
+    """Structs as JSON lines into the file ``out``, or to stdout when ``out`` is ``-``."""
+    encoder = msgspec.json.Encoder()
+    body = b"".join(encoder.encode(item) + b"\n" for item in items)
+    if out == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        Path(out).write_bytes(body)
+
+
+def write_rejected(rejected: list[Rejected], out: str, dead_letter: str | None) -> str | None:
+    """The rejected records, to ``dead_letter`` or else beside ``out`` as
+    ``<out>.rejected.jsonl`` (nowhere when ``out`` is stdout); the path written, if any."""
+    path = dead_letter or (None if out == "-" else f"{out}.rejected.jsonl")
+    if path is None or not rejected:
+        return None
+    write_jsonl(path, rejected)
+    return path
