@@ -95,7 +95,10 @@ class Reloader:
                 if self.metrics is not None:
                     self.metrics.config_refused.inc()
             else:
-                changes.settings.kafka = self.settings.kafka  # connection settings need a restart
+                # connection and pipeline settings (the feature spec among them) need a
+                # restart: shards assigned later are built exactly like the running ones
+                changes.settings.kafka = self.settings.kafka
+                changes.settings.pipeline = self.settings.pipeline
                 self.settings = changes.settings
                 log.info("config reloaded", extra={"path": str(self.config_path)})
         return changes
