@@ -76,3 +76,19 @@ def test_log_gap_resolves_ratios_near_one() -> None:
     assert np.all(np.diff(view) > 0)
     assert view[3] - view[1] > 5.0  # clockwork is far above polling, not 0.39 above it
     assert [spec.inverse(j, v) for v in view] == pytest.approx([0.0, 0.6, 0.94, 0.99])
+
+
+def test_a_misspelt_spec_stops_replay_and_serve_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from churnguard.cli import main
+    from churnguard.profiling import spec as spec_module
+
+    text = (ROOT / "features" / "v1.toml").read_text()
+    (tmp_path / "v1.toml").write_text(text.replace('transform = "log1p"', 'transfrom = "log1p"', 1))
+    monkeypatch.setattr(spec_module, "SPEC_DIR", tmp_path)  # as CHURNGUARD_SPEC_DIR would
+    for argv in (["replay", "-", "--alerts", "-", "--no-model"], ["serve"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err
+        assert "unknown key feature[0].transfrom; allowed keys: name, kind, transform" in err

@@ -70,6 +70,7 @@ def test_new_bundle_and_config_are_applied_to_running_shards(running: Running) -
     r.replace_bundle("v2")
     r.config.write_text(
         r.good.replace("ocsf", "falco") + '[namespaces."payments-*"]\nthreshold = 0.97\n'
+        '[pipeline]\nspec_version = "9"\n'  # pipeline settings need a restart: kept
     )
     r.service.apply(r.reloader.poll(now=2.0))
     assert r.scorer.model_version.startswith("v2")
@@ -77,6 +78,7 @@ def test_new_bundle_and_config_are_applied_to_running_shards(running: Running) -
     assert r.service.settings.alerts.format == "ocsf"  # the output format needs a restart
     assert r.scorer.thresholds.threshold("payments-api") == 0.97
     assert r.service.settings.namespace_override("payments-api").threshold == 0.97
+    assert r.service.settings.pipeline.spec_version == "1"
 
 
 def test_tampered_bundle_and_broken_config_are_refused_and_logged(running: Running, caplog) -> None:

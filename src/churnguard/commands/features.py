@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
-from pathlib import Path
-
-import msgspec
 
 from churnguard.config import load_settings
 from churnguard.ingest import FORMATS
 from churnguard.ingest.files import INPUTS_HELP
 from churnguard.offline.progress import Progress
-from churnguard.offline.replay import replay_files, summary_lines
+from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,18 +48,11 @@ def run(args: argparse.Namespace) -> int:
     pinned = None if args.format == "auto" else args.format
     with closing(Progress.for_files("features", args.inputs, quiet=args.quiet)) as bar:
         result = replay_files(args.inputs, settings, pinned=pinned, on_progress=bar.to)
-    encoder = msgspec.json.Encoder()
-    rows = b"".join(encoder.encode(p) + b"\n" for p in result.profiles)
-    if args.out == "-":
-        sys.stdout.buffer.write(rows)
-    else:
-        Path(args.out).write_bytes(rows)
-    dead_letter = args.dead_letter or (None if args.out == "-" else f"{args.out}.rejected.jsonl")
-    if dead_letter and result.rejected:
-        Path(dead_letter).write_bytes(b"".join(encoder.encode(r) + b"\n" for r in result.rejected))
+    write_jsonl(args.out, result.profiles)
+    dead_letter = write_rejected(result.rejected, args.out, args.dead_letter)
     entities = {p.entity.key() for p in result.profiles}
     lines = summary_lines(result.stats, len(result.profiles), len(entities))
-    if result.rejected and dead_letter:
+    if dead_letter:
         lines.append(f"rejected records written to {dead_letter}")
     print("\n".join(lines), file=sys.stderr)
     return 0

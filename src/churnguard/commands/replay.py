@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
-from pathlib import Path
-
-import msgspec
 
 from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
 from churnguard.config import load_settings
@@ -20,7 +17,7 @@ from churnguard.ingest import FORMATS
 from churnguard.ingest.files import INPUTS_HELP
 from churnguard.offline.capture import write_capture
 from churnguard.offline.progress import Progress
-from churnguard.offline.replay import replay_files, summary_lines
+from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
 from churnguard.wiring import make_pipeline
 
 
@@ -67,20 +64,11 @@ def run(args: argparse.Namespace) -> int:
         result = replay_files(
             args.inputs, settings, pinned=pinned, pipeline=pipeline, on_progress=bar.to
         )
-    encoder = msgspec.json.Encoder()
     fmt = args.alert_format or settings.alerts.format
-    body = b"".join(encode_alert(a, settings.alerts, fmt) + b"\n" for a in result.alerts)
-    if args.alerts == "-":
-        sys.stdout.buffer.write(body)
-    else:
-        Path(args.alerts).write_bytes(body)
+    write_jsonl(args.alerts, result.alerts, lambda a: encode_alert(a, settings.alerts, fmt))
     if args.capture:
         write_capture(args.capture, result.scored)
-    dead_letter = args.dead_letter or (
-        None if args.alerts == "-" else f"{args.alerts}.rejected.jsonl"
-    )
-    if dead_letter and result.rejected:
-        Path(dead_letter).write_bytes(b"".join(encoder.encode(r) + b"\n" for r in result.rejected))
+    write_rejected(result.rejected, args.alerts, args.dead_letter)
     entities = {s.profile.entity.key() for s in result.scored}
     lines = summary_lines(result.stats, len(result.scored), len(entities))
     lines.append(f"alerts            {len(result.alerts):>9,}")

@@ -16,6 +16,7 @@ import threading
 from churnguard import logs
 from churnguard.alerts.formats import ALERT_FORMATS
 from churnguard.config import load_settings
+from churnguard.profiling.spec import load_spec
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.reload import Reloader
@@ -42,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)  # a refused config exits 2 before anything starts
+    load_spec(version=settings.pipeline.spec_version)  # so does a refused feature spec, not
+    # only once a partition is assigned and its pipeline built
     logs.configure(args.log_level, json_logs=not args.plain_logs)
     if args.bootstrap:
         settings.kafka.bootstrap_servers = args.bootstrap

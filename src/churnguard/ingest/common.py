@@ -36,10 +36,7 @@ MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 MAX_BYTES = 10**13  # a byte count above 10 TB in one record is a broken exporter
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
-)
+_LEAP_SECOND = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:)60(.*)")
 _RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")
 
 
@@ -123,31 +120,23 @@ def first_time(candidates: list[tuple[Any, str]], field: str) -> float:
 
 
 def _parse_time_str(text: str, field: str) -> float:
-    m = _RFC3339.fullmatch(text)
-    if m is None:
-        try:
-            return _from_number(float(text), field)
-        except ValueError:
-            raise bad(field, f"not an RFC3339 time: {text[:64]!r}") from None
-    year, month, day, hour, minute, second, frac, _z, sign, oh, om = m.groups()
+    """RFC 3339 by msgspec's parser (to the microsecond), else a number in a string.
+
+    Kept from what exporters write in the wild: a comma before the fraction, no offset
+    (UTC), and a leap second (``:60``, read as ``:59``)."""
     try:
-        base = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            min(int(second), 59),
-            tzinfo=UTC,
-        ).timestamp()
-    except ValueError as exc:
-        raise bad(field, f"invalid date {text[:64]!r}: {exc}") from None
-    if frac:
-        base += float("0." + frac)
-    if sign:
-        offset = int(oh) * 3600 + int(om) * 60
-        base -= offset if sign == "+" else -offset
-    return base
+        moment = msgspec.convert(text.replace(",", ".", 1), datetime)
+    except msgspec.ValidationError:
+        leap = _LEAP_SECOND.fullmatch(text)
+        if leap is None:
+            try:
+                return _from_number(float(text), field)
+            except ValueError:
+                raise bad(field, f"not an RFC3339 time: {text[:64]!r}") from None
+        return _parse_time_str(leap[1] + "59" + leap[2], field)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _number(value: Any, field: str) -> float:

@@ -10,10 +10,14 @@ Whatever this shows is what the Kafka service does: both drive the same
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from churnguard.config import Settings
 from churnguard.ingest.events import Event, Rejected
@@ -126,3 +130,26 @@ def late_lines(stats: Counter[str]) -> list[str]:
                 done = one if n == 1 else many
                 lines.append(f"{what} arrived later than the allowed lateness and {done}")
     return lines
+
+
+def write_jsonl(
+    out: str, items: Iterable[Any], encode: Callable[[Any], bytes] | None = None
+) -> None:
+    """Structs as JSON lines into the file ``out``, or to stdout when ``out`` is ``-``;
+    ``encode`` turns one item into its JSON bytes (default: msgspec's encoding)."""
+    encode = encode or msgspec.json.Encoder().encode
+    body = b"".join(encode(item) + b"\n" for item in items)
+    if out == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        Path(out).write_bytes(body)
+
+
+def write_rejected(rejected: list[Rejected], out: str, dead_letter: str | None) -> str | None:
+    """The rejected records, to ``dead_letter`` or else beside ``out`` as
+    ``<out>.rejected.jsonl`` (nowhere when ``out`` is stdout); the path written, if any."""
+    path = dead_letter or (None if out == "-" else f"{out}.rejected.jsonl")
+    if path is None or not rejected:
+        return None
+    write_jsonl(path, rejected)
+    return path

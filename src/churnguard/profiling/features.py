@@ -3,6 +3,9 @@
 Every value computed here is named in ``features/v1.toml``, which documents it; the builder
 fills absent features with the spec's ``missing`` value. Events are sorted by event time
 before folding, so the row does not depend on arrival order.
+
+Over 400 lines on purpose: the feature families (lifecycle, activity, network, novelty) and
+the evidence they cite are computed from one sorted window and one first-seen memory.
 """
 
 from __future__ import annotations

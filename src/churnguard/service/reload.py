@@ -97,8 +97,11 @@ class Reloader:
                 if self.metrics is not None:
                     self.metrics.config_refused.inc()
             else:
-                changes.settings.kafka = self.settings.kafka  # connection settings need a restart
-                changes.settings.alerts = self.settings.alerts  # so does the output format
+                # connection, output and pipeline settings (the feature spec among them)
+                # need a restart: shards assigned later are built exactly like the running ones
+                changes.settings.kafka = self.settings.kafka
+                changes.settings.alerts = self.settings.alerts
+                changes.settings.pipeline = self.settings.pipeline
                 self.settings = changes.settings
                 log.info("config reloaded", extra={"path": str(self.config_path)})
         return changes
