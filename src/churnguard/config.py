@@ -25,6 +25,10 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     idle_expiry_seconds: float | None = None
     max_record_bytes: int = 1_048_576  # longer records are dead-lettered, not parsed
     max_entities: int = 200_000  # hard cap; the idlest entities are profiled early past it
+    # caps against telemetry floods (docs/reliability.md says what happens at each)
+    max_events_per_entity: Annotated[int, msgspec.Meta(ge=1)] = 20_000  # then scored early
+    max_pending_records: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # then dead-lettered
+    flood_new_entities: Annotated[int, msgspec.Meta(ge=0)] = 1_000  # per namespace per window
     cluster_cidrs: list[str] = msgspec.field(
         default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
     )

@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from churnguard.alerts.alert import flood_alert
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, Parsed, parse_record
+from churnguard.ingest.common import truncate
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
 from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
+from churnguard.profiling.floods import Flood, FloodMonitor
 from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import FeatureSpec, load_spec
 
@@ -90,6 +93,11 @@ class Pipeline:
         self._source_time: dict[str, float] = {}
         self._watermark_floor = -math.inf
         self.stats: Counter[str] = Counter()
+        # what the caps produced since the last emission (docs/reliability.md "Caps")
+        self.floods = FloodMonitor(ps.flood_new_entities, self.window_s)
+        self._capped_profiles: list[Profile] = []
+        self._flood_reports: list[Flood] = []
+        self._overflow: list[Rejected] = []
 
     # ---- input ----------------------------------------------------------------------------
     @property
@@ -150,6 +158,7 @@ class Pipeline:
         out = self._advance(self._tick_floor(self.watermark))
         if len(self.table.states) > self.settings.pipeline.max_entities:
             out.extend(self._evict())
+        out.extend(self._drain())
         return out
 
     def _evict(self) -> Output:
@@ -161,7 +170,23 @@ class Pipeline:
         for s in idlest:
             self._bury(s)
         self.stats["evicted"] += len(idlest)
+        if (flood := self.floods.note_evicted(len(idlest), self.max_time)) is not None:
+            self._flood_reports.append(flood)
         return self._score([p for p in profiles if p is not None])
+
+    def _drain(self) -> Output:
+        """Score what a cap cut early; emit flood alerts and pending-cap dead letters."""
+        out = self._score(self._capped_profiles)
+        self._capped_profiles = []
+        threshold = self.settings.pipeline.flood_new_entities
+        version = self.spec.version
+        out.alerts.extend(
+            flood_alert(f, threshold=threshold, spec_version=version) for f in self._flood_reports
+        )
+        self.stats["floods"] += len(self._flood_reports)
+        out.rejected.extend(self._overflow)
+        self._flood_reports, self._overflow = [], []
+        return out
 
     def finish(self) -> Output:
         """End of input: emit every window up to the last event, then profile what is open."""
@@ -178,6 +203,7 @@ class Pipeline:
                 self._bury(s)
             out.extend(self._score([p for p in profiles if p is not None]))
         self._due.clear()
+        out.extend(self._drain())
         return out
 
     # ---- routing ----------------------------------------------------------------------------
@@ -208,7 +234,22 @@ class Pipeline:
         self._defer(ev, ev.time)
 
     def _defer(self, ev: Event, until: float) -> None:
-        """Route ``ev`` when emission reaches event time ``until``, in that order."""
+        """Route ``ev`` when emission reaches event time ``until``, in that order.
+
+        Past ``max_pending_records`` waiting events (a flood, or an input stalled far
+        behind the others) the event is dead-lettered with reason ``pending_cap``.
+        """
+        if len(self._deferred) >= self.settings.pipeline.max_pending_records:
+            self.stats["capped.pending"] += 1
+            self._overflow.append(
+                Rejected(
+                    reason="pending_cap",
+                    detail=f"{len(self._deferred)} records wait for the watermark",
+                    origin=ev.origin,
+                    record=truncate(msgspec.json.encode(ev).decode(), 2048),
+                )
+            )
+            return
         self._seq += 1
         heapq.heappush(self._deferred, (until, self._seq, ev))
 
@@ -226,6 +267,8 @@ class Pipeline:
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
             return
+        if key not in self.table.states:
+            self._note_new_entity(key, ev)
         state = self.table.state_for(key, ev)
         if state.emitted_until is not None and ev.time < state.emitted_until:
             self.stats["late_events"] += 1
@@ -236,7 +279,27 @@ class Pipeline:
             if ev.container_id:
                 self.table.bind_container(ev.container_id, key)
         self.table.apply(state, ev)
+        if len(state.pending) >= self.settings.pipeline.max_events_per_entity:
+            self._capped_profiles.append(self._cut_evidence(state))
         heapq.heappush(self._due, (self._next_due(state), key))
+
+    def _note_new_entity(self, key: EntityKey, ev: Event) -> None:
+        namespace = key.namespace or "(instances)"
+        source = source_of(ev.origin) if ev.origin is not None else "-"
+        if (flood := self.floods.note_new(namespace, source, ev.time)) is not None:
+            self._flood_reports.append(flood)
+
+    def _cut_evidence(self, state: EntityState) -> Profile:
+        """Evidence cap: profile the entity's pending events now, as a window of their own.
+
+        The events are scored (an attacker cannot hide an exfil behind 20,000 noise
+        events), memory per entity stays bounded; the entity's next window starts here.
+        """
+        self.stats["capped.evidence"] += 1
+        events, state.pending = state.pending, []
+        start = state.window_start()
+        end = max(start, max(e.time for e in events))
+        return self._profile(state, events, start, end, final=False, reason="evidence_cap")
 
     def _next_due(self, state: EntityState) -> float:
         candidates = [state.last_seen + self.idle_s]
@@ -266,7 +329,9 @@ class Pipeline:
                 return out
             tick = self._tick_of(first)
             self._resolve_deferred(tick)
-            out.extend(self._score(self._emit_due(tick)))
+            due = self._emit_due(tick)
+            out.extend(self._score(self._capped_profiles + due))
+            self._capped_profiles = []
 
     def _resolve_deferred(self, tick: float) -> None:
         while self._deferred and self._deferred[0][0] <= tick:
@@ -384,6 +449,7 @@ class Pipeline:
             if math.isfinite(self._watermark_floor)
             else None,
             "scorer": self.scorer.snapshot() if self.scorer is not None else None,
+            "floods": self.floods.snapshot(),
         }
         return msgspec.msgpack.encode(doc)
 
@@ -413,6 +479,7 @@ class Pipeline:
         self._watermark_floor = wf if wf is not None else -math.inf
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
+        self.floods.restore(doc.floods or {})
 
 
 def source_of(origin: Origin) -> str:
@@ -436,3 +503,4 @@ class _Snapshot(msgspec.Struct):
     source_time: dict[str, float]
     watermark_floor: float | None
     scorer: bytes | None
+    floods: dict | None = None  # absent in checkpoints written before the flood monitor

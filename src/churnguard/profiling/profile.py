@@ -15,7 +15,7 @@ from churnguard.ingest.events import Origin
 class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The entity as an alert names it (DESIGN.md alert schema ``entity``)."""
 
-    kind: str  # "pod" | "instance"
+    kind: str  # "pod" | "instance" | "namespace" (telemetry-flood alerts only)
     namespace: str | None = None
     pod: str | None = None
     container: str | None = None  # primary container name, when known
@@ -31,6 +31,8 @@ class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
         """Stable text key: ``namespace/pod`` or ``instance/<id>``."""
         if self.kind == "instance":
             return f"instance/{self.instance_id}"
+        if self.kind == "namespace":  # a telemetry-flood alert
+            return f"namespace/{self.namespace}"
         return f"{self.namespace}/{self.pod}"
 
 

@@ -251,6 +251,7 @@ class Service:
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
             self._publisher.publish(shard, shard.pipeline.set_idle(idle))
             self.metrics.entities.labels(str(shard.number)).set(len(shard.pipeline.table.states))
+            self.metrics.set_capped(shard.number, shard.pipeline.stats)
         self.lag = lag
         self.metrics.set_lag(lag)
 

@@ -10,6 +10,7 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from churnguard.alerts.alert import FLOOD_RULE
 from churnguard.config import KafkaSettings
 from churnguard.ingest.events import Origin, Rejected
 from churnguard.pipeline import Output
@@ -70,6 +71,8 @@ class Publisher:
             ).add_errback(self._on_send_error)
             self.stats.alerts += 1
             self.metrics.alerts.labels(str(alert.severity), alert.entity.namespace or "-").inc()
+            if FLOOD_RULE in alert.rules:
+                self.metrics.floods.labels(alert.entity.namespace or "-").inc()
         for rejected in out.rejected:
             self.send_dead_letter(rejected)
         for scored in out.scored:
