@@ -10,7 +10,6 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from churnguard.alerts.alert import FLOOD_RULE
 from churnguard.config import KafkaSettings
 from churnguard.ingest.events import Origin, Rejected
 from churnguard.pipeline import Output
@@ -71,7 +70,7 @@ class Publisher:
             ).add_errback(self._on_send_error)
             self.stats.alerts += 1
             self.metrics.alerts.labels(str(alert.severity), alert.entity.namespace or "-").inc()
-            if FLOOD_RULE in alert.rules:
+            if alert.entity.kind == "namespace":  # only telemetry-flood alerts name no entity
                 self.metrics.floods.labels(alert.entity.namespace or "-").inc()
         for rejected in out.rejected:
             self.send_dead_letter(rejected)
