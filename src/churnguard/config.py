@@ -24,7 +24,7 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     allowed_lateness_seconds: float | None = None
     idle_expiry_seconds: float | None = None
     max_record_bytes: int = 1_048_576  # longer records are dead-lettered, not parsed
-    max_entities: int = 200_000  # hard cap; the idlest entities are profiled early past it
+    max_entities: int = 200_000  # hard cap; past it the fullest namespace's idlest go early
     # caps against telemetry floods (docs/reliability.md says what happens at each)
     max_events_per_entity: Annotated[int, msgspec.Meta(ge=1)] = 20_000  # then scored early
     max_pending_records: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # then dead-lettered
