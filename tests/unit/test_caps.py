@@ -17,27 +17,16 @@ def pipeline(**caps: int) -> Pipeline:
 
 
 def create(ns: str, pod: str, t: float, source: str = "k8s-audit") -> Event:
-    return Event(
-        time=t,
-        kind=EventKind.POD_CREATE,
-        format="k8s_audit",
-        namespace=ns,
-        pod=pod,
-        actor="system:serviceaccount:kube-system:replicaset-controller",
-        origin=Origin(source=source, partition=0, offset=0),
-    )
+    return _event(EventKind.POD_CREATE, ns, pod, t, source, 0, actor="replicaset-controller")
 
 
 def exec_(ns: str, pod: str, t: float, i: int) -> Event:
-    return Event(
-        time=t,
-        kind=EventKind.PROCESS_EXEC,
-        format="tetragon",
-        namespace=ns,
-        pod=pod,
-        binary=f"/usr/bin/tool{i}",
-        origin=Origin(source="runtime", partition=0, offset=i),
-    )
+    return _event(EventKind.PROCESS_EXEC, ns, pod, t, "runtime", i, binary=f"/usr/bin/tool{i}")
+
+
+def _event(kind: EventKind, ns: str, pod: str, t: float, source: str, offset: int, **more) -> Event:
+    origin = Origin(source=source, partition=0, offset=offset)
+    return Event(time=t, kind=kind, format="test", namespace=ns, pod=pod, origin=origin, **more)
 
 
 def test_evidence_cap_scores_every_event_in_windows_of_their_own() -> None:
