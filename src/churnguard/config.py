@@ -48,7 +48,11 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     )
     idle_expiry_seconds: Positive | None = None
     max_record_bytes: Count = 1_048_576  # longer records are dead-lettered, not parsed
-    max_entities: Count = 200_000  # hard cap; the idlest entities are profiled early past it
+    max_entities: Count = 200_000  # hard cap; past it the fullest namespace's idlest go early
+    # caps against telemetry floods (docs/reliability.md says what happens at each)
+    max_events_per_entity: Count = 20_000  # then the pending events are scored early
+    max_pending_records: Count = 1_000_000  # then dead-lettered (pending_cap)
+    flood_new_entities: Annotated[int, msgspec.Meta(ge=0)] = 1_000  # per namespace per window
     # ranges the cluster uses beyond the private ones (RFC 1918, 100.64/10, fc00::/7),
     # e.g. pods on public address space: a hint for "not external", never an attribution
     cluster_cidrs: list[str] = msgspec.field(default_factory=list)

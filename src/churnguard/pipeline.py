@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from churnguard.alerts.alert import flood_alert
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, Parsed, parse_record
+from churnguard.ingest.common import truncate
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
-from churnguard.ingest.watermark import Watermark, WatermarkState, source_kind
+from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, source_kind
 from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
+from churnguard.profiling.floods import Flood, FloodMonitor
 from churnguard.profiling.profile import Profile
 from churnguard.profiling.schedule import TICK_S, EmissionSchedule, tick_floor, tick_of
 from churnguard.profiling.spec import FeatureSpec, load_spec
@@ -92,6 +95,11 @@ class Pipeline:
         self._successors: dict[EntityKey, list[Event]] = {}
         self._late: list[tuple[str, str]] = []
         self.stats: Counter[str] = Counter()
+        # what the caps produced since the last emission (docs/reliability.md "Caps")
+        self.floods = FloodMonitor(ps.flood_new_entities, self.window_s)
+        self._capped_profiles: list[Profile] = []
+        self._flood_reports: list[Flood] = []
+        self._overflow: list[Rejected] = []
 
     # ---- input ----------------------------------------------------------------------------
     @property
@@ -149,18 +157,44 @@ class Pipeline:
         out.late, self._late = self._late, []
         if len(self.table.states) > self.settings.pipeline.max_entities:
             out.extend(self._evict())
+        out.extend(self._drain())
         return out
 
     def _evict(self) -> Output:
-        """Memory bound: past ``max_entities``, profile and forget the idlest 1% early."""
+        """Memory bound: past ``max_entities``, profile and forget 1% early.
+
+        The idlest entities of the namespace holding the most go first: a flood of fake
+        pods pushes out its own fakes, not the quiet real entities of other namespaces
+        (idlest-first alone evicted a real attacker's instance in benchmarks/bench_flood.py).
+        """
         cap = self.settings.pipeline.max_entities
         excess = len(self.table.states) - cap + max(1, cap // 100)
-        idlest = sorted(self.table.states.values(), key=lambda s: (s.last_seen, s.key))[:excess]
+        held = Counter(key.namespace for key in self.table.states)
+        idlest = sorted(
+            self.table.states.values(),
+            key=lambda s: (-held[s.key.namespace], s.last_seen, s.key),
+        )[:excess]
         profiles = [self._final(s, "evicted", s.last_seen) for s in idlest]
         for s in idlest:
             self._bury(s)
         self.stats["evicted"] += len(idlest)
+        if (flood := self.floods.note_evicted(len(idlest), self.max_time)) is not None:
+            self._flood_reports.append(flood)
         return self._score([p for p in profiles if p is not None])
+
+    def _drain(self) -> Output:
+        """Score what a cap cut early; emit flood alerts and pending-cap dead letters."""
+        out = self._score(self._capped_profiles)
+        self._capped_profiles = []
+        threshold = self.settings.pipeline.flood_new_entities
+        version = self.spec.version
+        out.alerts.extend(
+            flood_alert(f, threshold=threshold, spec_version=version) for f in self._flood_reports
+        )
+        self.stats["floods"] += len(self._flood_reports)
+        out.rejected.extend(self._overflow)
+        self._flood_reports, self._overflow = [], []
+        return out
 
     def finish(self) -> Output:
         """End of input: emit every window up to the last event, then profile what is open."""
@@ -177,6 +211,7 @@ class Pipeline:
                 self._bury(s)
             out.extend(self._score([p for p in profiles if p is not None]))
         self.schedule.clear_due()
+        out.extend(self._drain())
         return out
 
     # ---- routing ----------------------------------------------------------------------------
@@ -227,7 +262,23 @@ class Pipeline:
         )
 
     def _defer(self, ev: Event, until: float) -> None:
-        """Route ``ev`` when emission reaches event time ``until``, in content order."""
+        """Route ``ev`` when emission reaches event time ``until``, in content order.
+
+        Past ``max_pending_records`` waiting events (a flood, or an input stalled far
+        behind the others) the event is dead-lettered with reason ``pending_cap``.
+        """
+        waiting = self.schedule.deferred_count()
+        if waiting >= self.settings.pipeline.max_pending_records:
+            self.stats["capped.pending"] += 1
+            self._overflow.append(
+                Rejected(
+                    reason="pending_cap",
+                    detail=f"{waiting} records wait for the watermark",
+                    origin=ev.origin,
+                    record=truncate(msgspec.json.encode(ev).decode(), 2048),
+                )
+            )
+            return
         self.schedule.defer(ev, until)
 
     def _route(self, key: EntityKey, ev: Event) -> None:
@@ -244,6 +295,8 @@ class Pipeline:
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
             return
+        if key not in self.table.states:
+            self._note_new_entity(key, ev)
         state = self.table.state_for(key, ev)
         if key.kind is EntityKind.POD and ev.namespace and ev.pod:
             if ev.pod_ip:
@@ -252,7 +305,27 @@ class Pipeline:
                 self.table.bind_container(ev.container_id, key)
         if not self.table.apply(state, ev):
             self.stats["duplicate_actions"] += 1
+        if len(state.pending) >= self.settings.pipeline.max_events_per_entity:
+            self._capped_profiles.append(self._cut_evidence(state))
         self.schedule.due(key, self._next_due(state))
+
+    def _note_new_entity(self, key: EntityKey, ev: Event) -> None:
+        namespace = key.namespace or "(instances)"
+        source = input_of(ev.origin) if ev.origin is not None else "-"
+        if (flood := self.floods.note_new(namespace, source, ev.time)) is not None:
+            self._flood_reports.append(flood)
+
+    def _cut_evidence(self, state: EntityState) -> Profile:
+        """Evidence cap: profile the entity's pending events now, as a window of their own.
+
+        The events are scored (an attacker cannot hide an exfil behind 20,000 noise
+        events), memory per entity stays bounded; the entity's next window starts here.
+        """
+        self.stats["capped.evidence"] += 1
+        events, state.pending = state.pending, []
+        start = state.window_start()
+        end = max(start, max(e.time for e in events))
+        return self._profile(state, events, start, end, final=False, reason="evidence_cap")
 
     def _next_due(self, state: EntityState) -> float:
         candidates = [state.last_seen + self.idle_s]
@@ -273,7 +346,9 @@ class Pipeline:
                 return out
             tick = tick_of(first)
             self._resolve_deferred(tick)
-            out.extend(self._score(self._emit_due(tick)))
+            due = self._emit_due(tick)
+            out.extend(self._score(self._capped_profiles + due))
+            self._capped_profiles = []
 
     def _resolve_deferred(self, tick: float) -> None:
         for ev in self.schedule.deferred_until(tick):
@@ -382,6 +457,7 @@ class Pipeline:
             "stats": dict(self.stats),
             **msgspec.structs.asdict(self.clock.snapshot()),
             "scorer": self.scorer.snapshot() if self.scorer is not None else None,
+            "floods": self.floods.snapshot(),
         }
         return msgspec.msgpack.encode(doc)
 
@@ -414,6 +490,7 @@ class Pipeline:
         )
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
+        self.floods.restore(doc.floods or {})
 
 
 def _first_pending(state: EntityState) -> float:
@@ -442,3 +519,4 @@ class _Snapshot(msgspec.Struct):
     input_lateness: dict[str, float] = {}
     lateness_seen: float = 0.0
     launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)
+    floods: dict | None = None  # absent in checkpoints written before the flood monitor

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 
+from churnguard.profiling.floods import CLUSTER, Flood
 from churnguard.profiling.profile import EntityRef, Evidence, Profile
 from churnguard.profiling.spec import FeatureSpec
 
@@ -38,6 +39,7 @@ TECHNIQUE_NAMES = {
     "T1071": "Application Layer Protocol (C2)",
     "T1610": "Deploy Container",
     "T1611": "Escape to Host",
+    "T1562": "Impair Defenses",
 }
 
 # ATT&CK tactic (id, name) each technique serves here; OCSF `attacks` and Falco tags need it
@@ -48,6 +50,9 @@ TECHNIQUE_TACTICS: dict[str, tuple[str, str]] = {
     "T1560.002": ("TA0009", "Collection"),
     "T1041": ("TA0010", "Exfiltration"),
     "T1071": ("TA0011", "Command and Control"),
+    "T1610": ("TA0002", "Execution"),
+    "T1611": ("TA0004", "Privilege Escalation"),
+    "T1562": ("TA0005", "Defense Evasion"),
 }
 
 # What an analyst does first, per technique. Data, so a deployment can extend it.
@@ -95,7 +100,15 @@ RESPONSE_STEPS: dict[str, tuple[str, ...]] = {
         "Capture the process behind it (Tetragon process tree for the container) before"
         " the pod is rescheduled.",
     ),
+    "T1562": (
+        "Find the writer of the flood: the top sources and namespaces in the alert's evidence;"
+        " a pod or node that emits telemetry for entities that do not exist is compromised"
+        " or broken. Cut its write access to the telemetry topics.",
+        "Check what the detector may have missed while flooded: entities evicted early are"
+        " in churnguard_pipeline_capped_total; replay the window's real telemetry offline.",
+    ),
 }
+FLOOD_RULE = "telemetry_flood"
 
 
 class FeatureExplanation(msgspec.Struct, kw_only=True):
@@ -314,6 +327,44 @@ def build_alert(
         response=response_for(techniques),
         rules=rules,
         model_version=model_version,
+    )
+
+
+def flood_alert(flood: Flood, *, threshold: int, spec_version: str) -> Alert:
+    """A "telemetry flood" alert naming the namespace (or the cluster) and the sources.
+
+    Its id is a hash of the namespace and the event-time window, so each flood pages once
+    per window however often the shard is restored and the window re-processed.
+    """
+    basis = f"flood|{flood.namespace}|{flood.window_start:.3f}|{spec_version}"
+    where = "the cluster" if flood.namespace == CLUSTER else f"namespace {flood.namespace}"
+    sources = ", ".join(f"{name} ({n})" for name, n in flood.top_sources)
+    namespaces = ", ".join(f"{name} ({n})" for name, n in flood.top_namespaces)
+    what = f"{flood.new_entities} new entities"
+    if flood.evicted:
+        what += f", {flood.evicted} entities profiled early to stay under max_entities"
+    evidence = [
+        AlertEvidence(time=iso(flood.window_start), kind="flood", summary=what),
+        AlertEvidence(time=iso(flood.window_start), kind="flood_sources", summary=sources),
+        AlertEvidence(time=iso(flood.window_start), kind="flood_namespaces", summary=namespaces),
+    ]
+    return Alert(
+        alert_id=hashlib.sha256(basis.encode()).hexdigest()[:24],
+        summary=f"telemetry flood in {where}: {what} in one window (from {sources})",
+        entity=EntityRef(kind="namespace", namespace=flood.namespace),
+        score=1.0,
+        threshold=float(threshold),
+        baseline=BaselineRef(level="rules", key=FLOOD_RULE),
+        severity="high",
+        techniques=["T1562"],
+        explanation=[],
+        evidence=evidence,
+        first_seen=iso(flood.window_start),
+        last_seen=iso(flood.window_end),
+        emitted_at=iso(flood.window_end),
+        window=Window(start=flood.window_start, end=flood.window_end),
+        response=response_for(["T1562"]),
+        rules=[FLOOD_RULE],
     )
 
 

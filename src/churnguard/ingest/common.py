@@ -99,7 +99,7 @@ def parse_time(value: Any, field: str) -> float:
     if isinstance(value, str):
         t = _parse_time_str(value.strip(), field)
     elif isinstance(value, int | float):
-        t = _from_number(float(value), field)
+        t = _from_number(_number(value, field), field)
     elif isinstance(value, dict) and "seconds" in value:
         secs = _number(value.get("seconds"), field)
         nanos = _number(value.get("nanos") or 0, field)
@@ -144,8 +144,8 @@ def _number(value: Any, field: str) -> float:
         raise bad(field, f"not a number: {value!r}"[:120])
     try:
         return float(value)
-    except ValueError:
-        raise bad(field, f"not a number: {value!r}"[:120]) from None
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
+        raise bad(field, f"not a number: {str(value)[:100]!r}") from None
 
 
 def _from_number(v: float, field: str) -> float:

@@ -44,7 +44,10 @@ _SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each
 _DEST_HISTORY = 16
 _DEST_MAX = 32
 _SAME_CONNECTION_S = 1.0
+# bindings kept; past these the oldest is forgotten, so a flood of fake pods cannot stop
+# new real pods from being bound (only the flood's oldest fakes become unattributable)
 _CONTAINERS_MAX = 500_000
+_IP_BINDINGS_MAX = 500_000
 _OWNERS_PER_IP = 8  # successive pods an address is remembered for
 # container runtimes' command-line clients: one of them starting a container from a pod
 # (after nsenter to the host) is how a container outside the orchestrator is born
@@ -127,6 +130,8 @@ class EntityTable:
     # ---- bindings -------------------------------------------------------------------------
     def bind_ip(self, ip: str, key: EntityKey, since: float) -> None:
         """Remember that ``ip`` belonged to ``key`` from ``since`` (sorted by time)."""
+        if ip not in self._ip_bindings and len(self._ip_bindings) >= _IP_BINDINGS_MAX:
+            del self._ip_bindings[next(iter(self._ip_bindings))]
         entries = self._ip_bindings.setdefault(ip, [])
         i = bisect.bisect_right(entries, (since, _MAX_KEY))
         # one entry per owner period: every flow re-states the binding, and keeping each
@@ -152,8 +157,10 @@ class EntityTable:
 
     def bind_container(self, container_id: str, key: EntityKey) -> None:
         """Container ids are unique per pod; Falco prints 12 characters, Tetragon all 64."""
-        if len(self._containers) < _CONTAINERS_MAX:
-            self._containers[container_id[:12]] = key
+        short = container_id[:12]
+        if short not in self._containers and len(self._containers) >= _CONTAINERS_MAX:
+            del self._containers[next(iter(self._containers))]
+        self._containers[short] = key
 
     def pods_of_service_account(self, namespace: str, sa: str, at: float) -> list[EntityKey]:
         return sorted(

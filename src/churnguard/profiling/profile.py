@@ -26,7 +26,7 @@ def image_repository(image: str | None) -> str:
 class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The entity as an alert names it (alert schema ``entity`` of ``../shared/DESIGN.md``)."""
 
-    kind: str  # "pod" | "container" | "instance"
+    kind: str  # "pod" | "container" | "instance" | "namespace" (telemetry-flood alerts)
     namespace: str | None = None
     pod: str | None = None
     container: str | None = None  # primary container name, when known
@@ -44,6 +44,8 @@ class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
             return f"instance/{self.instance_id}"
         if self.kind == "container":
             return f"container/{self.node}/{self.container_ids[0] if self.container_ids else ''}"
+        if self.kind == "namespace":  # a telemetry-flood alert
+            return f"namespace/{self.namespace}"
         return f"{self.namespace}/{self.pod}"
 
 

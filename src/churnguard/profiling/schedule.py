@@ -41,6 +41,10 @@ class EmissionSchedule:
         self.seq += 1
         heapq.heappush(self._deferred, (until, order_key(ev), self.seq, ev))
 
+    def deferred_count(self) -> int:
+        """Events waiting for emission to reach their time (bounded by the pending cap)."""
+        return len(self._deferred)
+
     def due(self, key: EntityKey, at: float) -> None:
         """Look at entity ``key`` again when emission reaches event time ``at``."""
         heapq.heappush(self._due, (at, key))

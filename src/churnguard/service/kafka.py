@@ -251,6 +251,7 @@ class Service:
             # caught-up inputs stop holding back the shard's event-time watermark
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
             self._publisher.publish(shard, shard.pipeline.set_idle(idle))
+            self.metrics.set_capped(shard.number, shard.pipeline.stats)
         self.metrics.observe_shards({n: s.pipeline for n, s in self.shards.items()})
         self.lag = lag
         self.metrics.set_lag(lag)

@@ -32,6 +32,8 @@ from churnguard.pipeline import Pipeline
 # poll -> processed, per batch; spans sub-millisecond batches to multi-second stalls
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LIVENESS_STALE_S = 120.0  # /healthz fails when the loop has not ticked for this long
+# churnguard_pipeline_capped's cap label -> the Pipeline.stats counter behind it
+CAP_STATS = {"evicted": "evicted", "evidence": "capped.evidence", "pending": "capped.pending"}
 
 
 @dataclass
@@ -107,6 +109,20 @@ class ServiceMetrics:
             "churnguard_entities_tracked", "Entities with open state, by shard", ["shard"],
             registry=r,
         )  # fmt: skip
+        self.capped = Gauge(
+            "churnguard_pipeline_capped",
+            "Records and entities a memory cap acted on, by shard and cap (evicted:"
+            " profiled early past max_entities; evidence: windows cut at"
+            " max_events_per_entity; pending: dead-lettered past max_pending_records)",
+            ["shard", "cap"],
+            registry=r,
+        )
+        self.floods = Counter(
+            "churnguard_telemetry_floods_total",
+            "Telemetry-flood alerts raised, by flooding namespace (* = the entity cap)",
+            ["namespace"],
+            registry=r,
+        )
         self.checkpoints = Counter(
             "churnguard_checkpoints_total", "Shard checkpoints written", registry=r
         )
@@ -182,6 +198,11 @@ class ServiceMetrics:
         with self._lock:
             self._assigned = count > 0
             self.assigned.set(count)
+
+    def set_capped(self, shard: int, stats: Mapping[str, int]) -> None:
+        """Export a shard pipeline's cap counters (cumulative; restored with its state)."""
+        for cap, stat in CAP_STATS.items():
+            self.capped.labels(str(shard), cap).set(stats.get(stat, 0))
 
     def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """Lag of every assigned partition; the first all-zero reading makes us ready."""

@@ -72,6 +72,8 @@ class Publisher:
             ).add_errback(self._on_send_error)
             self.stats.alerts += 1
             self.metrics.count_alert(alert)
+            if alert.entity.kind == "namespace":  # only telemetry-flood alerts name no entity
+                self.metrics.floods.labels(alert.entity.namespace or "-").inc()
         for rejected in out.rejected:
             self.send_dead_letter(rejected)
         for source, outcome in out.late:

@@ -1,0 +1,235 @@
+"""Faults against the real broker (issue 15, item 3): nothing lost, no alert id twice.
+
+The checkpoint topic and the alerts topic are made unavailable for a while through the
+injectable client factory: the producer refuses sends to them exactly as kafka-python does
+for a topic whose metadata cannot be fetched (a deleted topic, a partition without a
+leader), with ``KafkaTimeoutError``. The broker outage runs a Tansu of its own behind a
+TCP relay the test cuts and restores: Tansu keeps topics in memory only, so a stopped
+Tansu would come back empty; cutting the relay is the same outage as seen by the client
+(every connection drops, reconnects are refused) with the log kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+from helpers import alert_ids, expected_alert_ids
+from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
+from standin import slowed, standin_pipeline
+from test_serve import _produce_pods, _wait
+
+from churnguard.service.broker import _resolve_binary, create_topics, free_port
+from churnguard.service.clients import KafkaClients, client_config
+from churnguard.service.kafka import Service
+from churnguard.service.metrics import ServiceMetrics
+
+pytestmark = pytest.mark.integration
+
+
+class FaultyClients(KafkaClients):
+    """Production clients whose producer refuses the topics in ``down`` while they are down."""
+
+    def __init__(self, kafka) -> None:
+        super().__init__(kafka)
+        self.down: set[str] = set()
+        self.refused: Counter[str] = Counter()
+
+    def producer(self) -> KafkaProducer:
+        clients = self
+
+        class Producer(KafkaProducer):
+            def send(self, topic, *args, **kwargs):
+                if topic in clients.down:
+                    clients.refused[topic] += 1
+                    raise KafkaTimeoutError(f"injected: topic {topic} unavailable")
+                return super().send(topic, *args, **kwargs)
+
+        return Producer(
+            **client_config(self.kafka), acks="all", linger_ms=5, retries=5,
+            max_request_size=2 * 1024 * 1024,
+        )  # fmt: skip
+
+
+def _run(service: Service) -> threading.Thread:
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _records_in_state(service: Service) -> int:
+    return sum(s.pipeline.stats["records"] for s in service.shards.values())
+
+
+def _outage(settings, caplog, topic_of) -> None:
+    """Take one topic down mid-stream for a few reconnects; then check nothing was lost."""
+    settings.kafka.reconnect_backoff_max_s = 1.0
+    records = _produce_pods(settings, 2500, namespaces=4)
+    clients = FaultyClients(settings.kafka)
+    metrics = ServiceMetrics()
+    stop = threading.Event()
+    service = Service(
+        settings, stop_event=stop, pipeline_factory=slowed(0.001), metrics=metrics, clients=clients
+    )
+    caplog.set_level(logging.WARNING, logger="churnguard.service.kafka")
+    thread = _run(service)
+    try:
+        _wait(lambda: bool(alert_ids(settings)) and service.stats.checkpoints > 1, 60, "alerts")
+        clients.down.add(topic_of(settings))
+        _wait(lambda: metrics.reconnects._value.get() >= 2, 60, "two failed sessions")
+        clients.down.clear()
+        _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 60, "end")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    ids = alert_ids(settings)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []  # no alert id twice
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)  # none lost
+    assert clients.refused[topic_of(settings)] > 0
+    failed = [r for r in caplog.records if r.getMessage() == "kafka session failed; reconnecting"]
+    assert failed and "injected" in failed[0].error
+    assert service.stats.sessions >= 3
+
+
+def test_checkpoint_topic_unavailable_for_a_while(make_settings, caplog):
+    settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
+    _outage(settings, caplog, lambda s: s.kafka.checkpoint_topic)
+
+
+def test_alerts_topic_unavailable_for_a_while(make_settings, caplog):
+    settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
+    _outage(settings, caplog, lambda s: s.kafka.alerts_topic)
+
+
+class Relay:
+    """A TCP relay in front of the broker that the test can cut (connections reset)."""
+
+    def __init__(self, port: int, target: int) -> None:
+        self.port, self.target = port, target
+        self.up = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._server.settimeout(0.1)
+        self._closed = False
+        self.up.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()  # the broker is "down": refuse
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()  # the broker is not listening (yet): the client retries
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._server.close()
+
+
+@pytest.fixture
+def relayed_broker():
+    """A Tansu of this test's own, advertised at a relay's address: ``(bootstrap, relay)``."""
+    broker_port, relay_port = free_port(), free_port()
+    listen = f"tcp://127.0.0.1:{broker_port}"
+    proc = subprocess.Popen(
+        [_resolve_binary(), "broker", "--listener-url", listen,
+         "--advertised-listener-url", f"tcp://127.0.0.1:{relay_port}",
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    relay = Relay(relay_port, broker_port)
+    bootstrap = f"127.0.0.1:{relay_port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                create_topics(bootstrap, [f"probe-{relay_port}"], 1)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield bootstrap, relay
+    finally:
+        relay.close()
+        proc.send_signal(2)  # SIGINT: tansu ignores SIGTERM
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
+    bootstrap, relay = relayed_broker
+    settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
+    k = settings.kafka
+    k.bootstrap_servers, k.reconnect_backoff_max_s = bootstrap, 1.0
+    create_topics(bootstrap, [*k.input_topics, k.alerts_topic], 2)
+    create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
+                  compacted=[k.checkpoint_topic])  # fmt: skip
+    records = _produce_pods(settings, 2500, namespaces=4)
+    metrics, stop = ServiceMetrics(), threading.Event()
+    service = Service(settings, stop_event=stop, pipeline_factory=slowed(0.001), metrics=metrics)
+    caplog.set_level(logging.INFO)
+    thread = _run(service)
+    try:
+        _wait(lambda: bool(alert_ids(settings)) and service.stats.checkpoints > 1, 60, "alerts")
+        relay.cut()
+        time.sleep(8.0)  # longer than the group session timeout (6 s)
+        relay.restore()
+        _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 90, "end")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    ids = alert_ids(settings)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+    # what the log says: kafka-python reconnects on its own, so a short outage shows as its
+    # connection-lost records (same JSON log stream), not as a failed churnguard session
+    lost = [r for r in caplog.records if r.name.startswith("kafka") and "lost" in r.getMessage()]
+    assert lost
