@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-from real_samples import real
 
 from churnguard.cli import main
 from churnguard.profiling.profile import Profile
 
 
-def test_features_on_mixed_real_samples(tmp_path: Path, capsys) -> None:
+def test_features_on_mixed_real_samples(tmp_path: Path, capsys, real_data: Path) -> None:
     mixed = tmp_path / "mixed.jsonl"
     parts = [
-        real(name).read_bytes()
+        (real_data / name).read_bytes()
         for name in ("falco_output.jsonl", "tetragon_events.jsonl", "hubble_flows.jsonl")
     ]
     mixed.write_bytes(b"".join(parts) + b'{"not": "a known format"}\n{broken json\n')
@@ -35,11 +34,11 @@ def test_features_on_mixed_real_samples(tmp_path: Path, capsys) -> None:
     assert reasons == ["malformed_json", "unknown_format"]
 
 
-def test_features_reads_stdin(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_features_reads_stdin(tmp_path: Path, monkeypatch, capsys, real_data: Path) -> None:
     import io
     import sys
 
-    data = real("tetragon_events.jsonl").read_bytes()
+    data = (real_data / "tetragon_events.jsonl").read_bytes()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     out = tmp_path / "f.jsonl"
     assert main(["features", "-", "--out", str(out)]) == 0

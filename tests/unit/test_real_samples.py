@@ -17,12 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from real_samples import real, real_files
 
 from churnguard.config import Settings
 from churnguard.offline.replay import replay_files
 
 SHAPE_REASONS = {"malformed_json", "not_an_object", "record_too_large"}
+
+
+def files_of(folder: Path) -> list[str]:
+    """The JSON files of one sample folder, sorted (licence files left out)."""
+    return sorted(str(p) for p in folder.glob("*.json"))
 
 
 def replay(paths: list[str]) -> tuple[Counter[str], Counter[str], list]:
@@ -41,8 +45,8 @@ def accounted(result, records: int) -> None:
     assert result.stats["late_events"] == 0  # a bounded input is sorted: nothing is late
 
 
-def test_microk8s_audit_log_is_control_plane_noise_ignored_with_reasons() -> None:
-    events, ignored, result = replay([str(real("k8s_audit_microk8s.jsonl"))])
+def test_microk8s_audit_log_is_control_plane_noise_ignored_with_reasons(real_data: Path) -> None:
+    events, ignored, result = replay([str(real_data / "k8s_audit_microk8s.jsonl")])
     accounted(result, 2971)
     assert result.rejected == [] and sum(events.values()) == 0
     assert ignored == {
@@ -56,19 +60,19 @@ def test_microk8s_audit_log_is_control_plane_noise_ignored_with_reasons() -> Non
     }
 
 
-def test_runtime_and_flow_lines_are_recognised_or_ignored() -> None:
+def test_runtime_and_flow_lines_are_recognised_or_ignored(real_data: Path) -> None:
     events, ignored, result = replay(
-        [str(real(n)) for n in ("falco_output.jsonl", "tetragon_events.jsonl")]
+        [str(real_data / n) for n in ("falco_output.jsonl", "tetragon_events.jsonl")]
     )
     accounted(result, 5)
     assert result.rejected == [] and events == {"falco": 2, "tetragon": 3}
-    events, ignored, result = replay([str(real("hubble_flows.jsonl"))])
+    events, ignored, result = replay([str(real_data / "hubble_flows.jsonl")])
     accounted(result, 3)
     assert result.rejected == [] and ignored == {"flow.no_pod_on_source": 3}
 
 
-def test_stratus_top_level_arrays_are_read_record_by_record() -> None:
-    paths = real_files("stratus_detonation")
+def test_stratus_top_level_arrays_are_read_record_by_record(real_data: Path) -> None:
+    paths = files_of(real_data / "stratus_detonation")
     assert len(paths) == 35
     events, ignored, result = replay(paths)
     accounted(result, 310)  # 310 records in 35 files, each file one JSON array
@@ -79,8 +83,8 @@ def test_stratus_top_level_arrays_are_read_record_by_record() -> None:
     assert ignored["cloudtrail.error:Client.UnauthorizedOperation"] == 46
 
 
-def test_pretty_printed_tetragon_documents_are_one_record_each() -> None:
-    paths = real_files("tetragon_docs")
+def test_pretty_printed_tetragon_documents_are_one_record_each(real_data: Path) -> None:
+    paths = files_of(real_data / "tetragon_docs")
     events, _, result = replay(paths)
     accounted(result, 18)  # 15 one-per-file documents + 3 lines of testdata__events.json
     assert events["tetragon"] >= 12  # exec, exit, kprobe of every file
@@ -92,8 +96,8 @@ def test_pretty_printed_tetragon_documents_are_one_record_each() -> None:
     }
 
 
-def test_falco_audit_traces_only_the_broken_one_is_for_its_content() -> None:
-    paths = real_files("falco_k8s_audit_traces")
+def test_falco_audit_traces_only_the_broken_one_is_for_its_content(real_data: Path) -> None:
+    paths = files_of(real_data / "falco_k8s_audit_traces")
     assert len(paths) == 47  # and COPYING
     events, ignored, result = replay(paths)
     accounted(result, 52)
@@ -105,8 +109,8 @@ def test_falco_audit_traces_only_the_broken_one_is_for_its_content() -> None:
 
 
 @pytest.mark.parametrize(("name", "records"), [("demo_v1beta1_757.log", 757), ("demo.log", 37)])
-def test_audit2rbac_logs_are_read_line_by_line(name: str, records: int) -> None:
-    events, ignored, result = replay([str(real("audit2rbac", name))])
+def test_audit2rbac_logs_are_read_line_by_line(real_data: Path, name: str, records: int) -> None:
+    events, ignored, result = replay([str(real_data / "audit2rbac" / name)])
     accounted(result, records)
     # ingest-b: v1beta1 events carry only `timestamp`; until that lands they are dead-
     # lettered as missing_field (stageTimestamp), a content reason, not a shape one

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from real_samples import real
 
 from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.events import ActorKind, ApiCategory, EventKind
@@ -36,10 +35,10 @@ def ignored_reason(parsed: Parsed) -> str:
 # -- real samples -------------------------------------------------------------------------
 
 
-def test_real_microk8s_audit_is_all_accounted_for_without_inventing_pods() -> None:
+def test_real_microk8s_audit_is_all_accounted_for_without_inventing_pods(real_data: Path) -> None:
     reasons: Counter[str] = Counter()
     events = []
-    lines = real("k8s_audit_microk8s.jsonl").read_bytes().splitlines()
+    lines = (real_data / "k8s_audit_microk8s.jsonl").read_bytes().splitlines()
     for n, line in enumerate(lines, start=1):
         parsed = parse_record(line)
         assert not parsed.rejected, (n, parsed.rejected)
@@ -61,10 +60,10 @@ def test_real_microk8s_audit_is_all_accounted_for_without_inventing_pods() -> No
     }
 
 
-def test_real_falco_lines_map_to_process_exec_in_their_container() -> None:
+def test_real_falco_lines_map_to_process_exec_in_their_container(real_data: Path) -> None:
     first, second = (
         only_event(parse_record(line))
-        for line in real("falco_output.jsonl").read_bytes().splitlines()
+        for line in (real_data / "falco_output.jsonl").read_bytes().splitlines()
     )
     assert first.kind is EventKind.PROCESS_EXEC
     assert (first.container_id, first.namespace, first.pod) == (
@@ -85,10 +84,10 @@ def test_real_falco_lines_map_to_process_exec_in_their_container() -> None:
     assert second.detail == "Terminal shell in container"
 
 
-def test_real_tetragon_execs_carry_pod_and_stripped_container_id() -> None:
+def test_real_tetragon_execs_carry_pod_and_stripped_container_id(real_data: Path) -> None:
     events = [
         only_event(parse_record(line))
-        for line in real("tetragon_events.jsonl").read_bytes().splitlines()
+        for line in (real_data / "tetragon_events.jsonl").read_bytes().splitlines()
     ]
     assert [e.kind for e in events] == [EventKind.PROCESS_EXEC] * 3
     first = events[0]
@@ -101,10 +100,10 @@ def test_real_tetragon_execs_carry_pod_and_stripped_container_id() -> None:
     assert events[1].labels["pod-template-hash"] == "6f87496b94"
 
 
-def test_real_hubble_host_flows_are_ignored_not_rejected() -> None:
+def test_real_hubble_host_flows_are_ignored_not_rejected(real_data: Path) -> None:
     reasons = [
         ignored_reason(parse_record(line))
-        for line in real("hubble_flows.jsonl").read_bytes().splitlines()
+        for line in (real_data / "hubble_flows.jsonl").read_bytes().splitlines()
     ]
     assert reasons == ["no_pod_on_source"] * 3
 

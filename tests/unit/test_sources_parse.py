@@ -9,13 +9,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from real_samples import REAL
 
 from churnguard.errors import ConfigError
 from churnguard.ingest import FORMATS, AdapterContext, Parsed, detect_format, parse_record
 from churnguard.ingest.common import parse_time
 from churnguard.ingest.events import Origin
 from churnguard.ingest.exceptions import AdapterError
+from conftest import REAL_DATA
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VALID: list[dict] = [
@@ -25,8 +25,8 @@ VALID: list[dict] = [
 ] + [  # the real samples too, when ../shared is beside the checkout
     json.loads(line)
     for name in ("falco_output.jsonl", "tetragon_events.jsonl", "hubble_flows.jsonl")
-    if (REAL / name).exists()
-    for line in (REAL / name).read_bytes().splitlines()
+    if (REAL_DATA / name).exists()
+    for line in (REAL_DATA / name).read_bytes().splitlines()
 ]
 
 
