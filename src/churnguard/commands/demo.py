@@ -112,6 +112,7 @@ def _settings(base: Settings, bootstrap: str) -> Settings:
     k.session_timeout_ms = 6000
     k.checkpoint_interval_s = 5.0
     base.metrics.port = 0
+    base.alerts.format = "json"  # the table reads the typed alerts back from the topic
     return base
 
 
