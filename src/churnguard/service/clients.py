@@ -143,7 +143,12 @@ class KafkaClients:
         )
 
     def reader_config(self) -> dict[str, Any]:
-        return {**client_config(self.kafka), "enable_auto_commit": False, "group_id": None}
+        return {
+            **client_config(self.kafka),
+            "enable_auto_commit": False,
+            "group_id": None,
+            "isolation_level": "read_committed",  # reads what the group member reads
+        }
 
     def reader(self) -> KafkaConsumer:
         return KafkaConsumer(**self.reader_config())
