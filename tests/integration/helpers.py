@@ -57,3 +57,14 @@ def committed(settings: Settings) -> dict[tuple[str, int], int | None]:
         return out
     finally:
         consumer.close()
+
+
+def replayed_alert_ids(files: list[str], settings: Settings) -> set[str]:
+    """What ``churnguard replay`` raises on the files with the production pipeline."""
+    from churnguard.offline.replay import replay_files
+    from churnguard.service.kafka import default_pipeline_factory
+
+    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    assert replayed, "the simulated attacks should raise alerts"
+    return replayed

@@ -11,46 +11,17 @@ tests/unit/test_arrival_order.py.)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from helpers import alert_ids
+from helpers import alert_ids, replayed_alert_ids
+from telemetry import simulated_day
 
-from churnguard.ingest import parse_record
-from churnguard.offline.replay import replay_files
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import namespace_key, produce_records
-from churnguard.simulate import SimParams, generate, write
 
 pytestmark = pytest.mark.integration
-# two hours past the simulation a record per namespace closes every window, as live
-# traffic would; end-of-input profiling is a replay-only notion
-SENTINEL_DELAY_S = 7200.0
-
-
-def _sentinels(sim, namespaces: set[str]) -> list[dict]:
-    last = max(r["stageTimestamp"] for r in sim.records["k8s_audit"])
-    t = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(seconds=SENTINEL_DELAY_S)
-    stamp = t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return [
-        {
-            "kind": "Event",
-            "apiVersion": "audit.k8s.io/v1",
-            "level": "Metadata",
-            "auditID": f"sentinel-{ns}",
-            "stage": "ResponseComplete",
-            "requestURI": f"/api/v1/namespaces/{ns}/pods",
-            "verb": "create",
-            "user": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "objectRef": {"resource": "pods", "namespace": ns, "name": "sentinel"},
-            "responseStatus": {"code": 201},
-            "requestReceivedTimestamp": stamp,
-            "stageTimestamp": stamp,
-        }
-        for ns in sorted(namespaces)
-    ]
 
 
 def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
@@ -61,35 +32,18 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     # crash tests cover. This test is about serve and replay agreeing.
     settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
     audit_topic, runtime_topic = list(settings.kafka.input_topics)
-    sim = generate(SimParams(seed=5, hours=3.0))
-    write(sim, tmp_path)
-    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
-                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
-    sentinel_path = tmp_path / "sentinels.jsonl"
-    sentinels = [orjson.dumps(s) for s in _sentinels(sim, namespaces)]
-    sentinel_path.write_bytes(b"\n".join(sentinels) + b"\n")
-
-    # each topic carries several exporters' records, interleaved in time as they would be
-    by_topic: dict[str, list[tuple[float, bytes]]] = {audit_topic: [], runtime_topic: []}
-    for fmt, rows in sim.records.items():
-        topic = audit_topic if fmt in ("k8s_audit", "cloudtrail") else runtime_topic
-        for value in map(orjson.dumps, rows):
-            events = parse_record(value).events
-            by_topic[topic].append((events[0].time if events else 0.0, value))
-    for topic, items in by_topic.items():
-        items.sort(key=lambda item: item[0])
-        produce_records(settings.kafka, topic, ((namespace_key(v), v) for _, v in items))
-    produce_records(settings.kafka, audit_topic, ((None, v) for v in sentinels))
+    day = simulated_day(tmp_path, audit_topic, runtime_topic)
+    for topic, rows in day.topics.items():
+        values = [orjson.dumps(row) for _, row in rows]
+        produce_records(settings.kafka, topic, ((namespace_key(v), v) for v in values))
+    produce_records(settings.kafka, audit_topic, ((None, v) for v in day.sentinels))
 
     running = start_service(settings, default_pipeline_factory)
     running.wait_caught_up(timeout_s=120)
     running.close()
     served = alert_ids(settings)
 
-    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
-    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
-    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
-    assert replayed, "the simulated attacks should raise alerts"
+    replayed = replayed_alert_ids(day.files, settings)
     assert len(served) == len(set(served)), "an alert id was published twice"
     only_served, only_replayed = sorted(set(served) - replayed), sorted(replayed - set(served))
     assert not only_served and not only_replayed, (only_served, only_replayed)
