@@ -176,3 +176,33 @@ def test_hostile_envelopes_never_raise(log: str, extra: dict) -> None:
 def test_hint_needs_a_pod_or_container() -> None:
     assert unwrap({"log": "{}", "kubernetes": {"labels": {}}}).hint is None
     assert unwrap({"log": "{}", "kubernetes": {"pod_name": "p"}}).hint == Hint(pod="p")
+
+
+def test_the_other_shapes_the_documented_configurations_produce() -> None:
+    """docs/operations.md, "Connecting your telemetry": the configurations not above."""
+    flows = _lines("hubble_flows.jsonl")
+    audit = _lines("k8s_audit_microk8s.jsonl")[:5]
+    trail = [{"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com",
+              "eventTime": "2024-05-14T10:00:00Z", "eventName": "DescribeInstances",
+              "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/a"}}]  # fmt: skip
+
+    def text(doc: object) -> str:
+        return orjson.dumps(doc).decode()
+
+    hubble_file = "/var/run/cilium/hubble/events.log"
+    s3_object = {"bucket": "trail", "object": "AWSLogs/1/CloudTrail/x.json.gz"}
+    cases = [
+        # Vector `file` source on Hubble's export file
+        ([{"file": hubble_file, "host": "node-1", "message": text(f), "source_type": "file",
+           "timestamp": "2026-02-24T08:47:58Z"} for f in flows], flows, None),
+        # Fluent Bit `tail` of the API server's audit log file, no parser, no kubernetes filter
+        ([{"@timestamp": T, "log": text(a)} for a in audit], audit, "k8s_audit"),
+        # Vector `aws_s3` source (SQS notifications) on CloudTrail's delivered files
+        ([{**s3_object, "region": "eu-west-1", "source_type": "aws_s3",
+           "timestamp": "2024-05-14T10:05:00Z", "message": text({"Records": trail})}],
+         [{"Records": trail}], "cloudtrail"),
+    ]  # fmt: skip
+    for shipped, plain, pinned in cases:
+        got = [_outcome(doc, pinned) for doc in shipped]
+        assert got == [_outcome(doc, pinned) for doc in plain]
+        assert all(not rejected for _, _, rejected in got)
