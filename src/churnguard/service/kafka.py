@@ -293,7 +293,7 @@ class Service:
             for tp in shard.partitions():
                 high = self._consumer.highwater(tp)
                 if high is not None:
-                    lag[(tp.topic, tp.partition)] = max(0, high - self._next_record(shard, tp))
+                    lag[(tp.topic, tp.partition)] = self._records_behind(shard, tp, high)
             # caught-up inputs stop holding back the shard's event-time watermark, and so do
             # inputs set aside on an undecodable batch (the other topics' alerts go on)
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
@@ -308,18 +308,21 @@ class Service:
         self.metrics.set_lag(lag)
         self.metrics.set_aside((tp.topic, tp.partition) for tp in self.set_aside)
 
-    def _next_record(self, shard: Shard, tp: TopicPartition) -> int:
-        """The offset the shard reads next, counted in records, not offsets.
+    def _records_behind(self, shard: Shard, tp: TopicPartition, high: int) -> int:
+        """How far behind the end the shard is; 0 once it has read every record there is.
 
         Transactional producers leave commit markers (and aborted batches) that the consumer
         skips: after a transaction's last record the end offset is one past the marker. The
         consumer's position has moved past them; the shard's offset (the last record + 1) has
         not. Every record returned by a poll is processed before this runs, so the position
-        is ahead of the shard's offset only by records that are not there to process.
+        is ahead of the shard's offset only by offsets that hold no record to process.
         """
         assert self._consumer is not None
-        position = self._consumer.position(tp)
-        return max(shard.offsets[tp.topic], position if position is not None else 0)
+        offset = shard.offsets[tp.topic]
+        if high <= offset:
+            return 0
+        position = self._consumer.position(tp)  # ~0.1 ms: only asked when behind by offsets
+        return max(0, high - max(offset, position if position is not None else 0))
 
     @property
     def caught_up(self) -> bool:
