@@ -14,7 +14,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from real_samples import real, real_files
 
 from churnguard.ingest import parse_record
 from churnguard.ingest.envelopes import Hint, unwrap
@@ -25,8 +24,13 @@ T = 1_700_000_000.0
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def _lines(name: str) -> list[dict]:
-    return [orjson.loads(line) for line in real(name).read_bytes().splitlines() if line.strip()]
+def _lines(root: Path, name: str) -> list[dict]:
+    lines = (root / name).read_bytes().splitlines()
+    return [orjson.loads(line) for line in lines if line.strip()]
+
+
+def _files(root: Path, folder: str) -> list[Path]:
+    return sorted((root / folder).glob("*.json"))
 
 
 def _events(doc: dict, pinned: str | None = None) -> list[Event]:
@@ -41,18 +45,22 @@ def _outcome(doc: dict, pinned: str | None = None) -> tuple:
     return parsed.events, parsed.ignored, [(r.reason, r.detail) for r in parsed.rejected]
 
 
-def _runtime_records() -> list[dict]:
-    docs = [*_lines("falco_output.jsonl"), *_lines("tetragon_events.jsonl")]
+def _runtime_records(root: Path) -> list[dict]:
+    docs = [*_lines(root, "falco_output.jsonl"), *_lines(root, "tetragon_events.jsonl")]
     docs += [
-        orjson.loads(Path(p).read_bytes()) for p in real_files("tetragon_docs") if "/00_" in p
+        orjson.loads(p.read_bytes())
+        for p in _files(root, "tetragon_docs")
+        if p.name.startswith("00_")
     ]  # pretty-printed, one event per file (testdata is JSONL)
-    return docs + _lines("hubble_flows.jsonl")
+    return docs + _lines(root, "hubble_flows.jsonl")
 
 
 @pytest.mark.parametrize("wrap", ["fluent_bit", "fluent_bit_merged", "vector"])
-def test_real_runtime_records_adapt_the_same_inside_each_shipper_envelope(wrap: str) -> None:
+def test_real_runtime_records_adapt_the_same_inside_each_shipper_envelope(
+    wrap: str, real_data: Path
+) -> None:
     checked = 0
-    for doc in _runtime_records():
+    for doc in _runtime_records(real_data):
         if wrap == "fluent_bit_merged" and "time" not in doc:
             continue  # merged, it takes the line's `time` (test below)
         plain = _outcome(doc)
@@ -66,17 +74,17 @@ def test_real_runtime_records_adapt_the_same_inside_each_shipper_envelope(wrap: 
     assert checked >= 10
 
 
-def test_a_merged_record_without_its_own_time_takes_the_lines_time() -> None:
-    timeless = [d for d in _lines("tetragon_events.jsonl") if "time" not in d]
+def test_a_merged_record_without_its_own_time_takes_the_lines_time(real_data: Path) -> None:
+    timeless = [d for d in _lines(real_data, "tetragon_events.jsonl") if "time" not in d]
     assert timeless, "the real sample's first Tetragon event has no top-level time"
     merged = shippers.fluent_bit(timeless[0], T, merge=True)
     assert [ev.time for ev in _events(merged)] == [pytest.approx(T)]
 
 
-def test_logstash_cloudtrail_records_get_their_event_time_back() -> None:
+def test_logstash_cloudtrail_records_get_their_event_time_back(real_data: Path) -> None:
     records = []
-    for path in real_files("stratus_detonation"):
-        data = orjson.loads(Path(path).read_bytes())
+    for path in _files(real_data, "stratus_detonation"):
+        data = orjson.loads(path.read_bytes())
         records += data if isinstance(data, list) else data.get("Records", [data])
     named = orjson.loads((FIXTURES / "sources" / "cloudtrail.json").read_bytes())
     records += list(named.values())  # instances run and terminated by people: real events
@@ -98,8 +106,8 @@ def test_the_codecs_disable_api_termination_wrapping_is_undone() -> None:
     assert unwrap(shipped).record == {**record, "eventTime": "2024-05-14T10:00:00.000Z"}
 
 
-def test_audit_webhook_batches_and_audit_lines_inside_envelopes() -> None:
-    events = _lines("k8s_audit_microk8s.jsonl")[:50]
+def test_audit_webhook_batches_and_audit_lines_inside_envelopes(real_data: Path) -> None:
+    events = _lines(real_data, "k8s_audit_microk8s.jsonl")[:50]
     plain = [ev for doc in events for ev in _events(doc, "k8s_audit")]
     batch = shippers.audit_webhook_batch(events)
     assert _events(batch, "k8s_audit") == plain
@@ -113,8 +121,8 @@ def test_audit_webhook_batches_and_audit_lines_inside_envelopes() -> None:
     assert [ev for doc in tailed for ev in _events(doc, "k8s_audit")] == plain
 
 
-def test_the_shipper_names_the_pod_only_of_its_own_container() -> None:
-    shell_in_falco, = [d for d in _lines("falco_output.jsonl")
+def test_the_shipper_names_the_pod_only_of_its_own_container(real_data: Path) -> None:
+    shell_in_falco, = [d for d in _lines(real_data, "falco_output.jsonl")
                        if "k8s.ns.name" not in d["output_fields"]]  # fmt: skip
     assert _events(shell_in_falco)[0].namespace is None
     # Falco's stdout tailed from its own pod: this event is about that very container
@@ -126,7 +134,9 @@ def test_the_shipper_names_the_pod_only_of_its_own_container() -> None:
     other = shippers.fluent_bit(shell_in_falco, T, pod="falco-zz9qq", namespace="falco")
     assert _events(other)[0].namespace is None
     # what the record says is never overridden
-    (with_ns,) = [d for d in _lines("falco_output.jsonl") if "k8s.ns.name" in d["output_fields"]]
+    (with_ns,) = [
+        d for d in _lines(real_data, "falco_output.jsonl") if "k8s.ns.name" in d["output_fields"]
+    ]
     cid = with_ns["output_fields"]["container.id"] + "0" * 52
     shipped = shippers.fluent_bit(with_ns, T, pod="x", namespace="elsewhere", container_id=cid)
     assert _events(shipped)[0].namespace == "default"
@@ -141,8 +151,8 @@ def test_plain_text_inside_an_envelope_is_a_dead_letter_with_the_reason() -> Non
     assert not parsed.events
 
 
-def test_records_no_shipper_wrapped_come_back_as_they_are() -> None:
-    for doc in _runtime_records() + _lines("k8s_audit_microk8s.jsonl")[:20]:
+def test_records_no_shipper_wrapped_come_back_as_they_are(real_data: Path) -> None:
+    for doc in _runtime_records(real_data) + _lines(real_data, "k8s_audit_microk8s.jsonl")[:20]:
         out = unwrap(doc)
         assert out.record is doc and out.shipper is None and out.hint is None
 
@@ -178,10 +188,10 @@ def test_hint_needs_a_pod_or_container() -> None:
     assert unwrap({"log": "{}", "kubernetes": {"pod_name": "p"}}).hint == Hint(pod="p")
 
 
-def test_the_other_shapes_the_documented_configurations_produce() -> None:
+def test_the_other_shapes_the_documented_configurations_produce(real_data: Path) -> None:
     """docs/operations.md, "Connecting your telemetry": the configurations not above."""
-    flows = _lines("hubble_flows.jsonl")
-    audit = _lines("k8s_audit_microk8s.jsonl")[:5]
+    flows = _lines(real_data, "hubble_flows.jsonl")
+    audit = _lines(real_data, "k8s_audit_microk8s.jsonl")[:5]
     trail = [{"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com",
               "eventTime": "2024-05-14T10:00:00Z", "eventName": "DescribeInstances",
               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/a"}}]  # fmt: skip
