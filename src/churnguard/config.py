@@ -103,6 +103,12 @@ class NamespaceOverride(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     mute: bool = False
 
 
+# the batch codecs Kafka defines; kafka-python reads and writes all of them with the codec
+# libraries churnguard depends on (lz4, python-snappy, zstandard)
+CompressionType = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+COMPRESSION_TYPES: tuple[str, ...] = CompressionType.__args__
+
+
 class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "churnguard"
@@ -124,6 +130,9 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     checkpoint_interval_s: Positive = 30.0
     max_poll_records: Count = 500  # records per poll; all are processed before the next poll
     reconnect_backoff_max_s: Positive = 30.0  # cap of the exponential backoff between sessions
+    # codec of the batches churnguard produces (alerts, dead letters, checkpoints, `produce`);
+    # input is read in whatever codec its producer chose
+    compression_type: CompressionType = "none"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_plain_username: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -61,6 +61,53 @@ def make_settings(bootstrap: str) -> Callable[..., Settings]:
         return settings
 
     return make
+
+
+@pytest.fixture
+def librdkafka(bootstrap: str) -> Callable[..., int]:
+    """Produce like Fluent Bit, Vector and confluent-kafka do: with librdkafka.
+
+    ``librdkafka(topic, items, compression="lz4", transactions=[n, ...], abort={i, ...})``
+    sends ``(key, value)`` pairs, in transactions of the given sizes when asked (those whose
+    index is in ``abort`` are aborted after their records reached the broker). Returns how
+    many records were sent.
+    """
+    confluent = pytest.importorskip("confluent_kafka", reason="confluent-kafka (dev extra)")
+
+    def produce(
+        topic: str,
+        items: Iterable[tuple[bytes | None, bytes]],
+        *,
+        compression: str = "none",
+        transactions: list[int] | None = None,
+        abort: set[int] = frozenset(),
+    ) -> int:
+        config = {"bootstrap.servers": bootstrap, "compression.type": compression,
+                  "linger.ms": 20, "enable.idempotence": True}  # fmt: skip
+        if transactions is not None:
+            config["transactional.id"] = f"churnguard-test-{uuid.uuid4().hex[:8]}"
+        producer = confluent.Producer(config)
+        pending = list(items)
+        if transactions is None:
+            for key, value in pending:
+                producer.produce(topic, key=key, value=value)
+            assert producer.flush(30) == 0, "librdkafka did not deliver every record"
+            return len(pending)
+        producer.init_transactions(30)
+        sent = 0
+        for i, size in enumerate(transactions):
+            producer.begin_transaction()
+            for key, value in pending[sent : sent + size]:
+                producer.produce(topic, key=key, value=value)
+            producer.flush(30)  # on the broker before the marker, aborted ones too
+            if i in abort:
+                producer.abort_transaction(30)
+            else:
+                producer.commit_transaction(30)
+            sent += size
+        return sent
+
+    return produce
 
 
 @dataclass

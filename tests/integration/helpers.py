@@ -45,6 +45,16 @@ def expected_alert_ids(settings: Settings, factory) -> set[str]:
     return ids
 
 
+def alert_ids_of(settings: Settings, factory, topic: str, values: list[bytes]) -> set[str]:
+    """What one pipeline says fed these values as one partition of ``topic``, in order."""
+    pipe: Pipeline = factory(settings)
+    return {
+        alert.alert_id
+        for offset, value in enumerate(values)
+        for alert in pipe.process(value, Origin(source=topic, partition=0, offset=offset)).alerts
+    }
+
+
 def committed(settings: Settings) -> dict[tuple[str, int], int | None]:
     """The group's committed offsets of every input partition."""
     k = settings.kafka
@@ -57,3 +67,14 @@ def committed(settings: Settings) -> dict[tuple[str, int], int | None]:
         return out
     finally:
         consumer.close()
+
+
+def replayed_alert_ids(files: list[str], settings: Settings) -> set[str]:
+    """What ``churnguard replay`` raises on the files with the production pipeline."""
+    from churnguard.offline.replay import replay_files
+    from churnguard.service.kafka import default_pipeline_factory
+
+    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    assert replayed, "the simulated attacks should raise alerts"
+    return replayed

@@ -126,3 +126,15 @@ def test_serve_and_replay_exit_2_with_the_line(tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "Traceback" not in err
         assert 'scoring.detector = "oiff" is not allowed; allowed: "hst", "iforest", "oif"' in err
+
+
+def test_compression_type_is_validated_and_reaches_the_producers(tmp_path: Path) -> None:
+    from churnguard.service.clients import compression
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[kafka]\ncompression_type = "lz4"\n')
+    assert compression(load_settings(cfg, env={}).kafka) == "lz4"
+    assert compression(Settings().kafka) is None  # "none": uncompressed batches
+    cfg.write_text('[kafka]\ncompression_type = "brotli"\n')
+    with pytest.raises(ConfigError, match="compression_type"):
+        load_settings(cfg, env={})

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 
-from churnguard.config import load_settings
+from churnguard.config import COMPRESSION_TYPES, load_settings
 from churnguard.ingest import AdapterContext
 from churnguard.ingest.files import read_records
 from churnguard.service.producing import namespace_key, produce_records
@@ -24,12 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="churnguard TOML config (connection, topic formats)")
     parser.add_argument("--bootstrap", help="bootstrap servers (overrides the config)")
     parser.add_argument("--key", choices=("namespace", "none"), default="namespace")
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSION_TYPES,
+        help="batch codec (overrides kafka.compression_type; default: the config's, 'none')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.bootstrap:
         settings.kafka.bootstrap_servers = args.bootstrap
+    if args.compression:
+        settings.kafka.compression_type = args.compression
     keys: Counter[str] = Counter()
     pinned = settings.kafka.input_topics.get(args.topic)
     # pipeline.role_map lets CloudTrail calls made by pods be keyed by their namespace too

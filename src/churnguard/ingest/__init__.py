@@ -14,7 +14,7 @@ from collections.abc import Callable
 import msgspec
 import orjson
 
-from churnguard.ingest import cloudtrail, falco, flows, k8s_audit, tetragon
+from churnguard.ingest import cloudtrail, envelopes, falco, flows, k8s_audit, tetragon
 from churnguard.ingest.common import AdapterContext, truncate
 from churnguard.ingest.events import Event, Ignored, Origin, Rejected
 from churnguard.ingest.exceptions import AdapterError
@@ -114,6 +114,13 @@ def parse_record(
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return reject("malformed_json", str(exc), _preview(raw))
+    hint = None
+    if isinstance(obj, dict):  # a shipper's wrapping off, its pod metadata kept as a hint
+        try:
+            unwrapped = envelopes.unwrap(obj)
+        except envelopes.EnvelopeError as exc:
+            return reject("malformed_json", str(exc), _preview(raw))
+        obj, hint = unwrapped.record, unwrapped.hint
     if not isinstance(obj, dict):
         return reject("not_an_object", f"top-level JSON {type(obj).__name__}", _preview(raw))
     if pinned == "auto":
@@ -149,6 +156,7 @@ def parse_record(
         else:
             for event in result:
                 event.origin = origin
+                envelopes.attribute(event, hint)
             out.events.extend(result)
     return out
 

@@ -86,6 +86,11 @@ def sasl_password(kafka: KafkaSettings, env: Mapping[str, str]) -> str:
     )
 
 
+def compression(kafka: KafkaSettings) -> str | None:
+    """kafka-python's ``compression_type`` for the configured codec (None = uncompressed)."""
+    return None if kafka.compression_type == "none" else kafka.compression_type
+
+
 class ClientFactory(Protocol):
     """What the service needs to talk to Kafka."""
 
@@ -123,6 +128,8 @@ class KafkaClients:
             max_poll_interval_ms=k.max_poll_interval_ms,
             session_timeout_ms=k.session_timeout_ms,
             heartbeat_interval_ms=max(100, k.session_timeout_ms // 3),
+            # exactly-once producers: records of aborted transactions are never processed
+            isolation_level="read_committed",
         )
 
     def producer(self) -> KafkaProducer:
@@ -132,10 +139,16 @@ class KafkaClients:
             linger_ms=5,
             retries=5,
             max_request_size=2 * 1024 * 1024,
+            compression_type=compression(self.kafka),
         )
 
     def reader_config(self) -> dict[str, Any]:
-        return {**client_config(self.kafka), "enable_auto_commit": False, "group_id": None}
+        return {
+            **client_config(self.kafka),
+            "enable_auto_commit": False,
+            "group_id": None,
+            "isolation_level": "read_committed",  # reads what the group member reads
+        }
 
     def reader(self) -> KafkaConsumer:
         return KafkaConsumer(**self.reader_config())

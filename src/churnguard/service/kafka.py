@@ -53,6 +53,7 @@ from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
 from churnguard.service.shard import Shard, recent_alert_ids
+from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class Service:
         self.stats = ServeStats()
         self.shards: dict[int, Shard] = {}
         self.lag: dict[tuple[str, int], int] = {}
+        # partitions paused on a batch the client cannot decode (retried by the next session)
+        self.set_aside: dict[TopicPartition, Undecodable] = {}
         self._consumer: KafkaConsumer | None = None
         self._publisher: Publisher | None = None
         self._store: CheckpointStore | None = None
@@ -121,6 +124,7 @@ class Service:
         self.stats.sessions += 1
         self._listener_error = None
         self._pending = set()
+        self.set_aside = {}
         producer = self.clients.producer()
         self._publisher = Publisher(producer, self.settings, self.stats, self.metrics)
         self._store = CheckpointStore(
@@ -179,9 +183,7 @@ class Service:
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
         assert self._consumer is not None and self._publisher is not None
-        batch = self._consumer.poll(
-            timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
-        )
+        batch = self._poll()
         self.metrics.tick()
         if self._listener_error is not None:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")
@@ -207,6 +209,51 @@ class Service:
             self.metrics.latency.observe(time.monotonic() - started)
         self._publisher.check()
         self._update_lag()
+
+    def _poll(self) -> dict[TopicPartition, list]:
+        """One poll; a batch the client cannot decode sets its partition aside, not the loop."""
+        assert self._consumer is not None
+        try:
+            return self._consumer.poll(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
+            )
+        except UNDECODABLE as exc:
+            self._set_aside_undecodable(exc)
+            return {}
+
+    def _set_aside_undecodable(self, exc: Exception) -> None:
+        """Find the partition that does not decode, pause it, dead-letter and report it once.
+
+        Reconnecting would fetch the same batch again, so the other partitions go on being
+        served; the paused one stays uncommitted at the batch until a restart (with the
+        codec installed, or the batch removed) reads it again.
+        """
+        assert self._consumer is not None and self._publisher is not None
+        positions = {
+            tp: self._consumer.position(tp)
+            for shard in self.shards.values()
+            for tp in shard.partitions()
+            if tp not in self.set_aside
+        }
+        reader = self.clients.reader()
+        try:
+            found = locate(reader, positions)
+        finally:
+            reader.close()
+        if found is None:  # it did not happen again: a transient fault, rebuild the session
+            raise KafkaError(f"undecodable fetch that no partition reproduces: {exc!r}")
+        self._consumer.pause(found.tp)
+        self.set_aside[found.tp] = found
+        self.metrics.undecodable.labels(found.topic, str(found.partition)).inc()
+        where = {"topic": found.topic, "partition": found.partition, "offset": found.offset}
+        log.error(
+            "batch cannot be decoded; partition paused, the others go on",
+            extra={**where, "reason": found.reason},
+        )
+        origin = Origin(source=found.topic, partition=found.partition, offset=found.offset)
+        self._publisher.send_dead_letter(
+            Rejected(reason="undecodable_batch", detail=found.reason[:500], origin=origin)
+        )
 
     def _process(self, shard: Shard, raw: bytes, origin: Origin, pinned: str | None) -> None:
         """One record through the shard's pipeline; a record that breaks it is dead-lettered.
@@ -247,14 +294,37 @@ class Service:
             for tp in shard.partitions():
                 high = self._consumer.highwater(tp)
                 if high is not None:
-                    lag[(tp.topic, tp.partition)] = max(0, high - shard.offsets[tp.topic])
-            # caught-up inputs stop holding back the shard's event-time watermark
+                    lag[(tp.topic, tp.partition)] = self._records_behind(shard, tp, high)
+            # caught-up inputs stop holding back the shard's event-time watermark, and so do
+            # inputs set aside on an undecodable batch (the other topics' alerts go on)
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
+            idle += [
+                f"{tp.topic}[{tp.partition}]"
+                for tp in self.set_aside
+                if tp.partition == shard.number
+            ]
             self._publisher.publish(shard, shard.pipeline.set_idle(idle))
             self.metrics.set_capped(shard.number, shard.pipeline.stats)
         self.metrics.observe_shards({n: s.pipeline for n, s in self.shards.items()})
         self.lag = lag
         self.metrics.set_lag(lag)
+        self.metrics.set_aside((tp.topic, tp.partition) for tp in self.set_aside)
+
+    def _records_behind(self, shard: Shard, tp: TopicPartition, high: int) -> int:
+        """How far behind the end the shard is; 0 once it has read every record there is.
+
+        Transactional producers leave commit markers (and aborted batches) that the consumer
+        skips: after a transaction's last record the end offset is one past the marker. The
+        consumer's position has moved past them; the shard's offset (the last record + 1) has
+        not. Every record returned by a poll is processed before this runs, so the position
+        is ahead of the shard's offset only by offsets that hold no record to process.
+        """
+        assert self._consumer is not None
+        offset = shard.offsets[tp.topic]
+        if high <= offset:
+            return 0
+        position = self._consumer.position(tp)  # ~0.1 ms: only asked when behind by offsets
+        return max(0, high - max(offset, position if position is not None else 0))
 
     @property
     def caught_up(self) -> bool:
@@ -319,6 +389,8 @@ class Service:
         for number in numbers:
             self.shards.pop(number, None)
         self._pending -= revoked
+        for tp in revoked:
+            self.set_aside.pop(tp, None)
         self.metrics.forget_partitions([(tp.topic, tp.partition) for tp in revoked])
         log.info("partitions revoked", extra={"shards": sorted(numbers)})
 

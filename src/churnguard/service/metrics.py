@@ -4,7 +4,8 @@ One :class:`ServiceMetrics` per process, on its own registry (so tests and the d
 start several services in one interpreter without colliding in the global registry). The
 HTTP server answers ``/metrics`` (Prometheus text), ``/healthz`` (the process is alive and
 its loop ticked recently) and ``/readyz`` (partitions are assigned and the consumer has
-caught up with them at least once: a rolling deploy moves on only then).
+caught up with them at least once, and none is paused on a batch it cannot decode: a rolling
+deploy moves on only then).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -164,10 +165,18 @@ class ServiceMetrics:
             "Model bundles that failed verification or loading (the service kept its model)",
             registry=r,
         )
+        self.undecodable = Counter(
+            "churnguard_undecodable_batches_total",
+            "Batches the Kafka client could not decode (missing codec, corrupt); the partition"
+            " is paused",
+            ["topic", "partition"],
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._last_tick = time.monotonic()
         self._assigned = False
         self._caught_up_once = False
+        self._set_aside: frozenset[tuple[str, int]] = frozenset()
 
     # ---- what the pipelines did ----------------------------------------------------------
     def count_alert(self, alert: Alert) -> None:
@@ -212,6 +221,11 @@ class ServiceMetrics:
             with self._lock:
                 self._caught_up_once = True
 
+    def set_aside(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions paused on an undecodable batch: the replica is not ready while any is."""
+        with self._lock:
+            self._set_aside = frozenset(partitions)
+
     def forget_partitions(self, partitions: list[tuple[str, int]]) -> None:
         """Drop the lag series of partitions this process no longer owns."""
         for topic, partition in partitions:
@@ -225,7 +239,7 @@ class ServiceMetrics:
     @property
     def ready(self) -> bool:
         with self._lock:
-            return self._assigned and self._caught_up_once
+            return self._assigned and self._caught_up_once and not self._set_aside
 
     # ---- HTTP -------------------------------------------------------------------------------
     def serve_http(self, host: str, port: int) -> MetricsServer:

@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 
 from churnguard.config import KafkaSettings
 from churnguard.ingest import AdapterContext, parse_record
-from churnguard.service.clients import client_config
+from churnguard.service.clients import client_config, compression
 
 
 def namespace_key(
@@ -34,8 +34,13 @@ def namespace_key(
 def produce_records(
     kafka: KafkaSettings, topic: str, items: Iterable[tuple[bytes | None, bytes]]
 ) -> int:
-    """Produce ``(key, value)`` pairs to a topic and wait until the broker has acked them all."""
-    producer = KafkaProducer(**client_config(kafka), acks="all", linger_ms=20)
+    """Produce ``(key, value)`` pairs to a topic and wait until the broker has acked them all.
+
+    Batches are compressed with ``kafka.compression_type``.
+    """
+    producer = KafkaProducer(
+        **client_config(kafka), acks="all", linger_ms=20, compression_type=compression(kafka)
+    )
     try:
         futures = [producer.send(topic, key=key, value=value) for key, value in items]
         producer.flush()
