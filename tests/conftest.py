@@ -4,7 +4,6 @@ small model bundle of the spec's width."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,11 +11,7 @@ import numpy as np
 import pytest
 
 from churnguard.profiling.spec import FeatureSpec, load_spec
-
-ROOT = Path(__file__).resolve().parents[1]
-# CI clones the repo with the shared data set beside it as ../shared; a checkout elsewhere
-# (a git worktree) points CHURNGUARD_REAL_DATA at it
-REAL_DATA = Path(os.environ.get("CHURNGUARD_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
+from shared_samples import REAL_DATA, ROOT
 
 
 @pytest.fixture(scope="session")

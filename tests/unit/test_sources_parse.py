@@ -15,7 +15,7 @@ from churnguard.ingest import FORMATS, AdapterContext, Parsed, detect_format, pa
 from churnguard.ingest.common import parse_time
 from churnguard.ingest.events import Origin
 from churnguard.ingest.exceptions import AdapterError
-from conftest import REAL_DATA
+from shared_samples import REAL_DATA
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VALID: list[dict] = [
