@@ -29,13 +29,13 @@ from churnguard.service.broker import EmbeddedBroker, create_topics
 from churnguard.service.clients import client_config
 from churnguard.service.kafka import Service
 from churnguard.service.producing import namespace_key, produce_records
-from churnguard.simulate import SimParams, generate
+from churnguard.simulate import SimParams, SimResult, generate
 
 TOPIC_OF = {"k8s_audit": "audit", "cloudtrail": "cloud", "falco": "runtime",
             "tetragon": "runtime", "flow": "flows"}  # fmt: skip
 
 
-def _settings(bootstrap: str, prefix: str) -> Settings:
+def serve_settings(bootstrap: str, prefix: str) -> Settings:
     s = Settings()
     k = s.kafka
     k.bootstrap_servers = bootstrap
@@ -48,7 +48,7 @@ def _settings(bootstrap: str, prefix: str) -> Settings:
     return s
 
 
-def _raw(settings: Settings, total: int, decode: bool) -> float:
+def raw_consume(settings: Settings, total: int, decode: bool) -> float:
     consumer = KafkaConsumer(
         *settings.kafka.input_topics,
         **client_config(settings.kafka),
@@ -74,7 +74,7 @@ def _raw(settings: Settings, total: int, decode: bool) -> float:
         consumer.close()
 
 
-def _serve(settings: Settings, total: int) -> float:
+def serve_consume(settings: Settings, total: int) -> float:
     service = Service(settings, stop_event=threading.Event())
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -90,6 +90,19 @@ def _serve(settings: Settings, total: int) -> float:
     return elapsed
 
 
+def produce_simulated(
+    settings: Settings, prefix: str, sim: SimResult, *, keyed: bool = True
+) -> int:
+    """Write a simulation's records to the benchmark's input topics; returns how many."""
+    total = 0
+    for fmt, rows in sim.records.items():
+        raw = [orjson.dumps(r) for r in rows]
+        topic = f"{prefix}-{TOPIC_OF[fmt]}"
+        keys = (namespace_key(v, None) if keyed else None for v in raw)
+        total += produce_records(settings.kafka, topic, zip(keys, raw, strict=True))
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--hours", type=float, default=6.0)
@@ -100,22 +113,19 @@ def main() -> None:
     with nullcontext(None) if external else EmbeddedBroker() as broker:
         bootstrap = external or broker.bootstrap
         prefix = f"bench{uuid.uuid4().hex[:6]}"
-        settings = _settings(bootstrap, prefix)
+        settings = serve_settings(bootstrap, prefix)
         k = settings.kafka
         create_topics(bootstrap, [*k.input_topics, k.alerts_topic], args.partitions)
         create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
                       compacted=[k.checkpoint_topic])  # fmt: skip
-        sim = generate(SimParams(seed=args.seed, hours=args.hours))
-        total = 0
-        for fmt, rows in sim.records.items():
-            raw = [orjson.dumps(r) for r in rows]
-            topic = f"{prefix}-{TOPIC_OF[fmt]}"
-            total += produce_records(k, topic, ((namespace_key(v, None), v) for v in raw))
+        total = produce_simulated(
+            settings, prefix, generate(SimParams(seed=args.seed, hours=args.hours))
+        )
         print(f"{total:,} records in {len(k.input_topics)} topics x {args.partitions} partitions")
         rows = [
-            ("raw", _raw(settings, total, decode=False)),
-            ("raw+json", _raw(settings, total, decode=True)),
-            ("serve", _serve(settings, total)),
+            ("raw", raw_consume(settings, total, decode=False)),
+            ("raw+json", raw_consume(settings, total, decode=True)),
+            ("serve", serve_consume(settings, total)),
         ]
     base = rows[0][1]
     print(f"{'consumer':<10}{'seconds':>9}{'records/s':>12}{'x raw':>8}")
