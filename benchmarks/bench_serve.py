@@ -15,17 +15,16 @@ Usage:  .venv/bin/python benchmarks/bench_serve.py [--hours 6] [--seed 11] [--pa
 from __future__ import annotations
 
 import argparse
-import os
+import heapq
 import threading
 import time
 import uuid
-from contextlib import nullcontext
 
 import orjson
 from kafka import KafkaConsumer
 
 from churnguard.config import Settings
-from churnguard.service.broker import EmbeddedBroker, create_topics
+from churnguard.service.broker import bootstrap_servers, create_topics
 from churnguard.service.clients import client_config
 from churnguard.service.kafka import Service
 from churnguard.service.producing import namespace_key, produce_records
@@ -90,17 +89,48 @@ def serve_consume(settings: Settings, total: int) -> float:
     return elapsed
 
 
-def produce_simulated(
-    settings: Settings, prefix: str, sim: SimResult, *, keyed: bool = True
-) -> int:
-    """Write a simulation's records to the benchmark's input topics; returns how many."""
-    total = 0
+def event_ordered(prefix: str, sim) -> list[tuple[str, bytes]]:
+    """Every record with its input topic, merged across formats by event time."""
+    from churnguard.ingest import parse_record
+
+    timed = []
     for fmt, rows in sim.records.items():
-        raw = [orjson.dumps(r) for r in rows]
-        topic = f"{prefix}-{TOPIC_OF[fmt]}"
-        keys = (namespace_key(v, None) if keyed else None for v in raw)
-        total += produce_records(settings.kafka, topic, zip(keys, raw, strict=True))
-    return total
+        stream, last = [], 0.0
+        for row in rows:
+            raw = orjson.dumps(row)
+            events = parse_record(raw, None).events
+            last = events[0].time if events else last
+            stream.append((last, f"{prefix}-{TOPIC_OF[fmt]}", raw))
+        timed.append(stream)
+    return [(topic, raw) for _, topic, raw in heapq.merge(*timed, key=lambda r: r[0])]
+
+
+def produce_simulated(settings: Settings, prefix: str, sim: SimResult) -> int:
+    """Write a simulation's records to the benchmark's input topics, keyed by namespace.
+
+    Each topic gets its records in event-time order (Falco and Tetragon merged on the
+    runtime topic): appending one source's day after the other's would make it late.
+    """
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, raw in event_ordered(prefix, sim):
+        by_topic.setdefault(topic, []).append(raw)
+    return sum(
+        produce_records(settings.kafka, topic, ((namespace_key(v, None), v) for v in values))
+        for topic, values in by_topic.items()
+    )
+
+
+def bench_topics(
+    bootstrap: str, prefix: str, partitions: int, alert_partitions: int | None = None
+) -> Settings:
+    """Create the benchmark's topics (inputs with ``partitions``) and return its settings."""
+    settings = serve_settings(bootstrap, prefix)
+    k = settings.kafka
+    create_topics(bootstrap, list(k.input_topics), partitions)
+    create_topics(bootstrap, [k.alerts_topic], alert_partitions or partitions)
+    create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
+                  compacted=[k.checkpoint_topic])  # fmt: skip
+    return settings
 
 
 def main() -> None:
@@ -109,19 +139,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--partitions", type=int, default=2)
     args = ap.parse_args()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with nullcontext(None) if external else EmbeddedBroker() as broker:
-        bootstrap = external or broker.bootstrap
+    with bootstrap_servers() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
-        settings = serve_settings(bootstrap, prefix)
-        k = settings.kafka
-        create_topics(bootstrap, [*k.input_topics, k.alerts_topic], args.partitions)
-        create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
-                      compacted=[k.checkpoint_topic])  # fmt: skip
+        settings = bench_topics(bootstrap, prefix, args.partitions)
         total = produce_simulated(
             settings, prefix, generate(SimParams(seed=args.seed, hours=args.hours))
         )
-        print(f"{total:,} records in {len(k.input_topics)} topics x {args.partitions} partitions")
+        topics = len(settings.kafka.input_topics)
+        print(f"{total:,} records in {topics} topics x {args.partitions} partitions")
         rows = [
             ("raw", raw_consume(settings, total, decode=False)),
             ("raw+json", raw_consume(settings, total, decode=True)),
