@@ -15,27 +15,26 @@ Usage:  .venv/bin/python benchmarks/bench_serve.py [--hours 6] [--seed 11] [--pa
 from __future__ import annotations
 
 import argparse
-import os
+import heapq
 import threading
 import time
 import uuid
-from contextlib import nullcontext
 
 import orjson
 from kafka import KafkaConsumer
 
 from churnguard.config import Settings
-from churnguard.service.broker import EmbeddedBroker, create_topics
+from churnguard.service.broker import bootstrap_servers, create_topics
 from churnguard.service.clients import client_config
 from churnguard.service.kafka import Service
 from churnguard.service.producing import namespace_key, produce_records
-from churnguard.simulate import SimParams, generate
+from churnguard.simulate import SimParams, SimResult, generate
 
 TOPIC_OF = {"k8s_audit": "audit", "cloudtrail": "cloud", "falco": "runtime",
             "tetragon": "runtime", "flow": "flows"}  # fmt: skip
 
 
-def _settings(bootstrap: str, prefix: str) -> Settings:
+def serve_settings(bootstrap: str, prefix: str) -> Settings:
     s = Settings()
     k = s.kafka
     k.bootstrap_servers = bootstrap
@@ -48,7 +47,7 @@ def _settings(bootstrap: str, prefix: str) -> Settings:
     return s
 
 
-def _raw(settings: Settings, total: int, decode: bool) -> float:
+def raw_consume(settings: Settings, total: int, decode: bool) -> float:
     consumer = KafkaConsumer(
         *settings.kafka.input_topics,
         **client_config(settings.kafka),
@@ -74,7 +73,7 @@ def _raw(settings: Settings, total: int, decode: bool) -> float:
         consumer.close()
 
 
-def _serve(settings: Settings, total: int) -> float:
+def serve_consume(settings: Settings, total: int) -> float:
     service = Service(settings, stop_event=threading.Event())
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -90,32 +89,68 @@ def _serve(settings: Settings, total: int) -> float:
     return elapsed
 
 
+def event_ordered(prefix: str, sim) -> list[tuple[str, bytes]]:
+    """Every record with its input topic, merged across formats by event time."""
+    from churnguard.ingest import parse_record
+
+    timed = []
+    for fmt, rows in sim.records.items():
+        stream, last = [], 0.0
+        for row in rows:
+            raw = orjson.dumps(row)
+            events = parse_record(raw, None).events
+            last = events[0].time if events else last
+            stream.append((last, f"{prefix}-{TOPIC_OF[fmt]}", raw))
+        timed.append(stream)
+    return [(topic, raw) for _, topic, raw in heapq.merge(*timed, key=lambda r: r[0])]
+
+
+def produce_simulated(settings: Settings, prefix: str, sim: SimResult) -> int:
+    """Write a simulation's records to the benchmark's input topics, keyed by namespace.
+
+    Each topic gets its records in event-time order (Falco and Tetragon merged on the
+    runtime topic): appending one source's day after the other's would make it late.
+    """
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, raw in event_ordered(prefix, sim):
+        by_topic.setdefault(topic, []).append(raw)
+    return sum(
+        produce_records(settings.kafka, topic, ((namespace_key(v, None), v) for v in values))
+        for topic, values in by_topic.items()
+    )
+
+
+def bench_topics(
+    bootstrap: str, prefix: str, partitions: int, alert_partitions: int | None = None
+) -> Settings:
+    """Create the benchmark's topics (inputs with ``partitions``) and return its settings."""
+    settings = serve_settings(bootstrap, prefix)
+    k = settings.kafka
+    create_topics(bootstrap, list(k.input_topics), partitions)
+    create_topics(bootstrap, [k.alerts_topic], alert_partitions or partitions)
+    create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
+                  compacted=[k.checkpoint_topic])  # fmt: skip
+    return settings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--partitions", type=int, default=2)
     args = ap.parse_args()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with nullcontext(None) if external else EmbeddedBroker() as broker:
-        bootstrap = external or broker.bootstrap
+    with bootstrap_servers() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
-        settings = _settings(bootstrap, prefix)
-        k = settings.kafka
-        create_topics(bootstrap, [*k.input_topics, k.alerts_topic], args.partitions)
-        create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
-                      compacted=[k.checkpoint_topic])  # fmt: skip
-        sim = generate(SimParams(seed=args.seed, hours=args.hours))
-        total = 0
-        for fmt, rows in sim.records.items():
-            raw = [orjson.dumps(r) for r in rows]
-            topic = f"{prefix}-{TOPIC_OF[fmt]}"
-            total += produce_records(k, topic, ((namespace_key(v, None), v) for v in raw))
-        print(f"{total:,} records in {len(k.input_topics)} topics x {args.partitions} partitions")
+        settings = bench_topics(bootstrap, prefix, args.partitions)
+        total = produce_simulated(
+            settings, prefix, generate(SimParams(seed=args.seed, hours=args.hours))
+        )
+        topics = len(settings.kafka.input_topics)
+        print(f"{total:,} records in {topics} topics x {args.partitions} partitions")
         rows = [
-            ("raw", _raw(settings, total, decode=False)),
-            ("raw+json", _raw(settings, total, decode=True)),
-            ("serve", _serve(settings, total)),
+            ("raw", raw_consume(settings, total, decode=False)),
+            ("raw+json", raw_consume(settings, total, decode=True)),
+            ("serve", serve_consume(settings, total)),
         ]
     base = rows[0][1]
     print(f"{'consumer':<10}{'seconds':>9}{'records/s':>12}{'x raw':>8}")

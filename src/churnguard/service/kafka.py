@@ -13,6 +13,8 @@ shard runs in this order (the quix-streams order: producer, then state, then off
    next input offsets to the compacted checkpoint topic (:mod:`churnguard.service.checkpoints`);
 3. commit the consumer offsets.
 
+On revoke the leaving shards get steps 1 and 2 (the listener may not commit: see
+:meth:`Service.on_revoked`); their next owner resumes at the checkpoint's offsets.
 On assignment a shard is restored from its checkpoint, its inputs are sought to the
 checkpoint's offsets, and the ids of alerts produced after the checkpoint are read back from
 the alerts topic: re-processing after a crash reproduces those alerts (the pipeline is
@@ -340,22 +342,7 @@ class Service:
         if not due or self._publisher is None or self._consumer is None or self._store is None:
             return
         started = time.monotonic()
-        self._publisher.flush(timeout_s=30)
-        alert_offsets = self._alert_end_offsets()
-        group = self.kafka.group_id
-        checkpoints = [
-            Checkpoint(
-                group=group,
-                shard=s.number,
-                offsets=dict(s.offsets),
-                alert_offsets=alert_offsets,
-                alert_ids=recent_alert_ids(s),
-                state=s.pipeline.snapshot(),
-                written_at=time.time(),
-            )
-            for s in due
-        ]
-        self._store.write(checkpoints)
+        self._write_checkpoints(due)
         self._consumer.commit(
             {
                 tp: OffsetAndMetadata(s.offsets[tp.topic], "", -1)
@@ -371,6 +358,29 @@ class Service:
         self.metrics.checkpoint_seconds.observe(time.monotonic() - started)
         log.debug("checkpointed", extra={"shards": [s.number for s in due]})
 
+    def _write_checkpoints(self, shards: list[Shard]) -> None:
+        """Steps 1 and 2 of a checkpoint: flush the producer, then write the shards' state.
+
+        Uses only the producer and a separate reader, never the group consumer, so it may
+        run inside the rebalance listener (on the consumer's IO thread).
+        """
+        assert self._publisher is not None and self._store is not None
+        self._publisher.flush(timeout_s=30)
+        alert_offsets = self._alert_end_offsets()
+        group = self.kafka.group_id
+        self._store.write(
+            Checkpoint(
+                group=group,
+                shard=s.number,
+                offsets=dict(s.offsets),
+                alert_offsets=alert_offsets,
+                alert_ids=recent_alert_ids(s),
+                state=s.pipeline.snapshot(),
+                written_at=time.time(),
+            )
+            for s in shards
+        )
+
     def _alert_end_offsets(self) -> dict[int, int]:
         """End offsets of the alerts topic. A low answer (tansu) only makes read-back longer."""
         reader = self.clients.reader()
@@ -383,9 +393,26 @@ class Service:
 
     # ---- rebalance --------------------------------------------------------------------------
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Hand the leaving shards over: their alerts flushed, their state checkpointed.
+
+        The checkpoint holds each shard's next input offsets, and the next owner seeks to
+        them on restore, so it resumes exactly where this one stopped (no re-processing).
+        The group offsets are not committed here: the listener runs on the consumer's IO
+        thread, where the consumer's blocking calls are forbidden; they catch up at the new
+        owner's next checkpoint, and until then a restore never reads them.
+        """
         numbers = {tp.partition for tp in revoked}
+        leaving = [self.shards[n] for n in sorted(numbers) if n in self.shards]
+        dirty = [s for s in leaving if s.dirty]
         if self._publisher is not None:
-            self._publisher.producer.flush(timeout=30)
+            if dirty and self._store is not None:
+                started = time.monotonic()
+                self._write_checkpoints(dirty)
+                self.stats.checkpoints += len(dirty)
+                self.metrics.checkpoints.inc(len(dirty))
+                self.metrics.checkpoint_seconds.observe(time.monotonic() - started)
+            else:
+                self._publisher.flush(timeout_s=30)
         for number in numbers:
             self.shards.pop(number, None)
         self._pending -= revoked
@@ -462,10 +489,11 @@ class Service:
 class _Rebalance(ConsumerRebalanceListener):
     """Runs on kafka-python's IO thread, where the consumer's blocking calls are forbidden.
 
-    Revoke: the leaving shards' alerts and dead letters are flushed (the producer has its
-    own thread) and the shards are dropped; the next owner restores their last checkpoint
-    and re-processes from it, dropping re-made alerts by id. Assign: the partitions are
-    paused and restored by the poll loop right after ``poll()`` returns.
+    Revoke: the leaving shards' alerts and dead letters are flushed and their state is
+    checkpointed (producer and reader clients have their own IO threads), then the shards
+    are dropped; the next owner restores that checkpoint and resumes at its offsets.
+    Assign: the partitions are paused and restored by the poll loop right after ``poll()``
+    returns.
     """
 
     def __init__(self, service: Service) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from churnguard.errors import ModelError
 from churnguard.scoring.detectors._util import as_matrix, pack, rng_from_state, rng_state, unpack
 from churnguard.scoring.detectors.base import Detector
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 # every type a fitted IsolationForest's skops file may name; anything else is refused on load
 TRUSTED_TYPES = [
@@ -100,6 +102,8 @@ class BatchIsolationForest(Detector):
 
     def refit(self) -> Self:
         """Fit a new forest on the current reservoir (also called by ``learn_many``)."""
+        from sklearn.ensemble import IsolationForest  # scikit-learn only when it is used
+
         seed = int(self.rng_.integers(2**31 - 1))
         self.estimator_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=seed
@@ -172,6 +176,8 @@ class BatchIsolationForest(Detector):
             raise ModelError(f"corrupt {cls.name} state: {exc}") from exc
         except sio.exceptions.UntrustedTypesFoundException as exc:
             raise ModelError(f"{cls.name} state names untrusted types: {exc}") from exc
+        from sklearn.ensemble import IsolationForest
+
         if det.estimator_ is not None and not isinstance(det.estimator_, IsolationForest):
             raise ModelError(f"corrupt {cls.name} state: not an IsolationForest")
         return det

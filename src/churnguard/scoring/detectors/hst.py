@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
-from river.anomaly import HalfSpaceTrees as RiverHST
 
 from churnguard.errors import ModelError
 from churnguard.scoring.detectors._util import as_matrix, pack, unpack
@@ -118,6 +117,8 @@ class HalfSpaceTrees(Detector):
         else:
             bounds = np.asarray(self.limits, dtype=float).reshape(d, 2)
             self.lo_, self.hi_ = bounds[:, 0].copy(), bounds[:, 1].copy()
+        from river.anomaly import HalfSpaceTrees as RiverHST  # river only when it is used
+
         self.model_ = RiverHST(
             n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
         )
@@ -157,6 +158,8 @@ class HalfSpaceTrees(Detector):
             det.model_ = pickle.loads(arrays["model_"].tobytes())  # verified bytes only
         except (KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
             raise ModelError(f"corrupt {cls.name} state: {exc}") from exc
+        from river.anomaly import HalfSpaceTrees as RiverHST
+
         if not isinstance(det.model_, RiverHST):
             raise ModelError(f"corrupt {cls.name} state: not a river HalfSpaceTrees")
         return det

@@ -181,7 +181,7 @@ class OnlineIsolationForest(Detector):
         """Leaf of every (tree, row) pair, tree-major; with ``record`` every node visited."""
         n = len(X)
         node = np.repeat(self.roots_, n)
-        row = np.tile(np.arange(n), self.n_trees)
+        row = _row_index(n, self.n_trees)
         path = [node.copy()] if record else []
         active = np.flatnonzero(self.feature_[node] >= 0)
         while active.size:
@@ -197,8 +197,8 @@ class OnlineIsolationForest(Detector):
     def _learn_chunk(self, X: np.ndarray) -> None:
         old = self._push_window(X)
         leaves, path = self._route(X, record=True)
-        self.count_ += np.bincount(np.concatenate(path), minlength=len(self.count_))
-        self._widen_boxes(leaves, np.tile(X, (self.n_trees, 1)))
+        np.add.at(self.count_, np.concatenate(path), 1)
+        self._widen_boxes(leaves, X, _row_index(len(X), self.n_trees))
         self.n_window_ += len(X)
         self.n_seen_ += len(X)
         limit = self._path_length(float(self.n_window_))
@@ -226,14 +226,23 @@ class OnlineIsolationForest(Detector):
         self.window_head_ = (self.window_head_ + n_old) % size
         return old
 
-    def _widen_boxes(self, nodes: np.ndarray, rows: np.ndarray) -> None:
+    def _widen_boxes(self, nodes: np.ndarray, X: np.ndarray, row: np.ndarray) -> None:
+        """Widen each leaf's box by the rows ``X[row]`` routed to it (``nodes``)."""
         order = np.argsort(nodes, kind="stable")
         sorted_nodes = nodes[order]
-        starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
+        grouped = X[row[order]]
+        new = np.empty(len(sorted_nodes), dtype=bool)
+        new[:1] = True
+        np.not_equal(sorted_nodes[1:], sorted_nodes[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
         ids = sorted_nodes[starts]
-        grouped = rows[order]
-        self.lo_[ids] = np.minimum(self.lo_[ids], np.minimum.reduceat(grouped, starts, axis=0))
-        self.hi_[ids] = np.maximum(self.hi_[ids], np.maximum.reduceat(grouped, starts, axis=0))
+        if len(starts) < len(sorted_nodes):  # some leaves got several rows: reduce them first
+            low = np.minimum.reduceat(grouped, starts, axis=0)
+            high = np.maximum.reduceat(grouped, starts, axis=0)
+        else:
+            low = high = grouped
+        self.lo_[ids] = np.minimum(self.lo_[ids], low)
+        self.hi_[ids] = np.maximum(self.hi_[ids], high)
 
     def _split(self, leaf: int, limit: float) -> None:
         """Grow a subtree from ``count`` points sampled uniformly in the leaf's box."""
@@ -270,7 +279,7 @@ class OnlineIsolationForest(Detector):
         """Unlearn rows leaving the window; nodes that fall under their threshold collapse."""
         _, path = self._route(old, record=True)
         visited = np.concatenate(path)
-        self.count_ -= np.bincount(visited, minlength=len(self.count_))
+        np.subtract.at(self.count_, visited, 1)
         np.maximum(self.count_, 0, out=self.count_)  # split-time counts were estimates
         self.n_window_ -= len(old)
         internal = np.unique(visited)
@@ -366,3 +375,8 @@ class OnlineIsolationForest(Detector):
         if len(sizes) != 1 or len(model.roots_) != model.n_trees:
             raise ModelError(f"corrupt {cls.name} state: inconsistent node arrays")
         return model
+
+
+def _row_index(n: int, n_trees: int) -> np.ndarray:
+    """Row of every (tree, row) pair in tree-major order: ``0..n-1`` repeated per tree."""
+    return np.arange(n * n_trees) % n if n else np.zeros(0, dtype=np.int64)
