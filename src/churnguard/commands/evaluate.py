@@ -33,6 +33,7 @@ from churnguard.errors import ConfigError
 from churnguard.offline.evaluate import (
     CHURNGUARD,
     CLUSTER_WIDE,
+    PLAIN_IFOREST,
     RIVER_HST,
     STATIC_RULES,
     SYSTEMS,
@@ -49,7 +50,7 @@ from churnguard.offline.evaluate import (
 
 # --system names on the command line -> table columns
 SYSTEM_FLAGS = {"churnguard": CHURNGUARD, "cluster": CLUSTER_WIDE, "hst": RIVER_HST,
-                "rules": STATIC_RULES}  # fmt: skip
+                "iforest": PLAIN_IFOREST, "rules": STATIC_RULES}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         default=[],
         help="run only these scenarios (default all; see simulate --list-scenarios)",
+    )
+    sim.add_argument(
+        "--mix",
+        choices=("default", "hard"),
+        default="default",
+        help="scenario mix (default, or hard: benign look-alikes and adaptive attacks)",
     )
     sim.add_argument(
         "--attack-rate",
@@ -159,6 +166,7 @@ def _simulated(args: argparse.Namespace) -> dict[str, dict[str, Report]]:
             namespaces=args.namespaces,
             attack_rate=args.attack_rate,
             scenarios=tuple(args.scenario),
+            mix=args.mix,
         )
         runs[f"seed {seed}"] = compare_on_simulation(
             params,

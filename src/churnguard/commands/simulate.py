@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from churnguard.errors import ConfigError
-from churnguard.simulate import DEFAULT_START, SCENARIOS, SimParams, generate, write
+from churnguard.simulate import DEFAULT_START, MIXES, SCENARIOS, SimParams, generate, write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only these scenarios (repeatable; default all)",
     )
     parser.add_argument("--namespaces", type=int, default=20, help="namespaces (default 20)")
+    parser.add_argument(
+        "--mix",
+        choices=MIXES,
+        default="default",
+        help="scenario mix when no --scenario is given: default, or hard (adds benign"
+        " look-alikes and adaptive attacks; see docs/scenarios.md)",
+    )
     parser.add_argument(
         "--pods-per-hour",
         type=float,
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(s.name) for s in SCENARIOS)
         for s in SCENARIOS:
             tag = s.technique or "benign"
-            print(f"{s.name:<{width}}  {tag:<17}  {s.summary}")
+            mix = "(hard) " if s.mix == "hard" else ""
+            print(f"{s.name:<{width}}  {tag:<17}  {mix}{s.summary}")
         return 0
     if not args.out:
         raise ConfigError("--out DIR is required (or --list-scenarios)")
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         pods_per_hour=args.pods_per_hour,
         attack_rate=args.attack_rate,
         scenarios=tuple(name for group in args.scenario for name in group),
+        mix=args.mix,
     )
     result = generate(params)
     paths = write(result, args.out)
