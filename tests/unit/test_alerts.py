@@ -51,20 +51,46 @@ def test_alert_id_is_deterministic_and_sensitive_to_entity_window_and_spec() -> 
     assert len({alert_id(p), *(alert_id(o) for o in others)}) == 5
 
 
-def test_techniques_follow_the_dominant_features_strategies() -> None:
-    quiet = make_profile()
-    assert techniques_for(quiet, _top("archive_writes"), SPEC, []) == ["T1560.002"]
-    assert techniques_for(quiet, _top("repo_reads", "api_list"), SPEC, []) == ["T1213"]
-    assert techniques_for(quiet, _top("beacon_regularity"), SPEC, []) == ["T1071"]
-    deleted = make_profile(values={"deleted_by_person": 1.0})
-    assert techniques_for(deleted, _top("lifetime_s"), SPEC, []) == ["T1578.003", "T1070"]
-    exfil = make_profile(values={"new_destinations": 1.0, "egress_external_bytes": 9e7})
-    assert techniques_for(exfil, _top("archive_bytes"), SPEC, []) == ["T1560.002", "T1041"]
+def test_techniques_follow_the_dominant_features_strategies_when_evidence_backs_them() -> None:
+    archive = make_profile(values={"archive_writes": 1.0, "archive_bytes": 5e7})
+    assert list(techniques_for(archive, _top("archive_writes"), SPEC, [])) == ["T1560.002"]
+    reads = make_profile(values={"repo_reads": 4.0, "distinct_objects_read": 30.0})
+    assert list(techniques_for(reads, _top("repo_reads", "api_list"), SPEC, [])) == ["T1213"]
+    beacon = make_profile(values={"beacon_regularity": 0.97})
+    assert list(techniques_for(beacon, _top("beacon_regularity"), SPEC, [])) == ["T1071"]
+    deleted = make_profile(
+        values={"deleted_by_person": 1.0, "lifetime_s": 120.0, "exec_to_delete_s": 30.0},
+        final=True,
+        deleted_by="erin@corp.example",
+        deleter_kind="person",
+    )
+    backed = techniques_for(deleted, _top("lifetime_s"), SPEC, [])
+    assert list(backed) == ["T1578.003", "T1070"]
+    assert "erin@corp.example" in backed["T1578.003"][0] and "30 s after" in backed["T1578.003"][0]
+    exfil = make_profile(
+        values={"archive_writes": 1.0, "new_destinations": 1.0, "egress_external_bytes": 9e7}
+    )
+    backed = techniques_for(exfil, _top("archive_bytes"), SPEC, [])
+    assert list(backed) == ["T1560.002", "T1041"]
+    assert "new to the namespace" in backed["T1041"][0]
     # guard techniques are added, duplicates dropped, order kept
-    assert techniques_for(quiet, _top("archive_writes"), SPEC, ["T1560.002", "T1071"]) == [
+    both = make_profile(values={"archive_writes": 1.0, "beacon_regularity": 0.9})
+    assert list(techniques_for(both, _top("archive_writes"), SPEC, ["T1560.002", "T1071"])) == [
         "T1560.002",
         "T1071",
     ]
+
+
+def test_no_technique_without_its_evidence() -> None:
+    """Issue 13: T1560.002 and T1041 were tagged on alerts with no archive and no egress."""
+    quiet = make_profile(values={"egress_external_bytes": 9e7})
+    assert techniques_for(quiet, _top("archive_bytes"), SPEC, ["T1560.002"]) == {}
+    # egress with no archive backs no T1041, a live pod no T1578.003
+    live = make_profile(values={"lifetime_s": 60.0, "egress_external_bytes": 9e7})
+    assert techniques_for(live, _top("lifetime_s", "egress_bytes"), SPEC, []) == {}
+    # moved by context features only: every evidenced technique is named, with its reason
+    reads = make_profile(values={"secret_reads": 3.0})
+    assert techniques_for(reads, _top("new_image"), SPEC, []) == {"T1213": ["3 secret reads"]}
 
 
 def test_raw_percentiles_count_ties_half() -> None:
