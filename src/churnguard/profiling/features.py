@@ -33,6 +33,9 @@ _ARCHIVE_IN_TEXT = re.compile(
 )
 _MIN_BEACON_CONNECTIONS = 4
 RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is rare
+# ...unless at least two of them have polled it for this long: a long-lived workload's
+# endpoint (GitOps, dashboards), not a beacon (issue 13)
+POLLED_FOR_S = 12 * 3600.0
 _MAX_EVIDENCE = 8
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
@@ -83,6 +86,9 @@ class FirstSeenMemory:
         self.destinations: dict[str, set[str]] = {}
         # scope -> destination -> the first few entities seen contacting it (rarity)
         self.contacts: dict[str, dict[str, set[str]]] = {}
+        # scope -> destination -> event time of the first window that contacted it and did
+        # not page: how long the namespace's own workloads have used it
+        self.first_contact: dict[str, dict[str, float]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -98,6 +104,7 @@ class FirstSeenMemory:
             "workloads": {k: sorted(v) for k, v in self.workloads.items()},
             "destinations": {k: sorted(v) for k, v in self.destinations.items()},
             "contacts": {k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()},
+            "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -107,6 +114,7 @@ class FirstSeenMemory:
         self.contacts = {
             k: {d: set(e) for d, e in v.items()} for k, v in data.get("contacts", {}).items()
         }
+        self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
 
     def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
         table = self.contacts.setdefault(scope, {})
@@ -119,10 +127,23 @@ class FirstSeenMemory:
             if len(who) < RARE_CONTACTS:
                 who.add(entity)
 
-    def is_rare(self, scope: str, dest: str, entity: str) -> bool:
-        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included."""
-        who = self.contacts.get(scope, {}).get(dest, set())
-        return len(who | {entity}) < RARE_CONTACTS
+    def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
+        table = self.first_contact.setdefault(scope, {})
+        for dest in dests:
+            if dest not in table and len(table) < self._max:
+                table[dest] = when
+            elif dest in table:
+                table[dest] = min(table[dest], when)
+
+    def is_rare(self, scope: str, dest: str, entity: str, now: float) -> bool:
+        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included,
+        and not polled by two or more of them for ``POLLED_FOR_S``: a destination the
+        namespace's pods have polled for half a day is its baseline, not a C2 host."""
+        who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
+        if len(who) >= RARE_CONTACTS:
+            return False
+        since = self.first_contact.get(scope, {}).get(dest)
+        return not (len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S)
 
 
 def destination_scope(state: EntityState) -> str:
@@ -241,6 +262,7 @@ class FeatureBuilder:
         for p in profiles:
             e = p.entity
             self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
+            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
             if e.kind == "pod":
                 ns = e.namespace or ""
                 if e.image:
@@ -325,7 +347,8 @@ class FeatureBuilder:
         seen = self.memory.destinations.get(scope, set())
         new = external - seen
         me = str(state.key)
-        rare = {d for d in external if self.memory.is_rare(scope, d, me)}
+        now = max((ev.time for ev in events), default=state.last_seen)
+        rare = {d for d in external if self.memory.is_rare(scope, d, me, now)}
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
