@@ -171,6 +171,12 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     model_version: str = ""
     # each id in ``techniques`` -> the facts of the profile that back it
     technique_evidence: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    campaign: str = ""  # "<namespace>|<destination>" of a campaign alert
+    members: list[EntityRef] = msgspec.field(default_factory=list)  # every entity in it
+
+    def entity_keys(self) -> list[str]:
+        """The entities this alert names: its own, and a campaign's members."""
+        return list(dict.fromkeys([self.entity.key(), *(m.key() for m in self.members)]))
 
 
 def iso(ts: float) -> str:
@@ -240,10 +246,10 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
     ]
     if reads:
         out["T1213"] = reads
-    if profile.final and profile.deleted_by:
+    if profile.final and (profile.deleted_by or profile.end_reason in ("deleted", "terminated")):
         life = v.get("lifetime_s")
         ended = "terminated" if profile.entity.kind == "instance" else "deleted"
-        line = f"{ended} by {profile.deleted_by} ({profile.deleter_kind or '?'})"
+        line = f"{ended} by {profile.deleted_by or '?'} ({profile.deleter_kind or '?'})"
         if life is not None:
             line += f" {life / 60:.1f} min after creation"
         gap = v.get("exec_to_delete_s")
@@ -334,6 +340,30 @@ def build_alert(
         rules=rules,
         model_version=model_version,
         technique_evidence=backed,
+    )
+
+
+def campaign_alert(alert: Alert, key: str, members: list[EntityRef]) -> Alert:
+    """The alert of the profile that completed (or joined) a campaign, as a campaign alert:
+    its own id (the member count is in it, so each update is a distinct record), every
+    member in ``members`` and the destination in the summary."""
+    ns, _, dest = key.partition("|")
+    basis = f"campaign|{key}|{len(members)}|{alert.alert_id}"
+    names = ", ".join(m.pod or m.key() for m in members[:6])
+    more = f" and {len(members) - 6} more" if len(members) > 6 else ""
+    facts = dict(alert.technique_evidence)
+    facts.setdefault("T1041", []).append(
+        f"{len(members)} short-lived pods of {ns} sent to {dest}, new to the namespace"
+    )
+    return msgspec.structs.replace(
+        alert,
+        alert_id=hashlib.sha256(basis.encode()).hexdigest()[:24],
+        summary=f"campaign: {len(members)} short-lived pods in {ns} sent to {dest} ({names}{more})",
+        techniques=list(facts),
+        technique_evidence=facts,
+        response=response_for(list(facts)),
+        campaign=key,
+        members=members,
     )
 
 

@@ -242,7 +242,7 @@ def evaluate(
     first: dict[int, float] = {}  # id(label) -> earliest matching alert window end
     false: list[Alert] = []
     for a in unique:
-        hit = matches(a.entity.key(), a.window.end)
+        hit = [lid for key in a.entity_keys() for lid in matches(key, a.window.end)]
         for lid in hit:
             first[lid] = min(first.get(lid, a.window.end), a.window.end)
         if not hit:

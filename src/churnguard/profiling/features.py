@@ -237,6 +237,7 @@ class FeatureBuilder:
             last_seen=events[-1].time if events else end,
             events=len(events),
             created_by=state.created_by,
+            creator_kind=state.created_by_kind,
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
             evidence=_evidence(state, events, final),

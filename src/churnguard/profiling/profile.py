@@ -58,6 +58,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     events: int = 0  # events folded into this window
     # identities and facts the guard rules and the explanation quote
     created_by: str | None = None
+    creator_kind: str | None = None  # ActorKind value of created_by
     deleted_by: str | None = None
     deleter_kind: str | None = None  # ActorKind value
     evidence: list[Evidence] = msgspec.field(default_factory=list)

@@ -28,6 +28,7 @@ one-off pod.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -210,12 +211,18 @@ class Hierarchy:
             age.profiles += 1
 
     # ---- learning ------------------------------------------------------------------------
-    def learn(self, profiles: list[Profile], X: np.ndarray, raw: np.ndarray | None = None) -> None:
-        """Teach every level from these rows (the caller passes only non-alerting ones).
+    def learn(
+        self,
+        profiles: list[Profile],
+        X: np.ndarray,
+        raw: np.ndarray | None = None,
+        admits: Callable[[Baseline, str], bool] | None = None,
+    ) -> None:
+        """Teach every level from these rows (the learning gate chose them).
 
         ``X`` is the model view; ``raw`` the same rows' raw values for the recent-values
         window the explanations read (None when only the detectors matter, e.g. offline
-        training). Shared baselines skip rows of a workload over its share (poisoning guard).
+        training). ``admits(baseline, workload)`` is the gate's share cap (None: every row).
         """
         by_key: dict[str, list[int]] = {}
         for i, p in enumerate(profiles):
@@ -227,7 +234,7 @@ class Hierarchy:
             rows = []
             for i in by_key[key]:
                 wl = workload_of(profiles[i])
-                if key.startswith("wl:") or self._within_share(b, wl):
+                if admits is None or admits(b, wl):
                     rows.append(i)
                     b.note_workload(wl)
             if not rows:
@@ -238,19 +245,6 @@ class Hierarchy:
                 b.first_time = min(profiles[i].window_start for i in rows)
             if raw is not None:
                 b.recent.extend(raw[rows].tolist())
-
-    def _within_share(self, b: Baseline, workload: str) -> bool:
-        """Poisoning guard: may this workload's row join a shared baseline?
-
-        No once the workload holds its cap of the baseline's recent learned rows. The cap
-        is the larger of ``max_workload_share`` and a fair share among the workloads
-        present, so a namespace of one or two workloads can still learn them; a busy
-        workload (or an attacker's) cannot crowd everyone else out of a namespace.
-        """
-        if len(b.recent_workloads) < SHARE_WARMUP:
-            return True
-        present = len(b.workload_counts) + (workload not in b.workload_counts)
-        return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> HierarchyState:
