@@ -46,3 +46,31 @@ def test_windows_that_paged_do_not_start_the_polling_clock() -> None:
     p.destinations = ["c2.example"]
     builder.remember([], paged=[p])
     assert memory.is_rare("web", "c2.example", "web/web-2", POLLED_FOR_S * 3)
+
+
+def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> None:
+    from churnguard.profiling.features import identity_name
+
+    sso = "arn:aws:sts::1:assumed-role/AWSReservedSSO_Dev_9c/frank@corp.example"
+    ci = "arn:aws:sts::1:assumed-role/ci-packer-builder/gitlab-123456789"
+    assert identity_name(sso, "person") == "role/AWSReservedSSO_Dev_9c/frank@corp.example"
+    assert identity_name(ci, "service_account") == "role/ci-packer-builder"  # per-job session
+    assert identity_name("maya.sre@corp.example", "person") == "maya.sre@corp.example"
+    assert identity_name("system:serviceaccount:kube-system:job-controller", "controller") is None
+    assert identity_name("autoscaling.amazonaws.com", "autoscaler") is None
+
+    memory = FirstSeenMemory()
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    builder.memory = memory
+    p = make_profile(ns="shop", pod="netshoot-1")
+    p.identities = ["maya.sre@corp.example"]
+    builder.remember([p])
+    assert memory.identities == {"shop": {"maya.sre@corp.example"}}
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())
+    assert again.identities == memory.identities
+    # a paged window teaches nothing about who is known
+    q = make_profile(ns="shop", pod="netshoot-2")
+    q.identities = ["erin@corp.example"]
+    builder.remember([], paged=[q])
+    assert "erin@corp.example" not in memory.identities["shop"]

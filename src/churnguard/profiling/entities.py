@@ -98,6 +98,9 @@ class EntityState:
     exec_times: list[float] = field(default_factory=list)  # sorted, last few, across windows
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
+    # running totals of the windows profiled so far (features.FeatureBuilder): what a
+    # short life's final profile reports as its whole story
+    life: dict[str, float] = field(default_factory=dict)
 
     @property
     def ended_at(self) -> float | None:

@@ -8,6 +8,9 @@ the poisoning guard). Keys, also the keys of model bundles (``store.Bundle.model
     ns:<namespace>:<kind>             one namespace
     wl:<namespace>/<workload>:<kind>  one workload, e.g. ``wl:shop/Deployment/web:pod``;
                                       pods without an owner use ``image/<repository>``
+                                      and instances ``instances``, each followed by
+                                      ``@<identity>`` of a creator that is not a
+                                      controller (see :func:`workload_of`)
 
 where ``<kind>`` is ``pod`` or ``instance``. Instances have no namespace: they are
 baselined under the pseudo-namespace ``_cloud`` (workload ``instances``).
@@ -37,6 +40,7 @@ import numpy as np
 from churnguard.config import ScoringSettings, Settings
 from churnguard.errors import ModelError
 from churnguard.profiling.entities import normalise_workload
+from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import Profile
 from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
 
@@ -69,11 +73,16 @@ def namespace_of(profile: Profile) -> str:
 
 
 def workload_of(profile: Profile) -> str:
-    """The workload a profile belongs to; pods without an owner group by image repository."""
+    """The workload a profile belongs to. Pods without an owner group by image repository
+    and instances all together, each *with the identity that created them* (a person, a
+    CI role, a service account; not a controller or the autoscaler): an SRE's weekly debug
+    pods are their own baseline, the same image run by anyone else is not part of it."""
     e = profile.entity
-    if e.kind == "instance":
-        return "instances"
-    return normalise_workload(e.workload) or f"image/{image_repository(e.image)}"
+    if e.kind == "pod" and e.workload:
+        return normalise_workload(e.workload) or e.workload
+    base = "instances" if e.kind == "instance" else f"image/{image_repository(e.image)}"
+    who = identity_name(profile.created_by, profile.creator_kind)
+    return f"{base}@{who}" if who else base
 
 
 def baseline_keys(profile: Profile) -> tuple[str, str, str]:
