@@ -6,7 +6,7 @@ import msgspec
 from scoring_fixtures import make_profile
 
 from churnguard.config import ScoringSettings
-from churnguard.scoring.learning import LEARNING_WITHHOLD_SCORE, GateState, LearningGate
+from churnguard.scoring.learning import GateState, LearningGate
 
 
 def _decide(gate: LearningGate, p, **kw):
@@ -25,15 +25,19 @@ def test_quiet_rows_are_learned_now_and_suspect_ones_are_withheld() -> None:
         assert not v.learn_now and v.withheld, kw
 
 
-def test_in_learning_mode_a_row_the_baseline_finds_far_out_is_withheld() -> None:
+def test_in_learning_mode_guard_hits_and_far_out_rows_are_withheld() -> None:
     """Nothing pages through the model in learning mode; it must not learn the attack."""
-    gate = LearningGate(ScoringSettings())
-    high = _decide(gate, make_profile(), learning=True, score=LEARNING_WITHHOLD_SCORE)
+    gate = LearningGate(ScoringSettings(learning_withhold_score=0.99))
+    high = _decide(gate, make_profile(), learning=True, score=0.995)
     assert not high.learn_now and high.withheld
-    low = _decide(gate, make_profile(), learning=True, score=0.5)
-    assert low.learn_now
-    # no mature baseline judged it: nothing to compare with, learned as before
+    assert _decide(gate, make_profile(), learning=True, score=0.5).learn_now
+    # no mature baseline judged it: nothing to compare with, learned as before...
     assert _decide(gate, make_profile(), learning=True, judged=False, score=0.0).learn_now
+    # ... unless a guard holds: then never, whatever the score bars say
+    default = LearningGate(ScoringSettings())
+    guarded = _decide(default, make_profile(), learning=True, judged=False, guarded=True)
+    assert not guarded.learn_now and guarded.withheld
+    assert _decide(default, make_profile(), learning=True, score=0.999).learn_now  # bar off
 
 
 def test_a_persons_bare_pod_is_learned_only_when_it_ends_quietly() -> None:

@@ -6,10 +6,13 @@ normal. The gate stands between scoring and learning (the idea of river's
 ``anomaly.QuantileFilter``: only rows the model does not find unusual update it):
 
 * **Withheld**: a row that alerted, a row of an entity that alerted earlier in its life, a
-  row that hit a guard rule, a row scoring at or above ``learn_below_score``, and — also in
-  learning mode, where nothing pages through the model — a row a mature baseline scored at
-  or above ``LEARNING_WITHHOLD_SCORE``. Withheld rows are not learned, so the same behaviour
-  stays alertable later.
+  row that hit a guard rule (also in learning mode, where nothing pages through the
+  model), a row scoring at or above ``learn_below_score``, and in learning mode a row a
+  mature baseline scored at or above ``learning_withhold_score``. Withheld rows are not
+  learned, so the same behaviour stays alertable later. Both score bars are off (1.0) by
+  default: with range novelty every new-but-benign value scores near 1 in a new namespace,
+  and a row never learned keeps scoring high (on the hard mix, 0.99 in learning mode kept
+  CI runners out of their baselines and multiplied false alerts).
 * **Released**: withheld rows wait per controller-owned workload and are learned once
   ``release_after_entities`` distinct entities of that workload produced them (a CronJob
   whose every run now reads more objects): behaviour that recurs on separate runs of one
@@ -23,9 +26,10 @@ normal. The gate stands between scoring and learning (the idea of river's
 * **Share cap**: a workload's rows join a shared (namespace, cluster) baseline only while
   the workload holds at most its cap of that baseline's recent rows, so a busy workload (or
   an attacker's) cannot crowd the others out.
-* **First-seen memory**: only windows that did not page (and were not withheld) teach it
-  what is known (destinations, images, owners, first contacts); see
-  :meth:`FeatureBuilder.remember`.
+* **First-seen memory**: only windows that did not page teach it what is known
+  (destinations, images, owners, identities, first contacts); see
+  :meth:`FeatureBuilder.remember`. A withheld window that did not page still does: a
+  guard that holds until a destination is known would otherwise hold forever.
 
 Everything here is state in the scorer's snapshot, so a restart keeps it.
 """
@@ -44,9 +48,6 @@ from churnguard.scoring.baselines import SHARE_WARMUP, Baseline, baseline_keys
 WITHHELD_ROWS = 64  # withheld rows kept per workload (oldest dropped)
 QUARANTINE_ROWS = 64  # rows kept per quarantined entity (oldest dropped)
 QUARANTINE_ENTITIES = 10_000  # quarantined entities at most (oldest entity dropped)
-# in learning mode nothing pages through the model; a row a mature baseline finds this
-# unusual is still kept out of what is learned
-LEARNING_WITHHOLD_SCORE = 0.99
 PERSON = "person"
 
 
@@ -100,7 +101,7 @@ class LearningGate:
             or entity_alerted
             or guarded
             or score >= self.settings.learn_below_score
-            or (judged and learning and score >= LEARNING_WITHHOLD_SCORE)
+            or (judged and learning and score >= self.settings.learning_withhold_score)
         )
         entity = profile.entity.key()
         if quarantined(profile):
@@ -157,9 +158,9 @@ class LearningGate:
         return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod
-    def teaches_memory(paged: bool, withheld: bool) -> bool:
-        """May this window teach the first-seen memory what is known? Only a quiet one."""
-        return not paged and not withheld
+    def teaches_memory(paged: bool) -> bool:
+        """May this window teach the first-seen memory what is known? One that did not page."""
+        return not paged
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> GateState:
