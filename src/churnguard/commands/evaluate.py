@@ -9,12 +9,14 @@ Two ways in:
       entities, --capture (replay --capture) per 1,000 benign profiles after learning.
 
   churnguard evaluate --simulate [--seed N ...] [--hours H] [--namespaces N]
-                      [--scenario NAME ...] [--attack-rate R] [--config cfg.toml]
-                      [--model DIR] [--json] [--details]
+                      [--scenario NAME ...] [--mix hard] [--attack-rate R]
+                      [--config cfg.toml] [--model DIR] [--json] [--details]
       simulate a labelled run per seed, replay the same files through churnguard as
-      configured, one cluster-wide model, river HalfSpaceTrees with its defaults and the
-      static rules, and print them side by side (per seed, then pooled over the seeds).
-      churnguard starts from empty baselines unless --model names a bundle to evaluate.
+      configured, one cluster-wide model, river HalfSpaceTrees with its defaults, a plain
+      scikit-learn IsolationForest (one cluster-wide model) and the static rules, and print
+      them side by side (per seed, then pooled over the seeds): recall per technique and per
+      attack scenario, false alerts per benign kind per simulated day. churnguard starts
+      from empty baselines unless --model names a bundle to evaluate.
 
 An attack counts as detected when an alert names its entity (pod by namespace/pod, instance
 by id) with a window ending at or after the attack's start; see docs/evaluation.md.
