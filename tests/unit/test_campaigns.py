@@ -16,11 +16,13 @@ from churnguard.scoring.campaigns import (
 T = 10 * 3600.0  # well after the namespace was first seen
 
 
-def _short(pod: str, t: float, dest: str, lifetime: float = 120.0):
+def _short(pod: str, t: float, dest: str, lifetime: float = 120.0, sent: int = 20_000_000,
+           got: int = 3_000):  # fmt: skip
     p = make_profile(ns="shop", pod=pod, workload="Job/export", t=t, final=True,
                      values={"lifetime_s": lifetime})  # fmt: skip
     p.first_seen = t
     p.destinations = [dest]
+    p.destination_bytes = {dest: [sent, got]}
     return p
 
 
@@ -49,6 +51,11 @@ def test_what_is_not_a_campaign() -> None:
     _start(c)
     # a destination the namespace used from its first hours (CI runners and GitHub)
     assert all(c.observe(_short(f"r-{i}", T + i, "github.com")) is None for i in range(9))
+    # builds pulling from a mirror the namespace had not used before: they receive
+    assert all(
+        c.observe(_short(f"b-{i}", T + i, "deb.debian.org", sent=2_000_000, got=9e8)) is None
+        for i in range(9)
+    )
     # long-lived pods polling a new endpoint
     assert all(
         c.observe(_short(f"l-{i}", T + i, "api.segment.io", lifetime=3 * 86400)) is None

@@ -223,6 +223,7 @@ class FeatureBuilder:
         end_reason: str,
     ) -> Profile:
         events = sorted(events, key=_event_order)
+        traffic = self._traffic(events)
         values: dict[str, float] = {}
         values.update(self._lifecycle(state, final))
         values.update(self._activity(state, events))
@@ -257,13 +258,8 @@ class FeatureBuilder:
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
             evidence=_evidence(state, events, final),
-            destinations=sorted(
-                {
-                    _destination(ev)
-                    for ev in events
-                    if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
-                }
-            ),
+            destinations=sorted(traffic),
+            destination_bytes=traffic,
         )
         return profile
 
@@ -386,6 +382,16 @@ class FeatureBuilder:
             ns, set()
         )
         return {"new_image": float(new_image), "new_workload": float(new_workload)}
+
+    def _traffic(self, events: list[Event]) -> dict[str, list[int]]:
+        """Bytes out and in per external destination (sorted by destination)."""
+        out: dict[str, list[int]] = {}
+        for ev in events:
+            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev):
+                pair = out.setdefault(_destination(ev), [0, 0])
+                pair[0] += ev.bytes_out
+                pair[1] += ev.bytes_in
+        return dict(sorted(out.items()))
 
     def _accumulate(self, state: EntityState, row: dict[str, float]) -> dict[str, float]:
         """Add a window to the entity's running totals; the whole life so far.

@@ -65,6 +65,8 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # external destinations (fqdn, else IP) contacted in the window, sorted: what the
     # first-seen memory learns once the window has been scored and did not alert
     destinations: list[str] = msgspec.field(default_factory=list)
+    # per external destination: [bytes out, bytes in] in the window (campaigns: uploads)
+    destination_bytes: dict[str, list[int]] = msgspec.field(default_factory=dict)
     # who created, exec'd into or deleted it in this window (normalised, controllers left
     # out): what the first-seen memory learns as the namespace's known identities
     identities: list[str] = msgspec.field(default_factory=list)
