@@ -359,8 +359,9 @@ class Pipeline:
         self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
         teaches = LearningGate.teaches_memory
         known = [teaches(s.alert is not None or s.folded or s.campaign is not None) for s in scored]
+        released = list(getattr(self.scorer, "released", ()))  # recurred: now the workload's
         self.features.remember(
-            [s.profile for s, ok in zip(scored, known, strict=True) if ok],
+            [s.profile for s, ok in zip(scored, known, strict=True) if ok] + released,
             paged=[s.profile for s, ok in zip(scored, known, strict=True) if not ok],
         )
         alerts = [a for s in scored for a in (s.alert, s.campaign) if a is not None]

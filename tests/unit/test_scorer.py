@@ -12,6 +12,7 @@ from scoring_fixtures import ATTACK_VALUES, benign_values, make_profile, quick_s
 from churnguard.config import NamespaceOverride
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.detectors import make_detector
+from churnguard.scoring.learning import RELEASE_GUARDED_AFTER_S
 from churnguard.scoring.scorer import LEARNING, Scorer
 from churnguard.store import load_bundle, save_bundle
 
@@ -150,9 +151,9 @@ def test_an_entity_that_alerted_teaches_nothing_later_in_its_life() -> None:
     out = scorer.score([quiet])
     assert out[0].alert is None
     assert scorer.hierarchy.baselines["wl:shop/Deployment/web:pod"].n_learned == before
-    # the quiet row waits for a release; the attack row hit a guard and never will
     assert [p.entity.pod for p in scorer.gate.withheld["wl:shop/Deployment/web:pod"]] == [
-        "web-hijacked"
+        "web-hijacked",
+        "web-hijacked",
     ]
 
 
@@ -176,9 +177,9 @@ def test_withheld_rows_are_learned_once_distinct_entities_of_a_workload_recur() 
     assert scorer.hierarchy.baselines[key].n_learned == before + 3
 
 
-def test_rows_that_hit_a_guard_are_never_released_by_repetition() -> None:
-    """Issue 13: a new Deployment whose every replica ships an archive to a new host must
-    not teach its own baseline that this is normal."""
+def test_rows_that_hit_a_guard_are_released_only_after_hours_of_recurrence() -> None:
+    """Issue 13: a new Deployment whose replicas ship an archive to a new host in its first
+    hours must not teach its own baseline that this is normal by repeating it."""
     scorer = _trained(quick_settings(release_after_entities=2))
     key = "wl:shop/Deployment/web:pod"
     before = scorer.hierarchy.baselines[key].n_learned
@@ -186,7 +187,11 @@ def test_rows_that_hit_a_guard_are_never_released_by_repetition() -> None:
         out = scorer.score([_attack(600.0 + i)])[0]
         assert out.alert is not None and out.withheld
     assert scorer.hierarchy.baselines[key].n_learned == before
+    assert len(scorer.gate.withheld[key]) == 4
+    scorer.score([_attack(600.0 + RELEASE_GUARDED_AFTER_S)])  # still recurring hours later
     assert key not in scorer.gate.withheld
+    assert scorer.hierarchy.baselines[key].n_learned == before + 5
+    assert len(scorer.released) == 5  # the pipeline teaches the first-seen memory these
 
 
 def test_one_entity_alerting_every_window_pages_once_per_incident() -> None:

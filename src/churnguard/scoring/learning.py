@@ -16,10 +16,14 @@ normal. The gate stands between scoring and learning (the idea of river's
 * **Released**: withheld rows wait per controller-owned workload and are learned once
   ``release_after_entities`` distinct entities of that workload produced them (a CronJob
   whose every run now reads more objects): behaviour that recurs on separate runs of one
-  controller is the workload's own. Rows that hit a guard never wait for release: a guard
-  names a pattern no repetition makes benign (an archive shipped to a new destination by
-  every replica of a new Deployment is a campaign, not a habit). Bare pods and instances
-  never release: whoever holds the credentials can make them again and again.
+  controller is the workload's own. When a guard held for any of them, they must also span
+  ``RELEASE_GUARDED_AFTER_S`` (6 h) of event time: a new hourly log archiver shipping to a
+  bucket its namespace never used becomes normal after a few hours of runs, a burst of
+  replicas shipping archives to a new host in a new Deployment's first hours does not.
+  Released rows also teach the first-seen memory (their destinations, images, owners,
+  identities), or the archiver's bucket would stay "new" and page on every run. Bare pods
+  and instances never release: whoever holds the credentials can make them again and
+  again.
 * **Quarantined**: rows of a bare pod or an instance created by a person are held until
   that entity ends, and learned then only if nothing of its life was withheld: a person's
   one-off pod or instance enters a baseline only once its whole story is known.
@@ -48,6 +52,9 @@ from churnguard.scoring.baselines import SHARE_WARMUP, Baseline, baseline_keys
 WITHHELD_ROWS = 64  # withheld rows kept per workload (oldest dropped)
 QUARANTINE_ROWS = 64  # rows kept per quarantined entity (oldest dropped)
 QUARANTINE_ENTITIES = 10_000  # quarantined entities at most (oldest entity dropped)
+# withheld rows of a workload that include a guard hit are released only once they span
+# this much event time (besides coming from release_after_entities distinct entities)
+RELEASE_GUARDED_AFTER_S = 6 * 3600.0
 PERSON = "person"
 
 
@@ -57,6 +64,7 @@ class GateState(msgspec.Struct):
     withheld: dict[str, list[Profile]]
     quarantine: dict[str, list[Profile]]
     spoiled: list[str]
+    guarded: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,7 @@ class LearningGate:
         # entity key -> rows of a person's bare pod or instance, until it ends
         self.quarantine: dict[str, deque[Profile]] = {}
         self.spoiled: set[str] = set()  # quarantined entities with a withheld row
+        self.guarded: set[str] = set()  # workload keys whose withheld rows include a guard hit
 
     def decide(
         self,
@@ -108,9 +117,9 @@ class LearningGate:
             return self._quarantine(profile, entity, suspect)
         if not suspect:
             return Verdict(True, [], False)
-        if guarded or not judged:
+        if not judged:
             return Verdict(False, [], True)
-        return Verdict(False, self._withhold(profile), True)
+        return Verdict(False, self._withhold(profile, guarded), True)
 
     def _quarantine(self, profile: Profile, entity: str, suspect: bool) -> Verdict:
         if suspect:
@@ -130,8 +139,8 @@ class LearningGate:
         self.spoiled.discard(entity)
         return Verdict(False, held if quiet else [], suspect)
 
-    def _withhold(self, profile: Profile) -> list[Profile]:
-        """Hold a suspect row back; the workload's held rows once enough entities recur."""
+    def _withhold(self, profile: Profile, guarded: bool) -> list[Profile]:
+        """Hold a suspect row back; the workload's held rows once they recur enough."""
         if profile.entity.kind != "pod" or not profile.entity.workload:
             return []  # no controller to vouch for a recurrence: never learned
         key = baseline_keys(profile)[0]
@@ -139,9 +148,15 @@ class LearningGate:
         if rows is None:
             rows = self.withheld[key] = deque(maxlen=WITHHELD_ROWS)
         rows.append(profile)
+        if guarded:
+            self.guarded.add(key)
         if len({r.entity.key() for r in rows}) < self.settings.release_after_entities:
             return []
+        span = rows[-1].window_end - rows[0].window_start
+        if key in self.guarded and span < RELEASE_GUARDED_AFTER_S:
+            return []  # a guard's pattern must recur for hours, not one burst of replicas
         del self.withheld[key]
+        self.guarded.discard(key)
         return list(rows)
 
     def admits(self, b: Baseline, workload: str) -> bool:
@@ -168,12 +183,14 @@ class LearningGate:
             withheld={k: list(v) for k, v in sorted(self.withheld.items())},
             quarantine={k: list(v) for k, v in self.quarantine.items()},
             spoiled=sorted(self.spoiled),
+            guarded=sorted(self.guarded),
         )
 
     def load(self, state: GateState) -> None:
         self.withheld = {k: deque(v, maxlen=WITHHELD_ROWS) for k, v in state.withheld.items()}
         self.quarantine = {k: deque(v, maxlen=QUARANTINE_ROWS) for k, v in state.quarantine.items()}
         self.spoiled = set(state.spoiled)
+        self.guarded = set(state.guarded)
 
 
 def quarantined(profile: Profile) -> bool:

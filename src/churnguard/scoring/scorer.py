@@ -92,6 +92,7 @@ class Scorer:
         self.thresholds = Thresholds(settings)
         self.gate = LearningGate(settings.scoring)
         self.campaigns = Campaigns()
+        self.released: list[Profile] = []  # rows the last batch released from withholding
         self.incidents = Incidents()  # live entities that alerted: what they were paged for
         self.model_version = f"{settings.scoring.detector}:online"
         if bundle is not None:
@@ -120,6 +121,7 @@ class Scorer:
     # ---- scoring -----------------------------------------------------------------------------
     def score(self, profiles: list[Profile]) -> list[Scored]:
         """Score, threshold, guard and explain a batch, then learn from its quiet rows."""
+        self.released = []
         if not profiles:
             return []
         spec = self.spec
@@ -187,6 +189,7 @@ class Scorer:
         for ns in sorted(observed):
             owners, values = zip(*observed[ns], strict=True)
             self.thresholds.observe(ns, values, owners)
+        self.released = released
         learn = [profiles[i] for i in quiet] + released
         if learn:
             # this batch's rows are already in both views; only released rows need them
