@@ -173,3 +173,20 @@ def test_built_alert_is_reproducible_data_in_event_time() -> None:
     assert msgspec.json.decode(msgspec.json.encode(a), type=Alert) == a
     table = render_table([a])
     assert a.alert_id in table and "shop/web-1" in table and "HIGH" in table
+
+
+def test_a_campaign_alert_lists_its_members_and_says_why() -> None:
+    from churnguard.alerts.alert import campaign_alert
+    from churnguard.profiling.profile import EntityRef
+
+    p = make_profile(pod="x-4", values={"archive_writes": 1.0, "egress_external_bytes": 9e6})
+    base = build_alert(p, score=0.3, threshold=0.93, level="namespace", baseline_key="ns:shop:pod",
+                       top=_top("archive_writes"), spec=SPEC, rules=[], rule_techniques=[],
+                       model_version="t")  # fmt: skip
+    members = [EntityRef(kind="pod", namespace="shop", pod=f"x-{i}") for i in range(1, 5)]
+    c = campaign_alert(base, "shop|files-drop.cc", members)
+    assert c.alert_id != base.alert_id and c.severity == "high"
+    assert c.entity_keys() == ["shop/x-4", "shop/x-1", "shop/x-2", "shop/x-3"]
+    assert "4 short-lived pods in shop sent to files-drop.cc" in c.summary
+    assert "files-drop.cc" in c.technique_evidence["T1041"][-1]
+    assert "campaign of 4" in render_table([c])

@@ -362,6 +362,7 @@ def campaign_alert(alert: Alert, key: str, members: list[EntityRef]) -> Alert:
         techniques=list(facts),
         technique_evidence=facts,
         response=response_for(list(facts)),
+        severity="high",  # several pods uploading to one host new to the namespace
         campaign=key,
         members=members,
     )
@@ -382,8 +383,11 @@ def render_table(alerts: list[Alert], *, width: int = 110) -> str:
     for a in sorted(alerts, key=lambda a: (order.get(a.severity, 9), a.emitted_at, a.alert_id)):
         lines.append("─" * width)
         lines.append(f"{a.severity.upper():<8} {a.emitted_at}  {a.summary}"[:width])
+        judged = f"score {a.score:.3f} > {a.threshold:.3f}"
+        if a.campaign:  # the row itself may be below its bar: the campaign is the signal
+            judged = f"campaign of {len(a.members)}, row score {a.score:.3f} vs {a.threshold:.3f}"
         lines.append(
-            f"         id {a.alert_id}  score {a.score:.3f} > {a.threshold:.3f}"
+            f"         id {a.alert_id}  {judged}"
             f"  baseline {a.baseline.level}:{a.baseline.key}  {' '.join(a.techniques)}"[:width]
         )
         if a.rules:
