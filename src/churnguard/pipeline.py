@@ -37,6 +37,7 @@ from churnguard.profiling.floods import Flood, FloodMonitor
 from churnguard.profiling.profile import Profile
 from churnguard.profiling.schedule import TICK_S, EmissionSchedule, tick_floor, tick_of
 from churnguard.profiling.spec import FeatureSpec, load_spec
+from churnguard.scoring.learning import LearningGate
 
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
@@ -432,11 +433,15 @@ class Pipeline:
             return Output(profiles=profiles)
         scored = self.scorer.score(profiles)
         self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
+        teaches = LearningGate.teaches_memory
+        known = [teaches(s.alert is not None or s.folded or s.campaign is not None) for s in scored]
+        released = list(getattr(self.scorer, "released", ()))  # recurred: now the workload's
         self.features.remember(
-            [s.profile for s in scored if s.alert is None and not s.folded],
-            paged=[s.profile for s in scored if s.alert is not None or s.folded],
+            [s.profile for s, ok in zip(scored, known, strict=True) if ok] + released,
+            paged=[s.profile for s, ok in zip(scored, known, strict=True) if not ok],
         )
-        return Output(alerts=[s.alert for s in scored if s.alert is not None], scored=scored)
+        alerts = [a for s in scored for a in (s.alert, s.campaign) if a is not None]
+        return Output(alerts=alerts, scored=scored)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -21,7 +21,9 @@ from churnguard.alerts.alert import (
     techniques_for,
 )
 from churnguard.profiling.profile import Evidence
-from churnguard.profiling.spec import FeatureSpec
+from churnguard.profiling.spec import FeatureSpec, load_spec
+
+SPEC = load_spec()  # read-only; the tests that build alerts by hand share it
 
 
 def _top(*features: str) -> list[FeatureExplanation]:
@@ -51,20 +53,46 @@ def test_alert_id_is_deterministic_and_sensitive_to_entity_window_and_spec() -> 
     assert len({alert_id(p), *(alert_id(o) for o in others)}) == 5
 
 
-def test_techniques_follow_the_dominant_features_strategies(spec: FeatureSpec) -> None:
-    quiet = make_profile()
-    assert techniques_for(quiet, _top("archive_writes"), spec, []) == ["T1560.002"]
-    assert techniques_for(quiet, _top("repo_reads", "api_list"), spec, []) == ["T1213"]
-    assert techniques_for(quiet, _top("beacon_regularity"), spec, []) == ["T1071"]
-    deleted = make_profile(values={"deleted_by_person": 1.0})
-    assert techniques_for(deleted, _top("lifetime_s"), spec, []) == ["T1578.003", "T1070"]
-    exfil = make_profile(values={"new_destinations": 1.0, "egress_external_bytes": 9e7})
-    assert techniques_for(exfil, _top("archive_bytes"), spec, []) == ["T1560.002", "T1041"]
+def test_techniques_follow_the_dominant_features_strategies_when_evidence_backs_them() -> None:
+    archive = make_profile(values={"archive_writes": 1.0, "archive_bytes": 5e7})
+    assert list(techniques_for(archive, _top("archive_writes"), SPEC, [])) == ["T1560.002"]
+    reads = make_profile(values={"repo_reads": 4.0, "distinct_objects_read": 30.0})
+    assert list(techniques_for(reads, _top("repo_reads", "api_list"), SPEC, [])) == ["T1213"]
+    beacon = make_profile(values={"beacon_regularity": 0.97})
+    assert list(techniques_for(beacon, _top("beacon_regularity"), SPEC, [])) == ["T1071"]
+    deleted = make_profile(
+        values={"deleted_by_person": 1.0, "lifetime_s": 120.0, "exec_to_delete_s": 30.0},
+        final=True,
+        deleted_by="erin@corp.example",
+        deleter_kind="person",
+    )
+    backed = techniques_for(deleted, _top("lifetime_s"), SPEC, [])
+    assert list(backed) == ["T1578.003", "T1070"]
+    assert "erin@corp.example" in backed["T1578.003"][0] and "30 s after" in backed["T1578.003"][0]
+    exfil = make_profile(
+        values={"archive_writes": 1.0, "new_destinations": 1.0, "egress_external_bytes": 9e7}
+    )
+    backed = techniques_for(exfil, _top("archive_bytes"), SPEC, [])
+    assert list(backed) == ["T1560.002", "T1041"]
+    assert "new to the namespace" in backed["T1041"][0]
     # guard techniques are added, duplicates dropped, order kept
-    assert techniques_for(quiet, _top("archive_writes"), spec, ["T1560.002", "T1071"]) == [
+    both = make_profile(values={"archive_writes": 1.0, "beacon_regularity": 0.9})
+    assert list(techniques_for(both, _top("archive_writes"), SPEC, ["T1560.002", "T1071"])) == [
         "T1560.002",
         "T1071",
     ]
+
+
+def test_no_technique_without_its_evidence() -> None:
+    """Issue 13: T1560.002 and T1041 were tagged on alerts with no archive and no egress."""
+    quiet = make_profile(values={"egress_external_bytes": 9e7})
+    assert techniques_for(quiet, _top("archive_bytes"), SPEC, ["T1560.002"]) == {}
+    # egress with no archive backs no T1041, a live pod no T1578.003
+    live = make_profile(values={"lifetime_s": 60.0, "egress_external_bytes": 9e7})
+    assert techniques_for(live, _top("lifetime_s", "egress_bytes"), SPEC, []) == {}
+    # moved by context features only: every evidenced technique is named, with its reason
+    reads = make_profile(values={"secret_reads": 3.0})
+    assert techniques_for(reads, _top("new_image"), SPEC, []) == {"T1213": ["3 secret reads"]}
 
 
 def test_raw_percentiles_count_ties_half() -> None:
@@ -155,3 +183,20 @@ def test_built_alert_is_reproducible_data_in_event_time(spec: FeatureSpec) -> No
     table = render_table([guarded])
     assert "raised by guard rule exec-then-delete-by-person" in table
     assert "0.000 >" not in table
+
+
+def test_a_campaign_alert_lists_its_members_and_says_why() -> None:
+    from churnguard.alerts.alert import campaign_alert
+    from churnguard.profiling.profile import EntityRef
+
+    p = make_profile(pod="x-4", values={"archive_writes": 1.0, "egress_external_bytes": 9e6})
+    base = build_alert(p, score=0.3, threshold=0.93, level="namespace", baseline_key="ns:shop:pod",
+                       top=_top("archive_writes"), spec=SPEC, rules=[], rule_techniques=[],
+                       model_version="t")  # fmt: skip
+    members = [EntityRef(kind="pod", namespace="shop", pod=f"x-{i}") for i in range(1, 5)]
+    c = campaign_alert(base, "shop|files-drop.cc", members)
+    assert c.alert_id != base.alert_id and c.severity == "high"
+    assert c.entity_keys() == ["shop/x-4", "shop/x-1", "shop/x-2", "shop/x-3"]
+    assert "4 short-lived pods in shop sent to files-drop.cc" in c.summary
+    assert "files-drop.cc" in c.technique_evidence["T1041"][-1]
+    assert "campaign of 4" in render_table([c])

@@ -18,6 +18,7 @@ from churnguard.scoring.baselines import (
     workload_of,
 )
 from churnguard.scoring.detectors import make_detector
+from churnguard.scoring.learning import LearningGate
 
 SPEC = load_spec()
 
@@ -68,8 +69,9 @@ def test_keys_per_kind_and_owner_fallback() -> None:
 
 
 def _learn(h: Hierarchy, profiles: list) -> None:
+    """Learn as the scorer does: through the learning gate's share cap."""
     raw = SPEC.matrix([p.values for p in profiles])
-    h.learn(profiles, SPEC.transform(raw), raw)
+    h.learn(profiles, SPEC.transform(raw), raw, LearningGate(h.settings).admits)
 
 
 def _rows(n: int, *, ns: str = "shop", workload: str = "Deployment/web", t0: float = 0.0):

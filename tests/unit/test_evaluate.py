@@ -277,3 +277,33 @@ def test_parallel_runs_give_the_serial_reports() -> None:
     assert msgspec.json.encode(parallel) == msgspec.json.encode(serial)
     assert [list(r) for r in parallel] == [list(systems)] * 2
     assert any(r["static rules"].alerts for r in parallel)  # not two empty runs agreeing
+
+
+def test_recall_per_scenario_and_false_alerts_per_benign_kind_per_day() -> None:
+    labels = [pod_label("shop", "evil-1", "T1213"), instance_label("i-1")]
+    alerts = [
+        alert("shop/evil-1", 900),  # detects the pod label
+        alert("ci/runner-1", 900),
+        alert("ci/runner-1", 1900),  # another false alert on the same CI pod
+        alert("shop/sre-1", 900),
+        alert("shop/unlisted", 900),  # an entity the simulator did not list
+    ]
+    kinds = {"ci/runner-1": "ci-runners", "ci/runner-2": "ci-runners", "shop/sre-1": "sre-debug"}
+    r = evaluate(labels, alerts, benign_entities=3, benign_kinds=kinds, days=2.0)
+    assert {k: (v.detected, v.labels) for k, v in r.by_scenario.items()} == {
+        "attack-x": (1, 1),
+        "attack-instance-evasion": (0, 1),
+    }
+    assert r.by_scenario["attack-x"].recall == 1.0
+    ci = r.by_benign_kind["ci-runners"]
+    assert (ci.entities, ci.false_alerts, ci.per_day, ci.per_1k_entities) == (2, 2, 1.0, 1000.0)
+    assert r.by_benign_kind["sre-debug"].per_day == 0.5
+    assert r.by_benign_kind["other"].false_alerts == 1
+    # pooled over two runs: counts and days add up, rates are recomputed
+    both = pool([r, r])
+    assert both.by_benign_kind["ci-runners"].per_day == 1.0
+    assert both.by_benign_kind["ci-runners"].entities == 4
+    assert both.by_scenario["attack-instance-evasion"].labels == 2
+    table = format_reports({"churnguard": r})
+    assert "scenario attack-instance-evasion" in table and "false/day ci-runners" in table
+    assert "1.00 (2/2)" in table

@@ -90,6 +90,20 @@ def test_short_lived_pod_is_profiled_once_whole() -> None:
     assert p.deleted_by == "mallory" and p.deleter_kind == "person"
     kinds = [e.kind for e in p.evidence]
     assert "pod_delete" in kinds and "pod_exec" in kinds
+    assert p.identities == ["mallory"] and p.creator_kind == "person"
+    assert v["created_by_person"] == 1 and v["new_identity"] == 1
+
+
+def test_an_identity_known_in_the_namespace_is_not_new() -> None:
+    pipe = Pipeline(Settings())
+    run(short_lived_attack(), pipe)  # mallory's first pod: nothing paged (no scorer)
+    later = [
+        msgspec.structs.replace(e, time=e.time + 3600, pod="dbg2" if e.pod else None)
+        for e in short_lived_attack()
+    ]
+    later = [msgspec.structs.replace(e, pod_ip="10.1.2.4") if e.pod_ip else e for e in later]
+    (p,) = run(later, pipe)
+    assert p.values["new_identity"] == 0 and p.values["created_by_person"] == 1
 
 
 def test_runtime_event_without_namespace_is_attributed_by_container_id() -> None:
@@ -130,6 +144,22 @@ def test_long_running_pod_is_profiled_every_window() -> None:
     assert [p.values["egress_bytes"] for p in profiles] == [5000, 5000, 5000, 2000]
     assert profiles[0].entity.workload == "Deployment/api"
     assert all(p.values["lifetime_s"] == 86400.0 for p in profiles)  # not 'short-lived'
+
+
+def test_a_short_life_is_scored_whole_when_it_ends() -> None:
+    """Issue 13: an instance's or pod's story cut into windows must not hide it; when a
+    short-lived entity ends, its final profile carries the whole life's totals."""
+    events = [ev(0, EventKind.POD_CREATE, **pod("job-1"), workload="Job/export-1")]
+    events += [
+        ev(60 * m + 5, EventKind.NET_FLOW, **pod("job-1"), dst_ip="203.0.113.7", bytes_out=1000)
+        for m in range(17)
+    ]
+    events.append(ev(1030, EventKind.POD_DELETE, **pod("job-1"), actor="x", actor_kind="person"))
+    profiles = run(events)
+    assert [p.final for p in profiles] == [False, False, False, True]
+    assert [p.values["egress_external_bytes"] for p in profiles] == [5000, 5000, 5000, 17000]
+    assert profiles[-1].values["lifetime_s"] == 1030
+    assert profiles[-1].values["external_destinations"] == 1  # a distinct count: not summed
 
 
 def test_instance_run_and_terminate_by_one_person() -> None:

@@ -13,6 +13,7 @@ from churnguard.config import NamespaceOverride
 from churnguard.errors import ConfigError
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.detectors import make_detector
+from churnguard.scoring.learning import RELEASE_GUARDED_AFTER_S
 from churnguard.scoring.scorer import LEARNING, Scorer
 from churnguard.store import load_bundle, save_bundle
 
@@ -151,23 +152,47 @@ def test_an_entity_that_alerted_teaches_nothing_later_in_its_life() -> None:
     out = scorer.score([quiet])
     assert out[0].alert is None
     assert scorer.hierarchy.baselines["wl:shop/Deployment/web:pod"].n_learned == before
-    assert [p.entity.pod for p in scorer.withheld["wl:shop/Deployment/web:pod"]] == [
+    assert [p.entity.pod for p in scorer.gate.withheld["wl:shop/Deployment/web:pod"]] == [
         "web-hijacked",
         "web-hijacked",
     ]
+
+
+CHANGED_VALUES = {"lifetime_s": 40_000.0, "api_read": 600.0, "distinct_objects_read": 550.0}
 
 
 def test_withheld_rows_are_learned_once_distinct_entities_of_a_workload_recur() -> None:
     scorer = _trained(quick_settings(release_after_entities=3))
     key = "wl:shop/Deployment/web:pod"
     before = scorer.hierarchy.baselines[key].n_learned
+
+    def changed(t: float):  # the workload now reads far more objects: no guard holds
+        return make_profile(pod=f"web-{int(t)}", t=t, values=CHANGED_VALUES)
+
     for i in range(2):  # two runs of the new behaviour: paged, held back
-        assert scorer.score([_attack(600.0 + i)])[0].alert is not None
+        assert scorer.score([changed(600.0 + i)])[0].alert is not None
     assert scorer.hierarchy.baselines[key].n_learned == before
-    assert len(scorer.withheld[key]) == 2
-    scorer.score([_attack(602.0)])  # the third distinct entity: the workload's own pattern
-    assert key not in scorer.withheld
+    assert len(scorer.gate.withheld[key]) == 2
+    scorer.score([changed(602.0)])  # the third distinct entity: the workload's own pattern
+    assert key not in scorer.gate.withheld
     assert scorer.hierarchy.baselines[key].n_learned == before + 3
+
+
+def test_rows_that_hit_a_guard_are_released_only_after_hours_of_recurrence() -> None:
+    """Issue 13: a new Deployment whose replicas ship an archive to a new host in its first
+    hours must not teach its own baseline that this is normal by repeating it."""
+    scorer = _trained(quick_settings(release_after_entities=2))
+    key = "wl:shop/Deployment/web:pod"
+    before = scorer.hierarchy.baselines[key].n_learned
+    for i in range(4):
+        out = scorer.score([_attack(600.0 + i)])[0]
+        assert out.alert is not None and out.withheld
+    assert scorer.hierarchy.baselines[key].n_learned == before
+    assert len(scorer.gate.withheld[key]) == 4
+    scorer.score([_attack(600.0 + RELEASE_GUARDED_AFTER_S)])  # still recurring hours later
+    assert key not in scorer.gate.withheld
+    assert scorer.hierarchy.baselines[key].n_learned == before + 5
+    assert len(scorer.released) == 5  # the pipeline teaches the first-seen memory these
 
 
 def test_one_entity_alerting_every_window_pages_once_per_incident() -> None:
@@ -187,7 +212,7 @@ def test_bare_pods_and_instances_never_teach_by_repetition() -> None:
         bare = make_profile(pod=f"debug-{i}", workload=None, t=600.0 + i, values=ATTACK_VALUES)
         assert scorer.score([bare])[0].alert is not None
     assert {k: b.n_learned for k, b in scorer.hierarchy.baselines.items()} == before
-    assert scorer.withheld == {}
+    assert scorer.gate.withheld == {}
 
 
 def test_an_unknown_detector_is_refused_when_settings_arrive_not_when_scoring() -> None:

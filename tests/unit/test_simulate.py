@@ -33,7 +33,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, result: SimResu
     other = SimParams(seed=4, hours=PARAMS.hours, namespaces=12, attack_rate=60.0)
     write(generate(other), tmp_path / "c")
     a, b, c = (_dir_bytes(tmp_path / d) for d in "abc")
-    assert set(a) == {*FILES.values(), "labels.jsonl", "summary.json"}
+    assert set(a) == {*FILES.values(), "labels.jsonl", "benign.jsonl", "summary.json"}
     assert a == b
     for name in FILES.values():
         assert a[name] != c[name], name
@@ -360,7 +360,27 @@ def test_scenario_subset_and_unknown_names() -> None:
 def test_attack_minimum_from_six_hours() -> None:
     run = generate(SimParams(seed=11, hours=6, namespaces=8, attack_rate=0.01))
     names = {lab["scenario"] for lab in run.labels}
-    assert {s.name for s in SCENARIOS if s.kind == "attack"} <= names
+    assert {s.name for s in SCENARIOS if s.kind == "attack" and s.mix == "default"} <= names
+
+
+def test_hard_mix_adds_lookalikes_and_adaptive_attacks_each_labelled_with_its_kind() -> None:
+    run = generate(SimParams(seed=11, hours=8, namespaces=10, attack_rate=0.01, mix="hard"))
+    hard = [s for s in SCENARIOS if s.mix == "hard"]
+    assert {s.name for s in hard if s.kind == "attack"} <= {lab["scenario"] for lab in run.labels}
+    kinds = set(run.benign.values())
+    assert {"log-archivers", "ci-exec", "gitops-polling", "node-scale-down"} <= kinds
+    assert run.summary["benign_kinds"] == {k: list(run.benign.values()).count(k) for k in kinds}
+    malicious = {f"{lab['namespace']}/{lab['pod']}" for lab in run.labels if lab["pod"]}
+    assert not malicious & set(run.benign)  # an attacked entity is never a benign one
+    assert sum(run.summary["benign_kinds"].values()) == run.summary["benign_entities"]
+    for fmt, rows in run.records.items():
+        for r in rows:
+            assert not parse_record(orjson.dumps(r)).rejected, fmt
+    # the default mix is unchanged by the hard scenarios' existence
+    default = generate(SimParams(seed=11, hours=8, namespaces=10, attack_rate=0.01))
+    assert not {s.name for s in hard} & set(default.summary["scenarios"])
+    with pytest.raises(ConfigError, match="unknown mix"):
+        generate(SimParams(mix="harder"))
 
 
 def test_cli_writes_files_and_lists_scenarios(tmp_path: Path, capsys) -> None:

@@ -205,6 +205,14 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     response: list[str]
     rules: list[str] = msgspec.field(default_factory=list)  # guard rules that fired
     model_version: str = ""
+    # each id in ``techniques`` -> the facts of the profile that back it
+    technique_evidence: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    campaign: str = ""  # "<namespace>|<destination>" of a campaign alert
+    members: list[EntityRef] = msgspec.field(default_factory=list)  # every entity in it
+
+    def entity_keys(self) -> list[str]:
+        """The entities this alert names: its own, and a campaign's members."""
+        return list(dict.fromkeys([self.entity.key(), *(m.key() for m in self.members)]))
 
 
 def iso(ts: float) -> str:
@@ -221,36 +229,80 @@ def alert_id(profile: Profile) -> str:
 
 def techniques_for(
     profile: Profile, top: list[FeatureExplanation], spec: FeatureSpec, extra: list[str]
-) -> list[str]:
-    """ATT&CK ids from the strategies of the dominant features, plus guard-rule techniques."""
-    found: list[str] = []
+) -> dict[str, list[str]]:
+    """ATT&CK ids the row's evidence backs, each with that evidence, in a stable order.
+
+    Candidates come from the strategies of the dominant features and the guard rules that
+    fired; a candidate stays only when :func:`technique_evidence` finds what justifies it
+    in the profile (an archive written for T1560.002, egress after an archive for T1041,
+    repository or object reads for T1213, a deletion or termination for T1578.003). When
+    the model was moved by context features alone, every technique the evidence backs is
+    named instead, so an alert never carries an id without its reason.
+    """
+    backed = technique_evidence(profile)
+    candidates: list[str] = []
     for item in top:
-        strategy = spec.by_name(item.feature).strategy
-        found.extend(STRATEGY_TECHNIQUES.get(strategy, ()))
-    found.extend(extra)
-    v = profile.values
-    if "T1578.003" in found and (v.get("deleted_by_person") or v.get("deleted_by_other_identity")):
-        found.append("T1070")
-    if (
-        "T1560.002" in found
-        and v.get("new_destinations", 0) > 0
-        and v.get("egress_external_bytes", 0) > 0
-    ):
-        found.append("T1041")
-    if not found:  # anomalous on context features only: name the closest strategy
-        found.extend(_closest_strategy(profile))
-    return list(dict.fromkeys(found))
+        candidates.extend(STRATEGY_TECHNIQUES.get(spec.by_name(item.feature).strategy, ()))
+    candidates.extend(extra)
+    if "T1578.003" in candidates:
+        candidates.append("T1070")
+    if "T1560.002" in candidates:
+        candidates.append("T1041")
+    chosen = [t for t in dict.fromkeys(candidates) if t in backed]
+    if not chosen:
+        chosen = list(backed)
+    return {t: backed[t] for t in chosen}
 
 
-def _closest_strategy(profile: Profile) -> list[str]:
+ARCHIVE_EGRESS_BYTES = 1e6  # egress after an archive counts as its exfiltration from here
+NO_EXEC_S = 86400.0  # exec_to_delete_s at its spec `missing` value: no exec before deletion
+
+
+def technique_evidence(profile: Profile) -> dict[str, list[str]]:
+    """What in the profile backs each technique it could carry (one line per fact)."""
     v = profile.values
-    if v.get("archive_writes", 0) or v.get("egress_external_bytes", 0) > 50e6:
-        return ["T1560.002"]
-    if v.get("repo_reads", 0) or v.get("secret_reads", 0):
-        return ["T1213"]
-    if v.get("new_destinations", 0) or v.get("beacon_regularity", 0) > 0.8:
-        return ["T1071"]
-    return ["T1578.003"]
+    out: dict[str, list[str]] = {}
+    archives, archive_bytes = v.get("archive_writes", 0.0), v.get("archive_bytes", 0.0)
+    egress, new_dest = v.get("egress_external_bytes", 0.0), v.get("new_destinations", 0.0)
+    if archives > 0:
+        out["T1560.002"] = [f"{archives:g} archive(s) written, {_fmt(archive_bytes)}B"]
+    if archives > 0 and egress >= ARCHIVE_EGRESS_BYTES:
+        line = f"{_fmt(egress)}B sent outside the cluster in the archive's window"
+        if new_dest > 0:
+            line += f", to {new_dest:g} destination(s) new to the namespace"
+        out["T1041"] = [line]
+    reads = [
+        f"{v[name]:g} {what}"
+        for name, what in (
+            ("repo_reads", "repository reads"),
+            ("distinct_objects_read", "distinct objects read"),
+            ("secret_reads", "secret reads"),
+        )
+        if v.get(name, 0.0) > 0
+    ]
+    if reads:
+        out["T1213"] = reads
+    if profile.final and (profile.deleted_by or profile.end_reason in ("deleted", "terminated")):
+        life = v.get("lifetime_s")
+        ended = "terminated" if profile.entity.kind == "instance" else "deleted"
+        line = f"{ended} by {profile.deleted_by or '?'} ({profile.deleter_kind or '?'})"
+        if life is not None:
+            line += f" {life / 60:.1f} min after creation"
+        gap = v.get("exec_to_delete_s")
+        if gap is not None and gap < NO_EXEC_S:
+            line += f", {gap:.0f} s after the last exec"
+        out["T1578.003"] = [line]
+        if v.get("deleted_by_person") or v.get("deleted_by_other_identity"):
+            out["T1070"] = [f"removed by a {profile.deleter_kind} identity, not its controller"]
+    regularity = v.get("beacon_regularity", 0.0)
+    c2 = []
+    if regularity > 0:
+        c2.append(f"connections to a rare destination at regularity {regularity:.2f}")
+    if new_dest > 0:
+        c2.append(f"{new_dest:g} external destination(s) new to the namespace")
+    if c2:
+        out["T1071"] = c2
+    return out
 
 
 def severity_for(score: float, threshold: float, rules: list[str]) -> str:
@@ -288,7 +340,7 @@ def summary_line(profile: Profile, techniques: list[str]) -> str:
         what = f"container {''.join(e.container_ids[:1])} on node {e.node} (no pod)"
     else:
         what = f"pod {e.namespace}/{e.pod}"
-    how = ", ".join(TECHNIQUE_NAMES.get(t, t) for t in techniques[:2])
+    how = ", ".join(TECHNIQUE_NAMES.get(t, t) for t in techniques[:2]) or "unusual behaviour"
     ended = ""
     if profile.final and profile.deleted_by:
         ended = f"; deleted by {profile.deleted_by} ({profile.deleter_kind})"
@@ -308,7 +360,8 @@ def build_alert(
     rule_techniques: list[str],
     model_version: str,
 ) -> Alert:
-    techniques = techniques_for(profile, top, spec, rule_techniques)
+    backed = techniques_for(profile, top, spec, rule_techniques)
+    techniques = list(backed)
     return Alert(
         alert_id=alert_id(profile),
         summary=summary_line(profile, techniques),
@@ -327,6 +380,32 @@ def build_alert(
         response=response_for(techniques),
         rules=rules,
         model_version=model_version,
+        technique_evidence=backed,
+    )
+
+
+def campaign_alert(alert: Alert, key: str, members: list[EntityRef]) -> Alert:
+    """The alert of the profile that completed (or joined) a campaign, as a campaign alert:
+    its own id (the member count is in it, so each update is a distinct record), every
+    member in ``members`` and the destination in the summary."""
+    ns, _, dest = key.partition("|")
+    basis = f"campaign|{key}|{len(members)}|{alert.alert_id}"
+    names = ", ".join(m.pod or m.key() for m in members[:6])
+    more = f" and {len(members) - 6} more" if len(members) > 6 else ""
+    facts = dict(alert.technique_evidence)
+    facts.setdefault("T1041", []).append(
+        f"{len(members)} short-lived pods of {ns} sent to {dest}, new to the namespace"
+    )
+    return msgspec.structs.replace(
+        alert,
+        alert_id=hashlib.sha256(basis.encode()).hexdigest()[:24],
+        summary=f"campaign: {len(members)} short-lived pods in {ns} sent to {dest} ({names}{more})",
+        techniques=list(facts),
+        technique_evidence=facts,
+        response=response_for(list(facts)),
+        severity="high",  # several pods uploading to one host new to the namespace
+        campaign=key,
+        members=members,
     )
 
 
@@ -377,7 +456,9 @@ def _fmt(value: float) -> str:
 
 
 def _raised_by(a: Alert) -> str:
-    """What raised the alert: the score over its threshold, or the guard rules that fired."""
+    """What raised the alert: a campaign, the score over its threshold, or the guard rules."""
+    if a.campaign:  # the row itself may be below its bar: the campaign is the signal
+        return f"campaign of {len(a.members)}, row score {a.score:.3f} vs {a.threshold:.3f}"
     if a.score > a.threshold:
         return f"score {a.score:.3f} > threshold {a.threshold:.3f}"
     return f"raised by guard rule {', '.join(a.rules) or '?'} (score {a.score:.3f})"
@@ -396,6 +477,8 @@ def render_table(alerts: list[Alert], *, width: int = 110) -> str:
         )
         if a.rules and a.score > a.threshold:
             lines.append(f"         guard rules also fired: {', '.join(a.rules)}"[:width])
+        for technique, facts in a.technique_evidence.items():
+            lines.append(f"         {technique}: {'; '.join(facts)}"[:width])
         for x in a.explanation[:4]:
             lines.append(
                 f"         · {x.feature:<24} {_fmt(x.observed):>8}   baseline median"

@@ -9,13 +9,15 @@ Two ways in:
       entities, --capture (replay --capture) per 1,000 benign profiles after learning.
 
   churnguard evaluate --simulate [--seed N ...] [--hours H] [--namespaces N]
-                      [--scenario NAME ...] [--attack-rate R] [--config cfg.toml]
-                      [--model DIR] [--jobs N] [--json] [--details]
+                      [--scenario NAME ...] [--mix hard] [--attack-rate R]
+                      [--config cfg.toml] [--model DIR] [--jobs N] [--json] [--details]
       simulate a labelled run per seed, replay the same files through churnguard as
-      configured, one cluster-wide model, river HalfSpaceTrees with its defaults and the
-      static rules, and print them side by side (per seed, then pooled over the seeds).
-      Seeds and systems run in parallel (--jobs, default one worker per core).
-      churnguard starts from empty baselines unless --model names a bundle to evaluate.
+      configured, one cluster-wide model, river HalfSpaceTrees with its defaults, a plain
+      scikit-learn IsolationForest (one cluster-wide model) and the static rules, and print
+      them side by side (per seed, then pooled over the seeds): recall per technique and per
+      attack scenario, false alerts per benign kind per simulated day. Seeds and systems run
+      in parallel (--jobs, default one worker per core). churnguard starts from empty
+      baselines unless --model names a bundle to evaluate.
 
 --report DIR (either way) also writes DIR/index.html: the numbers side by side, recall per
 scenario, false alerts per benign kind, churnguard's scores and thresholds per namespace
@@ -39,6 +41,7 @@ from churnguard.errors import ConfigError
 from churnguard.offline.evaluate import (
     CHURNGUARD,
     CLUSTER_WIDE,
+    PLAIN_IFOREST,
     RIVER_HST,
     STATIC_RULES,
     SYSTEMS,
@@ -62,6 +65,7 @@ SYSTEM_FLAGS = {
     "churnguard": CHURNGUARD,
     "cluster": CLUSTER_WIDE,
     "hst": RIVER_HST,
+    "iforest": PLAIN_IFOREST,
     "rules": STATIC_RULES,
 }
 
@@ -101,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         default=[],
         help="run only these scenarios (default all; see simulate --list-scenarios)",
+    )
+    sim.add_argument(
+        "--mix",
+        choices=("default", "hard"),
+        default="default",
+        help="scenario mix (default, or hard: benign look-alikes and adaptive attacks)",
     )
     sim.add_argument(
         "--attack-rate",
@@ -225,6 +235,7 @@ def _simulated(args: argparse.Namespace, seen: Measured) -> dict[str, dict[str, 
             namespaces=args.namespaces,
             attack_rate=args.attack_rate,
             scenarios=tuple(args.scenario),
+            mix=args.mix,
         )
         for seed in seeds
     ]

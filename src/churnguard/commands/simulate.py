@@ -15,7 +15,7 @@ from contextlib import closing
 
 from churnguard.errors import ConfigError
 from churnguard.offline.progress import Progress
-from churnguard.simulate import DEFAULT_START, SCENARIOS, SimParams, generate, write
+from churnguard.simulate import DEFAULT_START, MIXES, SCENARIOS, SimParams, generate, write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only these scenarios (repeatable; default all)",
     )
     parser.add_argument("--namespaces", type=int, default=20, help="namespaces (default 20)")
+    parser.add_argument(
+        "--mix",
+        choices=MIXES,
+        default="default",
+        help="scenario mix when no --scenario is given: default, or hard (adds benign"
+        " look-alikes and adaptive attacks; see docs/scenarios.md)",
+    )
     parser.add_argument(
         "--pods-per-hour",
         type=float,
@@ -64,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(s.name) for s in SCENARIOS)
         for s in SCENARIOS:
             tag = s.technique or "benign"
-            print(f"{s.name:<{width}}  {tag:<17}  {s.summary}")
+            mix = "(hard) " if s.mix == "hard" else ""
+            print(f"{s.name:<{width}}  {tag:<17}  {mix}{s.summary}")
         return 0
     if not args.out:
         raise ConfigError("--out DIR is required (or --list-scenarios)")
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         pods_per_hour=args.pods_per_hour,
         attack_rate=args.attack_rate,
         scenarios=tuple(name for group in args.scenario for name in group),
+        mix=args.mix,
     )
     with closing(Progress("simulate", args.hours, quiet=args.quiet, unit="h")) as bar:
         result = generate(params, on_time=lambda seconds: bar.to(round(seconds / 3600, 2)))

@@ -63,8 +63,10 @@ _T = TypeVar("_T")
 CHURNGUARD = "churnguard"
 CLUSTER_WIDE = "cluster-wide model"
 RIVER_HST = "river HST defaults"
+PLAIN_IFOREST = "plain IsolationForest"
 STATIC_RULES = "static rules"
-SYSTEMS = (CHURNGUARD, CLUSTER_WIDE, RIVER_HST, STATIC_RULES)
+SYSTEMS = (CHURNGUARD, CLUSTER_WIDE, RIVER_HST, PLAIN_IFOREST, STATIC_RULES)
+OTHER_KIND = "other"  # a benign entity the simulator did not list (files mode)
 
 
 class Label(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -94,6 +96,16 @@ class TechniqueResult(msgspec.Struct, kw_only=True):
     labels: int
     detected: int
     recall: float | None
+
+
+class KindResult(msgspec.Struct, kw_only=True):
+    """False alerts on one benign kind (``benign.jsonl``: the scenario behind an entity)."""
+
+    entities: int  # benign entities of this kind in the measured period
+    false_alerts: int
+    days: float  # measured simulated days
+    per_day: float | None = None
+    per_1k_entities: float | None = None
 
 
 class Miss(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -146,6 +158,8 @@ class Report(msgspec.Struct, kw_only=True):
     delays_s: list[float]
     missed: list[Miss]
     false_entities: list[FalseEntity]
+    by_scenario: dict[str, TechniqueResult] = msgspec.field(default_factory=dict)
+    by_benign_kind: dict[str, KindResult] = msgspec.field(default_factory=dict)
 
 
 # ---- reading files ---------------------------------------------------------------------------
@@ -213,11 +227,15 @@ def evaluate(
     benign_entities: int | None = None,
     scored: Iterable[_ScoredLike] | None = None,
     learning_levels: Sequence[str] = ("learning",),
+    benign_kinds: Mapping[str, str] | None = None,
+    days: float = 1.0,
 ) -> Report:
     """Score alerts against labels (and, given the scored rows, per benign profile).
 
     ``labels`` may be simulator dicts (``SimResult.labels``) or :class:`Label` rows.
     ``learning_levels`` are the baseline levels that do not count as "after learning".
+    ``benign_kinds`` maps each benign entity of the measured period (``EntityRef.key()``)
+    to its kind: false alerts are then also counted per kind, per one of ``days``.
     """
     labs = _as_labels(labels)
     by_key: dict[str, list[Label]] = defaultdict(list)
@@ -231,15 +249,17 @@ def evaluate(
     first: dict[int, float] = {}  # id(label) -> earliest matching alert window end
     false: list[Alert] = []
     for a in unique:
-        hit = matches(a.entity.key(), a.window.end)
+        hit = [lid for key in a.entity_keys() for lid in matches(key, a.window.end)]
         for lid in hit:
             first[lid] = min(first.get(lid, a.window.end), a.window.end)
         if not hit:
             false.append(a)
 
     techniques: dict[str, list[bool]] = defaultdict(list)
+    scenarios: dict[str, list[bool]] = defaultdict(list)
     for lab in labs:
         techniques[lab.technique].append(id(lab) in first)
+        scenarios[lab.scenario or "-"].append(id(lab) in first)
     delays = sorted(round(first[id(lab)] - lab.start, 3) for lab in labs if id(lab) in first)
 
     missed = [Miss(label=lab) for lab in labs if id(lab) not in first]
@@ -270,7 +290,24 @@ def evaluate(
         delays=delays,
         missed=missed,
         false_entities=_false_entities(false),
+        by_scenario={
+            name: TechniqueResult(labels=len(h), detected=sum(h), recall=None)
+            for name, h in sorted(scenarios.items())
+        },
+        by_benign_kind=_by_kind(false, benign_kinds, days) if benign_kinds is not None else {},
     )
+
+
+def _by_kind(false: list[Alert], kinds: Mapping[str, str], days: float) -> dict[str, KindResult]:
+    """False alerts per benign kind: the unit the issue-13 targets are stated in."""
+    out = {
+        kind: KindResult(entities=n, false_alerts=0, days=days)
+        for kind, n in sorted(Counter(kinds.values()).items())
+    }
+    for a in false:
+        kind = kinds.get(a.entity.key(), OTHER_KIND)
+        out.setdefault(kind, KindResult(entities=0, false_alerts=0, days=days)).false_alerts += 1
+    return out
 
 
 def _closest(missed: list[Miss], rows: list[_ScoredLike]) -> None:
@@ -301,10 +338,15 @@ def _derive(
     delays: list[float],
     missed: list[Miss],
     false_entities: list[FalseEntity],
+    by_scenario: dict[str, TechniqueResult],
+    by_benign_kind: dict[str, KindResult],
 ) -> Report:
     """The rates from the counts: one place, shared by :func:`evaluate` and :func:`pool`."""
-    for t in by_technique.values():
+    for t in [*by_technique.values(), *by_scenario.values()]:
         t.recall = _ratio(t.detected, t.labels)
+    for k in by_benign_kind.values():
+        k.per_day = k.false_alerts / k.days if k.days > 0 else None
+        k.per_1k_entities = _ratio(k.false_alerts, k.entities, 1000.0)
     true_alerts = alerts - false_alerts
     return Report(
         labels=labels,
@@ -328,6 +370,8 @@ def _derive(
         delays_s=delays,
         missed=missed,
         false_entities=false_entities,
+        by_scenario=by_scenario,
+        by_benign_kind=by_benign_kind,
     )
 
 
@@ -361,16 +405,27 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
 
 def pool(reports: Sequence[Report]) -> Report:
     """Several runs (seeds) as one: counts summed, rates recomputed from the sums."""
-    techniques: dict[str, TechniqueResult] = {}
+
+    def summed(get: Callable[[Report], dict[str, TechniqueResult]]) -> dict[str, TechniqueResult]:
+        out: dict[str, TechniqueResult] = {}
+        for r in reports:
+            for t, res in get(r).items():
+                acc = out.setdefault(t, TechniqueResult(labels=0, detected=0, recall=None))
+                acc.labels += res.labels
+                acc.detected += res.detected
+        return dict(sorted(out.items()))
+
+    kinds: dict[str, KindResult] = {}
     for r in reports:
-        for t, res in r.by_technique.items():
-            acc = techniques.setdefault(t, TechniqueResult(labels=0, detected=0, recall=None))
-            acc.labels += res.labels
-            acc.detected += res.detected
+        for kind, res in r.by_benign_kind.items():
+            acc = kinds.setdefault(kind, KindResult(entities=0, false_alerts=0, days=0.0))
+            acc.entities += res.entities
+            acc.false_alerts += res.false_alerts
+            acc.days += res.days
     return _derive(
         labels=sum(r.labels for r in reports),
         detected=sum(r.detected for r in reports),
-        by_technique=dict(sorted(techniques.items())),
+        by_technique=summed(lambda r: r.by_technique),
         alerts=sum(r.alerts for r in reports),
         false_alerts=sum(r.false_alerts for r in reports),
         benign_entities=_sum_optional(r.benign_entities for r in reports),
@@ -381,6 +436,8 @@ def pool(reports: Sequence[Report]) -> Report:
         false_entities=sorted(
             (f for r in reports for f in r.false_entities), key=lambda f: (-f.alerts, f.entity)
         ),
+        by_scenario=summed(lambda r: r.by_scenario),
+        by_benign_kind=dict(sorted(kinds.items())),
     )
 
 
@@ -402,21 +459,37 @@ def _delay(value: float | None) -> str:
 
 
 def format_reports(named_reports: Mapping[str, Report]) -> str:
-    """Systems as columns, metrics as rows, with a recall row per technique."""
+    """Systems as columns, metrics as rows: a recall row per technique and per attack
+    scenario, and false alerts per simulated day for each benign kind."""
     names = list(named_reports)
     reports = [named_reports[n] for n in names]
     techniques = sorted({t for r in reports for t in r.by_technique})
+    scenarios = sorted({t for r in reports for t in r.by_scenario})
+    kinds = sorted({k for r in reports for k in r.by_benign_kind})
 
-    def technique_row(t: str) -> Callable[[Report], str]:
+    def recall_row(t: str, get: Callable[[Report], dict[str, TechniqueResult]]) -> Callable:
         def cell(r: Report) -> str:
-            res = r.by_technique.get(t)
+            res = get(r).get(t)
             return "-" if res is None else _recall_cell(res.recall, res.detected, res.labels)
+
+        return cell
+
+    def kind_row(kind: str) -> Callable[[Report], str]:
+        def cell(r: Report) -> str:
+            res = r.by_benign_kind.get(kind)
+            if res is None or res.per_day is None:
+                return "-"
+            return f"{res.per_day:.2f} ({res.false_alerts}/{res.entities:,})"
 
         return cell
 
     rows: list[tuple[str, Callable[[Report], str]]] = [
         ("recall", lambda r: _recall_cell(r.recall, r.detected, r.labels)),
-        *((f"  {t}", technique_row(t)) for t in techniques),
+        *((f"  {t}", recall_row(t, lambda r: r.by_technique)) for t in techniques),
+        *(
+            (f"  {'' if i else 'scenario '}{t}", recall_row(t, lambda r: r.by_scenario))
+            for i, t in enumerate(scenarios)
+        ),
         ("alerts", lambda r: f"{r.alerts:,}"),
         ("precision", lambda r: _num(r.precision, ".2f")),
         ("false alerts", lambda r: f"{r.false_alerts:,}"),
@@ -425,6 +498,10 @@ def format_reports(named_reports: Mapping[str, Report]) -> str:
         ("false / 1k benign profiles*", lambda r: _num(r.false_per_1k_profiles, ".2f")),
         ("detection delay median", lambda r: _delay(r.delay_median_s)),
         ("detection delay max", lambda r: _delay(r.delay_max_s)),
+        *(
+            (f"{'false/day ' if i == 0 else '  '}{kind}", kind_row(kind))
+            for i, kind in enumerate(kinds)
+        ),
     ]
     per_profile = any(r.benign_profiles is not None for r in reports)
     if not per_profile:  # needs the scored rows: leave the row out rather than show dashes
@@ -439,6 +516,10 @@ def format_reports(named_reports: Mapping[str, Report]) -> str:
     ]
     if per_profile:
         lines.append("* scored outside learning mode")
+    if kinds:
+        lines.append(
+            "false/day: false alerts per simulated day of that benign kind (false/entities)"
+        )
     return "\n".join(lines)
 
 
@@ -488,6 +569,7 @@ def _pipelines(settings: Settings, model_dir: str | None) -> dict[str, Callable[
     own = _copy(settings)
     cluster = _copy(settings, hierarchy=False)
     hst = _copy(settings, hierarchy=False, detector="hst")
+    iforest = _copy(settings, hierarchy=False, detector="iforest")
     rules = _copy(settings)
     spec = load_spec(version=settings.pipeline.spec_version)
     return {
@@ -496,6 +578,7 @@ def _pipelines(settings: Settings, model_dir: str | None) -> dict[str, Callable[
         ),
         CLUSTER_WIDE: lambda: make_pipeline(cluster, use_bundle=False),
         RIVER_HST: lambda: make_pipeline(hst, use_bundle=False),
+        PLAIN_IFOREST: lambda: make_pipeline(iforest, use_bundle=False),
         STATIC_RULES: lambda: Pipeline(rules, scorer=StaticRuleScorer(rules, spec), spec=spec),
     }
 
@@ -590,6 +673,8 @@ def _simulate(params: Any, directory: Path) -> dict[str, Any]:
         "inputs": [str(paths[fmt]) for fmt in FILES],
         "labels": sim.labels,
         "summary": sim.summary,
+        "benign": sim.benign,  # entity key -> benign kind
+        "hours": params.hours,
     }
 
 
@@ -612,11 +697,20 @@ def _replay(
     # the warm-up hours train every system alike; only what follows is measured
     attacked = {Label(**lb).key() for lb in sim["labels"]}
     scored = [s for s in result.scored if s.profile.window_end >= cut]
-    benign = len({s.profile.entity.key() for s in scored} - attacked)
+    measured = {s.profile.entity.key() for s in scored} - attacked
+    benign = len(measured)
     if warmup_hours == 0:
         benign = int(sim["summary"]["benign_entities"])
+        measured = set(sim["benign"])
     alerts = [a for a in result.alerts if a.window.end >= cut]
-    report = evaluate(labels, alerts, benign_entities=benign, scored=scored)
+    report = evaluate(
+        labels,
+        alerts,
+        benign_entities=benign,
+        scored=scored,
+        benign_kinds={k: sim["benign"].get(k, OTHER_KIND) for k in measured},
+        days=(sim["hours"] - warmup_hours) / 24.0,
+    )
     return report, ((_as_labels(labels), alerts, scored) if keep else None)
 
 

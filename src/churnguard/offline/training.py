@@ -35,6 +35,7 @@ from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import FeatureSpec, load_spec, spec_path
 from churnguard.scoring.baselines import Hierarchy, level_of_key
 from churnguard.scoring.detectors import BatchIsolationForest, Detector
+from churnguard.scoring.learning import LearningGate
 from churnguard.scoring.scorer import Scored, Scorer
 from churnguard.simulate import FILES, SimParams, generate, write
 from churnguard.store import FORMAT, Bundle, Entry, Manifest, save_bundle
@@ -179,7 +180,8 @@ def fit_baselines(
     hierarchy = Hierarchy(scoring, len(spec.names))
     ordered = _event_order(profiles)
     # one call: the guard still goes row by row, and each forest is fitted once, not per chunk
-    hierarchy.learn(ordered, spec.transform(spec.matrix([p.values for p in ordered])))
+    admits = LearningGate(scoring).admits  # the share cap the scorer applies
+    hierarchy.learn(ordered, spec.transform(spec.matrix([p.values for p in ordered])), None, admits)
     models = {key: b.detector for key, b in sorted(hierarchy.baselines.items())}
     for det in models.values():
         if isinstance(det, BatchIsolationForest) and det.pending_:

@@ -111,6 +111,9 @@ class EntityState:
     dest_times: dict[str, list[float]] = field(default_factory=dict)  # external dest -> times
     windows_emitted: int = 0
     launch: Event | None = None  # container outside the orchestrator: the runtime start
+    # running totals of the windows profiled so far (features.FeatureBuilder): what a
+    # short life's final profile reports as its whole story
+    life: dict[str, float] = field(default_factory=dict)
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor

@@ -36,7 +36,15 @@ _ARCHIVE_IN_TEXT = re.compile(
 )
 _MIN_BEACON_CONNECTIONS = 4
 RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is rare
+# ...unless at least two of them have polled it for this long: a long-lived workload's
+# endpoint (GitOps, dashboards), not a beacon (issue 13)
+POLLED_FOR_S = 12 * 3600.0
 _MAX_EVIDENCE = 8
+# an entity that ends within this of its start is scored on its whole life (create → use
+# → delete) when it ends; a longer one's final window stays a window (its totals would be
+# compared with windows of minutes)
+WHOLE_LIFE_S = 3600.0
+_LIFE_MAX = frozenset({"distinct_binaries", "external_destinations"})  # distinct: max, not sum
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
     ApiCategory.LIST: "api_list",
@@ -82,6 +90,11 @@ class FirstSeenMemory:
         self.destinations: dict[str, set[str]] = {}
         # scope -> destination -> the first few entities seen contacting it (rarity)
         self.contacts: dict[str, dict[str, set[str]]] = {}
+        # scope -> destination -> event time of the first window that contacted it and did
+        # not page: how long the namespace's own workloads have used it
+        self.first_contact: dict[str, dict[str, float]] = {}
+        # scope -> identities seen creating, exec'ing into or deleting its entities
+        self.identities: dict[str, set[str]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -97,6 +110,8 @@ class FirstSeenMemory:
             "workloads": {k: sorted(v) for k, v in self.workloads.items()},
             "destinations": {k: sorted(v) for k, v in self.destinations.items()},
             "contacts": {k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()},
+            "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
+            "identities": {k: sorted(v) for k, v in self.identities.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -106,6 +121,8 @@ class FirstSeenMemory:
         self.contacts = {
             k: {d: set(e) for d, e in v.items()} for k, v in data.get("contacts", {}).items()
         }
+        self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
+        self.identities = {k: set(v) for k, v in data.get("identities", {}).items()}
 
     def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
         table = self.contacts.setdefault(scope, {})
@@ -118,10 +135,23 @@ class FirstSeenMemory:
             if len(who) < RARE_CONTACTS:
                 who.add(entity)
 
-    def is_rare(self, scope: str, dest: str, entity: str) -> bool:
-        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included."""
-        who = self.contacts.get(scope, {}).get(dest, set())
-        return len(who | {entity}) < RARE_CONTACTS
+    def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
+        table = self.first_contact.setdefault(scope, {})
+        for dest in dests:
+            if dest not in table and len(table) < self._max:
+                table[dest] = when
+            elif dest in table:
+                table[dest] = min(table[dest], when)
+
+    def is_rare(self, scope: str, dest: str, entity: str, now: float) -> bool:
+        """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included,
+        and not polled by two or more of them for ``POLLED_FOR_S``: a destination the
+        namespace's pods have polled for half a day is its baseline, not a C2 host."""
+        who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
+        if len(who) >= RARE_CONTACTS:
+            return False
+        since = self.first_contact.get(scope, {}).get(dest)
+        return not (len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S)
 
 
 def destination_scope(state: EntityState) -> str:
@@ -187,18 +217,25 @@ class FeatureBuilder:
         end_reason: str,
     ) -> Profile:
         events = sorted(events, key=_event_order)
+        traffic = self._traffic(events)
         values: dict[str, float] = {}
         values.update(self._lifecycle(state, final))
         values.update(self._activity(state, events))
         values.update(self._network(state, events))
         values.update(self._novelty(state))
+        identities = window_identities(state, events, final)
+        values.update(self._identity(state, identities))
         # a container outside the orchestrator is profiled with the pods' features
-        kind = EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind
+        kind = (EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind).value
         row = {
             f.name: float(values.get(f.name, f.missing))
             for f in self.spec.features
             if f.applies_to(kind)
         }
+        whole = self._accumulate(state, row)
+        born = state.created_at if state.created_at is not None else state.first_seen
+        if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
+            row = whole  # it ended: its whole (short) life is the story
         profile = Profile(
             entity=entity_ref(state),
             window_start=start,
@@ -211,18 +248,15 @@ class FeatureBuilder:
             last_seen=events[-1].time if events else end,
             events=len(events),
             created_by=state.created_by,
+            creator_kind=state.created_by_kind,
+            identities=identities,
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
             evidence=_evidence(state, events, final)
             if state.key.kind is not EntityKind.CONTAINER
             else _container_chain(state, events),
-            destinations=sorted(
-                {
-                    _destination(ev)
-                    for ev in events
-                    if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
-                }
-            ),
+            destinations=sorted(traffic),
+            destination_bytes=traffic,
         )
         return profile
 
@@ -238,6 +272,8 @@ class FeatureBuilder:
         for p in profiles:
             e = p.entity
             self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
+            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
+            self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
                 ns = e.namespace or ""
                 if e.image:
@@ -322,7 +358,8 @@ class FeatureBuilder:
         seen = self.memory.destinations.get(scope, set())
         new = external - seen
         me = str(state.key)
-        rare = {d for d in external if self.memory.is_rare(scope, d, me)}
+        now = max((ev.time for ev in events), default=state.last_seen)
+        rare = {d for d in external if self.memory.is_rare(scope, d, me, now)}
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
@@ -342,6 +379,71 @@ class FeatureBuilder:
             ns, set()
         )
         return {"new_image": float(new_image), "new_workload": float(new_workload)}
+
+    def _traffic(self, events: list[Event]) -> dict[str, list[int]]:
+        """Bytes out and in per external destination (sorted by destination)."""
+        out: dict[str, list[int]] = {}
+        for ev in events:
+            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev):
+                pair = out.setdefault(_destination(ev), [0, 0])
+                pair[0] += ev.bytes_out
+                pair[1] += ev.bytes_in
+        return dict(sorted(out.items()))
+
+    def _accumulate(self, state: EntityState, row: dict[str, float]) -> dict[str, float]:
+        """Add a window to the entity's running totals; the whole life so far.
+
+        Counts and bytes add up (distinct counts keep their largest window), flags and
+        ratios keep their highest value, durations are the final window's own."""
+        whole = dict(row)
+        for f in self.spec.features:
+            if f.name not in row:
+                continue
+            before = state.life.get(f.name)
+            if f.kind in ("count", "bytes") and f.name not in _LIFE_MAX:
+                total = row[f.name] + (before or 0.0)
+            elif f.kind == "seconds":
+                continue
+            else:
+                total = row[f.name] if before is None else max(before, row[f.name])
+            state.life[f.name] = whole[f.name] = total
+        return whole
+
+    def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
+        known = self.memory.identities.get(destination_scope(state), set())
+        return {
+            "created_by_person": float(state.created_by_kind == ActorKind.PERSON),
+            "new_identity": float(len(set(identities) - known)),
+        }
+
+
+# who acts on an entity in a way a baseline should know, by kind of actor
+_ACTING_KINDS = frozenset({ActorKind.PERSON, ActorKind.SERVICE_ACCOUNT, ActorKind.UNKNOWN})
+
+
+def identity_name(actor: str | None, kind: str | None) -> str | None:
+    """An actor as the baselines key it: CI and other roles without their per-job session
+    name (``assumed-role/ci-packer/gitlab-123`` → ``role/ci-packer``), people with theirs;
+    None for controllers, nodes, autoscalers and instance roles."""
+    if not actor or kind not in _ACTING_KINDS:
+        return None
+    if ":assumed-role/" in actor:
+        role, _, session = actor.split(":assumed-role/", 1)[1].partition("/")
+        return f"role/{role}/{session}" if kind == ActorKind.PERSON else f"role/{role}"
+    return actor
+
+
+def window_identities(state: EntityState, events: list[Event], final: bool) -> list[str]:
+    """Who created (first window), exec'd into (this window) or deleted (final) the entity."""
+    found: list[str | None] = []
+    if state.windows_emitted == 0:
+        found.append(identity_name(state.created_by, state.created_by_kind))
+    found.extend(
+        identity_name(ev.actor, ev.actor_kind) for ev in events if ev.kind is EventKind.POD_EXEC
+    )
+    if final:
+        found.append(identity_name(state.deleted_by, state.deleter_kind))
+    return sorted({f for f in found if f})
 
 
 def _event_order(ev: Event) -> tuple:

@@ -72,13 +72,21 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_seen: float
     events: int = 0  # events folded into this window
     # identities and facts the guard rules and the explanation quote
-    created_by: str | None = None  # a container outside the orchestrator: the launching pod
+    # who created it (a person, CI role, controller, service account), or for a container
+    # outside the orchestrator the pod that launched it
+    created_by: str | None = None
+    creator_kind: str | None = None  # ActorKind value of created_by
     deleted_by: str | None = None
     deleter_kind: str | None = None  # ActorKind value
     evidence: list[Evidence] = msgspec.field(default_factory=list)
     # external destinations (fqdn, else IP) contacted in the window, sorted: what the
     # first-seen memory learns once the window has been scored and did not alert
     destinations: list[str] = msgspec.field(default_factory=list)
+    # per external destination: [bytes out, bytes in] in the window (campaigns: uploads)
+    destination_bytes: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    # who created, exec'd into or deleted it in this window (normalised, controllers left
+    # out): what the first-seen memory learns as the namespace's known identities
+    identities: list[str] = msgspec.field(default_factory=list)
 
     @property
     def profile_id(self) -> str:

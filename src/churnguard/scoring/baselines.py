@@ -8,6 +8,9 @@ the poisoning guard). Keys, also the keys of model bundles (``store.Bundle.model
     ns:<namespace>:<kind>             one namespace
     wl:<namespace>/<workload>:<kind>  one workload, e.g. ``wl:shop/Deployment/web:pod``;
                                       pods without an owner use ``image/<repository>``
+                                      and instances ``instances``, each followed by
+                                      ``@<identity>`` of a creator that is not a
+                                      controller (see :func:`workload_of`)
 
 where ``<kind>`` is ``pod`` or ``instance``. Instances have no namespace: they are
 baselined under the pseudo-namespace ``_cloud`` (workload ``instances``).
@@ -28,6 +31,7 @@ one-off pod.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -36,6 +40,7 @@ import numpy as np
 from churnguard.config import ScoringSettings, Settings
 from churnguard.errors import ModelError
 from churnguard.profiling.entities import normalise_workload
+from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import Profile, image_repository
 from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
 
@@ -59,11 +64,17 @@ def namespace_of(profile: Profile) -> str:
 
 
 def workload_of(profile: Profile) -> str:
-    """The workload a profile belongs to; pods without an owner group by image repository."""
+    """The workload a profile belongs to. Pods without an owner group by image repository
+    and instances all together, each *with the identity that created them* (a person, a
+    CI role, a service account; not a controller or the autoscaler): an SRE's weekly debug
+    pods are their own baseline, the same image run by anyone else is not part of it."""
     e = profile.entity
-    if e.kind == "instance":
-        return "instances"
-    return normalise_workload(e.workload) or f"image/{image_repository(e.image) or 'unknown'}"
+    if e.kind == "pod" and e.workload:
+        return normalise_workload(e.workload) or e.workload
+    image = image_repository(e.image) or "unknown"
+    base = "instances" if e.kind == "instance" else f"image/{image}"
+    who = identity_name(profile.created_by, profile.creator_kind)
+    return f"{base}@{who}" if who else base
 
 
 def baseline_keys(profile: Profile) -> tuple[str, str, str]:
@@ -212,12 +223,18 @@ class Hierarchy:
             age.profiles += 1
 
     # ---- learning ------------------------------------------------------------------------
-    def learn(self, profiles: list[Profile], X: np.ndarray, raw: np.ndarray | None = None) -> None:
-        """Teach every level from these rows (the caller passes only non-alerting ones).
+    def learn(
+        self,
+        profiles: list[Profile],
+        X: np.ndarray,
+        raw: np.ndarray | None = None,
+        admits: Callable[[Baseline, str], bool] | None = None,
+    ) -> None:
+        """Teach every level from these rows (the learning gate chose them).
 
         ``X`` is the model view; ``raw`` the same rows' raw values for the recent-values
         window the explanations read (None when only the detectors matter, e.g. offline
-        training). Shared baselines skip rows of a workload over its share (poisoning guard).
+        training). ``admits(baseline, workload)`` is the gate's share cap (None: every row).
         """
         by_key: dict[str, list[int]] = {}
         for i, p in enumerate(profiles):
@@ -229,7 +246,7 @@ class Hierarchy:
             rows = []
             for i in by_key[key]:
                 wl = workload_of(profiles[i])
-                if key.startswith("wl:") or self._within_share(b, wl):
+                if admits is None or admits(b, wl):
                     rows.append(i)
                     b.note_workload(wl)
             if not rows:
@@ -240,19 +257,6 @@ class Hierarchy:
                 b.first_time = min(profiles[i].window_start for i in rows)
             if raw is not None:
                 b.recent.extend(raw[rows].tolist())
-
-    def _within_share(self, b: Baseline, workload: str) -> bool:
-        """Poisoning guard: may this workload's row join a shared baseline?
-
-        No once the workload holds its cap of the baseline's recent learned rows. The cap
-        is the larger of ``max_workload_share`` and a fair share among the workloads
-        present, so a namespace of one or two workloads can still learn them; a busy
-        workload (or an attacker's) cannot crowd everyone else out of a namespace.
-        """
-        if len(b.recent_workloads) < SHARE_WARMUP:
-            return True
-        present = len(b.workload_counts) + (workload not in b.workload_counts)
-        return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> HierarchyState:

@@ -13,17 +13,9 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    unless it names a technique the entity has not alerted on or raises the severity; a
    beaconing implant, or a benign new workload polling a new host, pages once, not every
    five minutes;
-4. learn from the quiet rows, within the poisoning cap of :mod:`baselines`. A row is
-   *withheld* instead when it alerted, when its entity alerted earlier in its life (an
-   implant's quieter windows must not teach the baseline either), or when it scored at or
-   above ``learn_below_score``. Withheld rows wait per workload and are learned once
-   ``release_after_entities`` distinct entities of that workload produced them: behaviour
-   that recurs on separate runs or replicas of one controller is the workload's own (a
-   CronJob that now reads more objects every run), while one attacker's pod or instance
-   never teaches its own baseline. Without the release a benign change alerts forever,
-   since nothing it does is ever learned. Only controller-owned workloads release: bare
-   pods (grouped by image) and cloud instances can be made again and again by whoever
-   holds the credentials, the attacker included.
+4. hand every row to the :class:`~churnguard.scoring.learning.LearningGate`, the one place
+   that decides what is learned (withheld, released, quarantined rows, the share cap), and
+   learn what it lets through.
 
 All learned state round-trips through :meth:`Scorer.snapshot` as msgpack (detectors'
 own ``to_bytes``), never a pickle of the object.
@@ -31,13 +23,13 @@ own ``to_bytes``), never a pickle of the object.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
-from churnguard.alerts.alert import Alert, build_alert, explain
+from churnguard.alerts.alert import Alert, build_alert, campaign_alert, explain
 from churnguard.alerts.incidents import Incident, Incidents
 from churnguard.config import Settings
 from churnguard.errors import ModelError
@@ -45,13 +37,15 @@ from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import FeatureSpec
 from churnguard.scoring.baselines import (
     LEARNING,
+    Baseline,
     Hierarchy,
     HierarchyState,
-    baseline_keys,
     level_of_key,
     namespace_of,
 )
-from churnguard.scoring.guards import fired
+from churnguard.scoring.campaigns import Campaigns, CampaignState
+from churnguard.scoring.guards import Guard, fired
+from churnguard.scoring.learning import GateState, LearningGate
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
@@ -60,8 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["LEARNING", "Scored", "Scorer"]
 
 NO_BASELINE = "-"
-WITHHELD_ROWS = 64  # withheld rows kept per workload (oldest dropped)
-_SNAPSHOT_FORMAT = 3
+_SNAPSHOT_FORMAT = 4
 
 
 class Scored(msgspec.Struct):
@@ -74,6 +67,8 @@ class Scored(msgspec.Struct):
     baseline_key: str
     alert: Alert | None = None
     folded: bool = False  # alerted again, folded into the entity's earlier alert (not paged)
+    withheld: bool = False  # the learning gate kept it out of the baselines and memory
+    campaign: Alert | None = None  # it completed or joined a campaign (scoring/campaigns.py)
 
 
 class _Snapshot(msgspec.Struct):
@@ -82,7 +77,8 @@ class _Snapshot(msgspec.Struct):
     model_version: str
     hierarchy: HierarchyState
     thresholds: dict[str, ThresholdWindow]
-    withheld: dict[str, list[Profile]]
+    gate: GateState
+    campaigns: CampaignState
     incidents: dict[str, Incident]
 
 
@@ -94,8 +90,9 @@ class Scorer:
         self.spec = spec
         self.hierarchy = Hierarchy(settings.scoring, len(spec.names))
         self.thresholds = Thresholds(settings)
-        # workload baseline key -> rows withheld from learning, oldest first
-        self.withheld: dict[str, deque[Profile]] = {}
+        self.gate = LearningGate(settings.scoring)
+        self.campaigns = Campaigns()
+        self.released: list[Profile] = []  # rows the last batch released from withholding
         self.incidents = Incidents()  # live entities that alerted: what they were paged for
         self.model_version = f"{settings.scoring.detector}:online"
         if bundle is not None:
@@ -119,10 +116,12 @@ class Scorer:
         self.hierarchy.settings = settings.scoring  # first: it refuses an unknown detector
         self.settings = settings
         self.thresholds.settings = settings
+        self.gate.settings = settings.scoring
 
     # ---- scoring -----------------------------------------------------------------------------
     def score(self, profiles: list[Profile]) -> list[Scored]:
         """Score, threshold, guard and explain a batch, then learn from its quiet rows."""
+        self.released = []
         if not profiles:
             return []
         spec = self.spec
@@ -153,41 +152,44 @@ class Scorer:
             guards = fired(p)
             model_alert = not learning and score >= threshold
             forced = learning and any(g.alone for g in guards)
-            alert = None
-            if (model_alert or forced) and not self.thresholds.muted(ns):
-                recent = b.recent_values() if b is not None else np.empty((0, len(spec.names)))
-                alert = build_alert(
-                    p,
-                    score=score,
-                    threshold=threshold,
-                    level=level,
-                    baseline_key=key,
-                    top=explain(spec, p.values, recent),
-                    spec=spec,
-                    rules=[g.name for g in guards],
-                    rule_techniques=[g.technique for g in guards],
-                    model_version=self.model_version,
-                )
+            muted = self.thresholds.muted(ns)
+
+            args = (p, score, threshold, level, key, b, guards)
+            alert = self._alert(*args) if (model_alert or forced) and not muted else None
+            joined = self.campaigns.observe(p)
+            campaign = None
+            if joined is not None and not learning and not muted:
+                members = [m.entity for m in joined[1]]
+                campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
             entity = p.entity.key()
             if not learning:
                 observed[ns].append((entity, score))
+            entity_alerted = entity in self.incidents
             folded = False
             if alert is not None:
                 folded = self.incidents.note(entity, p.window_end, alert)
-            suspect = entity in self.incidents or score >= self.settings.scoring.learn_below_score
-            if b is None and alert is None:
-                quiet.append(i)  # nothing judges it yet: its namespace is being learned
-            elif b is not None and not suspect:
+            verdict = self.gate.decide(
+                p,
+                score=score,
+                judged=b is not None,
+                learning=learning,
+                alerted=alert is not None or campaign is not None,
+                entity_alerted=entity_alerted,
+                guarded=bool(guards),
+            )
+            if verdict.learn_now:
                 quiet.append(i)
-            elif b is not None:
-                released.extend(self._withhold(p))
+            released.extend(verdict.released)
             if p.final:
                 self.incidents.close(entity)
             paged = None if folded else alert
-            results.append(Scored(p, score, threshold, level, key, paged, folded))
+            results.append(
+                Scored(p, score, threshold, level, key, paged, folded, verdict.withheld, campaign)
+            )
         for ns in sorted(observed):
             owners, values = zip(*observed[ns], strict=True)
             self.thresholds.observe(ns, values, owners)
+        self.released = released
         learn = [profiles[i] for i in quiet] + released
         if learn:
             # this batch's rows are already in both views; only released rows need them
@@ -196,28 +198,40 @@ class Scorer:
                 raw_released = spec.matrix([p.values for p in released])
                 raw_learn = np.vstack([raw_learn, raw_released])
                 x_learn = np.vstack([x_learn, spec.transform(raw_released)])
-            self.hierarchy.learn(learn, x_learn, raw_learn)
+            self.hierarchy.learn(learn, x_learn, raw_learn, self.gate.admits)
         self.hierarchy.note_seen(profiles)
         return results
 
-    def _withhold(self, profile: Profile) -> list[Profile]:
-        """Hold a suspect row back; the workload's held rows once enough entities recur."""
-        if profile.entity.kind != "pod" or not profile.entity.workload:
-            return []  # no controller to vouch for a recurrence: never learned
-        key = baseline_keys(profile)[0]
-        rows = self.withheld.get(key)
-        if rows is None:
-            rows = self.withheld[key] = deque(maxlen=WITHHELD_ROWS)
-        rows.append(profile)
-        if len({r.entity.key() for r in rows}) < self.settings.scoring.release_after_entities:
-            return []
-        del self.withheld[key]
-        return list(rows)
+    def _alert(
+        self,
+        p: Profile,
+        score: float,
+        threshold: float,
+        level: str,
+        key: str,
+        b: Baseline | None,
+        guards: list[Guard],
+    ) -> Alert:
+        """The explained alert of one row, against the baseline that judged it."""
+        spec = self.spec
+        recent = b.recent_values() if b is not None else np.empty((0, len(spec.names)))
+        return build_alert(
+            p,
+            score=score,
+            threshold=threshold,
+            level=level,
+            baseline_key=key,
+            top=explain(spec, p.values, recent),
+            spec=spec,
+            rules=[g.name for g in guards],
+            rule_techniques=[g.technique for g in guards],
+            model_version=self.model_version,
+        )
 
     # ---- checkpoints -------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """All learned state: detectors, recent values, namespace ages, threshold windows,
-        withheld rows and open incidents."""
+        the learning gate's held rows and open incidents."""
         return msgspec.msgpack.encode(
             _Snapshot(
                 format=_SNAPSHOT_FORMAT,
@@ -225,7 +239,8 @@ class Scorer:
                 model_version=self.model_version,
                 hierarchy=self.hierarchy.export(),
                 thresholds=self.thresholds.export(),
-                withheld={k: list(v) for k, v in sorted(self.withheld.items())},
+                gate=self.gate.export(),
+                campaigns=self.campaigns.export(),
                 incidents=self.incidents.export(),
             )
         )
@@ -241,6 +256,7 @@ class Scorer:
             raise ValueError("scorer checkpoint is from another format or feature spec")
         self.hierarchy.load(snap.hierarchy)
         self.thresholds.load(snap.thresholds)
-        self.withheld = {k: deque(v, maxlen=WITHHELD_ROWS) for k, v in snap.withheld.items()}
+        self.gate.load(snap.gate)
+        self.campaigns.load(snap.campaigns)
         self.incidents.load(snap.incidents)
         self.model_version = snap.model_version

@@ -4,20 +4,22 @@
 returns every record per format (sorted by event time), the labels (one row per malicious
 entity, docs/contracts.md) and a summary; ``write(result, out_dir)`` puts them on disk as
 ``k8s_audit.jsonl``, ``cloudtrail.jsonl``, ``falco.jsonl``, ``tetragon.jsonl``,
-``flows.jsonl``, ``labels.jsonl`` and ``summary.json``. Same seed, same bytes.
+``flows.jsonl``, ``labels.jsonl``, ``benign.jsonl`` (each benign entity's kind) and
+``summary.json``. Same seed, same bytes.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from churnguard.errors import ConfigError
-from churnguard.simulate import attacks, benign
+from churnguard.simulate import adaptive, attacks, benign, lookalikes
 from churnguard.simulate.cluster import Cluster
 from churnguard.simulate.params import DEFAULT_START, SimParams, plan_namespaces
 from churnguard.simulate.world import FILES, parse_start
@@ -25,6 +27,7 @@ from churnguard.simulate.world import FILES, parse_start
 __all__ = [
     "DEFAULT_START",
     "FILES",
+    "MIXES",
     "SCENARIOS",
     "Scenario",
     "SimParams",
@@ -41,6 +44,7 @@ class Scenario:
     technique: str | None  # ATT&CK id(s) of the attack's labels
     setup: Callable[[Cluster, SimParams], None]
     summary: str
+    mix: str = "default"  # "default": every mix; "hard": only in the hard mix (issue 13)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -161,8 +165,123 @@ SCENARIOS: tuple[Scenario, ...] = (
         "a person's pod nsenters into its node and runs a container there with ctr run; "
         "the container, which no pod accounts for, uploads to the attacker",
     ),
+    Scenario(
+        "sre-debug",
+        "benign",
+        None,
+        lookalikes.setup_sre_debug,
+        "three SREs each kubectl-run a netshoot pod about twice a day, exec, DNS/HTTP checks,"
+        " delete it minutes later",
+        "hard",
+    ),
+    Scenario(
+        "notebooks",
+        "benign",
+        None,
+        lookalikes.setup_notebooks,
+        "JupyterHub single-user pods: pip installs, datasets read from S3, Python zipfile/"
+        "tarfile exports uploaded, culled by the hub",
+        "hard",
+    ),
+    Scenario(
+        "log-archivers",
+        "benign",
+        None,
+        lookalikes.setup_log_archivers,
+        "hourly Python tarfile of the logs uploaded to the organisation's log bucket",
+        "hard",
+    ),
+    Scenario(
+        "dev-instances",
+        "benign",
+        None,
+        lookalikes.setup_dev_instances,
+        "a developer's SSO session runs a test instance, uses it, terminates it in 30-90 min",
+        "hard",
+    ),
+    Scenario(
+        "node-scale-down",
+        "benign",
+        None,
+        lookalikes.setup_node_scale_down,
+        "nodes removed minutes after launch by the cluster-autoscaler's role or a spot reclaim",
+        "hard",
+    ),
+    Scenario(
+        "ci-exec",
+        "benign",
+        None,
+        lookalikes.setup_ci_exec,
+        "a CI deployer service account creates test pods, execs the suite into them, deletes",
+        "hard",
+    ),
+    Scenario(
+        "image-builds",
+        "benign",
+        None,
+        lookalikes.setup_image_builds,
+        "Packer under a CI role runs a builder instance and terminates it within minutes",
+        "hard",
+    ),
+    Scenario(
+        "gitops-polling",
+        "benign",
+        None,
+        lookalikes.setup_gitops_polling,
+        "Argo CD / dashboards polling one external endpoint every 3-60 min for days",
+        "hard",
+    ),
+    Scenario(
+        "attack-sharded-exfil",
+        "attack",
+        attacks.T_ARCHIVE,
+        adaptive.setup_sharded_exfil,
+        "a parallel Job: 6-14 short pods each archive a slice and send it to one rare host",
+        "hard",
+    ),
+    Scenario(
+        "attack-deployment-collection",
+        "attack",
+        attacks.T_COLLECTION,
+        adaptive.setup_deployment_collection,
+        "a one-replica Deployment whose pod reads secrets and hundreds of bucket objects",
+        "hard",
+    ),
+    Scenario(
+        "attack-ci-role-instance",
+        "attack",
+        attacks.T_EVASION,
+        adaptive.setup_ci_role_instance,
+        "stolen CI-role keys run an instance like Packer, use the role from it, terminate it",
+        "hard",
+    ),
+    Scenario(
+        "attack-sre-imitation",
+        "attack",
+        attacks.T_EVASION,
+        adaptive.setup_sre_imitation,
+        "the SREs' netshoot pod, name and commands by a non-SRE identity, payload, deleted",
+        "hard",
+    ),
+    Scenario(
+        "attack-slow-beacon",
+        "attack",
+        attacks.T_C2,
+        adaptive.setup_slow_beacon,
+        "a beacon every 40-60 min with 10-30 min of jitter for 8-16 h",
+        "hard",
+    ),
+    Scenario(
+        "attack-learning-period",
+        "attack",
+        attacks.T_ARCHIVE,
+        adaptive.setup_learning_period,
+        "a new Deployment whose pods archive and ship data from their first minutes",
+        "hard",
+    ),
 )
 _BY_NAME = {s.name: s for s in SCENARIOS}
+MIXES = ("default", "hard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +291,21 @@ class SimResult:
     records: dict[str, list[dict]]  # format (k8s_audit, cloudtrail, falco, tetragon, flow)
     labels: list[dict]
     summary: dict
+    benign: dict[str, str] = field(default_factory=dict)  # benign entity key -> its kind
 
 
-def select(names: tuple[str, ...] | list[str]) -> list[Scenario]:
-    """The scenarios to run in registry order; empty = all. Unknown names are an error."""
+def select(names: tuple[str, ...] | list[str], mix: str = "default") -> list[Scenario]:
+    """The scenarios to run in registry order; empty = all of the mix (``default``: the
+    original scenarios; ``hard``: also the look-alikes and adaptive attacks). Unknown names
+    or mixes are an error."""
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
         raise ConfigError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(_BY_NAME)}")
-    return [s for s in SCENARIOS if not names or s.name in names]
+    if mix not in MIXES:
+        raise ConfigError(f"unknown mix {mix!r}; known: {', '.join(MIXES)}")
+    if names:
+        return [s for s in SCENARIOS if s.name in names]
+    return [s for s in SCENARIOS if mix == "hard" or s.mix == "default"]
 
 
 def generate(params: SimParams, on_time: Callable[[float], None] | None = None) -> SimResult:
@@ -189,7 +315,7 @@ def generate(params: SimParams, on_time: Callable[[float], None] | None = None) 
     """
     if params.hours <= 0 or params.namespaces < 1:
         raise ConfigError("hours must be > 0 and namespaces >= 1")
-    scenarios = select(params.scenarios)
+    scenarios = select(params.scenarios, params.mix)
     try:
         start = parse_start(params.start)
     except ValueError as exc:
@@ -203,7 +329,17 @@ def generate(params: SimParams, on_time: Callable[[float], None] | None = None) 
     cl.run(on_time)
     records = {fmt: cl.sink.sorted_records(fmt) for fmt in FILES}
     labels = [lab.as_dict() for lab in sorted(cl.labels, key=lambda x: (x.start, x.scenario))]
-    return SimResult(records, labels, _summary(cl, params, scenarios, records, labels))
+    kinds = benign_kinds(cl)
+    summary = _summary(cl, params, scenarios, records, labels)
+    summary["benign_kinds"] = dict(sorted(Counter(kinds.values()).items()))
+    return SimResult(records, labels, summary, kinds)
+
+
+def benign_kinds(cl: Cluster) -> dict[str, str]:
+    """Each benign entity's key (as ``EntityRef.key()``) and kind (the scenario behind it)."""
+    out = {f"{p.ns}/{p.name}": p.kind for p in cl.pods if not p.malicious}
+    out.update({f"instance/{i.instance_id}": i.kind for i in cl.instances if not i.malicious})
+    return out
 
 
 def _summary(
@@ -244,6 +380,8 @@ def write(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
         _write_jsonl(paths[fmt], result.records[fmt])
     paths["labels"] = out / "labels.jsonl"
     _write_jsonl(paths["labels"], result.labels)
+    paths["benign"] = out / "benign.jsonl"
+    _write_jsonl(paths["benign"], [{"entity": k, "kind": v} for k, v in result.benign.items()])
     paths["summary"] = out / "summary.json"
     paths["summary"].write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2) + b"\n")
     return paths

@@ -794,6 +794,7 @@ def _drain(t: float, cl: Cluster) -> None:
     ]
     at = t
     for pod in victims:
+        pod.touched_by = "node-drains"
         at += cl.rng.uniform(0.2, 2.0)
         cl.at(at, _delete_by, cl, pod, who, True)
     cl.count("node-drains", "drains")
@@ -815,6 +816,7 @@ def _debug(t: float, cl: Cluster) -> None:
     if not pods:
         return
     pod = cl.rng.choice(pods)
+    pod.touched_by = "admin-debug"
     person = cl.rng.choice(PEOPLE)
     delay = cl.rng.uniform(20, 300)
     if cl.rng.random() < 0.6:

@@ -101,6 +101,12 @@ class Pod:
     pids: int = 1
     on_gone: Callable[[Cluster, float, Pod], None] | None = None
     traffic: Callable[[Cluster, float, Pod], None] | None = None
+    touched_by: str = ""  # a benign scenario that acted on it (debugged, drained): its kind
+
+    @property
+    def kind(self) -> str:
+        """Its benign kind for the evaluation: who last acted on it, else who made it."""
+        return self.touched_by or self.scenario
 
     @property
     def ns(self) -> str:
@@ -122,6 +128,10 @@ class Instance:
     scenario: str
     terminated: float | None = None
     malicious: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.scenario
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ class SimParams:
     pods_per_hour: float | None = None
     attack_rate: float = 2.0
     scenarios: tuple[str, ...] = ()
+    mix: str = "default"  # "hard": also the look-alikes and adaptive attacks (issue 13)
 
     @property
     def churn_scale(self) -> float:

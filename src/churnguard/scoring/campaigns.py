@@ -1,0 +1,117 @@
+"""Campaigns: many short-lived entities sending to one destination new to their namespace.
+
+An attacker who shards an exfiltration over many short pods keeps each one below its own
+threshold; what gives them away is that together they are many short lives sending to
+one host the namespace never used before. The tracker watches, per namespace, external
+destinations that first appeared well after the namespace itself was first seen (so a
+cold start, when every destination is "new", never looks like a campaign), and the
+short-lived entities (at most ``SHORT_LIVED_S`` old) that *uploaded* to them (at least
+``UPLOAD_BYTES`` out, more out than in: exfiltration sends, a build pulling packages from
+a mirror it has not used before receives). Once
+``CAMPAIGN_MIN`` distinct such entities that contacted one of them ended within
+``CAMPAIGN_WINDOW_S``, one campaign alert lists every member; each later member within the window
+raises an update listing all members so far (the same campaign key, one analyst story).
+
+CI runners pulling from GitHub, CronJob runs writing to S3, a new Deployment's replicas
+polling a new SaaS endpoint: the first two use destinations the namespace has used since
+it was first seen, the last is long-lived. All state is in the scorer's snapshot.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from churnguard.profiling.profile import EntityRef, Profile
+
+CAMPAIGN_MIN = 4  # distinct short-lived entities to one new destination
+CAMPAIGN_WINDOW_S = 2 * 3600.0  # members count while they ended within this of each other
+SHORT_LIVED_S = 1800.0  # an entity this young when it contacted the destination
+UPLOAD_BYTES = 1_000_000  # a member sent at least this much to it, more than it received
+NEW_AFTER_S = 2 * 3600.0  # a destination first seen this long after its namespace is new
+_MAX_DESTINATIONS = 50_000  # destinations remembered across namespaces (oldest dropped)
+_MAX_YOUNG = 50_000  # young entities whose destinations are being collected
+
+
+class Member(msgspec.Struct, array_like=True):
+    entity: EntityRef
+    time: float
+
+
+class CampaignState(msgspec.Struct):
+    namespaces: dict[str, float]  # namespace -> first time seen
+    destinations: dict[str, float]  # "ns|dest" -> first time contacted
+    members: dict[str, list[Member]]  # "ns|dest" -> members in the current window
+    young: dict[str, dict[str, list[int]]]  # entity -> destination -> [out, in] while young
+
+
+class Campaigns:
+    """Tracks new destinations of short-lived entities; reports campaigns as they form."""
+
+    def __init__(self) -> None:
+        self.namespaces: dict[str, float] = {}
+        self.destinations: dict[str, float] = {}
+        self.members: dict[str, list[Member]] = {}
+        self.young: dict[str, dict[str, list[int]]] = {}
+
+    def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
+        """Fold one profile in; the campaign (key, members) it joined once it is one."""
+        e = profile.entity
+        if e.kind != "pod" or not e.namespace:
+            return None
+        ns, now = e.namespace, profile.window_end
+        born = self.namespaces.setdefault(ns, profile.window_start)
+        for dest in profile.destinations:
+            key = f"{ns}|{dest}"
+            if key not in self.destinations:
+                if len(self.destinations) >= _MAX_DESTINATIONS:
+                    del self.destinations[next(iter(self.destinations))]
+                self.destinations[key] = profile.window_start
+        entity = e.key()
+        young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
+        if young and profile.destination_bytes:
+            if entity not in self.young and len(self.young) >= _MAX_YOUNG:
+                del self.young[next(iter(self.young))]
+            sent = self.young.setdefault(entity, {})
+            for dest, (out, received) in profile.destination_bytes.items():
+                pair = sent.setdefault(dest, [0, 0])
+                pair[0] += out
+                pair[1] += received
+        if not profile.final:
+            return None
+        sent = self.young.pop(entity, {})
+        dests = {d for d, (out, got) in sent.items() if out >= UPLOAD_BYTES and out > got}
+        lifetime = profile.values.get("lifetime_s")
+        if lifetime is None or lifetime > SHORT_LIVED_S:
+            return None
+        joined: tuple[str, list[Member]] | None = None
+        for dest in sorted(dests):
+            key = f"{ns}|{dest}"
+            if self.destinations.get(key, born) - born < NEW_AFTER_S:
+                continue  # the namespace has used it since it was first seen
+            members = [m for m in self.members.get(key, []) if now - m.time <= CAMPAIGN_WINDOW_S]
+            if all(m.entity.key() != entity for m in members):
+                members.append(Member(entity=e, time=now))
+            self.members[key] = members
+            if len(members) >= CAMPAIGN_MIN and joined is None:
+                joined = (key, list(members))
+        self._expire(now)
+        return joined
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, ms in self.members.items() if now - ms[-1].time > CAMPAIGN_WINDOW_S]:
+            del self.members[key]
+
+    # ---- persistence ---------------------------------------------------------------------
+    def export(self) -> CampaignState:
+        return CampaignState(
+            namespaces=dict(self.namespaces),
+            destinations=dict(self.destinations),
+            members={k: list(v) for k, v in self.members.items()},
+            young={k: dict(v) for k, v in self.young.items()},
+        )
+
+    def load(self, state: CampaignState) -> None:
+        self.namespaces = dict(state.namespaces)
+        self.destinations = dict(state.destinations)
+        self.members = {k: list(v) for k, v in state.members.items()}
+        self.young = {k: dict(v) for k, v in state.young.items()}

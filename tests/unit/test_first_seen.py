@@ -1,0 +1,76 @@
+"""First-seen memory: a rare destination (beacons) versus a workload's polled endpoint."""
+
+from __future__ import annotations
+
+from scoring_fixtures import make_profile
+
+from churnguard.profiling.features import (
+    POLLED_FOR_S,
+    FeatureBuilder,
+    FirstSeenMemory,
+    NetworkClassifier,
+)
+from churnguard.profiling.spec import load_spec
+
+HOST = "api.github.com"
+
+
+def _polled(memory: FirstSeenMemory, pod: str, t: float) -> None:
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    builder.memory = memory
+    p = make_profile(ns="monitoring", pod=pod, t=t)
+    p.destinations = [HOST]
+    builder.remember([p])
+
+
+def test_a_destination_polled_by_a_workloads_pods_for_half_a_day_is_not_rare() -> None:
+    memory = FirstSeenMemory()
+    _polled(memory, "argocd-1", 0.0)
+    # the same pod alone, however long: still rare (a slow beacon in one pod stays visible)
+    assert memory.is_rare("monitoring", HOST, "monitoring/argocd-1", POLLED_FOR_S + 10)
+    # a replacement pod of the workload, only an hour later: still rare
+    assert memory.is_rare("monitoring", HOST, "monitoring/argocd-2", 3600.0)
+    # ... but after half a day of polling by two of its pods, it is the namespace's baseline
+    assert not memory.is_rare("monitoring", HOST, "monitoring/argocd-2", POLLED_FOR_S + 10)
+    # and it survives a restart (the memory is in the pipeline's snapshot)
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())
+    assert not again.is_rare("monitoring", HOST, "monitoring/argocd-2", POLLED_FOR_S + 10)
+
+
+def test_windows_that_paged_do_not_start_the_polling_clock() -> None:
+    memory = FirstSeenMemory()
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    builder.memory = memory
+    p = make_profile(ns="web", pod="web-1", t=0.0)
+    p.destinations = ["c2.example"]
+    builder.remember([], paged=[p])
+    assert memory.is_rare("web", "c2.example", "web/web-2", POLLED_FOR_S * 3)
+
+
+def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> None:
+    from churnguard.profiling.features import identity_name
+
+    sso = "arn:aws:sts::1:assumed-role/AWSReservedSSO_Dev_9c/frank@corp.example"
+    ci = "arn:aws:sts::1:assumed-role/ci-packer-builder/gitlab-123456789"
+    assert identity_name(sso, "person") == "role/AWSReservedSSO_Dev_9c/frank@corp.example"
+    assert identity_name(ci, "service_account") == "role/ci-packer-builder"  # per-job session
+    assert identity_name("maya.sre@corp.example", "person") == "maya.sre@corp.example"
+    assert identity_name("system:serviceaccount:kube-system:job-controller", "controller") is None
+    assert identity_name("autoscaling.amazonaws.com", "autoscaler") is None
+
+    memory = FirstSeenMemory()
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    builder.memory = memory
+    p = make_profile(ns="shop", pod="netshoot-1")
+    p.identities = ["maya.sre@corp.example"]
+    builder.remember([p])
+    assert memory.identities == {"shop": {"maya.sre@corp.example"}}
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())
+    assert again.identities == memory.identities
+    # a paged window teaches nothing about who is known
+    q = make_profile(ns="shop", pod="netshoot-2")
+    q.identities = ["erin@corp.example"]
+    builder.remember([], paged=[q])
+    assert "erin@corp.example" not in memory.identities["shop"]
