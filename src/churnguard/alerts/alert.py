@@ -235,7 +235,8 @@ def techniques_for(
     Candidates come from the strategies of the dominant features and the guard rules that
     fired; a candidate stays only when :func:`technique_evidence` finds what justifies it
     in the profile (an archive written for T1560.002, egress after an archive for T1041,
-    repository or object reads for T1213, a deletion or termination for T1578.003). When
+    repository or object reads for T1213, a deletion or termination for T1578.003, a
+    container with no pod for T1610, its launch from a pod for T1611). When
     the model was moved by context features alone, every technique the evidence backs is
     named instead, so an alert never carries an id without its reason.
     """
@@ -302,6 +303,11 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         c2.append(f"{new_dest:g} external destination(s) new to the namespace")
     if c2:
         out["T1071"] = c2
+    if profile.entity.kind == "container":  # a runtime container no pod accounts for
+        cid = "".join(profile.entity.container_ids[:1]) or "?"
+        out["T1610"] = [f"container {cid} runs on node {profile.entity.node or '?'} with no pod"]
+        if profile.created_by:
+            out["T1611"] = [f"started from pod {profile.created_by} through the node's runtime"]
     return out
 
 
