@@ -33,6 +33,7 @@ class StandinScored(msgspec.Struct, kw_only=True):
     level: str
     alert: StandinAlert | None
     folded: bool = False  # the stand-in pages every time: nothing is folded
+    campaign: StandinAlert | None = None  # nor does it track campaigns
 
 
 class StandinScorer:

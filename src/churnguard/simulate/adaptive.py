@@ -10,6 +10,8 @@ workload's first minutes (while its baseline is still learning). Labels as in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from churnguard.simulate.attacks import (
     ATTACKER_USER,
     SENSITIVE_BUCKETS,
@@ -36,6 +38,27 @@ from churnguard.simulate.benign import (
 from churnguard.simulate.cluster import CONTROLLERS, TTL_CONTROLLER, Cluster, Instance, Pod
 from churnguard.simulate.lookalikes import CI_PACKER_ROLE, DEBUG_IMAGE
 from churnguard.simulate.records import BOTO_UA, assumed_role
+
+Traffic = Callable[[Cluster, float, Pod], None]
+
+
+def _first_tick(base: Traffic, until: float, act: Traffic) -> Traffic:
+    """A workload's traffic that also runs ``act`` on each pod's first traffic tick, for pods
+    created up to ``until``; later replicas are benign (kind ``new-workloads``)."""
+    done: set[str] = set()
+
+    def traffic(c: Cluster, at: float, pod: Pod) -> None:
+        base(c, at, pod)
+        if pod.uid in done:
+            return
+        done.add(pod.uid)
+        if pod.created > until:
+            pod.touched_by = "new-workloads"
+            return
+        act(c, at, pod)
+
+    return traffic
+
 
 # -- exfiltration sharded over many short pods -----------------------------------------------
 
@@ -97,16 +120,7 @@ def _deployment_collection(t: float, cl: Cluster, tries: int) -> bool:
     ns = cl.rng.choice(spaces)
     name = cl.rng.choice(("metrics-exporter", "config-reloader", "cache-sidecar"))
 
-    done: set[str] = set()
-
-    def traffic(c: Cluster, at: float, pod: Pod) -> None:
-        web_traffic(c, at, pod)
-        if pod.uid in done:
-            return
-        done.add(pod.uid)
-        if pod.created > t + 3600:  # a replacement after the attack: benign from then on
-            pod.touched_by = "new-workloads"
-            return
+    def collect(c: Cluster, at: float, pod: Pod) -> None:
         c.pod_api(at, pod, "list", "secrets")
         for i in range(c.rng.randrange(3, 15)):
             c.pod_api(at + 1 + i, pod, "get", "secrets", f"{c.ids.suffix(6)}-credentials")
@@ -114,6 +128,7 @@ def _deployment_collection(t: float, cl: Cluster, tries: int) -> bool:
         pod.busy_until = end
         c.label_pod(pod, T_COLLECTION, "attack-deployment-collection", at, end)
 
+    traffic = _first_tick(web_traffic, t + 3600, collect)
     wl = Workload(
         "Deployment", name, ns, f"ghcr.io/corp/{name}", "/app/run", "", 1, 1,
         "attack-deployment-collection", traffic, "default",
@@ -217,20 +232,12 @@ def _learning_period(t: float, cl: Cluster, tries: int) -> bool:
     dest = _attacker_host(cl)
     base = TRAFFIC.get(ns.personality, web_traffic)
 
-    done: set[str] = set()
-
-    def traffic(c: Cluster, at: float, pod: Pod) -> None:
-        base(c, at, pod)
-        if pod.uid in done:
-            return
-        done.add(pod.uid)
-        if pod.created > t + 3 * 3600:  # later replicas stop: benign from then on
-            pod.touched_by = "new-workloads"
-            return
+    def exfil(c: Cluster, at: float, pod: Pod) -> None:
         end = _archive_and_exfil(c, at, pod, pod.main, "/tmp/.cache", "/var/lib/app", dest)
         pod.busy_until = end
         c.label_pod(pod, T_ARCHIVE, "attack-learning-period", at, end)
 
+    traffic = _first_tick(base, t + 3 * 3600, exfil)
     wl = Workload(
         "Deployment", name, ns, f"ghcr.io/corp/{name}", "/app/server", "--listen :8080",
         2, 2, "attack-learning-period", traffic, name,
