@@ -14,6 +14,10 @@ when the watermark passes it, not when it arrives. That is what makes ``replay``
 ``serve`` agree. The watermark and the emission schedule are their own classes
 (``ingest/watermark.py``, ``profiling/schedule.py``); this module wires the stages and
 keeps the shard's checkpoint, which spans all of them (hence its length).
+
+Over 400 lines on purpose: it is the one place the stages meet (routing an event to its
+entity, the emission ticks, the caps and the checkpoint of every stage's state); each stage's
+own logic lives in its module.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ same id and never pages twice. Times come from event time (``emitted_at`` is the
 scored window), so replaying the same input gives byte-identical alerts. The table in
 :func:`render_table` is a view.
 
+
+Over 400 lines on purpose: the schema and every rule that fills one of its fields
+(techniques with the evidence that backs each, severity, explanation, summary, response
+steps, campaigns) stay together, so each field has one rule in one place; the terminal
+table, a view, is last.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ The rooms around the loop: :mod:`~churnguard.service.clients` builds the Kafka c
 (injectable), :mod:`~churnguard.service.shard` holds a shard and the alert-id rule,
 :mod:`~churnguard.service.publisher` sends alerts and dead letters, and
 :mod:`~churnguard.service.reload` and :mod:`~churnguard.service.metrics` reload and observe.
+
+Over 400 lines on purpose: the poll loop, the rebalance callbacks and the checkpoint order
+share one session's clients and shard table, and the order of their steps is the delivery
+guarantee; everything that does not need that state lives in the modules named above.
 """
 
 from __future__ import annotations
