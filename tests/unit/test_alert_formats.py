@@ -33,8 +33,9 @@ from churnguard.cli import main
 from churnguard.config import AlertSettings, load_settings
 from churnguard.errors import ConfigError
 from churnguard.profiling.profile import EntityRef
+from shared_samples import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
+REAL = REAL_DATA  # tests/shared_samples.py: ../shared beside the checkout
 OCSF_VERSION = "1.5.0"  # py-ocsf-models' OCSF version (metadata.version)
 FALCO_PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice",
                     "Informational", "Debug")  # fmt: skip

@@ -30,10 +30,11 @@ from churnguard.ingest import _ADAPTERS, FORMATS, AdapterContext, Parsed, parse_
 from churnguard.ingest.events import Event, Ignored, Origin
 from churnguard.ingest.exceptions import AdapterError
 from churnguard.pipeline import Pipeline
+from shared_samples import REAL_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "sources"
-REAL = ROOT.parent / "shared" / "data" / "real"
+REAL = REAL_DATA  # tests/shared_samples.py: ../shared beside the checkout
 BATCH = 10
 FUZZ_EXAMPLES = int(os.environ.get("CHURNGUARD_FUZZ_EXAMPLES", "1000"))
 settings.register_profile(

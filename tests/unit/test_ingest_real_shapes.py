@@ -8,7 +8,6 @@ from a git worktree, as in ``tests/conftest.py``). They are never copied into th
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.common import classify_k8s_user
 from churnguard.ingest.events import ActorKind, EventKind
 from churnguard.pipeline import Pipeline
+from shared_samples import REAL_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = Path(os.environ.get("CHURNGUARD_REAL_DATA") or ROOT.parent / "shared" / "data" / "real")
+REAL = REAL_DATA  # tests/shared_samples.py: ../shared beside the checkout
 
 
 def real(name: str) -> Path:
