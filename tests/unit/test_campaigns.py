@@ -68,3 +68,17 @@ def test_what_is_not_a_campaign() -> None:
     cold = Campaigns()
     assert all(cold.observe(_short(f"c-{i}", i * 60.0, "new.example")) is None for i in range(9))
     assert NEW_AFTER_S > 0
+
+
+def test_a_destination_other_namespaces_use_all_along_is_shared_not_rare() -> None:
+    """CI runners of a namespace that first pushes to the cluster's registry hours in."""
+    c = Campaigns()
+    _start(c)
+    other = make_profile(ns="ci-platform", pod="runner-0", t=60.0)
+    other.destinations = ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]
+    c.observe(other)
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert all(c.observe(_short(f"r-{i}", T + 60 * i, ecr)) is None for i in range(9))
+    # while a destination no namespace used before still forms a campaign
+    got = [c.observe(_short(f"x-{i}", T + 60 * i, "files-drop.cc")) for i in range(CAMPAIGN_MIN)]
+    assert got[-1] is not None

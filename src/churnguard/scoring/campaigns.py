@@ -14,7 +14,10 @@ raises an update listing all members so far (the same campaign key, one analyst 
 
 CI runners pulling from GitHub, CronJob runs writing to S3, a new Deployment's replicas
 polling a new SaaS endpoint: the first two use destinations the namespace has used since
-it was first seen, the last is long-lived. All state is in the scorer's snapshot.
+it was first seen, the last is long-lived. A destination other namespaces have used since
+the cluster was first seen (a registry every CI namespace pushes to) is a shared service,
+not a rare one, even when one namespace reaches it late. All state is in the scorer's
+snapshot.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class CampaignState(msgspec.Struct):
     destinations: dict[str, float]  # "ns|dest" -> first time contacted
     members: dict[str, list[Member]]  # "ns|dest" -> members in the current window
     young: dict[str, dict[str, list[int]]]  # entity -> destination -> [out, in] while young
+    # dest -> first time contacted by any namespace; the cluster's first profile time
+    cluster_destinations: dict[str, float] = {}
+    cluster_born: float | None = None
 
 
 class Campaigns:
@@ -52,6 +58,8 @@ class Campaigns:
         self.destinations: dict[str, float] = {}
         self.members: dict[str, list[Member]] = {}
         self.young: dict[str, dict[str, list[int]]] = {}
+        self.cluster_destinations: dict[str, float] = {}
+        self.cluster_born: float | None = None
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
         """Fold one profile in; the campaign (key, members) it joined once it is one."""
@@ -60,12 +68,17 @@ class Campaigns:
             return None
         ns, now = e.namespace, profile.window_end
         born = self.namespaces.setdefault(ns, profile.window_start)
+        if self.cluster_born is None:
+            self.cluster_born = profile.window_start
         for dest in profile.destinations:
-            key = f"{ns}|{dest}"
-            if key not in self.destinations:
-                if len(self.destinations) >= _MAX_DESTINATIONS:
-                    del self.destinations[next(iter(self.destinations))]
-                self.destinations[key] = profile.window_start
+            for table, key in (
+                (self.destinations, f"{ns}|{dest}"),
+                (self.cluster_destinations, dest),
+            ):
+                if key not in table:
+                    if len(table) >= _MAX_DESTINATIONS:
+                        del table[next(iter(table))]
+                    table[key] = profile.window_start
         entity = e.key()
         young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
         if young and profile.destination_bytes:
@@ -88,6 +101,9 @@ class Campaigns:
             key = f"{ns}|{dest}"
             if self.destinations.get(key, born) - born < NEW_AFTER_S:
                 continue  # the namespace has used it since it was first seen
+            cluster_born = self.cluster_born if self.cluster_born is not None else born
+            if self.cluster_destinations.get(dest, cluster_born) - cluster_born < NEW_AFTER_S:
+                continue  # other namespaces have used it all along: a shared service, not rare
             members = [m for m in self.members.get(key, []) if now - m.time <= CAMPAIGN_WINDOW_S]
             if all(m.entity.key() != entity for m in members):
                 members.append(Member(entity=e, time=now))
@@ -108,6 +124,8 @@ class Campaigns:
             destinations=dict(self.destinations),
             members={k: list(v) for k, v in self.members.items()},
             young={k: dict(v) for k, v in self.young.items()},
+            cluster_destinations=dict(self.cluster_destinations),
+            cluster_born=self.cluster_born,
         )
 
     def load(self, state: CampaignState) -> None:
@@ -115,3 +133,5 @@ class Campaigns:
         self.destinations = dict(state.destinations)
         self.members = {k: list(v) for k, v in state.members.items()}
         self.young = {k: dict(v) for k, v in state.young.items()}
+        self.cluster_destinations = dict(state.cluster_destinations)
+        self.cluster_born = state.cluster_born
