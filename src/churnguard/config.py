@@ -13,7 +13,7 @@ import fnmatch
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -163,6 +163,7 @@ class ModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 AlertFormat = Literal["json", "ocsf", "falco"]
+ALERT_FORMATS: tuple[AlertFormat, ...] = get_args(AlertFormat)
 
 
 class AlertSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

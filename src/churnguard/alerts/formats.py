@@ -33,9 +33,8 @@ from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from churnguard import __version__
 from churnguard.alerts.alert import TECHNIQUE_NAMES, TECHNIQUE_TACTICS, Alert
-from churnguard.config import AlertFormat, AlertSettings
+from churnguard.config import ALERT_FORMATS, AlertFormat, AlertSettings
 
-ALERT_FORMATS: tuple[AlertFormat, ...] = ("json", "ocsf", "falco")
 ALERT_ID_FIELD = "churnguard.alert_id"  # the output_fields entry that carries the id (Falco)
 PRODUCT = "churnguard"
 

@@ -11,14 +11,9 @@ import argparse
 import sys
 from contextlib import closing
 
-from churnguard.alerts.formats import ALERT_FORMATS, encode_alert
-from churnguard.config import load_settings
+from churnguard.config import ALERT_FORMATS, load_settings
 from churnguard.ingest import FORMATS
 from churnguard.ingest.files import INPUTS_HELP
-from churnguard.offline.capture import write_capture
-from churnguard.offline.progress import Progress
-from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
-from churnguard.wiring import make_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the pipeline (and the ML stack it scores with) loads only when the command runs
+    from churnguard.alerts.formats import encode_alert
+    from churnguard.offline.capture import write_capture
+    from churnguard.offline.progress import Progress
+    from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
+    from churnguard.wiring import make_pipeline
+
     settings = load_settings(args.config)
     pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
     pinned = None if args.format == "auto" else args.format

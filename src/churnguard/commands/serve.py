@@ -14,8 +14,7 @@ import signal
 import threading
 
 from churnguard import logs
-from churnguard.alerts.formats import ALERT_FORMATS
-from churnguard.config import load_settings
+from churnguard.config import ALERT_FORMATS, load_settings
 from churnguard.profiling.spec import load_spec
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics

@@ -42,12 +42,21 @@ class ReplayResult:
         self.rejected.extend(out.rejected)
 
 
+PROGRESS_EVERY = 512  # records read between two progress reports
+
+
 def _events(
-    pipeline: Pipeline, paths: list[str], pinned: str | None, rejected: list[Rejected]
+    pipeline: Pipeline,
+    paths: list[str],
+    pinned: str | None,
+    rejected: list[Rejected],
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[Event]:
-    for raw, origin in read_records(paths):
+    for n, (raw, origin) in enumerate(read_records(paths), start=1):
         parsed = pipeline.parse(raw, origin, pinned)
         rejected.extend(parsed.rejected)
+        if on_progress is not None and n % PROGRESS_EVERY == 0:
+            on_progress(n)
         yield from parsed.events
 
 
@@ -57,9 +66,11 @@ def sorted_events(
     pinned: str | None,
     rejected: list[Rejected],
     run_events: int = RUN_EVENTS,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[Event]:
     """All files' events in event-time order, whatever order the files hold them in."""
-    return sort_by_time(_events(pipeline, list(paths), pinned, rejected), run_events)
+    events = _events(pipeline, list(paths), pinned, rejected, on_progress)
+    return sort_by_time(events, run_events)
 
 
 def replay_files(
@@ -75,18 +86,17 @@ def replay_files(
 ) -> ReplayResult:
     """Run files through a pipeline to the end of input and collect everything it emitted.
 
-    ``on_progress`` is told the number of records read so far after every batch.
+    ``on_progress`` is told the number of records read so far as the input is read (the
+    events are sorted by time before the pipeline sees the first) and once more at the end.
     """
     pipe = pipeline or Pipeline(settings, scorer=scorer)
     result = ReplayResult()
     buffer: list[Event] = []
-    for ev in sorted_events(pipe, paths, pinned, result.rejected, run_events):
+    for ev in sorted_events(pipe, paths, pinned, result.rejected, run_events, on_progress):
         buffer.append(ev)
         if len(buffer) >= batch:
             result.add(pipe.ingest(buffer))
             buffer = []
-            if on_progress is not None:
-                on_progress(pipe.stats["records"])
     result.add(pipe.ingest(buffer))
     result.add(pipe.finish())
     if on_progress is not None:
