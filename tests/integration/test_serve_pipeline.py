@@ -11,12 +11,12 @@ tests/unit/test_arrival_order.py.)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from helpers import alert_ids, read_topic
+from telemetry import sentinels as sentinel_records
 
 from churnguard.ingest import parse_record
 from churnguard.offline.replay import replay_files
@@ -26,32 +26,6 @@ from churnguard.simulate import SimParams, generate, write
 from churnguard.simulate.delivery import shuffled_within
 
 pytestmark = pytest.mark.integration
-# two hours past the simulation a record per namespace closes every window, as live
-# traffic would; end-of-input profiling is a replay-only notion
-SENTINEL_DELAY_S = 7200.0
-
-
-def _sentinels(sim, namespaces: set[str]) -> list[dict]:
-    last = max(r["stageTimestamp"] for r in sim.records["k8s_audit"])
-    t = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(seconds=SENTINEL_DELAY_S)
-    stamp = t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return [
-        {
-            "kind": "Event",
-            "apiVersion": "audit.k8s.io/v1",
-            "level": "Metadata",
-            "auditID": f"sentinel-{ns}",
-            "stage": "ResponseComplete",
-            "requestURI": f"/api/v1/namespaces/{ns}/pods",
-            "verb": "create",
-            "user": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "objectRef": {"resource": "pods", "namespace": ns, "name": "sentinel"},
-            "responseStatus": {"code": 201},
-            "requestReceivedTimestamp": stamp,
-            "stageTimestamp": stamp,
-        }
-        for ns in sorted(namespaces)
-    ]
 
 
 def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
@@ -67,7 +41,7 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
                   if r.get("objectRef", {}).get("namespace")}  # fmt: skip
     sentinel_path = tmp_path / "sentinels.jsonl"
-    sentinels = [orjson.dumps(s) for s in _sentinels(sim, namespaces)]
+    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
     sentinel_path.write_bytes(b"\n".join(sentinels) + b"\n")
 
     # each topic carries several exporters' records, interleaved in time as they would be
@@ -111,7 +85,7 @@ def test_served_in_delivery_order_equals_replay_with_no_late_drops(
     write(sim, tmp_path)
     namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
                   if r.get("objectRef", {}).get("namespace")}  # fmt: skip
-    sentinels = [orjson.dumps(s) for s in _sentinels(sim, namespaces)]
+    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
     (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
 
     delivered = shuffled_within(sim.records, 600.0, seed=2)
