@@ -47,10 +47,13 @@ def audit(verb: str, namespace: str, pod: str, t: float, user: str) -> dict:
     return event
 
 
-def pod_stream(pods: int, namespaces: int = 4, *, start: float = T0) -> list[tuple[str, bytes]]:
-    """``(namespace, record)`` pairs: create then delete of ``pods`` pods, in time order."""
+def pod_stream(
+    pods: int, namespaces: int = 4, *, start: float = T0, first: int = 0
+) -> list[tuple[str, bytes]]:
+    """``(namespace, record)`` pairs: create then delete of ``pods`` pods, in time order;
+    ``first`` numbers them on from an earlier stream (names and times continue)."""
     rows: list[tuple[float, str, dict]] = []
-    for i in range(pods):
+    for i in range(first, first + pods):
         ns = f"ns-{i % namespaces}"
         pod = f"app{i % 7}-{i}"
         born = start + i * 2.0

@@ -19,17 +19,20 @@ import threading
 import time
 from collections import Counter
 
+import orjson
 import pytest
 from helpers import alert_ids, expected_alert_ids
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 from standin import slowed, standin_pipeline
+from telemetry import T0, audit, pod_stream
 from test_serve import _produce_pods, _wait
 
 from churnguard.service.broker import _resolve_binary, create_topics, free_port
 from churnguard.service.clients import KafkaClients, client_config
 from churnguard.service.kafka import Service
 from churnguard.service.metrics import ServiceMetrics
+from churnguard.service.producing import produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +61,11 @@ class FaultyClients(KafkaClients):
         )  # fmt: skip
 
 
+def _produce(settings, topic: str, stream: list[tuple[str, bytes]]) -> list[bytes]:
+    produce_records(settings.kafka, topic, ((ns.encode(), r) for ns, r in stream))
+    return [r for _, r in stream]
+
+
 def _run(service: Service) -> threading.Thread:
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
@@ -69,9 +77,15 @@ def _records_in_state(service: Service) -> int:
 
 
 def _outage(settings, caplog, topic_of) -> None:
-    """Take one topic down mid-stream for a few reconnects; then check nothing was lost."""
+    """Take one topic down mid-stream for a few reconnects; then check nothing was lost.
+
+    The stream comes in two parts and the topic goes down between them, so the service has
+    alerts to publish and state to checkpoint while it is down, however fast it runs.
+    """
     settings.kafka.reconnect_backoff_max_s = 1.0
-    records = _produce_pods(settings, 2500, namespaces=4)
+    before, after, namespaces = 1200, 1300, 4
+    audit_topic = next(iter(settings.kafka.input_topics))
+    records = _produce(settings, audit_topic, pod_stream(before, namespaces))
     clients = FaultyClients(settings.kafka)
     metrics = ServiceMetrics()
     stop = threading.Event()
@@ -83,6 +97,12 @@ def _outage(settings, caplog, topic_of) -> None:
     try:
         _wait(lambda: bool(alert_ids(settings)) and service.stats.checkpoints > 1, 60, "alerts")
         clients.down.add(topic_of(settings))
+        # the second part starts after the first one's last deletion (no event is late)
+        rest = pod_stream(after, namespaces, start=T0 + 600.0, first=before)
+        end = T0 + 600.0 + (before + after) * 2.0 + 86_400.0  # closes every window
+        rest += [(f"ns-{i}", orjson.dumps(audit("create", f"ns-{i}", "sentinel", end, "x")))
+                 for i in range(namespaces)]  # fmt: skip
+        records += _produce(settings, audit_topic, rest)
         _wait(lambda: metrics.reconnects._value.get() >= 2, 60, "two failed sessions")
         clients.down.clear()
         _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 60, "end")
