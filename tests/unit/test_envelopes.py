@@ -8,6 +8,8 @@ kubernetes_logs; logstash-codec-cloudtrail's codec source; Kubernetes "Auditing"
 
 from __future__ import annotations
 
+import base64
+import gzip
 from pathlib import Path
 
 import orjson
@@ -42,6 +44,19 @@ def _events(doc: dict, pinned: str | None = None) -> list[Event]:
 def _outcome(doc: dict, pinned: str | None = None) -> tuple:
     """Everything a record turned into (dead letters by reason and detail)."""
     parsed = parse_record(orjson.dumps(doc), None, pinned)
+    return parsed.events, parsed.ignored, [(r.reason, r.detail) for r in parsed.rejected]
+
+
+def _stratus_records(root: Path) -> list[dict]:
+    records = []
+    for path in _files(root, "stratus_detonation"):
+        data = orjson.loads(path.read_bytes())
+        records += data if isinstance(data, list) else data.get("Records", [data])
+    return records
+
+
+def _parsed(raw: bytes, pinned: str | None = None) -> tuple:
+    parsed = parse_record(raw, None, pinned)
     return parsed.events, parsed.ignored, [(r.reason, r.detail) for r in parsed.rejected]
 
 
@@ -82,10 +97,7 @@ def test_a_merged_record_without_its_own_time_takes_the_lines_time(real_data: Pa
 
 
 def test_logstash_cloudtrail_records_get_their_event_time_back(real_data: Path) -> None:
-    records = []
-    for path in _files(real_data, "stratus_detonation"):
-        data = orjson.loads(path.read_bytes())
-        records += data if isinstance(data, list) else data.get("Records", [data])
+    records = _stratus_records(real_data)
     named = orjson.loads((FIXTURES / "sources" / "cloudtrail.json").read_bytes())
     records += list(named.values())  # instances run and terminated by people: real events
     events = 0
@@ -104,6 +116,63 @@ def test_the_codecs_disable_api_termination_wrapping_is_undone() -> None:
     assert shipped["requestParameters"]["disableApiTermination"] == {"value": False}
     assert "eventTime" not in shipped and shipped["@version"] == "1"
     assert unwrap(shipped).record == {**record, "eventTime": "2024-05-14T10:00:00.000Z"}
+
+
+@pytest.mark.parametrize("lambda_event", [False, True])
+def test_cloudwatch_logs_subscriptions_adapt_like_the_records_they_carry(
+    real_data: Path, lambda_event: bool
+) -> None:
+    trail = _stratus_records(real_data)
+    audit = _lines(real_data, "k8s_audit_microk8s.jsonl")[:200]
+    for records, log_group, pinned in [
+        (trail, "aws-cloudtrail-logs", "cloudtrail"),
+        (audit, "/aws/eks/prod/cluster", "k8s_audit"),  # EKS control-plane audit logs
+    ]:
+        plain = [_outcome(record, pinned) for record in records]
+        for batch in range(0, len(records), 50):  # a delivery holds a batch of log events
+            raw = shippers.cloudwatch_logs(records[batch : batch + 50], log_group,
+                                           lambda_event=lambda_event)  # fmt: skip
+            events, ignored, rejected = _parsed(raw, pinned)
+            want = plain[batch : batch + 50]
+            assert events == [ev for e, _, _ in want for ev in e]
+            assert ignored == [i for _, ig, _ in want for i in ig]
+            assert rejected == [r for _, _, rj in want for r in rj]
+            assert _parsed(raw)[0] == events  # detected without a pinned format too
+    assert len(trail) > 300
+
+
+def test_cloudwatch_logs_health_checks_bad_messages_and_bombs_are_counted_not_raised() -> None:
+    control = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "",
+               "logStream": "", "subscriptionFilters": [],
+               "logEvents": [{"id": "", "timestamp": 1,
+                              "message": "CWL CONTROL MESSAGE: Checking health"}]}  # fmt: skip
+    parsed = parse_record(gzip.compress(orjson.dumps(control)))
+    assert [(i.format, i.reason) for i in parsed.ignored] == [
+        ("cloudwatch_logs", "control_message")
+    ]
+    assert not parsed.events and not parsed.rejected
+    good = {"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com",
+            "eventTime": "2024-05-14T10:00:00Z", "eventName": "DescribeInstances",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/a"}}  # fmt: skip
+    raw = shippers.cloudwatch_logs([good])
+    message = orjson.loads(gzip.decompress(raw))
+    message["logEvents"].append({"id": "2", "timestamp": 2, "message": "START RequestId: x"})
+    message["logEvents"].append({"id": "3", "timestamp": 3})
+    parsed = parse_record(gzip.compress(orjson.dumps(message)))
+    # the good record is adapted as it would be bare; the bad neighbours cost it nothing
+    assert (parsed.events, parsed.ignored) == _outcome(good)[:2]
+    assert [(r.reason, r.record) for r in parsed.rejected] == [
+        ("malformed_json", "START RequestId: x"),
+        ("malformed_json", '{"id":"3","timestamp":3}'),
+    ]
+    # a payload that inflates past the record cap is refused without inflating it all
+    bomb = gzip.compress(b'{"a":"' + b"x" * (8 << 20) + b'"}')
+    assert len(bomb) < 20_000
+    for raw in (bomb, orjson.dumps({"awslogs": {"data": base64.b64encode(bomb).decode()}})):
+        assert [r.reason for r in parse_record(raw).rejected] == ["record_too_large"]
+    for broken in (b"\x1f\x8b not gzip", gzip.compress(b"{}")[:-12],
+                   orjson.dumps({"awslogs": {"data": "not base64!"}})):  # fmt: skip
+        assert [r.reason for r in parse_record(broken).rejected] == ["malformed_json"]
 
 
 def test_audit_webhook_batches_and_audit_lines_inside_envelopes(real_data: Path) -> None:
@@ -216,3 +285,17 @@ def test_the_other_shapes_the_documented_configurations_produce(real_data: Path)
         got = [_outcome(doc, pinned) for doc in shipped]
         assert got == [_outcome(doc, pinned) for doc in plain]
         assert all(not rejected for _, _, rejected in got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=256),
+    events=st.lists(st.one_of(_json, st.fixed_dictionaries({"message": st.text()})), max_size=5),
+)
+def test_hostile_cloudwatch_logs_deliveries_never_raise(body: bytes, events: list) -> None:
+    message = {"messageType": "DATA_MESSAGE", "logEvents": events}
+    for raw in (gzip.compress(body), gzip.compress(orjson.dumps(message)),
+                orjson.dumps({"awslogs": {"data": base64.b64encode(body).decode()}})):  # fmt: skip
+        parsed = parse_record(raw)
+        assert parsed.events or parsed.ignored or parsed.rejected
+        assert all(r.reason and r.detail for r in parsed.rejected)

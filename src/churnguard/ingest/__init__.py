@@ -9,13 +9,20 @@ each item is adapted on its own, so one bad item never costs its neighbours.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import msgspec
 import orjson
 
 from churnguard.ingest import cloudtrail, envelopes, falco, flows, k8s_audit, tetragon
-from churnguard.ingest.common import AdapterContext, truncate
+from churnguard.ingest.common import (
+    GZIP_MAGIC,
+    AdapterContext,
+    TooLarge,
+    gunzip_bounded,
+    truncate,
+)
 from churnguard.ingest.events import Event, Ignored, Origin, Rejected
 from churnguard.ingest.exceptions import AdapterError
 
@@ -110,6 +117,13 @@ def parse_record(
             f"{len(raw)} bytes > max_record_bytes {ctx.max_record_bytes}",
             _preview(raw),
         )
+    if raw[:2] == GZIP_MAGIC:  # a Kinesis/Firehose payload: CloudWatch Logs gzips its batches
+        try:
+            raw = gunzip_bounded(raw, ctx.max_record_bytes)
+        except TooLarge as exc:
+            return reject("record_too_large", f"gzip record {exc}", "")
+        except (zlib.error, EOFError) as exc:
+            return reject("malformed_json", f"gzip record does not inflate: {exc}", _preview(raw))
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -117,7 +131,9 @@ def parse_record(
     hint = None
     if isinstance(obj, dict):  # a shipper's wrapping off, its pod metadata kept as a hint
         try:
-            unwrapped = envelopes.unwrap(obj)
+            unwrapped = envelopes.unwrap(obj, ctx.max_record_bytes)
+        except envelopes.EnvelopeTooLarge as exc:
+            return reject("record_too_large", str(exc), _preview(raw))
         except envelopes.EnvelopeError as exc:
             return reject("malformed_json", str(exc), _preview(raw))
         obj, hint = unwrapped.record, unwrapped.hint
@@ -130,10 +146,16 @@ def parse_record(
             "unknown_format", f"pinned format {pinned!r} is not one of {FORMATS}", _preview(raw)
         )
 
+    if envelopes.is_control_message(obj):
+        out.ignored.append(Ignored(format="cloudwatch_logs", reason="control_message"))
+        return out
     items = _items(obj, pinned)
     if not items:
         out.ignored.append(Ignored(format=pinned or detect_format(obj) or "", reason="empty_list"))
     for fmt, item in items:
+        if isinstance(item, envelopes.EnvelopeError):
+            reject("malformed_json", str(item), item.payload)
+            continue
         if not isinstance(item, dict):
             reject("not_an_object", f"{fmt} item is a {type(item).__name__}", _dump(item))
             continue
@@ -163,6 +185,9 @@ def parse_record(
 
 def _items(obj: dict, pinned: str | None) -> list[tuple[str | None, object]]:
     """Split container documents into items with their (known) format."""
+    messages = envelopes.log_events(obj)
+    if messages is not None:  # each message is a record of its own, of any format
+        return [(pinned, message) for message in messages]
     if obj.get("kind") == "EventList" and pinned in (None, k8s_audit.FORMAT):
         items = obj.get("items")
         if isinstance(items, list):

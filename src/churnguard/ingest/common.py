@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import zlib
 from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -35,6 +36,36 @@ DEFAULT_CLUSTER_CIDRS: tuple[str, ...] = ()
 MIN_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 MAX_BYTES = 10**13  # a byte count above 10 TB in one record is a broken exporter
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class TooLarge(ValueError):
+    """A compressed payload that inflates past the record cap (a zip bomb, or a huge batch)."""
+
+
+def gunzip_bounded(data: bytes, limit: int) -> bytes:
+    """Inflate a gzip payload (every member, as ``gzip`` concatenation allows), at most ``limit``.
+
+    Raises :class:`TooLarge` past ``limit`` bytes without inflating further, and
+    ``zlib.error`` / ``EOFError`` for a payload that is not whole gzip: a record's size
+    cap must hold for what it inflates to, not only for what arrived.
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk = inflater.decompress(rest, limit - size + 1)
+        size += len(chunk)
+        out.append(chunk)
+        if size > limit or inflater.unconsumed_tail:
+            raise TooLarge(f"inflates past {limit} bytes")
+        if not inflater.eof:
+            raise EOFError("gzip payload ends before its end-of-stream marker")
+        rest = inflater.unused_data.lstrip(b"\0")  # members may be padded with zeros
+    return b"".join(out)
+
 
 _LEAP_SECOND = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:)60(.*)")
 _RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")

@@ -22,18 +22,27 @@ Kubernetes metadata as a :class:`Hint`. The shapes, from each shipper's document
   ``eventTime`` was moved to ``@timestamp``, with ``@version`` added, and whose
   ``requestParameters.disableApiTermination`` was wrapped as ``{"value": ...}``.
 
+- **CloudWatch Logs subscriptions** (CloudTrail's or EKS control-plane audit log group
+  subscribed to Kinesis, Firehose or a Lambda that forwards to Kafka): a ``DATA_MESSAGE``
+  whose ``logEvents[].message`` are the records as JSON strings, delivered gzipped (raw
+  gzip bytes; a Lambda's event wraps them as base64 under ``awslogs.data``).
+  ``CONTROL_MESSAGE`` health checks carry no record and are ignored.
+
 falcosidekick's Kafka output and a shipper that forwards an audit webhook's ``EventList``
 as JSON send the exporter's document as it is: nothing to unwrap, the adapters read them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
 from typing import Any
 
 import msgspec
 import orjson
 
-from churnguard.ingest.common import strip_runtime_prefix
+from churnguard.ingest.common import TooLarge, gunzip_bounded, strip_runtime_prefix
 from churnguard.ingest.events import Event
 
 MAX_DEPTH = 3  # envelopes inside envelopes (a Vector message holding a Logstash event)
@@ -61,18 +70,31 @@ class Unwrapped(msgspec.Struct, frozen=True, kw_only=True):
     """A record with its envelopes removed: the exporter's document and what wrapped it."""
 
     record: Any
-    shipper: str | None = None  # "fluent_bit" | "vector" | "logstash"; None = not wrapped
+    # "fluent_bit" | "vector" | "logstash" | "cloudwatch_logs"; None = not wrapped
+    shipper: str | None = None
     hint: Hint | None = None
 
 
 class EnvelopeError(ValueError):
     """An envelope whose payload is not a JSON document (the shipper forwarded plain text)."""
 
+    def __init__(self, detail: str, payload: str = "") -> None:
+        super().__init__(detail)
+        self.payload = payload  # the part that failed, for its dead letter
 
-def unwrap(obj: dict) -> Unwrapped:
+
+class EnvelopeTooLarge(EnvelopeError):
+    """An envelope whose compressed payload inflates past the record cap."""
+
+
+CONTROL_MESSAGE = "CONTROL_MESSAGE"  # a CloudWatch Logs destination health check
+
+
+def unwrap(obj: dict, max_bytes: int = 1 << 20) -> Unwrapped:
     """Remove every envelope around a decoded record; raises :class:`EnvelopeError`.
 
-    A record no shipper wrapped comes back as it is, with ``shipper`` None.
+    A record no shipper wrapped comes back as it is, with ``shipper`` None. ``max_bytes``
+    caps what a compressed payload inside an envelope may inflate to.
     """
     record: Any = obj
     shipper: str | None = None
@@ -80,7 +102,7 @@ def unwrap(obj: dict) -> Unwrapped:
     for _ in range(MAX_DEPTH):
         if not isinstance(record, dict):
             break
-        step = _unwrap_once(record)
+        step = _unwrap_once(record, max_bytes)
         if step is None:
             break
         record, name, found = step
@@ -109,7 +131,37 @@ def attribute(event: Event, hint: Hint | None) -> None:
     event.node = event.node or hint.node
 
 
-def _unwrap_once(obj: dict) -> tuple[Any, str, Hint | None] | None:
+def log_events(obj: dict) -> list[Any] | None:
+    """The records in a CloudWatch Logs subscription ``DATA_MESSAGE``; None if it is not one.
+
+    Each element is a log event's message decoded from JSON, or an :class:`EnvelopeError`
+    saying why it could not be (the caller dead-letters that one and keeps the others).
+    """
+    events = obj.get("logEvents")
+    if obj.get("messageType") != "DATA_MESSAGE" or not isinstance(events, list):
+        return None
+    records: list[Any] = []
+    for n, event in enumerate(events):
+        message = event.get("message") if isinstance(event, dict) else None
+        if not isinstance(message, str):
+            detail = f"cloudwatch_logs logEvents[{n}] has no message"
+            records.append(EnvelopeError(detail, orjson.dumps(event).decode()))
+            continue
+        try:
+            records.append(_payload(message, "cloudwatch_logs", f"logEvents[{n}].message"))
+        except EnvelopeError as exc:
+            records.append(EnvelopeError(str(exc), message))
+    return records
+
+
+def is_control_message(obj: dict) -> bool:
+    return obj.get("messageType") == CONTROL_MESSAGE and "logEvents" in obj
+
+
+def _unwrap_once(obj: dict, max_bytes: int) -> tuple[Any, str, Hint | None] | None:
+    awslogs = obj.get("awslogs")
+    if isinstance(awslogs, dict) and isinstance(awslogs.get("data"), str):
+        return _awslogs_data(awslogs["data"], max_bytes), "cloudwatch_logs", None
     for field, shipper, markers in _LINE_FIELDS:
         line = obj.get(field)
         if isinstance(line, str) and any(k in obj for k in markers):
@@ -128,6 +180,17 @@ def _payload(text: str, shipper: str, field: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"{shipper} envelope: `{field}` is not JSON ({exc})") from None
+
+
+def _awslogs_data(data: str, max_bytes: int) -> Any:
+    """A Lambda's CloudWatch Logs event: base64 of the gzipped subscription message."""
+    try:
+        text = gunzip_bounded(base64.b64decode(data, validate=True), max_bytes)
+    except TooLarge as exc:
+        raise EnvelopeTooLarge(f"cloudwatch_logs awslogs.data {exc}") from None
+    except (binascii.Error, zlib.error, EOFError) as exc:
+        raise EnvelopeError(f"cloudwatch_logs awslogs.data is not base64 gzip ({exc})") from None
+    return _payload(text.decode("utf-8", "replace"), "cloudwatch_logs", "awslogs.data")
 
 
 def _logstash_cloudtrail(obj: dict) -> dict:

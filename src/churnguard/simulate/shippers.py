@@ -15,10 +15,16 @@ writes it (docs/operations.md, "Connecting your telemetry", has the configuratio
   ``kafka`` output with the ``json`` codec.
 - :func:`audit_webhook_batch`: the ``EventList`` the API server's webhook audit backend
   posts (kubernetes.io, "Auditing", webhook backend), forwarded as the body it received.
+- :func:`cloudwatch_logs`: a CloudWatch Logs subscription filter's delivery (CloudTrail's
+  log group, or EKS control-plane audit logs) as Kinesis or Firehose receive it: the
+  gzipped ``DATA_MESSAGE`` (CloudWatch Logs User Guide, "Subscriptions"); ``lambda_event``
+  wraps it as a Lambda receives it, base64 under ``awslogs.data``.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 from datetime import UTC, datetime
 
@@ -105,6 +111,31 @@ def logstash_cloudtrail(record: dict) -> dict:
 def audit_webhook_batch(events: list[dict]) -> dict:
     """Audit events as one webhook POST body (``audit.k8s.io/v1`` ``EventList``)."""
     return {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": events}
+
+
+def cloudwatch_logs(
+    records: list[dict], log_group: str = "aws-cloudtrail-logs", *, lambda_event: bool = False
+) -> bytes:
+    """Records as one CloudWatch Logs subscription delivery: gzipped ``DATA_MESSAGE`` bytes."""
+    message = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": "123456789012_CloudTrail_us-east-1",
+        "subscriptionFilters": ["churnguard"],
+        "logEvents": [
+            {"id": f"{n:056d}", "timestamp": 1_700_000_000_000 + n, "message": _text(record)}
+            for n, record in enumerate(records)
+        ],
+    }
+    payload = gzip.compress(orjson.dumps(message), mtime=0)
+    if lambda_event:
+        return orjson.dumps({"awslogs": {"data": base64.b64encode(payload).decode()}})
+    return payload
+
+
+def _text(record: dict) -> str:
+    return orjson.dumps(record).decode()
 
 
 def _container_id(pod: str) -> str:
