@@ -251,17 +251,24 @@ class OnlineIsolationForest(Detector):
         self._build(leaf, sample, int(self.depth_[leaf]), limit)
 
     def _build(self, node: int, data: np.ndarray, depth: int, limit: float) -> None:
-        self.count_[node] = len(data)
+        # the hottest Python of learning (one call per node of every split): plain ints and
+        # floats where numpy scalars would cost more, the same random draws in the same order
+        n = len(data)
+        self.count_[node] = n
         self.depth_[node] = depth
-        if len(data):
-            self.lo_[node], self.hi_[node] = data.min(axis=0), data.max(axis=0)
-        if len(data) < self._threshold(depth) or depth >= limit:
+        if n:
+            lo, hi = data.min(axis=0), data.max(axis=0)
+            self.lo_[node], self.hi_[node] = lo, hi
+        else:
+            lo, hi = self.lo_[node], self.hi_[node]
+        if n < self.max_leaf_samples * 2**depth or depth >= limit:
             return
-        splittable = np.flatnonzero(self.hi_[node] > self.lo_[node])
+        splittable = np.flatnonzero(hi > lo)
         if splittable.size == 0:
             return
         feature = int(splittable[self.rng_.integers(splittable.size)])
-        threshold = float(self._uniform(self.lo_[node, feature], self.hi_[node, feature], ()))
+        u = self.rng_.random()  # _uniform of one value: the same draw, as a Python float
+        threshold = float(lo[feature]) * (1.0 - u) + float(hi[feature]) * u
         left, right = self._alloc(), self._alloc()
         self.feature_[node], self.threshold_[node] = feature, threshold
         self.left_[node], self.right_[node] = left, right
