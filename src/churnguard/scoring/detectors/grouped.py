@@ -19,7 +19,12 @@ import numpy as np
 
 from churnguard.scoring.detectors._util import as_matrix
 from churnguard.scoring.detectors.base import Detector
-from churnguard.scoring.detectors.oif import _LOG4, OnlineIsolationForest
+from churnguard.scoring.detectors.oif import (
+    _LOG4,
+    OnlineIsolationForest,
+    descend,
+    leaf_extremes,
+)
 
 __all__ = ["learn_groups", "score_groups"]
 
@@ -97,17 +102,8 @@ class _Pool:
         roots = np.stack([f.roots_ for f in self.forests], axis=1) + self.base.astype(np.int32)
         node = roots[:, owner].ravel()
         row = np.tile(np.arange(n), len(roots))
-        path = [node.copy()] if record else []
-        active = np.flatnonzero(self.feature[node] >= 0)
-        while active.size:
-            here = node[active]
-            go_left = X[row[active], self.feature[here]] < self.threshold[here]
-            nxt = np.where(go_left, self.left[here], self.right[here])
-            node[active] = nxt
-            if record:
-                path.append(nxt)
-            active = active[self.feature[nxt] >= 0]
-        return node, path
+        arrays = (self.feature, self.threshold, self.left, self.right)
+        return descend(arrays, X, node, row, record=record)
 
     def split(self, nodes: np.ndarray) -> list[slice]:
         """For sorted pooled node ids, the slice of them that belongs to each forest."""
@@ -179,19 +175,7 @@ def _learn_chunks(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) ->
     leaves, path = pool.route(X, owner, record=True)
     visits = np.bincount(np.concatenate(path), minlength=int(pool.base[-1] + pool.sizes[-1]))
     # box widening as OIF._widen_boxes: rows grouped per leaf in their original order
-    order = np.argsort(leaves, kind="stable")
-    sorted_leaves = leaves[order]
-    grouped = X[np.tile(np.arange(len(X)), forests[0].n_trees)[order]]
-    new = np.empty(len(sorted_leaves), dtype=bool)
-    new[:1] = True
-    np.not_equal(sorted_leaves[1:], sorted_leaves[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    ids = sorted_leaves[starts]
-    if len(starts) < len(sorted_leaves):
-        low = np.minimum.reduceat(grouped, starts, axis=0)
-        high = np.maximum.reduceat(grouped, starts, axis=0)
-    else:
-        low = high = grouped
+    ids, low, high = leaf_extremes(leaves, X, np.tile(np.arange(len(X)), forests[0].n_trees))
     for f, base, size, part, old, n in zip(
         forests, pool.base, pool.sizes, pool.split(ids), olds, counts, strict=True
     ):
