@@ -31,19 +31,20 @@ __all__ = ["learn_groups", "score_groups"]
 
 def score_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``[d.score_many(X) for d, X in zip(detectors, Xs)]``, online forests in one pass."""
-    out: list[np.ndarray | None] = [None] * len(detectors)
-    pooled: dict[int, list[int]] = {}  # forests that can share a pass, by tree count
+    out: list[np.ndarray] = [np.zeros(0)] * len(detectors)
+    # forests that can share a pass, by tree count: (position, forest, rows)
+    pooled: dict[int, list[tuple[int, OnlineIsolationForest, np.ndarray]]] = {}
     for i, (det, X) in enumerate(zip(detectors, Xs, strict=True)):
-        if _scores_pooled(det, X):
-            pooled.setdefault(det.n_trees, []).append(i)
+        if isinstance(det, OnlineIsolationForest) and _has_scores(det, X):
+            pooled.setdefault(det.n_trees, []).append((i, det, as_matrix(X, det._width())))
         else:
             out[i] = det.score_many(X)
     for members in pooled.values():
-        forests = [detectors[i] for i in members]
-        rows = [as_matrix(Xs[i], forests[j]._width()) for j, i in enumerate(members)]
-        for i, scores in zip(members, _score_forests(forests, rows), strict=True):
-            out[i] = scores
-    return [s if s is not None else np.zeros(0) for s in out]
+        forests = [f for _, f, _ in members]
+        scores = _score_forests(forests, [rows for _, _, rows in members])
+        for (i, _, _), got in zip(members, scores, strict=True):
+            out[i] = got
+    return out
 
 
 def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> None:
@@ -65,13 +66,9 @@ def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> Non
         _learn_forests(members)
 
 
-def _scores_pooled(det: Detector, X: np.ndarray) -> bool:
-    """An online forest with a normaliser and rows to score (else its own call is trivial)."""
-    return (
-        isinstance(det, OnlineIsolationForest)
-        and len(X) > 0
-        and det._path_length(float(getattr(det, "n_window_", 0))) > 0.0
-    )
+def _has_scores(forest: OnlineIsolationForest, X: np.ndarray) -> bool:
+    """Rows to score and a normaliser to score them with (else its own call is trivial)."""
+    return len(X) > 0 and forest._path_length(float(getattr(forest, "n_window_", 0))) > 0.0
 
 
 class _Pool:
