@@ -72,3 +72,13 @@ def test_instances_people_run_are_quarantined_too_and_state_round_trips() -> Non
     again = LearningGate(ScoringSettings())
     again.load(msgspec.msgpack.decode(msgspec.msgpack.encode(gate.export()), type=GateState))
     assert list(again.quarantine) == ["instance/i-1"]
+
+
+def test_a_quarantined_window_teaches_the_first_seen_memory_only_through_its_release() -> None:
+    """A person's instance must not make its identity known while its story is open: a
+    second run of the same stolen keys would otherwise look familiar."""
+    inst = make_profile(kind="instance", instance_id="i-1")
+    inst.creator_kind = "person"
+    assert not LearningGate.teaches_memory(inst, paged=False)
+    assert LearningGate.teaches_memory(make_profile(), paged=False)
+    assert not LearningGate.teaches_memory(make_profile(), paged=True)

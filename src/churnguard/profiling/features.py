@@ -20,7 +20,11 @@ import numpy as np
 
 from churnguard.ingest.common import is_external_address
 from churnguard.ingest.events import ActorKind, ApiCategory, EntityKind, Event, EventKind
-from churnguard.profiling.entities import EntityState, remember_destination
+from churnguard.profiling.entities import (
+    EntityState,
+    credentials_out_of_place,
+    remember_destination,
+)
 from churnguard.profiling.profile import EntityRef, Evidence, Profile, image_repository
 from churnguard.profiling.spec import FeatureSpec
 
@@ -336,6 +340,9 @@ class FeatureBuilder:
             elif k is EventKind.INSTANCE_TERMINATE and ev.actor_kind == ActorKind.INSTANCE:
                 counts["cloud_destructive"] += 1
         out = {name: float(n) for name, n in counts.items()}
+        out["credentials_out_of_place"] = float(
+            sum(credentials_out_of_place(state, ev) for ev in events)
+        )
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
         out["archive_writes"] = float(len(archive_paths) + archive_tool_runs)
@@ -546,12 +553,16 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
     picked: list[Evidence] = []
     per_kind: Counter[str] = Counter()
     for ev in events:
-        if per_kind[ev.kind.value] >= 2:
+        out_of_place = credentials_out_of_place(state, ev)
+        group = "out_of_place" if out_of_place else ev.kind.value
+        if per_kind[group] >= 2:
             continue
         summary = _summary(ev)
+        if out_of_place:
+            summary = f"{ev.verb} by {_actor(ev)} from {ev.pod_ip}: credentials out of place"
         if summary is None:
             continue
-        per_kind[ev.kind.value] += 1
+        per_kind[group] += 1
         picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
     picked.sort(key=lambda e: e.time)
     return picked[:_MAX_EVIDENCE]

@@ -173,9 +173,11 @@ class LearningGate:
         return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod
-    def teaches_memory(paged: bool) -> bool:
-        """May this window teach the first-seen memory what is known? One that did not page."""
-        return not paged
+    def teaches_memory(profile: Profile, paged: bool) -> bool:
+        """May this window teach the first-seen memory what is known? One that did not page,
+        and not a quarantined one: a person's bare pod or instance makes its identity,
+        hosts and image known only when its whole story ended quietly (released rows)."""
+        return not paged and not quarantined(profile)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> GateState:

@@ -6,8 +6,8 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    score each baseline's rows with one vectorised ``score_many`` call;
 2. compare with the namespace's threshold (:mod:`thresholds`, fixed for the whole batch so
    the order of profiles inside a batch does not matter); namespaces in learning mode never
-   alert through the model, but a guard rule marked ``alone`` can alert there; muted
-   namespaces never alert;
+   alert through the model, but a guard rule marked ``alone`` can alert there (one marked
+   ``pages``, anywhere); muted namespaces never alert;
 3. build explained alerts (:mod:`alerts`), one per incident: a later window of an entity
    that already alerted is *folded* into that alert (``Scored.folded``, not paged again)
    unless it names a technique the entity has not alerted on or raises the severity; a
@@ -151,7 +151,7 @@ class Scorer:
             key = NO_BASELINE if b is None else b.key
             guards = fired(p)
             model_alert = not learning and score >= threshold
-            forced = learning and any(g.alone for g in guards)
+            forced = any(g.pages or (learning and g.alone) for g in guards)
             muted = self.thresholds.muted(ns)
 
             args = (p, score, threshold, level, key, b, guards)
