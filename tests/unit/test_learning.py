@@ -82,3 +82,20 @@ def test_a_quarantined_window_teaches_the_first_seen_memory_only_through_its_rel
     assert not LearningGate.teaches_memory(inst, paged=False)
     assert LearningGate.teaches_memory(make_profile(), paged=False)
     assert not LearningGate.teaches_memory(make_profile(), paged=True)
+
+
+def test_a_hubs_pods_release_like_a_controllers_and_a_foreign_accounts_do_not() -> None:
+    """JupyterHub's single-user servers: what recurs across them is the hub's workload."""
+    gate = LearningGate(ScoringSettings(release_after_entities=3))
+
+    def spawned(pod: str, by: str):
+        p = make_profile(ns="data", pod=pod, workload=None, t=0.0)
+        p.creator_kind, p.created_by = "service_account", by
+        return p
+
+    hub = "system:serviceaccount:data:jupyterhub"
+    got = [_decide(gate, spawned(f"jupyter-{i}", hub), alerted=True) for i in range(3)]
+    assert [len(v.released) for v in got] == [0, 0, 3]
+    runner = "system:serviceaccount:ci:gitlab-runner"  # another namespace's account
+    got = [_decide(gate, spawned(f"netshoot-{i}", runner), alerted=True) for i in range(4)]
+    assert all(v.released == [] for v in got)

@@ -34,6 +34,7 @@ STRATEGY_TECHNIQUES: dict[str, tuple[str, ...]] = {
     "archive_exfil": ("T1560.002",),
     "c2": ("T1071",),
     "credentials": ("T1078.004",),
+    "escape": ("T1611",),
 }
 
 TECHNIQUE_NAMES = {
@@ -324,6 +325,10 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         c2.append(f"{new_dest:g} external destination(s) new to the namespace")
     if c2:
         out["T1071"] = c2
+    if v.get("container_starts", 0.0) > 0:
+        out["T1611"] = [
+            f"{v['container_starts']:g} container(s) started on its node with a runtime client"
+        ]
     if profile.entity.kind == "container":  # a runtime container no pod accounts for
         cid = "".join(profile.entity.container_ids[:1]) or "?"
         out["T1610"] = [f"container {cid} runs on node {profile.entity.node or '?'} with no pod"]

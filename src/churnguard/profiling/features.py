@@ -24,6 +24,7 @@ from churnguard.profiling.entities import (
     EntityState,
     credentials_out_of_place,
     remember_destination,
+    starts_container,
 )
 from churnguard.profiling.profile import EntityRef, Evidence, Profile, image_repository
 from churnguard.profiling.spec import FeatureSpec
@@ -158,6 +159,9 @@ class FirstSeenMemory:
         return not (len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S)
 
 
+CLUSTER_SCOPE = "*"  # identities seen acting on pods in any namespace (never a namespace name)
+
+
 def destination_scope(state: EntityState) -> str:
     """First-seen destinations are remembered per namespace (instances: one cloud scope).
 
@@ -279,6 +283,7 @@ class FeatureBuilder:
             self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
             self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
+                self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
                 ns = e.namespace or ""
                 if e.image:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
@@ -299,6 +304,7 @@ class FeatureBuilder:
         out["deleted_by_person"] = float(kind == ActorKind.PERSON)
         out["deleted_by_other_identity"] = float(
             kind in (ActorKind.SERVICE_ACCOUNT, ActorKind.INSTANCE)
+            and not _own_controller(state)  # a hub culling the pods it spawned
         )
         if state.key.kind is EntityKind.INSTANCE:
             out["run_and_terminate_same_identity"] = float(
@@ -323,6 +329,7 @@ class FeatureBuilder:
                 shell |= _exec_opens_shell(ev)
             elif k is EventKind.PROCESS_EXEC:
                 binaries.add(ev.binary or "")
+                counts["container_starts"] += starts_container(ev)
                 shell |= _basename(ev.binary) in SHELLS
                 creates, paths = archive_outputs(ev)
                 if creates:
@@ -418,10 +425,14 @@ class FeatureBuilder:
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
         known = self.memory.identities.get(destination_scope(state), set())
-        return {
+        out = {
             "created_by_person": float(state.created_by_kind == ActorKind.PERSON),
             "new_identity": float(len(set(identities) - known)),
         }
+        if state.key.kind is EntityKind.POD:
+            anywhere = self.memory.identities.get(CLUSTER_SCOPE, set())
+            out["new_identity_in_cluster"] = float(len(set(identities) - known - anywhere))
+        return out
 
 
 # who acts on an entity in a way a baseline should know, by kind of actor
@@ -451,6 +462,15 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
     return sorted({f for f in found if f})
+
+
+def _own_controller(state: EntityState) -> bool:
+    """Deleted by the identity that created it, or (its creation forgotten: a notebook idle
+    past the expiry) by a service account of its own namespace: the pods' own spawner."""
+    if state.created_by is not None:
+        return state.deleted_by == state.created_by
+    own = f"system:serviceaccount:{state.namespace}:"
+    return state.namespace is not None and (state.deleted_by or "").startswith(own)
 
 
 def _event_order(ev: Event) -> tuple:
