@@ -9,6 +9,7 @@ from churnguard.alerts.alert import technique_evidence
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind
 from churnguard.pipeline import Pipeline
+from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.guards import fired
 from churnguard.scoring.scorer import Scorer
@@ -24,6 +25,10 @@ def _ev(t: float, kind: EventKind, **kw) -> Event:
 
 def _instance_story(*calls: Event) -> dict[str, float]:
     """A CI role runs i-0abc at 10.0.5.5, the calls happen, the CI role terminates it."""
+    return _final(*calls).values
+
+
+def _final(*calls: Event) -> Profile:
     ci = {"actor": CI_ROLE, "actor_kind": ActorKind.SERVICE_ACCOUNT}
     events = [
         _ev(0, EventKind.INSTANCE_RUN, instance_id="i-0abc", pod_ip="10.0.5.5", **ci),
@@ -34,7 +39,7 @@ def _instance_story(*calls: Event) -> dict[str, float]:
     out = pipe.ingest(events)
     out.extend(pipe.finish())
     (final,) = [p for p in out.profiles if p.final]
-    return final.values
+    return final
 
 
 def _read(t: float, actor: str, kind: ActorKind, ip: str, **kw) -> Event:
@@ -89,3 +94,12 @@ def test_out_of_place_pages_in_any_mode_with_its_evidence() -> None:
     assert scored.alert is not None and "T1078.004" in scored.alert.techniques
     in_place = make_profile(kind="instance", instance_id="i-1", values={"secret_reads": 4})
     assert fired(in_place) == []
+
+
+def test_the_whole_story_is_in_the_evidence_who_ran_it_what_it_did_who_ended_it() -> None:
+    calls = [_read(100 + i, CI_ROLE, ActorKind.SERVICE_ACCOUNT, "10.0.5.5") for i in range(3)]
+    calls.append(_read(400, CI_ROLE, ActorKind.SERVICE_ACCOUNT, "10.0.5.5"))  # a later window
+    summaries = [e.summary for e in _final(*calls).evidence]
+    assert summaries[0].startswith("instance_run by " + CI_ROLE)
+    assert any(s.endswith("from 10.0.5.5: credentials out of place") for s in summaries)
+    assert any(s.startswith("instance_terminate by " + CI_ROLE) for s in summaries)

@@ -28,6 +28,7 @@ from churnguard.ingest.events import (
     Event,
     EventKind,
 )
+from churnguard.profiling.profile import Evidence
 
 # pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
 _REPLICASET_SUFFIX = re.compile(
@@ -115,6 +116,9 @@ class EntityState:
     # running totals of the windows profiled so far (features.FeatureBuilder): what a
     # short life's final profile reports as its whole story
     life: dict[str, float] = field(default_factory=dict)
+    # the key records of the windows profiled so far: a whole life's evidence (who ran it,
+    # what it read, who terminated it), not only its last window's
+    life_evidence: list[Evidence] = field(default_factory=list)
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor

@@ -45,6 +45,7 @@ RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is ra
 # endpoint (GitOps, dashboards), not a beacon (issue 13)
 POLLED_FOR_S = 12 * 3600.0
 _MAX_EVIDENCE = 8
+_MAX_LIFE_EVIDENCE = 12  # a whole life's evidence: its first and its last key records
 # an entity that ends within this of its start is scored on its whole life (create → use
 # → delete) when it ends; a longer one's final window stays a window (its totals would be
 # compared with windows of minutes)
@@ -241,9 +242,16 @@ class FeatureBuilder:
             if f.applies_to(kind)
         }
         whole = self._accumulate(state, row)
+        if state.key.kind is EntityKind.CONTAINER:
+            evidence = _container_chain(state, events)
+        else:
+            evidence = _evidence(state, events, final)
+            state.life_evidence = _life_evidence(state.life_evidence, evidence)
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = whole  # it ended: its whole (short) life is the story
+            if state.key.kind is not EntityKind.CONTAINER:
+                evidence = list(state.life_evidence)
         profile = Profile(
             entity=entity_ref(state),
             window_start=start,
@@ -260,9 +268,7 @@ class FeatureBuilder:
             identities=identities,
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
-            evidence=_evidence(state, events, final)
-            if state.key.kind is not EntityKind.CONTAINER
-            else _container_chain(state, events),
+            evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
         )
@@ -566,6 +572,17 @@ def _summary(ev: Event) -> str | None:
     if k is EventKind.RUNTIME_ALERT:
         return f"falco: {ev.detail}"
     return None
+
+
+def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidence]:
+    """A whole life's key records: the first window's (who created it, what it did
+    first) kept, then each later window's, the last ones winning past the cap (who ended
+    it), in time order."""
+    merged = sorted([*life, *window], key=lambda e: e.time)
+    if len(merged) <= _MAX_LIFE_EVIDENCE:
+        return merged
+    head = _MAX_LIFE_EVIDENCE // 2
+    return merged[:head] + merged[head - _MAX_LIFE_EVIDENCE :]
 
 
 def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evidence]:
