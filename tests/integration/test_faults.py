@@ -239,8 +239,11 @@ def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
     thread = _run(service)
     try:
         _wait(lambda: bool(alert_ids(settings)) and service.stats.checkpoints > 1, 60, "alerts")
+        assert metrics.broker_connected._value.get() == 1
         relay.cut()
-        time.sleep(8.0)  # longer than the group session timeout (6 s)
+        # silent for the consumer's metrics window (2 heartbeats of 2 s): said to be gone
+        _wait(lambda: metrics.broker_connected._value.get() == 0, 8, "the outage noticed")
+        time.sleep(4.0)  # 8 s in all: longer than the group session timeout (6 s)
         relay.restore()
         _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 90, "end")
     finally:
@@ -249,7 +252,11 @@ def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
     ids = alert_ids(settings)
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
-    # what the log says: kafka-python reconnects on its own, so a short outage shows as its
-    # connection-lost records (same JSON log stream), not as a failed churnguard session
-    lost = [r for r in caplog.records if r.name.startswith("kafka") and "lost" in r.getMessage()]
-    assert lost
+    # what the service says: one line when the broker went silent, one when it answered
+    # again with how long it was down; the gauge back at 1, the outage counted
+    said = [(r.getMessage(), r) for r in caplog.records if r.name == "churnguard.service.contact"]
+    assert [m for m, _ in said] == ["kafka broker unreachable", "kafka broker reachable again"]
+    assert 6.0 <= said[1][1].down_s < 60.0  # cut for 8 s (the estimate is within ±1 s)
+    assert metrics.broker_outages._value.get() == 1
+    assert metrics.broker_connected._value.get() == 1
+    assert metrics.broker_down_seconds._value.get() == pytest.approx(said[1][1].down_s, abs=0.1)
