@@ -52,3 +52,47 @@ def test_a_joining_consumer_resumes_from_the_revoke_checkpoint(make_settings, st
     ids = alert_ids(settings)
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+
+
+def test_a_consumer_joins_and_another_leaves_while_alerts_are_published(
+    make_settings, start_service
+):
+    """Two rebalances in a stream dense in alerts (one per pod): a join, then a leave."""
+    settings = make_settings(partitions=2, checkpoint_interval_s=0.5, max_poll_records=50)
+    pods, namespaces = 3000, 6
+    stream = pod_stream(pods, namespaces=namespaces)
+    end = T0 + pods * 2.0 + 86_400.0
+    stream += [
+        (f"ns-{i}", orjson.dumps(audit("create", f"ns-{i}", "sentinel", end, "x")))
+        for i in range(namespaces)
+    ]
+    topic = next(iter(settings.kafka.input_topics))
+    produce_records(settings.kafka, topic, ((ns.encode(), r) for ns, r in stream))
+
+    def processed(*running) -> int:
+        return sum(sum(r.service.stats.records.values()) for r in running)
+
+    def wait(predicate, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    first = start_service(settings, slowed(0.002))  # ~24 s for the stream alone
+    wait(lambda: first.service.stats.alerts > 0, "the first alerts")
+    second = start_service(settings, slowed(0.002))
+    wait(lambda: first.service.shards and second.service.shards, "the group to split")
+    alerts_at_join = first.service.stats.alerts
+    wait(lambda: second.service.stats.alerts > 0, "alerts from both members")
+    assert processed(first, second) < len(stream), "the stream ended before the leave"
+    first.close()  # leaves the group: its shards are checkpointed and handed over
+    alerts_at_leave = first.service.stats.alerts + second.service.stats.alerts
+    second.wait_caught_up(timeout_s=90)
+    second.close()
+
+    assert processed(first, second) == len(stream)  # each record once, across both moves
+    ids = alert_ids(settings)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+    assert 0 < alerts_at_join < alerts_at_leave < len(ids)  # alerts flowed in every phase
+    assert len(ids) == pods  # one alert per pod deleted by a person, none suppressed
