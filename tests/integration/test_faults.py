@@ -229,14 +229,35 @@ def relayed_broker():
             proc.kill()
 
 
-def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
-    bootstrap, relay = relayed_broker
+def _on_own_broker(make_settings, bootstrap: str):
+    """Settings (fresh topic names) on a broker of the test's own, with the topics made."""
     settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
     k = settings.kafka
     k.bootstrap_servers, k.reconnect_backoff_max_s = bootstrap, 1.0
     create_topics(bootstrap, [*k.input_topics, k.alerts_topic], 2)
     create_topics(bootstrap, [k.dead_letter_topic, k.checkpoint_topic], 1,
                   compacted=[k.checkpoint_topic])  # fmt: skip
+    return settings
+
+
+def _nothing_lost_and_the_outage_told(settings, metrics: ServiceMetrics, caplog) -> None:
+    """No alert id twice, none lost; one log line when the broker went silent and one when
+    it answered again (an 8 s outage: ``down_s`` estimated within ±1 s, plus a restart's
+    start and rejoin); the gauge back at 1, the outage counted once."""
+    ids = alert_ids(settings)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+    said = [(r.getMessage(), r) for r in caplog.records if r.name == "churnguard.service.contact"]
+    assert [m for m, _ in said] == ["kafka broker unreachable", "kafka broker reachable again"]
+    assert 6.0 <= said[1][1].down_s < 60.0
+    assert metrics.broker_outages._value.get() == 1
+    assert metrics.broker_connected._value.get() == 1
+    assert metrics.broker_down_seconds._value.get() == pytest.approx(said[1][1].down_s, abs=0.1)
+
+
+def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
+    bootstrap, relay = relayed_broker
+    settings = _on_own_broker(make_settings, bootstrap)
     records = _produce_pods(settings, 2500, namespaces=4)
     metrics, stop = ServiceMetrics(), threading.Event()
     service = Service(settings, stop_event=stop, pipeline_factory=slowed(0.001), metrics=metrics)
@@ -254,17 +275,7 @@ def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
     finally:
         stop.set()
         thread.join(timeout=30)
-    ids = alert_ids(settings)
-    assert [i for i, n in Counter(ids).items() if n > 1] == []
-    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
-    # what the service says: one line when the broker went silent, one when it answered
-    # again with how long it was down; the gauge back at 1, the outage counted
-    said = [(r.getMessage(), r) for r in caplog.records if r.name == "churnguard.service.contact"]
-    assert [m for m, _ in said] == ["kafka broker unreachable", "kafka broker reachable again"]
-    assert 6.0 <= said[1][1].down_s < 60.0  # cut for 8 s (the estimate is within ±1 s)
-    assert metrics.broker_outages._value.get() == 1
-    assert metrics.broker_connected._value.get() == 1
-    assert metrics.broker_down_seconds._value.get() == pytest.approx(said[1][1].down_s, abs=0.1)
+    _nothing_lost_and_the_outage_told(settings, metrics, caplog)
 
 
 class SerialS3:
@@ -320,14 +331,9 @@ def persistent_broker():
 def test_broker_stopped_and_restarted_mid_stream(make_settings, persistent_broker, caplog):
     """The broker process itself goes away (SIGINT) and comes back with its storage."""
     broker = persistent_broker
-    settings = make_settings(partitions=2, checkpoint_interval_s=0.3, max_poll_records=100)
-    k = settings.kafka
-    k.bootstrap_servers, k.reconnect_backoff_max_s = broker.bootstrap, 1.0
-    broker.create_topics([*k.input_topics, k.alerts_topic], 2)
-    broker.create_topics([k.dead_letter_topic, k.checkpoint_topic], 1,
-                         compacted=[k.checkpoint_topic])  # fmt: skip
+    settings = _on_own_broker(make_settings, broker.bootstrap)
     before, after, namespaces = 1200, 1300, 4
-    audit_topic = next(iter(k.input_topics))
+    audit_topic = next(iter(settings.kafka.input_topics))
     records = _produce(settings, audit_topic, pod_stream(before, namespaces))
     metrics, stop = ServiceMetrics(), threading.Event()
     service = Service(settings, stop_event=stop, pipeline_factory=slowed(0.001), metrics=metrics)
@@ -349,12 +355,4 @@ def test_broker_stopped_and_restarted_mid_stream(make_settings, persistent_broke
     finally:
         stop.set()
         thread.join(timeout=30)
-    # every record folded into the (restored) state exactly once, no id twice, none lost
-    ids = alert_ids(settings)
-    assert [i for i, n in Counter(ids).items() if n > 1] == []
-    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
-    said = [(r.getMessage(), r) for r in caplog.records if r.name == "churnguard.service.contact"]
-    assert [m for m, _ in said] == ["kafka broker unreachable", "kafka broker reachable again"]
-    assert said[1][1].down_s >= 6.0  # down for 8 s, plus the restart
-    assert metrics.broker_outages._value.get() == 1
-    assert metrics.broker_connected._value.get() == 1
+    _nothing_lost_and_the_outage_told(settings, metrics, caplog)

@@ -52,10 +52,11 @@ def test_an_outage_is_logged_and_counted_once_when_it_starts_and_once_when_it_en
     watch.observe(True, 13.0)
     watch.observe(True, 14.0)
     messages = [(r.getMessage(), getattr(r, "down_s", None)) for r in caplog.records]
-    # lost noticed at 5.0: the last answer fell in the window's older half, so 2.0 (5 - 0.75*4)
-    assert messages == [("kafka broker unreachable", None), ("kafka broker reachable again", 11.0)]
+    # silent since the last answer heard (1.0), or the window's older half (5 - 0.75*4 = 2.0)
+    # when it was heard more recently than that
+    assert messages == [("kafka broker unreachable", None), ("kafka broker reachable again", 12.0)]
     assert _value(metrics.broker_outages) == 1
-    assert _value(metrics.broker_down_seconds) == pytest.approx(11.0)
+    assert _value(metrics.broker_down_seconds) == pytest.approx(12.0)
     assert _value(metrics.broker_connected) == 1
 
 
@@ -65,6 +66,7 @@ def test_a_new_session_is_not_an_outage_before_its_grace_and_unknown_changes_not
     watch.observe(False, 0.0)  # never heard from yet: not "lost"
     assert watch.connected is None
     watch.observe(True, 1.0)
+    watch.observe(True, 9.9)  # the old consumer was answered until its session ended
     watch.session_started(10.0)
     watch.observe(False, 11.0)  # the fresh consumer has not been answered yet
     watch.observe(None, 20.0)  # cannot tell: keep the state
@@ -72,6 +74,18 @@ def test_a_new_session_is_not_an_outage_before_its_grace_and_unknown_changes_not
     watch.observe(False, 14.5)
     assert watch.connected is False
     assert not [r for r in caplog.records if r.getMessage() == "kafka broker reachable again"]
+
+
+def test_sessions_rebuilt_faster_than_the_grace_do_not_hide_an_outage():
+    metrics = ServiceMetrics()
+    watch = BrokerWatch(metrics, grace_s=4.0, bootstrap="b:9092")
+    watch.session_started(0.0)
+    watch.observe(True, 1.0)  # the last answer
+    for t in (2.0, 3.5, 5.0):  # each failed session's consumer is new and silent
+        watch.session_started(t)
+        watch.observe(False, t + 0.1)
+    assert watch.connected is False  # 4 s after the last answer, at 5.1
+    assert _value(metrics.broker_outages) == 1
 
 
 def test_the_watch_thread_notices_a_silent_consumer_without_the_poll_loop():

@@ -48,10 +48,11 @@ class BrokerWatch:
     stays in it for between one and two samples, so when the rate drops to zero the last
     answer came between ``grace_s`` and ``grace_s / 2`` ago; the outage is timed from the
     middle of that span to the first observation that hears the broker again (about
-    ``grace_s / 4`` either way). A fresh consumer has answered nothing yet, so each session
-    gets ``grace_s`` before its silence counts. The state outlives sessions: an outage that
-    makes the service rebuild its session is one outage, reported once when it starts and
-    once when it ends.
+    ``grace_s / 4`` either way). A fresh consumer has answered nothing yet, so its silence
+    counts only once it is ``grace_s`` old, or once nothing at all was heard for
+    ``grace_s`` (sessions rebuilt faster than that during an outage must not hide it). The
+    state outlives sessions: an outage that makes the service rebuild its session is one
+    outage, reported once when it starts and once when it ends.
     """
 
     def __init__(self, metrics: ServiceMetrics, grace_s: float, bootstrap: str) -> None:
@@ -60,6 +61,7 @@ class BrokerWatch:
         self.bootstrap = bootstrap
         self.connected: bool | None = None  # None until the first answer
         self._silent_since = 0.0
+        self._last_heard = 0.0
         self._session_at = 0.0
 
     def session_started(self, now: float) -> None:
@@ -95,10 +97,11 @@ class BrokerWatch:
                     "kafka broker reachable again",
                     extra={"down_s": round(down, 1), "bootstrap": self.bootstrap},
                 )
-            self.connected = True
+            self.connected, self._last_heard = True, now
             self.metrics.broker_connected.set(1)
-        elif self.connected and now - self._session_at >= self.grace_s:
-            self.connected, self._silent_since = False, now - 0.75 * self.grace_s
+        elif self.connected and now - min(self._session_at, self._last_heard) >= self.grace_s:
+            self.connected = False
+            self._silent_since = min(now - 0.75 * self.grace_s, self._last_heard)
             self.metrics.broker_connected.set(0)
             self.metrics.broker_outages.inc()
             log.warning(
