@@ -85,8 +85,8 @@ def test_a_consumer_joins_and_another_leaves_while_alerts_are_published(
     alerts_at_join = first.service.stats.alerts
     wait(lambda: second.service.stats.alerts > 0, "alerts from both members")
     assert processed(first, second) < len(stream), "the stream ended before the leave"
-    first.close()  # leaves the group: its shards are checkpointed and handed over
     alerts_at_leave = first.service.stats.alerts + second.service.stats.alerts
+    first.close()  # leaves the group: its shards are checkpointed and handed over
     wait(lambda: len(second.service.shards) == 2, "the leaver's shard to move")
     second.wait_caught_up(timeout_s=90)
     second.close()

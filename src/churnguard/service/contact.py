@@ -5,7 +5,7 @@ returns nothing whether the broker is gone or simply has nothing new. What does 
 apart is whether any response arrived: a caught-up consumer still gets a (long-polled,
 empty) fetch answer every ``fetch_max_wait_ms`` and a heartbeat answer every heartbeat
 interval. The consumer's own ``response-rate`` metric counts those over its sample window,
-which :func:`churnguard.service.clients.KafkaClients` sets to the heartbeat interval (two
+which :class:`churnguard.service.clients.KafkaClients` sets to the heartbeat interval (two
 samples), so "no response in the window" means the broker has not answered for one to two
 heartbeat intervals.
 """
