@@ -117,7 +117,7 @@ def parse_record(
             f"{len(raw)} bytes > max_record_bytes {ctx.max_record_bytes}",
             _preview(raw),
         )
-    if raw[:2] == GZIP_MAGIC:  # a Kinesis/Firehose payload: CloudWatch Logs gzips its batches
+    if raw.startswith(GZIP_MAGIC):  # a Kinesis/Firehose payload: CloudWatch Logs gzips its batches
         try:
             raw = gunzip_bounded(raw, ctx.max_record_bytes)
         except TooLarge as exc:
