@@ -108,3 +108,14 @@ def test_in_learning_mode_only_standalone_guards_alert() -> None:
     assert forced.techniques[0] == "T1578.003"
     assert forced.rules == ["instance-run-terminate-by-one-human"]
     assert out[1].alert is None  # admins do exec and delete: the model has to judge it
+
+
+def test_an_escape_counts_on_the_pod_that_launched_the_container_too() -> None:
+    escaped = make_profile(final=True, end_reason="deleted", values={"container_starts": 1.0})
+    assert _names(escaped) == ["container-started-from-a-pod"]
+    assert _names(make_profile(values={"container_starts": 0.0})) == []
+    container = make_profile(kind="instance", instance_id="c")
+    container.entity.kind, container.entity.instance_id = "container", None
+    assert _names(container) == ["container-outside-orchestrator"]  # no launcher known
+    container.created_by = "shop/node-shell-1"
+    assert _names(container) == ["container-outside-orchestrator", "container-started-from-a-pod"]

@@ -52,3 +52,13 @@ def test_anything_more_pages() -> None:
         _deleted(), entity=make_profile(kind="instance", instance_id="i-1").entity
     )
     assert not routine(instance, lifecycle)
+
+
+def test_a_pod_that_started_a_container_on_its_node_is_never_routine() -> None:
+    from churnguard.scoring.guards import fired
+
+    # a known person's pod, deleted by them: routine, unless its story holds the escape
+    escaped = _deleted(container_starts=1.0)
+    rules = [g.name for g in fired(escaped)]
+    assert rules == ["container-started-from-a-pod"]
+    assert not routine(escaped, _alert(["T1578.003", "T1070"], rules=rules))

@@ -96,7 +96,12 @@ def _container_outside_orchestrator(p: Profile) -> bool:
 
 
 def _container_started_from_a_pod(p: Profile) -> bool:
-    return p.entity.kind == "container" and p.created_by is not None
+    # one escape, seen from both ends of the launch link: the container a pod's process
+    # started through the node's runtime, and the pod whose story holds that start (its
+    # process ran ``ctr``/``docker run`` after leaving its container's namespaces)
+    if p.entity.kind == "container":
+        return p.created_by is not None
+    return p.entity.kind == "pod" and p.values.get("container_starts", 0) > 0
 
 
 GUARDS: tuple[Guard, ...] = (
@@ -153,8 +158,9 @@ GUARDS: tuple[Guard, ...] = (
     Guard(
         "container-started-from-a-pod",
         "T1611",
-        "That container was started by a runtime client run from a pod's process (after"
-        " ``nsenter`` or a host mount): an escape from the pod to its host.",
+        "A container started by a runtime client run from a pod's process (after"
+        " ``nsenter`` or a host mount), and that pod (``container_starts``): an escape from"
+        " the pod to its host, on both entities of the story.",
         _container_started_from_a_pod,
         alone=True,
     ),

@@ -8,7 +8,8 @@ no guard rule backs, whose evidence backs no technique beyond the deletion itsel
 deleted only by identities the cluster already knows quietly (``new_identity_in_cluster``
 is 0) and not by another workload's identity, does not page. A never-seen person or a
 stolen service-account token deleting a pod still does, and so does any alert with
-evidence of what was done inside.
+evidence of what was done inside or a guard rule behind it (the pod that started a
+container on its node: ``container-started-from-a-pod``).
 """
 
 from __future__ import annotations
