@@ -323,6 +323,11 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         c2.append(f"connections to a rare destination at regularity {regularity:.2f}")
     if new_dest > 0:
         c2.append(f"{new_dest:g} external destination(s) new to the namespace")
+    c2.extend(
+        f"calls {dest} on a schedule (regularity {r:.2f}), a host its namespace first used"
+        f" hours after this {profile.entity.kind} started"
+        for dest, r in profile.late_beacons.items()
+    )
     if c2:
         out["T1071"] = c2
     if v.get("container_starts", 0.0) > 0:

@@ -44,6 +44,12 @@ RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is ra
 # ...unless at least two of them have polled it for this long: a long-lived workload's
 # endpoint (GitOps, dashboards), not a beacon (issue 13)
 POLLED_FOR_S = 12 * 3600.0
+# a destination its namespace first used this long after an entity started is news to that
+# entity: a pod that has run for a while and now calls a host on a schedule was changed,
+# while a poller calls its endpoint within its first period (hourly at the slowest: the
+# margin is half a period)
+LATE_AFTER_S = 1.5 * 3600.0
+BEACON_MIN_REGULARITY = 0.5  # 1 - CV of the gaps: 10-30 min of jitter on 40-60 min is 0.57+
 _MAX_EVIDENCE = 8
 _MAX_LIFE_EVIDENCE = 12  # a whole life's evidence: its first and its last key records
 # an entity that ends within this of its start is scored on its whole life (create → use
@@ -154,10 +160,20 @@ class FirstSeenMemory:
         and not polled by two or more of them for ``POLLED_FOR_S``: a destination the
         namespace's pods have polled for half a day is its baseline, not a C2 host."""
         who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
-        if len(who) >= RARE_CONTACTS:
-            return False
+        return len(who) < RARE_CONTACTS and not self._polled(scope, dest, who, now)
+
+    def is_late(self, scope: str, dest: str, entity: str, born: float, now: float) -> bool:
+        """First used by the scope (any of its entities, in a quiet window) ``LATE_AFTER_S``
+        or more after ``entity`` was born, and not polled since by two or more entities for
+        ``POLLED_FOR_S``: a host new to a long-running entity, however many intrusions of
+        the namespace used it before (attackers reuse infrastructure)."""
+        first = self.first_contact.get(scope, {}).get(dest, now)
+        who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
+        return first - born >= LATE_AFTER_S and not self._polled(scope, dest, who, now)
+
+    def _polled(self, scope: str, dest: str, who: set[str], now: float) -> bool:
         since = self.first_contact.get(scope, {}).get(dest)
-        return not (len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S)
+        return len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S
 
 
 CLUSTER_SCOPE = "*"  # identities seen acting on pods in any namespace (never a namespace name)
@@ -271,6 +287,7 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
+            late_beacons=self._late_beacons(state, events),
         )
         return profile
 
@@ -380,14 +397,35 @@ class FeatureBuilder:
         me = str(state.key)
         now = max((ev.time for ev in events), default=state.last_seen)
         rare = {d for d in external if self.memory.is_rare(scope, d, me, now)}
+        regularity = _regularities(state, events, external, self.network)
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
             "external_destinations": float(len(external)),
             "new_destinations": float(len(new)),
             "egress_new_destination_bytes": float(sum(by_destination[d] for d in new)),
-            "beacon_regularity": _beacon_regularity(state, events, rare, self.network),
+            "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
         }
+
+    def _late_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        """Destinations new to this entity (:meth:`FirstSeenMemory.is_late`) that it calls on
+        a schedule (regularity at least ``BEACON_MIN_REGULARITY``), with their regularity:
+        an implant in a hijacked long-running pod, which a workload baseline that never saw
+        a beacon may still score low."""
+        scope, me = destination_scope(state), str(state.key)
+        born = state.created_at if state.created_at is not None else state.first_seen
+        now = max((ev.time for ev in events), default=state.last_seen)
+        out = {}
+        called = {
+            _destination(ev)
+            for ev in events
+            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
+        }
+        for dest in sorted(called):
+            r = _regularity(state.dest_times.get(dest, []))
+            if r >= BEACON_MIN_REGULARITY and self.memory.is_late(scope, dest, me, born, now):
+                out[dest] = round(r, 3)
+        return out
 
     def _novelty(self, state: EntityState) -> dict[str, float]:
         if state.key.kind is not EntityKind.POD or state.windows_emitted > 0:
@@ -493,28 +531,27 @@ def _exec_opens_shell(ev: Event) -> bool:
     return bool(argv) and _basename(argv[0]) in SHELLS
 
 
-def _beacon_regularity(
+def _regularities(
     state: EntityState, events: list[Event], external: set[str], network: NetworkClassifier
-) -> float:
-    """Highest 1 - CV of connection gaps over *rare* destinations (history included).
+) -> dict[str, float]:
+    """1 - CV of connection gaps per external destination of the window (history included).
 
-    Only destinations few entities of the namespace ever contacted count: health checks to
-    a well-known API are regular too, but not news; a second implant calling the same C2
-    host still is.
+    ``beacon_regularity`` is the highest over *rare* destinations: only destinations few
+    entities of the namespace ever contacted count: health checks to a well-known API are
+    regular too, but not news; a second implant calling the same C2 host still is.
     """
     for ev in events:
         if ev.kind is EventKind.NET_FLOW and ev.opens_connection and network.is_external(ev):
             remember_destination(state, _destination(ev), ev.time)
-    best = 0.0
-    for dest in sorted(external):
-        times = state.dest_times.get(dest, [])
-        if len(times) < _MIN_BEACON_CONNECTIONS:
-            continue
-        gaps = np.diff(np.asarray(times))
-        mean = float(gaps.mean())
-        if mean > 0:
-            best = max(best, 1.0 - float(gaps.std()) / mean)
-    return best
+    return {dest: _regularity(state.dest_times.get(dest, [])) for dest in sorted(external)}
+
+
+def _regularity(times: list[float]) -> float:
+    if len(times) < _MIN_BEACON_CONNECTIONS:
+        return 0.0
+    gaps = np.diff(np.asarray(times))
+    mean = float(gaps.mean())
+    return 1.0 - float(gaps.std()) / mean if mean > 0 else 0.0
 
 
 def entity_ref(state: EntityState) -> EntityRef:

@@ -87,6 +87,9 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # who created, exec'd into or deleted it in this window (normalised, controllers left
     # out): what the first-seen memory learns as the namespace's known identities
     identities: list[str] = msgspec.field(default_factory=list)
+    # external destinations new to this entity that it calls on a schedule, with their
+    # regularity (features.FeatureBuilder._late_beacons): the beacon guard's fact
+    late_beacons: dict[str, float] = msgspec.field(default_factory=dict)
 
     @property
     def profile_id(self) -> str:

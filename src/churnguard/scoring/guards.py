@@ -89,6 +89,10 @@ def _archive_then_egress_to_new_destination(p: Profile) -> bool:
     )
 
 
+def _beacon_to_a_new_destination(p: Profile) -> bool:
+    return bool(p.late_beacons)
+
+
 def _container_outside_orchestrator(p: Profile) -> bool:
     # the runtime sensors (Falco, Tetragon) run on the cluster's nodes: every container
     # entity is a container on a Kubernetes node that no pod accounts for
@@ -145,6 +149,18 @@ GUARDS: tuple[Guard, ...] = (
         " seen before (``new_destinations``: first-seen per namespace, see the spec), in"
         " one window.",
         _archive_then_egress_to_new_destination,
+    ),
+    Guard(
+        "beacon-to-a-new-destination",
+        "T1071",
+        "Connections on a schedule (regularity >= 0.5 over four or more) to an external"
+        " host its namespace first used 90 min or more after this entity started, and"
+        " that its pods have not polled for half a day (``Profile.late_beacons``): an"
+        " implant in a long-running pod. Pollers call their endpoints from their first"
+        " minutes; a new workload's hosts are new from its birth.",
+        _beacon_to_a_new_destination,
+        alone=True,
+        pages=True,
     ),
     Guard(
         "container-outside-orchestrator",

@@ -1,0 +1,98 @@
+"""Beacons versus polling (issue 13, item 6): a long-running pod that starts calling a host
+new to it on a schedule, however jittery, is a beacon; a poller calling its endpoint from
+its first minutes, and irregular calls, are not."""
+
+from __future__ import annotations
+
+import random
+
+from churnguard.alerts.alert import technique_evidence
+from churnguard.config import Settings
+from churnguard.ingest.events import ActorKind, Event, EventKind
+from churnguard.pipeline import Pipeline
+from churnguard.profiling.features import LATE_AFTER_S, POLLED_FOR_S, FirstSeenMemory
+from churnguard.profiling.profile import Profile
+from churnguard.scoring.guards import fired
+
+T0 = 1_772_409_600.0
+HOUR = 3600.0
+
+
+def _ev(t: float, kind: EventKind, pod: str, **kw) -> Event:
+    return Event(time=T0 + t, kind=kind, format="test", namespace="shop", pod=pod, **kw)
+
+
+def _run(pod: str, host: str, times: list[float], until: float) -> list[Profile]:
+    """``pod`` created by its ReplicaSet at 0, calling ``host`` at ``times``, busy until."""
+    events = [
+        _ev(
+            0,
+            EventKind.POD_CREATE,
+            pod,
+            actor="system:serviceaccount:kube-system:replicaset-controller",
+            actor_kind=ActorKind.CONTROLLER,
+            workload="ReplicaSet/web-5d8f7c9b6",
+        ),
+        *(
+            _ev(t, EventKind.NET_FLOW, pod, dst_fqdn=host, dst_external=True, bytes_out=400)
+            for t in times
+        ),
+        # its own work every ten minutes: a running pod is never idle long enough to expire
+        *(
+            _ev(t, EventKind.PROCESS_EXEC, pod, binary="/app/server")
+            for t in range(60, int(until) + 1, 600)
+        ),
+    ]
+    pipe = Pipeline(Settings())
+    out = pipe.ingest(sorted(events, key=lambda ev: ev.time))
+    out.extend(pipe.finish())
+    return [p for p in out.profiles if p.entity.pod == pod]
+
+
+def _jittered(start: float, every: float, jitter: float, n: int, seed: int = 7) -> list[float]:
+    rng, t, out = random.Random(seed), start, []
+    for _ in range(n):
+        out.append(t)
+        t += every + rng.uniform(-jitter, jitter)
+    return out
+
+
+def test_a_long_running_pod_calling_a_new_host_with_minutes_of_jitter_is_a_beacon() -> None:
+    # every 50 min with up to 20 min of jitter, starting three hours into the pod's life
+    times = _jittered(3 * HOUR, 3000.0, 1200.0, 10)
+    profiles = _run("web-1", "c2.example", times, times[-1] + 600)
+    flagged = [p for p in profiles if p.late_beacons]
+    assert flagged, "no window of the implant's pod was taken for a beacon"
+    first = flagged[0]
+    assert set(first.late_beacons) == {"c2.example"}
+    assert 0.5 <= first.late_beacons["c2.example"] < 1.0
+    assert [g.name for g in fired(first)] == ["beacon-to-a-new-destination"]
+    c2_lines = technique_evidence(first)["T1071"]
+    assert any("calls c2.example on a schedule" in line for line in c2_lines)
+    # the fourth call is the first with enough gaps to tell
+    assert first.window_end >= T0 + times[3]
+
+
+def test_a_poller_from_its_first_minutes_and_irregular_calls_are_not_beacons() -> None:
+    poller = _jittered(60.0, 300.0, 3.0, 60)  # every 5 min, +-1 %, from birth
+    assert not any(p.late_beacons for p in _run("argocd-1", "api.github.com", poller, 6 * HOUR))
+    rng = random.Random(3)
+    irregular = sorted(3 * HOUR + rng.expovariate(1 / 1800.0) * k for k in range(1, 12))
+    assert not any(p.late_beacons for p in _run("web-2", "pypi.org", irregular, 12 * HOUR))
+
+
+def test_a_late_host_stops_being_news_once_the_namespace_polls_it() -> None:
+    memory = FirstSeenMemory()
+    memory.note_contacts("shop", "shop/web-1", ["c2.example"])
+    memory.note_first_contact("shop", ["c2.example"], 3 * HOUR)
+    born = 0.0
+    assert memory.is_late("shop", "c2.example", "shop/web-1", born, 4 * HOUR)
+    assert not memory.is_late("shop", "c2.example", "shop/web-1", born + 2 * HOUR, 4 * HOUR)
+    # unknown to the memory (every window with it paged): as new as now
+    assert memory.is_late("shop", "never.example", "shop/web-1", born, LATE_AFTER_S)
+    # two pods polling it for half a day: the namespace's own endpoint now
+    memory.note_contacts("shop", "shop/web-2", ["c2.example"])
+    assert not memory.is_late("shop", "c2.example", "shop/web-2", born, 3 * HOUR + POLLED_FOR_S)
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())  # in the pipeline's snapshot: it survives restarts
+    assert again.is_late("shop", "c2.example", "shop/web-1", born, 4 * HOUR)
