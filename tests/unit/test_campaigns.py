@@ -94,3 +94,56 @@ def test_one_other_namespace_early_does_not_make_an_exfil_host_shared() -> None:
     c.observe(early)
     got = [c.observe(_short(f"x-{i}", T + 60 * i, "files-drop.cc")) for i in range(CAMPAIGN_MIN)]
     assert got[-1] is not None
+
+
+def _by(pod: str, ns: str, t: float, who: str, new_in_cluster: float = 1.0):
+    values = {"lifetime_s": 240.0, "new_identity_in_cluster": new_in_cluster}
+    p = make_profile(ns=ns, pod=pod, workload=None, t=t, final=True, values=values)
+    p.first_seen = t
+    p.identities = [who]
+    return p
+
+
+def test_short_pods_by_one_identity_new_to_the_cluster_are_one_campaign_across_namespaces() -> None:
+    from churnguard.alerts.alert import campaign_alert
+
+    c = Campaigns()
+    _start(c)
+    spaces = ["shop", "billing", "search", "web", "api"]
+    got = [
+        c.observe(_by(f"debug-{i}", ns, T + 600 * i, "erin@corp.example"))
+        for i, ns in enumerate(spaces)
+    ]
+    assert got[: CAMPAIGN_MIN - 1] == [None] * (CAMPAIGN_MIN - 1)
+    key, members = got[-1]
+    assert key == "*|identity:erin@corp.example"
+    assert [m.entity.namespace for m in members] == spaces
+    p = _by("debug-9", "web", T, "erin@corp.example")
+    from churnguard.alerts.alert import Alert, BaselineRef, Window
+
+    base = Alert(alert_id="a", summary="s", entity=p.entity, score=0.5, threshold=0.9,
+                 baseline=BaselineRef(level="namespace", key="ns:web:pod"), severity="low",
+                 techniques=[], explanation=[], evidence=[], first_seen="", last_seen="",
+                 emitted_at="", window=Window(start=T, end=T + 300), response=[])  # fmt: skip
+    alert = campaign_alert(base, key, [m.entity for m in members])
+    assert alert.summary.startswith("campaign: 5 short-lived pods by erin@corp.example")
+    assert "an identity new to the cluster" in alert.technique_evidence["T1078"][0]
+    # the same pods by an identity the cluster knows (an SRE's routine): no campaign
+    known = Campaigns()
+    _start(known)
+    assert all(
+        known.observe(_by(f"netshoot-{i}", ns, T + 600 * i, "maya.sre@corp.example", 0.0)) is None
+        for i, ns in enumerate(spaces)
+    )
+
+
+def test_a_person_draining_a_node_is_not_an_identity_campaign() -> None:
+    c = Campaigns()
+    _start(c)
+    drained = []
+    for i in range(6):
+        p = _by(f"web-{i}", "shop", T + i, "dana@corp.example")
+        p.deleted_by, p.deleter_kind = "dana@corp.example", "person"
+        p.created_by, p.creator_kind = "system:serviceaccount:kube-system:rs", "controller"
+        drained.append(c.observe(p))
+    assert drained == [None] * 6

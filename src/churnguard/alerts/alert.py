@@ -421,22 +421,37 @@ def build_alert(
     )
 
 
+IDENTITY = "identity:"  # a campaign of one identity (scoring/campaigns.py): "*|identity:<who>"
+
+
 def campaign_alert(alert: Alert, key: str, members: list[EntityRef]) -> Alert:
     """The alert of the profile that completed (or joined) a campaign, as a campaign alert:
     its own id (the member count is in it, so each update is a distinct record), every
     member in ``members`` and the destination in the summary."""
     ns, _, dest = key.partition("|")
     basis = f"campaign|{key}|{len(members)}|{alert.alert_id}"
-    names = ", ".join(m.pod or m.key() for m in members[:6])
     more = f" and {len(members) - 6} more" if len(members) > 6 else ""
     facts = dict(alert.technique_evidence)
-    facts.setdefault("T1041", []).append(
-        f"{len(members)} short-lived pods of {ns} sent to {dest}, new to the namespace"
-    )
+    if dest.startswith(IDENTITY):  # one identity new to the cluster, across namespaces
+        who = dest.removeprefix(IDENTITY)
+        names = ", ".join(m.key() for m in members[:6])
+        facts.setdefault("T1078", []).append(
+            f"{len(members)} short-lived pods created, exec'd into or deleted by {who},"
+            " an identity new to the cluster"
+        )
+        summary = f"campaign: {len(members)} short-lived pods by {who} ({names}{more})"
+    else:
+        names = ", ".join(m.pod or m.key() for m in members[:6])
+        facts.setdefault("T1041", []).append(
+            f"{len(members)} short-lived pods of {ns} sent to {dest}, new to the namespace"
+        )
+        summary = (
+            f"campaign: {len(members)} short-lived pods in {ns} sent to {dest} ({names}{more})"
+        )
     return msgspec.structs.replace(
         alert,
         alert_id=hashlib.sha256(basis.encode()).hexdigest()[:24],
-        summary=f"campaign: {len(members)} short-lived pods in {ns} sent to {dest} ({names}{more})",
+        summary=summary,
         techniques=list(facts),
         technique_evidence=facts,
         response=response_for(list(facts)),

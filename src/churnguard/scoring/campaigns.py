@@ -18,14 +18,23 @@ it was first seen, the last is long-lived. A destination other namespaces have u
 the cluster was first seen (a registry every CI namespace pushes to) is a shared service,
 not a rare one, even when one namespace reaches it late: that takes ``SHARED_BY`` other
 namespaces in the cluster's first hours, since one other namespace contacting it then may
-be an earlier intrusion's exfil host (attackers reuse infrastructure). All state is in
-the scorer's snapshot.
+be an earlier intrusion's exfil host (attackers reuse infrastructure).
+
+Campaigns by one identity: a phished person or a stolen service-account token running
+short pods in several namespaces keeps each one a small story. ``CAMPAIGN_MIN`` distinct
+short-lived pods that one identity new to the cluster (``new_identity_in_cluster``)
+created or exec'd into (not only deleted: a person draining a node), ended within
+``CAMPAIGN_WINDOW_S``, are one campaign across namespaces (key ``*|identity:<who>``). An
+SRE's weekly debug pods, CI deployers and notebook spawners are identities the cluster
+knows. All state is in the scorer's snapshot.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from churnguard.alerts.alert import IDENTITY
+from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import EntityRef, Profile
 
 CAMPAIGN_MIN = 4  # distinct short-lived entities to one new destination
@@ -51,6 +60,8 @@ class CampaignState(msgspec.Struct):
     cluster_born: float | None = None  # the cluster's first profile time
     # dest -> the first few namespaces that contacted it in the cluster's first hours
     early_namespaces: dict[str, list[str]] = {}
+    # entity -> identities of its young windows in which someone was new to the cluster
+    strangers: dict[str, list[str]] = {}
 
 
 class Campaigns:
@@ -63,6 +74,7 @@ class Campaigns:
         self.young: dict[str, dict[str, list[int]]] = {}
         self.cluster_born: float | None = None
         self.early_namespaces: dict[str, list[str]] = {}
+        self.strangers: dict[str, list[str]] = {}
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
         """Fold one profile in; the campaign (key, members) it joined once it is one."""
@@ -95,20 +107,33 @@ class Campaigns:
                 pair = sent.setdefault(dest, [0, 0])
                 pair[0] += out
                 pair[1] += received
+        # who made or exec'd into it: a person draining a node deletes many young pods at once
+        deleter = identity_name(profile.deleted_by, profile.deleter_kind)
+        creator = identity_name(profile.created_by, profile.creator_kind)
+        actors = [i for i in profile.identities if i != deleter or i == creator]
+        if young and actors and profile.values.get("new_identity_in_cluster", 0) > 0:
+            if entity not in self.strangers and len(self.strangers) >= _MAX_YOUNG:
+                del self.strangers[next(iter(self.strangers))]
+            who = self.strangers.setdefault(entity, [])
+            who.extend(i for i in actors if i not in who)
         if not profile.final:
             return None
         sent = self.young.pop(entity, {})
+        strangers = self.strangers.pop(entity, [])
         dests = {d for d, (out, got) in sent.items() if out >= UPLOAD_BYTES and out > got}
         lifetime = profile.values.get("lifetime_s")
         if lifetime is None or lifetime > SHORT_LIVED_S:
             return None
-        joined: tuple[str, list[Member]] | None = None
+        keys = []
         for dest in sorted(dests):
-            key = f"{ns}|{dest}"
-            if self.destinations.get(key, born) - born < NEW_AFTER_S:
+            if self.destinations.get(f"{ns}|{dest}", born) - born < NEW_AFTER_S:
                 continue  # the namespace has used it since it was first seen
             if len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY:
                 continue  # other namespaces have used it all along: a shared service, not rare
+            keys.append(f"{ns}|{dest}")
+        keys.extend(f"*|{IDENTITY}{who}" for who in sorted(strangers))
+        joined: tuple[str, list[Member]] | None = None
+        for key in keys:
             members = [m for m in self.members.get(key, []) if now - m.time <= CAMPAIGN_WINDOW_S]
             if all(m.entity.key() != entity for m in members):
                 members.append(Member(entity=e, time=now))
@@ -131,6 +156,7 @@ class Campaigns:
             young={k: dict(v) for k, v in self.young.items()},
             cluster_born=self.cluster_born,
             early_namespaces={k: list(v) for k, v in self.early_namespaces.items()},
+            strangers={k: list(v) for k, v in self.strangers.items()},
         )
 
     def load(self, state: CampaignState) -> None:
@@ -140,3 +166,4 @@ class Campaigns:
         self.young = {k: dict(v) for k, v in state.young.items()}
         self.cluster_born = state.cluster_born
         self.early_namespaces = {k: list(v) for k, v in state.early_namespaces.items()}
+        self.strangers = {k: list(v) for k, v in state.strangers.items()}

@@ -3,10 +3,12 @@
 A guard never replaces the model: when the model alerts, each guard that also holds raises
 the alert's severity one step and adds its technique. Outside learning mode a guard alone
 stays silent: admins do exec into a pod and delete it, CI runners do write and upload
-tarballs, and the learned baseline is what tells those apart. Two stories page by
+tarballs, and the learned baseline is what tells those apart. Three stories page by
 themselves in any mode (``pages``): an instance run, used to read and terminated within
-minutes by an identity never seen running instances, and credentials used out of place;
-no benign identity of the account tells either. While a namespace is still in
+minutes by an identity never seen running instances, credentials used out of place, and
+a long-running pod calling a host new to it on a schedule; no benign identity of the
+account tells the first two, and pollers call their endpoints from their first minutes.
+While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
 namespace is not a complete blind spot. A container outside the orchestrator is such a
