@@ -309,6 +309,37 @@ class EntityTable:
         return True
 
 
+class OldestPending:
+    """Each entity's oldest pending event time, kept up as events are appended.
+
+    The pipeline asks for it at every routing and window; a ``min`` over all pending events
+    each time made a busy entity's window quadratic in its events. An entry remembers the
+    pending list it measured and how far: a list appended to is measured from there on, a
+    replaced one (a window emitted) afresh. A cache, never checkpointed.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[EntityKey, tuple[list[Event], int, float]] = {}
+
+    def of(self, state: EntityState) -> float:
+        """The oldest event time in ``state.pending`` (which must not be empty)."""
+        pending = state.pending
+        entry = self._seen.get(state.key)
+        if entry is not None and entry[0] is pending:
+            _, measured, oldest = entry
+            for i in range(measured, len(pending)):
+                t = pending[i].time
+                if t < oldest:
+                    oldest = t
+        else:
+            oldest = min(ev.time for ev in pending)
+        self._seen[state.key] = (pending, len(pending), oldest)
+        return oldest
+
+    def forget(self, key: EntityKey) -> None:
+        self._seen.pop(key, None)
+
+
 _MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")
 _INSTANCE_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE, EventKind.INSTANCE_IP)
 _ADDRESS_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP)  # events that bind an address
