@@ -10,6 +10,7 @@ the evidence they cite are computed from one sorted window and one first-seen me
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import shlex
@@ -192,10 +193,7 @@ def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
     """Whether a process start creates an archive, and the archive paths its arguments name."""
     tool = _basename(ev.binary)
     args = ev.args or ""
-    try:
-        argv = shlex.split(args)
-    except ValueError:
-        argv = args.split()
+    argv = _argv(args)
     paths = [a for a in argv if is_archive_path(a)]
     if tool == "tar":
         creates = any(_TAR_CREATE.match(a) for a in argv[:2]) or "--create" in argv
@@ -207,6 +205,16 @@ def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
     return False, []
 
 
+@functools.lru_cache(maxsize=4096)
+def _argv(args: str) -> tuple[str, ...]:
+    """A command line's words as a shell splits them (cached: jobs repeat their commands,
+    and ``shlex`` was a tenth of building feature rows)."""
+    try:
+        return tuple(shlex.split(args))
+    except ValueError:
+        return tuple(args.split())
+
+
 class FeatureBuilder:
     """Computes :class:`Profile` rows for entity windows, per the feature spec."""
 
@@ -214,6 +222,15 @@ class FeatureBuilder:
         self.spec = spec
         self.network = network
         self.memory = FirstSeenMemory()
+        self._columns_of: dict[str, list[tuple[str, float]]] = {}
+
+    def _columns(self, kind: str) -> list[tuple[str, float]]:
+        """(name, missing) of the spec's features that apply to an entity kind, in order."""
+        columns = self._columns_of.get(kind)
+        if columns is None:
+            columns = [(f.name, f.missing) for f in self.spec.features if f.applies_to(kind)]
+            self._columns_of[kind] = columns
+        return columns
 
     def build(
         self,
@@ -236,11 +253,7 @@ class FeatureBuilder:
         values.update(self._identity(state, identities))
         # a container outside the orchestrator is profiled with the pods' features
         kind = (EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind).value
-        row = {
-            f.name: float(values.get(f.name, f.missing))
-            for f in self.spec.features
-            if f.applies_to(kind)
-        }
+        row = {name: float(values.get(name, missing)) for name, missing in self._columns(kind)}
         whole = self._accumulate(state, row)
         if state.key.kind is EntityKind.CONTAINER:
             evidence = _container_chain(state, events)
