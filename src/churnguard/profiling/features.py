@@ -223,6 +223,7 @@ class FeatureBuilder:
         self.network = network
         self.memory = FirstSeenMemory()
         self._columns_of: dict[str, list[tuple[str, float]]] = {}
+        self._life: list[tuple[str, bool]] | None = None
 
     def _columns(self, kind: str) -> list[tuple[str, float]]:
         """(name, missing) of the spec's features that apply to an entity kind, in order."""
@@ -429,18 +430,29 @@ class FeatureBuilder:
         Counts and bytes add up (distinct counts keep their largest window), flags and
         ratios keep their highest value, durations are the final window's own."""
         whole = dict(row)
-        for f in self.spec.features:
-            if f.name not in row:
+        life = state.life
+        for name, adds in self._life_rules():
+            value = row.get(name)
+            if value is None:
                 continue
-            before = state.life.get(f.name)
-            if f.kind in ("count", "bytes") and f.name not in _LIFE_MAX:
-                total = row[f.name] + (before or 0.0)
-            elif f.kind == "seconds":
-                continue
+            before = life.get(name)
+            if adds:
+                total = value + (before or 0.0)
             else:
-                total = row[f.name] if before is None else max(before, row[f.name])
-            state.life[f.name] = whole[f.name] = total
+                total = value if before is None else max(before, value)
+            life[name] = whole[name] = total
         return whole
+
+    def _life_rules(self) -> list[tuple[str, bool]]:
+        """(name, whether it adds up) of the features a life's totals keep, in spec order:
+        durations are the final window's own, so they are not among them."""
+        if self._life is None:
+            self._life = [
+                (f.name, f.kind in ("count", "bytes") and f.name not in _LIFE_MAX)
+                for f in self.spec.features
+                if f.kind != "seconds"
+            ]
+        return self._life
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
         known = self.memory.identities.get(destination_scope(state), set())
