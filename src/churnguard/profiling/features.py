@@ -205,14 +205,24 @@ def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
     return False, []
 
 
-@functools.lru_cache(maxsize=4096)
+_ARGV_CACHED_CHARS = 512  # longer command lines are split every time: the cache stays small
+
+
 def _argv(args: str) -> tuple[str, ...]:
-    """A command line's words as a shell splits them (cached: jobs repeat their commands,
-    and ``shlex`` was a tenth of building feature rows)."""
+    """A command line's words as a shell splits them. Cached, since jobs repeat their
+    commands and ``shlex`` was a tenth of building feature rows; only short lines, so a
+    flood of megabyte-long hostile ones cannot fill memory."""
+    return _shell_words(args) if len(args) > _ARGV_CACHED_CHARS else _cached_words(args)
+
+
+def _shell_words(args: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(args))
     except ValueError:
         return tuple(args.split())
+
+
+_cached_words = functools.lru_cache(maxsize=4096)(_shell_words)
 
 
 class FeatureBuilder:
