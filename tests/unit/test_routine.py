@@ -7,7 +7,7 @@ import msgspec
 from scoring_fixtures import make_profile
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
-from churnguard.scoring.routine import routine
+from churnguard.scoring.routine import replica_routine, routine
 
 
 def _alert(techniques: list[str], rules: list[str] | None = None) -> Alert:
@@ -52,3 +52,33 @@ def test_anything_more_pages() -> None:
         _deleted(), entity=make_profile(kind="instance", instance_id="i-1").entity
     )
     assert not routine(instance, lifecycle)
+
+
+def _replica(**values: float):
+    """A Deployment's replica removed by its controller: its whole life's reads."""
+    base = {"secret_reads": 1.0, "distinct_objects_read": 2.0, "lifetime_s": 600.0}
+    return make_profile(final=True, end_reason="deleted", values={**base, **values})
+
+
+LEARNED = {"secret_reads": 1.0, "distinct_objects_read": 3.0, "archive_writes": 0.0}
+
+
+def test_a_replica_doing_what_its_workload_learned_is_routine() -> None:
+    reads = _alert(["T1213", "T1578.003"])
+    assert replica_routine(_replica(), reads, LEARNED)
+
+
+def test_a_replica_doing_more_than_its_workload_pages() -> None:
+    reads = _alert(["T1213", "T1578.003"])
+    assert not replica_routine(_replica(), reads, None)  # judged by the namespace: a new workload
+    assert not replica_routine(_replica(distinct_objects_read=40.0), reads, LEARNED)
+    assert not replica_routine(_replica(new_destinations=1.0), reads, LEARNED)  # a new host
+    assert not replica_routine(_replica(new_identity_in_cluster=1.0), reads, LEARNED)
+    archive = _replica(archive_writes=1.0, archive_bytes=5e7)
+    assert not replica_routine(archive, _alert(["T1560.002", "T1213"]), LEARNED)
+    assert not replica_routine(_replica(), _alert(["T1071"]), LEARNED)  # C2 is never a replica's
+    assert not replica_routine(_replica(), _alert(["T1213"], rules=["x"]), LEARNED)
+    bare = msgspec.structs.replace(
+        _replica(), entity=make_profile(workload=None, pod="debug-1").entity
+    )
+    assert not replica_routine(bare, reads, LEARNED)  # no controller to vouch for it

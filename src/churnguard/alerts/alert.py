@@ -271,6 +271,16 @@ def techniques_for(
     return {t: backed[t] for t in chosen}
 
 
+# the profile's features whose values back each technique in :func:`technique_evidence`
+# (lifecycle techniques are backed by who deleted the entity, not by a magnitude)
+TECHNIQUE_FEATURES: dict[str, tuple[str, ...]] = {
+    "T1560.002": ("archive_writes", "archive_bytes"),
+    "T1041": ("archive_writes", "egress_external_bytes", "new_destinations"),
+    "T1213": ("repo_reads", "distinct_objects_read", "secret_reads"),
+    "T1078.004": ("credentials_out_of_place",),
+    "T1071": ("beacon_regularity", "new_destinations"),
+    "T1611": ("container_starts",),
+}
 ARCHIVE_EGRESS_BYTES = 1e6  # egress after an archive counts as its exfiltration from here
 NO_EXEC_S = 86400.0  # exec_to_delete_s at its spec `missing` value: no exec before deletion
 

@@ -8,13 +8,17 @@ no guard rule backs, whose evidence backs no technique beyond the deletion itsel
 deleted only by identities the cluster already knows quietly (``new_identity_in_cluster``
 is 0) and not by another workload's identity, does not page. A never-seen person or a
 stolen service-account token deleting a pod still does, and so does any alert with
-evidence of what was done inside.
+evidence of what was done inside, unless it is what the pod's own workload does
+(:func:`replica_routine`).
 """
 
 from __future__ import annotations
 
-from churnguard.alerts.alert import Alert
+from collections.abc import Mapping
+
+from churnguard.alerts.alert import TECHNIQUE_FEATURES, Alert
 from churnguard.profiling.profile import Profile
+from churnguard.scoring.learning import spawned_here
 
 LIFECYCLE_TECHNIQUES = frozenset({"T1578.003", "T1070"})
 
@@ -29,3 +33,38 @@ def routine(profile: Profile, alert: Alert) -> bool:
         and v.get("new_identity_in_cluster", 0.0) == 0
         and v.get("deleted_by_other_identity", 0.0) == 0
     )
+
+
+# what a workload's own replicas do, and may do again on the next replica: read, archive, upload
+REPLICA_TECHNIQUES = frozenset({"T1213", "T1560.002", "T1041"})
+
+
+def replica_routine(
+    profile: Profile, alert: Alert, learned_max: Mapping[str, float] | None
+) -> bool:
+    """True when a model alert on a controller's replica shows nothing its own workload has
+    not done before: every fact behind its techniques is within the largest values the
+    workload's mature baseline learned (``learned_max``; None when another baseline judged
+    it), to no destination new to the namespace, by no identity new to the cluster.
+
+    A rolling deploy's or a scale-down's pod reads the secret every replica reads at start
+    and is removed by its controller minutes later; its whole life is a combination the
+    model has seen rarely, but no part of it is new for the workload. A hijacked replica
+    that reads, archives or uploads more than its workload ever did, or calls a new host,
+    still pages; so does a new Deployment (no mature baseline of its own yet).
+    """
+    e, v = profile.entity, profile.values
+    work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    if (
+        learned_max is None
+        or e.kind != "pod"
+        or not (e.workload or spawned_here(profile))
+        or alert.rules
+        or not work <= REPLICA_TECHNIQUES
+        or v.get("new_destinations", 0.0) > 0
+        or v.get("new_identity_in_cluster", 0.0) > 0
+        or v.get("deleted_by_other_identity", 0.0) > 0
+    ):
+        return False
+    facts = {f for t in work for f in TECHNIQUE_FEATURES[t]}
+    return all(v.get(f, 0.0) <= learned_max.get(f, 0.0) for f in facts)
