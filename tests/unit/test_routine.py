@@ -7,7 +7,7 @@ import msgspec
 from scoring_fixtures import make_profile
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
-from churnguard.scoring.routine import replica_routine, routine
+from churnguard.scoring.routine import replica_routine, routine, shared_service_routine
 
 
 def _alert(techniques: list[str], rules: list[str] | None = None) -> Alert:
@@ -82,3 +82,41 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
         _replica(), entity=make_profile(workload=None, pod="debug-1").entity
     )
     assert not replica_routine(bare, reads, LEARNED)  # no controller to vouch for it
+
+
+SHARED = {"files.pythonhosted.org", "s3.amazonaws.com"}
+
+
+def _window(destinations: list[str], **values: float):
+    """A notebook server's window: spawned by its namespace's hub, talking to the outside."""
+    p = make_profile(workload=None, pod="jupyter-ann-1", values={"new_destinations": 1.0, **values})
+    p = msgspec.structs.replace(p, created_by="system:serviceaccount:shop:jupyterhub")
+    return msgspec.structs.replace(p, creator_kind="service_account", destinations=destinations)
+
+
+def test_talking_only_to_the_clusters_shared_services_is_routine() -> None:
+    assert shared_service_routine(
+        _window(["files.pythonhosted.org"]), _alert(["T1071"]), SHARED.__contains__
+    )
+    archive = _alert(["T1560.002", "T1041"])
+    assert shared_service_routine(_window(["s3.amazonaws.com"]), archive, SHARED.__contains__)
+
+
+def test_a_rare_host_a_beacon_reads_or_a_persons_pod_pages() -> None:
+    c2 = _alert(["T1071"])
+    shared = SHARED.__contains__
+    assert not shared_service_routine(_window(["s3.amazonaws.com", "evil.example"]), c2, shared)
+    assert not shared_service_routine(_window([]), c2, shared)  # nothing to vouch for
+    assert not shared_service_routine(
+        _window(["s3.amazonaws.com"], beacon_regularity=0.9), c2, shared
+    )
+    assert not shared_service_routine(_window(["s3.amazonaws.com"]), _alert(["T1213"]), shared)
+    assert not shared_service_routine(
+        _window(["s3.amazonaws.com"]), _alert(["T1071"], ["g"]), shared
+    )
+    persons = msgspec.structs.replace(_window(["s3.amazonaws.com"]), creator_kind="person")
+    assert not shared_service_routine(persons, c2, shared)
+    whole = msgspec.structs.replace(
+        _window(["s3.amazonaws.com"], lifetime_s=600.0), final=True, end_reason="deleted"
+    )
+    assert not shared_service_routine(whole, c2, shared)  # its destinations are one window's

@@ -14,9 +14,10 @@ evidence of what was done inside, unless it is what the pod's own workload does
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from churnguard.alerts.alert import TECHNIQUE_FEATURES, Alert
+from churnguard.profiling.features import WHOLE_LIFE_S
 from churnguard.profiling.profile import Profile
 from churnguard.scoring.learning import spawned_here
 
@@ -68,3 +69,33 @@ def replica_routine(
         return False
     facts = {f for t in work for f in TECHNIQUE_FEATURES[t]}
     return all(v.get(f, 0.0) <= learned_max.get(f, 0.0) for f in facts)
+
+
+# what talking to, or uploading an archive to, a service of the cluster backs
+SHARED_SERVICE_TECHNIQUES = frozenset({"T1071", "T1560.002", "T1041"})
+
+
+def shared_service_routine(profile: Profile, alert: Alert, shared: Callable[[str], bool]) -> bool:
+    """True when a model alert on a controller's (or a namespace's own spawner's) pod is
+    backed only by contact with, or an archive sent to, services the rest of the cluster has
+    used from the start (``shared(destination)``, :meth:`Campaigns.shared`): the package
+    index a notebook pip-installs from and the object store it exports results to are new
+    to a namespace whose first notebook it is, not command and control or an exfiltration
+    channel. A regular beat to a rare host, any host the cluster's namespaces did not share,
+    reads, a guard rule or a person's bare pod still page. A whole life's row is left alone:
+    its destinations are only its last window's.
+    """
+    e, v = profile.entity, profile.values
+    whole_life = profile.final and v.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
+    work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    return (
+        e.kind == "pod"
+        and bool(e.workload or spawned_here(profile))
+        and not alert.rules
+        and not whole_life
+        and bool(work)
+        and work <= SHARED_SERVICE_TECHNIQUES
+        and v.get("beacon_regularity", 0.0) == 0
+        and bool(profile.destinations)
+        and all(shared(d) for d in profile.destinations)
+    )

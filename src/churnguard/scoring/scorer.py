@@ -50,7 +50,7 @@ from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
-from churnguard.scoring.routine import replica_routine, routine
+from churnguard.scoring.routine import replica_routine, routine, shared_service_routine
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
@@ -213,9 +213,13 @@ class Scorer:
         return results
 
     def _routine(self, p: Profile, alert: Alert, b: Baseline | None) -> bool:
-        """A known person's lifecycle action, or a replica doing what its own workload's
-        mature baseline learned (the largest values it learned, when it judged the row)."""
+        """A known person's lifecycle action, a controller's pod talking only to the
+        cluster's shared services, or a replica doing what its own workload's mature
+        baseline learned (the largest values it learned, when it judged the row)."""
         if routine(p, alert):
+            return True
+        ns = p.entity.namespace or ""
+        if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
             return True
         if b is None or b.key != baseline_keys(p)[0] or not b.recent:
             return False
