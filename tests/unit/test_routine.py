@@ -7,7 +7,12 @@ import msgspec
 from scoring_fixtures import make_profile
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
-from churnguard.scoring.routine import replica_routine, routine, shared_service_routine
+from churnguard.scoring.routine import (
+    replica_routine,
+    routine,
+    shared_service_routine,
+    unseen_launch_routine,
+)
 
 
 def _alert(techniques: list[str], rules: list[str] | None = None) -> Alert:
@@ -78,6 +83,8 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
     assert not replica_routine(archive, _alert(["T1560.002", "T1213"]), LEARNED)
     assert not replica_routine(_replica(), _alert(["T1071"]), LEARNED)  # C2 is never a replica's
     assert not replica_routine(_replica(), _alert(["T1213"], rules=["x"]), LEARNED)
+    live = msgspec.structs.replace(_replica(), final=False, end_reason="window")
+    assert not replica_routine(live, reads, LEARNED)  # a live replica: low-and-slow collection
     bare = msgspec.structs.replace(
         _replica(), entity=make_profile(workload=None, pod="debug-1").entity
     )
@@ -120,3 +127,27 @@ def test_a_rare_host_a_beacon_reads_or_a_persons_pod_pages() -> None:
         _window(["s3.amazonaws.com"], lifetime_s=600.0), final=True, end_reason="deleted"
     )
     assert not shared_service_routine(whole, c2, shared)  # its destinations are one window's
+    hijacked = msgspec.structs.replace(_window(["s3.amazonaws.com"]), first_seen=-86400.0)
+    assert not shared_service_routine(hijacked, c2, shared)  # mid-life, not a start-up fetch
+
+
+def test_a_person_ending_an_instance_whose_launch_is_not_held_is_routine() -> None:
+    ended = make_profile(
+        kind="instance",
+        instance_id="i-1",
+        final=True,
+        end_reason="terminated",
+        deleted_by="arn:aws:sts::1:assumed-role/AWSReservedSSO_PlatformAdmin/dan@corp.example",
+        deleter_kind="person",
+        values={"deleted_by_person": 1.0, "new_identity": 1.0},
+    )
+    lifecycle = _alert(["T1578.003", "T1070"])
+    assert unseen_launch_routine(ended, lifecycle)
+    ran = msgspec.structs.replace(
+        ended, created_by="arn:aws:iam::1:user/bob", creator_kind="person"
+    )
+    assert not unseen_launch_routine(ran, lifecycle)  # its whole story is judged
+    assert not unseen_launch_routine(ended, _alert(["T1578.003", "T1213"]))  # it read something
+    assert not unseen_launch_routine(ended, _alert(["T1578.003"], rules=["g"]))
+    robot = msgspec.structs.replace(ended, deleter_kind="service_account")
+    assert not unseen_launch_routine(robot, lifecycle)

@@ -50,7 +50,12 @@ from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
-from churnguard.scoring.routine import replica_routine, routine, shared_service_routine
+from churnguard.scoring.routine import (
+    replica_routine,
+    routine,
+    shared_service_routine,
+    unseen_launch_routine,
+)
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
@@ -213,10 +218,11 @@ class Scorer:
         return results
 
     def _routine(self, p: Profile, alert: Alert, b: Baseline | None) -> bool:
-        """A known person's lifecycle action, a controller's pod talking only to the
+        """A known person's lifecycle action (a pod, or an instance whose launch is not
+        held), a controller's young pod talking only to the
         cluster's shared services, or a replica doing what its own workload's mature
         baseline learned (the largest values it learned, when it judged the row)."""
-        if routine(p, alert):
+        if routine(p, alert) or unseen_launch_routine(p, alert):
             return True
         ns = p.entity.namespace or ""
         if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
