@@ -229,10 +229,9 @@ def test_the_alert_says_who_acted_and_how_many_are_new() -> None:
     )
     line = who_line(p)
     assert line.startswith("created by system:serviceaccount:kube-system:replicaset-controller")
-    assert "acting on it in this window: mallory@corp.example (1 never seen there" in line
-    assert "1 new to the cluster" in line and line.endswith(
-        "deleted by mallory@corp.example (person)"
-    )
+    assert "acting on it in this window: mallory@corp.example (never seen acting in" in line
+    assert "the namespace before: 1 of them; new to the cluster: 1)" in line
+    assert line.endswith("deleted by mallory@corp.example (person)")
 
 
 def test_a_controller_removing_its_own_pod_backs_no_evasion() -> None:

@@ -402,10 +402,12 @@ def who_line(profile: Profile) -> str:
         acting = f"acting on it in this window: {', '.join(profile.identities)}"
         new = int(v.get("new_identity", 0.0))
         if new:
+            # a whole life's row sums its windows: the count may exceed the names listed
             scope = "the cloud account" if e.kind == "instance" else "the namespace"
-            acting += f" ({new} never seen there before in {scope}"
+            count = f"{new} of them" if new <= len(profile.identities) else f"{new} over its life"
+            acting += f" (never seen acting in {scope} before: {count}"
             if "new_identity_in_cluster" in v:
-                acting += f", {int(v['new_identity_in_cluster'])} new to the cluster"
+                acting += f"; new to the cluster: {int(v['new_identity_in_cluster'])}"
             acting += ")"
         parts.append(acting)
     if profile.final and profile.deleted_by:
@@ -455,7 +457,7 @@ def build_alert(
         techniques=techniques,
         explanation=top,
         evidence=[
-            AlertEvidence(time=iso(profile.window_start), kind="who", summary=who_line(profile)),
+            AlertEvidence(time=iso(profile.first_seen), kind="who", summary=who_line(profile)),
             *_evidence(profile.evidence),
         ],
         first_seen=iso(profile.first_seen),
