@@ -6,7 +6,7 @@ import re
 
 import msgspec
 import numpy as np
-from scoring_fixtures import ATTACK_VALUES, make_profile
+from scoring_fixtures import ATTACK_VALUES, make_profile, terminated_instance
 
 from churnguard.alerts.alert import (
     RESPONSE_STEPS,
@@ -247,13 +247,5 @@ def test_a_controller_removing_its_own_pod_backs_no_evasion() -> None:
     assert "T1578.003" not in technique_evidence(churn)
     person = msgspec.structs.replace(churn, deleted_by="erin@corp.example", deleter_kind="person")
     assert "T1578.003" in technique_evidence(person)
-    unseen = make_profile(
-        kind="instance",
-        instance_id="i-1",
-        final=True,
-        end_reason="terminated",
-        deleted_by="dan",
-        deleter_kind="person",
-        values={"lifetime_s": 0.0},
-    )
+    unseen = terminated_instance("dan", {"lifetime_s": 0.0})
     assert "its creation not in the telemetry held" in technique_evidence(unseen)["T1578.003"][0]

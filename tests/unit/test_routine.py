@@ -4,7 +4,7 @@ deletion of a pod."""
 from __future__ import annotations
 
 import msgspec
-from scoring_fixtures import make_profile
+from scoring_fixtures import make_profile, terminated_instance
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
 from churnguard.scoring.routine import (
@@ -132,14 +132,9 @@ def test_a_rare_host_a_beacon_reads_or_a_persons_pod_pages() -> None:
 
 
 def test_a_person_ending_an_instance_whose_launch_is_not_held_is_routine() -> None:
-    ended = make_profile(
-        kind="instance",
-        instance_id="i-1",
-        final=True,
-        end_reason="terminated",
-        deleted_by="arn:aws:sts::1:assumed-role/AWSReservedSSO_PlatformAdmin/dan@corp.example",
-        deleter_kind="person",
-        values={"deleted_by_person": 1.0, "new_identity": 1.0},
+    ended = terminated_instance(
+        "arn:aws:sts::1:assumed-role/AWSReservedSSO_PlatformAdmin/dan@corp.example",
+        {"deleted_by_person": 1.0, "new_identity": 1.0},
     )
     lifecycle = _alert(["T1578.003", "T1070"])
     assert unseen_launch_routine(ended, lifecycle)
