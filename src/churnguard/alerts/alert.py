@@ -301,6 +301,12 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         if new_dest > 0:
             line += f", to {new_dest:g} destination(s) new to the namespace"
         out["T1041"] = [line]
+    for a in profile.archive_shipped:  # across its windows (features._archive_shipped)
+        out.setdefault("T1560.002", []).append(f"archive {a.archive} written, {_fmt(a.size)}B")
+        out.setdefault("T1041", []).append(
+            f"{_fmt(a.sent)}B sent to {a.dest}, a host new to the namespace, after writing"
+            f" {a.archive} ({_fmt(a.size)}B)"
+        )
     reads = [
         f"{v[name]:g} {what}"
         for name, what in (

@@ -119,6 +119,11 @@ class EntityState:
     # the key records of the windows profiled so far: a whole life's evidence (who ran it,
     # what it read, who terminated it), not only its last window's
     life_evidence: list[Evidence] = field(default_factory=list)
+    # the largest archive written so far in its life: (path, bytes written to it)
+    archive: tuple[str, int] | None = None
+    # external destinations new to the namespace when it first sent to them after that
+    # archive -> bytes out to them since (features.FeatureBuilder._archive_shipped)
+    archive_sent: dict[str, int] = field(default_factory=dict)
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor

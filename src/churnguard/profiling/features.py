@@ -27,7 +27,13 @@ from churnguard.profiling.entities import (
     remember_destination,
     starts_container,
 )
-from churnguard.profiling.profile import EntityRef, Evidence, Profile, image_repository
+from churnguard.profiling.profile import (
+    ArchiveShipped,
+    EntityRef,
+    Evidence,
+    Profile,
+    image_repository,
+)
 from churnguard.profiling.spec import FeatureSpec
 
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
@@ -57,6 +63,11 @@ _MAX_LIFE_EVIDENCE = 12  # a whole life's evidence: its first and its last key r
 # → delete) when it ends; a longer one's final window stays a window (its totals would be
 # compared with windows of minutes)
 WHOLE_LIFE_S = 3600.0
+# an archive counts as shipped once at least this share of its size went to one host (an
+# upload of a compressed archive is about its size; a build's small status calls are not)
+ARCHIVE_SHIPPED_SHARE = 0.5
+ARCHIVE_SHIPPED_MIN_BYTES = 1_000_000
+_ARCHIVE_SENT_MAX = 16  # destinations followed after an entity's archive
 _LIFE_MAX = frozenset({"distinct_binaries", "external_destinations"})  # distinct: max, not sum
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
@@ -312,6 +323,7 @@ class FeatureBuilder:
             destinations=sorted(traffic),
             destination_bytes=traffic,
             late_beacons=self._late_beacons(state, events),
+            archive_shipped=self._archive_shipped(state, events),
         )
         return profile
 
@@ -450,6 +462,45 @@ class FeatureBuilder:
             if r >= BEACON_MIN_REGULARITY and self.memory.is_late(scope, dest, me, born, now):
                 out[dest] = round(r, 3)
         return out
+
+    def _archive_shipped(self, state: EntityState, events: list[Event]) -> list[ArchiveShipped]:
+        """Archives this entity wrote and then sent, across its windows, to a host new to
+        its namespace: the archive is remembered on the entity, and a destination counts if
+        it was new (first-seen memory) when the entity first sent to it after the archive,
+        so an upload split over two windows still adds up even after the first window,
+        quiet, taught the memory the host (the learning-period guard's fact). Reported in
+        the windows that send to it only: a replica's later windows stay its own."""
+        if state.key.kind is not EntityKind.POD:
+            return []
+        seen = self.memory.destinations.get(destination_scope(state), set())
+        for ev in events:
+            if ev.kind is EventKind.FILE_WRITE and is_archive_path(ev.file_path):
+                path = ev.file_path or ""
+                size = ev.bytes_written + (
+                    state.archive[1] if state.archive and state.archive[0] == path else 0
+                )
+                if state.archive is None or state.archive[0] == path or size > state.archive[1]:
+                    state.archive = (path, size)
+            elif (
+                ev.kind is EventKind.NET_FLOW
+                and state.archive is not None
+                and self.network.is_external(ev)
+            ):
+                dest = _destination(ev)
+                if dest in state.archive_sent:
+                    state.archive_sent[dest] += ev.bytes_out
+                elif dest not in seen and len(state.archive_sent) < _ARCHIVE_SENT_MAX:
+                    state.archive_sent[dest] = ev.bytes_out
+        if state.archive is None:
+            return []
+        path, size = state.archive
+        floor = max(ARCHIVE_SHIPPED_MIN_BYTES, ARCHIVE_SHIPPED_SHARE * size)
+        now = {_destination(ev) for ev in events if ev.kind is EventKind.NET_FLOW}
+        return [  # in the windows that send to it, not every later window of a long life
+            ArchiveShipped(dest=dest, sent=sent, archive=path, size=size)
+            for dest, sent in sorted(state.archive_sent.items())
+            if sent >= floor and dest in now
+        ]
 
     def _novelty(self, state: EntityState) -> dict[str, float]:
         if state.key.kind is not EntityKind.POD or state.windows_emitted > 0:

@@ -58,6 +58,17 @@ class Evidence(msgspec.Struct, kw_only=True, omit_defaults=True):
     origin: Origin | None = None
 
 
+class ArchiveShipped(msgspec.Struct, array_like=True):
+    """An archive this entity wrote, then sent outside the cluster: to ``dest``, new to the
+    namespace when the entity first sent to it after writing the archive, ``sent`` bytes out
+    since then against the archive's ``size`` (features.FeatureBuilder._archive_shipped)."""
+
+    dest: str
+    sent: int
+    archive: str
+    size: int
+
+
 class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One profiled entity window (a feature row)."""
 
@@ -90,6 +101,9 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # external destinations new to this entity that it calls on a schedule, with their
     # regularity (features.FeatureBuilder._late_beacons): the beacon guard's fact
     late_beacons: dict[str, float] = msgspec.field(default_factory=dict)
+    # archives this entity wrote and then shipped (at least half their size, so far in its
+    # life) to a host new to its namespace: the learning-period guard's fact
+    archive_shipped: list[ArchiveShipped] = msgspec.field(default_factory=list)
 
     @property
     def profile_id(self) -> str:

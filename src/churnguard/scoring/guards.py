@@ -3,11 +3,13 @@
 A guard never replaces the model: when the model alerts, each guard that also holds raises
 the alert's severity one step and adds its technique. Outside learning mode a guard alone
 stays silent: admins do exec into a pod and delete it, CI runners do write and upload
-tarballs, and the learned baseline is what tells those apart. Three stories page by
+tarballs, and the learned baseline is what tells those apart. Four stories page by
 themselves in any mode (``pages``): an instance run, used to read and terminated within
-minutes by an identity never seen running instances, credentials used out of place, and
-a long-running pod calling a host new to it on a schedule; no benign identity of the
-account tells the first two, and pollers call their endpoints from their first minutes.
+minutes by an identity never seen running instances, credentials used out of place,
+a long-running pod calling a host new to it on a schedule, and a new workload's pod
+shipping an archive to a host new to its namespace while nothing judges the workload yet;
+no benign identity of the account tells the first two, pollers call their endpoints from
+their first minutes, and archivers ship to the hosts their namespace or cluster uses.
 While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
@@ -20,11 +22,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from churnguard.profiling.profile import Profile
+from churnguard.profiling.profile import ArchiveShipped, Profile
 
 RUN_TO_TERMINATE_S = 1800.0
 EXEC_TO_DELETE_S = 120.0
 EGRESS_BYTES = 50e6
+
+
+def _nothing_shared(dest: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the scorer knows about a row beyond its profile."""
+
+    # a controller's pod whose own workload baseline is not mature yet (scored against its
+    # namespace or cluster, or not at all)
+    workload_learning: bool = False
+    # its namespace is in learning mode: every destination is still new to it
+    namespace_learning: bool = False
+    # an external destination the cluster's namespaces share (Campaigns.shared)
+    shared: Callable[[str], bool] = _nothing_shared
 
 
 @dataclass(frozen=True)
@@ -34,16 +53,16 @@ class Guard:
     name: str
     technique: str
     doc: str
-    check: Callable[[Profile], bool]
+    check: Callable[[Profile, Context], bool]
     alone: bool = False  # may alert by itself during learning mode
     pages: bool = False  # alerts by itself in any mode: a story no benign identity tells
 
 
-def _instance_run_terminate_by_one_human(p: Profile) -> bool:
+def _instance_run_terminate_by_one_human(p: Profile, _: Context) -> bool:
     return _run_terminate_quickly_by_one_identity(p) and p.values.get("deleted_by_person", 0) > 0
 
 
-def _instance_story_by_new_identity(p: Profile) -> bool:
+def _instance_story_by_new_identity(p: Profile, _: Context) -> bool:
     # Packer's CI role and developers' SSO sessions are known identities of the account;
     # autoscaling and spot are excluded by run_and_terminate_same_identity
     v = p.values
@@ -68,11 +87,11 @@ def _read_something(v: dict[str, float]) -> bool:
     return any(v.get(f, 0) > 0 for f in ("repo_reads", "secret_reads", "distinct_objects_read"))
 
 
-def _credentials_out_of_place(p: Profile) -> bool:
+def _credentials_out_of_place(p: Profile, _: Context) -> bool:
     return p.values.get("credentials_out_of_place", 0) > 0
 
 
-def _exec_then_delete_by_person(p: Profile) -> bool:
+def _exec_then_delete_by_person(p: Profile, _: Context) -> bool:
     v = p.values
     return (
         p.entity.kind == "pod"
@@ -82,7 +101,7 @@ def _exec_then_delete_by_person(p: Profile) -> bool:
     )
 
 
-def _archive_then_egress_to_new_destination(p: Profile) -> bool:
+def _archive_then_egress_to_new_destination(p: Profile, _: Context) -> bool:
     v = p.values
     return (
         v.get("archive_writes", 0) > 0
@@ -91,17 +110,31 @@ def _archive_then_egress_to_new_destination(p: Profile) -> bool:
     )
 
 
-def _beacon_to_a_new_destination(p: Profile) -> bool:
+def _archive_shipped_while_learning(p: Profile, ctx: Context) -> bool:
+    return bool(shipped_archives(p, ctx))
+
+
+def shipped_archives(p: Profile, ctx: Context) -> list[ArchiveShipped]:
+    """The archives a new workload's pod shipped to hosts new to its namespace that the
+    cluster does not share (the learning-period guard's facts, quoted by its evidence)."""
+    if p.entity.kind != "pod" or not p.entity.workload or not ctx.workload_learning:
+        return []
+    if ctx.namespace_learning:
+        return []  # every host is new to a new namespace; nothing knows its bucket yet
+    return [a for a in p.archive_shipped if not ctx.shared(a.dest)]
+
+
+def _beacon_to_a_new_destination(p: Profile, _: Context) -> bool:
     return bool(p.late_beacons)
 
 
-def _container_outside_orchestrator(p: Profile) -> bool:
+def _container_outside_orchestrator(p: Profile, _: Context) -> bool:
     # the runtime sensors (Falco, Tetragon) run on the cluster's nodes: every container
     # entity is a container on a Kubernetes node that no pod accounts for
     return p.entity.kind == "container"
 
 
-def _container_started_from_a_pod(p: Profile) -> bool:
+def _container_started_from_a_pod(p: Profile, _: Context) -> bool:
     # one escape, seen from both ends of the launch link: the container a pod's process
     # started through the node's runtime, and the pod whose story holds that start (its
     # process ran ``ctr``/``docker run`` after leaving its container's namespaces)
@@ -153,6 +186,20 @@ GUARDS: tuple[Guard, ...] = (
         _archive_then_egress_to_new_destination,
     ),
     Guard(
+        "archive-shipped-while-learning",
+        "T1041",
+        "A controller's pod whose own workload baseline is still learning, in a namespace"
+        " past its learning mode, wrote an archive"
+        " and then sent at least half its size to a host new to the namespace"
+        " (``Profile.archive_shipped``: new when the pod first sent to it after the"
+        " archive) that the cluster does not share (``Campaigns.shared``): a new"
+        " Deployment shipping data while nothing can judge it. Log archivers and CI"
+        " runners ship to the organisation's bucket and registries, which their namespace"
+        " or the cluster already uses.",
+        _archive_shipped_while_learning,
+        pages=True,
+    ),
+    Guard(
         "beacon-to-a-new-destination",
         "T1071",
         "Connections on a schedule (regularity >= 0.5 over four or more) to an external"
@@ -185,6 +232,6 @@ GUARDS: tuple[Guard, ...] = (
 )
 
 
-def fired(profile: Profile) -> list[Guard]:
+def fired(profile: Profile, ctx: Context = Context()) -> list[Guard]:
     """The guards that hold for a profile, in declaration order."""
-    return [g for g in GUARDS if g.check(profile)]
+    return [g for g in GUARDS if g.check(profile, ctx)]

@@ -48,7 +48,7 @@ from churnguard.scoring.baselines import (
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
-from churnguard.scoring.guards import Guard, fired
+from churnguard.scoring.guards import Context, Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
 from churnguard.scoring.routine import (
     replica_routine,
@@ -162,7 +162,12 @@ class Scorer:
             learning = b is None or self.hierarchy.in_learning(p, self.settings)
             level = LEARNING if b is None or learning else level_of_key(b.key)
             key = NO_BASELINE if b is None else b.key
-            guards = fired(p)
+            ctx = Context(
+                workload_learning=b is None or b.key != baseline_keys(p)[0],
+                namespace_learning=learning,
+                shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
+            )
+            guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
             forced = any(g.pages or (learning and g.alone) for g in guards)
             muted = self.thresholds.muted(ns)
@@ -177,7 +182,9 @@ class Scorer:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
             entity = p.entity.key()
-            if not learning:
+            if not learning and not forced:
+                # a story a paging guard told is not part of the namespace's unusual tail:
+                # a burst of replicas it pages would lift the bar for every other entity
                 observed[ns].append((entity, score))
             entity_alerted = entity in self.incidents
             folded = False
