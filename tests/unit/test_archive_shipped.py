@@ -95,3 +95,6 @@ def test_a_new_deployment_shipping_an_archive_pages_with_nothing_to_judge_it() -
     assert scored.baseline_key.startswith("ns:shop")  # its own workload judges nothing yet
     assert scored.alert is not None and GUARD in scored.alert.rules
     assert any(HOST in line for line in scored.alert.technique_evidence["T1041"])
+    # a story a paging guard told does not lift the namespace's threshold for the others
+    _, entities = scorer.thresholds._window("shop")
+    assert "shop/r-1" not in entities and "shop/web-40" in entities

@@ -56,6 +56,10 @@ class Guard:
     check: Callable[[Profile, Context], bool]
     alone: bool = False  # may alert by itself during learning mode
     pages: bool = False  # alerts by itself in any mode: a story no benign identity tells
+    # its paged rows count in the namespace's threshold tail (thresholds.py); not for a
+    # story told by a burst of one new workload's replicas, which would lift the bar over
+    # every other entity of the namespace
+    in_tail: bool = True
 
 
 def _instance_run_terminate_by_one_human(p: Profile, _: Context) -> bool:
@@ -198,6 +202,7 @@ GUARDS: tuple[Guard, ...] = (
         " or the cluster already uses.",
         _archive_shipped_while_learning,
         pages=True,
+        in_tail=False,
     ),
     Guard(
         "beacon-to-a-new-destination",

@@ -182,9 +182,9 @@ class Scorer:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
             entity = p.entity.key()
-            if not learning and not forced:
-                # a story a paging guard told is not part of the namespace's unusual tail:
-                # a burst of replicas it pages would lift the bar for every other entity
+            if not learning and not (forced and any(not g.in_tail for g in guards)):
+                # a new workload's burst of replicas, paged by a guard, is not part of the
+                # namespace's unusual tail: it would lift the bar for every other entity
                 observed[ns].append((entity, score))
             entity_alerted = entity in self.incidents
             folded = False
