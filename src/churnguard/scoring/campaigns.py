@@ -17,9 +17,8 @@ polling a new SaaS endpoint: the first two use destinations the namespace has us
 it was first seen, the last is long-lived. A destination other namespaces have used since
 the cluster was first seen (a registry every CI namespace pushes to) is a shared service,
 not a rare one, even when one namespace reaches it late: that takes ``SHARED_BY`` other
-namespaces in the cluster's first hours, each from ``USED_BY`` pods, since one other
-namespace contacting it then, or one pod in each of two, may be an earlier intrusion's
-host (attackers reuse infrastructure).
+namespaces in the cluster's first hours, since one other namespace contacting it then may
+be an earlier intrusion's exfil host (attackers reuse infrastructure).
 
 Campaigns by one identity: a phished person or a stolen service-account token running
 short pods in several namespaces keeps each one a small story. ``CAMPAIGN_MIN`` distinct
@@ -44,7 +43,6 @@ SHORT_LIVED_S = 1800.0  # an entity this young when it contacted the destination
 UPLOAD_BYTES = 1_000_000  # a member sent at least this much to it, more than it received
 NEW_AFTER_S = 2 * 3600.0  # a destination first seen this long after its namespace is new
 SHARED_BY = 2  # other namespaces using a destination from the cluster's first hours: shared
-USED_BY = 3  # ...each from this many distinct pods (features.RARE_CONTACTS: not rare there)
 _MAX_DESTINATIONS = 50_000  # destinations remembered across namespaces (oldest dropped)
 _MAX_YOUNG = 50_000  # young entities whose destinations are being collected
 
@@ -60,8 +58,8 @@ class CampaignState(msgspec.Struct):
     members: dict[str, list[Member]]  # "ns|dest" -> members in the current window
     young: dict[str, dict[str, list[int]]]  # entity -> destination -> [out, in] while young
     cluster_born: float | None = None  # the cluster's first profile time
-    # dest -> namespace -> the first few pods that contacted it in the cluster's first hours
-    early_contacts: dict[str, dict[str, list[str]]] = {}
+    # dest -> the first few namespaces that contacted it in the cluster's first hours
+    early_namespaces: dict[str, list[str]] = {}
     # entity -> identities of its young windows in which someone was new to the cluster
     strangers: dict[str, list[str]] = {}
 
@@ -75,7 +73,7 @@ class Campaigns:
         self.members: dict[str, list[Member]] = {}
         self.young: dict[str, dict[str, list[int]]] = {}
         self.cluster_born: float | None = None
-        self.early_contacts: dict[str, dict[str, list[str]]] = {}
+        self.early_namespaces: dict[str, list[str]] = {}
         self.strangers: dict[str, list[str]] = {}
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
@@ -94,7 +92,11 @@ class Campaigns:
                     del self.destinations[next(iter(self.destinations))]
                 self.destinations[key] = profile.window_start
             if profile.window_start - self.cluster_born < NEW_AFTER_S:
-                self._note_early(dest, ns, e.key())
+                early = self.early_namespaces.setdefault(dest, [])
+                if ns not in early and len(early) <= SHARED_BY:
+                    early.append(ns)
+                    if len(self.early_namespaces) > _MAX_DESTINATIONS:
+                        del self.early_namespaces[next(iter(self.early_namespaces))]
         entity = e.key()
         young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
         if young and profile.destination_bytes:
@@ -141,28 +143,11 @@ class Campaigns:
         self._expire(now)
         return joined
 
-    def _note_early(self, dest: str, ns: str, entity: str) -> None:
-        """Remember up to ``USED_BY`` pods per namespace that contacted ``dest`` in the
-        cluster's first hours (``SHARED_BY`` + 1 namespaces at most)."""
-        early = self.early_contacts.setdefault(dest, {})
-        pods = early.get(ns)
-        if pods is None:
-            if len(early) > SHARED_BY:
-                return
-            pods = early[ns] = []
-        if entity not in pods and len(pods) < USED_BY:
-            pods.append(entity)
-        if len(self.early_contacts) > _MAX_DESTINATIONS:
-            del self.early_contacts[next(iter(self.early_contacts))]
-
     def shared(self, dest: str, ns: str) -> bool:
         """A service of the cluster, not a rare host: ``SHARED_BY`` namespaces other than
-        ``ns`` used ``dest`` in the cluster's first hours, each from ``USED_BY`` pods or
-        more (a registry, the package index, the object store). One pod of a namespace is
-        not a use: an early intrusion's debug pod or beacon calls its attacker's host once,
-        and attackers reuse their hosts."""
-        early = self.early_contacts.get(dest, {})
-        return sum(n != ns and len(pods) >= USED_BY for n, pods in early.items()) >= SHARED_BY
+        ``ns`` contacted ``dest`` in the cluster's first hours (a registry, the package
+        index, the object store)."""
+        return len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY
 
     def _expire(self, now: float) -> None:
         for key in [k for k, ms in self.members.items() if now - ms[-1].time > CAMPAIGN_WINDOW_S]:
@@ -176,9 +161,7 @@ class Campaigns:
             members={k: list(v) for k, v in self.members.items()},
             young={k: dict(v) for k, v in self.young.items()},
             cluster_born=self.cluster_born,
-            early_contacts={
-                d: {n: list(p) for n, p in v.items()} for d, v in self.early_contacts.items()
-            },
+            early_namespaces={k: list(v) for k, v in self.early_namespaces.items()},
             strangers={k: list(v) for k, v in self.strangers.items()},
         )
 
@@ -188,7 +171,5 @@ class Campaigns:
         self.members = {k: list(v) for k, v in state.members.items()}
         self.young = {k: dict(v) for k, v in state.young.items()}
         self.cluster_born = state.cluster_born
-        self.early_contacts = {
-            d: {n: list(p) for n, p in v.items()} for d, v in state.early_contacts.items()
-        }
+        self.early_namespaces = {k: list(v) for k, v in state.early_namespaces.items()}
         self.strangers = {k: list(v) for k, v in state.strangers.items()}
