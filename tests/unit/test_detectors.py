@@ -218,3 +218,58 @@ def test_grid_search_picks_parameters_with_scikit_learn_tools() -> None:
     search = GridSearchCV(base, grid, scoring=auc, cv=2).fit(X, y)
     assert set(search.best_params_) == set(grid)
     assert search.best_estimator_.n_seen == len(X) and search.best_score_ > 0.8
+
+
+def _tick_rows(rng: np.random.Generator, n_detectors: int, step: int) -> list[np.ndarray]:
+    """One tick's rows per detector: mostly 0 to 4 (a lone row is the common case), a burst
+    of up to 300 every 40 ticks (several learn chunks), skewed and with a constant column."""
+    big = step % 40 == 39
+    out = []
+    for i in range(n_detectors):
+        n = int(rng.integers(0, 300 if big else 5))
+        X = rng.gamma(1.0, 1.0 + i % 3, size=(n, 5))
+        X[:, -1] = 0.0
+        out.append(X)
+    return out
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16))
+def test_grouped_scoring_and_learning_are_bit_identical_to_one_call_each(seed: int) -> None:
+    """The scorer's one pass over a tick's baselines gives exactly each detector's own
+    ``score_many``/``learn_many``: same scores, same learned bytes (the alert ids rest on it)."""
+    from churnguard.scoring.detectors.grouped import learn_groups, score_groups
+
+    scopes = [
+        {"window_size": 64, "max_leaf_samples": 4, "learn_chunk": 16},
+        {"window_size": 256, "max_leaf_samples": 8},
+        {"window_size": 128, "max_leaf_samples": 16, "range_novelty": False},
+    ]
+
+    def fresh() -> list[Detector]:
+        oifs = [make_detector("oif", 5, seed=seed + i, **scopes[i % 3]) for i in range(6)]
+        return [*oifs, make_detector("hst", 5, seed=seed, **FAST["hst"])]
+
+    one, grouped = fresh(), fresh()
+    rng = np.random.default_rng(seed)
+    for step in range(120):
+        rows = _tick_rows(rng, len(one), step)
+        expected = [d.score_many(X) for d, X in zip(one, rows, strict=True)]
+        got = score_groups(grouped, rows)
+        for e, g in zip(expected, got, strict=True):
+            assert e.shape == g.shape and np.array_equal(e, g)
+        for d, X in zip(one, rows, strict=True):
+            d.learn_many(X)
+        learn_groups(grouped, rows)
+    assert [d.to_bytes() for d in one] == [d.to_bytes() for d in grouped]
+
+
+def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:
+    from churnguard.scoring.detectors.grouped import learn_groups
+
+    det = make_detector("oif", 3, seed=0)
+    with pytest.raises(ValueError, match="appears twice"):
+        learn_groups([det, det], [np.ones((1, 3)), np.ones((1, 3))])
+    with pytest.raises(ValueError, match="NaN"):
+        learn_groups([det], [np.full((1, 3), np.nan)])
+    assert det.n_seen == 0

@@ -367,3 +367,27 @@ def test_falco_write_rule_is_a_file_write_and_a_read_rule_stays_an_alert() -> No
     read = only_event(case("falco", "read_sensitive_file"))
     assert (read.kind, read.detail) == (EventKind.RUNTIME_ALERT, "Read sensitive file untrusted")
     assert ignored_reason(case("falco", "host_event")) == "host_event"
+
+
+@pytest.mark.parametrize(
+    ("address", "cidrs", "internal"),
+    [
+        ("10.1.2.3", [], True),
+        ("[fd00::5]", [], True),
+        ("127.0.0.1", [], False),  # loopback is nobody's pod
+        ("::1", [], False),
+        ("8.8.8.8", [], False),
+        ("8.8.8.8", ["8.8.8.0/24"], True),  # a cluster on public address space
+        ("not-an-ip", [], False),
+        ("", [], False),
+        (None, [], False),
+    ],
+)
+def test_internal_address_rule_is_cached_per_address_and_ranges(
+    address: str | None, cidrs: list[str], internal: bool
+) -> None:
+    """The cached rule answers the same for the same address under other ranges."""
+    ctx = AdapterContext(cluster_cidrs=cidrs)
+    assert ctx.is_internal_address(address) is internal
+    assert ctx.is_internal_address(address) is internal
+    assert AdapterContext().is_internal_address(address) is (internal and not cidrs)

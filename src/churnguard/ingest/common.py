@@ -108,9 +108,9 @@ class AdapterContext(msgspec.Struct, kw_only=True):
 
     def is_internal_address(self, value: str | None) -> bool:
         """True for a routable in-cluster address (a candidate pod IP): not loopback."""
-        if not value or self.is_external(value) is not False:
+        if not value:
             return False
-        return not ipaddress.ip_address(_bare_ip(value)).is_loopback
+        return is_internal_address(value, tuple(self.cluster_cidrs))
 
 
 # -- event time ---------------------------------------------------------------------------
@@ -301,6 +301,15 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
 
 def _bare_ip(value: str) -> str:
     return value.strip().strip("[]").split("%", 1)[0]
+
+
+@lru_cache(maxsize=65_536)
+def is_internal_address(value: str, cidrs: tuple[str, ...] = ()) -> bool:
+    """Inside the private ranges or ``cidrs`` and not loopback (cached like
+    :func:`is_external_address`: a cluster has few addresses, each seen in many records)."""
+    if is_external_address(value, cidrs) is not False:
+        return False
+    return not ipaddress.ip_address(_bare_ip(value)).is_loopback
 
 
 @lru_cache(maxsize=65_536)

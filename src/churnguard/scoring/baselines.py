@@ -43,6 +43,7 @@ from churnguard.profiling.entities import normalise_workload
 from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import Profile, image_repository
 from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
+from churnguard.scoring.detectors.grouped import learn_groups
 
 CLOUD_NAMESPACE = "_cloud"
 LEARNING = "learning"
@@ -241,6 +242,7 @@ class Hierarchy:
             keys = baseline_keys(p) if self.settings.hierarchy else baseline_keys(p)[2:]
             for key in keys:
                 by_key.setdefault(key, []).append(i)
+        taught: list[tuple[Baseline, list[int]]] = []
         for key in sorted(by_key):
             b = self.get(key)
             rows = []
@@ -249,9 +251,10 @@ class Hierarchy:
                 if admits is None or admits(b, wl):
                     rows.append(i)
                     b.note_workload(wl)
-            if not rows:
-                continue
-            b.detector.learn_many(X[rows])
+            if rows:
+                taught.append((b, rows))
+        learn_groups([b.detector for b, _ in taught], [X[rows] for _, rows in taught])
+        for b, rows in taught:
             b.n_learned += len(rows)
             if b.first_time is None:
                 b.first_time = min(profiles[i].window_start for i in rows)

@@ -3,7 +3,8 @@
 For each batch of profiles (emitted together by the pipeline, in a deterministic order):
 
 1. choose each profile's baseline (workload → namespace → cluster, :mod:`baselines`) and
-   score each baseline's rows with one vectorised ``score_many`` call;
+   score every baseline's rows in one pass (:func:`~churnguard.scoring.detectors.grouped.
+   score_groups`: the online forests of a tick are routed together);
 2. compare with the namespace's threshold (:mod:`thresholds`, fixed for the whole batch so
    the order of profiles inside a batch does not matter); namespaces in learning mode never
    alert through the model, but a guard rule marked ``alone`` can alert there; muted
@@ -44,6 +45,7 @@ from churnguard.scoring.baselines import (
     namespace_of,
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
+from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
@@ -133,9 +135,12 @@ class Scorer:
         for i, b in enumerate(chosen):
             if b is not None:
                 groups[b.key].append(i)
-        for key in sorted(groups):
-            idx = groups[key]
-            scores[idx] = self.hierarchy.baselines[key].detector.score_many(X[idx])
+        keys = sorted(groups)
+        detectors = [self.hierarchy.baselines[key].detector for key in keys]
+        for key, got in zip(
+            keys, score_groups(detectors, [X[groups[k]] for k in keys]), strict=True
+        ):
+            scores[groups[key]] = got
         namespaces = [namespace_of(p) for p in profiles]
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
 

@@ -179,20 +179,10 @@ class OnlineIsolationForest(Detector):
 
     def _route(self, X: np.ndarray, *, record: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         """Leaf of every (tree, row) pair, tree-major; with ``record`` every node visited."""
-        n = len(X)
-        node = np.repeat(self.roots_, n)
-        row = _row_index(n, self.n_trees)
-        path = [node.copy()] if record else []
-        active = np.flatnonzero(self.feature_[node] >= 0)
-        while active.size:
-            here = node[active]
-            go_left = X[row[active], self.feature_[here]] < self.threshold_[here]
-            nxt = np.where(go_left, self.left_[here], self.right_[here])
-            node[active] = nxt
-            if record:
-                path.append(nxt)
-            active = active[self.feature_[nxt] >= 0]
-        return node, path
+        node = np.repeat(self.roots_, len(X))
+        row = _row_index(len(X), self.n_trees)
+        arrays = (self.feature_, self.threshold_, self.left_, self.right_)
+        return descend(arrays, X, node, row, record=record)
 
     def _learn_chunk(self, X: np.ndarray) -> None:
         old = self._push_window(X)
@@ -228,19 +218,7 @@ class OnlineIsolationForest(Detector):
 
     def _widen_boxes(self, nodes: np.ndarray, X: np.ndarray, row: np.ndarray) -> None:
         """Widen each leaf's box by the rows ``X[row]`` routed to it (``nodes``)."""
-        order = np.argsort(nodes, kind="stable")
-        sorted_nodes = nodes[order]
-        grouped = X[row[order]]
-        new = np.empty(len(sorted_nodes), dtype=bool)
-        new[:1] = True
-        np.not_equal(sorted_nodes[1:], sorted_nodes[:-1], out=new[1:])
-        starts = np.flatnonzero(new)
-        ids = sorted_nodes[starts]
-        if len(starts) < len(sorted_nodes):  # some leaves got several rows: reduce them first
-            low = np.minimum.reduceat(grouped, starts, axis=0)
-            high = np.maximum.reduceat(grouped, starts, axis=0)
-        else:
-            low = high = grouped
+        ids, low, high = leaf_extremes(nodes, X, row)
         self.lo_[ids] = np.minimum(self.lo_[ids], low)
         self.hi_[ids] = np.maximum(self.hi_[ids], high)
 
@@ -251,17 +229,24 @@ class OnlineIsolationForest(Detector):
         self._build(leaf, sample, int(self.depth_[leaf]), limit)
 
     def _build(self, node: int, data: np.ndarray, depth: int, limit: float) -> None:
-        self.count_[node] = len(data)
+        # the hottest Python of learning (one call per node of every split): plain ints and
+        # floats where numpy scalars would cost more, the same random draws in the same order
+        n = len(data)
+        self.count_[node] = n
         self.depth_[node] = depth
-        if len(data):
-            self.lo_[node], self.hi_[node] = data.min(axis=0), data.max(axis=0)
-        if len(data) < self._threshold(depth) or depth >= limit:
+        if n:
+            lo, hi = data.min(axis=0), data.max(axis=0)
+            self.lo_[node], self.hi_[node] = lo, hi
+        else:
+            lo, hi = self.lo_[node], self.hi_[node]
+        if n < self.max_leaf_samples * 2**depth or depth >= limit:
             return
-        splittable = np.flatnonzero(self.hi_[node] > self.lo_[node])
+        splittable = np.flatnonzero(hi > lo)
         if splittable.size == 0:
             return
         feature = int(splittable[self.rng_.integers(splittable.size)])
-        threshold = float(self._uniform(self.lo_[node, feature], self.hi_[node, feature], ()))
+        u = self.rng_.random()  # _uniform of one value: the same draw, as a Python float
+        threshold = float(lo[feature]) * (1.0 - u) + float(hi[feature]) * u
         left, right = self._alloc(), self._alloc()
         self.feature_[node], self.threshold_[node] = feature, threshold
         self.left_[node], self.right_[node] = left, right
@@ -375,6 +360,53 @@ class OnlineIsolationForest(Detector):
         if len(sizes) != 1 or len(model.roots_) != model.n_trees:
             raise ModelError(f"corrupt {cls.name} state: inconsistent node arrays")
         return model
+
+
+def descend(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    X: np.ndarray,
+    node: np.ndarray,
+    row: np.ndarray,
+    *,
+    record: bool,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Walk (tree, row) pairs from their ``node`` down to a leaf, all pairs a level at a time.
+
+    ``arrays`` are (feature, threshold, left, right) node arrays, of one forest or of several
+    side by side (:mod:`~churnguard.scoring.detectors.grouped`); ``node`` is updated in place.
+    Returns the leaves and, with ``record``, every node visited, level by level.
+    """
+    feature, threshold, left, right = arrays
+    path = [node.copy()] if record else []
+    active = np.flatnonzero(feature[node] >= 0)
+    while active.size:
+        here = node[active]
+        go_left = X[row[active], feature[here]] < threshold[here]
+        nxt = np.where(go_left, left[here], right[here])
+        node[active] = nxt
+        if record:
+            path.append(nxt)
+        active = active[feature[nxt] >= 0]
+    return node, path
+
+
+def leaf_extremes(
+    nodes: np.ndarray, X: np.ndarray, row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the rows ``X[row]`` routed to ``nodes``: each distinct node (ascending) and the
+    per-feature min and max of its rows, reduced in the rows' order."""
+    order = np.argsort(nodes, kind="stable")
+    sorted_nodes = nodes[order]
+    grouped = X[row[order]]
+    new = np.empty(len(sorted_nodes), dtype=bool)
+    new[:1] = True
+    np.not_equal(sorted_nodes[1:], sorted_nodes[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    if len(starts) == len(sorted_nodes):  # one row per node: nothing to reduce
+        return sorted_nodes, grouped, grouped
+    low = np.minimum.reduceat(grouped, starts, axis=0)
+    high = np.maximum.reduceat(grouped, starts, axis=0)
+    return sorted_nodes[starts], low, high
 
 
 def _row_index(n: int, n_trees: int) -> np.ndarray:
