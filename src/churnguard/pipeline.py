@@ -438,7 +438,10 @@ class Pipeline:
         scored = self.scorer.score(profiles)
         self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
         teaches = LearningGate.teaches_memory
-        known = [teaches(s.alert is not None or s.folded or s.campaign is not None) for s in scored]
+        known = [
+            teaches(s.profile, s.alert is not None or s.folded or s.campaign is not None)
+            for s in scored
+        ]
         released = list(getattr(self.scorer, "released", ()))  # recurred: now the workload's
         self.features.remember(
             [s.profile for s, ok in zip(scored, known, strict=True) if ok] + released,

@@ -95,6 +95,12 @@ def test_no_technique_without_its_evidence() -> None:
     assert techniques_for(reads, _top("new_image"), SPEC, []) == {"T1213": ["3 secret reads"]}
 
 
+def test_a_pod_that_started_a_container_on_its_node_backs_t1611() -> None:
+    escaped = make_profile(values={"container_starts": 1.0, "shell_spawned": 1.0})
+    got = techniques_for(escaped, _top("container_starts"), SPEC, [])
+    assert got == {"T1611": ["1 container(s) started on its node with a runtime client"]}
+
+
 def test_raw_percentiles_count_ties_half() -> None:
     recent = np.arange(100, dtype=float)[:, None]  # 0..99
     assert raw_percentiles(np.array([50.0]), recent)[0] == 50.5

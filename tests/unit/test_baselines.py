@@ -167,6 +167,10 @@ def test_seed_from_bundle_models_is_mature_and_checks_keys() -> None:
     assert h.in_learning(make_profile(ns="fresh", t=0), settings)
     with pytest.raises(ModelError):
         h.seed_from({"team:shop": det}, {})
+    narrow = make_detector("oif", len(SPEC.names) - 1, 1)  # a bundle from before a feature
+    narrow.learn_many(X[:, 1:])
+    with pytest.raises(ModelError, match="rebuild the bundle"):
+        h.seed_from({"cluster:pod": narrow}, {})
 
 
 def test_a_bare_pod_without_an_image_groups_under_unknown() -> None:

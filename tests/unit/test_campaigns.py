@@ -74,11 +74,23 @@ def test_a_destination_other_namespaces_use_all_along_is_shared_not_rare() -> No
     """CI runners of a namespace that first pushes to the cluster's registry hours in."""
     c = Campaigns()
     _start(c)
-    other = make_profile(ns="ci-platform", pod="runner-0", t=60.0)
-    other.destinations = ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]
-    c.observe(other)
     ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    for ns in ("ci-platform", "ci-data"):
+        other = make_profile(ns=ns, pod="runner-0", t=60.0)
+        other.destinations = [ecr]
+        c.observe(other)
     assert all(c.observe(_short(f"r-{i}", T + 60 * i, ecr)) is None for i in range(9))
     # while a destination no namespace used before still forms a campaign
+    got = [c.observe(_short(f"x-{i}", T + 60 * i, "files-drop.cc")) for i in range(CAMPAIGN_MIN)]
+    assert got[-1] is not None
+
+
+def test_one_other_namespace_early_does_not_make_an_exfil_host_shared() -> None:
+    """An intrusion in the cluster's first hours used the host once; the next one reuses it."""
+    c = Campaigns()
+    _start(c)
+    early = make_profile(ns="web-portal", pod="cache-warmup-1", t=120.0)
+    early.destinations = ["files-drop.cc"]
+    c.observe(early)
     got = [c.observe(_short(f"x-{i}", T + 60 * i, "files-drop.cc")) for i in range(CAMPAIGN_MIN)]
     assert got[-1] is not None

@@ -15,6 +15,7 @@ from churnguard.config import Settings
 from churnguard.offline.evaluate import (
     Label,
     Report,
+    _measured_alerts,
     compare_on_simulation,
     compare_on_simulations,
     evaluate,
@@ -307,3 +308,19 @@ def test_recall_per_scenario_and_false_alerts_per_benign_kind_per_day() -> None:
     table = format_reports({"churnguard": r})
     assert "scenario attack-instance-evasion" in table and "false/day ci-runners" in table
     assert "1.00 (2/2)" in table
+
+
+def test_an_attack_going_on_at_the_cut_is_measured_with_its_warm_up_page() -> None:
+    """A beacon begun in the warm-up and paged there is one open incident: its later windows
+    fold into that page, so the page counts for it; other warm-up alerts stay out."""
+    cut = T0 + 3600
+    ongoing = pod_label("shop", "implant", "T1071", start=0.0)
+    ongoing["end"] = cut + 600
+    paged_early = alert("shop/implant", 300)  # window ends (T0 + ...)
+    before_it = alert("shop/implant", -300)
+    other_early = alert("shop/web-1", 300)
+    late = alert("shop/web-2", 3660)
+    kept = _measured_alerts([paged_early, before_it, other_early, late], [ongoing], cut)
+    assert kept == [paged_early, late]
+    report = evaluate([ongoing], kept)
+    assert report.detected == 1 and report.false_alerts == 1

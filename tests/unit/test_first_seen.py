@@ -65,7 +65,8 @@ def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> 
     p = make_profile(ns="shop", pod="netshoot-1")
     p.identities = ["maya.sre@corp.example"]
     builder.remember([p])
-    assert memory.identities == {"shop": {"maya.sre@corp.example"}}
+    # per namespace, and cluster-wide for pods (new_identity_in_cluster)
+    assert memory.identities == {"shop": {"maya.sre@corp.example"}, "*": {"maya.sre@corp.example"}}
     again = FirstSeenMemory()
     again.restore(memory.snapshot())
     assert again.identities == memory.identities

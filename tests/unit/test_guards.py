@@ -13,7 +13,7 @@ def _names(p) -> list[str]:
     return [g.name for g in fired(p)]
 
 
-def _instance(lifetime: float, *, same: float = 1.0, person: float = 1.0):
+def _instance(lifetime: float, *, same: float = 1.0, person: float = 1.0, **values: float):
     return make_profile(
         kind="instance",
         instance_id="i-1",
@@ -23,6 +23,7 @@ def _instance(lifetime: float, *, same: float = 1.0, person: float = 1.0):
             "lifetime_s": lifetime,
             "run_and_terminate_same_identity": same,
             "deleted_by_person": person,
+            **values,
         },
     )
 
@@ -37,6 +38,29 @@ def test_instance_run_and_terminated_by_one_human_within_30_min() -> None:
     assert _names(_instance(4000)) == []  # lived too long
     assert _names(_instance(1200, same=0.0)) == []  # two identities
     assert _names(_instance(1200, person=0.0)) == []  # the autoscaler
+
+
+def test_an_instance_story_told_by_a_never_seen_identity_pages_in_any_mode() -> None:
+    story = _instance(900, person=0.0, new_identity=1, repo_reads=12)
+    assert _names(story) == ["instance-story-by-new-identity"]
+    assert _names(_instance(900, person=0.0, new_identity=0, repo_reads=12)) == []  # Packer
+    assert _names(_instance(900, person=0.0, new_identity=1)) == []  # read nothing
+    assert _names(_instance(3000, person=0.0, new_identity=1, repo_reads=3)) == []  # a dev box
+    # a mature instance baseline that knows these very values (open windows, no guard):
+    # the model does not page the story, the guard does
+    scorer = Scorer(quick_settings(), load_spec())
+    for k in range(0, 80, 20):
+        scorer.score(
+            [
+                make_profile(
+                    kind="instance", instance_id=f"i-{k + j}", t=k + j, values=story.values
+                )
+                for j in range(20)
+            ]
+        )
+    (scored,) = scorer.score([story])
+    assert scored.level != LEARNING and scored.score < scored.threshold
+    assert scored.alert is not None and scored.alert.rules == ["instance-story-by-new-identity"]
 
 
 def test_pod_deleted_by_person_within_2_min_of_exec() -> None:

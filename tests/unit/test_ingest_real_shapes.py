@@ -412,12 +412,13 @@ def test_simulated_container_escape_alerts_with_the_chain_in_the_evidence(tmp_pa
     from churnguard.wiring import make_pipeline
 
     sim = generate(SimParams(seed=5, hours=6, scenarios=("attack-container-escape",)))
-    assert sim.labels and {lab["kind"] for lab in sim.labels} == {"container"}
+    # the container (T1610) and the pod that escaped to start it (T1611)
+    assert sim.labels and {lab["kind"] for lab in sim.labels} == {"container", "pod"}
     paths = write(sim, tmp_path)
     inputs = [str(p) for k, p in paths.items() if k not in ("labels", "summary")]
     settings = Settings()
     result = replay_files(inputs, settings, pipeline=make_pipeline(settings))
-    for label in sim.labels:
+    for label in (lab for lab in sim.labels if lab["kind"] == "container"):
         key = f"container/{label['node']}/{label['container_id']}"
         alert = next(a for a in result.alerts if a.entity.key() == key)
         assert {"T1610", "T1611"} <= set(alert.techniques)

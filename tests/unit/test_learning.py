@@ -72,3 +72,30 @@ def test_instances_people_run_are_quarantined_too_and_state_round_trips() -> Non
     again = LearningGate(ScoringSettings())
     again.load(msgspec.msgpack.decode(msgspec.msgpack.encode(gate.export()), type=GateState))
     assert list(again.quarantine) == ["instance/i-1"]
+
+
+def test_a_quarantined_window_teaches_the_first_seen_memory_only_through_its_release() -> None:
+    """A person's instance must not make its identity known while its story is open: a
+    second run of the same stolen keys would otherwise look familiar."""
+    inst = make_profile(kind="instance", instance_id="i-1")
+    inst.creator_kind = "person"
+    assert not LearningGate.teaches_memory(inst, paged=False)
+    assert LearningGate.teaches_memory(make_profile(), paged=False)
+    assert not LearningGate.teaches_memory(make_profile(), paged=True)
+
+
+def test_a_hubs_pods_release_like_a_controllers_and_a_foreign_accounts_do_not() -> None:
+    """JupyterHub's single-user servers: what recurs across them is the hub's workload."""
+    gate = LearningGate(ScoringSettings(release_after_entities=3))
+
+    def spawned(pod: str, by: str):
+        p = make_profile(ns="data", pod=pod, workload=None, t=0.0)
+        p.creator_kind, p.created_by = "service_account", by
+        return p
+
+    hub = "system:serviceaccount:data:jupyterhub"
+    got = [_decide(gate, spawned(f"jupyter-{i}", hub), alerted=True) for i in range(3)]
+    assert [len(v.released) for v in got] == [0, 0, 3]
+    runner = "system:serviceaccount:ci:gitlab-runner"  # another namespace's account
+    got = [_decide(gate, spawned(f"netshoot-{i}", runner), alerted=True) for i in range(4)]
+    assert all(v.released == [] for v in got)

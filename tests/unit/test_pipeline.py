@@ -106,6 +106,59 @@ def test_an_identity_known_in_the_namespace_is_not_new() -> None:
     assert p.values["new_identity"] == 0 and p.values["created_by_person"] == 1
 
 
+def test_a_person_known_elsewhere_in_the_cluster_is_new_to_the_namespace_only() -> None:
+    """An SRE debugging a namespace for the first time; a stranger is new to both."""
+    pipe = Pipeline(Settings())
+    run(short_lived_attack(), pipe)  # mallory's pod in "web": nothing paged (no scorer)
+
+    def elsewhere(actor: str, dt: float) -> list[Event]:
+        out = []
+        for e in short_lived_attack():
+            e = msgspec.structs.replace(e, time=e.time + dt)
+            if e.pod:
+                e = msgspec.structs.replace(e, namespace="shop", pod=f"dbg-{actor}")
+            if e.pod_ip:
+                e = msgspec.structs.replace(e, pod_ip=f"10.1.3.{int(dt) % 250}")
+            if e.actor:
+                e = msgspec.structs.replace(e, actor=actor)
+            out.append(e)
+        return out
+
+    (known,) = run(elsewhere("mallory", 3600), pipe)
+    assert known.values["new_identity"] == 1 and known.values["new_identity_in_cluster"] == 0
+    (stranger,) = run(elsewhere("eve", 7200), pipe)
+    assert stranger.values["new_identity_in_cluster"] == 1
+
+
+def test_a_pod_starting_a_container_on_its_node_and_a_hub_culling_its_own_pod() -> None:
+    hub = {"actor": "system:serviceaccount:web:jupyterhub", "actor_kind": ActorKind.SERVICE_ACCOUNT}
+    events = [
+        ev(0, EventKind.POD_CREATE, **pod("jupyter-frank"), **hub),
+        ev(
+            20,
+            EventKind.PROCESS_EXEC,
+            **pod("jupyter-frank"),
+            binary="/usr/bin/nsenter",
+            args="-t 1 -m -- bash",
+        ),
+        ev(
+            21,
+            EventKind.PROCESS_EXEC,
+            **pod("jupyter-frank"),
+            binary="/usr/bin/ctr",
+            args="run -d --net-host alpine:3.19 x sh",
+        ),
+        ev(90, EventKind.POD_DELETE, **pod("jupyter-frank"), **hub),
+    ]
+    (p,) = run(events)
+    assert p.values["container_starts"] == 1
+    assert p.values["deleted_by_other_identity"] == 0  # its creator culled it
+    other = {"actor": "system:serviceaccount:ci:runner", "actor_kind": ActorKind.SERVICE_ACCOUNT}
+    renamed = [msgspec.structs.replace(e, pod="jupyter-x") for e in events[:-1]]
+    (q,) = run([*renamed, ev(90, EventKind.POD_DELETE, **pod("jupyter-x"), **other)])
+    assert q.values["deleted_by_other_identity"] == 1
+
+
 def test_runtime_event_without_namespace_is_attributed_by_container_id() -> None:
     profiles = run(
         [

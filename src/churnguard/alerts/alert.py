@@ -33,6 +33,8 @@ STRATEGY_TECHNIQUES: dict[str, tuple[str, ...]] = {
     "collection": ("T1213",),
     "archive_exfil": ("T1560.002",),
     "c2": ("T1071",),
+    "credentials": ("T1078.004",),
+    "escape": ("T1611",),
 }
 
 TECHNIQUE_NAMES = {
@@ -45,6 +47,7 @@ TECHNIQUE_NAMES = {
     "T1610": "Deploy Container",
     "T1611": "Escape to Host",
     "T1562": "Impair Defenses",
+    "T1078.004": "Valid Accounts: Cloud Accounts",
 }
 
 # ATT&CK tactic (id, name) each technique serves here; OCSF `attacks` and Falco tags need it
@@ -58,6 +61,7 @@ TECHNIQUE_TACTICS: dict[str, tuple[str, str]] = {
     "T1610": ("TA0002", "Execution"),
     "T1611": ("TA0004", "Privilege Escalation"),
     "T1562": ("TA0005", "Defense Evasion"),
+    "T1078.004": ("TA0005", "Defense Evasion"),
 }
 
 # What an analyst does first, per technique. Data, so a deployment can extend it.
@@ -104,6 +108,13 @@ RESPONSE_STEPS: dict[str, tuple[str, ...]] = {
         " look the address up in threat intel and in other pods' flows.",
         "Capture the process behind it (Tetragon process tree for the container) before"
         " the pod is rescheduled.",
+    ),
+    "T1078.004": (
+        "Revoke the role's active sessions (an IAM deny on tokens issued before now) and"
+        " rotate its keys; list every call made with them from addresses that are not the"
+        " role's (CloudTrail by access key id and sourceIPAddress).",
+        "Find how the keys left: the instance metadata service (IMDSv1, SSRF), a CI"
+        " variable, a pod's mounted token.",
     ),
     "T1562": (
         "Find the writer of the flood: the top sources and namespaces in the alert's evidence;"
@@ -300,6 +311,12 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         out["T1578.003"] = [line]
         if v.get("deleted_by_person") or v.get("deleted_by_other_identity"):
             out["T1070"] = [f"removed by a {profile.deleter_kind} identity, not its controller"]
+    out_of_place = v.get("credentials_out_of_place", 0.0)
+    if out_of_place > 0:
+        out["T1078.004"] = [
+            f"{out_of_place:g} cloud call(s) with credentials out of place (a role's keys used"
+            f" from an address that is not where that role runs; evidence lines say who)"
+        ]
     regularity = v.get("beacon_regularity", 0.0)
     c2 = []
     if regularity > 0:
@@ -308,6 +325,10 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         c2.append(f"{new_dest:g} external destination(s) new to the namespace")
     if c2:
         out["T1071"] = c2
+    if v.get("container_starts", 0.0) > 0:
+        out["T1611"] = [
+            f"{v['container_starts']:g} container(s) started on its node with a runtime client"
+        ]
     if profile.entity.kind == "container":  # a runtime container no pod accounts for
         cid = "".join(profile.entity.container_ids[:1]) or "?"
         out["T1610"] = [f"container {cid} runs on node {profile.entity.node or '?'} with no pod"]

@@ -692,7 +692,9 @@ def _replay(
     from churnguard.offline.replay import replay_files
 
     cut = _start_of(sim["summary"]) + warmup_hours * 3600.0
-    labels = [lb for lb in sim["labels"] if lb["start"] >= cut]
+    # an attack still going on when the measurement starts (a beacon or a hijacked pod
+    # begun in the warm-up) is measured too: its alerts are neither false nor unmatched
+    labels = [lb for lb in sim["labels"] if lb["end"] >= cut]
     result = replay_files(sim["inputs"], pipeline=_pipelines(settings, model_dir)[system]())
     # the warm-up hours train every system alike; only what follows is measured
     attacked = {Label(**lb).key() for lb in sim["labels"]}
@@ -702,7 +704,7 @@ def _replay(
     if warmup_hours == 0:
         benign = int(sim["summary"]["benign_entities"])
         measured = set(sim["benign"])
-    alerts = [a for a in result.alerts if a.window.end >= cut]
+    alerts = _measured_alerts(result.alerts, labels, cut)
     report = evaluate(
         labels,
         alerts,
@@ -712,6 +714,19 @@ def _replay(
         days=(sim["hours"] - warmup_hours) / 24.0,
     )
     return report, ((_as_labels(labels), alerts, scored) if keep else None)
+
+
+def _measured_alerts(alerts: list[Alert], labels: list[dict], cut: float) -> list[Alert]:
+    """Alerts of the measured period, and the warm-up's pages of attacks still going on at
+    ``cut``: an implant paged in the warm-up stays one open incident (later windows fold
+    into it), so that page is its detection, not a miss."""
+    ongoing = {Label(**lb).key(): lb["start"] for lb in labels if lb["start"] < cut}
+    return [
+        a
+        for a in alerts
+        if a.window.end >= cut
+        or any(a.window.end >= ongoing.get(k, float("inf")) for k in a.entity_keys())
+    ]
 
 
 def _start_of(summary: Mapping[str, Any]) -> float:

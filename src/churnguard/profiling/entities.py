@@ -22,11 +22,13 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from churnguard.ingest.events import (
+    ActorKind,
     EntityKey,
     EntityKind,
     Event,
     EventKind,
 )
+from churnguard.profiling.profile import Evidence
 
 # pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
 _REPLICASET_SUFFIX = re.compile(
@@ -95,7 +97,7 @@ class EntityState:
     image: str | None = None
     service_account: str | None = None
     node: str | None = None
-    pod_ips: set[str] = field(default_factory=set)
+    pod_ips: set[str] = field(default_factory=set)  # a pod's addresses; an instance's private IP
     created_at: float | None = None
     created_by: str | None = None
     created_by_kind: str | None = None
@@ -114,6 +116,9 @@ class EntityState:
     # running totals of the windows profiled so far (features.FeatureBuilder): what a
     # short life's final profile reports as its whole story
     life: dict[str, float] = field(default_factory=dict)
+    # the key records of the windows profiled so far: a whole life's evidence (who ran it,
+    # what it read, who terminated it), not only its last window's
+    life_evidence: list[Evidence] = field(default_factory=list)
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor
@@ -325,8 +330,33 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.service_account = ev.service_account
     if ev.node and not state.node:
         state.node = ev.node
-    if ev.pod_ip and state.key.kind is EntityKind.POD:
+    if ev.pod_ip and (state.key.kind is EntityKind.POD or ev.kind in _ADDRESS_KINDS):
         state.pod_ips.add(ev.pod_ip)
+
+
+def credentials_out_of_place(state: EntityState, ev: Event) -> bool:
+    """A cloud call of this entity's story made with credentials that do not belong there.
+
+    GuardDuty's InstanceCredentialExfiltration pattern, both ways round: a role that is
+    neither a person's nor the entity's own (a CI role's keys, another workload's mapped
+    role) used *from* the entity's address, or the entity's own instance role used from
+    another internal address. A person's own session on their test instance is theirs to
+    use anywhere; calls from outside the private ranges carry no address to compare (not
+    counted: instances behind a NAT call from its public address).
+    """
+    if ev.kind is not EventKind.CLOUD_CALL:
+        return False
+    own_address = ev.pod_ip is not None and ev.pod_ip in state.pod_ips
+    if state.key.kind is EntityKind.INSTANCE:
+        if ev.actor_kind is ActorKind.INSTANCE and ev.instance_id == state.instance_id:
+            return ev.pod_ip is not None and bool(state.pod_ips) and not own_address
+        return own_address and ev.actor_kind is not ActorKind.PERSON
+    # a pod's calls reach it by its address: out of place when made under a role mapped
+    # to another namespace or service account (``ingest.role_map``)
+    return own_address and (
+        (ev.namespace is not None and ev.namespace != state.namespace)
+        or (ev.service_account is not None and ev.service_account != state.service_account)
+    )
 
 
 def starts_container(ev: Event) -> bool:

@@ -20,7 +20,12 @@ import numpy as np
 
 from churnguard.ingest.common import is_external_address
 from churnguard.ingest.events import ActorKind, ApiCategory, EntityKind, Event, EventKind
-from churnguard.profiling.entities import EntityState, remember_destination
+from churnguard.profiling.entities import (
+    EntityState,
+    credentials_out_of_place,
+    remember_destination,
+    starts_container,
+)
 from churnguard.profiling.profile import EntityRef, Evidence, Profile, image_repository
 from churnguard.profiling.spec import FeatureSpec
 
@@ -40,6 +45,7 @@ RARE_CONTACTS = 3  # a destination fewer entities of a namespace contacted is ra
 # endpoint (GitOps, dashboards), not a beacon (issue 13)
 POLLED_FOR_S = 12 * 3600.0
 _MAX_EVIDENCE = 8
+_MAX_LIFE_EVIDENCE = 12  # a whole life's evidence: its first and its last key records
 # an entity that ends within this of its start is scored on its whole life (create → use
 # → delete) when it ends; a longer one's final window stays a window (its totals would be
 # compared with windows of minutes)
@@ -154,6 +160,9 @@ class FirstSeenMemory:
         return not (len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S)
 
 
+CLUSTER_SCOPE = "*"  # identities seen acting on pods in any namespace (never a namespace name)
+
+
 def destination_scope(state: EntityState) -> str:
     """First-seen destinations are remembered per namespace (instances: one cloud scope).
 
@@ -233,9 +242,16 @@ class FeatureBuilder:
             if f.applies_to(kind)
         }
         whole = self._accumulate(state, row)
+        if state.key.kind is EntityKind.CONTAINER:
+            evidence = _container_chain(state, events)
+        else:
+            evidence = _evidence(state, events, final)
+            state.life_evidence = _life_evidence(state.life_evidence, evidence)
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = whole  # it ended: its whole (short) life is the story
+            if state.key.kind is not EntityKind.CONTAINER:
+                evidence = list(state.life_evidence)
         profile = Profile(
             entity=entity_ref(state),
             window_start=start,
@@ -252,9 +268,7 @@ class FeatureBuilder:
             identities=identities,
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
-            evidence=_evidence(state, events, final)
-            if state.key.kind is not EntityKind.CONTAINER
-            else _container_chain(state, events),
+            evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
         )
@@ -275,6 +289,7 @@ class FeatureBuilder:
             self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
             self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
+                self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
                 ns = e.namespace or ""
                 if e.image:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
@@ -295,6 +310,7 @@ class FeatureBuilder:
         out["deleted_by_person"] = float(kind == ActorKind.PERSON)
         out["deleted_by_other_identity"] = float(
             kind in (ActorKind.SERVICE_ACCOUNT, ActorKind.INSTANCE)
+            and not _own_controller(state)  # a hub culling the pods it spawned
         )
         if state.key.kind is EntityKind.INSTANCE:
             out["run_and_terminate_same_identity"] = float(
@@ -319,6 +335,7 @@ class FeatureBuilder:
                 shell |= _exec_opens_shell(ev)
             elif k is EventKind.PROCESS_EXEC:
                 binaries.add(ev.binary or "")
+                counts["container_starts"] += starts_container(ev)
                 shell |= _basename(ev.binary) in SHELLS
                 creates, paths = archive_outputs(ev)
                 if creates:
@@ -336,6 +353,9 @@ class FeatureBuilder:
             elif k is EventKind.INSTANCE_TERMINATE and ev.actor_kind == ActorKind.INSTANCE:
                 counts["cloud_destructive"] += 1
         out = {name: float(n) for name, n in counts.items()}
+        out["credentials_out_of_place"] = float(
+            sum(credentials_out_of_place(state, ev) for ev in events)
+        )
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
         out["archive_writes"] = float(len(archive_paths) + archive_tool_runs)
@@ -411,10 +431,14 @@ class FeatureBuilder:
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
         known = self.memory.identities.get(destination_scope(state), set())
-        return {
+        out = {
             "created_by_person": float(state.created_by_kind == ActorKind.PERSON),
             "new_identity": float(len(set(identities) - known)),
         }
+        if state.key.kind is EntityKind.POD:
+            anywhere = self.memory.identities.get(CLUSTER_SCOPE, set())
+            out["new_identity_in_cluster"] = float(len(set(identities) - known - anywhere))
+        return out
 
 
 # who acts on an entity in a way a baseline should know, by kind of actor
@@ -444,6 +468,15 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
     return sorted({f for f in found if f})
+
+
+def _own_controller(state: EntityState) -> bool:
+    """Deleted by the identity that created it, or (its creation forgotten: a notebook idle
+    past the expiry) by a service account of its own namespace: the pods' own spawner."""
+    if state.created_by is not None:
+        return state.deleted_by == state.created_by
+    own = f"system:serviceaccount:{state.namespace}:"
+    return state.namespace is not None and (state.deleted_by or "").startswith(own)
 
 
 def _event_order(ev: Event) -> tuple:
@@ -541,17 +574,32 @@ def _summary(ev: Event) -> str | None:
     return None
 
 
+def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidence]:
+    """A whole life's key records: the first window's (who created it, what it did
+    first) kept, then each later window's, the last ones winning past the cap (who ended
+    it), in time order."""
+    merged = sorted([*life, *window], key=lambda e: e.time)
+    if len(merged) <= _MAX_LIFE_EVIDENCE:
+        return merged
+    head = _MAX_LIFE_EVIDENCE // 2
+    return merged[:head] + merged[head - _MAX_LIFE_EVIDENCE :]
+
+
 def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evidence]:
     """Key records first by rarity of kind, capped: one or two of each kind, in time order."""
     picked: list[Evidence] = []
     per_kind: Counter[str] = Counter()
     for ev in events:
-        if per_kind[ev.kind.value] >= 2:
+        out_of_place = credentials_out_of_place(state, ev)
+        group = "out_of_place" if out_of_place else ev.kind.value
+        if per_kind[group] >= 2:
             continue
         summary = _summary(ev)
+        if out_of_place:
+            summary = f"{ev.verb} by {_actor(ev)} from {ev.pod_ip}: credentials out of place"
         if summary is None:
             continue
-        per_kind[ev.kind.value] += 1
+        per_kind[group] += 1
         picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
     picked.sort(key=lambda e: e.time)
     return picked[:_MAX_EVIDENCE]

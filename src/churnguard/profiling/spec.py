@@ -37,7 +37,9 @@ class FeatureDef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     doc: Annotated[str, msgspec.Meta(min_length=1)]
     applies: Literal["pod", "instance", "both"] = "both"
     missing: float = 0.0
-    strategy: Literal["deletion", "collection", "archive_exfil", "c2", "context"] = "context"
+    strategy: Literal[
+        "deletion", "collection", "archive_exfil", "c2", "credentials", "escape", "context"
+    ] = "context"
     scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     direction: Literal["high", "low"] = "high"  # which way is suspicious: more, or less
 

@@ -301,6 +301,14 @@ class Hierarchy:
         for key, det in models.items():
             if key.split(":", 1)[0] not in LEVELS:
                 raise ModelError(f"bundle model key {key!r} is not a baseline key")
+            width = det._width()
+            if width is not None and width != self.n_features:
+                # the spec's version is unchanged when a feature is added: say so here,
+                # not as a shape error on the first batch
+                raise ModelError(
+                    f"bundle model {key!r} takes {width} features, the feature spec has"
+                    f" {self.n_features}: rebuild the bundle (models/README.md)"
+                )
             self.baselines[key] = Baseline(
                 key=key,
                 detector=det,

@@ -16,8 +16,10 @@ CI runners pulling from GitHub, CronJob runs writing to S3, a new Deployment's r
 polling a new SaaS endpoint: the first two use destinations the namespace has used since
 it was first seen, the last is long-lived. A destination other namespaces have used since
 the cluster was first seen (a registry every CI namespace pushes to) is a shared service,
-not a rare one, even when one namespace reaches it late. All state is in the scorer's
-snapshot.
+not a rare one, even when one namespace reaches it late: that takes ``SHARED_BY`` other
+namespaces in the cluster's first hours, since one other namespace contacting it then may
+be an earlier intrusion's exfil host (attackers reuse infrastructure). All state is in
+the scorer's snapshot.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CAMPAIGN_WINDOW_S = 2 * 3600.0  # members count while they ended within this of 
 SHORT_LIVED_S = 1800.0  # an entity this young when it contacted the destination
 UPLOAD_BYTES = 1_000_000  # a member sent at least this much to it, more than it received
 NEW_AFTER_S = 2 * 3600.0  # a destination first seen this long after its namespace is new
+SHARED_BY = 2  # other namespaces using a destination from the cluster's first hours: shared
 _MAX_DESTINATIONS = 50_000  # destinations remembered across namespaces (oldest dropped)
 _MAX_YOUNG = 50_000  # young entities whose destinations are being collected
 
@@ -45,9 +48,9 @@ class CampaignState(msgspec.Struct):
     destinations: dict[str, float]  # "ns|dest" -> first time contacted
     members: dict[str, list[Member]]  # "ns|dest" -> members in the current window
     young: dict[str, dict[str, list[int]]]  # entity -> destination -> [out, in] while young
-    # dest -> first time contacted by any namespace; the cluster's first profile time
-    cluster_destinations: dict[str, float] = {}
-    cluster_born: float | None = None
+    cluster_born: float | None = None  # the cluster's first profile time
+    # dest -> the first few namespaces that contacted it in the cluster's first hours
+    early_namespaces: dict[str, list[str]] = {}
 
 
 class Campaigns:
@@ -58,8 +61,8 @@ class Campaigns:
         self.destinations: dict[str, float] = {}
         self.members: dict[str, list[Member]] = {}
         self.young: dict[str, dict[str, list[int]]] = {}
-        self.cluster_destinations: dict[str, float] = {}
         self.cluster_born: float | None = None
+        self.early_namespaces: dict[str, list[str]] = {}
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
         """Fold one profile in; the campaign (key, members) it joined once it is one."""
@@ -71,14 +74,17 @@ class Campaigns:
         if self.cluster_born is None:
             self.cluster_born = profile.window_start
         for dest in profile.destinations:
-            for table, key in (
-                (self.destinations, f"{ns}|{dest}"),
-                (self.cluster_destinations, dest),
-            ):
-                if key not in table:
-                    if len(table) >= _MAX_DESTINATIONS:
-                        del table[next(iter(table))]
-                    table[key] = profile.window_start
+            key = f"{ns}|{dest}"
+            if key not in self.destinations:
+                if len(self.destinations) >= _MAX_DESTINATIONS:
+                    del self.destinations[next(iter(self.destinations))]
+                self.destinations[key] = profile.window_start
+            if profile.window_start - self.cluster_born < NEW_AFTER_S:
+                early = self.early_namespaces.setdefault(dest, [])
+                if ns not in early and len(early) <= SHARED_BY:
+                    early.append(ns)
+                    if len(self.early_namespaces) > _MAX_DESTINATIONS:
+                        del self.early_namespaces[next(iter(self.early_namespaces))]
         entity = e.key()
         young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
         if young and profile.destination_bytes:
@@ -101,8 +107,7 @@ class Campaigns:
             key = f"{ns}|{dest}"
             if self.destinations.get(key, born) - born < NEW_AFTER_S:
                 continue  # the namespace has used it since it was first seen
-            cluster_born = self.cluster_born if self.cluster_born is not None else born
-            if self.cluster_destinations.get(dest, cluster_born) - cluster_born < NEW_AFTER_S:
+            if len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY:
                 continue  # other namespaces have used it all along: a shared service, not rare
             members = [m for m in self.members.get(key, []) if now - m.time <= CAMPAIGN_WINDOW_S]
             if all(m.entity.key() != entity for m in members):
@@ -124,8 +129,8 @@ class Campaigns:
             destinations=dict(self.destinations),
             members={k: list(v) for k, v in self.members.items()},
             young={k: dict(v) for k, v in self.young.items()},
-            cluster_destinations=dict(self.cluster_destinations),
             cluster_born=self.cluster_born,
+            early_namespaces={k: list(v) for k, v in self.early_namespaces.items()},
         )
 
     def load(self, state: CampaignState) -> None:
@@ -133,5 +138,5 @@ class Campaigns:
         self.destinations = dict(state.destinations)
         self.members = {k: list(v) for k, v in state.members.items()}
         self.young = {k: dict(v) for k, v in state.young.items()}
-        self.cluster_destinations = dict(state.cluster_destinations)
         self.cluster_born = state.cluster_born
+        self.early_namespaces = {k: list(v) for k, v in state.early_namespaces.items()}

@@ -3,7 +3,10 @@
 A guard never replaces the model: when the model alerts, each guard that also holds raises
 the alert's severity one step and adds its technique. Outside learning mode a guard alone
 stays silent: admins do exec into a pod and delete it, CI runners do write and upload
-tarballs, and the learned baseline is what tells those apart. While a namespace is still in
+tarballs, and the learned baseline is what tells those apart. Two stories page by
+themselves in any mode (``pages``): an instance run, used to read and terminated within
+minutes by an identity never seen running instances, and credentials used out of place;
+no benign identity of the account tells either. While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
 namespace is not a complete blind spot. A container outside the orchestrator is such a
@@ -31,17 +34,40 @@ class Guard:
     doc: str
     check: Callable[[Profile], bool]
     alone: bool = False  # may alert by itself during learning mode
+    pages: bool = False  # alerts by itself in any mode: a story no benign identity tells
 
 
 def _instance_run_terminate_by_one_human(p: Profile) -> bool:
+    return _run_terminate_quickly_by_one_identity(p) and p.values.get("deleted_by_person", 0) > 0
+
+
+def _instance_story_by_new_identity(p: Profile) -> bool:
+    # Packer's CI role and developers' SSO sessions are known identities of the account;
+    # autoscaling and spot are excluded by run_and_terminate_same_identity
+    v = p.values
+    return (
+        _run_terminate_quickly_by_one_identity(p)
+        and v.get("new_identity", 0) > 0
+        and _read_something(v)
+    )
+
+
+def _run_terminate_quickly_by_one_identity(p: Profile) -> bool:
     v = p.values
     return (
         p.entity.kind == "instance"
         and p.final
         and v.get("run_and_terminate_same_identity", 0) > 0
-        and v.get("deleted_by_person", 0) > 0
         and v.get("lifetime_s", 1e9) <= RUN_TO_TERMINATE_S
     )
+
+
+def _read_something(v: dict[str, float]) -> bool:
+    return any(v.get(f, 0) > 0 for f in ("repo_reads", "secret_reads", "distinct_objects_read"))
+
+
+def _credentials_out_of_place(p: Profile) -> bool:
+    return p.values.get("credentials_out_of_place", 0) > 0
 
 
 def _exec_then_delete_by_person(p: Profile) -> bool:
@@ -80,6 +106,26 @@ GUARDS: tuple[Guard, ...] = (
         "An EC2 instance launched and terminated by the same human identity within 30 min.",
         _instance_run_terminate_by_one_human,
         alone=True,
+    ),
+    Guard(
+        "instance-story-by-new-identity",
+        "T1578.003",
+        "An EC2 instance launched and terminated within 30 min by one identity never seen"
+        " running instances in the account (``new_identity``), that read objects or secrets"
+        " in between: stolen keys, not a developer's test box or a Packer build.",
+        _instance_story_by_new_identity,
+        alone=True,
+        pages=True,
+    ),
+    Guard(
+        "credentials-out-of-place",
+        "T1078.004",
+        "Cloud calls made with credentials that do not belong where they were used"
+        " (``credentials_out_of_place``): a CI or workload role's keys used from an"
+        " instance or pod, or an instance's role used from another address.",
+        _credentials_out_of_place,
+        alone=True,
+        pages=True,
     ),
     Guard(
         "exec-then-delete-by-person",

@@ -23,7 +23,8 @@ normal. The gate stands between scoring and learning (the idea of river's
   Released rows also teach the first-seen memory (their destinations, images, owners,
   identities), or the archiver's bucket would stay "new" and page on every run. Bare pods
   and instances never release: whoever holds the credentials can make them again and
-  again.
+  again; except bare pods that a service account of their own namespace spawned
+  (JupyterHub's servers), whose controller that account is.
 * **Quarantined**: rows of a bare pod or an instance created by a person are held until
   that entity ends, and learned then only if nothing of its life was withheld: a person's
   one-off pod or instance enters a baseline only once its whole story is known.
@@ -31,7 +32,8 @@ normal. The gate stands between scoring and learning (the idea of river's
   the workload holds at most its cap of that baseline's recent rows, so a busy workload (or
   an attacker's) cannot crowd the others out.
 * **First-seen memory**: only windows that did not page teach it what is known
-  (destinations, images, owners, identities, first contacts); see
+  (destinations, images, owners, identities, first contacts), and a quarantined window
+  only through its release; see
   :meth:`FeatureBuilder.remember`. A withheld window that did not page still does: a
   guard that holds until a destination is known would otherwise hold forever.
 
@@ -56,6 +58,7 @@ QUARANTINE_ENTITIES = 10_000  # quarantined entities at most (oldest entity drop
 # this much event time (besides coming from release_after_entities distinct entities)
 RELEASE_GUARDED_AFTER_S = 6 * 3600.0
 PERSON = "person"
+SERVICE_ACCOUNT = "service_account"
 
 
 class GateState(msgspec.Struct):
@@ -141,7 +144,7 @@ class LearningGate:
 
     def _withhold(self, profile: Profile, guarded: bool) -> list[Profile]:
         """Hold a suspect row back; the workload's held rows once they recur enough."""
-        if profile.entity.kind != "pod" or not profile.entity.workload:
+        if profile.entity.kind != "pod" or not (profile.entity.workload or spawned_here(profile)):
             return []  # no controller to vouch for a recurrence: never learned
         key = baseline_keys(profile)[0]
         rows = self.withheld.get(key)
@@ -173,9 +176,11 @@ class LearningGate:
         return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod
-    def teaches_memory(paged: bool) -> bool:
-        """May this window teach the first-seen memory what is known? One that did not page."""
-        return not paged
+    def teaches_memory(profile: Profile, paged: bool) -> bool:
+        """May this window teach the first-seen memory what is known? One that did not page,
+        and not a quarantined one: a person's bare pod or instance makes its identity,
+        hosts and image known only when its whole story ended quietly (released rows)."""
+        return not paged and not quarantined(profile)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> GateState:
@@ -191,6 +196,19 @@ class LearningGate:
         self.quarantine = {k: deque(v, maxlen=QUARANTINE_ROWS) for k, v in state.quarantine.items()}
         self.spoiled = set(state.spoiled)
         self.guarded = set(state.guarded)
+
+
+def spawned_here(profile: Profile) -> bool:
+    """A bare pod its own namespace's service account created (JupyterHub's single-user
+    servers, an executor's task pods): that account is the pods' controller, and what
+    recurs across its pods is its workload's, as for a ReplicaSet's."""
+    e = profile.entity
+    prefix = f"system:serviceaccount:{e.namespace}:"
+    return (
+        e.kind == "pod"
+        and profile.creator_kind == SERVICE_ACCOUNT
+        and (profile.created_by or "").startswith(prefix)
+    )
 
 
 def quarantined(profile: Profile) -> bool:

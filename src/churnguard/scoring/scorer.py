@@ -7,9 +7,10 @@ For each batch of profiles (emitted together by the pipeline, in a deterministic
    score_groups`: the online forests of a tick are routed together);
 2. compare with the namespace's threshold (:mod:`thresholds`, fixed for the whole batch so
    the order of profiles inside a batch does not matter); namespaces in learning mode never
-   alert through the model, but a guard rule marked ``alone`` can alert there; muted
-   namespaces never alert;
-3. build explained alerts (:mod:`alerts`), one per incident: a later window of an entity
+   alert through the model, but a guard rule marked ``alone`` can alert there (one marked
+   ``pages``, anywhere); muted namespaces never alert;
+3. build explained alerts (:mod:`alerts`) unless one is only a known person's lifecycle
+   action (:mod:`routine`), one per incident: a later window of an entity
    that already alerted is *folded* into that alert (``Scored.folded``, not paged again)
    unless it names a technique the entity has not alerted on or raises the severity; a
    beaconing implant, or a benign new workload polling a new host, pages once, not every
@@ -48,6 +49,7 @@ from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
+from churnguard.scoring.routine import routine
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
@@ -156,11 +158,13 @@ class Scorer:
             key = NO_BASELINE if b is None else b.key
             guards = fired(p)
             model_alert = not learning and score >= threshold
-            forced = learning and any(g.alone for g in guards)
+            forced = any(g.pages or (learning and g.alone) for g in guards)
             muted = self.thresholds.muted(ns)
 
             args = (p, score, threshold, level, key, b, guards)
             alert = self._alert(*args) if (model_alert or forced) and not muted else None
+            if alert is not None and not forced and routine(p, alert):
+                alert = None  # a known person's lifecycle action (scoring/routine.py)
             joined = self.campaigns.observe(p)
             campaign = None
             if joined is not None and not learning and not muted:

@@ -35,7 +35,8 @@ from churnguard.simulate.world import (
 )
 
 T_EVASION, T_COLLECTION, T_ARCHIVE, T_C2 = "T1578.003", "T1213", "T1560.002", "T1071"
-T_DEPLOY_CONTAINER = "T1610"  # with T1611 Escape to Host on the way
+T_DEPLOY_CONTAINER = "T1610"  # the container no pod accounts for
+T_ESCAPE = "T1611"  # the pod that reached its host to start it
 ATTACKER_USER = "erin@corp.example"  # a phished developer account
 SENSITIVE_BUCKETS = ("corp-finance-reports", "eng-wiki-export", "hr-documents", "legal-contracts")
 RETRY = 900.0  # no suitable victim yet: try again in 15 minutes, up to 8 times
@@ -612,7 +613,10 @@ def _container_escape(t: float, cl: Cluster, tries: int) -> bool:
         _socket(cl, upload + 60 * i + 5, node, tool, "process_close", host, stats=stats)
     end = upload + 60 * 3 + 10
     pod.busy_until = end + 1
-    cl.at(end + cl.rng.uniform(60, 600), lambda t2: cl.delete_pod(t2, pod, ATTACKER_USER))
+    gone = end + cl.rng.uniform(60, 600)
+    cl.at(gone, lambda t2: cl.delete_pod(t2, pod, ATTACKER_USER))
+    # the person's pod that escaped is the attacker's too (not a benign entity)
+    cl.label_pod(pod, T_ESCAPE, "attack-container-escape", pod.created, gone)
     cl.labels.append(
         Label(
             "container",
