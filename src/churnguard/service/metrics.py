@@ -136,6 +136,20 @@ class ServiceMetrics:
         self.reconnects = Counter(
             "churnguard_reconnects_total", "Kafka sessions torn down and rebuilt", registry=r
         )
+        self.broker_connected = Gauge(
+            "churnguard_kafka_connected",
+            "1 while the broker answers the consumer (a fetch, heartbeat or any response"
+            " within the last one to two heartbeat intervals), 0 while it does not",
+            registry=r,
+        )
+        self.broker_outages = Counter(
+            "churnguard_kafka_outages_total", "Times the broker stopped answering", registry=r
+        )
+        self.broker_down_seconds = Counter(
+            "churnguard_kafka_down_seconds_total",
+            "Seconds the broker did not answer, counted when it answers again",
+            registry=r,
+        )
         self.record_errors = Counter(
             "churnguard_record_errors_total",
             "Records that raised inside the pipeline (dead-lettered as pipeline_error)",
