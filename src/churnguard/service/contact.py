@@ -77,9 +77,9 @@ class BrokerWatch:
 
         def run() -> None:
             while not stop.wait(CHECK_EVERY_S):
-                current = consumer()
-                if current is not None:
-                    self.observe(answered(current), time.monotonic())
+                current = consumer()  # None between sessions: a rebuild blocked on bootstrap
+                heard = answered(current) if current is not None else False
+                self.observe(heard, time.monotonic())
 
         thread = threading.Thread(target=run, name="churnguard-broker-watch", daemon=True)
         thread.start()
