@@ -58,6 +58,7 @@ from churnguard.service.clients import ClientFactory, KafkaClients
 from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
+from churnguard.service.route import RouteMetrics, Router, ensure_topics, routed_origin
 from churnguard.service.shard import Shard, recent_alert_ids
 from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
 
@@ -105,6 +106,8 @@ class Service:
         self._store: CheckpointStore | None = None
         self._listener_error: BaseException | None = None
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored (paused)
+        self._router: Router | None = None  # the route stage, with kafka.repartition
+        self._route_metrics = RouteMetrics(self.metrics) if self.kafka.repartition else None
         self._last_checkpoint = time.monotonic()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -136,10 +139,17 @@ class Service:
         self._store = CheckpointStore(
             self.kafka.checkpoint_topic, producer, self.clients.reader_config()
         )
+        topics = list(self.kafka.input_topics)
+        if self._route_metrics is not None:
+            ensure_topics(self.settings)
+            self._router = Router(self.settings, self.clients, self._publisher, self._route_metrics)
+            topics = [self.kafka.repartition_topic]
         self._consumer = self.clients.consumer()
-        self._consumer.subscribe(list(self.kafka.input_topics), listener=_Rebalance(self))
-        log.info("consuming", extra={"topics": sorted(self.kafka.input_topics)})
+        self._consumer.subscribe(topics, listener=_Rebalance(self))
+        log.info("consuming", extra={"topics": sorted(topics)})
         while not self.stop_event.is_set():
+            if self._router is not None:
+                self._router.poll_once(timeout_ms=POLL_TIMEOUT_MS // 4)
             self._poll_once()
             if self.reloader is not None:
                 self.apply(self.reloader.poll())
@@ -172,7 +182,9 @@ class Service:
             if commit and consumer is not None:
                 self.checkpoint(list(self.shards.values()), force=True)
         finally:
-            self._consumer = self._publisher = self._store = None
+            if self._router is not None:
+                self._router.close()
+            self._consumer = self._publisher = self._store = self._router = None
             self.shards.clear()
             self.metrics.set_assignment(0)
             for client in (consumer, producer):
@@ -189,7 +201,7 @@ class Service:
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
         assert self._consumer is not None and self._publisher is not None
-        batch = self._poll()
+        batch = self._poll(POLL_TIMEOUT_MS // 4 if self._router is not None else POLL_TIMEOUT_MS)
         self.metrics.tick()
         if self._listener_error is not None:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")
@@ -206,7 +218,10 @@ class Service:
             pinned = self.kafka.input_topics.get(tp.topic)
             for rec in records:
                 origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
-                self._process(shard, rec.value or b"", origin, pinned)
+                if self._router is not None:
+                    origin, pinned = routed_origin(rec, self.kafka.input_topics)
+                if self._router is None or shard.first_time(origin):
+                    self._process(shard, rec.value or b"", origin, pinned)
                 shard.offsets[tp.topic] = rec.offset + 1
             shard.dirty = True
             self.stats.records[tp.topic] += len(records)
@@ -216,12 +231,12 @@ class Service:
         self._publisher.check()
         self._update_lag()
 
-    def _poll(self) -> dict[TopicPartition, list]:
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list]:
         """One poll; a batch the client cannot decode sets its partition aside, not the loop."""
         assert self._consumer is not None
         try:
             return self._consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
+                timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records
             )
         except UNDECODABLE as exc:
             self._set_aside_undecodable(exc)
@@ -336,12 +351,17 @@ class Service:
     def caught_up(self) -> bool:
         """Every assigned partition has been fetched and fully processed."""
         assigned = sum(len(s.offsets) for s in self.shards.values())
+        if self._router is not None and not self._router.caught_up:
+            return False
         return assigned > 0 and len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoint(self, shards: list[Shard], *, force: bool = False) -> None:
         """Flush → checkpoint → commit for the given shards (see the module docstring)."""
         self._last_checkpoint = time.monotonic()
+        if self._router is not None and self._publisher is not None:
+            self._publisher.flush(timeout_s=30)  # routed records acked before their inputs commit
+            self._router.commit()
         due = [s for s in shards if s.dirty or force]
         if not due or self._publisher is None or self._consumer is None or self._store is None:
             return
@@ -381,6 +401,7 @@ class Service:
                 alert_ids=recent_alert_ids(s),
                 state=s.pipeline.snapshot(),
                 written_at=time.time(),
+                origins=dict(s.origins),
             )
             for s in shards
         )
@@ -449,6 +470,7 @@ class Service:
                     pipeline, cp = self.pipeline_factory(self.settings), None
             if cp is not None:
                 shard = Shard(key, number, pipeline, dict(cp.offsets), dict(cp.alert_ids))
+                shard.origins = dict(cp.origins)
                 for tp in shard.partitions():
                     self._consumer.seek(tp, shard.offsets[tp.topic])
                 self._read_back_alert_ids(shard, cp.alert_offsets)
@@ -456,9 +478,10 @@ class Service:
                 offsets = {t: self._consumer.position(TopicPartition(t, number)) for t in topics}
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
-            shard.pipeline.expect_sources(
-                f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()
-            )
+            if self._router is None:  # routed records keep their own inputs' coordinates
+                shard.pipeline.expect_sources(
+                    f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()
+                )
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from
