@@ -14,11 +14,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import alert_ids
+from helpers import alert_ids, replayed_alert_ids
 from standin import standin_pipeline
-from telemetry import T0, audit, pod_stream
+from telemetry import T0, audit, pod_stream, simulated_day
 
 from churnguard.offline.replay import replay_files
+from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import produce_records
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,36 @@ def test_one_consumer_routes_unkeyed_input_to_replay_ids(
     running.wait_caught_up()
     running.close()
     _assert_once(settings, _replayed(settings, records, tmp_path))
-    assert sum(running.service.stats.records.values()) == len(records)
-    assert running.service.metrics.registry.get_sample_value(
-        "churnguard_route_fallback_total", {"cap": "age"}
-    ) in (None, 0.0)
+    _assert_routed(running, len(records))
+
+
+def _assert_routed(running, records: int) -> None:
+    """Every record routed once by this service, none under the fallback scope."""
+    sample = running.service.metrics.registry.get_sample_value
+    topic = next(iter(running.service.kafka.input_topics))
+    assert sample("churnguard_routed_records_total", {"topic": topic}) == records
+    assert all(sample("churnguard_route_fallback_total", {"cap": cap}) is None
+               for cap in ("age", "count"))  # fmt: skip
+
+
+def _produce_day(settings, day) -> None:
+    """The simulated day's topics unkeyed (round-robin), sentinels last."""
+    for topic, rows in day.topics.items():
+        _unkeyed(settings, topic, [orjson.dumps(row) for _, row in rows])
+    _unkeyed(settings, next(iter(settings.kafka.input_topics)), day.sentinels)
+
+
+def test_real_pipeline_two_consumers_on_four_unkeyed_partitions_equal_replay(
+    make_settings, start_service, tmp_path
+):
+    settings = make_settings(partitions=4, repartition=True, checkpoint_interval_s=30.0)
+    audit_topic, runtime_topic = list(settings.kafka.input_topics)
+    day = simulated_day(tmp_path, audit_topic, runtime_topic)
+    _produce_day(settings, day)
+    a = start_service(settings, default_pipeline_factory)
+    b = start_service(settings, default_pipeline_factory)
+    a.wait_caught_up(timeout_s=180)
+    b.wait_caught_up(timeout_s=180)
+    a.close()
+    b.close()
+    _assert_once(settings, replayed_alert_ids(day.files, settings))

@@ -58,7 +58,7 @@ from churnguard.service.clients import ClientFactory, KafkaClients
 from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
-from churnguard.service.route import RouteMetrics, Router, ensure_topics, routed_origin
+from churnguard.service.route import RouteMetrics, Router, ensure_topics, read_routed
 from churnguard.service.shard import Shard, recent_alert_ids
 from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
 
@@ -217,10 +217,10 @@ class Service:
                 continue  # revoked between fetch and now: the next owner re-reads it
             pinned = self.kafka.input_topics.get(tp.topic)
             for rec in records:
-                origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
                 if self._router is not None:
-                    origin, pinned = routed_origin(rec, self.kafka.input_topics)
-                if self._router is None or shard.first_time(origin):
+                    self._process_routed(shard, rec)
+                else:
+                    origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
                     self._process(shard, rec.value or b"", origin, pinned)
                 shard.offsets[tp.topic] = rec.offset + 1
             shard.dirty = True
@@ -276,6 +276,21 @@ class Service:
             Rejected(reason="undecodable_batch", detail=found.reason[:500], origin=origin)
         )
 
+    def _process_routed(self, shard: Shard, rec) -> None:
+        """A record of the repartition topic: a marker of an input's progress, or a record
+        under its original coordinates (a copy routed twice is dropped)."""
+        assert self._publisher is not None
+        routed = read_routed(rec, self.kafka.input_topics)
+        if not routed.marker:
+            if shard.first_time(routed.origin):
+                self._process(shard, rec.value or b"", routed.origin, routed.pinned)
+            shard.idle_inputs.discard(routed.input)
+            return
+        if routed.progress is not None:
+            shard.pipeline.note_progress(routed.input, routed.progress)
+        (shard.idle_inputs.add if routed.idle else shard.idle_inputs.discard)(routed.input)
+        self._publisher.publish(shard, shard.pipeline.set_idle(shard.idle_inputs))
+
     def _process(self, shard: Shard, raw: bytes, origin: Origin, pinned: str | None) -> None:
         """One record through the shard's pipeline; a record that breaks it is dead-lettered.
 
@@ -319,6 +334,8 @@ class Service:
             # caught-up inputs stop holding back the shard's event-time watermark, and so do
             # inputs set aside on an undecodable batch (the other topics' alerts go on)
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
+            if self._router is not None:  # the inputs are the original ones: markers say
+                idle = sorted(shard.idle_inputs)
             idle += [
                 f"{tp.topic}[{tp.partition}]"
                 for tp in self.set_aside
@@ -478,10 +495,7 @@ class Service:
                 offsets = {t: self._consumer.position(TopicPartition(t, number)) for t in topics}
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
-            if self._router is None:  # routed records keep their own inputs' coordinates
-                shard.pipeline.expect_sources(
-                    f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()
-                )
+            shard.pipeline.expect_sources(self._inputs_of(shard))
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from
@@ -492,6 +506,15 @@ class Service:
             "partitions assigned",
             extra={"shards": sorted(by_number), "restored": sorted(found)},
         )
+
+    def _inputs_of(self, shard: Shard) -> list[str]:
+        """The inputs that align a shard's watermark: its partitions, or, repartitioned,
+        every partition of every input topic (routed records keep their coordinates)."""
+        assert self._consumer is not None
+        if self._router is None:
+            return [f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()]
+        return [f"{topic}[{p}]" for topic in self.kafka.input_topics
+                for p in sorted(self._consumer.partitions_for_topic(topic) or ())]  # fmt: skip
 
     def _read_back_alert_ids(self, shard: Shard, alert_offsets: dict[int, int]) -> None:
         """Collect ids this shard produced after its checkpoint (before a crash)."""

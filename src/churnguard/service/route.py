@@ -5,13 +5,17 @@ router is a member of its own consumer group (``<group>.route``) on the input to
 decodes and adapts each record with the shards' own code (:func:`churnguard.ingest.parse_record`),
 gives it the scope its state lives in (:mod:`churnguard.service.bindings`) and produces the
 raw record, key = scope, to ``kafka.repartition_topic`` with headers naming where it came
-from. The shards then consume that topic exactly as they consume keyed input: a namespace's
-records, whatever topic and partition they arrived on, meet in one shard.
+from. The shards then consume that topic as they consume keyed input: a namespace's records,
+whatever topic and partition they arrived on, meet in one shard.
 
-Order. A router merges its input partitions by event time (an input that is caught up does
-not hold the merge back), so each internal partition receives every router's records in
-event-time order; within one input partition the order is always kept, which is what lets a
-shard drop the copies a restarted router produces again (:meth:`Shard.first_time`).
+Order and event time. A router keeps the order of each input partition, which is what lets
+a shard drop the copies a restarted router produces again (:meth:`Shard.first_time`). A
+shard aligns its watermark on every *original* input partition, as it would on its own
+inputs (records keep their original coordinates), so one router running ahead of another
+makes nothing late. It receives only its scopes' records, so each router also sends every
+internal partition a small marker per input, every ``PROGRESS_INTERVAL_S``: the event time
+routed so far on that input, and whether it is read to its end (idle inputs do not hold a
+watermark back).
 
 Waiting. A record known only by an address or a container id is routed once its binding is
 known; one that may still be claimed by a binding not yet read (the kubelet's status patch
@@ -42,6 +46,7 @@ from prometheus_client import Counter, Gauge
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin
+from churnguard.ingest.watermark import input_of
 from churnguard.profiling.entities import IP_BINDING_LAG_S
 from churnguard.service.bindings import FALLBACK, Binding, BindingTable, bindings_of, scope_of
 from churnguard.service.broker import create_topics
@@ -54,6 +59,9 @@ log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "churnguard-source"  # the input topic: the shard pins the format by it
 ORIGIN_HEADER = "churnguard-origin"  # "partition:offset" on that topic
+PROGRESS_HEADER = "churnguard-progress"  # on a marker: event time routed on that input
+IDLE_HEADER = "churnguard-idle"  # on a marker: b"1" when the input is read to its end
+PROGRESS_INTERVAL_S = 0.5
 TABLE_READ_TIMEOUT_S = 30.0
 
 
@@ -70,15 +78,43 @@ class _Item:
     read_at: float  # wall clock: the age cap
 
 
-def routed_origin(rec, pinned_formats: dict[str, str]) -> tuple[Origin, str | None]:
-    """A repartitioned record's original coordinates and its source topic's pinned format."""
+@dataclass(frozen=True)
+class Routed:
+    """What a record of the repartition topic stands for: a record, or a progress marker."""
+
+    origin: Origin  # the original input's coordinates (offset None on a marker)
+    pinned: str | None  # the format pinned on the original topic
+    progress: float | None = None  # marker: event time routed on that input
+    idle: bool = False  # marker: that input is read to its end
+
+    @property
+    def input(self) -> str:
+        return input_of(self.origin)
+
+    @property
+    def marker(self) -> bool:
+        return self.origin.offset is None
+
+
+def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
+    """A repartitioned record's original coordinates (or its marker) from its headers."""
     headers = dict(rec.headers or [])
     source = headers.get(SOURCE_HEADER, b"").decode()
     partition, _, offset = headers.get(ORIGIN_HEADER, b"").decode().partition(":")
-    if not source or not offset:  # written by something else: it stands for itself
-        return Origin(source=rec.topic, partition=rec.partition, offset=rec.offset), None
-    origin = Origin(source=source, partition=int(partition), offset=int(offset))
-    return origin, pinned_formats.get(source)
+    if not source or not partition.isdigit():  # written by something else: it stands for itself
+        return Routed(Origin(source=rec.topic, partition=rec.partition, offset=rec.offset), None)
+    origin = Origin(source=source, partition=int(partition),
+                    offset=int(offset) if offset.isdigit() else None)  # fmt: skip
+    try:
+        progress = float(headers.get(PROGRESS_HEADER) or "nan")
+    except ValueError:
+        progress = math.nan
+    return Routed(
+        origin,
+        pinned_formats.get(source),
+        progress=progress if math.isfinite(progress) else None,
+        idle=headers.get(IDLE_HEADER) == b"1",
+    )
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -142,6 +178,9 @@ class Router:
         self.queues: dict[TopicPartition, deque[_Item]] = {}
         self.newest: dict[TopicPartition, float] = {}  # newest event time read per input
         self.released: dict[TopicPartition, int] = {}  # next offset to commit per input
+        self.progress: dict[TopicPartition, float] = {}  # newest event time routed per input
+        self._reported = -math.inf
+        self._reported_idle: set[TopicPartition] = set()
         self.idle: set[TopicPartition] = set()
         self.fallbacks = 0
         self._table_reader = clients.reader()
@@ -210,6 +249,7 @@ class Router:
                 queue.append(_Item(t, raw, tp.topic, tp.partition, rec.offset, events, now))
         self._note_idle()
         routed = self._release(now)
+        self._report_progress(now)
         self.metrics.waiting.set(self.waiting)
         return routed
 
@@ -239,31 +279,53 @@ class Router:
         return min(active) if active else math.inf
 
     def _release(self, now: float) -> int:
-        """Route heads in event-time order while every active input has one to compare."""
+        """Route each input's records in its own order; a waiting head holds back its input."""
         routed = 0
-        assigned = self._consumer.assignment()
-        while True:
-            heads = [(q[0].time, tp) for tp, q in self.queues.items() if q and tp in assigned]
-            if not heads:
-                return routed
-            if any(not self.queues.get(tp) for tp in assigned if tp not in self.idle):
-                return routed  # an input may still deliver something earlier
-            _, tp = min(heads, key=lambda h: (h[0], h[1].topic, h[1].partition))
-            item = self.queues[tp][0]
-            scope = scope_of(item.events, self.table)
-            key = scope.key
-            if not scope.final and self._frontier() < item.time + IP_BINDING_LAG_S:
-                key = None  # a binding may still come on an input not read that far
-            if key is None:
-                cap = self._cap(item, now)
-                if cap is None:
-                    return routed
-                key = scope.key or FALLBACK
-                self._fall_back(item, cap, key)
-            self._send(item, key)
-            self.queues[tp].popleft()
-            self.released[tp] = item.offset + 1
-            routed += 1
+        for tp, queue in self.queues.items():
+            while queue:
+                item = queue[0]
+                scope = scope_of(item.events, self.table)
+                key = scope.key
+                if not scope.final and self._frontier() < item.time + IP_BINDING_LAG_S:
+                    key = None  # a binding may still come on an input not read that far
+                if key is None:
+                    cap = self._cap(item, now)
+                    if cap is None:
+                        break
+                    key = scope.key or FALLBACK
+                    self._fall_back(item, cap, key)
+                self._send(item, key)
+                queue.popleft()
+                self.released[tp] = item.offset + 1
+                if math.isfinite(item.time):
+                    self.progress[tp] = max(self.progress.get(tp, -math.inf), item.time)
+                routed += 1
+        return routed
+
+    def _report_progress(self, now: float) -> None:
+        """Tell every shard how far each input has been routed, and whether it is done.
+
+        A shard aligns its watermark on every input partition (a router far ahead of another
+        must not make the other's records late), but receives only the records of its
+        scopes; these markers carry the progress of the rest.
+        """
+        idle = {tp for tp in self.idle if not self.queues.get(tp)}
+        if now - self._reported < PROGRESS_INTERVAL_S and idle == self._reported_idle:
+            return
+        self._reported, self._reported_idle = now, idle
+        topic = self.kafka.repartition_topic
+        for tp in self._consumer.assignment():
+            progress = self.progress.get(tp)
+            headers = [
+                (SOURCE_HEADER, tp.topic.encode()),
+                (ORIGIN_HEADER, f"{tp.partition}:".encode()),
+                (PROGRESS_HEADER, repr(progress).encode() if progress is not None else b""),
+                (IDLE_HEADER, b"1" if tp in idle else b"0"),
+            ]
+            for partition in self.publisher.producer.partitions_for(topic):
+                self.publisher.producer.send(
+                    topic, value=b"", partition=partition, headers=headers
+                ).add_errback(self.publisher._on_send_error)
 
     def _cap(self, item: _Item, now: float) -> str | None:
         if self.waiting > self.kafka.route_max_waiting:
@@ -308,6 +370,7 @@ class Router:
             self.queues.pop(tp, None)
             self.newest.pop(tp, None)
             self.released.pop(tp, None)
+            self.progress.pop(tp, None)
         self.publisher.producer.flush(timeout=30)
 
     def close(self) -> None:

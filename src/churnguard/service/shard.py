@@ -27,6 +27,7 @@ class Shard:
     dirty: bool = False  # processed something since its last checkpoint
     # repartitioned input: next offset per original input ("topic[partition]") seen here
     origins: dict[str, int] = field(default_factory=dict)
+    idle_inputs: set[str] = field(default_factory=set)  # original inputs read to their end
 
     def partitions(self) -> list[TopicPartition]:
         return [TopicPartition(t, self.number) for t in sorted(self.offsets)]
