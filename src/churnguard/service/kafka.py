@@ -284,6 +284,8 @@ class Service:
         if not routed.marker:
             if shard.first_time(routed.origin):
                 self._process(shard, rec.value or b"", routed.origin, routed.pinned)
+            elif self._route_metrics is not None:
+                self._route_metrics.copies.inc()
             shard.idle_inputs.discard(routed.input)
             return
         if routed.progress is not None:
@@ -368,8 +370,8 @@ class Service:
     def caught_up(self) -> bool:
         """Every assigned partition has been fetched and fully processed."""
         assigned = sum(len(s.offsets) for s in self.shards.values())
-        if self._router is not None and not self._router.caught_up:
-            return False
+        if self._router is not None and (not self._router.caught_up or not assigned):
+            return self._router.caught_up and not assigned  # a member that only routes
         return assigned > 0 and len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
 
     # ---- checkpoints ------------------------------------------------------------------------

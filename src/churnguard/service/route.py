@@ -152,6 +152,12 @@ class RouteMetrics:
         self.bindings = Counter(
             "churnguard_route_bindings_total", "Bindings learned and shared", registry=r
         )
+        self.copies = Counter(
+            "churnguard_routed_copies_total",
+            "Routed records a shard had already processed (routed again after a router"
+            " restart or rebalance) and dropped",
+            registry=r,
+        )
         self.waiting = Gauge(
             "churnguard_route_waiting", "Records read but not yet routed", registry=r
         )
@@ -236,7 +242,10 @@ class Router:
         self._follow_table()
         batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records)
         now = self.clock()
+        assigned = self._consumer.assignment()
         for tp, records in batch.items():
+            if tp not in assigned:  # revoked inside this poll: its next owner reads them
+                continue
             pinned = self.kafka.input_topics.get(tp.topic)
             queue = self.queues.setdefault(tp, deque())
             for rec in records:
@@ -281,8 +290,9 @@ class Router:
     def _release(self, now: float) -> int:
         """Route each input's records in its own order; a waiting head holds back its input."""
         routed = 0
+        assigned = self._consumer.assignment()
         for tp, queue in self.queues.items():
-            while queue:
+            while queue and tp in assigned:
                 item = queue[0]
                 scope = scope_of(item.events, self.table)
                 key = scope.key
