@@ -106,6 +106,7 @@ class Service:
         self._store: CheckpointStore | None = None
         self._listener_error: BaseException | None = None
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored (paused)
+        self._joined = False  # the group has given this session a share (maybe none)
         self._router: Router | None = None  # the route stage, with kafka.repartition
         self._route_metrics = RouteMetrics(self.metrics) if self.kafka.repartition else None
         self._last_checkpoint = time.monotonic()
@@ -133,6 +134,7 @@ class Service:
         self.stats.sessions += 1
         self._listener_error = None
         self._pending = set()
+        self._joined = False
         self.set_aside = {}
         producer = self.clients.producer()
         self._publisher = Publisher(producer, self.settings, self.stats, self.metrics)
@@ -371,7 +373,9 @@ class Service:
         """Every assigned partition has been fetched and fully processed."""
         assigned = sum(len(s.offsets) for s in self.shards.values())
         if self._router is not None and (not self._router.caught_up or not assigned):
-            return self._router.caught_up and not assigned  # a member that only routes
+            # a member that only routes (more members than shards), once its group has
+            # given it its (empty) share
+            return self._router.caught_up and not assigned and self._joined
         return assigned > 0 and len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -562,6 +566,7 @@ class _Rebalance(ConsumerRebalanceListener):
         if self.service._consumer is not None and assigned:
             self.service._consumer.pause(*assigned)
         self.service._pending |= set(assigned)
+        self.service._joined = True
 
 
 def serve(

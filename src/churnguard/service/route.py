@@ -98,13 +98,13 @@ class Routed:
 
 def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
     """A repartitioned record's original coordinates (or its marker) from its headers."""
-    headers = dict(rec.headers or [])
-    source = headers.get(SOURCE_HEADER, b"").decode()
-    partition, _, offset = headers.get(ORIGIN_HEADER, b"").decode().partition(":")
-    if not source or not partition.isdigit():  # written by something else: it stands for itself
+    headers = {k: v.decode("utf-8", "replace") for k, v in rec.headers or [] if v is not None}
+    source = headers.get(SOURCE_HEADER, "")
+    partition, _, offset = headers.get(ORIGIN_HEADER, "").partition(":")
+    if not source or not _is_number(partition):  # not written by a router: stands for itself
         return Routed(Origin(source=rec.topic, partition=rec.partition, offset=rec.offset), None)
     origin = Origin(source=source, partition=int(partition),
-                    offset=int(offset) if offset.isdigit() else None)  # fmt: skip
+                    offset=int(offset) if _is_number(offset) else None)  # fmt: skip
     try:
         progress = float(headers.get(PROGRESS_HEADER) or "nan")
     except ValueError:
@@ -113,8 +113,12 @@ def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
         origin,
         pinned_formats.get(source),
         progress=progress if math.isfinite(progress) else None,
-        idle=headers.get(IDLE_HEADER) == b"1",
+        idle=headers.get(IDLE_HEADER) == "1",
     )
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def ensure_topics(settings: Settings) -> None:
