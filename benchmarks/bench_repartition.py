@@ -22,6 +22,7 @@ import argparse
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 import orjson
@@ -84,7 +85,9 @@ def run(bootstrap: str, records, name: str, partitions: int, keyed: bool, **kafk
     total = produce(settings, records, keyed)
     seconds = serve_until_caught_up(settings)
     alert_ids = [orjson.loads(r.value)["alert_id"] for r in read_all(settings, k.alerts_topic)]
-    return {"name": name, "records": total, "seconds": seconds, "alerts": alert_ids}
+    dead = Counter(orjson.loads(r.value)["reason"] for r in read_all(settings, k.dead_letter_topic))
+    return {"name": name, "records": total, "seconds": seconds, "alerts": alert_ids,
+            "dead": dict(dead)}  # fmt: skip
 
 
 def main() -> None:
@@ -112,13 +115,14 @@ def main() -> None:
         ]
     reference = set(runs[0]["alerts"])
     print(f"demo day: seed {args.seed}, {args.hours:g} h, {runs[0]['records']} records")
-    print("| run | alerts | ids equal to keyed x1 | extra / missing | s | records/s |")
-    print("| --- | ---: | --- | --- | ---: | ---: |")
+    print("| run | alerts | ids equal to keyed x1 | extra / missing | dead letters | s | rec/s |")
+    print("| --- | ---: | --- | --- | --- | ---: | ---: |")
     for r in runs:
         got = set(r["alerts"])
         rate = r["records"] / r["seconds"] if r["seconds"] else float("nan")
         print(f"| {r['name']} | {len(r['alerts'])} | {'yes' if got == reference else 'no'} | "
-              f"{len(got - reference)} / {len(reference - got)} | {r['seconds']:.1f} | "
+              f"{len(got - reference)} / {len(reference - got)} | {r['dead'] or 'none'} | "
+              f"{r['seconds']:.1f} | "
               f"{rate:,.0f} |")  # fmt: skip
 
 

@@ -100,6 +100,9 @@ class Watermark:
         if time > self._input_time.get(name, -math.inf):
             self._input_time[name] = time
         self._input_lateness[name] = self.max_lateness
+        # input is complete up to ``time`` here too: once every input is idle, emission
+        # reaches where a shard holding every record would be, not this shard's newest event
+        self.max_time = max(self.max_time, time)
 
     def set_idle(self, inputs: Iterable[str]) -> None:
         """Inputs that have nothing more to read right now."""
