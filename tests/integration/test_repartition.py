@@ -71,7 +71,7 @@ def test_unkeyed_input_without_repartition_splits_pods(make_settings, start_serv
     records = _pods(80, namespaces=4)
     _unkeyed(settings, next(iter(settings.kafka.input_topics)), records)
     running = start_service(settings, standin_pipeline)
-    running.wait_caught_up()
+    running.wait_caught_up(timeout_s=90)  # a group join can stall on a loaded tansu
     running.close()
     assert set(alert_ids(settings)) != _replayed(settings, records, tmp_path)
 
@@ -84,7 +84,7 @@ def test_one_consumer_routes_unkeyed_input_to_replay_ids(
     records = _pods(80, namespaces=4)
     _unkeyed(settings, next(iter(settings.kafka.input_topics)), records)
     running = start_service(settings, standin_pipeline)
-    running.wait_caught_up()
+    running.wait_caught_up(timeout_s=90)  # a group join can stall on a loaded tansu
     running.close()
     _assert_once(settings, _replayed(settings, records, tmp_path))
     _assert_routed(running, len(records))

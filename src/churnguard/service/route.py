@@ -13,9 +13,9 @@ a shard drop the copies a restarted router produces again (:meth:`Shard.first_ti
 shard aligns its watermark on every *original* input partition, as it would on its own
 inputs (records keep their original coordinates), so one router running ahead of another
 makes nothing late. It receives only its scopes' records, so each router also sends every
-internal partition a small marker per input, every ``PROGRESS_INTERVAL_S``: the event time
-routed so far on that input, and whether it is read to its end (idle inputs do not hold a
-watermark back).
+internal partition a small marker per input whose state changed, at most every
+``PROGRESS_INTERVAL_S``: the event time routed so far on that input, and whether it is
+read to its end (idle inputs do not hold a watermark back).
 
 Waiting. A record known only by an address or a container id is routed once its binding is
 known; one that may still be claimed by a binding not yet read (the kubelet's status patch
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import msgspec
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 
@@ -121,21 +122,29 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the internal topic (input's partition count unless set) and the table topic."""
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create the internal topic (input's partition count unless set) and the table topic,
+    and wait until the broker's metadata shows them: a group subscribed to a topic its
+    members cannot see yet is assigned nothing until the next metadata refresh (minutes)."""
     k = settings.kafka
     client = client_config(k)
-    partitions = k.repartition_partitions
-    if partitions is None:
-        reader = KafkaConsumer(**client)
-        try:
+    reader = KafkaConsumer(**client)
+    try:
+        partitions = k.repartition_partitions
+        if partitions is None:
             counts = [len(reader.partitions_for_topic(t) or ()) for t in k.input_topics]
-        finally:
-            reader.close()
-        partitions = max(counts, default=1) or 1
-    create_topics(k.bootstrap_servers, [k.repartition_topic], partitions, client=client)
-    create_topics(k.bootstrap_servers, [k.bindings_topic], 1, compacted=[k.bindings_topic],
-                  client=client)  # fmt: skip
+            partitions = max(counts, default=1) or 1
+        create_topics(k.bootstrap_servers, [k.repartition_topic], partitions, client=client)
+        create_topics(k.bootstrap_servers, [k.bindings_topic], 1, compacted=[k.bindings_topic],
+                      client=client)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not all(reader.partitions_for_topic(t) for t in (k.repartition_topic,
+                                                                 k.bindings_topic)):  # fmt: skip
+            if time.monotonic() > deadline:
+                raise KafkaError(f"{k.repartition_topic} not in the broker's metadata")
+            time.sleep(0.1)
+    finally:
+        reader.close()
 
 
 class RouteMetrics:
@@ -190,7 +199,7 @@ class Router:
         self.released: dict[TopicPartition, int] = {}  # next offset to commit per input
         self.progress: dict[TopicPartition, float] = {}  # newest event time routed per input
         self._reported = -math.inf
-        self._reported_idle: set[TopicPartition] = set()
+        self._sent: dict[TopicPartition, tuple[float | None, bool]] = {}  # last marker's
         self.idle: set[TopicPartition] = set()
         self.fallbacks = 0
         self._table_reader = clients.reader()
@@ -281,9 +290,10 @@ class Router:
 
     @property
     def caught_up(self) -> bool:
-        """Every input read to its end and routed."""
+        """Every input read to its end and routed, and the shards told so."""
         assigned = self._consumer.assignment()
-        return bool(assigned) and assigned <= self.idle and self.waiting == 0
+        done = bool(assigned) and assigned <= self.idle and self.waiting == 0
+        return done and all(self._sent.get(tp) == self._state(tp) for tp in assigned)
 
     def _frontier(self) -> float:
         """Event time every input not caught up has been read past."""
@@ -321,25 +331,34 @@ class Router:
 
         A shard aligns its watermark on every input partition (a router far ahead of another
         must not make the other's records late), but receives only the records of its
-        scopes; these markers carry the progress of the rest.
+        scopes; these markers carry the progress of the rest. Sent for the inputs whose
+        progress or idleness changed, at most every ``PROGRESS_INTERVAL_S`` (an idle
+        router sends nothing).
         """
-        idle = {tp for tp in self.idle if not self.queues.get(tp)}
-        if now - self._reported < PROGRESS_INTERVAL_S and idle == self._reported_idle:
+        if now - self._reported < PROGRESS_INTERVAL_S:
             return
-        self._reported, self._reported_idle = now, idle
+        self._reported = now
         topic = self.kafka.repartition_topic
         for tp in self._consumer.assignment():
-            progress = self.progress.get(tp)
+            state = self._state(tp)
+            if self._sent.get(tp) == state:
+                continue
+            self._sent[tp] = state
+            progress, idle = state
             headers = [
                 (SOURCE_HEADER, tp.topic.encode()),
                 (ORIGIN_HEADER, f"{tp.partition}:".encode()),
                 (PROGRESS_HEADER, repr(progress).encode() if progress is not None else b""),
-                (IDLE_HEADER, b"1" if tp in idle else b"0"),
+                (IDLE_HEADER, b"1" if idle else b"0"),
             ]
             for partition in self.publisher.producer.partitions_for(topic):
                 self.publisher.producer.send(
                     topic, value=b"", partition=partition, headers=headers
                 ).add_errback(self.publisher._on_send_error)
+
+    def _state(self, tp: TopicPartition) -> tuple[float | None, bool]:
+        """What a marker says of an input: its progress, and whether it is done."""
+        return self.progress.get(tp), tp in self.idle and not self.queues.get(tp)
 
     def _cap(self, item: _Item, now: float) -> str | None:
         if self.waiting > self.kafka.route_max_waiting:
@@ -385,6 +404,7 @@ class Router:
             self.newest.pop(tp, None)
             self.released.pop(tp, None)
             self.progress.pop(tp, None)
+            self._sent.pop(tp, None)
         self.publisher.producer.flush(timeout=30)
 
     def close(self) -> None:
