@@ -13,9 +13,9 @@ a shard drop the copies a restarted router produces again (:meth:`Shard.first_ti
 shard aligns its watermark on every *original* input partition, as it would on its own
 inputs (records keep their original coordinates), so one router running ahead of another
 makes nothing late. It receives only its scopes' records, so each router also sends every
-internal partition a small marker per input whose state changed, at most every
-``PROGRESS_INTERVAL_S``: the event time routed so far on that input, and whether it is
-read to its end (idle inputs do not hold a watermark back).
+internal partition a small marker per input every ``PROGRESS_INTERVAL_S``: the event time
+routed so far on that input, and whether it is read to its end (idle inputs do not hold a
+watermark back).
 
 Waiting. A record known only by an address or a container id is routed once its binding is
 known; one that may still be claimed by a binding not yet read (the kubelet's status patch
@@ -223,11 +223,13 @@ class Router:
         reader = self._table_reader
         parts = reader.partitions_for_topic(self.kafka.bindings_topic) or set()
         starts = {TopicPartition(self.kafka.bindings_topic, p): 0 for p in parts}
+        after = dict(starts)
         for rec in read_partitions(reader, starts, TABLE_READ_TIMEOUT_S):
             self._apply_binding(rec.value)
+            after[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
         reader.assign(list(starts))
-        for tp in starts:  # read_partitions read to the end: follow from there
-            reader.seek_to_end(tp)
+        for tp, offset in after.items():  # follow from where the full read stopped
+            reader.seek(tp, offset)
 
     def _follow_table(self) -> None:
         for records in self._table_reader.poll(timeout_ms=0).values():
@@ -249,9 +251,9 @@ class Router:
                 ).add_errback(self.publisher._on_send_error)
                 self.metrics.bindings.inc()
 
-    # ---- reading and merging ----------------------------------------------------------------
+    # ---- reading and routing ----------------------------------------------------------------
     def poll_once(self, timeout_ms: int) -> int:
-        """Read what is there, learn its bindings, route what the merge allows; records routed."""
+        """Read what is there, learn its bindings, route what may go; the records routed."""
         self._follow_table()
         batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records)
         now = self.clock()
@@ -331,9 +333,7 @@ class Router:
 
         A shard aligns its watermark on every input partition (a router far ahead of another
         must not make the other's records late), but receives only the records of its
-        scopes; these markers carry the progress of the rest. Sent for the inputs whose
-        progress or idleness changed, at most every ``PROGRESS_INTERVAL_S`` (an idle
-        router sends nothing).
+        scopes; these markers carry the progress of the rest, every ``PROGRESS_INTERVAL_S``.
         """
         if now - self._reported < PROGRESS_INTERVAL_S:
             return
@@ -341,8 +341,6 @@ class Router:
         topic = self.kafka.repartition_topic
         for tp in self._consumer.assignment():
             state = self._state(tp)
-            if self._sent.get(tp) == state:
-                continue
             self._sent[tp] = state
             progress, idle = state
             headers = [
