@@ -57,9 +57,18 @@ def _wait(condition, timeout_s: float = 60.0) -> None:
 
 def _settle(*members) -> None:
     """Every member caught up, then again: the last progress markers of one member's
-    router reach the shards of another only after that router is done."""
+    router reach the shards of another only after that router is done. Then the alerts
+    topic quiet for a few marker intervals: the markers that close the day's last windows
+    arrive every 0.5 s, after "caught up" (a slow shard was still emitting at 0.5 s)."""
     for member in (*members, *members):
         member.wait_caught_up(timeout_s=180)
+    settings = members[0].service.settings
+    seen, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
+        count = len(alert_ids(settings))
+        if count != seen:
+            seen, quiet_since = count, time.monotonic()
+        time.sleep(0.25)
 
 
 def _assert_once(settings, expected: set[str]) -> None:
@@ -167,10 +176,12 @@ def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
 ):
     """The production pipeline, 2 consumers, 4 unkeyed input partitions in delivery order.
 
-    With one shard the routers' output is exactly replay's. With four, state that spans
-    namespaces (the cluster-level baseline learning online, campaigns' "new to the
-    cluster", flood counters) is split: every replay alert is still raised, and the
-    extras are scored against the cluster baseline (docs/limitations.md has the numbers).
+    With one shard the routers' output is exactly replay's. With four, every namespace's
+    records meet in one shard (no record is late, none is dead-lettered, no alert id is
+    published twice), but state that spans namespaces (the cluster-level baseline learning
+    online, campaign and first-seen memory, flood counters) is split by shard, so the alerts
+    can differ from replay's both ways; docs/limitations.md ("Sharding splits cluster-wide
+    state") has the measured difference, which this case does not assert.
     """
     settings = make_settings(partitions=4, repartition=True, checkpoint_interval_s=30.0,
                              repartition_partitions=shards)  # fmt: skip
@@ -188,7 +199,6 @@ def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
     if shards == 1:
         _assert_once(settings, replayed)
         return
-    alerts = [orjson.loads(r.value) for r in read_topic(settings, settings.kafka.alerts_topic)]
-    assert replayed <= {a["alert_id"] for a in alerts}
-    extras = [a for a in alerts if a["alert_id"] not in replayed]
-    assert all(a["baseline"]["level"] == "cluster" for a in extras), extras
+    ids = alert_ids(settings)
+    assert ids and [i for i, n in Counter(ids).items() if n > 1] == []
+    assert list(read_topic(settings, settings.kafka.dead_letter_topic)) == []

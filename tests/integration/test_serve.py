@@ -167,8 +167,11 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_alert(
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
     assert first_run_alerts > 0  # the kill came after alerts were already published
-    # and re-processing after the checkpoint re-made some of them, which were dropped by id
-    assert running.service.stats.suppressed > 0
+    # alerts published after the restored checkpoint were read back, and re-processing
+    # re-made them and dropped them by id (none are read back when the kill fell right
+    # after a checkpoint, which the 0.3 s interval makes rare but possible)
+    stats = running.service.stats
+    assert stats.suppressed > 0 or stats.read_back == 0, stats
 
 
 def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path):

@@ -544,6 +544,7 @@ class Service:
                 clock = float(headers.get(CLOCK_HEADER, b"inf"))
                 if alert_id:
                     shard.alert_ids[alert_id] = clock
+                    self.stats.read_back += 1
         finally:
             reader.close()
 

@@ -44,6 +44,7 @@ class ServeStats:
     records: Tally[str] = field(default_factory=Tally)  # by input topic
     alerts: int = 0
     suppressed: int = 0  # alerts already on the alerts topic (re-processing after a crash)
+    read_back: int = 0  # ids of alerts published after a restored checkpoint, read back
     dead_letters: int = 0
     late: Tally[str] = field(default_factory=Tally)  # "source.outcome" -> events
     checkpoints: int = 0

@@ -27,6 +27,10 @@ fallback scope, counted (``churnguard_route_fallback_total``) and logged, never 
 Delivery. Input offsets are committed only after the routed records are acknowledged by the
 broker (at the service's checkpoint), so a killed router's successor routes some records a
 second time; shards drop them by their original coordinates.
+
+Over 400 lines on purpose: the merge by event time, the bounded wait and the progress
+markers share one router's consumer and its per-input positions, and their order is the
+routing guarantee; the scope rule and the bindings table live in :mod:`bindings`.
 """
 
 from __future__ import annotations
