@@ -55,20 +55,26 @@ def _wait(condition, timeout_s: float = 60.0) -> None:
     assert condition(), "timed out"
 
 
-def _settle(*members) -> None:
-    """Every member caught up, then again: the last progress markers of one member's
-    router reach the shards of another only after that router is done. Then the alerts
-    topic quiet for a few marker intervals: the markers that close the day's last windows
-    arrive every 0.5 s, after "caught up" (a slow shard was still emitting at 0.5 s)."""
-    for member in (*members, *members):
-        member.wait_caught_up(timeout_s=180)
-    settings = members[0].service.settings
-    seen, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 60
-    while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
-        count = len(alert_ids(settings))
-        if count != seen:
-            seen, quiet_since = count, time.monotonic()
-        time.sleep(0.25)
+def _settle(*members, timeout_s: float = 180.0, hold_s: float = 0.5) -> None:
+    """Every member caught up at the same moment (and still so ``hold_s`` later).
+
+    A member's "caught up" covers both stages: its router's share of the inputs is routed
+    and acknowledged, and its shards have read every router's "routed in full" marker for
+    every input, after the records it covers (``Service.caught_up``). So once every member
+    says so, every record has been processed and the day's last windows emitted; there is
+    nothing left to wait for.
+    """
+    deadline, since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        assert all(m.thread.is_alive() for m in members), "service thread died"
+        if all(m.service.caught_up for m in members):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= hold_s:
+                return
+        else:
+            since = None
+        time.sleep(0.05)
+    raise AssertionError(f"not caught up together in {timeout_s}s")
 
 
 def _assert_once(settings, expected: set[str]) -> None:

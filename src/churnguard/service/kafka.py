@@ -376,13 +376,25 @@ class Service:
 
     @property
     def caught_up(self) -> bool:
-        """Every assigned partition has been fetched and fully processed."""
+        """Every assigned partition has been fetched and fully processed.
+
+        Repartitioned, that is two stages: this member's router has routed its share of the
+        inputs and the broker has it (:attr:`Router.caught_up`), and each of its shards has
+        been told by every input's router that the input is routed in full, and has read
+        everything fetched (:meth:`Shard.routed_in_full`). A member may hold no shard (more
+        members than internal partitions) once its group has given it its empty share.
+        """
         assigned = sum(len(s.offsets) for s in self.shards.values())
-        if self._router is not None and (not self._router.caught_up or not assigned):
-            # a member that only routes (more members than shards), once its group has
-            # given it its (empty) share
-            return self._router.caught_up and not assigned and self._joined
-        return assigned > 0 and len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
+        read = len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
+        if self._router is None:
+            return assigned > 0 and read
+        return (
+            self._joined
+            and not self._pending
+            and self._router.caught_up
+            and all(s.routed_in_full() for s in self.shards.values())
+            and read
+        )
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoint(self, shards: list[Shard], *, force: bool = False) -> None:
@@ -507,7 +519,9 @@ class Service:
                 offsets = {t: self._consumer.position(TopicPartition(t, number)) for t in topics}
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
-            shard.pipeline.expect_sources(self._inputs_of(shard))
+            inputs = self._inputs_of(shard)
+            shard.pipeline.expect_sources(inputs)
+            shard.inputs = frozenset(inputs) if self._router is not None else frozenset()
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from
@@ -563,6 +577,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.service = service
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service._joined = False  # not caught up between a share and the next
         try:
             self.service.on_revoked(set(revoked))
         except Exception as exc:

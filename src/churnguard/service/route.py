@@ -67,6 +67,7 @@ ORIGIN_HEADER = "churnguard-origin"  # "partition:offset" on that topic
 PROGRESS_HEADER = "churnguard-progress"  # on a marker: event time routed on that input
 IDLE_HEADER = "churnguard-idle"  # on a marker: b"1" when the input is read to its end
 PROGRESS_INTERVAL_S = 0.5
+END_CONFIRM_S = 1.0  # twice the consumer's fetch wait (fetch_max_wait_ms, 500 ms)
 TABLE_READ_TIMEOUT_S = 30.0
 
 
@@ -203,8 +204,13 @@ class Router:
         self.released: dict[TopicPartition, int] = {}  # next offset to commit per input
         self.progress: dict[TopicPartition, float] = {}  # newest event time routed per input
         self._reported = -math.inf
-        self._sent: dict[TopicPartition, tuple[float | None, bool]] = {}  # last marker's
+        # the newest marker state the broker acknowledged, per (input, internal partition):
+        # written by the producer's IO thread, read by caught_up
+        self._acked: dict[tuple[TopicPartition, int], tuple[float | None, bool]] = {}
+        self._internal: tuple[int, ...] = ()  # the repartition topic's partitions
+        self._joined = False  # the route group has given this router its share (maybe none)
         self.idle: set[TopicPartition] = set()
+        self._at_end: dict[TopicPartition, tuple[int, float]] = {}  # position, since when
         self.fallbacks = 0
         self._table_reader = clients.reader()
         k = self.kafka
@@ -275,18 +281,30 @@ class Router:
                 if math.isfinite(t):
                     self.newest[tp] = max(self.newest.get(tp, -math.inf), t)
                 queue.append(_Item(t, raw, tp.topic, tp.partition, rec.offset, events, now))
-        self._note_idle()
+        self._note_idle(now)
         routed = self._release(now)
         self._report_progress(now)
         self.metrics.waiting.set(self.waiting)
         return routed
 
-    def _note_idle(self) -> None:
+    def _note_idle(self, now: float) -> None:
+        """An input is read to its end once the consumer is at the fetch high watermark and
+        has stayed at that position for ``END_CONFIRM_S``, long enough for a fetch there to
+        come back empty. The high watermark alone is not enough: a broker's (tansu's) can
+        trail the last batch it will still serve, and an input called idle too soon tells
+        the shards that records still to come are not there (their watermark moves past
+        them, and "caught up" is declared before they are routed)."""
         idle = set()
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             position = self._consumer.position(tp) if high is not None else None
-            if high is not None and position is not None and position >= high:
+            if high is None or position is None or position < high:
+                self._at_end.pop(tp, None)
+                continue
+            at, since = self._at_end.setdefault(tp, (position, now))
+            if at != position:
+                self._at_end[tp] = (position, now)
+            elif now - since >= END_CONFIRM_S:
                 idle.add(tp)
         self.idle = idle
 
@@ -296,10 +314,21 @@ class Router:
 
     @property
     def caught_up(self) -> bool:
-        """Every input read to its end and routed, and the shards told so."""
+        """This router's share is routed and on the broker: the group gave it its inputs
+        (maybe none), each is read to the end its last fetch saw, nothing waits for a
+        binding, and a marker saying so is acknowledged on every internal partition.
+
+        A marker is produced after the records it covers, on the same producer and
+        partition, so its acknowledgement means they are on the broker too; a shard that
+        has read it has read them (:meth:`Shard.routed_in_full`).
+        """
+        if not self._joined:
+            return False
         assigned = self._consumer.assignment()
-        done = bool(assigned) and assigned <= self.idle and self.waiting == 0
-        return done and all(self._sent.get(tp) == self._state(tp) for tp in assigned)
+        if not assigned <= self.idle or self.waiting:
+            return False
+        return all(self._acked.get((tp, p)) == self._state(tp)
+                   for tp in assigned for p in self._internal)  # fmt: skip
 
     def _frontier(self) -> float:
         """Event time every input not caught up has been read past."""
@@ -343,9 +372,9 @@ class Router:
             return
         self._reported = now
         topic = self.kafka.repartition_topic
+        self._internal = tuple(sorted(self.publisher.producer.partitions_for(topic)))
         for tp in self._consumer.assignment():
             state = self._state(tp)
-            self._sent[tp] = state
             progress, idle = state
             headers = [
                 (SOURCE_HEADER, tp.topic.encode()),
@@ -353,10 +382,16 @@ class Router:
                 (PROGRESS_HEADER, repr(progress).encode() if progress is not None else b""),
                 (IDLE_HEADER, b"1" if idle else b"0"),
             ]
-            for partition in self.publisher.producer.partitions_for(topic):
+            for partition in self._internal:
                 self.publisher.producer.send(
                     topic, value=b"", partition=partition, headers=headers
-                ).add_errback(self.publisher._on_send_error)
+                ).add_callback(self._on_marker_acked, tp, partition, state).add_errback(
+                    self.publisher._on_send_error
+                )
+
+    def _on_marker_acked(self, tp: TopicPartition, partition: int, state, _metadata) -> None:
+        """The producer's IO thread: this marker (and every record before it) is on the broker."""
+        self._acked[(tp, partition)] = state
 
     def _state(self, tp: TopicPartition) -> tuple[float | None, bool]:
         """What a marker says of an input: its progress, and whether it is done."""
@@ -406,7 +441,10 @@ class Router:
             self.newest.pop(tp, None)
             self.released.pop(tp, None)
             self.progress.pop(tp, None)
-            self._sent.pop(tp, None)
+            self._at_end.pop(tp, None)
+            for p in self._internal:
+                self._acked.pop((tp, p), None)
+        self._joined = False
         self.publisher.producer.flush(timeout=30)
 
     def close(self) -> None:
@@ -425,4 +463,4 @@ class _Revoke(ConsumerRebalanceListener):
         self.router.forget(set(revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        self.router._joined = True

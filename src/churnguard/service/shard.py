@@ -28,6 +28,7 @@ class Shard:
     # repartitioned input: next offset per original input ("topic[partition]") seen here
     origins: dict[str, int] = field(default_factory=dict)
     idle_inputs: set[str] = field(default_factory=set)  # original inputs read to their end
+    inputs: frozenset[str] = frozenset()  # repartitioned: every original input, by name
 
     def partitions(self) -> list[TopicPartition]:
         return [TopicPartition(t, self.number) for t in sorted(self.offsets)]
@@ -44,6 +45,17 @@ class Shard:
             return False
         self.origins[name] = offset + 1
         return True
+
+    def routed_in_full(self) -> bool:
+        """Repartitioned: every original input's router said, after its last record here,
+        that the input is read to its end and routed (nothing of it is still to come).
+
+        A router produces its markers after the records they cover, on the same partition,
+        and a record routed after an "idle" marker clears it again; so once this holds the
+        shard has processed every record of every input there is, and its watermark (which
+        the same markers moved) has emitted what a shard holding them all would.
+        """
+        return self.inputs <= self.idle_inputs
 
     def remember(self, alert_id: str) -> bool:
         """Note an alert id as produced now; False when it was produced before (a re-make)."""
