@@ -55,8 +55,8 @@ def _wait(condition, timeout_s: float = 60.0) -> None:
     assert condition(), "timed out"
 
 
-def _settle(*members, timeout_s: float = 180.0, hold_s: float = 0.5) -> None:
-    """Every member caught up at the same moment (and still so ``hold_s`` later).
+def _settle(*members) -> None:
+    """Every member caught up at the same moment.
 
     A member's "caught up" covers both stages: its router's share of the inputs is routed
     and acknowledged, and its shards have read every router's "routed in full" marker for
@@ -64,17 +64,12 @@ def _settle(*members, timeout_s: float = 180.0, hold_s: float = 0.5) -> None:
     says so, every record has been processed and the day's last windows emitted; there is
     nothing left to wait for.
     """
-    deadline, since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
+
+    def together() -> bool:
         assert all(m.thread.is_alive() for m in members), "service thread died"
-        if all(m.service.caught_up for m in members):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= hold_s:
-                return
-        else:
-            since = None
-        time.sleep(0.05)
-    raise AssertionError(f"not caught up together in {timeout_s}s")
+        return all(m.service.caught_up for m in members)
+
+    _wait(together, timeout_s=180)
 
 
 def _assert_once(settings, expected: set[str]) -> None:
