@@ -35,7 +35,13 @@ from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.common import truncate
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
 from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, source_kind
-from churnguard.profiling.entities import DEATH_GRACE_S, IP_BINDING_LAG_S, EntityState, EntityTable
+from churnguard.profiling.entities import (
+    DEATH_GRACE_S,
+    IP_BINDING_LAG_S,
+    EntityState,
+    EntityTable,
+    OldestPending,
+)
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
 from churnguard.profiling.floods import Flood, FloodMonitor
 from churnguard.profiling.profile import Profile
@@ -97,6 +103,7 @@ class Pipeline:
         self.features = FeatureBuilder(self.spec, NetworkClassifier(ps.cluster_cidrs))
         self.scorer = scorer
         self.schedule = EmissionSchedule()
+        self._oldest = OldestPending()
         self._successors: dict[EntityKey, list[Event]] = {}
         self._late: list[tuple[str, str]] = []
         self.stats: Counter[str] = Counter()
@@ -342,9 +349,15 @@ class Pipeline:
             candidates.append(state.deleted_at)
         if state.pending:
             start = state.window_start()
-            k = max(0, math.floor((_first_pending(state) - start) / self.window_s))
+            k = max(0, math.floor((self._first_pending(state) - start) / self.window_s))
             candidates.append(start + (k + 1) * self.window_s)
         return min(candidates) + IP_BINDING_LAG_S
+
+    def _first_pending(self, state: EntityState) -> float:
+        """Where the entity's next window starts from: its oldest pending event, but never
+        before what was already emitted (a late event joins the next profile, not a past one)."""
+        first = self._oldest.of(state)
+        return first if state.emitted_until is None else max(first, state.emitted_until)
 
     # ---- emission ---------------------------------------------------------------------------
     def _advance(self, limit: float) -> Output:
@@ -383,7 +396,7 @@ class Pipeline:
         # complete windows strictly before the end of life
         while state.pending:
             start = state.window_start()
-            k = max(0, math.floor((_first_pending(state) - start) / self.window_s))
+            k = max(0, math.floor((self._first_pending(state) - start) / self.window_s))
             w_start, w_end = start + k * self.window_s, start + (k + 1) * self.window_s
             ends_inside = state.deleted_at is not None and state.deleted_at <= w_end
             if w_end + IP_BINDING_LAG_S > tick or ends_inside:
@@ -406,6 +419,7 @@ class Pipeline:
 
     def _bury(self, state: EntityState) -> None:
         self.table.bury(state)
+        self._oldest.forget(state.key)
         for ev in sorted(self._successors.pop(state.key, []), key=lambda e: e.time):
             self.stats["reincarnations"] += ev.kind is EventKind.POD_CREATE
             self._route(state.key, ev)
@@ -483,6 +497,7 @@ class Pipeline:
         if doc.format != _SNAPSHOT_FORMAT or doc.spec_version != self.spec.version:
             raise ValueError("checkpoint was written by another pipeline or feature spec version")
         self.table = EntityTable()
+        self._oldest = OldestPending()
         for state in doc.states:
             self.table.states[state.key] = state
         self.table._ip_bindings = {ip: [tuple(b) for b in v] for ip, v in doc.ip_bindings.items()}
@@ -507,13 +522,6 @@ class Pipeline:
         if self.scorer is not None and doc.scorer is not None:
             self.scorer.restore(doc.scorer)
         self.floods.restore(doc.floods or {})
-
-
-def _first_pending(state: EntityState) -> float:
-    """Where the entity's next window starts from: its oldest pending event, but never
-    before what was already emitted (a late event joins the next profile, not a past one)."""
-    first = min(ev.time for ev in state.pending)
-    return first if state.emitted_until is None else max(first, state.emitted_until)
 
 
 class _Snapshot(msgspec.Struct):

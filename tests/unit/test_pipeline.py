@@ -6,11 +6,21 @@ import random
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from churnguard.config import Settings
-from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind
+from churnguard.ingest.events import (
+    ActorKind,
+    ApiCategory,
+    EntityKey,
+    EntityKind,
+    Event,
+    EventKind,
+)
 from churnguard.offline.replay import summary_lines
 from churnguard.pipeline import Pipeline
+from churnguard.profiling.entities import EntityState, OldestPending
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 
@@ -488,3 +498,29 @@ def test_a_window_that_paged_does_not_make_its_destination_known() -> None:
     assert _new_destinations(set()) == {"first": 1.0, "second": 0.0}
     # the first contact paged (an exfil host): the next intrusion reusing it is still new
     assert _new_destinations({"first"}) == {"first": 1.0, "second": 1.0}
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), max_size=50),
+            st.integers(min_value=0, max_value=60),
+        ),
+        max_size=6,
+    )
+)
+def test_the_oldest_pending_time_kept_up_equals_the_minimum(steps: list) -> None:
+    """Appends are measured from where the last look stopped; a replaced list afresh;
+    short lists and long ones (kept up) alike."""
+    state = EntityState(key=EntityKey(EntityKind.POD, "web", "a"), anchor=T0)
+    # a busy entity's backlog, later than every generated event: the long lists' path
+    state.pending = [ev(2e4, EventKind.NET_FLOW, **pod("a")) for _ in range(40)]
+    oldest = OldestPending()
+    for times, cut in steps:
+        for t in times:
+            state.pending.append(ev(t, EventKind.NET_FLOW, **pod("a")))
+            assert oldest.of(state) == min(e.time for e in state.pending)
+        if cut < len(state.pending):  # a window emitted: the rest is a new list
+            state.pending = state.pending[cut + 1 :]
+        if state.pending:
+            assert oldest.of(state) == min(e.time for e in state.pending)

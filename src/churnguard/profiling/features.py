@@ -10,6 +10,7 @@ the evidence they cite are computed from one sorted window and one first-seen me
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import shlex
@@ -208,10 +209,7 @@ def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
     """Whether a process start creates an archive, and the archive paths its arguments name."""
     tool = _basename(ev.binary)
     args = ev.args or ""
-    try:
-        argv = shlex.split(args)
-    except ValueError:
-        argv = args.split()
+    argv = _argv(args)
     paths = [a for a in argv if is_archive_path(a)]
     if tool == "tar":
         creates = any(_TAR_CREATE.match(a) for a in argv[:2]) or "--create" in argv
@@ -223,6 +221,26 @@ def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
     return False, []
 
 
+_ARGV_CACHED_CHARS = 512  # longer command lines are split every time: the cache stays small
+
+
+def _argv(args: str) -> tuple[str, ...]:
+    """A command line's words as a shell splits them. Cached, since jobs repeat their
+    commands and ``shlex`` was a tenth of building feature rows; only short lines, so a
+    flood of megabyte-long hostile ones cannot fill memory."""
+    return _shell_words(args) if len(args) > _ARGV_CACHED_CHARS else _cached_words(args)
+
+
+def _shell_words(args: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(args))
+    except ValueError:
+        return tuple(args.split())
+
+
+_cached_words = functools.lru_cache(maxsize=4096)(_shell_words)
+
+
 class FeatureBuilder:
     """Computes :class:`Profile` rows for entity windows, per the feature spec."""
 
@@ -230,6 +248,16 @@ class FeatureBuilder:
         self.spec = spec
         self.network = network
         self.memory = FirstSeenMemory()
+        self._columns_of: dict[str, list[tuple[str, float]]] = {}
+        self._life: list[tuple[str, bool]] | None = None
+
+    def _columns(self, kind: str) -> list[tuple[str, float]]:
+        """(name, missing) of the spec's features that apply to an entity kind, in order."""
+        columns = self._columns_of.get(kind)
+        if columns is None:
+            columns = [(f.name, f.missing) for f in self.spec.features if f.applies_to(kind)]
+            self._columns_of[kind] = columns
+        return columns
 
     def build(
         self,
@@ -252,11 +280,7 @@ class FeatureBuilder:
         values.update(self._identity(state, identities))
         # a container outside the orchestrator is profiled with the pods' features
         kind = (EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind).value
-        row = {
-            f.name: float(values.get(f.name, f.missing))
-            for f in self.spec.features
-            if f.applies_to(kind)
-        }
+        row = {name: float(values.get(name, missing)) for name, missing in self._columns(kind)}
         whole = self._accumulate(state, row)
         if state.key.kind is EntityKind.CONTAINER:
             evidence = _container_chain(state, events)
@@ -454,18 +478,29 @@ class FeatureBuilder:
         Counts and bytes add up (distinct counts keep their largest window), flags and
         ratios keep their highest value, durations are the final window's own."""
         whole = dict(row)
-        for f in self.spec.features:
-            if f.name not in row:
+        life = state.life
+        for name, adds in self._life_rules():
+            value = row.get(name)
+            if value is None:
                 continue
-            before = state.life.get(f.name)
-            if f.kind in ("count", "bytes") and f.name not in _LIFE_MAX:
-                total = row[f.name] + (before or 0.0)
-            elif f.kind == "seconds":
-                continue
+            before = life.get(name)
+            if adds:
+                total = value + (before or 0.0)
             else:
-                total = row[f.name] if before is None else max(before, row[f.name])
-            state.life[f.name] = whole[f.name] = total
+                total = value if before is None else max(before, value)
+            life[name] = whole[name] = total
         return whole
+
+    def _life_rules(self) -> list[tuple[str, bool]]:
+        """(name, whether it adds up) of the features a life's totals keep, in spec order:
+        durations are the final window's own, so they are not among them."""
+        if self._life is None:
+            self._life = [
+                (f.name, f.kind in ("count", "bytes") and f.name not in _LIFE_MAX)
+                for f in self.spec.features
+                if f.kind != "seconds"
+            ]
+        return self._life
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
         known = self.memory.identities.get(destination_scope(state), set())

@@ -7,11 +7,13 @@ with their allowed values, so a misspelt key or value is refused at load in one 
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -73,7 +75,8 @@ class FeatureSpec:
         """Raw values of many rows, shape (n, n_features)."""
         if not rows:
             return np.empty((0, len(self.features)))
-        return np.vstack([self.vector(r) for r in rows])
+        defaults = [(f.name, f.missing) for f in self.features]
+        return np.array([[r.get(n, m) for n, m in defaults] for r in rows], dtype=float)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """The model view: log1p on counts, bytes and durations, ``-log2(1 - x)`` (floored,
@@ -83,15 +86,18 @@ class FeatureSpec:
         out = np.asarray(raw, dtype=float).copy()
         if out.ndim == 1:
             out = out[None, :]
-        for j, f in enumerate(self.features):
-            if f.transform == "log1p":
-                out[:, j] = np.log1p(np.clip(out[:, j], 0.0, None))
-            elif f.transform == "log_gap":
-                out[:, j] = -np.log2(1.0 - np.clip(out[:, j], 0.0, 1.0) + GAP_FLOOR)
-            if f.scale != 1.0:
-                out[:, j] /= f.scale
-            if f.direction == "low":
-                out[:, j] = -out[:, j]
+        # column groups, not one column at a time: the same operations on the same
+        # elements in the same order per element, so the values are identical
+        cols = _columns(self.features)
+        if len(cols.log1p):
+            out[:, cols.log1p] = np.log1p(np.clip(out[:, cols.log1p], 0.0, None))
+        if len(cols.log_gap):
+            gap = np.clip(out[:, cols.log_gap], 0.0, 1.0)
+            out[:, cols.log_gap] = -np.log2(1.0 - gap + GAP_FLOOR)
+        if len(cols.scaled):
+            out[:, cols.scaled] /= cols.scales
+        if len(cols.low):
+            out[:, cols.low] = -out[:, cols.low]
         return out
 
     def inverse(self, j: int, value: float) -> float:
@@ -103,6 +109,31 @@ class FeatureSpec:
         if f.transform == "log_gap":
             return float(1.0 + GAP_FLOOR - 2.0**-value)
         return float(value)
+
+
+class _Columns(NamedTuple):
+    """Which columns each step of :meth:`FeatureSpec.transform` applies to."""
+
+    log1p: np.ndarray
+    log_gap: np.ndarray
+    scaled: np.ndarray
+    scales: np.ndarray
+    low: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)
+def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
+    def where(test: Callable[[FeatureDef], bool]) -> np.ndarray:
+        return np.array([j for j, f in enumerate(features) if test(f)], dtype=np.intp)
+
+    scaled = where(lambda f: f.scale != 1.0)
+    return _Columns(
+        log1p=where(lambda f: f.transform == "log1p"),
+        log_gap=where(lambda f: f.transform == "log_gap"),
+        scaled=scaled,
+        scales=np.array([features[j].scale for j in scaled], dtype=float),
+        low=where(lambda f: f.direction == "low"),
+    )
 
 
 def spec_path(version: str = DEFAULT_VERSION) -> Path:

@@ -231,21 +231,25 @@ class OnlineIsolationForest(Detector):
     def _build(self, node: int, data: np.ndarray, depth: int, limit: float) -> None:
         # the hottest Python of learning (one call per node of every split): plain ints and
         # floats where numpy scalars would cost more, the same random draws in the same order
+        # (a node that splits keeps no box: its lo/hi rows are written only when it stays
+        # a leaf, the same values as writing them and resetting them to +-inf)
         n = len(data)
         self.count_[node] = n
         self.depth_[node] = depth
         if n:
             lo, hi = data.min(axis=0), data.max(axis=0)
-            self.lo_[node], self.hi_[node] = lo, hi
         else:
             lo, hi = self.lo_[node], self.hi_[node]
-        if n < self.max_leaf_samples * 2**depth or depth >= limit:
+        splittable = None
+        if n >= self.max_leaf_samples * 2**depth and depth < limit:
+            splittable = np.flatnonzero(hi > lo)
+        if splittable is None or splittable.size == 0:
+            if n:
+                self.lo_[node], self.hi_[node] = lo, hi
             return
-        splittable = np.flatnonzero(hi > lo)
-        if splittable.size == 0:
-            return
-        feature = int(splittable[self.rng_.integers(splittable.size)])
-        u = self.rng_.random()  # _uniform of one value: the same draw, as a Python float
+        rng = self.rng_
+        feature = int(splittable[rng.integers(splittable.size)])
+        u = rng.random()  # _uniform of one value: the same draw, as a Python float
         threshold = float(lo[feature]) * (1.0 - u) + float(hi[feature]) * u
         left, right = self._alloc(), self._alloc()
         self.feature_[node], self.threshold_[node] = feature, threshold
