@@ -84,3 +84,16 @@ def quick_settings(**scoring: object) -> Settings:
         scoring=ScoringSettings(**base),  # type: ignore[arg-type]
         thresholds=ThresholdSettings(target_alert_rate=0.01, min_score=0.8),
     )
+
+
+def terminated_instance(deleted_by: str, values: dict[str, float]) -> Profile:
+    """An instance's last row: a person terminated it, its launch not in the telemetry."""
+    return make_profile(
+        kind="instance",
+        instance_id="i-1",
+        final=True,
+        end_reason="terminated",
+        deleted_by=deleted_by,
+        deleter_kind="person",
+        values=values,
+    )

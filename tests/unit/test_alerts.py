@@ -6,7 +6,7 @@ import re
 
 import msgspec
 import numpy as np
-from scoring_fixtures import ATTACK_VALUES, make_profile
+from scoring_fixtures import ATTACK_VALUES, make_profile, terminated_instance
 
 from churnguard.alerts.alert import (
     RESPONSE_STEPS,
@@ -18,7 +18,9 @@ from churnguard.alerts.alert import (
     raw_percentiles,
     render_table,
     severity_for,
+    technique_evidence,
     techniques_for,
+    who_line,
 )
 from churnguard.profiling.profile import Evidence
 from churnguard.profiling.spec import FeatureSpec, load_spec
@@ -177,7 +179,10 @@ def test_built_alert_is_reproducible_data_in_event_time(spec: FeatureSpec) -> No
     assert a.response[: len(RESPONSE_STEPS[a.techniques[0]])] == list(
         RESPONSE_STEPS[a.techniques[0]]
     )
-    assert a.evidence[0].summary == "pods/exec by alice"
+    # who made, acted on and removed it comes first, then the key records
+    assert a.evidence[0].kind == "who"
+    assert a.evidence[0].summary.endswith("deleted by alice (person)")
+    assert a.evidence[1].summary == "pods/exec by alice"
     assert msgspec.json.decode(msgspec.json.encode(a), type=Alert) == a
     table = render_table([a])
     assert a.alert_id in table and "shop/web-1" in table and "HIGH" in table
@@ -206,3 +211,41 @@ def test_a_campaign_alert_lists_its_members_and_says_why() -> None:
     assert "4 short-lived pods in shop sent to files-drop.cc" in c.summary
     assert "files-drop.cc" in c.technique_evidence["T1041"][-1]
     assert "campaign of 4" in render_table([c])
+
+
+def test_the_alert_says_who_acted_and_how_many_are_new() -> None:
+    p = make_profile(
+        values={"new_identity": 1.0, "new_identity_in_cluster": 1.0},
+        final=True,
+        end_reason="deleted",
+        deleted_by="mallory@corp.example",
+        deleter_kind="person",
+    )
+    p = msgspec.structs.replace(
+        p,
+        created_by="system:serviceaccount:kube-system:replicaset-controller",
+        creator_kind="controller",
+        identities=["mallory@corp.example"],
+    )
+    line = who_line(p)
+    assert line.startswith("created by system:serviceaccount:kube-system:replicaset-controller")
+    assert "acting on it in this window: mallory@corp.example (never seen acting in" in line
+    assert "the namespace before: 1 of them; new to the cluster: 1)" in line
+    assert line.endswith("deleted by mallory@corp.example (person)")
+
+
+def test_a_controller_removing_its_own_pod_backs_no_evasion() -> None:
+    """T1578.003 is backed by a deletion a person or another identity made, not by a
+    ReplicaSet scaling down or the autoscaler reclaiming a node's instance."""
+    churn = make_profile(
+        final=True,
+        end_reason="deleted",
+        deleted_by="system:serviceaccount:kube-system:replicaset-controller",
+        deleter_kind="controller",
+        values={"lifetime_s": 300.0},
+    )
+    assert "T1578.003" not in technique_evidence(churn)
+    person = msgspec.structs.replace(churn, deleted_by="erin@corp.example", deleter_kind="person")
+    assert "T1578.003" in technique_evidence(person)
+    unseen = terminated_instance("dan", {"lifetime_s": 0.0})
+    assert "its creation not in the telemetry held" in technique_evidence(unseen)["T1578.003"][0]

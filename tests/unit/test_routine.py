@@ -4,10 +4,15 @@ deletion of a pod."""
 from __future__ import annotations
 
 import msgspec
-from scoring_fixtures import make_profile
+from scoring_fixtures import make_profile, terminated_instance
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
-from churnguard.scoring.routine import routine
+from churnguard.scoring.routine import (
+    replica_routine,
+    routine,
+    shared_service_routine,
+    unseen_launch_routine,
+)
 
 
 def _alert(techniques: list[str], rules: list[str] | None = None) -> Alert:
@@ -62,3 +67,92 @@ def test_a_pod_that_started_a_container_on_its_node_is_never_routine() -> None:
     rules = [g.name for g in fired(escaped)]
     assert rules == ["container-started-from-a-pod"]
     assert not routine(escaped, _alert(["T1578.003", "T1070"], rules=rules))
+
+
+def _replica(**values: float):
+    """A Deployment's replica removed by its controller: its whole life's reads."""
+    base = {"secret_reads": 1.0, "distinct_objects_read": 2.0, "lifetime_s": 600.0}
+    return make_profile(final=True, end_reason="deleted", values={**base, **values})
+
+
+LEARNED = {"secret_reads": 1.0, "distinct_objects_read": 3.0, "archive_writes": 0.0}
+
+
+def test_a_replica_doing_what_its_workload_learned_is_routine() -> None:
+    reads = _alert(["T1213", "T1578.003"])
+    assert replica_routine(_replica(), reads, LEARNED)
+
+
+def test_a_replica_doing_more_than_its_workload_pages() -> None:
+    reads = _alert(["T1213", "T1578.003"])
+    assert not replica_routine(_replica(), reads, None)  # judged by the namespace: a new workload
+    assert not replica_routine(_replica(distinct_objects_read=40.0), reads, LEARNED)
+    assert not replica_routine(_replica(new_destinations=1.0), reads, LEARNED)  # a new host
+    assert not replica_routine(_replica(new_identity_in_cluster=1.0), reads, LEARNED)
+    archive = _replica(archive_writes=1.0, archive_bytes=5e7)
+    assert not replica_routine(archive, _alert(["T1560.002", "T1213"]), LEARNED)
+    assert not replica_routine(_replica(), _alert(["T1071"]), LEARNED)  # C2 is never a replica's
+    assert not replica_routine(_replica(), _alert(["T1213"], rules=["x"]), LEARNED)
+    live = msgspec.structs.replace(_replica(), final=False, end_reason="window")
+    assert not replica_routine(live, reads, LEARNED)  # a live replica: low-and-slow collection
+    bare = msgspec.structs.replace(
+        _replica(), entity=make_profile(workload=None, pod="debug-1").entity
+    )
+    assert not replica_routine(bare, reads, LEARNED)  # no controller to vouch for it
+
+
+SHARED = {"files.pythonhosted.org", "s3.amazonaws.com"}
+
+
+def _window(destinations: list[str], **values: float):
+    """A notebook server's window: spawned by its namespace's hub, talking to the outside."""
+    p = make_profile(workload=None, pod="jupyter-ann-1", values={"new_destinations": 1.0, **values})
+    p = msgspec.structs.replace(p, created_by="system:serviceaccount:shop:jupyterhub")
+    return msgspec.structs.replace(p, creator_kind="service_account", destinations=destinations)
+
+
+def test_talking_only_to_the_clusters_shared_services_is_routine() -> None:
+    assert shared_service_routine(
+        _window(["files.pythonhosted.org"]), _alert(["T1071"]), SHARED.__contains__
+    )
+    archive = _alert(["T1560.002", "T1041"])
+    assert shared_service_routine(_window(["s3.amazonaws.com"]), archive, SHARED.__contains__)
+
+
+def test_a_rare_host_a_beacon_reads_or_a_persons_pod_pages() -> None:
+    c2 = _alert(["T1071"])
+    shared = SHARED.__contains__
+    assert not shared_service_routine(_window(["s3.amazonaws.com", "evil.example"]), c2, shared)
+    assert not shared_service_routine(_window([]), c2, shared)  # nothing to vouch for
+    assert not shared_service_routine(
+        _window(["s3.amazonaws.com"], beacon_regularity=0.9), c2, shared
+    )
+    assert not shared_service_routine(_window(["s3.amazonaws.com"]), _alert(["T1213"]), shared)
+    assert not shared_service_routine(
+        _window(["s3.amazonaws.com"]), _alert(["T1071"], ["g"]), shared
+    )
+    persons = msgspec.structs.replace(_window(["s3.amazonaws.com"]), creator_kind="person")
+    assert not shared_service_routine(persons, c2, shared)
+    whole = msgspec.structs.replace(
+        _window(["s3.amazonaws.com"], lifetime_s=600.0), final=True, end_reason="deleted"
+    )
+    assert not shared_service_routine(whole, c2, shared)  # its destinations are one window's
+    hijacked = msgspec.structs.replace(_window(["s3.amazonaws.com"]), first_seen=-86400.0)
+    assert not shared_service_routine(hijacked, c2, shared)  # mid-life, not a start-up fetch
+
+
+def test_a_person_ending_an_instance_whose_launch_is_not_held_is_routine() -> None:
+    ended = terminated_instance(
+        "arn:aws:sts::1:assumed-role/AWSReservedSSO_PlatformAdmin/dan@corp.example",
+        {"deleted_by_person": 1.0, "new_identity": 1.0},
+    )
+    lifecycle = _alert(["T1578.003", "T1070"])
+    assert unseen_launch_routine(ended, lifecycle)
+    ran = msgspec.structs.replace(
+        ended, created_by="arn:aws:iam::1:user/bob", creator_kind="person"
+    )
+    assert not unseen_launch_routine(ran, lifecycle)  # its whole story is judged
+    assert not unseen_launch_routine(ended, _alert(["T1578.003", "T1213"]))  # it read something
+    assert not unseen_launch_routine(ended, _alert(["T1578.003"], rules=["g"]))
+    robot = msgspec.structs.replace(ended, deleter_kind="service_account")
+    assert not unseen_launch_routine(robot, lifecycle)

@@ -271,7 +271,20 @@ def techniques_for(
     return {t: backed[t] for t in chosen}
 
 
+# the profile's features whose values back each technique in :func:`technique_evidence`
+# (lifecycle techniques are backed by who deleted the entity, not by a magnitude)
+TECHNIQUE_FEATURES: dict[str, tuple[str, ...]] = {
+    "T1560.002": ("archive_writes", "archive_bytes"),
+    "T1041": ("archive_writes", "egress_external_bytes", "new_destinations"),
+    "T1213": ("repo_reads", "distinct_objects_read", "secret_reads"),
+    "T1078.004": ("credentials_out_of_place",),
+    "T1071": ("beacon_regularity", "new_destinations"),
+    "T1611": ("container_starts",),
+}
 ARCHIVE_EGRESS_BYTES = 1e6  # egress after an archive counts as its exfiltration from here
+# deleters whose removal of an entity is churn, not evasion: a controller replacing or scaling
+# down its pods, the node evicting them, an autoscaler or spot reclaiming instances
+CHURN_DELETERS = frozenset({"controller", "node", "autoscaler"})
 NO_EXEC_S = 86400.0  # exec_to_delete_s at its spec `missing` value: no exec before deletion
 
 
@@ -299,11 +312,14 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
     ]
     if reads:
         out["T1213"] = reads
-    if profile.final and (profile.deleted_by or profile.end_reason in ("deleted", "terminated")):
+    removed = profile.deleted_by or profile.end_reason in ("deleted", "terminated")
+    if profile.final and removed and profile.deleter_kind not in CHURN_DELETERS:
         life = v.get("lifetime_s")
         ended = "terminated" if profile.entity.kind == "instance" else "deleted"
         line = f"{ended} by {profile.deleted_by or '?'} ({profile.deleter_kind or '?'})"
-        if life is not None:
+        if profile.created_by is None and not life:
+            line += ", its creation not in the telemetry held"  # run before it, or forgotten
+        elif life is not None:
             line += f" {life / 60:.1f} min after creation"
         gap = v.get("exec_to_delete_s")
         if gap is not None and gap < NO_EXEC_S:
@@ -369,6 +385,42 @@ def _evidence(items: list[Evidence]) -> list[AlertEvidence]:
     ]
 
 
+def who_line(profile: Profile) -> str:
+    """Who made, acted on and removed the entity, and how many of them are new: the first
+    thing an analyst asks, on every alert (a hijacked pod's window has no creation in it)."""
+    v, e = profile.values, profile.entity
+    made = "run" if e.kind == "instance" else "created"
+    parts = [
+        f"{made} by {profile.created_by} ({profile.creator_kind or '?'})"
+        if profile.created_by
+        else f"{made} by ? (not in the telemetry held)"
+    ]
+    if e.kind == "container":  # its "creator" is the pod whose runtime client started it
+        parts = [
+            f"started from pod {profile.created_by} through the node's runtime"
+            if profile.created_by
+            else f"started on node {e.node or '?'} by no pod the telemetry shows"
+        ]
+    if e.service_account:
+        parts.append(f"runs as service account {e.namespace}/{e.service_account}")
+    if profile.identities:
+        acting = f"acting on it in this window: {', '.join(profile.identities)}"
+        new = int(v.get("new_identity", 0.0))
+        if new:
+            # a whole life's row sums its windows: the count may exceed the names listed
+            scope = "the cloud account" if e.kind == "instance" else "the namespace"
+            count = f"{new} of them" if new <= len(profile.identities) else f"{new} over its life"
+            acting += f" (never seen acting in {scope} before: {count}"
+            if "new_identity_in_cluster" in v:
+                acting += f"; new to the cluster: {int(v['new_identity_in_cluster'])}"
+            acting += ")"
+        parts.append(acting)
+    if profile.final and profile.deleted_by:
+        ended = "terminated" if e.kind == "instance" else "deleted"
+        parts.append(f"{ended} by {profile.deleted_by} ({profile.deleter_kind or '?'})")
+    return "; ".join(parts)
+
+
 def summary_line(profile: Profile, techniques: list[str]) -> str:
     e = profile.entity
     if e.kind == "instance":
@@ -409,7 +461,10 @@ def build_alert(
         severity=severity_for(score, threshold, rules),
         techniques=techniques,
         explanation=top,
-        evidence=_evidence(profile.evidence),
+        evidence=[
+            AlertEvidence(time=iso(profile.first_seen), kind="who", summary=who_line(profile)),
+            *_evidence(profile.evidence),
+        ],
         first_seen=iso(profile.first_seen),
         last_seen=iso(profile.last_seen),
         emitted_at=iso(profile.window_end),
@@ -536,7 +591,7 @@ def render_table(alerts: list[Alert], *, width: int = 110) -> str:
                 f"         · {x.feature:<24} {_fmt(x.observed):>8}   baseline median"
                 f" {_fmt(x.baseline_median):>7}, p{x.baseline_percentile:.0f}"[:width]
             )
-        for ev in a.evidence[:3]:
+        for ev in a.evidence[:4]:  # who, then the first key records
             lines.append(f"         ↳ {ev.time} {ev.summary}  {ev.source}"[:width])
     if lines:
         lines.append("─" * width)

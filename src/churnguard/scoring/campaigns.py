@@ -128,7 +128,7 @@ class Campaigns:
         for dest in sorted(dests):
             if self.destinations.get(f"{ns}|{dest}", born) - born < NEW_AFTER_S:
                 continue  # the namespace has used it since it was first seen
-            if len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY:
+            if self.shared(dest, ns):
                 continue  # other namespaces have used it all along: a shared service, not rare
             keys.append(f"{ns}|{dest}")
         keys.extend(f"*|{IDENTITY}{who}" for who in sorted(strangers))
@@ -142,6 +142,12 @@ class Campaigns:
                 joined = (key, list(members))
         self._expire(now)
         return joined
+
+    def shared(self, dest: str, ns: str) -> bool:
+        """A service of the cluster, not a rare host: ``SHARED_BY`` namespaces other than
+        ``ns`` contacted ``dest`` in the cluster's first hours (a registry, the package
+        index, the object store)."""
+        return len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY
 
     def _expire(self, now: float) -> None:
         for key in [k for k, ms in self.members.items() if now - ms[-1].time > CAMPAIGN_WINDOW_S]:

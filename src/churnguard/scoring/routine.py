@@ -8,14 +8,20 @@ no guard rule backs, whose evidence backs no technique beyond the deletion itsel
 deleted only by identities the cluster already knows quietly (``new_identity_in_cluster``
 is 0) and not by another workload's identity, does not page. A never-seen person or a
 stolen service-account token deleting a pod still does, and so does any alert with
-evidence of what was done inside or a guard rule behind it (the pod that started a
-container on its node: ``container-started-from-a-pod``).
+evidence of what was done inside, unless it is what the pod's own workload does
+(:func:`replica_routine`), or a guard rule behind it (the pod that started a container on
+its node: ``container-started-from-a-pod``).
 """
 
 from __future__ import annotations
 
-from churnguard.alerts.alert import Alert
+from collections.abc import Callable, Mapping
+
+from churnguard.alerts.alert import TECHNIQUE_FEATURES, Alert
+from churnguard.profiling.features import WHOLE_LIFE_S
 from churnguard.profiling.profile import Profile
+from churnguard.scoring.campaigns import SHORT_LIVED_S
+from churnguard.scoring.learning import spawned_here
 
 LIFECYCLE_TECHNIQUES = frozenset({"T1578.003", "T1070"})
 
@@ -29,4 +35,96 @@ def routine(profile: Profile, alert: Alert) -> bool:
         and set(alert.techniques) <= LIFECYCLE_TECHNIQUES
         and v.get("new_identity_in_cluster", 0.0) == 0
         and v.get("deleted_by_other_identity", 0.0) == 0
+    )
+
+
+# what a workload's own replicas do, and may do again on the next replica: read, archive, upload
+REPLICA_TECHNIQUES = frozenset({"T1213", "T1560.002", "T1041"})
+
+
+def replica_routine(
+    profile: Profile, alert: Alert, learned_max: Mapping[str, float] | None
+) -> bool:
+    """True when a model alert on a controller's replica shows nothing its own workload has
+    not done before: every fact behind its techniques is within the largest values the
+    workload's mature baseline learned (``learned_max``; None when another baseline judged
+    it), to no destination new to the namespace, by no identity new to the cluster.
+
+    A rolling deploy's or a scale-down's pod reads the secret every replica reads at start
+    and is removed by its controller minutes later; its whole life is a combination the
+    model has seen rarely, but no part of it is new for the workload. A hijacked replica
+    that reads, archives or uploads more than its workload ever did, or calls a new host,
+    still pages; so does a new Deployment (no mature baseline of its own yet). Only the
+    entity's last row qualifies (its story is over): a hijacked replica collecting a little
+    at a time for hours may already have taught its workload part of what it does.
+    """
+    e, v = profile.entity, profile.values
+    work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    if (
+        learned_max is None
+        or not profile.final  # a live replica's window: the attacker's earlier ones were learned
+        or e.kind != "pod"
+        or not (e.workload or spawned_here(profile))
+        or alert.rules
+        or not work <= REPLICA_TECHNIQUES
+        or v.get("new_destinations", 0.0) > 0
+        or v.get("new_identity_in_cluster", 0.0) > 0
+        or v.get("deleted_by_other_identity", 0.0) > 0
+    ):
+        return False
+    facts = {f for t in work for f in TECHNIQUE_FEATURES[t]}
+    return all(v.get(f, 0.0) <= learned_max.get(f, 0.0) for f in facts)
+
+
+# what talking to, or uploading an archive to, a service of the cluster backs
+SHARED_SERVICE_TECHNIQUES = frozenset({"T1071", "T1560.002", "T1041"})
+
+
+def shared_service_routine(profile: Profile, alert: Alert, shared: Callable[[str], bool]) -> bool:
+    """True when a model alert on a controller's (or a namespace's own spawner's) pod is
+    backed only by contact with, or an archive sent to, services the rest of the cluster has
+    used from the start (``shared(destination)``, :meth:`Campaigns.shared`): the package
+    index a notebook pip-installs from and the object store it exports results to are new
+    to a namespace whose first notebook it is, not command and control or an exfiltration
+    channel. Only a young pod's rows (``SHORT_LIVED_S``): what a new server fetches and
+    exports in its first minutes; a hijacked long-lived pod calling out mid-life still pages,
+    whatever the host (attackers reuse their hosts, so one can look shared). A regular beat
+    to a rare host, any host the cluster's namespaces did not share, reads, a guard rule or a
+    person's bare pod still page. A whole life's row is left alone: its destinations are
+    only its last window's.
+    """
+    e, v = profile.entity, profile.values
+    whole_life = profile.final and v.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
+    young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
+    work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    return (
+        e.kind == "pod"
+        and bool(e.workload or spawned_here(profile))
+        and not alert.rules
+        and not whole_life
+        and young
+        and bool(work)
+        and work <= SHARED_SERVICE_TECHNIQUES
+        and v.get("beacon_regularity", 0.0) == 0
+        and bool(profile.destinations)
+        and all(shared(d) for d in profile.destinations)
+    )
+
+
+def unseen_launch_routine(profile: Profile, alert: Alert) -> bool:
+    """True when a model alert on an instance is only a person terminating it, and its
+    launch is not in the telemetry held (it ran before it, or its story was forgotten after
+    an idle hour): no guard, no technique beyond the termination, no credentials out of
+    place. An admin ending a bastion host they started hours ago tells nothing the model
+    can judge; a story with its run seen (stolen keys run, read, terminate) is judged whole
+    and its guards page.
+    """
+    return (
+        profile.entity.kind == "instance"
+        and profile.final
+        and profile.created_by is None
+        and profile.deleter_kind == "person"
+        and not alert.rules
+        and set(alert.techniques) <= LIFECYCLE_TECHNIQUES
+        and profile.values.get("credentials_out_of_place", 0.0) == 0
     )

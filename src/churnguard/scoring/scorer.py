@@ -42,6 +42,7 @@ from churnguard.scoring.baselines import (
     Baseline,
     Hierarchy,
     HierarchyState,
+    baseline_keys,
     level_of_key,
     namespace_of,
 )
@@ -49,7 +50,12 @@ from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
-from churnguard.scoring.routine import routine
+from churnguard.scoring.routine import (
+    replica_routine,
+    routine,
+    shared_service_routine,
+    unseen_launch_routine,
+)
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
 if TYPE_CHECKING:
@@ -163,8 +169,8 @@ class Scorer:
 
             args = (p, score, threshold, level, key, b, guards)
             alert = self._alert(*args) if (model_alert or forced) and not muted else None
-            if alert is not None and not forced and routine(p, alert):
-                alert = None  # a known person's lifecycle action (scoring/routine.py)
+            if alert is not None and not forced and self._routine(p, alert, b):
+                alert = None  # an operator's or a replica's routine (scoring/routine.py)
             joined = self.campaigns.observe(p)
             campaign = None
             if joined is not None and not learning and not muted:
@@ -210,6 +216,21 @@ class Scorer:
             self.hierarchy.learn(learn, x_learn, raw_learn, self.gate.admits)
         self.hierarchy.note_seen(profiles)
         return results
+
+    def _routine(self, p: Profile, alert: Alert, b: Baseline | None) -> bool:
+        """A known person's lifecycle action (a pod, or an instance whose launch is not
+        held), a controller's young pod talking only to the
+        cluster's shared services, or a replica doing what its own workload's mature
+        baseline learned (the largest values it learned, when it judged the row)."""
+        if routine(p, alert) or unseen_launch_routine(p, alert):
+            return True
+        ns = p.entity.namespace or ""
+        if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
+            return True
+        if b is None or b.key != baseline_keys(p)[0] or not b.recent:
+            return False
+        learned_max = dict(zip(self.spec.names, b.recent_values().max(axis=0), strict=True))
+        return replica_routine(p, alert, learned_max)
 
     def _alert(
         self,
