@@ -48,7 +48,9 @@ def _replayed(settings, records: list[bytes], tmp_path: Path) -> set[str]:
     return {a.alert_id for a in replay.alerts}
 
 
-def _wait(condition, timeout_s: float = 60.0) -> None:
+# Liveness waits: a group join takes the rebalance timeout per stage (route, then shards),
+# and on a loaded 2-core box the first 300 records once took over 60 s; a hang still fails.
+def _wait(condition, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not condition():
         time.sleep(0.05)
