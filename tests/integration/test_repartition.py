@@ -109,6 +109,25 @@ def test_one_consumer_routes_unkeyed_input_to_replay_ids(
     _assert_routed(running, len(records))
 
 
+def test_not_caught_up_while_a_share_is_restored(make_settings, start_service):
+    """Between the group's assignment and the shards' restore the member owns no shard yet,
+    so "caught up" would hold vacuously: a caller that stopped then lost every record (the
+    flaky ``[1]`` case above). The pipeline factory runs inside the restore, which comes a
+    group join (seconds) after the router is done with the empty inputs, and looks."""
+    settings = make_settings(partitions=1, repartition=True)
+    seen: list[bool] = []
+    holder: list = []
+
+    def factory(s):
+        seen.append(holder[0].service.caught_up)
+        return standin_pipeline(s)
+
+    holder.append(start_service(settings, factory))
+    _wait(lambda: bool(seen))
+    holder[0].wait_caught_up(timeout_s=60)
+    assert seen == [False] and holder[0].service.shards
+
+
 def _assert_routed(running, records: int) -> None:
     """Every record routed once by this service, none under the fallback scope."""
     sample = running.service.metrics.registry.get_sample_value

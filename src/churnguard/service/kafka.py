@@ -215,8 +215,7 @@ class Service:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")
         if self._pending:
             # records fetched for them before the restore are dropped: the seek re-reads them
-            pending, self._pending = self._pending, set()
-            self.on_assigned(pending)
+            self.on_assigned(set(self._pending))
             return
         started = time.monotonic()
         for tp, records in batch.items():
@@ -526,6 +525,9 @@ class Service:
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from
         self.checkpoint(fresh, force=True)
+        # pending until their shards exist: "caught up" (read by other threads) must not hold
+        # in between, when the member has a share and no shard yet
+        self._pending -= assigned
         self._consumer.resume(*assigned)
         self.metrics.set_assignment(len(assigned))
         log.info(
