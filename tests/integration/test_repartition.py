@@ -112,13 +112,15 @@ def test_one_consumer_routes_unkeyed_input_to_replay_ids(
 def test_not_caught_up_while_a_share_is_restored(make_settings, start_service):
     """Between the group's assignment and the shards' restore the member owns no shard yet,
     so "caught up" would hold vacuously: a caller that stopped then lost every record (the
-    flaky ``[1]`` case above). The pipeline factory runs inside the restore, which comes a
-    group join (seconds) after the router is done with the empty inputs, and looks."""
+    flaky ``[1]`` case above). The pipeline factory runs inside the restore; once the router
+    (on its own thread) is done with the empty inputs, it looks."""
     settings = make_settings(partitions=1, repartition=True)
     seen: list[bool] = []
     holder: list = []
 
     def factory(s):
+        router = holder[0].service._router
+        _wait(lambda: router.caught_up, timeout_s=30)
         seen.append(holder[0].service.caught_up)
         return standin_pipeline(s)
 

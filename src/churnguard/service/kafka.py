@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[Settings], Pipeline]
 POLL_TIMEOUT_MS = 200
+ROUTE_STOP_TIMEOUT_S = 40.0  # a poll plus the flush before the router's commit (30 s at most)
 RECORD_ERROR_SAMPLE = 2048  # bytes of a record kept in its dead letter when processing it failed
 
 
@@ -112,6 +113,8 @@ class Service:
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored (paused)
         self._joined = False  # the group has given this session a share (maybe none)
         self._router: Router | None = None  # the route stage, with kafka.repartition
+        self._route_thread: threading.Thread | None = None
+        self._route_stop = threading.Event()
         self._route_metrics = RouteMetrics(self.metrics) if self.kafka.repartition else None
         self._last_checkpoint = time.monotonic()
 
@@ -151,13 +154,14 @@ class Service:
             ensure_topics(self.settings)
             self._router = Router(self.settings, self.clients, self._publisher, self._route_metrics)
             topics = [self.kafka.repartition_topic]
+            self._start_route_stage(self._router)
         self._consumer = self.clients.consumer()
         self.broker.session_started(time.monotonic())
         self._consumer.subscribe(topics, listener=_Rebalance(self))
         log.info("consuming", extra={"topics": sorted(topics)})
         while not self.stop_event.is_set():
-            if self._router is not None:
-                self._router.poll_once(timeout_ms=POLL_TIMEOUT_MS // 4)
+            if self._router is not None and self._router.error is not None:
+                raise self._router.error
             self._poll_once()
             if self.reloader is not None:
                 self.apply(self.reloader.poll())
@@ -182,16 +186,40 @@ class Service:
             if changes.settings is not None:
                 scorer.use_settings(changes.settings)
 
+    def _start_route_stage(self, router: Router) -> None:
+        """The router polls on its own thread (why: :mod:`churnguard.service.route`)."""
+        self._route_stop = threading.Event()
+        self._route_thread = threading.Thread(
+            target=router.run, args=(self._route_stop, POLL_TIMEOUT_MS),
+            name="churnguard-route", daemon=True,
+        )  # fmt: skip
+        self._route_thread.start()
+
+    def _stop_route_stage(self) -> bool:
+        """Stop the router's thread; True once it has ended (its consumer is free again)."""
+        self._route_stop.set()
+        thread, self._route_thread = self._route_thread, None
+        if thread is not None:
+            thread.join(timeout=ROUTE_STOP_TIMEOUT_S)
+            if thread.is_alive():
+                log.warning("route stage did not stop; its offsets are not committed")
+                return False
+        return True
+
     def _close(self, *, commit: bool) -> None:
         """Checkpoint and commit (graceful stop only), then close the clients."""
         consumer = self._consumer
         producer = self._publisher.producer if self._publisher is not None else None
+        router = self._router
         try:
+            stopped = router is None or self._stop_route_stage()
             if commit and consumer is not None:
                 self.checkpoint(list(self.shards.values()), force=True)
+                if router is not None and stopped and router.error is None:
+                    router.commit()
         finally:
-            if self._router is not None:
-                self._router.close()
+            if router is not None:
+                router.close()
             self._consumer = self._publisher = self._store = self._router = None
             self.shards.clear()
             self.metrics.set_assignment(0)
@@ -209,7 +237,7 @@ class Service:
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
         assert self._consumer is not None and self._publisher is not None
-        batch = self._poll(POLL_TIMEOUT_MS // 4 if self._router is not None else POLL_TIMEOUT_MS)
+        batch = self._poll(POLL_TIMEOUT_MS)
         self.metrics.tick()
         if self._listener_error is not None:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")
@@ -399,9 +427,6 @@ class Service:
     def checkpoint(self, shards: list[Shard], *, force: bool = False) -> None:
         """Flush → checkpoint → commit for the given shards (see the module docstring)."""
         self._last_checkpoint = time.monotonic()
-        if self._router is not None and self._publisher is not None:
-            self._publisher.flush(timeout_s=30)  # routed records acked before their inputs commit
-            self._router.commit()
         due = [s for s in shards if s.dirty or force]
         if not due or self._publisher is None or self._consumer is None or self._store is None:
             return

@@ -25,8 +25,18 @@ the binding lag. A record that waits holds back the merge (order is kept); past
 fallback scope, counted (``churnguard_route_fallback_total``) and logged, never dropped.
 
 Delivery. Input offsets are committed only after the routed records are acknowledged by the
-broker (at the service's checkpoint), so a killed router's successor routes some records a
-second time; shards drop them by their original coordinates.
+broker (the producer is flushed first, every ``checkpoint_interval_s``), so a killed router's
+successor routes some records a second time; shards drop them by their original coordinates.
+
+Its own thread. The router's consumer and the shards' consumer are two group members, and
+each must be inside its own ``poll()`` when its group join completes: kafka-python (3.0.12)
+drops a JoinGroup/SyncGroup that completes between two polls and sends a new JoinGroup
+(``join_group_async`` re-creates a join task that is already done), and a broker holds every
+JoinGroup for up to the rebalance timeout. Polled in turn by one thread, each consumer spent
+most of the loop outside its poll (50 ms each, then the other stage's work), so most joins
+were dropped and redone, more of them the busier the machine: minutes without a share under
+load. On its own thread (:meth:`Router.run`) a router waits in ``poll()`` whenever it has
+nothing to route, which is always while it rejoins (its inputs are revoked then).
 
 Over 400 lines on purpose: the merge by event time, the bounded wait and the progress
 markers share one router's consumer and its per-input positions, and their order is the
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -182,7 +193,11 @@ class RouteMetrics:
 
 
 class Router:
-    """One route-stage group member; :meth:`poll_once` is called by the service's loop."""
+    """One route-stage group member, run on its own thread by :meth:`run`.
+
+    Only that thread touches the router's consumers once it runs; the service reads
+    :attr:`caught_up` and :attr:`error`, which the thread keeps up to date.
+    """
 
     def __init__(
         self,
@@ -212,6 +227,9 @@ class Router:
         self.idle: set[TopicPartition] = set()
         self._at_end: dict[TopicPartition, tuple[int, float]] = {}  # position, since when
         self.fallbacks = 0
+        self.error: BaseException | None = None  # what stopped run(): the session is rebuilt
+        self._caught_up = False  # caught_up as of the end of the last poll_once
+        self._last_commit = clock()
         self._table_reader = clients.reader()
         k = self.kafka
         self._consumer = KafkaConsumer(
@@ -261,6 +279,20 @@ class Router:
                 ).add_errback(self.publisher._on_send_error)
                 self.metrics.bindings.inc()
 
+    # ---- the thread -------------------------------------------------------------------------
+    def run(self, stop: threading.Event, timeout_ms: int) -> None:
+        """Route until ``stop`` is set, committing what the broker has every checkpoint
+        interval; an error is kept in :attr:`error` for the service's loop to raise."""
+        try:
+            while not stop.is_set():
+                self.poll_once(timeout_ms)
+                if self.clock() - self._last_commit >= self.kafka.checkpoint_interval_s:
+                    self.commit()
+        except Exception as exc:  # raised again by the service's loop, which rebuilds
+            self.error = exc
+            self._caught_up = False
+            log.warning("route stage failed", extra={"error": repr(exc)})
+
     # ---- reading and routing ----------------------------------------------------------------
     def poll_once(self, timeout_ms: int) -> int:
         """Read what is there, learn its bindings, route what may go; the records routed."""
@@ -285,6 +317,7 @@ class Router:
         routed = self._release(now)
         self._report_progress(now)
         self.metrics.waiting.set(self.waiting)
+        self._caught_up = self._is_caught_up()
         return routed
 
     def _note_idle(self, now: float) -> None:
@@ -314,6 +347,10 @@ class Router:
 
     @property
     def caught_up(self) -> bool:
+        """:meth:`_is_caught_up` as of the router's last poll (safe to read from any thread)."""
+        return self._caught_up
+
+    def _is_caught_up(self) -> bool:
         """This router's share is routed and on the broker: the group gave it its inputs
         (maybe none), each is read to the end its last fetch saw, nothing waits for a
         binding, and a marker saying so is acknowledged on every internal partition.
@@ -427,7 +464,9 @@ class Router:
 
     # ---- offsets and rebalance --------------------------------------------------------------
     def commit(self) -> None:
-        """Commit what was routed; the caller flushed the producer first."""
+        """Flush the producer, then commit what was routed (acknowledged by the broker)."""
+        self._last_commit = self.clock()
+        self.publisher.flush(timeout_s=30)
         assigned = self._consumer.assignment()
         offsets = {tp: OffsetAndMetadata(off, "", -1)
                    for tp, off in self.released.items() if tp in assigned}  # fmt: skip
@@ -444,7 +483,7 @@ class Router:
             self._at_end.pop(tp, None)
             for p in self._internal:
                 self._acked.pop((tp, p), None)
-        self._joined = False
+        self._joined = self._caught_up = False
         self.publisher.producer.flush(timeout=30)
 
     def close(self) -> None:
