@@ -54,7 +54,12 @@ from churnguard.service.checkpoints import (
     checkpoint_key,
     read_partitions,
 )
-from churnguard.service.clients import ClientFactory, KafkaClients, heartbeat_interval_ms
+from churnguard.service.clients import (
+    ClientFactory,
+    KafkaClients,
+    heartbeat_interval_ms,
+    join_poll_timeout_ms,
+)
 from churnguard.service.contact import BrokerWatch
 from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
@@ -190,7 +195,8 @@ class Service:
         """The router polls on its own thread (why: :mod:`churnguard.service.route`)."""
         self._route_stop = threading.Event()
         self._route_thread = threading.Thread(
-            target=router.run, args=(self._route_stop, POLL_TIMEOUT_MS),
+            target=router.run,
+            args=(self._route_stop, POLL_TIMEOUT_MS, join_poll_timeout_ms(self.kafka)),
             name="churnguard-route", daemon=True,
         )  # fmt: skip
         self._route_thread.start()
@@ -237,7 +243,7 @@ class Service:
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
         assert self._consumer is not None and self._publisher is not None
-        batch = self._poll(POLL_TIMEOUT_MS)
+        batch = self._poll(POLL_TIMEOUT_MS if self._joined else join_poll_timeout_ms(self.kafka))
         self.metrics.tick()
         if self._listener_error is not None:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")

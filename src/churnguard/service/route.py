@@ -280,12 +280,13 @@ class Router:
                 self.metrics.bindings.inc()
 
     # ---- the thread -------------------------------------------------------------------------
-    def run(self, stop: threading.Event, timeout_ms: int) -> None:
+    def run(self, stop: threading.Event, timeout_ms: int, joining_timeout_ms: int) -> None:
         """Route until ``stop`` is set, committing what the broker has every checkpoint
-        interval; an error is kept in :attr:`error` for the service's loop to raise."""
+        interval; an error is kept in :attr:`error` for the service's loop to raise.
+        Polls wait ``joining_timeout_ms`` while the group has not given this router a share."""
         try:
             while not stop.is_set():
-                self.poll_once(timeout_ms)
+                self.poll_once(timeout_ms if self._joined else joining_timeout_ms)
                 if self.clock() - self._last_commit >= self.kafka.checkpoint_interval_s:
                     self.commit()
         except Exception as exc:  # raised again by the service's loop, which rebuilds
