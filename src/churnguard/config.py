@@ -149,6 +149,18 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    # repartition by entity inside the service (service/route.py): the input topics may be
+    # partitioned any way (unkeyed shippers, CloudTrail); a route stage keys every record by
+    # the scope its state lives in and writes it to repartition_topic, which the shards read.
+    # False = producers must key every input topic by namespace (docs/operations.md)
+    repartition: bool = False
+    repartition_topic: str = "churnguard-repartition"
+    repartition_partitions: Count | None = None  # None = the input topics' partition count
+    bindings_topic: str = "churnguard-bindings"  # compacted: the global bindings table
+    # a record whose scope needs a binding not seen yet waits, bounded: past this many
+    # waiting records or this many seconds it goes on under the fallback key (counted)
+    route_max_waiting: Count = 100_000
+    route_max_wait_s: Positive = 30.0
 
 
 class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

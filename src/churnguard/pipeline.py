@@ -133,6 +133,10 @@ class Pipeline:
         """Name the inputs whose event times align the watermark (``input_of`` names)."""
         self.clock.expect(sources)
 
+    def note_progress(self, source: str, time: float) -> None:
+        """An expected input has been read up to ``time`` by the route stage."""
+        self.clock.progress(source, time)
+
     def set_idle(self, sources: Iterable[str]) -> Output:
         """Mark inputs that have nothing more to read; emits what that makes due."""
         self.clock.set_idle(sources)

@@ -44,6 +44,8 @@ def make_settings(bootstrap: str) -> Callable[..., Settings]:
         k.alerts_topic = f"{prefix}-alerts"
         k.dead_letter_topic = f"{prefix}-dlq"
         k.checkpoint_topic = f"{prefix}-checkpoints"
+        k.repartition_topic = f"{prefix}-repartition"  # created by the service (route.py)
+        k.bindings_topic = f"{prefix}-bindings"
         # a group join completes only after the rebalance timeout on tansu: keep it short
         k.max_poll_interval_ms = 3000
         k.session_timeout_ms = 6000  # Kafka's group.min.session.timeout.ms

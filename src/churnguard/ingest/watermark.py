@@ -92,6 +92,18 @@ class Watermark:
         """Name the inputs (``input_of`` names) whose progress aligns the watermark."""
         self._expected = frozenset(inputs)
 
+    def progress(self, name: str, time: float) -> None:
+        """An input read up to ``time`` elsewhere (repartitioned: its records went to other
+        shards). Its lateness here is the largest any source has, since the kinds of the
+        records that went elsewhere are not known here: never a wrong "late", at worst a
+        later emission."""
+        if time > self._input_time.get(name, -math.inf):
+            self._input_time[name] = time
+        self._input_lateness[name] = self.max_lateness
+        # input is complete up to ``time`` here too: once every input is idle, emission
+        # reaches where a shard holding every record would be, not this shard's newest event
+        self.max_time = max(self.max_time, time)
+
     def set_idle(self, inputs: Iterable[str]) -> None:
         """Inputs that have nothing more to read right now."""
         self._idle = frozenset(inputs)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -55,11 +56,13 @@ def create_topics(
     partitions: int = 1,
     *,
     compacted: Iterable[str] = (),
+    client: dict[str, Any] | None = None,
 ) -> None:
     """Create topics (idempotent: existing ones are left as they are).
 
     ``compacted`` names topics that get ``cleanup.policy=compact`` (the checkpoint topic).
-    Works against any Kafka-protocol broker, embedded or not.
+    Works against any Kafka-protocol broker, embedded or not; ``client`` is the connection
+    and security config (``clients.client_config``) when it needs more than the address.
     """
     compact = set(compacted)
     topics = [
@@ -71,7 +74,8 @@ def create_topics(
         )
         for name in names
     ]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    connection = client or {"bootstrap_servers": bootstrap}
+    admin = KafkaAdminClient(**connection, request_timeout_ms=10_000)
     try:
         for topic in topics:  # one by one: a batch fails as a whole on the first existing one
             with contextlib.suppress(TopicAlreadyExistsError):

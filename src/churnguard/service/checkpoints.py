@@ -48,6 +48,8 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     alert_ids: dict[str, float]  # recently produced alert ids -> their event time
     state: bytes  # Pipeline.snapshot()
     written_at: float  # wall clock, for operators only
+    # repartitioned input: next offset per original input partition (Shard.first_time)
+    origins: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -96,6 +96,19 @@ def heartbeat_interval_ms(kafka: KafkaSettings) -> int:
     return max(100, kafka.session_timeout_ms // 3)
 
 
+def join_poll_timeout_ms(kafka: KafkaSettings) -> int:
+    """How long a group member without a share waits in ``poll()``: past the rebalance
+    timeout, so its join completes inside that poll, and at most 10 s (a stop waits for it).
+
+    kafka-python (3.0.12) drops a JoinGroup/SyncGroup that completes between two polls and
+    sends a new JoinGroup (``join_group_async`` re-creates a join task that is already done).
+    A broker may hold a JoinGroup for the whole rebalance timeout (tansu always does), so a
+    shorter poll that returns just before the answer costs the member another round, and
+    with tansu's fixed delay the answer lands on a poll boundary again and again.
+    """
+    return min(kafka.max_poll_interval_ms + 1000, 10_000)
+
+
 class ClientFactory(Protocol):
     """What the service needs to talk to Kafka."""
 

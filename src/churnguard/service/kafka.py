@@ -54,11 +54,17 @@ from churnguard.service.checkpoints import (
     checkpoint_key,
     read_partitions,
 )
-from churnguard.service.clients import ClientFactory, KafkaClients, heartbeat_interval_ms
+from churnguard.service.clients import (
+    ClientFactory,
+    KafkaClients,
+    heartbeat_interval_ms,
+    join_poll_timeout_ms,
+)
 from churnguard.service.contact import BrokerWatch
 from churnguard.service.metrics import ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
+from churnguard.service.route import RouteMetrics, Router, ensure_topics, read_routed
 from churnguard.service.shard import Shard, recent_alert_ids
 from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
 
@@ -66,6 +72,7 @@ log = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[Settings], Pipeline]
 POLL_TIMEOUT_MS = 200
+ROUTE_STOP_TIMEOUT_S = 40.0  # a poll plus the flush before the router's commit (30 s at most)
 RECORD_ERROR_SAMPLE = 2048  # bytes of a record kept in its dead letter when processing it failed
 
 
@@ -109,6 +116,11 @@ class Service:
         self._store: CheckpointStore | None = None
         self._listener_error: BaseException | None = None
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored (paused)
+        self._joined = False  # the group has given this session a share (maybe none)
+        self._router: Router | None = None  # the route stage, with kafka.repartition
+        self._route_thread: threading.Thread | None = None
+        self._route_stop = threading.Event()
+        self._route_metrics = RouteMetrics(self.metrics) if self.kafka.repartition else None
         self._last_checkpoint = time.monotonic()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -135,17 +147,26 @@ class Service:
         self.stats.sessions += 1
         self._listener_error = None
         self._pending = set()
+        self._joined = False
         self.set_aside = {}
         producer = self.clients.producer()
         self._publisher = Publisher(producer, self.settings, self.stats, self.metrics)
         self._store = CheckpointStore(
             self.kafka.checkpoint_topic, producer, self.clients.reader_config()
         )
+        topics = list(self.kafka.input_topics)
+        if self._route_metrics is not None:
+            ensure_topics(self.settings)
+            self._router = Router(self.settings, self.clients, self._publisher, self._route_metrics)
+            topics = [self.kafka.repartition_topic]
+            self._start_route_stage(self._router)
         self._consumer = self.clients.consumer()
         self.broker.session_started(time.monotonic())
-        self._consumer.subscribe(list(self.kafka.input_topics), listener=_Rebalance(self))
-        log.info("consuming", extra={"topics": sorted(self.kafka.input_topics)})
+        self._consumer.subscribe(topics, listener=_Rebalance(self))
+        log.info("consuming", extra={"topics": sorted(topics)})
         while not self.stop_event.is_set():
+            if self._router is not None and self._router.error is not None:
+                raise self._router.error
             self._poll_once()
             if self.reloader is not None:
                 self.apply(self.reloader.poll())
@@ -170,15 +191,42 @@ class Service:
             if changes.settings is not None:
                 scorer.use_settings(changes.settings)
 
+    def _start_route_stage(self, router: Router) -> None:
+        """The router polls on its own thread (why: :mod:`churnguard.service.route`)."""
+        self._route_stop = threading.Event()
+        self._route_thread = threading.Thread(
+            target=router.run,
+            args=(self._route_stop, POLL_TIMEOUT_MS, join_poll_timeout_ms(self.kafka)),
+            name="churnguard-route", daemon=True,
+        )  # fmt: skip
+        self._route_thread.start()
+
+    def _stop_route_stage(self) -> bool:
+        """Stop the router's thread; True once it has ended (its consumer is free again)."""
+        self._route_stop.set()
+        thread, self._route_thread = self._route_thread, None
+        if thread is not None:
+            thread.join(timeout=ROUTE_STOP_TIMEOUT_S)
+            if thread.is_alive():
+                log.warning("route stage did not stop; its offsets are not committed")
+                return False
+        return True
+
     def _close(self, *, commit: bool) -> None:
         """Checkpoint and commit (graceful stop only), then close the clients."""
         consumer = self._consumer
         producer = self._publisher.producer if self._publisher is not None else None
+        router = self._router
         try:
+            stopped = router is None or self._stop_route_stage()
             if commit and consumer is not None:
                 self.checkpoint(list(self.shards.values()), force=True)
+                if router is not None and stopped and router.error is None:
+                    router.commit()
         finally:
-            self._consumer = self._publisher = self._store = None
+            if router is not None:
+                router.close()
+            self._consumer = self._publisher = self._store = self._router = None
             self.shards.clear()
             self.metrics.set_assignment(0)
             for client in (consumer, producer):
@@ -195,14 +243,13 @@ class Service:
     # ---- processing -------------------------------------------------------------------------
     def _poll_once(self) -> None:
         assert self._consumer is not None and self._publisher is not None
-        batch = self._poll()
+        batch = self._poll(POLL_TIMEOUT_MS if self._joined else join_poll_timeout_ms(self.kafka))
         self.metrics.tick()
         if self._listener_error is not None:
             raise CheckpointError(f"rebalance failed: {self._listener_error!r}")
         if self._pending:
             # records fetched for them before the restore are dropped: the seek re-reads them
-            pending, self._pending = self._pending, set()
-            self.on_assigned(pending)
+            self.on_assigned(set(self._pending))
             return
         started = time.monotonic()
         for tp, records in batch.items():
@@ -211,8 +258,11 @@ class Service:
                 continue  # revoked between fetch and now: the next owner re-reads it
             pinned = self.kafka.input_topics.get(tp.topic)
             for rec in records:
-                origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
-                self._process(shard, rec.value or b"", origin, pinned)
+                if self._router is not None:
+                    self._process_routed(shard, rec)
+                else:
+                    origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
+                    self._process(shard, rec.value or b"", origin, pinned)
                 shard.offsets[tp.topic] = rec.offset + 1
             shard.dirty = True
             self.stats.records[tp.topic] += len(records)
@@ -222,12 +272,12 @@ class Service:
         self._publisher.check()
         self._update_lag()
 
-    def _poll(self) -> dict[TopicPartition, list]:
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list]:
         """One poll; a batch the client cannot decode sets its partition aside, not the loop."""
         assert self._consumer is not None
         try:
             return self._consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
+                timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records
             )
         except UNDECODABLE as exc:
             self._set_aside_undecodable(exc)
@@ -266,6 +316,23 @@ class Service:
         self._publisher.send_dead_letter(
             Rejected(reason="undecodable_batch", detail=found.reason[:500], origin=origin)
         )
+
+    def _process_routed(self, shard: Shard, rec) -> None:
+        """A record of the repartition topic: a marker of an input's progress, or a record
+        under its original coordinates (a copy routed twice is dropped)."""
+        assert self._publisher is not None
+        routed = read_routed(rec, self.kafka.input_topics)
+        if not routed.marker:
+            if shard.first_time(routed.origin):
+                self._process(shard, rec.value or b"", routed.origin, routed.pinned)
+            elif self._route_metrics is not None:
+                self._route_metrics.copies.inc()
+            shard.idle_inputs.discard(routed.input)
+            return
+        if routed.progress is not None:
+            shard.pipeline.note_progress(routed.input, routed.progress)
+        (shard.idle_inputs.add if routed.idle else shard.idle_inputs.discard)(routed.input)
+        self._publisher.publish(shard, shard.pipeline.set_idle(shard.idle_inputs))
 
     def _process(self, shard: Shard, raw: bytes, origin: Origin, pinned: str | None) -> None:
         """One record through the shard's pipeline; a record that breaks it is dead-lettered.
@@ -310,6 +377,8 @@ class Service:
             # caught-up inputs stop holding back the shard's event-time watermark, and so do
             # inputs set aside on an undecodable batch (the other topics' alerts go on)
             idle = [f"{t}[{p}]" for (t, p), n in lag.items() if p == shard.number and n == 0]
+            if self._router is not None:  # the inputs are the original ones: markers say
+                idle = sorted(shard.idle_inputs)
             idle += [
                 f"{tp.topic}[{tp.partition}]"
                 for tp in self.set_aside
@@ -340,9 +409,25 @@ class Service:
 
     @property
     def caught_up(self) -> bool:
-        """Every assigned partition has been fetched and fully processed."""
+        """Every assigned partition has been fetched and fully processed.
+
+        Repartitioned, that is two stages: this member's router has routed its share of the
+        inputs and the broker has it (:attr:`Router.caught_up`), and each of its shards has
+        been told by every input's router that the input is routed in full, and has read
+        everything fetched (:meth:`Shard.routed_in_full`). A member may hold no shard (more
+        members than internal partitions) once its group has given it its empty share.
+        """
         assigned = sum(len(s.offsets) for s in self.shards.values())
-        return assigned > 0 and len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
+        read = len(self.lag) == assigned and all(v == 0 for v in self.lag.values())
+        if self._router is None:
+            return assigned > 0 and read
+        return (
+            self._joined
+            and not self._pending
+            and self._router.caught_up
+            and all(s.routed_in_full() for s in self.shards.values())
+            and read
+        )
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoint(self, shards: list[Shard], *, force: bool = False) -> None:
@@ -387,6 +472,7 @@ class Service:
                 alert_ids=recent_alert_ids(s),
                 state=s.pipeline.snapshot(),
                 written_at=time.time(),
+                origins=dict(s.origins),
             )
             for s in shards
         )
@@ -455,6 +541,7 @@ class Service:
                     pipeline, cp = self.pipeline_factory(self.settings), None
             if cp is not None:
                 shard = Shard(key, number, pipeline, dict(cp.offsets), dict(cp.alert_ids))
+                shard.origins = dict(cp.origins)
                 for tp in shard.partitions():
                     self._consumer.seek(tp, shard.offsets[tp.topic])
                 self._read_back_alert_ids(shard, cp.alert_offsets)
@@ -462,19 +549,31 @@ class Service:
                 offsets = {t: self._consumer.position(TopicPartition(t, number)) for t in topics}
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
-            shard.pipeline.expect_sources(
-                f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()
-            )
+            inputs = self._inputs_of(shard)
+            shard.pipeline.expect_sources(inputs)
+            shard.inputs = frozenset(inputs) if self._router is not None else frozenset()
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one
         # still has an alerts-topic offset to read back from
         self.checkpoint(fresh, force=True)
+        # pending until their shards exist: "caught up" (read by other threads) must not hold
+        # in between, when the member has a share and no shard yet
+        self._pending -= assigned
         self._consumer.resume(*assigned)
         self.metrics.set_assignment(len(assigned))
         log.info(
             "partitions assigned",
             extra={"shards": sorted(by_number), "restored": sorted(found)},
         )
+
+    def _inputs_of(self, shard: Shard) -> list[str]:
+        """The inputs that align a shard's watermark: its partitions, or, repartitioned,
+        every partition of every input topic (routed records keep their coordinates)."""
+        assert self._consumer is not None
+        if self._router is None:
+            return [f"{tp.topic}[{tp.partition}]" for tp in shard.partitions()]
+        return [f"{topic}[{p}]" for topic in self.kafka.input_topics
+                for p in sorted(self._consumer.partitions_for_topic(topic) or ())]  # fmt: skip
 
     def _read_back_alert_ids(self, shard: Shard, alert_offsets: dict[int, int]) -> None:
         """Collect ids this shard produced after its checkpoint (before a crash)."""
@@ -511,6 +610,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.service = service
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service._joined = False  # not caught up between a share and the next
         try:
             self.service.on_revoked(set(revoked))
         except Exception as exc:
@@ -521,6 +621,7 @@ class _Rebalance(ConsumerRebalanceListener):
         if self.service._consumer is not None and assigned:
             self.service._consumer.pause(*assigned)
         self.service._pending |= set(assigned)
+        self.service._joined = True
 
 
 def serve(

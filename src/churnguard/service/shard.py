@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from kafka import TopicPartition
 
+from churnguard.ingest.events import Origin
 from churnguard.pipeline import TICK_S, Pipeline
 
 
@@ -24,9 +25,37 @@ class Shard:
     offsets: dict[str, int]  # input topic -> next offset to process
     alert_ids: dict[str, float] = field(default_factory=dict)  # id -> event clock when produced
     dirty: bool = False  # processed something since its last checkpoint
+    # repartitioned input: next offset per original input ("topic[partition]") seen here
+    origins: dict[str, int] = field(default_factory=dict)
+    idle_inputs: set[str] = field(default_factory=set)  # original inputs read to their end
+    inputs: frozenset[str] = frozenset()  # repartitioned: every original input, by name
 
     def partitions(self) -> list[TopicPartition]:
         return [TopicPartition(t, self.number) for t in sorted(self.offsets)]
+
+    def first_time(self, origin: Origin) -> bool:
+        """False for a record routed here before (a restarted router routes some again).
+
+        A router keeps each input partition's order, so a shard sees every original input's
+        records in offset order: anything below the next expected offset is a copy.
+        """
+        name = f"{origin.source}[{origin.partition}]"
+        offset = origin.offset if origin.offset is not None else 0
+        if offset < self.origins.get(name, 0):
+            return False
+        self.origins[name] = offset + 1
+        return True
+
+    def routed_in_full(self) -> bool:
+        """Repartitioned: every original input's router said, after its last record here,
+        that the input is read to its end and routed (nothing of it is still to come).
+
+        A router produces its markers after the records they cover, on the same partition,
+        and a record routed after an "idle" marker clears it again; so once this holds the
+        shard has processed every record of every input there is, and its watermark (which
+        the same markers moved) has emitted what a shard holding them all would.
+        """
+        return self.inputs <= self.idle_inputs
 
     def remember(self, alert_id: str) -> bool:
         """Note an alert id as produced now; False when it was produced before (a re-make)."""

@@ -1,0 +1,160 @@
+"""The route stage's bindings table and the rule that gives a record's events their scope.
+
+A *scope* is the unit of state a shard owns: a namespace (every pod of it, its service
+accounts, its pods' IPs and containers), the fixed scope of cloud instances, or a node for
+containers outside the orchestrator that no pod launched. Records that name their scope are
+routed at once; records known only by an address, a container id or a node need a binding
+another record taught: pod IP → namespace, instance IP → instances, container id →
+namespace, and a pod's runtime start on a node → that namespace (the container it starts
+belongs with the pod that launched it, so the launch evidence of T1610 meets it).
+
+Every router learns bindings from what it reads and shares them on a compacted topic that
+every router reads in full (a global table), so a CloudTrail call read by one router finds
+the pod IP learned by another. IP bindings keep their time, like the entity table's
+(:meth:`~churnguard.profiling.entities.EntityTable.owner_of_ip`): an address reused by a
+later pod routes by the owner at the call's event time. Role → namespace needs no table:
+``pipeline.role_map`` is configuration every router has.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import msgspec
+
+from churnguard.ingest.events import Event, EventKind
+from churnguard.profiling.entities import (
+    IP_BINDING_LAG_S,
+    LAUNCH_WINDOW_S,
+    EntityTable,
+    starts_container,
+)
+
+INSTANCES = "~instances"  # the scope of every cloud instance (their IPs bind to it)
+UNATTRIBUTED = "~unattributed"  # events no binding can ever place (the pipeline counts them)
+FALLBACK = "~unresolved"  # records that waited past a cap for a binding
+_OWNERS_PER_IP = 8
+_LAUNCHES_PER_NODE = 8
+_SUBJECT = EntityTable()  # subject_key reads nothing of the table: one place for that rule
+
+
+class Binding(msgspec.Struct, array_like=True, frozen=True):
+    """One fact of the table: ``kind`` (ip, container, launch), its subject, since, scope."""
+
+    kind: str
+    subject: str
+    since: float
+    scope: str
+
+    def key(self) -> bytes:
+        """Compaction key: one record per owner period of an IP, per container, per launch."""
+        if self.kind == "container":
+            return f"container/{self.subject}".encode()
+        return f"{self.kind}/{self.subject}/{self.since!r}".encode()
+
+
+@dataclass
+class BindingTable:
+    """What every router knows: owners of addresses, containers and recent launches."""
+
+    ips: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)
+    launches: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def add(self, b: Binding) -> bool:
+        """Fold a binding in; False when the table already knew it (nothing to share)."""
+        if b.kind == "container":
+            if self.containers.get(b.subject) == b.scope:
+                return False
+            self.containers[b.subject] = b.scope
+            return True
+        table = self.ips if b.kind == "ip" else self.launches
+        entries = table.setdefault(b.subject, [])
+        i = bisect.bisect_right(entries, (b.since, "\U0010ffff"))
+        if i > 0 and entries[i - 1][1] == b.scope:
+            return False  # the same owner period, restated
+        entries.insert(i, (b.since, b.scope))
+        del entries[: -(_OWNERS_PER_IP if b.kind == "ip" else _LAUNCHES_PER_NODE)]
+        return True
+
+    def owner_of_ip(self, ip: str, at: float) -> str | None:
+        """The scope that held ``ip`` at ``at`` (the entity table's rule, by scope)."""
+        entries = self.ips.get(ip)
+        if not entries:
+            return None
+        i = bisect.bisect_right(entries, (at, "\U0010ffff"))
+        if i == 0:
+            return entries[0][1] if entries[0][0] - at <= IP_BINDING_LAG_S else None
+        return entries[i - 1][1]
+
+    def launcher(self, node: str, at: float) -> str | None:
+        """The namespace of the node's latest runtime start from a pod shortly before ``at``."""
+        starts = [s for s in self.launches.get(node, []) if s[0] <= at <= s[0] + LAUNCH_WINDOW_S]
+        return starts[-1][1] if starts else None
+
+
+def bindings_of(events: list[Event]) -> list[Binding]:
+    """The bindings a record's events teach (the facts the entity table binds on routing)."""
+    out = []
+    for ev in events:
+        if ev.kind in (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP) and ev.pod_ip:
+            out.append(Binding("ip", ev.pod_ip, ev.time, INSTANCES))
+        elif ev.namespace and ev.pod:
+            if ev.pod_ip:
+                out.append(Binding("ip", ev.pod_ip, ev.time, ev.namespace))
+            if ev.container_id:
+                out.append(Binding("container", ev.container_id[:12], ev.time, ev.namespace))
+            if ev.node and starts_container(ev):
+                out.append(Binding("launch", ev.node, ev.time, ev.namespace))
+    return out
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A record's scope, or why it has none yet.
+
+    ``final`` is False when the answer may still change as bindings arrive: an address or
+    container nobody has claimed yet (the router waits for its inputs to pass the event's
+    time by the binding lag, then for the table, up to its caps).
+    """
+
+    key: str | None
+    final: bool
+
+
+def scope_of(events: list[Event], table: BindingTable) -> Scope:
+    """The scope of a record: that of its first event that names or resolves one.
+
+    A record whose events belong to different scopes (a pod's RunInstances call: the
+    instances and the pod's namespace) goes with its first event's; see
+    docs/limitations.md.
+    """
+    if not events:
+        return Scope(UNATTRIBUTED, True)
+    pending = False
+    for ev in events:
+        scope = _event_scope(ev, table)
+        if scope.key is not None and scope.final:
+            return scope
+        pending = pending or scope.key is None
+    if pending:
+        return Scope(None, False)
+    return _event_scope(events[0], table)
+
+
+def _event_scope(ev: Event, table: BindingTable) -> Scope:
+    key = _SUBJECT.subject_key(ev)
+    if key is not None:
+        return Scope(key.namespace or INSTANCES, True)
+    if ev.container_id:
+        if owner := table.containers.get(ev.container_id[:12]):
+            return Scope(owner, True)
+        if ev.node and not ev.pod:  # outside the orchestrator unless a pod claims it in time
+            return Scope(table.launcher(ev.node, ev.time) or f"~node/{ev.node}", False)
+    if ev.pod_ip:
+        owner = table.owner_of_ip(ev.pod_ip, ev.time)
+        return Scope(owner, owner is not None) if owner else Scope(None, False)
+    if ev.namespace:
+        return Scope(ev.namespace, True)
+    return Scope(UNATTRIBUTED, True)
