@@ -47,9 +47,20 @@ def test_a_known_persons_deletion_alone_is_routine() -> None:
     assert routine(_deleted(), _alert([]))  # context features only, nothing backed
 
 
+def test_a_new_colleague_of_the_clusters_operators_is_routine() -> None:
+    """An SRE's first debug pod in this cluster: new to it, but their team operates it."""
+    colleague = _deleted(new_identity_in_cluster=1.0)
+    assert colleague.strangers == []
+    assert routine(colleague, _alert(["T1578.003", "T1070"]))
+    assert not routine(colleague, _alert(["T1578.003", "T1213"]))  # what was done inside
+
+
 def test_anything_more_pages() -> None:
     lifecycle = _alert(["T1578.003", "T1070"])
-    assert not routine(_deleted(new_identity_in_cluster=1.0), lifecycle)  # a stranger
+    stranger = msgspec.structs.replace(
+        _deleted(new_identity_in_cluster=1.0), strangers=["erin@corp.example"]
+    )
+    assert not routine(stranger, lifecycle)  # new to the cluster, in no team it knows
     assert not routine(_deleted(deleted_by_other_identity=1.0), lifecycle)  # a stolen token
     assert not routine(_deleted(), _alert(["T1578.003", "T1213"]))  # it read something
     assert not routine(_deleted(), _alert(["T1578.003"], rules=["exec-then-delete-by-person"]))

@@ -5,9 +5,11 @@ delete it, a person drains a node: each is rare *in that namespace*, so the mode
 unusual, but what it did is only a person's lifecycle action. A model alert on a pod that
 no guard rule backs, whose evidence backs no technique beyond the deletion itself
 (T1578.003 / T1070: no reads, archive, egress, beacon, foreign credentials), made or
-deleted only by identities the cluster already knows quietly (``new_identity_in_cluster``
-is 0) and not by another workload's identity, does not page. A never-seen person or a
-stolen service-account token deleting a pod still does, and so does any alert with
+deleted only by identities the cluster already knows quietly, or by people new to it whose
+team already operates it (``Profile.strangers`` is empty: an SRE's first debug pod here is
+a new colleague's), and not by another workload's identity, does not page. A person of no
+team the cluster knows, or a stolen service-account token, deleting a pod still does, and
+so does any alert with
 evidence of what was done inside, unless it is what the pod's own workload does
 (:func:`replica_routine`), or a guard rule behind it (the pod that started a container on
 its node: ``container-started-from-a-pod``).
@@ -33,7 +35,7 @@ def routine(profile: Profile, alert: Alert) -> bool:
         profile.entity.kind == "pod"
         and not alert.rules
         and set(alert.techniques) <= LIFECYCLE_TECHNIQUES
-        and v.get("new_identity_in_cluster", 0.0) == 0
+        and not profile.strangers
         and v.get("deleted_by_other_identity", 0.0) == 0
     )
 
