@@ -117,7 +117,11 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
 
 def _new_dependency(**values: float):
     """A new Deployment's replica calling the SaaS API its code uses (a few kB out)."""
-    base = {"new_destinations": 1.0, "egress_new_destination_bytes": 40_000.0}
+    base = {
+        "new_destinations": 1.0,
+        "egress_new_destination_bytes": 40_000.0,
+        "egress_external_bytes": 40_000.0,
+    }
     return make_profile(workload="Deployment/feature-flags", values={**base, **values})
 
 
@@ -131,7 +135,8 @@ def test_a_new_workload_doing_more_than_calling_out_pages() -> None:
     assert not new_workload_routine(_new_dependency(), c2, workload_learning=False)
     for more in (
         {"beacon_regularity": 0.8},  # a beat
-        {"egress_new_destination_bytes": 5e6},  # an upload
+        {"egress_new_destination_bytes": 5e6, "egress_external_bytes": 5e6},  # an upload
+        {"egress_external_bytes": 2.4e8},  # ... to a host an earlier replica made known
         {"archive_writes": 1.0},
         {"secret_reads": 2.0},
         {"distinct_objects_read": 30.0},

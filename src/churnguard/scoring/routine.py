@@ -81,8 +81,8 @@ def replica_routine(
 
 # long-running controllers: their replicas stay up and call the services their code uses
 SERVING_CONTROLLERS = ("Deployment/", "StatefulSet/", "DaemonSet/")
-# bytes a new workload may send to hosts new to its namespace and still be calling an API:
-# the learning-period guard's least archive shipped (features.ARCHIVE_SHIPPED_MIN_BYTES)
+# bytes a new workload may send out of the cluster (to any host) and still be calling an
+# API: the learning-period guard's least archive shipped (features.ARCHIVE_SHIPPED_MIN_BYTES)
 NEW_DEPENDENCY_MAX_BYTES = ARCHIVE_SHIPPED_MIN_BYTES
 # facts of doing more than calling out: reads, secrets, archives, foreign keys, an escape
 _BEYOND_CALLING = (
@@ -99,7 +99,9 @@ def new_workload_routine(profile: Profile, alert: Alert, workload_learning: bool
     """True when a model alert on a replica of a long-running controller whose own baseline
     has not learned yet (``workload_learning``: another baseline judged it) is backed only
     by contact with hosts new to the namespace (T1071 through ``new_destinations``), with
-    less than ``NEW_DEPENDENCY_MAX_BYTES`` sent to them, no regular beat, nothing read,
+    less than ``NEW_DEPENDENCY_MAX_BYTES`` sent out of the cluster in the window (to any
+    host: tuning seed 3's learning-period replica called a new address and sent 239 MB to
+    a host an earlier replica had made known), no regular beat, nothing read,
     archived or escaped, and no stranger acting on it: a Deployment just rolled out calling
     the external API its code uses (a feature-flag SDK, a geo-IP database). Until one of
     its windows is quiet every replica pages on the same host (tuning seeds 11-13: 11 false
@@ -119,7 +121,7 @@ def new_workload_routine(profile: Profile, alert: Alert, workload_learning: bool
         and work == {"T1071"}
         and v.get("beacon_regularity", 0.0) == 0
         and v.get("new_destinations", 0.0) > 0
-        and v.get("egress_new_destination_bytes", 0.0) < NEW_DEPENDENCY_MAX_BYTES
+        and v.get("egress_external_bytes", 0.0) < NEW_DEPENDENCY_MAX_BYTES
         and all(v.get(f, 0.0) == 0 for f in _BEYOND_CALLING)
         and not profile.strangers
         and v.get("deleted_by_other_identity", 0.0) == 0
