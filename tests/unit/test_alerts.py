@@ -232,6 +232,10 @@ def test_the_alert_says_who_acted_and_how_many_are_new() -> None:
     assert "acting on it in this window: mallory@corp.example (never seen acting in" in line
     assert "the namespace before: 1 of them; new to the cluster: 1)" in line
     assert line.endswith("deleted by mallory@corp.example (person)")
+    stranger = msgspec.structs.replace(p, strangers=["mallory@corp.example"])
+    assert "; strangers over its life (no team the cluster knows): mallory@corp.example;" in (
+        who_line(stranger)
+    )
 
 
 def test_a_controller_removing_its_own_pod_backs_no_evasion() -> None:

@@ -19,7 +19,7 @@ from test_sources_parse import accounted, mutated
 
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, parse_record
-from churnguard.ingest.common import classify_k8s_user
+from churnguard.ingest.common import MAX_GROUP_CHARS, MAX_IDP_GROUPS, classify_k8s_user
 from churnguard.ingest.events import ActorKind, EventKind
 from churnguard.pipeline import Pipeline
 from shared_samples import REAL_DATA
@@ -128,6 +128,51 @@ def test_exec_at_response_started_and_complete_counts_once_in_any_order() -> Non
     assert sum(p.values.get("exec_count", 0) for p in alone) == 1
     (event,) = parse_record(orjson.dumps(started)).events
     assert (event.args, event.detail, event.actor) == ("bash", "exec", "minikube-user")
+
+
+def test_a_persons_identity_provider_groups_travel_with_their_actions() -> None:
+    """Peers (features: a new person in a team the cluster knows) come from ``user.groups``
+    without the API server's ``system:`` groups; hostile lists are bounded."""
+    started = json.loads(real("falco_k8s_audit_traces/exec_pod.json").read_text())
+    (plain,) = parse_record(orjson.dumps(started)).events
+    assert plain.actor_kind is ActorKind.PERSON and plain.actor_groups == ()
+    user = dict(started["user"], groups=["system:authenticated", "oidc:sre", "oidc:sre", ""])
+    (sre,) = parse_record(orjson.dumps(dict(started, user=user))).events
+    assert sre.actor_groups == ("oidc:sre",)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=400), st.integers(-(2**31), 2**31), st.none()),
+        max_size=200,
+    )
+)
+def test_hostile_group_lists_are_bounded_or_rejected_never_a_traceback(groups: list) -> None:
+    started = json.loads(real("falco_k8s_audit_traces/exec_pod.json").read_text())
+    user = dict(started["user"], groups=groups)
+    parsed = parse_record(orjson.dumps(dict(started, user=user)))
+    accounted(parsed)
+    for event in parsed.events:
+        assert len(event.actor_groups) <= MAX_IDP_GROUPS
+        assert all(len(g) <= MAX_GROUP_CHARS + 1 for g in event.actor_groups)
+
+
+def test_a_node_autoscalers_eviction_is_churn_not_a_workload_identity() -> None:
+    """cluster-autoscaler (and Karpenter) drain the nodes they remove through the eviction
+    subresource: an autoscaler, like the AWS side's, not another workload's identity."""
+    started = json.loads(real("falco_k8s_audit_traces/exec_pod.json").read_text())
+    ref = dict(started["objectRef"], subresource="eviction")
+    for name in ("kube-system:cluster-autoscaler", "karpenter:karpenter"):
+        sa = f"system:serviceaccount:{name}"
+        user = {"username": sa, "groups": ["system:serviceaccounts", "system:authenticated"]}
+        record = dict(started, stage="ResponseComplete", verb="create", user=user, objectRef=ref)
+        (evicted,) = parse_record(orjson.dumps(record)).events
+        assert evicted.kind is EventKind.POD_DELETE and evicted.detail == "eviction"
+        assert evicted.actor_kind is ActorKind.AUTOSCALER and evicted.actor_groups == ()
+    assert classify_k8s_user("system:serviceaccount:default:cluster-autoscaler") is (
+        ActorKind.SERVICE_ACCOUNT  # only where its chart installs it
+    )
 
 
 def test_impersonation_acts_as_the_impersonated_user_and_keeps_the_real_one() -> None:

@@ -140,6 +140,41 @@ def test_a_person_known_elsewhere_in_the_cluster_is_new_to_the_namespace_only() 
     assert stranger.values["new_identity_in_cluster"] == 1
 
 
+def test_a_new_person_whose_team_operates_the_cluster_is_no_stranger() -> None:
+    """An SRE's first debug pod in the cluster: two colleagues of their identity-provider
+    group already act on pods quietly. A developer new to the cluster (a phished account),
+    a service account or a person with no group is a stranger; a stranger stays one for
+    the rest of the pod's life."""
+    pipe = Pipeline(Settings())
+
+    def debug(actor: str, dt: float, ns: str, groups: tuple[str, ...], **kw) -> list[Event]:
+        out = []
+        for e in short_lived_attack():
+            e = msgspec.structs.replace(e, time=e.time + dt)
+            if e.pod:
+                e = msgspec.structs.replace(e, namespace=ns, pod=f"dbg-{actor.split(':')[-1]}")
+            if e.pod_ip:
+                e = msgspec.structs.replace(e, pod_ip=f"10.1.4.{int(dt / 3600)}")
+            if e.actor:
+                e = msgspec.structs.replace(e, actor=actor, actor_groups=groups, **kw)
+            out.append(e)
+        return out
+
+    sre = ("oidc:platform-engineers",)
+    (first,) = run(debug("maya", 0, "web", sre), pipe)
+    assert first.strangers == ["maya"] and first.identity_groups == {"maya": list(sre)}
+    run(debug("tomas", 3600, "web", sre), pipe)  # one colleague known: not yet a team
+    (li,) = run(debug("li", 7200, "shop", sre), pipe)
+    assert li.values["new_identity_in_cluster"] == 1 and li.strangers == []
+    (erin,) = run(debug("erin", 10800, "shop", ("oidc:developers",)), pipe)
+    assert erin.values["new_identity_in_cluster"] == 1 and erin.strangers == ["erin"]
+    (nobody,) = run(debug("zed", 14400, "shop", ()), pipe)
+    assert nobody.strangers == ["zed"]
+    token = "system:serviceaccount:ci:gitlab-runner"
+    (sa,) = run(debug(token, 18000, "shop", (), actor_kind=ActorKind.SERVICE_ACCOUNT), pipe)
+    assert sa.strangers == [token]
+
+
 def test_a_pod_starting_a_container_on_its_node_and_a_hub_culling_its_own_pod() -> None:
     hub = {"actor": "system:serviceaccount:web:jupyterhub", "actor_kind": ActorKind.SERVICE_ACCOUNT}
     events = [

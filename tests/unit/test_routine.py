@@ -8,6 +8,7 @@ from scoring_fixtures import make_profile, terminated_instance
 
 from churnguard.alerts.alert import Alert, BaselineRef, Window
 from churnguard.scoring.routine import (
+    new_workload_routine,
     replica_routine,
     routine,
     shared_service_routine,
@@ -47,9 +48,20 @@ def test_a_known_persons_deletion_alone_is_routine() -> None:
     assert routine(_deleted(), _alert([]))  # context features only, nothing backed
 
 
+def test_a_new_colleague_of_the_clusters_operators_is_routine() -> None:
+    """An SRE's first debug pod in this cluster: new to it, but their team operates it."""
+    colleague = _deleted(new_identity_in_cluster=1.0)
+    assert colleague.strangers == []
+    assert routine(colleague, _alert(["T1578.003", "T1070"]))
+    assert not routine(colleague, _alert(["T1578.003", "T1213"]))  # what was done inside
+
+
 def test_anything_more_pages() -> None:
     lifecycle = _alert(["T1578.003", "T1070"])
-    assert not routine(_deleted(new_identity_in_cluster=1.0), lifecycle)  # a stranger
+    stranger = msgspec.structs.replace(
+        _deleted(new_identity_in_cluster=1.0), strangers=["erin@corp.example"]
+    )
+    assert not routine(stranger, lifecycle)  # new to the cluster, in no team it knows
     assert not routine(_deleted(deleted_by_other_identity=1.0), lifecycle)  # a stolen token
     assert not routine(_deleted(), _alert(["T1578.003", "T1213"]))  # it read something
     assert not routine(_deleted(), _alert(["T1578.003"], rules=["exec-then-delete-by-person"]))
@@ -88,7 +100,9 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
     assert not replica_routine(_replica(), reads, None)  # judged by the namespace: a new workload
     assert not replica_routine(_replica(distinct_objects_read=40.0), reads, LEARNED)
     assert not replica_routine(_replica(new_destinations=1.0), reads, LEARNED)  # a new host
-    assert not replica_routine(_replica(new_identity_in_cluster=1.0), reads, LEARNED)
+    stranger = msgspec.structs.replace(_replica(), strangers=["system:serviceaccount:ci:x"])
+    assert not replica_routine(stranger, reads, LEARNED)  # a stolen token deleted it
+    assert replica_routine(_replica(new_identity_in_cluster=1.0), reads, LEARNED)  # a colleague
     archive = _replica(archive_writes=1.0, archive_bytes=5e7)
     assert not replica_routine(archive, _alert(["T1560.002", "T1213"]), LEARNED)
     assert not replica_routine(_replica(), _alert(["T1071"]), LEARNED)  # C2 is never a replica's
@@ -99,6 +113,45 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
         _replica(), entity=make_profile(workload=None, pod="debug-1").entity
     )
     assert not replica_routine(bare, reads, LEARNED)  # no controller to vouch for it
+
+
+def _new_dependency(**values: float):
+    """A new Deployment's replica calling the SaaS API its code uses (a few kB out)."""
+    base = {
+        "new_destinations": 1.0,
+        "egress_new_destination_bytes": 40_000.0,
+        "egress_external_bytes": 40_000.0,
+    }
+    return make_profile(workload="Deployment/feature-flags", values={**base, **values})
+
+
+def test_a_new_workload_calling_the_api_its_code_uses_is_routine() -> None:
+    assert new_workload_routine(_new_dependency(), _alert(["T1071"]), workload_learning=True)
+
+
+def test_a_new_workload_doing_more_than_calling_out_pages() -> None:
+    c2 = _alert(["T1071"])
+    # its own baseline has matured: judged as a replica, not as a new workload
+    assert not new_workload_routine(_new_dependency(), c2, workload_learning=False)
+    for more in (
+        {"beacon_regularity": 0.8},  # a beat
+        {"egress_new_destination_bytes": 5e6, "egress_external_bytes": 5e6},  # an upload
+        {"egress_external_bytes": 2.4e8},  # ... to a host an earlier replica made known
+        {"archive_writes": 1.0},
+        {"secret_reads": 2.0},
+        {"distinct_objects_read": 30.0},
+        {"credentials_out_of_place": 1.0},
+        {"container_starts": 1.0},
+        {"new_destinations": 0.0},  # T1071 from something else
+    ):
+        assert not new_workload_routine(_new_dependency(**more), c2, workload_learning=True), more
+    assert not new_workload_routine(_new_dependency(), _alert(["T1071", "T1213"]), True)
+    assert not new_workload_routine(_new_dependency(), _alert(["T1071"], rules=["x"]), True)
+    for owner in (None, "Job/cache-warmup-1"):  # a person's bare pod, a parallel Job's shards
+        other = make_profile(workload=owner, values=_new_dependency().values)
+        assert not new_workload_routine(other, c2, workload_learning=True), owner
+    stranger = msgspec.structs.replace(_new_dependency(), strangers=["erin@corp.example"])
+    assert not new_workload_routine(stranger, c2, workload_learning=True)
 
 
 SHARED = {"files.pythonhosted.org", "s3.amazonaws.com"}

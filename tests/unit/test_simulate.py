@@ -13,6 +13,10 @@ from churnguard.errors import ConfigError
 from churnguard.ingest import parse_record
 from churnguard.ingest.common import parse_time
 from churnguard.simulate import FILES, SCENARIOS, SimParams, SimResult, generate, write
+from churnguard.simulate.attacks import ATTACKER_USER
+from churnguard.simulate.cluster import PEOPLE
+from churnguard.simulate.lookalikes import SRES
+from churnguard.simulate.records import DEVELOPERS_GROUP, PLATFORM_GROUP
 
 PARAMS = SimParams(seed=3, hours=1.5, namespaces=12, attack_rate=60.0)
 ARCHIVE_EXTS = (".tgz", ".tar.gz", ".gz", ".bz2", ".zip")
@@ -376,6 +380,15 @@ def test_hard_mix_adds_lookalikes_and_adaptive_attacks_each_labelled_with_its_ki
     for fmt, rows in run.records.items():
         for r in rows:
             assert not parse_record(orjson.dumps(r)).rejected, fmt
+    # people carry their identity provider's team: the platform team (admins, SREs)
+    # operates the cluster; the attacks' phished developer account is in the developers'
+    teams: dict[str, set[str]] = {}
+    for r in run.records["k8s_audit"]:
+        user = r["user"]
+        if "@" in user["username"]:
+            teams.setdefault(user["username"], set()).update(user["groups"])
+    assert teams[ATTACKER_USER] == {DEVELOPERS_GROUP, "system:authenticated"}
+    assert {u for u, g in teams.items() if PLATFORM_GROUP in g} >= {*SRES, *PEOPLE} & set(teams)
     # the default mix is unchanged by the hard scenarios' existence
     default = generate(SimParams(seed=11, hours=8, namespaces=10, attack_rate=0.01))
     assert not {s.name for s in hard} & set(default.summary["scenarios"])

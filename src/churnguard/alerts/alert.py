@@ -420,6 +420,9 @@ def who_line(profile: Profile) -> str:
             if "new_identity_in_cluster" in v:
                 acting += f"; new to the cluster: {int(v['new_identity_in_cluster'])}"
             acting += ")"
+        if profile.strangers:
+            strangers = ", ".join(profile.strangers)
+            acting += f"; strangers over its life (no team the cluster knows): {strangers}"
         parts.append(acting)
     if profile.final and profile.deleted_by:
         ended = "terminated" if e.kind == "instance" else "deleted"

@@ -348,6 +348,15 @@ _KUBE_SYSTEM_CONTROLLER_SAS = frozenset(
         "cloud-controller-manager",
     }
 )
+# Node autoscalers' service accounts, (namespace, name) as their charts install them: they
+# drain the nodes they remove (evicting every pod there), which is churn, not evasion.
+NODE_AUTOSCALER_SAS = frozenset(
+    {
+        ("kube-system", "cluster-autoscaler"),
+        ("karpenter", "karpenter"),
+        ("kube-system", "karpenter"),
+    }
+)
 # The control plane's own users, by name: a ``system:`` prefix alone proves nothing
 # (``system:admin`` is a person holding the cluster-admin client certificate).
 CONTROL_PLANE_USERS = frozenset(
@@ -387,7 +396,8 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
     """Who a Kubernetes API user is, in the terms the deletion features use.
 
     Control-plane identities are named exactly (its users, kube-system controller service
-    accounts, nodes); cluster admins are people; an unknown ``system:`` user (such as
+    accounts, nodes); node autoscalers (cluster-autoscaler, Karpenter) are autoscalers;
+    cluster admins are people; an unknown ``system:`` user (such as
     ``system:anonymous``) is nobody we can vouch for.
     """
     if username.startswith("system:node:"):
@@ -395,6 +405,8 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
     if username in CONTROL_PLANE_USERS:
         return ActorKind.CONTROLLER
     sa = service_account_of(username)
+    if sa in NODE_AUTOSCALER_SAS:
+        return ActorKind.AUTOSCALER
     if sa is not None:
         ns, name = sa
         if ns == "kube-system" and (
@@ -407,6 +419,17 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
     if username.startswith("system:"):
         return ActorKind.UNKNOWN
     return ActorKind.PERSON
+
+
+MAX_IDP_GROUPS = 16  # a person's groups kept per event: hostile input may claim thousands
+MAX_GROUP_CHARS = 256
+
+
+def idp_groups(groups: Collection[str]) -> tuple[str, ...]:
+    """A person's groups from the identity provider: the API server's own ``system:``
+    groups (every authenticated user has one) left out, sorted, bounded in count and size."""
+    mine = sorted({g for g in groups if not g.startswith("system:") and g})
+    return tuple(truncate(g, MAX_GROUP_CHARS) for g in mine[:MAX_IDP_GROUPS])
 
 
 def truncate(text: str, limit: int = 2048) -> str:

@@ -41,7 +41,7 @@ class ActorKind(StrEnum):
     NODE = "node"  # system:node:* (kubelet evictions, node lifecycle)
     PERSON = "person"  # a human user (not system:, not a service account)
     SERVICE_ACCOUNT = "service_account"  # some other workload identity
-    AUTOSCALER = "autoscaler"  # AWS autoscaling / an AWSService invoker
+    AUTOSCALER = "autoscaler"  # AWS autoscaling / an AWSService invoker / a node autoscaler
     INSTANCE = "instance"  # an EC2 instance role session
     UNKNOWN = "unknown"
 
@@ -112,6 +112,9 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     # the authenticated user behind an impersonation (``kubectl --as``): ``actor`` is the
     # impersonated identity that acted, this is who really asked, kept for the evidence
     actor_via: str | None = None
+    # a person's groups from the identity provider (audit ``user.groups`` without the
+    # ``system:`` ones): who their peers are (features: a new person in a known team)
+    actor_groups: tuple[str, ...] = ()
     # the source's id of the action (audit ``auditID``) when one action may arrive as
     # several records (an exec at ResponseStarted and ResponseComplete): counted once
     event_id: str | None = None

@@ -21,6 +21,7 @@ from churnguard.ingest.common import (
     classify_k8s_user,
     first_time,
     get,
+    idp_groups,
     opt_dict,
     opt_int,
     opt_list,
@@ -66,7 +67,14 @@ class _Who:
         self.kind = classify_k8s_user(self.username, self.groups)
 
     def fields(self) -> dict[str, Any]:
-        return {"actor": self.username, "actor_kind": self.kind, "actor_via": self.via}
+        out: dict[str, Any] = {
+            "actor": self.username,
+            "actor_kind": self.kind,
+            "actor_via": self.via,
+        }
+        if self.kind is ActorKind.PERSON:
+            out["actor_groups"] = idp_groups(self.groups)
+        return out
 
 
 def looks_like(obj: dict) -> bool:

@@ -124,6 +124,9 @@ class EntityState:
     # external destinations new to the namespace when it first sent to them after that
     # archive -> bytes out to them since (features.FeatureBuilder._archive_shipped)
     archive_sent: dict[str, int] = field(default_factory=dict)
+    # identities that acted on it while new to the cluster and with no peer the cluster
+    # knows (features.FeatureBuilder._strangers), so far in its life, sorted
+    strangers: list[str] = field(default_factory=list)
 
     def window_start(self) -> float:
         return self.emitted_until if self.emitted_until is not None else self.anchor

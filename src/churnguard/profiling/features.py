@@ -15,7 +15,7 @@ import posixpath
 import re
 import shlex
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -66,6 +66,11 @@ WHOLE_LIFE_S = 3600.0
 # an archive counts as shipped once at least this share of its size went to one host (an
 # upload of a compressed archive is about its size; a build's small status calls are not)
 ARCHIVE_SHIPPED_SHARE = 0.5
+# a person new to the cluster is vouched for by a group of theirs (identity provider) in
+# which at least this many other people already act on pods quietly: a new member of the
+# team that operates the cluster, not a stranger (issue 13, det6a)
+PEERS_MIN = 2
+_MAX_STRANGERS = 8
 ARCHIVE_SHIPPED_MIN_BYTES = 1_000_000
 _ARCHIVE_SENT_MAX = 16  # destinations followed after an entity's archive
 _LIFE_MAX = frozenset({"distinct_binaries", "external_destinations"})  # distinct: max, not sum
@@ -119,6 +124,9 @@ class FirstSeenMemory:
         self.first_contact: dict[str, dict[str, float]] = {}
         # scope -> identities seen creating, exec'ing into or deleting its entities
         self.identities: dict[str, set[str]] = {}
+        # identity-provider group -> people seen acting on pods in the cluster in quiet
+        # windows: the teams that operate it
+        self.peers: dict[str, set[str]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -136,6 +144,7 @@ class FirstSeenMemory:
             "contacts": {k: {d: sorted(e) for d, e in v.items()} for k, v in self.contacts.items()},
             "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
             "identities": {k: sorted(v) for k, v in self.identities.items()},
+            "peers": {k: sorted(v) for k, v in self.peers.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -147,6 +156,18 @@ class FirstSeenMemory:
         }
         self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
         self.identities = {k: set(v) for k, v in data.get("identities", {}).items()}
+        self.peers = {k: set(v) for k, v in data.get("peers", {}).items()}
+
+    def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
+        """Learn people (identity -> their groups) as members of the teams acting on pods."""
+        for identity, of in groups.items():
+            for group in of:
+                if group in self.peers or len(self.peers) < self._max:
+                    self._add(self.peers, group, [identity])
+
+    def vouched(self, identity: str, groups: Iterable[str]) -> bool:
+        """A group of ``identity``'s has ``PEERS_MIN`` other people the cluster knows."""
+        return any(len(self.peers.get(g, set()) - {identity}) >= PEERS_MIN for g in groups)
 
     def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
         table = self.contacts.setdefault(scope, {})
@@ -288,7 +309,9 @@ class FeatureBuilder:
         values.update(self._network(state, events))
         values.update(self._novelty(state))
         identities = window_identities(state, events, final)
+        groups = window_groups(events, identities)
         values.update(self._identity(state, identities))
+        self._strangers(state, identities, groups)
         # a container outside the orchestrator is profiled with the pods' features
         kind = (EntityKind.POD if state.key.kind is EntityKind.CONTAINER else state.key.kind).value
         row = {name: float(values.get(name, missing)) for name, missing in self._columns(kind)}
@@ -317,6 +340,8 @@ class FeatureBuilder:
             created_by=state.created_by,
             creator_kind=state.created_by_kind,
             identities=identities,
+            identity_groups=groups,
+            strangers=list(state.strangers),
             deleted_by=state.deleted_by if final else None,
             deleter_kind=state.deleter_kind if final else None,
             evidence=evidence,
@@ -343,6 +368,7 @@ class FeatureBuilder:
             self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
                 self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
+                self.memory.note_peers(p.identity_groups)
                 ns = e.namespace or ""
                 if e.image:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
@@ -564,6 +590,24 @@ class FeatureBuilder:
             out["new_identity_in_cluster"] = float(len(set(identities) - known - anywhere))
         return out
 
+    def _strangers(
+        self, state: EntityState, identities: list[str], groups: Mapping[str, list[str]]
+    ) -> None:
+        """Add to the pod's strangers the identities of this window that are new to the
+        cluster (as ``new_identity_in_cluster`` counts them) and that no group of theirs
+        vouches for (:meth:`FirstSeenMemory.vouched`): a service account, a person of a team
+        nobody in the cluster belongs to. An SRE new to this cluster, in the group of the
+        people who already operate it, is a new colleague, not a stranger."""
+        if state.key.kind is not EntityKind.POD:
+            return
+        m = self.memory
+        known = m.identities.get(destination_scope(state), set())
+        anywhere = m.identities.get(CLUSTER_SCOPE, set())
+        new = [i for i in identities if i not in known and i not in anywhere]
+        found = {i for i in new if not m.vouched(i, groups.get(i, ()))}
+        if found - set(state.strangers):
+            state.strangers = sorted(found | set(state.strangers))[:_MAX_STRANGERS]
+
 
 # who acts on an entity in a way a baseline should know, by kind of actor
 _ACTING_KINDS = frozenset({ActorKind.PERSON, ActorKind.SERVICE_ACCOUNT, ActorKind.UNKNOWN})
@@ -592,6 +636,21 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
     return sorted({f for f in found if f})
+
+
+def window_groups(events: list[Event], identities: list[str]) -> dict[str, list[str]]:
+    """Each of the window's acting ``identities`` -> its identity-provider groups, from the
+    create, exec and delete records that named it (people only; the adapters say)."""
+    out: dict[str, list[str]] = {}
+    for ev in events:
+        if ev.actor_groups and ev.kind in _IDENTITY_EVENTS:
+            who = identity_name(ev.actor, ev.actor_kind)
+            if who in identities and who not in out:
+                out[who] = list(ev.actor_groups)
+    return out
+
+
+_IDENTITY_EVENTS = frozenset({EventKind.POD_CREATE, EventKind.POD_EXEC, EventKind.POD_DELETE})
 
 
 def _own_controller(state: EntityState) -> bool:

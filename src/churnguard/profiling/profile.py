@@ -98,6 +98,13 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # who created, exec'd into or deleted it in this window (normalised, controllers left
     # out): what the first-seen memory learns as the namespace's known identities
     identities: list[str] = msgspec.field(default_factory=list)
+    # each person's groups from the identity provider (for ``identities``): who their
+    # peers are, what the first-seen memory learns as the cluster's teams
+    identity_groups: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # identities that acted on it so far in its life while new to the cluster, with no peer
+    # (no group of theirs with PEERS_MIN members the cluster knows): the operators' routine
+    # rule does not vouch for them
+    strangers: list[str] = msgspec.field(default_factory=list)
     # external destinations new to this entity that it calls on a schedule, with their
     # regularity (features.FeatureBuilder._late_beacons): the beacon guard's fact
     late_beacons: dict[str, float] = msgspec.field(default_factory=dict)

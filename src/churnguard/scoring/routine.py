@@ -5,9 +5,11 @@ delete it, a person drains a node: each is rare *in that namespace*, so the mode
 unusual, but what it did is only a person's lifecycle action. A model alert on a pod that
 no guard rule backs, whose evidence backs no technique beyond the deletion itself
 (T1578.003 / T1070: no reads, archive, egress, beacon, foreign credentials), made or
-deleted only by identities the cluster already knows quietly (``new_identity_in_cluster``
-is 0) and not by another workload's identity, does not page. A never-seen person or a
-stolen service-account token deleting a pod still does, and so does any alert with
+deleted only by identities the cluster already knows quietly, or by people new to it whose
+team already operates it (``Profile.strangers`` is empty: an SRE's first debug pod here is
+a new colleague's), and not by another workload's identity, does not page. A person of no
+team the cluster knows, or a stolen service-account token, deleting a pod still does, and
+so does any alert with
 evidence of what was done inside, unless it is what the pod's own workload does
 (:func:`replica_routine`), or a guard rule behind it (the pod that started a container on
 its node: ``container-started-from-a-pod``).
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from churnguard.alerts.alert import TECHNIQUE_FEATURES, Alert
-from churnguard.profiling.features import WHOLE_LIFE_S
+from churnguard.profiling.features import ARCHIVE_SHIPPED_MIN_BYTES, WHOLE_LIFE_S
 from churnguard.profiling.profile import Profile
 from churnguard.scoring.campaigns import SHORT_LIVED_S
 from churnguard.scoring.learning import spawned_here
@@ -33,7 +35,7 @@ def routine(profile: Profile, alert: Alert) -> bool:
         profile.entity.kind == "pod"
         and not alert.rules
         and set(alert.techniques) <= LIFECYCLE_TECHNIQUES
-        and v.get("new_identity_in_cluster", 0.0) == 0
+        and not profile.strangers
         and v.get("deleted_by_other_identity", 0.0) == 0
     )
 
@@ -54,7 +56,8 @@ def replica_routine(
     and is removed by its controller minutes later; its whole life is a combination the
     model has seen rarely, but no part of it is new for the workload. A hijacked replica
     that reads, archives or uploads more than its workload ever did, or calls a new host,
-    still pages; so does a new Deployment (no mature baseline of its own yet). Only the
+    or a stranger acts on (``Profile.strangers``), still pages; so does a new Deployment
+    (no mature baseline of its own yet). Only the
     entity's last row qualifies (its story is over): a hijacked replica collecting a little
     at a time for hours may already have taught its workload part of what it does.
     """
@@ -68,12 +71,61 @@ def replica_routine(
         or alert.rules
         or not work <= REPLICA_TECHNIQUES
         or v.get("new_destinations", 0.0) > 0
-        or v.get("new_identity_in_cluster", 0.0) > 0
+        or profile.strangers
         or v.get("deleted_by_other_identity", 0.0) > 0
     ):
         return False
     facts = {f for t in work for f in TECHNIQUE_FEATURES[t]}
     return all(v.get(f, 0.0) <= learned_max.get(f, 0.0) for f in facts)
+
+
+# long-running controllers: their replicas stay up and call the services their code uses
+SERVING_CONTROLLERS = ("Deployment/", "StatefulSet/", "DaemonSet/")
+# bytes a new workload may send out of the cluster (to any host) and still be calling an
+# API: the learning-period guard's least archive shipped (features.ARCHIVE_SHIPPED_MIN_BYTES)
+NEW_DEPENDENCY_MAX_BYTES = ARCHIVE_SHIPPED_MIN_BYTES
+# facts of doing more than calling out: reads, secrets, archives, foreign keys, an escape
+_BEYOND_CALLING = (
+    "archive_writes",
+    "secret_reads",
+    "repo_reads",
+    "distinct_objects_read",
+    "credentials_out_of_place",
+    "container_starts",
+)
+
+
+def new_workload_routine(profile: Profile, alert: Alert, workload_learning: bool) -> bool:
+    """True when a model alert on a replica of a long-running controller whose own baseline
+    has not learned yet (``workload_learning``: another baseline judged it) is backed only
+    by contact with hosts new to the namespace (T1071 through ``new_destinations``), with
+    less than ``NEW_DEPENDENCY_MAX_BYTES`` sent out of the cluster in the window (to any
+    host: tuning seed 3's learning-period replica called a new address and sent 239 MB to
+    a host an earlier replica had made known), no regular beat, nothing read,
+    archived or escaped, and no stranger acting on it: a Deployment just rolled out calling
+    the external API its code uses (a feature-flag SDK, a geo-IP database). Until one of
+    its windows is quiet every replica pages on the same host (tuning seeds 11-13: 11 false
+    alerts on 4 new Deployments). A beat to the host (``beacon_regularity``, from 4
+    connections), an upload of 1 MB or more (the learning-period guard ships archives from
+    there), reads (a collecting Deployment), a Job's or a person's pod still page; so does
+    any replica of a workload whose own baseline has matured. Not judged: what came *in*
+    from the host (a tool downloaded by a new Deployment pages only for what it then does).
+    """
+    e, v = profile.entity, profile.values
+    work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    return (
+        e.kind == "pod"
+        and workload_learning
+        and (e.workload or "").startswith(SERVING_CONTROLLERS)
+        and not alert.rules
+        and work == {"T1071"}
+        and v.get("beacon_regularity", 0.0) == 0
+        and v.get("new_destinations", 0.0) > 0
+        and v.get("egress_external_bytes", 0.0) < NEW_DEPENDENCY_MAX_BYTES
+        and all(v.get(f, 0.0) == 0 for f in _BEYOND_CALLING)
+        and not profile.strangers
+        and v.get("deleted_by_other_identity", 0.0) == 0
+    )
 
 
 # what talking to, or uploading an archive to, a service of the cluster backs

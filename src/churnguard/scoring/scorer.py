@@ -51,6 +51,7 @@ from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Context, Guard, fired
 from churnguard.scoring.learning import GateState, LearningGate
 from churnguard.scoring.routine import (
+    new_workload_routine,
     replica_routine,
     routine,
     shared_service_routine,
@@ -226,15 +227,19 @@ class Scorer:
 
     def _routine(self, p: Profile, alert: Alert, b: Baseline | None) -> bool:
         """A known person's lifecycle action (a pod, or an instance whose launch is not
-        held), a controller's young pod talking only to the
-        cluster's shared services, or a replica doing what its own workload's mature
-        baseline learned (the largest values it learned, when it judged the row)."""
+        held), a controller's young pod talking only to the cluster's shared services, a
+        new workload's replica calling the API its code uses, or a replica doing what its
+        own workload's mature baseline learned (the largest values it learned, when it
+        judged the row)."""
         if routine(p, alert) or unseen_launch_routine(p, alert):
             return True
         ns = p.entity.namespace or ""
         if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
             return True
-        if b is None or b.key != baseline_keys(p)[0] or not b.recent:
+        own = b is not None and b.key == baseline_keys(p)[0]
+        if new_workload_routine(p, alert, workload_learning=not own):
+            return True
+        if b is None or not own or not b.recent:
             return False
         learned_max = dict(zip(self.spec.names, b.recent_values().max(axis=0), strict=True))
         return replica_routine(p, alert, learned_max)

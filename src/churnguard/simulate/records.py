@@ -22,6 +22,19 @@ BOTO_UA = (
 )
 _ALLOW = {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}
 _GROUPS_SA = ["system:serviceaccounts", "system:authenticated"]
+# people's groups in the identity provider: the platform team (admins, SREs) operates the
+# cluster; developers (the attacks' phished account is one) are in their own group
+PLATFORM_GROUP = "oidc:platform-engineers"
+DEVELOPERS_GROUP = "oidc:developers"
+DEVELOPER_USERS = frozenset(
+    {
+        "erin@corp.example",
+        "frank@corp.example",
+        "grace@corp.example",
+        "heidi@corp.example",
+        "ivan@corp.example",
+    }
+)
 
 
 def k8s_user(username: str, uid: str | None = None, extra: dict | None = None) -> dict:
@@ -34,7 +47,8 @@ def k8s_user(username: str, uid: str | None = None, extra: dict | None = None) -
     elif username.startswith("system:"):
         groups = ["system:authenticated"]
     else:
-        groups = ["oidc:platform-engineers", "system:authenticated"]
+        team = DEVELOPERS_GROUP if username in DEVELOPER_USERS else PLATFORM_GROUP
+        groups = [team, "system:authenticated"]
     user: dict[str, Any] = {"username": username}
     if uid is not None:
         user["uid"] = uid
