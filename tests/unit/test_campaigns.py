@@ -96,6 +96,50 @@ def test_one_other_namespace_early_does_not_make_an_exfil_host_shared() -> None:
     assert got[-1] is not None
 
 
+def test_early_contacts_of_pods_that_paged_do_not_make_a_host_shared() -> None:
+    """A hijacked exporter beaconing from the cluster's first hours and a debug pod both
+    called the host; the exporter paged later, so the host is not a service of the cluster
+    and the sharded exfiltration to it is one campaign."""
+    c = Campaigns()
+    _start(c)
+    for ns, pod in (("observability", "node-exporter-x"), ("ci-runners", "netshoot-1")):
+        early = make_profile(ns=ns, pod=pod, t=600.0)
+        early.destinations = ["telemetry-edge.io"]
+        c.observe(early)
+    assert c.shared("telemetry-edge.io", "shop")
+    c.paged("observability/node-exporter-x")
+    assert not c.shared("telemetry-edge.io", "shop")
+    c.paged("observability/node-exporter-x")  # again, or a pod that gave no vote: no change
+    c.paged("shop/web-1")
+    assert c.early_namespaces["telemetry-edge.io"] == ["ci-runners"]
+    got = [c.observe(_short(f"x-{i}", T + 60 * i, "telemetry-edge.io")) for i in range(4)]
+    assert got[-1] is not None
+
+
+def test_a_namespace_keeps_its_vote_while_one_of_its_early_pods_stayed_quiet() -> None:
+    """One CI runner that paged does not make the registry its namespace pushes to rare."""
+    c = Campaigns()
+    _start(c)
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    for ns in ("ci-platform", "ci-data"):
+        for i in range(2):
+            runner = make_profile(ns=ns, pod=f"runner-{i}", t=60.0 + i)
+            runner.destinations = [ecr]
+            c.observe(runner)
+    c.paged("ci-platform/runner-0")
+    assert c.shared(ecr, "shop")
+    again = Campaigns()
+    again.load(msgspec.msgpack.decode(msgspec.msgpack.encode(c.export()), type=CampaignState))
+    again.paged("ci-platform/runner-1")  # restored: the withdrawal still applies
+    assert not again.shared(ecr, "shop")
+    # a snapshot from before votes were recorded: its early namespaces stay shared
+    old = msgspec.structs.replace(c.export(), voters={}, votes={})
+    kept = Campaigns()
+    kept.load(old)
+    kept.paged("ci-platform/runner-1")
+    assert kept.shared(ecr, "shop")
+
+
 def _by(pod: str, ns: str, t: float, who: str, new_in_cluster: float = 1.0):
     values = {"lifetime_s": 240.0, "new_identity_in_cluster": new_in_cluster}
     p = make_profile(ns=ns, pod=pod, workload=None, t=t, final=True, values=values)
