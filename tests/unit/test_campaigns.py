@@ -116,6 +116,25 @@ def test_early_contacts_of_pods_that_paged_do_not_make_a_host_shared() -> None:
     assert got[-1] is not None
 
 
+def test_a_persons_bare_pod_does_not_make_a_host_shared() -> None:
+    """Two debug pods run by people (or by whoever holds their credentials) in the cluster's
+    first hours called the host: it is not one of the cluster's services."""
+    c = Campaigns()
+    _start(c)
+    for ns in ("ci-runners", "observability"):
+        debug = make_profile(ns=ns, pod="netshoot-1", workload=None, t=600.0)
+        debug.creator_kind = "person"
+        debug.destinations = ["telemetry-edge.io"]
+        c.observe(debug)
+    assert not c.shared("telemetry-edge.io", "shop")
+    for ns in ("ci-runners", "observability"):  # their workloads' pods do vote
+        pod = make_profile(ns=ns, pod="exporter-1", t=700.0)
+        pod.creator_kind = "controller"
+        pod.destinations = ["telemetry-edge.io"]
+        c.observe(pod)
+    assert c.shared("telemetry-edge.io", "shop")
+
+
 def test_a_namespace_keeps_its_vote_while_one_of_its_early_pods_stayed_quiet() -> None:
     """One CI runner that paged does not make the registry its namespace pushes to rare."""
     c = Campaigns()

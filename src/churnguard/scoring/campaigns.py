@@ -22,8 +22,11 @@ be an earlier intrusion's exfil host (attackers reuse infrastructure). Sharednes
 learned only from pods that did not page: an early contact is withdrawn once the pod that
 made it alerts (:meth:`Campaigns.paged`; a hijacked exporter beaconing to the host from
 the cluster's first hours pages later), and a namespace stops voting for a host once every
-pod whose early contact it recorded has paged. An intrusion's host does not become a
-service of the cluster because the intruders used it.
+pod whose early contact it recorded has paged. A person's bare pod does not vote at all
+(:func:`~churnguard.scoring.learning.quarantined`, the learning gate's rule for what a
+person's one-off pod may teach): the cluster's services are what its workloads use, and a
+debug pod run with stolen credentials looks like an SRE's. An intrusion's host does not
+become a service of the cluster because the intruders used it.
 
 Campaigns by one identity: a phished person or a stolen service-account token running
 short pods in several namespaces keeps each one a small story. ``CAMPAIGN_MIN`` distinct
@@ -41,6 +44,7 @@ import msgspec
 from churnguard.alerts.alert import IDENTITY
 from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import EntityRef, Profile
+from churnguard.scoring.learning import quarantined
 
 CAMPAIGN_MIN = 4  # distinct short-lived entities to one new destination
 CAMPAIGN_WINDOW_S = 2 * 3600.0  # members count while they ended within this of each other
@@ -106,7 +110,7 @@ class Campaigns:
                     del self.destinations[next(iter(self.destinations))]
                 self.destinations[key] = profile.window_start
         entity = e.key()
-        if profile.window_start - self.cluster_born < NEW_AFTER_S:
+        if profile.window_start - self.cluster_born < NEW_AFTER_S and not quarantined(profile):
             for dest in profile.destinations:
                 self._vote(dest, ns, entity)
         young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
