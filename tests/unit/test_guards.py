@@ -132,10 +132,16 @@ def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_lear
 
     learning = Context(workload_learning=True)
     sweep = [g for g in fired(pod(SECRET_SWEEP), learning) if g.pages]
-    assert [g.name for g in sweep] == ["secrets-swept-while-learning"]
+    assert [g.name for g in sweep] == ["secrets-swept-by-an-unjudged-pod"]
     assert sweep[0].technique == "T1213"
-    assert "secrets-swept-while-learning" not in _names(pod(SECRET_SWEEP))  # mature: judged
+    assert "secrets-swept-by-an-unjudged-pod" not in _names(pod(SECRET_SWEEP))  # mature: judged
     assert not fired(pod(1), learning)  # its own credentials at start
-    assert not fired(pod(SECRET_SWEEP, workload=""), learning)  # a bare pod: the model judges
     new_namespace = Context(workload_learning=True, namespace_learning=True)
     assert not fired(pod(SECRET_SWEEP), new_namespace)  # a new namespace's operators
+    # a bare pod sweeping secrets with its token (tuning seed 11: a debug pod by a stolen
+    # runner token and an SRE look-alike in a sparse namespace, 0.73-0.78 against 0.93)
+    for ctx in (Context(), learning, new_namespace):
+        assert [g.name for g in fired(pod(SECRET_SWEEP, workload=""), ctx) if g.pages] == [
+            "secrets-swept-by-an-unjudged-pod"
+        ]
+    assert not fired(pod(1, workload=""), learning)
