@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scoring_fixtures import make_profile
 
 from churnguard.scoring.campaigns import (
@@ -210,3 +212,40 @@ def test_a_person_draining_a_node_is_not_an_identity_campaign() -> None:
         p.created_by, p.creator_kind = "system:serviceaccount:kube-system:rs", "controller"
         drained.append(c.observe(p))
     assert drained == [None] * 6
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),  # namespace
+            st.integers(0, 2),  # pod
+            st.sampled_from(["h1", "h2"]),  # host
+            st.booleans(),  # True: the pod pages instead of calling
+        ),
+        max_size=30,
+    )
+)
+def test_a_host_is_shared_while_two_other_namespaces_have_an_early_pod_that_never_paged(
+    ops: list[tuple[str, int, str, bool]],
+) -> None:
+    """Whatever the order of early calls and pages: a namespace votes for a host while one
+    of the pods that called it early has not paged (and pages before a call do not count
+    against that call's later pod; a pod that paged and calls again votes again)."""
+    c = Campaigns()
+    _start(c)
+    voting: dict[tuple[str, str], set[str]] = {}
+    for ns, i, host, pages in ops:
+        entity = f"{ns}/p-{i}"
+        if pages:
+            c.paged(entity)
+            for pods in voting.values():
+                pods.discard(entity)
+            continue
+        p = make_profile(ns=ns, pod=f"p-{i}", t=600.0)
+        p.destinations = [host]
+        c.observe(p)
+        voting.setdefault((ns, host), set()).add(entity)
+    for host in ("h1", "h2"):
+        others = {ns for (ns, h), pods in voting.items() if h == host and pods and ns != "shop"}
+        assert c.shared(host, "shop") == (len(others) >= 2)
