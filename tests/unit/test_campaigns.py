@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scoring_fixtures import make_profile
 
 from churnguard.scoring.campaigns import (
@@ -96,6 +98,69 @@ def test_one_other_namespace_early_does_not_make_an_exfil_host_shared() -> None:
     assert got[-1] is not None
 
 
+def test_early_contacts_of_pods_that_paged_do_not_make_a_host_shared() -> None:
+    """A hijacked exporter beaconing from the cluster's first hours and a debug pod both
+    called the host; the exporter paged later, so the host is not a service of the cluster
+    and the sharded exfiltration to it is one campaign."""
+    c = Campaigns()
+    _start(c)
+    for ns, pod in (("observability", "node-exporter-x"), ("ci-runners", "netshoot-1")):
+        early = make_profile(ns=ns, pod=pod, t=600.0)
+        early.destinations = ["telemetry-edge.io"]
+        c.observe(early)
+    assert c.shared("telemetry-edge.io", "shop")
+    c.paged("observability/node-exporter-x")
+    assert not c.shared("telemetry-edge.io", "shop")
+    c.paged("observability/node-exporter-x")  # again, or a pod that gave no vote: no change
+    c.paged("shop/web-1")
+    assert c.early_namespaces["telemetry-edge.io"] == ["ci-runners"]
+    got = [c.observe(_short(f"x-{i}", T + 60 * i, "telemetry-edge.io")) for i in range(4)]
+    assert got[-1] is not None
+
+
+def test_a_persons_bare_pod_does_not_make_a_host_shared() -> None:
+    """Two debug pods run by people (or by whoever holds their credentials) in the cluster's
+    first hours called the host: it is not one of the cluster's services."""
+    c = Campaigns()
+    _start(c)
+    for ns in ("ci-runners", "observability"):
+        debug = make_profile(ns=ns, pod="netshoot-1", workload=None, t=600.0)
+        debug.creator_kind = "person"
+        debug.destinations = ["telemetry-edge.io"]
+        c.observe(debug)
+    assert not c.shared("telemetry-edge.io", "shop")
+    for ns in ("ci-runners", "observability"):  # their workloads' pods do vote
+        pod = make_profile(ns=ns, pod="exporter-1", t=700.0)
+        pod.creator_kind = "controller"
+        pod.destinations = ["telemetry-edge.io"]
+        c.observe(pod)
+    assert c.shared("telemetry-edge.io", "shop")
+
+
+def test_a_namespace_keeps_its_vote_while_one_of_its_early_pods_stayed_quiet() -> None:
+    """One CI runner that paged does not make the registry its namespace pushes to rare."""
+    c = Campaigns()
+    _start(c)
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    for ns in ("ci-platform", "ci-data"):
+        for i in range(2):
+            runner = make_profile(ns=ns, pod=f"runner-{i}", t=60.0 + i)
+            runner.destinations = [ecr]
+            c.observe(runner)
+    c.paged("ci-platform/runner-0")
+    assert c.shared(ecr, "shop")
+    again = Campaigns()
+    again.load(msgspec.msgpack.decode(msgspec.msgpack.encode(c.export()), type=CampaignState))
+    again.paged("ci-platform/runner-1")  # restored: the withdrawal still applies
+    assert not again.shared(ecr, "shop")
+    # a snapshot from before votes were recorded: its early namespaces stay shared
+    old = msgspec.structs.replace(c.export(), voters={}, votes={})
+    kept = Campaigns()
+    kept.load(old)
+    kept.paged("ci-platform/runner-1")
+    assert kept.shared(ecr, "shop")
+
+
 def _by(pod: str, ns: str, t: float, who: str, new_in_cluster: float = 1.0):
     values = {"lifetime_s": 240.0, "new_identity_in_cluster": new_in_cluster}
     p = make_profile(ns=ns, pod=pod, workload=None, t=t, final=True, values=values)
@@ -147,3 +212,40 @@ def test_a_person_draining_a_node_is_not_an_identity_campaign() -> None:
         p.created_by, p.creator_kind = "system:serviceaccount:kube-system:rs", "controller"
         drained.append(c.observe(p))
     assert drained == [None] * 6
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),  # namespace
+            st.integers(0, 2),  # pod
+            st.sampled_from(["h1", "h2"]),  # host
+            st.booleans(),  # True: the pod pages instead of calling
+        ),
+        max_size=30,
+    )
+)
+def test_a_host_is_shared_while_two_other_namespaces_have_an_early_pod_that_never_paged(
+    ops: list[tuple[str, int, str, bool]],
+) -> None:
+    """Whatever the order of early calls and pages: a namespace votes for a host while one
+    of the pods that called it early has not paged (and pages before a call do not count
+    against that call's later pod; a pod that paged and calls again votes again)."""
+    c = Campaigns()
+    _start(c)
+    voting: dict[tuple[str, str], set[str]] = {}
+    for ns, i, host, pages in ops:
+        entity = f"{ns}/p-{i}"
+        if pages:
+            c.paged(entity)
+            for pods in voting.values():
+                pods.discard(entity)
+            continue
+        p = make_profile(ns=ns, pod=f"p-{i}", t=600.0)
+        p.destinations = [host]
+        c.observe(p)
+        voting.setdefault((ns, host), set()).add(entity)
+    for host in ("h1", "h2"):
+        others = {ns for (ns, h), pods in voting.items() if h == host and pods and ns != "shop"}
+        assert c.shared(host, "shop") == (len(others) >= 2)

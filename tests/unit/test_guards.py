@@ -119,3 +119,29 @@ def test_an_escape_counts_on_the_pod_that_launched_the_container_too() -> None:
     assert _names(container) == ["container-outside-orchestrator"]  # no launcher known
     container.created_by = "shop/node-shell-1"
     assert _names(container) == ["container-outside-orchestrator", "container-started-from-a-pod"]
+
+
+def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_learns() -> None:
+    """attack-deployment-collection: a new Deployment lists the namespace's secrets and gets
+    several; the namespace's baseline had learned an older collector's reads (tuning seed 4:
+    0.40 against 0.93). An application fetching its own secret at start does not page."""
+    from churnguard.scoring.guards import SECRET_SWEEP, Context
+
+    def pod(reads: float, workload: str = "Deployment/config-reloader"):
+        return make_profile(workload=workload, values={"secret_reads": reads, "api_list": 1})
+
+    learning = Context(workload_learning=True)
+    sweep = [g for g in fired(pod(SECRET_SWEEP), learning) if g.pages]
+    assert [g.name for g in sweep] == ["secrets-swept-by-an-unjudged-pod"]
+    assert sweep[0].technique == "T1213"
+    assert "secrets-swept-by-an-unjudged-pod" not in _names(pod(SECRET_SWEEP))  # mature: judged
+    assert not fired(pod(1), learning)  # its own credentials at start
+    new_namespace = Context(workload_learning=True, namespace_learning=True)
+    assert not fired(pod(SECRET_SWEEP), new_namespace)  # a new namespace's operators
+    # a bare pod sweeping secrets with its token (tuning seed 11: a debug pod by a stolen
+    # runner token and an SRE look-alike in a sparse namespace, 0.73-0.78 against 0.93)
+    for ctx in (Context(), learning, new_namespace):
+        assert [g.name for g in fired(pod(SECRET_SWEEP, workload=""), ctx) if g.pages] == [
+            "secrets-swept-by-an-unjudged-pod"
+        ]
+    assert not fired(pod(1, workload=""), learning)

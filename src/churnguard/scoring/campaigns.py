@@ -18,7 +18,15 @@ it was first seen, the last is long-lived. A destination other namespaces have u
 the cluster was first seen (a registry every CI namespace pushes to) is a shared service,
 not a rare one, even when one namespace reaches it late: that takes ``SHARED_BY`` other
 namespaces in the cluster's first hours, since one other namespace contacting it then may
-be an earlier intrusion's exfil host (attackers reuse infrastructure).
+be an earlier intrusion's exfil host (attackers reuse infrastructure). Sharedness is
+learned only from pods that did not page: an early contact is withdrawn once the pod that
+made it alerts (:meth:`Campaigns.paged`; a hijacked exporter beaconing to the host from
+the cluster's first hours pages later), and a namespace stops voting for a host once every
+pod whose early contact it recorded has paged. A person's bare pod does not vote at all
+(:func:`~churnguard.scoring.learning.quarantined`, the learning gate's rule for what a
+person's one-off pod may teach): the cluster's services are what its workloads use, and a
+debug pod run with stolen credentials looks like an SRE's. An intrusion's host does not
+become a service of the cluster because the intruders used it.
 
 Campaigns by one identity: a phished person or a stolen service-account token running
 short pods in several namespaces keeps each one a small story. ``CAMPAIGN_MIN`` distinct
@@ -36,6 +44,7 @@ import msgspec
 from churnguard.alerts.alert import IDENTITY
 from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import EntityRef, Profile
+from churnguard.scoring.learning import quarantined
 
 CAMPAIGN_MIN = 4  # distinct short-lived entities to one new destination
 CAMPAIGN_WINDOW_S = 2 * 3600.0  # members count while they ended within this of each other
@@ -43,6 +52,8 @@ SHORT_LIVED_S = 1800.0  # an entity this young when it contacted the destination
 UPLOAD_BYTES = 1_000_000  # a member sent at least this much to it, more than it received
 NEW_AFTER_S = 2 * 3600.0  # a destination first seen this long after its namespace is new
 SHARED_BY = 2  # other namespaces using a destination from the cluster's first hours: shared
+EARLY_NAMESPACES = 8  # namespaces recorded per early destination (votes can be withdrawn)
+EARLY_VOTERS = 4  # pods recorded per (namespace, early destination): whose paging withdraws
 _MAX_DESTINATIONS = 50_000  # destinations remembered across namespaces (oldest dropped)
 _MAX_YOUNG = 50_000  # young entities whose destinations are being collected
 
@@ -62,6 +73,11 @@ class CampaignState(msgspec.Struct):
     early_namespaces: dict[str, list[str]] = {}
     # entity -> identities of its young windows in which someone was new to the cluster
     strangers: dict[str, list[str]] = {}
+    # "ns|dest" of early_namespaces -> the pods whose early contact is that namespace's
+    # vote (none recorded: a vote that cannot be withdrawn, as in older snapshots)
+    voters: dict[str, list[str]] = {}
+    # entity -> the "ns|dest" votes it gave (to withdraw them when it pages)
+    votes: dict[str, list[str]] = {}
 
 
 class Campaigns:
@@ -75,6 +91,8 @@ class Campaigns:
         self.cluster_born: float | None = None
         self.early_namespaces: dict[str, list[str]] = {}
         self.strangers: dict[str, list[str]] = {}
+        self.voters: dict[str, list[str]] = {}
+        self.votes: dict[str, list[str]] = {}
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
         """Fold one profile in; the campaign (key, members) it joined once it is one."""
@@ -91,13 +109,10 @@ class Campaigns:
                 if len(self.destinations) >= _MAX_DESTINATIONS:
                     del self.destinations[next(iter(self.destinations))]
                 self.destinations[key] = profile.window_start
-            if profile.window_start - self.cluster_born < NEW_AFTER_S:
-                early = self.early_namespaces.setdefault(dest, [])
-                if ns not in early and len(early) <= SHARED_BY:
-                    early.append(ns)
-                    if len(self.early_namespaces) > _MAX_DESTINATIONS:
-                        del self.early_namespaces[next(iter(self.early_namespaces))]
         entity = e.key()
+        if profile.window_start - self.cluster_born < NEW_AFTER_S and not quarantined(profile):
+            for dest in profile.destinations:
+                self._vote(dest, ns, entity)
         young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
         if young and profile.destination_bytes:
             if entity not in self.young and len(self.young) >= _MAX_YOUNG:
@@ -149,6 +164,44 @@ class Campaigns:
         index, the object store)."""
         return len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY
 
+    def _vote(self, dest: str, ns: str, entity: str) -> None:
+        """``entity`` of ``ns`` contacted ``dest`` in the cluster's first hours."""
+        early = self.early_namespaces.setdefault(dest, [])
+        if ns not in early:
+            if len(early) >= EARLY_NAMESPACES:
+                return
+            early.append(ns)
+            self.voters[f"{ns}|{dest}"] = []
+            if len(self.early_namespaces) > _MAX_DESTINATIONS:
+                self._forget(next(iter(self.early_namespaces)))
+        voters = self.voters.get(f"{ns}|{dest}")
+        if voters is None or entity in voters or len(voters) >= EARLY_VOTERS:
+            return  # a permanent vote, already counted, or enough pods to keep it
+        voters.append(entity)
+        if entity not in self.votes and len(self.votes) >= _MAX_YOUNG:
+            del self.votes[next(iter(self.votes))]  # its votes can no longer be withdrawn
+        self.votes.setdefault(entity, []).append(f"{ns}|{dest}")
+
+    def paged(self, entity: str) -> None:
+        """``entity`` alerted: its early contacts no longer make a host shared, and a
+        namespace whose every recorded early pod of a host paged no longer votes for it."""
+        for vote in self.votes.pop(entity, ()):
+            voters = self.voters.get(vote)
+            if voters is None or entity not in voters:
+                continue
+            voters.remove(entity)
+            if voters:
+                continue
+            del self.voters[vote]
+            ns, dest = vote.split("|", 1)
+            early = self.early_namespaces.get(dest, [])
+            if ns in early:
+                early.remove(ns)
+
+    def _forget(self, dest: str) -> None:
+        for ns in self.early_namespaces.pop(dest, ()):
+            self.voters.pop(f"{ns}|{dest}", None)
+
     def _expire(self, now: float) -> None:
         for key in [k for k, ms in self.members.items() if now - ms[-1].time > CAMPAIGN_WINDOW_S]:
             del self.members[key]
@@ -163,6 +216,8 @@ class Campaigns:
             cluster_born=self.cluster_born,
             early_namespaces={k: list(v) for k, v in self.early_namespaces.items()},
             strangers={k: list(v) for k, v in self.strangers.items()},
+            voters={k: list(v) for k, v in self.voters.items()},
+            votes={k: list(v) for k, v in self.votes.items()},
         )
 
     def load(self, state: CampaignState) -> None:
@@ -173,3 +228,5 @@ class Campaigns:
         self.cluster_born = state.cluster_born
         self.early_namespaces = {k: list(v) for k, v in state.early_namespaces.items()}
         self.strangers = {k: list(v) for k, v in state.strangers.items()}
+        self.voters = {k: list(v) for k, v in state.voters.items()}
+        self.votes = {k: list(v) for k, v in state.votes.items()}

@@ -3,13 +3,15 @@
 A guard never replaces the model: when the model alerts, each guard that also holds raises
 the alert's severity one step and adds its technique. Outside learning mode a guard alone
 stays silent: admins do exec into a pod and delete it, CI runners do write and upload
-tarballs, and the learned baseline is what tells those apart. Four stories page by
+tarballs, and the learned baseline is what tells those apart. Five stories page by
 themselves in any mode (``pages``): an instance run, used to read and terminated within
 minutes by an identity never seen running instances, credentials used out of place,
-a long-running pod calling a host new to it on a schedule, and a new workload's pod
-shipping an archive to a host new to its namespace while nothing judges the workload yet;
-no benign identity of the account tells the first two, pollers call their endpoints from
-their first minutes, and archivers ship to the hosts their namespace or cluster uses.
+a long-running pod calling a host new to it on a schedule, a new workload's pod shipping
+an archive to a host new to its namespace or sweeping the namespace's secrets while
+nothing judges the workload yet, and a bare pod sweeping them at any time; no benign
+identity of the account tells the first two, pollers call their endpoints from their
+first minutes, archivers ship to the hosts their namespace or cluster uses, and an
+application reads its own secret, not a list of them.
 While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
@@ -27,6 +29,9 @@ from churnguard.profiling.profile import ArchiveShipped, Profile
 RUN_TO_TERMINATE_S = 1800.0
 EXEC_TO_DELETE_S = 120.0
 EGRESS_BYTES = 50e6
+# secret reads through the API in one window (a list and three gets) that are a sweep, not
+# an application fetching its own credentials at start (one get, mounted secrets none)
+SECRET_SWEEP = 4
 
 
 def _nothing_shared(dest: str) -> bool:
@@ -128,6 +133,15 @@ def shipped_archives(p: Profile, ctx: Context) -> list[ArchiveShipped]:
     return [a for a in p.archive_shipped if not ctx.shared(a.dest)]
 
 
+def _secrets_swept_by_an_unjudged_pod(p: Profile, ctx: Context) -> bool:
+    if p.entity.kind != "pod" or p.values.get("secret_reads", 0) < SECRET_SWEEP:
+        return False
+    if not p.entity.workload:
+        return True  # a bare pod: no controller vouches for it and no baseline ever learns it
+    # a new namespace's operators list and watch their secrets
+    return ctx.workload_learning and not ctx.namespace_learning
+
+
 def _beacon_to_a_new_destination(p: Profile, _: Context) -> bool:
     return bool(p.late_beacons)
 
@@ -203,6 +217,19 @@ GUARDS: tuple[Guard, ...] = (
         _archive_shipped_while_learning,
         pages=True,
         in_tail=False,
+    ),
+    Guard(
+        "secrets-swept-by-an-unjudged-pod",
+        "T1213",
+        "A bare pod, or a controller's pod whose own workload baseline is still learning"
+        " in a namespace past its learning mode, read secrets through the API at least 4"
+        " times in one window (``secret_reads``: a list and gets of several secrets): a"
+        " debug pod or a new Deployment collecting credentials with its service account's"
+        " token while nothing can judge it (a sparse namespace's baseline has often"
+        " learned an older intrusion). Applications get their own secret once at start or"
+        " mount it; people read secrets with their own credentials, not a pod's.",
+        _secrets_swept_by_an_unjudged_pod,
+        pages=True,
     ),
     Guard(
         "beacon-to-a-new-destination",

@@ -183,6 +183,8 @@ class Scorer:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
             entity = p.entity.key()
+            if alert is not None or campaign is not None or entity in self.incidents:
+                self.campaigns.paged(entity)  # what pages does not teach the shared hosts
             if not learning and not (forced and any(not g.in_tail for g in guards)):
                 # a new workload's burst of replicas, paged by a guard, is not part of the
                 # namespace's unusual tail: it would lift the bar for every other entity
