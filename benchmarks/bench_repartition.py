@@ -80,6 +80,10 @@ def run(bootstrap: str, records, name: str, partitions: int, keyed: bool, **kafk
     k = settings.kafka
     k.repartition_topic, k.bindings_topic = f"{prefix}-repartition", f"{prefix}-bindings"
     k.checkpoint_interval_s = 30.0
+    # bench_serve's 3 s poll interval (for quick joins on the embedded broker) is shorter
+    # than one production-pipeline cycle of this day on 2 cores once the route stage polls
+    # on its own thread: every member was evicted again and again (24 evictions in one run)
+    k.max_poll_interval_ms, k.session_timeout_ms = 15_000, 30_000
     for field, value in kafka.items():
         setattr(k, field, value)
     total = produce(settings, records, keyed)
