@@ -240,6 +240,15 @@ def _on_own_broker(make_settings, bootstrap: str):
     return settings
 
 
+def _done_and_heard(service: Service, metrics: ServiceMetrics, records: int) -> bool:
+    """Every record in state, caught up, and the broker's answers seen again by the watch."""
+    return (
+        service.caught_up
+        and _records_in_state(service) == records
+        and metrics.broker_connected._value.get() == 1
+    )
+
+
 def _nothing_lost_and_the_outage_told(settings, metrics: ServiceMetrics, caplog) -> None:
     """No alert id twice, none lost; one log line when the broker went silent and one when
     it answered again (an 8 s outage: ``down_s`` estimated within ±1 s, plus a restart's
@@ -271,7 +280,9 @@ def test_broker_down_mid_stream_and_back(make_settings, relayed_broker, caplog):
         _wait(lambda: metrics.broker_connected._value.get() == 0, 8, "the outage noticed")
         time.sleep(4.0)  # 8 s in all: longer than the group session timeout (6 s)
         relay.restore()
-        _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 90, "end")
+        # done, and the broker heard again: a service that read everything before the cut
+        # is caught up at once, before its watch has seen an answer
+        _wait(lambda: _done_and_heard(service, metrics, len(records)), 90, "end")
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -351,7 +362,7 @@ def test_broker_stopped_and_restarted_mid_stream(make_settings, persistent_broke
         broker.restart(down_s=8.0)  # longer than the group session timeout (6 s)
         assert len(alert_ids(settings)) == published  # the records survived the restart
         records += _produce(settings, audit_topic, _second_part(before, after, namespaces))
-        _wait(lambda: service.caught_up and _records_in_state(service) == len(records), 120, "end")
+        _wait(lambda: _done_and_heard(service, metrics, len(records)), 120, "end")
     finally:
         stop.set()
         thread.join(timeout=30)
