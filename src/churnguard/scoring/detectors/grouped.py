@@ -23,7 +23,7 @@ from churnguard.scoring.detectors.oif import (
     _LOG4,
     OnlineIsolationForest,
     descend,
-    leaf_extremes,
+    widen_boxes,
 )
 
 __all__ = ["learn_groups", "score_groups"]
@@ -171,19 +171,23 @@ def _learn_chunks(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) ->
     pool = _Pool(forests)
     leaves, path = pool.route(X, owner, record=True)
     visits = np.bincount(np.concatenate(path), minlength=int(pool.base[-1] + pool.sizes[-1]))
-    # box widening as OIF._widen_boxes: rows grouped per leaf in their original order
-    ids, low, high = leaf_extremes(leaves, X, np.tile(np.arange(len(X)), forests[0].n_trees))
-    for f, base, size, part, old, n in zip(
-        forests, pool.base, pool.sizes, pool.split(ids), olds, counts, strict=True
+    n = len(X)
+    tree_offsets = np.arange(forests[0].n_trees)[:, None] * n
+    first_rows = np.cumsum([0, *counts[:-1]]).tolist()
+    for f, base, size, first, old, k in zip(
+        forests, pool.base, pool.sizes, first_rows, olds, counts, strict=True
     ):
         f.count_[:size] += visits[base : base + size]
-        local = ids[part] - base
-        f.lo_[local] = np.minimum(f.lo_[local], low[part])
-        f.hi_[local] = np.maximum(f.hi_[local], high[part])
-        f.n_window_ += n
-        f.n_seen_ += n
+        # this forest's (tree, row) pairs, tree-major as its own _route orders them
+        pairs = (tree_offsets + np.arange(first, first + k)).ravel()
+        local = leaves[pairs] - base
+        widen_boxes(f.lo_, f.hi_, local, X[pairs % n])
+        f.n_window_ += k
+        f.n_seen_ += k
         limit = f._path_length(float(f.n_window_))
-        ripe = local[(f.count_[local] >= f._threshold(f.depth_[local])) & (f.depth_[local] < limit)]
+        touched = np.unique(local)
+        depth = f.depth_[touched]
+        ripe = touched[(f.count_[touched] >= f._threshold(depth)) & (depth < limit)]
         for leaf in ripe.tolist():
             f._split(leaf, limit)
         if len(old):

@@ -188,7 +188,7 @@ class OnlineIsolationForest(Detector):
         old = self._push_window(X)
         leaves, path = self._route(X, record=True)
         np.add.at(self.count_, np.concatenate(path), 1)
-        self._widen_boxes(leaves, X, _row_index(len(X), self.n_trees))
+        widen_boxes(self.lo_, self.hi_, leaves, X[_row_index(len(X), self.n_trees)])
         self.n_window_ += len(X)
         self.n_seen_ += len(X)
         limit = self._path_length(float(self.n_window_))
@@ -215,12 +215,6 @@ class OnlineIsolationForest(Detector):
         self.window_[(self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X
         self.window_head_ = (self.window_head_ + n_old) % size
         return old
-
-    def _widen_boxes(self, nodes: np.ndarray, X: np.ndarray, row: np.ndarray) -> None:
-        """Widen each leaf's box by the rows ``X[row]`` routed to it (``nodes``)."""
-        ids, low, high = leaf_extremes(nodes, X, row)
-        self.lo_[ids] = np.minimum(self.lo_[ids], low)
-        self.hi_[ids] = np.maximum(self.hi_[ids], high)
 
     def _split(self, leaf: int, limit: float) -> None:
         """Grow a subtree from ``count`` points sampled uniformly in the leaf's box."""
@@ -394,23 +388,19 @@ def descend(
     return node, path
 
 
-def leaf_extremes(
-    nodes: np.ndarray, X: np.ndarray, row: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For the rows ``X[row]`` routed to ``nodes``: each distinct node (ascending) and the
-    per-feature min and max of its rows, reduced in the rows' order."""
-    order = np.argsort(nodes, kind="stable")
-    sorted_nodes = nodes[order]
-    grouped = X[row[order]]
-    new = np.empty(len(sorted_nodes), dtype=bool)
-    new[:1] = True
-    np.not_equal(sorted_nodes[1:], sorted_nodes[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    if len(starts) == len(sorted_nodes):  # one row per node: nothing to reduce
-        return sorted_nodes, grouped, grouped
-    low = np.minimum.reduceat(grouped, starts, axis=0)
-    high = np.maximum.reduceat(grouped, starts, axis=0)
-    return sorted_nodes[starts], low, high
+def widen_boxes(lo: np.ndarray, hi: np.ndarray, nodes: np.ndarray, rows: np.ndarray) -> None:
+    """Widen the boxes ``lo[nodes[i]]``, ``hi[nodes[i]]`` by ``rows[i]``, one row at a time
+    in order (``lo`` and ``hi`` are C-contiguous (nodes, d) arrays, updated in place).
+
+    ``np.minimum`` and ``np.maximum`` return their second argument when the two are equal
+    (``0.0`` and ``-0.0``), so folding rows in one by one gives the bits that reducing each
+    node's rows first and then updating its box gives.
+    """
+    d = rows.shape[1]
+    flat = (nodes[:, None] * d + np.arange(d)).ravel()
+    values = rows.ravel()
+    np.minimum.at(np.reshape(lo, -1, copy=False), flat, values)
+    np.maximum.at(np.reshape(hi, -1, copy=False), flat, values)
 
 
 def _row_index(n: int, n_trees: int) -> np.ndarray:
