@@ -278,7 +278,7 @@ def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:
 def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> None:
     """Boxes widened one row at a time hold the bits of reducing each leaf's rows first,
     signed zeros included (the feature spec negates "low" features: 0.0 and -0.0 occur)."""
-    from churnguard.scoring.detectors.oif import widen_boxes
+    from churnguard.scoring.detectors.oif import box_cells, widen_boxes
 
     rng = np.random.default_rng(3)
     rows = rng.choice([0.0, -0.0, 1.0, -1.0], size=(300, 4))
@@ -290,6 +290,6 @@ def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> Non
         mine = rows[nodes == node]
         expected_lo[node] = np.minimum(lo[node], np.minimum.reduce(mine, axis=0))
         expected_hi[node] = np.maximum(hi[node], np.maximum.reduce(mine, axis=0))
-    widen_boxes(lo, hi, nodes, rows)
+    widen_boxes(lo, hi, box_cells(nodes, rows.shape[1]), rows.ravel())
     assert lo.tobytes() == expected_lo.tobytes()
     assert hi.tobytes() == expected_hi.tobytes()

@@ -188,7 +188,8 @@ class OnlineIsolationForest(Detector):
         old = self._push_window(X)
         leaves, path = self._route(X, record=True)
         np.add.at(self.count_, np.concatenate(path), 1)
-        widen_boxes(self.lo_, self.hi_, leaves, X[_row_index(len(X), self.n_trees)])
+        rows = X[_row_index(len(X), self.n_trees)]
+        widen_boxes(self.lo_, self.hi_, box_cells(leaves, X.shape[1]), rows.ravel())
         self.n_window_ += len(X)
         self.n_seen_ += len(X)
         limit = self._path_length(float(self.n_window_))
@@ -388,19 +389,22 @@ def descend(
     return node, path
 
 
-def widen_boxes(lo: np.ndarray, hi: np.ndarray, nodes: np.ndarray, rows: np.ndarray) -> None:
-    """Widen the boxes ``lo[nodes[i]]``, ``hi[nodes[i]]`` by ``rows[i]``, one row at a time
-    in order (``lo`` and ``hi`` are C-contiguous (nodes, d) arrays, updated in place).
+def box_cells(nodes: np.ndarray, d: int) -> np.ndarray:
+    """The flat (node, feature) cells of ``d``-wide box rows that rows at ``nodes`` touch,
+    row after row (for :func:`widen_boxes`)."""
+    return (nodes[:, None] * d + np.arange(d)).ravel()
+
+
+def widen_boxes(lo: np.ndarray, hi: np.ndarray, cells: np.ndarray, values: np.ndarray) -> None:
+    """Widen the C-contiguous box arrays ``lo`` and ``hi`` in place by ``values`` (rows
+    raveled), one row at a time in order, at their :func:`box_cells`.
 
     ``np.minimum`` and ``np.maximum`` return their second argument when the two are equal
     (``0.0`` and ``-0.0``), so folding rows in one by one gives the bits that reducing each
     node's rows first and then updating its box gives.
     """
-    d = rows.shape[1]
-    flat = (nodes[:, None] * d + np.arange(d)).ravel()
-    values = rows.ravel()
-    np.minimum.at(np.reshape(lo, -1, copy=False), flat, values)
-    np.maximum.at(np.reshape(hi, -1, copy=False), flat, values)
+    np.minimum.at(np.reshape(lo, -1, copy=False), cells, values)
+    np.maximum.at(np.reshape(hi, -1, copy=False), cells, values)
 
 
 def _row_index(n: int, n_trees: int) -> np.ndarray:
