@@ -232,7 +232,7 @@ class OnlineIsolationForest(Detector):
         self.count_[node] = n
         self.depth_[node] = depth
         if n:
-            lo, hi = data.min(axis=0), data.max(axis=0)
+            lo, hi = np.minimum.reduce(data), np.maximum.reduce(data)  # min(axis=0), unwrapped
         else:
             lo, hi = self.lo_[node], self.hi_[node]
         splittable = None
