@@ -12,8 +12,14 @@ snapshot (every detector's learned bytes, thresholds, gate, incidents). A speed 
 that keeps detection bit-identical keeps the digest; compare it before and after, e.g.
 against main's code with ``PYTHONPATH=<main checkout>/src``.
 
+Two experiments that change what is scored, so their digests differ (not for landing):
+``--max-leaf-samples WL,NS,CLUSTER`` sets the online forests' leaf sizes per scope (fewer
+splits), ``--without-forests`` scores every row 0.5 and learns nothing into the forests
+(baselines still mature): the CPU of everything in the scorer but the forests.
+
 Usage:  .venv/bin/python benchmarks/bench_scorer.py [--sim DIR | --hours 6 --seed 11]
             [--runs 3] [--batch-size 0] [--bundle] [--cache FILE] [--profile FILE]
+            [--max-leaf-samples 8,16,32 | --without-forests]
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from bench_scale import captured_batches, rebatched
 
 from churnguard.config import Settings
 from churnguard.profiling.profile import Profile
+from churnguard.scoring import baselines, scorer
 from churnguard.scoring.scorer import Scored, Scorer
 from churnguard.simulate import SimParams, generate, write
 from churnguard.wiring import make_pipeline
@@ -51,6 +59,17 @@ def day_batches(args: argparse.Namespace) -> list[list[Profile]]:
     if cache is not None:
         cache.write_bytes(pickle.dumps(batches))
     return batches
+
+
+def experiment(args: argparse.Namespace) -> None:
+    """Apply ``--max-leaf-samples`` or ``--without-forests`` to this process."""
+    if args.max_leaf_samples:
+        sizes = [int(x) for x in args.max_leaf_samples.split(",")]
+        for scope, size in zip(("wl", "ns", "cluster"), sizes, strict=True):
+            baselines.OIF_PARAMS[scope]["max_leaf_samples"] = size
+    if args.without_forests:
+        scorer.score_groups = lambda dets, Xs: [np.full(len(X), 0.5) for X in Xs]
+        baselines.learn_groups = lambda dets, Xs: None
 
 
 def fresh_scorer(bundle: bool) -> Scorer:
@@ -87,7 +106,10 @@ def main() -> None:
     ap.add_argument("--bundle", action="store_true", help="seed from the model bundle")
     ap.add_argument("--cache", help="pickle of the captured batches (written, then read)")
     ap.add_argument("--profile", help="write a cProfile of one more run to this file")
+    ap.add_argument("--max-leaf-samples", help="experiment: WL,NS,CLUSTER leaf sizes")
+    ap.add_argument("--without-forests", action="store_true", help="experiment: no forests")
     args = ap.parse_args()
+    experiment(args)
 
     batches = day_batches(args)
     if args.batch_size:
