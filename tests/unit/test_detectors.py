@@ -75,7 +75,8 @@ def test_oif_tree_bookkeeping_stays_exact_while_sliding() -> None:
         rows = rng.normal(shift, 1.0, size=(400, 3))
         det.learn_many(rows)
         assert det.n_window_ == 300
-        np.testing.assert_array_equal(np.roll(det.window_, -det.window_head_, axis=0), rows[-300:])
+        window = np.roll(det.window_, -det.window_head_, axis=1).T  # one row per feature
+        np.testing.assert_array_equal(window, rows[-300:])
         assert (det.count_[det.roots_] == 300).all()
         reachable, stack = 0, det.roots_.tolist()
         while stack:
