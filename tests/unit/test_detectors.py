@@ -75,7 +75,8 @@ def test_oif_tree_bookkeeping_stays_exact_while_sliding() -> None:
         rows = rng.normal(shift, 1.0, size=(400, 3))
         det.learn_many(rows)
         assert det.n_window_ == 300
-        np.testing.assert_array_equal(np.roll(det.window_, -det.window_head_, axis=0), rows[-300:])
+        window = np.roll(det.window_, -det.window_head_, axis=1).T  # one row per feature
+        np.testing.assert_array_equal(window, rows[-300:])
         assert (det.count_[det.roots_] == 300).all()
         reachable, stack = 0, det.roots_.tolist()
         while stack:
@@ -273,3 +274,23 @@ def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:
     with pytest.raises(ValueError, match="NaN"):
         learn_groups([det], [np.full((1, 3), np.nan)])
     assert det.n_seen == 0
+
+
+def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> None:
+    """Boxes widened one row at a time hold the bits of reducing each leaf's rows first,
+    signed zeros included (the feature spec negates "low" features: 0.0 and -0.0 occur)."""
+    from churnguard.scoring.detectors.oif import box_cells, widen_boxes
+
+    rng = np.random.default_rng(3)
+    rows = rng.choice([0.0, -0.0, 1.0, -1.0], size=(300, 4))
+    nodes = rng.integers(0, 20, len(rows))
+    lo = rng.choice([np.inf, 0.0, -0.0], size=(20, 4))
+    hi = -lo
+    expected_lo, expected_hi = lo.copy(), hi.copy()
+    for node in np.unique(nodes):
+        mine = rows[nodes == node]
+        expected_lo[node] = np.minimum(lo[node], np.minimum.reduce(mine, axis=0))
+        expected_hi[node] = np.maximum(hi[node], np.maximum.reduce(mine, axis=0))
+    widen_boxes(lo, hi, box_cells(nodes, rows.shape[1]), rows.ravel())
+    assert lo.tobytes() == expected_lo.tobytes()
+    assert hi.tobytes() == expected_hi.tobytes()

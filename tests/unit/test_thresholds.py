@@ -88,3 +88,17 @@ def test_one_persistent_entity_cannot_lift_the_threshold_over_its_own_scores() -
     t.observe("shop", [0.97] * 200, ["shop/implant"] * 200)
     assert t.threshold("shop") < 0.97
     assert abs(t.threshold("shop") - calm) < 0.01
+
+
+def test_a_threshold_follows_every_window_it_reads_from() -> None:
+    """A namespace too young for its own quantile reads the cluster's window: scores
+    observed in another namespace move its threshold, and its own scores move it again."""
+    t = Thresholds(_settings())
+    t.observe("shop", list(np.linspace(0.0, 0.5, 2000)))
+    before = t.threshold("shop")
+    assert t.threshold("new") == before < 0.5
+    t.observe("billing", [0.9] * 100)  # through the cluster's window only
+    assert t.threshold("new") == 0.9
+    assert t.threshold("shop") == before
+    t.observe("shop", [0.7] * 200)  # now enough of its own
+    assert t.threshold("shop") == 0.7

@@ -238,6 +238,7 @@ class Hierarchy:
         training). ``admits(baseline, workload)`` is the gate's share cap (None: every row).
         """
         by_key: dict[str, list[int]] = {}
+        workloads = [workload_of(p) for p in profiles]
         for i, p in enumerate(profiles):
             keys = baseline_keys(p) if self.settings.hierarchy else baseline_keys(p)[2:]
             for key in keys:
@@ -247,7 +248,7 @@ class Hierarchy:
             b = self.get(key)
             rows = []
             for i in by_key[key]:
-                wl = workload_of(profiles[i])
+                wl = workloads[i]
                 if admits is None or admits(b, wl):
                     rows.append(i)
                     b.note_workload(wl)

@@ -43,6 +43,9 @@ class Thresholds:
         self.settings = settings
         self.windows: dict[str, deque[float]] = {}
         self.entities: dict[str, deque[str]] = {}  # parallel to ``windows``: whose score
+        # entity_quantile per (window, rate) until that window changes: a batch's
+        # namespaces that fall back to the cluster's window share one computation
+        self._quantiles: dict[tuple[str, float], float] = {}
 
     def _window(self, namespace: str) -> tuple[deque[float], deque[str]]:
         w = self.windows.get(namespace)
@@ -67,7 +70,10 @@ class Thresholds:
             key = CLUSTER
         if len(self.windows.get(key, ())) < needed:
             return t.min_score
-        q = entity_quantile(self.windows[key], self.entities[key], rate)
+        q = self._quantiles.get((key, rate))
+        if q is None:
+            q = entity_quantile(self.windows[key], self.entities[key], rate)
+            self._quantiles[key, rate] = q
         return max(t.min_score, min(q, MAX_QUANTILE_THRESHOLD))
 
     def muted(self, namespace: str) -> bool:
@@ -90,6 +96,9 @@ class Thresholds:
             window, owners = self._window(key)
             window.extend(scores)
             owners.extend(entities)
+        self._quantiles = {
+            k: q for k, q in self._quantiles.items() if k[0] not in (namespace, CLUSTER)
+        }
 
     def export(self) -> dict[str, ThresholdWindow]:
         return {
@@ -98,7 +107,7 @@ class Thresholds:
         }
 
     def load(self, data: dict[str, ThresholdWindow]) -> None:
-        self.windows, self.entities = {}, {}
+        self.windows, self.entities, self._quantiles = {}, {}, {}
         for ns, saved in data.items():
             window, owners = self._window(ns)
             window.extend(saved.scores)

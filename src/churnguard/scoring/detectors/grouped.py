@@ -22,8 +22,9 @@ from churnguard.scoring.detectors.base import Detector
 from churnguard.scoring.detectors.oif import (
     _LOG4,
     OnlineIsolationForest,
+    box_cells,
     descend,
-    leaf_extremes,
+    widen_boxes,
 )
 
 __all__ = ["learn_groups", "score_groups"]
@@ -87,6 +88,8 @@ class _Pool:
         self.right = (
             np.concatenate([f.right_[u] for f, u in zip(forests, used, strict=True)]) + shift
         )
+        self.count = np.concatenate([f.count_[u] for f, u in zip(forests, used, strict=True)])
+        self.depth = np.concatenate([f.depth_[u] for f, u in zip(forests, used, strict=True)])
         self.sizes = sizes
         self.forests = forests
 
@@ -120,8 +123,8 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     n, n_trees = len(X), forests[0].n_trees
     pool = _Pool(forests)
     leaves, _ = pool.route(X, owner, record=False)
-    depth = np.concatenate([f.depth_[: f.n_nodes_] for f in forests])[leaves]
-    count = np.concatenate([f.count_[: f.n_nodes_] for f in forests])[leaves].astype(float)
+    depth = pool.depth[leaves]
+    count = pool.count[leaves].astype(float)
     eta = np.array([float(f.max_leaf_samples) for f in forests])[np.tile(owner, n_trees)]
     # OIF._path_length with each pair's own eta: the same operations, element by element
     depths = (depth + np.log(np.maximum(count, eta) / eta) / _LOG4).reshape(n_trees, n)
@@ -163,28 +166,44 @@ def _learn_forests(members: list[tuple[OnlineIsolationForest, np.ndarray]]) -> N
 
 
 def _learn_chunks(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> None:
-    """``OIF._learn_chunk`` of one chunk per forest, routed and counted in one pass."""
+    """``OIF._learn_chunk`` of one chunk per forest, routed, counted and checked for ripe
+    leaves in one pass; only the box writes, splits and forgetting run per forest."""
     olds = [f._push_window(X) for f, X in zip(forests, Xs, strict=True)]
     counts = [len(X) for X in Xs]
     owner = _owners(counts)
     X = np.concatenate(Xs)
     pool = _Pool(forests)
     leaves, path = pool.route(X, owner, record=True)
-    visits = np.bincount(np.concatenate(path), minlength=int(pool.base[-1] + pool.sizes[-1]))
-    # box widening as OIF._widen_boxes: rows grouped per leaf in their original order
-    ids, low, high = leaf_extremes(leaves, X, np.tile(np.arange(len(X)), forests[0].n_trees))
-    for f, base, size, part, old, n in zip(
-        forests, pool.base, pool.sizes, pool.split(ids), olds, counts, strict=True
+    visits = np.bincount(np.concatenate(path), minlength=len(pool.count))
+    pool.count += visits
+    for f, k in zip(forests, counts, strict=True):
+        f.n_window_ += k
+        f.n_seen_ += k
+    # leaves ready to split, as OIF._learn_chunk finds them, with each forest's own eta
+    # and depth limit
+    touched = np.unique(leaves)
+    forest_of = np.searchsorted(pool.base, touched, side="right") - 1
+    eta = np.array([f.max_leaf_samples for f in forests])[forest_of]
+    limits = [f._path_length(float(f.n_window_)) for f in forests]
+    depth = pool.depth[touched]
+    ripe = touched[
+        (pool.count[touched] >= eta * np.exp2(depth)) & (depth < np.array(limits)[forest_of])
+    ]
+    # each forest's (tree, row) pairs in the order its own _route gives them (tree-major),
+    # as flat (node, feature) cells of its box arrays and the row values widening them
+    pair_owner = np.tile(owner, forests[0].n_trees)
+    by_forest = np.argsort(pair_owner, kind="stable")
+    d = X.shape[1]
+    cells = box_cells((leaves - pool.base[pair_owner])[by_forest], d)
+    values = X[by_forest % len(X)].ravel()
+    ends = np.cumsum(np.bincount(pair_owner, minlength=len(forests)) * d).tolist()
+    groups = zip(forests, pool.base, pool.sizes, pool.split(ripe), limits, olds, strict=True)
+    for (f, base, size, part, limit, old), start, end in zip(
+        groups, [0, *ends[:-1]], ends, strict=True
     ):
-        f.count_[:size] += visits[base : base + size]
-        local = ids[part] - base
-        f.lo_[local] = np.minimum(f.lo_[local], low[part])
-        f.hi_[local] = np.maximum(f.hi_[local], high[part])
-        f.n_window_ += n
-        f.n_seen_ += n
-        limit = f._path_length(float(f.n_window_))
-        ripe = local[(f.count_[local] >= f._threshold(f.depth_[local])) & (f.depth_[local] < limit)]
-        for leaf in ripe.tolist():
+        f.count_[:size] = pool.count[base : base + size]
+        widen_boxes(f.lo_, f.hi_, cells[start:end], values[start:end])
+        for leaf in (ripe[part] - base).tolist():
             f._split(leaf, limit)
         if len(old):
             f._forget(old)

@@ -141,9 +141,9 @@ class OnlineIsolationForest(Detector):
         A value only one or two remembered rows ever had is still novel: one odd row in the
         window must not raise the bar for everything after it.
         """
-        window = self.window_[: self.n_window_]
-        k = min(len(window) - 1, int(np.ceil(BOX_TRIM * len(window))))
-        return np.partition(window, -k - 1, axis=0)[-k - 1]
+        n = self.n_window_
+        k = min(n - 1, int(np.ceil(BOX_TRIM * n)))
+        return np.partition(self.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
 
     # -- tree mechanics -------------------------------------------------------------------
 
@@ -172,7 +172,9 @@ class OnlineIsolationForest(Detector):
         self.n_nodes_ = self.n_trees  # slots ever used (the high-water mark)
         self.free_: list[int] = []
         self.roots_ = np.arange(self.n_trees, dtype=np.int32)
-        self.window_ = np.zeros((0, d))  # ring buffer of the rows remembered, grown as filled
+        # ring buffer of the rows remembered, grown as filled; feature-major (one row per
+        # feature), so the range-novelty top partitions contiguous rows (4-10x faster)
+        self.window_ = np.zeros((d, 0))
         self.window_head_ = 0
         self.n_window_ = 0
         self.n_seen_ = 0
@@ -188,7 +190,8 @@ class OnlineIsolationForest(Detector):
         old = self._push_window(X)
         leaves, path = self._route(X, record=True)
         np.add.at(self.count_, np.concatenate(path), 1)
-        self._widen_boxes(leaves, X, _row_index(len(X), self.n_trees))
+        rows = X[_row_index(len(X), self.n_trees)]
+        widen_boxes(self.lo_, self.hi_, box_cells(leaves, X.shape[1]), rows.ravel())
         self.n_window_ += len(X)
         self.n_seen_ += len(X)
         limit = self._path_length(float(self.n_window_))
@@ -207,20 +210,15 @@ class OnlineIsolationForest(Detector):
         size = self.window_size
         n_old = max(0, self.n_window_ + len(X) - size)
         need = min(size, self.n_window_ + len(X))
-        if len(self.window_) < need:  # still filling, so nothing has wrapped: head is 0
-            grown = np.zeros((min(size, max(need, 2 * len(self.window_))), X.shape[1]))
-            grown[: self.n_window_] = self.window_[: self.n_window_]
+        capacity = self.window_.shape[1]
+        if capacity < need:  # still filling, so nothing has wrapped: head is 0
+            grown = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
+            grown[:, : self.n_window_] = self.window_[:, : self.n_window_]
             self.window_ = grown
-        old = self.window_[(self.window_head_ + np.arange(n_old)) % size]
-        self.window_[(self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X
+        old = self.window_[:, (self.window_head_ + np.arange(n_old)) % size].T
+        self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
         self.window_head_ = (self.window_head_ + n_old) % size
         return old
-
-    def _widen_boxes(self, nodes: np.ndarray, X: np.ndarray, row: np.ndarray) -> None:
-        """Widen each leaf's box by the rows ``X[row]`` routed to it (``nodes``)."""
-        ids, low, high = leaf_extremes(nodes, X, row)
-        self.lo_[ids] = np.minimum(self.lo_[ids], low)
-        self.hi_[ids] = np.maximum(self.hi_[ids], high)
 
     def _split(self, leaf: int, limit: float) -> None:
         """Grow a subtree from ``count`` points sampled uniformly in the leaf's box."""
@@ -237,7 +235,7 @@ class OnlineIsolationForest(Detector):
         self.count_[node] = n
         self.depth_[node] = depth
         if n:
-            lo, hi = data.min(axis=0), data.max(axis=0)
+            lo, hi = np.minimum.reduce(data), np.maximum.reduce(data)  # min(axis=0), unwrapped
         else:
             lo, hi = self.lo_[node], self.hi_[node]
         splittable = None
@@ -332,7 +330,9 @@ class OnlineIsolationForest(Detector):
         arrays.update(
             roots_=self.roots_,
             free_=np.asarray(self.free_, dtype=np.int64),
-            window_=np.roll(self.window_, -self.window_head_, axis=0)[: self.n_window_],
+            window_=np.ascontiguousarray(  # rows, oldest first
+                np.roll(self.window_, -self.window_head_, axis=1)[:, : self.n_window_].T
+            ),
         )
         meta.update(
             n_features_in_=self.n_features_in_,
@@ -354,8 +354,8 @@ class OnlineIsolationForest(Detector):
             model.n_nodes_ = len(model.feature_)
             model.roots_ = arrays["roots_"].astype(np.int32)
             model.free_ = [int(i) for i in arrays["free_"]]
-            model.window_ = arrays["window_"].astype(float)
-            model.n_window_ = len(model.window_)
+            model.window_ = np.ascontiguousarray(arrays["window_"].astype(float).T)
+            model.n_window_ = model.window_.shape[1]
             model.n_seen_ = int(meta["n_seen_"])
             model.rng_ = rng_from_state(meta["rng_"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -394,23 +394,22 @@ def descend(
     return node, path
 
 
-def leaf_extremes(
-    nodes: np.ndarray, X: np.ndarray, row: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For the rows ``X[row]`` routed to ``nodes``: each distinct node (ascending) and the
-    per-feature min and max of its rows, reduced in the rows' order."""
-    order = np.argsort(nodes, kind="stable")
-    sorted_nodes = nodes[order]
-    grouped = X[row[order]]
-    new = np.empty(len(sorted_nodes), dtype=bool)
-    new[:1] = True
-    np.not_equal(sorted_nodes[1:], sorted_nodes[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    if len(starts) == len(sorted_nodes):  # one row per node: nothing to reduce
-        return sorted_nodes, grouped, grouped
-    low = np.minimum.reduceat(grouped, starts, axis=0)
-    high = np.maximum.reduceat(grouped, starts, axis=0)
-    return sorted_nodes[starts], low, high
+def box_cells(nodes: np.ndarray, d: int) -> np.ndarray:
+    """The flat (node, feature) cells of ``d``-wide box rows that rows at ``nodes`` touch,
+    row after row (for :func:`widen_boxes`)."""
+    return (nodes[:, None] * d + np.arange(d)).ravel()
+
+
+def widen_boxes(lo: np.ndarray, hi: np.ndarray, cells: np.ndarray, values: np.ndarray) -> None:
+    """Widen the C-contiguous box arrays ``lo`` and ``hi`` in place by ``values`` (rows
+    raveled), one row at a time in order, at their :func:`box_cells`.
+
+    ``np.minimum`` and ``np.maximum`` return their second argument when the two are equal
+    (``0.0`` and ``-0.0``), so folding rows in one by one gives the bits that reducing each
+    node's rows first and then updating its box gives.
+    """
+    np.minimum.at(np.reshape(lo, -1, copy=False), cells, values)
+    np.maximum.at(np.reshape(hi, -1, copy=False), cells, values)
 
 
 def _row_index(n: int, n_trees: int) -> np.ndarray:
