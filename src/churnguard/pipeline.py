@@ -145,15 +145,13 @@ class Pipeline:
     def parse(self, raw: bytes | str, origin: Origin | None, pinned: str | None = None) -> Parsed:
         """Decode and adapt one record, counting what came out of it."""
         parsed = parse_record(raw, origin, pinned, self.ctx)
-        self.stats["records"] += 1
-        for ev in parsed.events:
-            self.stats[f"events.{ev.format}"] += 1
-            if ev.origin is None and origin is not None:
-                ev.origin = origin
-        for ig in parsed.ignored:
-            self.stats[f"ignored.{ig.format}.{ig.reason}"] += 1
-        for rej in parsed.rejected:
-            self.stats[f"rejected.{rej.reason}"] += 1
+        stats = self.stats
+        stats["records"] += 1
+        stats.update(f"events.{ev.format}" for ev in parsed.events)  # parse_record set origins
+        if parsed.ignored:
+            stats.update(f"ignored.{ig.format}.{ig.reason}" for ig in parsed.ignored)
+        if parsed.rejected:
+            stats.update(f"rejected.{rej.reason}" for rej in parsed.rejected)
         return parsed
 
     def process(
@@ -173,7 +171,7 @@ class Pipeline:
         out.late, self._late = self._late, []
         if len(self.table.states) > self.settings.pipeline.max_entities:
             out.extend(self._evict())
-        out.extend(self._drain())
+        self._drain(out)
         return out
 
     def _evict(self) -> Output:
@@ -198,9 +196,11 @@ class Pipeline:
             self._flood_reports.append(flood)
         return self._score([p for p in profiles if p is not None])
 
-    def _drain(self) -> Output:
-        """Score what a cap cut early; emit flood alerts and pending-cap dead letters."""
-        out = self._score(self._capped_profiles)
+    def _drain(self, out: Output) -> None:
+        """Add to ``out`` what a cap cut early (scored), flood alerts, pending-cap dead letters."""
+        if not (self._capped_profiles or self._flood_reports or self._overflow):
+            return  # the common case: once per record in the service
+        out.extend(self._score(self._capped_profiles))
         self._capped_profiles = []
         threshold = self.settings.pipeline.flood_new_entities
         version = self.spec.version
@@ -210,7 +210,6 @@ class Pipeline:
         self.stats["floods"] += len(self._flood_reports)
         out.rejected.extend(self._overflow)
         self._flood_reports, self._overflow = [], []
-        return out
 
     def finish(self) -> Output:
         """End of input: emit every window up to the last event, then profile what is open."""
@@ -227,7 +226,7 @@ class Pipeline:
                 self._bury(s)
             out.extend(self._score([p for p in profiles if p is not None]))
         self.schedule.clear_due()
-        out.extend(self._drain())
+        self._drain(out)
         return out
 
     # ---- routing ----------------------------------------------------------------------------
@@ -344,14 +343,15 @@ class Pipeline:
         return self._profile(state, events, start, end, final=False, reason="evidence_cap")
 
     def _next_due(self, state: EntityState) -> float:
-        candidates = [state.last_seen + self.idle_s]
+        """The earliest of: idle expiry, deletion, the end of the oldest pending window."""
+        due = state.last_seen + self.idle_s
         if state.deleted_at is not None:
-            candidates.append(state.deleted_at)
+            due = min(due, state.deleted_at)
         if state.pending:
             start = state.window_start()
             k = max(0, math.floor((self._first_pending(state) - start) / self.window_s))
-            candidates.append(start + (k + 1) * self.window_s)
-        return min(candidates) + IP_BINDING_LAG_S
+            due = min(due, start + (k + 1) * self.window_s)
+        return due + IP_BINDING_LAG_S
 
     def _first_pending(self, state: EntityState) -> float:
         """Where the entity's next window starts from: its oldest pending event, but never

@@ -46,7 +46,7 @@ _ADAPTERS: dict[str, Adapter] = {
     tetragon.FORMAT: tetragon.adapt,
     flows.FORMAT: flows.adapt,
 }
-_TETRAGON_KEYS = tetragon.EVENT_KEYS + tetragon.OTHER_EVENT_KEYS
+_TETRAGON_KEYS = frozenset(tetragon.EVENT_KEYS + tetragon.OTHER_EVENT_KEYS)
 _DEFAULT_CTX = AdapterContext()
 
 
@@ -71,7 +71,7 @@ def detect_format(obj: dict) -> str | None:
         return cloudtrail.FORMAT
     if "rule" in obj and "output_fields" in obj:
         return falco.FORMAT
-    if any(k in obj for k in _TETRAGON_KEYS):
+    if not _TETRAGON_KEYS.isdisjoint(obj):
         return tetragon.FORMAT
     if isinstance(obj.get("flow"), dict) or ("IP" in obj and "verdict" in obj):
         return flows.FORMAT
@@ -178,7 +178,9 @@ def parse_record(
         else:
             for event in result:
                 event.origin = origin
-                envelopes.attribute(event, hint)
+            if hint is not None:
+                for event in result:
+                    envelopes.attribute(event, hint)
             out.events.extend(result)
     return out
 

@@ -78,6 +78,7 @@ class Watermark:
         self._input_lateness: dict[str, float] = {}
         self._lateness_seen = 0.0
         self._floor = -math.inf
+        self._value: float | None = None  # ``value`` until the inputs' progress changes
 
     @property
     def max_lateness(self) -> float:
@@ -91,6 +92,7 @@ class Watermark:
     def expect(self, inputs: Iterable[str]) -> None:
         """Name the inputs (``input_of`` names) whose progress aligns the watermark."""
         self._expected = frozenset(inputs)
+        self._value = None
 
     def progress(self, name: str, time: float) -> None:
         """An input read up to ``time`` elsewhere (repartitioned: its records went to other
@@ -103,14 +105,17 @@ class Watermark:
         # input is complete up to ``time`` here too: once every input is idle, emission
         # reaches where a shard holding every record would be, not this shard's newest event
         self.max_time = max(self.max_time, time)
+        self._value = None
 
     def set_idle(self, inputs: Iterable[str]) -> None:
         """Inputs that have nothing more to read right now."""
         self._idle = frozenset(inputs)
+        self._value = None
 
     def observe(self, ev: Event) -> None:
         """Account for an event that is not late."""
         self.max_time = max(self.max_time, ev.time)
+        self._value = None
         lateness = self.lateness_of(source_kind(ev.format))
         if not self._expected or ev.origin is None:
             self._lateness_seen = max(self._lateness_seen, lateness)
@@ -125,11 +130,18 @@ class Watermark:
 
     @property
     def value(self) -> float:
-        """Event time up to which input is complete (already net of the lateness)."""
+        """Event time up to which input is complete (already net of the lateness).
+
+        Read for every event and every record; computed again only after a change."""
+        if self._value is None:
+            self._value = self._complete_until()
+        return self._value
+
+    def _complete_until(self) -> float:
         if not self._expected:
             newest = self.max_time - self._lateness_seen
-        elif any(s not in self._input_time and s not in self._idle for s in self._expected):
-            return self._floor  # an input has not delivered anything yet
+        elif not self._expected - self._input_time.keys() <= self._idle:
+            return self._floor  # an input that is not idle has not delivered anything yet
         else:
             active = [
                 t - self._input_lateness.get(s, self.default_lateness)
@@ -158,6 +170,7 @@ class Watermark:
         self._input_lateness = dict(state.input_lateness)
         self._lateness_seen = state.lateness_seen
         self._floor = state.watermark_floor if state.watermark_floor is not None else -math.inf
+        self._value = None
 
 
 def _finite(t: float) -> float | None:

@@ -33,6 +33,10 @@ class EmissionSchedule:
 
     def __init__(self) -> None:
         self._due: list[tuple[float, EntityKey]] = []
+        # the entries in ``_due``: an entity is looked at again after each event routed to
+        # it, mostly at the same time (its window's end); one entry per (time, key) pops
+        # the same keys at the same tick as many would, with a heap a third the size
+        self._queued: set[tuple[float, EntityKey]] = set()
         self._deferred: list[tuple[float, tuple[float, bytes], int, Event]] = []
         self.seq = 0
 
@@ -47,7 +51,10 @@ class EmissionSchedule:
 
     def due(self, key: EntityKey, at: float) -> None:
         """Look at entity ``key`` again when emission reaches event time ``at``."""
-        heapq.heappush(self._due, (at, key))
+        entry = (at, key)
+        if entry not in self._queued:
+            self._queued.add(entry)
+            heapq.heappush(self._due, entry)
 
     def next_time(self) -> float:
         """The earliest event time anything is scheduled at (``inf`` when nothing is)."""
@@ -64,11 +71,14 @@ class EmissionSchedule:
         """Pop the entities due at or before ``t``, each once, sorted."""
         keys: set[EntityKey] = set()
         while self._due and self._due[0][0] <= t:
-            keys.add(heapq.heappop(self._due)[1])
+            entry = heapq.heappop(self._due)
+            self._queued.discard(entry)
+            keys.add(entry[1])
         return sorted(keys)
 
     def clear_due(self) -> None:
         self._due.clear()
+        self._queued.clear()
 
     def deferred_snapshot(self) -> list[tuple[float, int, Event]]:
         """The deferred events as a checkpoint keeps them: ``(until, seq, event)``."""
@@ -84,5 +94,6 @@ class EmissionSchedule:
         self.seq = seq
         self._deferred = [(t, order_key(ev), s, ev) for t, s, ev in deferred]
         heapq.heapify(self._deferred)
-        self._due = list(due)
+        self._queued = set(due)
+        self._due = list(self._queued)
         heapq.heapify(self._due)
