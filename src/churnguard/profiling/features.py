@@ -57,6 +57,9 @@ POLLED_FOR_S = 12 * 3600.0
 # margin is half a period)
 LATE_AFTER_S = 1.5 * 3600.0
 BEACON_MIN_REGULARITY = 0.5  # 1 - CV of the gaps: 10-30 min of jitter on 40-60 min is 0.57+
+# an implant calls home at once; a host first called later than this after the unfamiliar
+# program started is not tied to it (features._unfamiliar_callers)
+CALL_HOME_S = 600.0
 # world-writable directories: a program run from one was written at run time, never
 # learned as a workload's usual program (features._started)
 DROP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
@@ -587,14 +590,17 @@ class FeatureBuilder:
         return out
 
     def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:
-        """External hosts new to this pod's workload that it called after it started a
-        program its workload's pods never ran (``FirstSeenMemory.binaries``), with that
-        program: an implant dropped into a long-running pod calls home before any schedule
-        shows (a replica replaced minutes later beats once or twice). The first unfamiliar
-        program and the hosts judged new when first called after it are kept on the entity
-        across windows. Not judged: a workload whose programs are not learned yet (a new
-        Deployment: the learning-period rules), a pod anyone ``kubectl exec``'d into (its
-        identities are judged), hosts its pods have polled for half a day."""
+        """External hosts new to this pod's workload that it first called within
+        ``CALL_HOME_S`` of starting a program its workload's pods never ran
+        (``FirstSeenMemory.binaries``), with that program: an implant dropped into a
+        long-running pod calls home before any schedule shows (a replica replaced minutes
+        later beats once or twice). Each host is reported once, in the window of its first
+        call (later beats are the beacon guard's): the first unfamiliar program and the
+        hosts already judged are kept on the entity across windows, so a pod that paged
+        once does not page again for every host it calls for the rest of its life. Not
+        judged: a workload whose programs are not learned yet (a new Deployment: the
+        learning-period rules), a pod anyone ``kubectl exec``'d into (its identities are
+        judged), hosts its pods have polled for half a day."""
         workload = workload_scope(state.namespace, state.workload)
         usual = self.memory.usual_binaries(workload)
         if state.key.kind is not EntityKind.POD or workload is None or not usual:
@@ -613,12 +619,15 @@ class FeatureBuilder:
                 and self.network.is_external(ev)
             ):
                 dest = _destination(ev)
-                if dest not in state.drift_sent:
-                    if len(state.drift_sent) >= _ARCHIVE_SENT_MAX or dest in known:
-                        continue
-                    if self.memory.polled(scope, dest, me, ev.time, workload):
-                        continue
-                    state.drift_sent.add(dest)
+                if (
+                    dest in state.drift_sent
+                    or dest in known
+                    or ev.time - state.drift[1] > CALL_HOME_S
+                    or len(state.drift_sent) >= _ARCHIVE_SENT_MAX
+                    or self.memory.polled(scope, dest, me, ev.time, workload)
+                ):
+                    continue
+                state.drift_sent.add(dest)
                 out[dest] = state.drift[0]
         return out
 
