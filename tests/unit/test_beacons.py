@@ -133,7 +133,9 @@ def test_a_one_replica_poller_is_baseline_after_half_a_day_an_implant_never() ->
     assert memory.is_late("shop", "c2.example", "shop/web-1", 0.0, 48 * HOUR, WEB)
 
 
-def _hijacked(pod: str, *, implant: str, exec_first: bool) -> list[Profile]:
+def _hijacked(
+    pod: str, *, implant: str, exec_first: bool, later: str | None = None
+) -> list[Profile]:
     """``pod`` of the web workload runs its server for three hours (quiet windows teach the
     workload its program), then ``implant`` starts and calls a host once, and the pod is
     deleted minutes later (a replica scaled down before any schedule shows)."""
@@ -156,13 +158,36 @@ def _hijacked(pod: str, *, implant: str, exec_first: bool) -> list[Profile]:
         _ev(at + 400, EventKind.POD_DELETE, pod, actor="system:serviceaccount:kube-system:"
             "replicaset-controller", actor_kind=ActorKind.CONTROLLER),
     ]  # fmt: skip
+    if later is not None:  # the pod lives on and calls another new host an hour later
+        story[-1] = _ev(
+            at + 2 * HOUR,
+            EventKind.POD_DELETE,
+            pod,
+            actor="system:serviceaccount:kube-system:replicaset-controller",
+            actor_kind=ActorKind.CONTROLLER,
+        )
+        story.append(
+            _ev(
+                at + HOUR,
+                EventKind.NET_FLOW,
+                pod,
+                dst_fqdn=later,
+                dst_external=True,
+                bytes_out=400,
+                opens_connection=True,
+            )
+        )
+        work += [
+            _ev(t, EventKind.PROCESS_EXEC, pod, binary="/app/server")
+            for t in range(int(at) + 60, int(at + 2 * HOUR), 300)
+        ]
     if exec_first:
         story.insert(0, _ev(at - 30, EventKind.POD_EXEC, pod, actor="alice",
                             actor_kind=ActorKind.PERSON))  # fmt: skip
     pipe = Pipeline(Settings())
     out: list[Profile] = []
     events = sorted([create, *work, *story], key=lambda ev: ev.time)
-    for hour in range(4):  # batch by batch: the memory learns between batches
+    for hour in range(6):  # batch by batch: the memory learns between batches
         batch = [ev for ev in events if hour * HOUR <= ev.time - T0 < (hour + 1) * HOUR]
         out.extend(pipe.ingest(batch).profiles)
     out.extend(pipe.finish().profiles)
@@ -185,3 +210,12 @@ def test_an_unfamiliar_program_calling_a_new_host_pages_before_any_schedule() ->
 def test_a_program_run_through_kubectl_exec_is_judged_by_who_ran_it() -> None:
     profiles = _hijacked("web-4", implant="/usr/bin/curl", exec_first=True)
     assert not any(p.unfamiliar_callers for p in profiles)
+
+
+def test_a_host_called_long_after_the_unfamiliar_program_is_not_tied_to_it() -> None:
+    """The implant's host pages once, in the window of its first call; a host the pod first
+    calls an hour later (its own code's new dependency) does not page it again."""
+    profiles = _hijacked("web-5", implant="/tmp/.kworkerd", exec_first=False, later="api.x.io")
+    flagged = [p.unfamiliar_callers for p in profiles if p.unfamiliar_callers]
+    assert flagged == [{"c2.example": "/tmp/.kworkerd"}]
+    assert any("api.x.io" in p.destinations for p in profiles)
