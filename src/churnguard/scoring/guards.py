@@ -239,10 +239,12 @@ GUARDS: tuple[Guard, ...] = (
         "beacon-to-a-new-destination",
         "T1071",
         "Connections on a schedule (regularity >= 0.5 over four or more) to an external"
-        " host its namespace first used 90 min or more after this entity started, and"
+        " host its namespace first used 90 min or more after this entity started, or its"
+        " workload's pods first called 90 min or more after the workload's first pod, and"
         " that its pods have not polled for half a day (``Profile.late_beacons``): an"
-        " implant in a long-running pod. Pollers call their endpoints from their first"
-        " minutes; a new workload's hosts are new from its birth.",
+        " implant in a long-running pod or in a young replica of an old workload. Pollers"
+        " call their endpoints from their first minutes; a new workload's hosts are new"
+        " from its birth.",
         _beacon_to_a_new_destination,
         alone=True,
         pages=True,
