@@ -127,7 +127,7 @@ class EntityState:
     # the first program it ran that its workload's pods never ran: (binary, start time),
     # and the hosts new to the workload it called after it (features._unfamiliar_callers)
     drift: tuple[str, float] | None = None
-    drift_sent: set[str] = field(default_factory=set)
+    drift_sent: tuple[str, ...] = ()  # a tuple: most pods never drift (no set per pod)
     # identities that acted on it while new to the cluster and with no peer the cluster
     # knows (features.FeatureBuilder._strangers), so far in its life, sorted
     strangers: list[str] = field(default_factory=list)

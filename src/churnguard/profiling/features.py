@@ -627,7 +627,7 @@ class FeatureBuilder:
                     or self.memory.polled(scope, dest, me, ev.time, workload)
                 ):
                     continue
-                state.drift_sent.add(dest)
+                state.drift_sent += (dest,)
                 out[dest] = state.drift[0]
         return out
 
