@@ -96,3 +96,126 @@ def test_a_late_host_stops_being_news_once_the_namespace_polls_it() -> None:
     again = FirstSeenMemory()
     again.restore(memory.snapshot())  # in the pipeline's snapshot: it survives restarts
     assert again.is_late("shop", "c2.example", "shop/web-1", born, 4 * HOUR)
+
+
+WEB = "shop/ReplicaSet/web-5d8f7c9b6"
+
+
+def test_a_host_new_to_an_old_workload_is_late_for_its_young_replica() -> None:
+    """An implant in a replica a rollout started an hour ago: the host is news to the
+    workload, whose first pod was seen hours before; the pod's own age does not hide it."""
+    memory = FirstSeenMemory()
+    memory.note_workload(WEB, 0.0, ["api.stripe.com"], 60.0)
+    young = 5 * HOUR  # the replica was born five hours into the workload's life
+    memory.note_contacts("shop", "shop/web-9", ["c2.example"])
+    memory.note_first_contact("shop", ["c2.example"], young + 600)
+    assert not memory.is_late("shop", "c2.example", "shop/web-9", young, young + HOUR)
+    assert memory.is_late("shop", "c2.example", "shop/web-9", young, young + HOUR, WEB)
+    # the workload's own endpoint, called from its first pod, is not news to a replica
+    assert not memory.is_late("shop", "api.stripe.com", "shop/web-9", young, young + HOUR, WEB)
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())  # the workload's clock survives restarts
+    assert again.is_late("shop", "c2.example", "shop/web-9", young, young + HOUR, WEB)
+
+
+def test_a_one_replica_poller_is_baseline_after_half_a_day_an_implant_never() -> None:
+    """A GitOps controller with one replica polls its endpoint from its first minutes: after
+    ``POLLED_FOR_S`` it is the workload's baseline (no longer rare), though no second pod
+    ever called it. A host first called hours into the workload's life stays rare."""
+    memory = FirstSeenMemory()
+    memory.note_workload(WEB, 0.0, ["api.github.com"], 120.0)
+    memory.note_workload(WEB, 0.0, ["c2.example"], 3 * HOUR)
+    for dest in ("api.github.com", "c2.example"):
+        memory.note_contacts("shop", "shop/web-1", [dest])
+    assert memory.is_rare("shop", "api.github.com", "shop/web-1", 6 * HOUR, WEB)
+    assert not memory.is_rare("shop", "api.github.com", "shop/web-1", 13 * HOUR, WEB)
+    assert memory.is_rare("shop", "c2.example", "shop/web-1", 48 * HOUR, WEB)
+    assert memory.is_late("shop", "c2.example", "shop/web-1", 0.0, 48 * HOUR, WEB)
+
+
+def _hijacked(
+    pod: str, *, implant: str, exec_first: bool, later: str | None = None
+) -> list[Profile]:
+    """``pod`` of the web workload runs its server for three hours (quiet windows teach the
+    workload its program), then ``implant`` starts and calls a host once, and the pod is
+    deleted minutes later (a replica scaled down before any schedule shows)."""
+    create = _ev(
+        0,
+        EventKind.POD_CREATE,
+        pod,
+        actor="system:serviceaccount:kube-system:replicaset-controller",
+        actor_kind=ActorKind.CONTROLLER,
+        workload="ReplicaSet/web-5d8f7c9b6",
+    )
+    work = [
+        _ev(t, EventKind.PROCESS_EXEC, pod, binary="/app/server") for t in range(60, 11_000, 300)
+    ]
+    at = 3 * HOUR + 100
+    story = [
+        _ev(at, EventKind.PROCESS_EXEC, pod, binary=implant, args="-c import socket"),
+        _ev(at + 5, EventKind.NET_FLOW, pod, dst_fqdn="c2.example", dst_external=True,
+            bytes_out=400, opens_connection=True),
+        _ev(at + 400, EventKind.POD_DELETE, pod, actor="system:serviceaccount:kube-system:"
+            "replicaset-controller", actor_kind=ActorKind.CONTROLLER),
+    ]  # fmt: skip
+    if later is not None:  # the pod lives on and calls another new host an hour later
+        story[-1] = _ev(
+            at + 2 * HOUR,
+            EventKind.POD_DELETE,
+            pod,
+            actor="system:serviceaccount:kube-system:replicaset-controller",
+            actor_kind=ActorKind.CONTROLLER,
+        )
+        story.append(
+            _ev(
+                at + HOUR,
+                EventKind.NET_FLOW,
+                pod,
+                dst_fqdn=later,
+                dst_external=True,
+                bytes_out=400,
+                opens_connection=True,
+            )
+        )
+        work += [
+            _ev(t, EventKind.PROCESS_EXEC, pod, binary="/app/server")
+            for t in range(int(at) + 60, int(at + 2 * HOUR), 300)
+        ]
+    if exec_first:
+        story.insert(0, _ev(at - 30, EventKind.POD_EXEC, pod, actor="alice",
+                            actor_kind=ActorKind.PERSON))  # fmt: skip
+    pipe = Pipeline(Settings())
+    out: list[Profile] = []
+    events = sorted([create, *work, *story], key=lambda ev: ev.time)
+    for hour in range(6):  # batch by batch: the memory learns between batches
+        batch = [ev for ev in events if hour * HOUR <= ev.time - T0 < (hour + 1) * HOUR]
+        out.extend(pipe.ingest(batch).profiles)
+    out.extend(pipe.finish().profiles)
+    return [p for p in out if p.entity.pod == pod]
+
+
+def test_an_unfamiliar_program_calling_a_new_host_pages_before_any_schedule() -> None:
+    profiles = _hijacked("web-3", implant="/tmp/.kworkerd", exec_first=False)
+    flagged = [p for p in profiles if p.unfamiliar_callers]
+    assert [p.unfamiliar_callers for p in flagged] == [{"c2.example": "/tmp/.kworkerd"}]
+    assert "unfamiliar-program-calls-a-new-host" in [g.name for g in fired(flagged[0])]
+    assert any(
+        "calls c2.example, a host its workload never called, after starting /tmp/.kworkerd" in line
+        for line in technique_evidence(flagged[0])["T1071"]
+    )
+    assert not any(p.binaries and "/tmp/.kworkerd" in p.binaries for p in profiles)
+    assert any("/app/server" in p.binaries for p in profiles)
+
+
+def test_a_program_run_through_kubectl_exec_is_judged_by_who_ran_it() -> None:
+    profiles = _hijacked("web-4", implant="/usr/bin/curl", exec_first=True)
+    assert not any(p.unfamiliar_callers for p in profiles)
+
+
+def test_a_host_called_long_after_the_unfamiliar_program_is_not_tied_to_it() -> None:
+    """The implant's host pages once, in the window of its first call; a host the pod first
+    calls an hour later (its own code's new dependency) does not page it again."""
+    profiles = _hijacked("web-5", implant="/tmp/.kworkerd", exec_first=False, later="api.x.io")
+    flagged = [p.unfamiliar_callers for p in profiles if p.unfamiliar_callers]
+    assert flagged == [{"c2.example": "/tmp/.kworkerd"}]
+    assert any("api.x.io" in p.destinations for p in profiles)

@@ -347,8 +347,13 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         c2.append(f"{new_dest:g} external destination(s) new to the namespace")
     c2.extend(
         f"calls {dest} on a schedule (regularity {r:.2f}), a host its namespace first used"
-        f" hours after this {profile.entity.kind} started"
+        f" 90 min or more after this {profile.entity.kind} (or its workload) started"
         for dest, r in profile.late_beacons.items()
+    )
+    c2.extend(
+        f"calls {dest}, a host its workload never called, after starting {binary}, a program"
+        f" its workload's pods never ran"
+        for dest, binary in profile.unfamiliar_callers.items()
     )
     if c2:
         out["T1071"] = c2

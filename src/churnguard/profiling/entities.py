@@ -124,6 +124,10 @@ class EntityState:
     # external destinations new to the namespace when it first sent to them after that
     # archive -> bytes out to them since (features.FeatureBuilder._archive_shipped)
     archive_sent: dict[str, int] = field(default_factory=dict)
+    # the first program it ran that its workload's pods never ran: (binary, start time),
+    # and the hosts new to the workload it called after it (features._unfamiliar_callers)
+    drift: tuple[str, float] | None = None
+    drift_sent: tuple[str, ...] = ()  # a tuple: most pods never drift (no set per pod)
     # identities that acted on it while new to the cluster and with no peer the cluster
     # knows (features.FeatureBuilder._strangers), so far in its life, sorted
     strangers: list[str] = field(default_factory=list)

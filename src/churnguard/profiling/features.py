@@ -57,6 +57,12 @@ POLLED_FOR_S = 12 * 3600.0
 # margin is half a period)
 LATE_AFTER_S = 1.5 * 3600.0
 BEACON_MIN_REGULARITY = 0.5  # 1 - CV of the gaps: 10-30 min of jitter on 40-60 min is 0.57+
+# an implant calls home at once; a host first called later than this after the unfamiliar
+# program started is not tied to it (features._unfamiliar_callers)
+CALL_HOME_S = 600.0
+# world-writable directories: a program run from one was written at run time, never
+# learned as a workload's usual program (features._started)
+DROP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
 _MAX_EVIDENCE = 8
 _MAX_LIFE_EVIDENCE = 12  # a whole life's evidence: its first and its last key records
 # an entity that ends within this of its start is scored on its whole life (create → use
@@ -122,6 +128,14 @@ class FirstSeenMemory:
         # scope -> destination -> event time of the first window that contacted it and did
         # not page: how long the namespace's own workloads have used it
         self.first_contact: dict[str, dict[str, float]] = {}
+        # workload ("namespace/Kind/name") -> the earliest time any of its pods was seen:
+        # how long the workload has run (a beacon's host is late news to it)
+        self.workload_born: dict[str, float] = {}
+        # workload -> destination -> event time of the first quiet window of one of its pods
+        # that contacted it: the hosts the workload's own code calls
+        self.workload_contact: dict[str, dict[str, float]] = {}
+        # workload -> programs its pods ran in quiet windows: the workload's usual processes
+        self.binaries: dict[str, set[str]] = {}
         # scope -> identities seen creating, exec'ing into or deleting its entities
         self.identities: dict[str, set[str]] = {}
         # identity-provider group -> people seen acting on pods in the cluster in quiet
@@ -145,6 +159,9 @@ class FirstSeenMemory:
             "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
             "identities": {k: sorted(v) for k, v in self.identities.items()},
             "peers": {k: sorted(v) for k, v in self.peers.items()},
+            "workload_born": dict(self.workload_born),
+            "workload_contact": {k: dict(v) for k, v in self.workload_contact.items()},
+            "binaries": {k: sorted(v) for k, v in self.binaries.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -157,6 +174,9 @@ class FirstSeenMemory:
         self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
         self.identities = {k: set(v) for k, v in data.get("identities", {}).items()}
         self.peers = {k: set(v) for k, v in data.get("peers", {}).items()}
+        self.workload_born = dict(data.get("workload_born", {}))
+        self.workload_contact = {k: dict(v) for k, v in data.get("workload_contact", {}).items()}
+        self.binaries = {k: set(v) for k, v in data.get("binaries", {}).items()}
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -181,32 +201,74 @@ class FirstSeenMemory:
                 who.add(entity)
 
     def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
-        table = self.first_contact.setdefault(scope, {})
-        for dest in dests:
-            if dest not in table and len(table) < self._max:
-                table[dest] = when
-            elif dest in table:
-                table[dest] = min(table[dest], when)
+        _note_first(self.first_contact, scope, dests, when, self._max)
 
-    def is_rare(self, scope: str, dest: str, entity: str, now: float) -> bool:
+    def note_workload(
+        self, workload: str, born: float, dests: Iterable[str], when: float | None
+    ) -> None:
+        """A workload's pod was seen from ``born``; ``when`` (a quiet window's start) it
+        called ``dests`` (None: it paged, and teaches nothing but the birth)."""
+        if workload in self.workload_born or len(self.workload_born) < self._max:
+            self.workload_born[workload] = min(self.workload_born.get(workload, born), born)
+        if when is not None:
+            _note_first(self.workload_contact, workload, dests, when, self._max)
+
+    def is_rare(
+        self, scope: str, dest: str, entity: str, now: float, workload: str | None = None
+    ) -> bool:
         """Contacted by fewer than ``RARE_CONTACTS`` entities of the scope, this one included,
-        and not polled by two or more of them for ``POLLED_FOR_S``: a destination the
-        namespace's pods have polled for half a day is its baseline, not a C2 host."""
+        and not polled (:meth:`polled`): a destination the namespace's pods have polled for
+        half a day is its baseline, not a C2 host."""
         who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
-        return len(who) < RARE_CONTACTS and not self._polled(scope, dest, who, now)
+        return len(who) < RARE_CONTACTS and not self.polled(scope, dest, entity, now, workload)
 
-    def is_late(self, scope: str, dest: str, entity: str, born: float, now: float) -> bool:
+    def is_late(
+        self,
+        scope: str,
+        dest: str,
+        entity: str,
+        born: float,
+        now: float,
+        workload: str | None = None,
+    ) -> bool:
         """First used by the scope (any of its entities, in a quiet window) ``LATE_AFTER_S``
-        or more after ``entity`` was born, and not polled since by two or more entities for
-        ``POLLED_FOR_S``: a host new to a long-running entity, however many intrusions of
-        the namespace used it before (attackers reuse infrastructure)."""
-        first = self.first_contact.get(scope, {}).get(dest, now)
-        who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
-        return first - born >= LATE_AFTER_S and not self._polled(scope, dest, who, now)
+        or more after ``entity`` was born, or first used by its ``workload``'s pods that long
+        after the workload's first pod was seen, and not polled (:meth:`polled`): a host new
+        to a long-running entity or workload, however many intrusions of the namespace used
+        it before (attackers reuse infrastructure). The workload's clock catches an implant
+        in a young replica of an old workload (a rollout or a scale-up replaced the pod an
+        hour ago): its host is news to the workload, whose pollers called their endpoints
+        from its first pod."""
+        if self.polled(scope, dest, entity, now, workload):
+            return False
+        if self.first_contact.get(scope, {}).get(dest, now) - born >= LATE_AFTER_S:
+            return True
+        if workload is None:
+            return False
+        first = self.workload_contact.get(workload, {}).get(dest, now)
+        return first - min(self.workload_born.get(workload, born), born) >= LATE_AFTER_S
 
-    def _polled(self, scope: str, dest: str, who: set[str], now: float) -> bool:
+    def polled(
+        self, scope: str, dest: str, entity: str, now: float, workload: str | None = None
+    ) -> bool:
+        """Polled for ``POLLED_FOR_S``: by two or more entities of the scope since its first
+        quiet contact, or by ``workload``'s pods since a quiet window of its first
+        ``LATE_AFTER_S`` (a one-replica GitOps controller or dashboard calls its endpoint
+        from its first pod on, for days). A host a workload first called later in its life
+        (an implant in one replica) is not its baseline, however long it beats."""
         since = self.first_contact.get(scope, {}).get(dest)
-        return len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S
+        who = self.contacts.get(scope, {}).get(dest, set()) | {entity}
+        if len(who) >= 2 and since is not None and now - since >= POLLED_FOR_S:
+            return True
+        first = self.workload_contact.get(workload, {}).get(dest) if workload else None
+        if first is None:
+            return False
+        born = self.workload_born.get(workload or "", first)
+        return first - born < LATE_AFTER_S and now - first >= POLLED_FOR_S
+
+    def usual_binaries(self, workload: str | None) -> set[str] | None:
+        """Programs the workload's pods ran in quiet windows; None when it has none yet."""
+        return self.binaries.get(workload) if workload else None
 
 
 CLUSTER_SCOPE = "*"  # identities seen acting on pods in any namespace (never a namespace name)
@@ -222,6 +284,28 @@ def destination_scope(state: EntityState) -> str:
     if state.key.kind is EntityKind.INSTANCE:
         return "instances"
     return state.namespace or "-"
+
+
+def workload_scope(namespace: str | None, workload: str | None) -> str | None:
+    """A controller's pods share their workload's memory (``namespace/Kind/name``); a bare
+    pod or an instance has none."""
+    return f"{namespace or '-'}/{workload}" if workload else None
+
+
+def _note_first(
+    tables: dict[str, dict[str, float]],
+    scope: str,
+    dests: Iterable[str],
+    when: float,
+    cap: int,
+) -> None:
+    """The earliest ``when`` each destination was seen for ``scope``, ``cap`` per scope."""
+    table = tables.setdefault(scope, {})
+    for dest in dests:
+        if dest not in table and len(table) < cap:
+            table[dest] = when
+        elif dest in table:
+            table[dest] = min(table[dest], when)
 
 
 def _memory_scope(p: Profile) -> str:
@@ -348,6 +432,8 @@ class FeatureBuilder:
             destinations=sorted(traffic),
             destination_bytes=traffic,
             late_beacons=self._late_beacons(state, events),
+            binaries=sorted(_started(events)),
+            unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
         )
         return profile
@@ -361,6 +447,16 @@ class FeatureBuilder:
         """
         for p in [*profiles, *paged]:
             self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
+        quiet_ids = {id(p) for p in profiles}
+        for p in [*profiles, *paged]:
+            workload = workload_scope(p.entity.namespace, p.entity.workload)
+            if workload is not None and p.entity.kind == "pod":
+                quiet = id(p) in quiet_ids
+                self.memory.note_workload(
+                    workload, p.first_seen, p.destinations, p.window_start if quiet else None
+                )
+                if quiet:
+                    self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
             e = p.entity
             self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
@@ -458,7 +554,8 @@ class FeatureBuilder:
         new = external - seen
         me = str(state.key)
         now = max((ev.time for ev in events), default=state.last_seen)
-        rare = {d for d in external if self.memory.is_rare(scope, d, me, now)}
+        workload = workload_scope(state.namespace, state.workload)
+        rare = {d for d in external if self.memory.is_rare(scope, d, me, now, workload)}
         regularity = _regularities(state, events, external, self.network)
         return {
             "egress_bytes": float(egress),
@@ -483,10 +580,55 @@ class FeatureBuilder:
             for ev in events
             if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
         }
+        workload = workload_scope(state.namespace, state.workload)
         for dest in sorted(called):
             r = _regularity(state.dest_times.get(dest, []))
-            if r >= BEACON_MIN_REGULARITY and self.memory.is_late(scope, dest, me, born, now):
+            if r >= BEACON_MIN_REGULARITY and self.memory.is_late(
+                scope, dest, me, born, now, workload
+            ):
                 out[dest] = round(r, 3)
+        return out
+
+    def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:
+        """External hosts new to this pod's workload that it first called within
+        ``CALL_HOME_S`` of starting a program its workload's pods never ran
+        (``FirstSeenMemory.binaries``), with that program: an implant dropped into a
+        long-running pod calls home before any schedule shows (a replica replaced minutes
+        later beats once or twice). Each host is reported once, in the window of its first
+        call (later beats are the beacon guard's): the first unfamiliar program and the
+        hosts already judged are kept on the entity across windows, so a pod that paged
+        once does not page again for every host it calls for the rest of its life. Not
+        judged: a workload whose programs are not learned yet (a new Deployment: the
+        learning-period rules), a pod anyone ``kubectl exec``'d into (its identities are
+        judged), hosts its pods have polled for half a day."""
+        workload = workload_scope(state.namespace, state.workload)
+        usual = self.memory.usual_binaries(workload)
+        if state.key.kind is not EntityKind.POD or workload is None or not usual:
+            return {}
+        scope, me = destination_scope(state), str(state.key)
+        known = self.memory.workload_contact.get(workload, {})
+        out: dict[str, str] = {}
+        for ev in events:
+            if ev.kind is EventKind.PROCESS_EXEC:
+                if state.drift is None and not state.exec_times and ev.binary not in usual:
+                    state.drift = (ev.binary or "?", ev.time)
+            elif (
+                ev.kind is EventKind.NET_FLOW
+                and state.drift is not None
+                and ev.time >= state.drift[1]
+                and self.network.is_external(ev)
+            ):
+                dest = _destination(ev)
+                if (
+                    dest in state.drift_sent
+                    or dest in known
+                    or ev.time - state.drift[1] > CALL_HOME_S
+                    or len(state.drift_sent) >= _ARCHIVE_SENT_MAX
+                    or self.memory.polled(scope, dest, me, ev.time, workload)
+                ):
+                    continue
+                state.drift_sent += (dest,)
+                out[dest] = state.drift[0]
         return out
 
     def _archive_shipped(self, state: EntityState, events: list[Event]) -> list[ArchiveShipped]:
@@ -674,6 +816,19 @@ def _exec_opens_shell(ev: Event) -> bool:
     """A pods/exec whose command starts a shell (the adapter puts the command in ``args``)."""
     argv = (ev.args or "").split()
     return bool(argv) and _basename(argv[0]) in SHELLS
+
+
+def _started(events: list[Event]) -> set[str]:
+    """Programs started in the window that a workload's usual processes are learned from:
+    not one run from a world-writable directory (``DROP_DIRS``). Images ship their
+    programs; a program in ``/tmp`` was written there at run time (a dropper's payload),
+    and an intrusion whose first windows stayed quiet must not make it usual for the next
+    one (attackers reuse their tools)."""
+    return {
+        ev.binary
+        for ev in events
+        if ev.kind is EventKind.PROCESS_EXEC and ev.binary and not ev.binary.startswith(DROP_DIRS)
+    }
 
 
 def _regularities(

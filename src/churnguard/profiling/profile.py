@@ -108,6 +108,13 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # external destinations new to this entity that it calls on a schedule, with their
     # regularity (features.FeatureBuilder._late_beacons): the beacon guard's fact
     late_beacons: dict[str, float] = msgspec.field(default_factory=dict)
+    # programs started in the window: what the first-seen memory learns as its workload's
+    # usual processes once the window has been scored and did not alert
+    binaries: list[str] = msgspec.field(default_factory=list)
+    # external hosts new to its workload called after it started a program its workload
+    # never ran, with that program (features.FeatureBuilder._unfamiliar_callers): the
+    # unfamiliar-program guard's fact
+    unfamiliar_callers: dict[str, str] = msgspec.field(default_factory=dict)
     # archives this entity wrote and then shipped (at least half their size, so far in its
     # life) to a host new to its namespace: the learning-period guard's fact
     archive_shipped: list[ArchiveShipped] = msgspec.field(default_factory=list)

@@ -146,6 +146,10 @@ def _beacon_to_a_new_destination(p: Profile, _: Context) -> bool:
     return bool(p.late_beacons)
 
 
+def _unfamiliar_program_calls_a_new_host(p: Profile, _: Context) -> bool:
+    return bool(p.unfamiliar_callers)
+
+
 def _container_outside_orchestrator(p: Profile, _: Context) -> bool:
     # the runtime sensors (Falco, Tetragon) run on the cluster's nodes: every container
     # entity is a container on a Kubernetes node that no pod accounts for
@@ -235,11 +239,27 @@ GUARDS: tuple[Guard, ...] = (
         "beacon-to-a-new-destination",
         "T1071",
         "Connections on a schedule (regularity >= 0.5 over four or more) to an external"
-        " host its namespace first used 90 min or more after this entity started, and"
+        " host its namespace first used 90 min or more after this entity started, or its"
+        " workload's pods first called 90 min or more after the workload's first pod, and"
         " that its pods have not polled for half a day (``Profile.late_beacons``): an"
-        " implant in a long-running pod. Pollers call their endpoints from their first"
-        " minutes; a new workload's hosts are new from its birth.",
+        " implant in a long-running pod or in a young replica of an old workload. Pollers"
+        " call their endpoints from their first minutes; a new workload's hosts are new"
+        " from its birth.",
         _beacon_to_a_new_destination,
+        alone=True,
+        pages=True,
+    ),
+    Guard(
+        "unfamiliar-program-calls-a-new-host",
+        "T1071",
+        "A controller's pod started a program its workload's pods never ran in a quiet"
+        " window, with nobody exec'ing into it, and then called an external host its"
+        " workload never called (``Profile.unfamiliar_callers``): an implant dropped into"
+        " a long-running pod (an exploited service) calling home, before any schedule"
+        " shows. Workloads run the programs of their image, and a new one's programs are"
+        " not judged until learned; people and CI exec'ing into a pod are judged by who"
+        " they are.",
+        _unfamiliar_program_calls_a_new_host,
         alone=True,
         pages=True,
     ),
