@@ -14,6 +14,15 @@ the pod IP learned by another. IP bindings keep their time, like the entity tabl
 (:meth:`~churnguard.profiling.entities.EntityTable.owner_of_ip`): an address reused by a
 later pod routes by the owner at the call's event time. Role → namespace needs no table:
 ``pipeline.role_map`` is configuration every router has.
+
+The table answers as the entity table does once a deferred event's binding lag has passed
+(:meth:`~churnguard.pipeline.Pipeline._resolve_deferred`): a binding counts for an event at
+``t`` only if it was learned from an event at or before ``t + IP_BINDING_LAG_S``. So a
+router that has read further ahead answers as one that has not, and ``replay --shards``
+(:mod:`churnguard.offline.shards`), which knows the whole table, answers as a router does.
+
+:func:`shard_of` is the one scope → partition rule: the router produces by it and
+``replay --shards`` splits by it.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import bisect
 from dataclasses import dataclass, field
 
 import msgspec
+from kafka.partitioner.default import murmur2
 
 from churnguard.ingest.events import Event, EventKind
 from churnguard.profiling.entities import (
@@ -59,15 +69,17 @@ class BindingTable:
     """What every router knows: owners of addresses, containers and recent launches."""
 
     ips: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    containers: dict[str, str] = field(default_factory=dict)
+    containers: dict[str, tuple[float, str]] = field(default_factory=dict)  # since, scope
     launches: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    bounded: bool = True  # keep the latest few per address and node (a router's memory)
 
     def add(self, b: Binding) -> bool:
         """Fold a binding in; False when the table already knew it (nothing to share)."""
         if b.kind == "container":
-            if self.containers.get(b.subject) == b.scope:
+            known = self.containers.get(b.subject)
+            if known is not None and known[1] == b.scope and known[0] <= b.since:
                 return False
-            self.containers[b.subject] = b.scope
+            self.containers[b.subject] = (b.since, b.scope)
             return True
         table = self.ips if b.kind == "ip" else self.launches
         entries = table.setdefault(b.subject, [])
@@ -75,8 +87,14 @@ class BindingTable:
         if i > 0 and entries[i - 1][1] == b.scope:
             return False  # the same owner period, restated
         entries.insert(i, (b.since, b.scope))
-        del entries[: -(_OWNERS_PER_IP if b.kind == "ip" else _LAUNCHES_PER_NODE)]
+        if self.bounded:
+            del entries[: -(_OWNERS_PER_IP if b.kind == "ip" else _LAUNCHES_PER_NODE)]
         return True
+
+    def container_owner(self, container: str, at: float) -> str | None:
+        """The namespace of the pod that claimed ``container`` by ``at`` + the binding lag."""
+        known = self.containers.get(container[:12])
+        return known[1] if known is not None and known[0] - at <= IP_BINDING_LAG_S else None
 
     def owner_of_ip(self, ip: str, at: float) -> str | None:
         """The scope that held ``ip`` at ``at`` (the entity table's rule, by scope)."""
@@ -108,6 +126,17 @@ def bindings_of(events: list[Event]) -> list[Binding]:
             if ev.node and starts_container(ev):
                 out.append(Binding("launch", ev.node, ev.time, ev.namespace))
     return out
+
+
+def shard_of(scope: str, shards: int) -> int:
+    """The repartition partition (0 .. shards - 1) that owns a scope.
+
+    Kafka's default partitioner on the scope's UTF-8 bytes (murmur2, as every Kafka client
+    computes it), so the partition a scope's records go to does not depend on the client.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, not {shards}")
+    return (murmur2(scope.encode("utf-8")) & 0x7FFFFFFF) % shards
 
 
 @dataclass(frozen=True)
@@ -148,7 +177,7 @@ def _event_scope(ev: Event, table: BindingTable) -> Scope:
     if key is not None:
         return Scope(key.namespace or INSTANCES, True)
     if ev.container_id:
-        if owner := table.containers.get(ev.container_id[:12]):
+        if owner := table.container_owner(ev.container_id, ev.time):
             return Scope(owner, True)
         if ev.node and not ev.pod:  # outside the orchestrator unless a pod claims it in time
             return Scope(table.launcher(ev.node, ev.time) or f"~node/{ev.node}", False)

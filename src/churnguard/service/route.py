@@ -64,7 +64,14 @@ from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin
 from churnguard.ingest.watermark import input_of
 from churnguard.profiling.entities import IP_BINDING_LAG_S
-from churnguard.service.bindings import FALLBACK, Binding, BindingTable, bindings_of, scope_of
+from churnguard.service.bindings import (
+    FALLBACK,
+    Binding,
+    BindingTable,
+    bindings_of,
+    scope_of,
+    shard_of,
+)
 from churnguard.service.broker import create_topics
 from churnguard.service.checkpoints import read_partitions
 from churnguard.service.clients import ClientFactory, client_config
@@ -410,7 +417,6 @@ class Router:
             return
         self._reported = now
         topic = self.kafka.repartition_topic
-        self._internal = tuple(sorted(self.publisher.producer.partitions_for(topic)))
         for tp in self._consumer.assignment():
             state = self._state(tp)
             progress, idle = state
@@ -420,7 +426,7 @@ class Router:
                 (PROGRESS_HEADER, repr(progress).encode() if progress is not None else b""),
                 (IDLE_HEADER, b"1" if idle else b"0"),
             ]
-            for partition in self._internal:
+            for partition in self._partitions():
                 self.publisher.producer.send(
                     topic, value=b"", partition=partition, headers=headers
                 ).add_callback(self._on_marker_acked, tp, partition, state).add_errback(
@@ -451,10 +457,20 @@ class Router:
                    "cap": cap, "scope": key},
         )  # fmt: skip
 
+    def _partitions(self) -> tuple[int, ...]:
+        """The repartition topic's partitions (a deployment constant: read once)."""
+        if not self._internal:
+            topic = self.kafka.repartition_topic
+            self._internal = tuple(sorted(self.publisher.producer.partitions_for(topic)))
+        return self._internal
+
     def _send(self, item: _Item, key: str) -> None:
+        """Produce a record to its scope's shard, by the rule ``replay --shards`` splits by."""
+        partitions = self._partitions()
         self.publisher.producer.send(
             self.kafka.repartition_topic,
             key=key.encode(),
+            partition=partitions[shard_of(key, len(partitions))],
             value=item.raw,
             headers=[
                 (SOURCE_HEADER, item.topic.encode()),
