@@ -116,3 +116,18 @@ def test_read_routed_gives_original_coordinates_and_markers():
     foreign = read_routed(_record([]), {})
     assert (foreign.origin.source, foreign.origin.offset) == ("rp", 42)
     assert orjson.loads(rec.value) == {}
+
+
+def test_a_record_waits_for_every_input_whichever_router_reads_it():
+    """The frontier spans the inputs of every router (shared as progress entries), so how
+    the inputs are spread over routers does not change when a waiting record goes."""
+    table, inputs = BindingTable(), ["audit[0]", "audit[1]", "flows[0]"]
+    assert table.frontier(inputs) == float("-inf")  # an input nobody has reported yet
+    table.note_progress("audit[0]", T + 100, False)  # this router's own input
+    shared = Binding("progress", "audit[1]", T + 40, "")  # another router's, from the topic
+    assert table.add(shared) and not table.add(shared)
+    assert table.frontier(inputs) == float("-inf")
+    table.add(Binding("progress", "flows[0]", T + 10, "idle"))  # read to its end: no hold
+    assert table.frontier(inputs) == T + 40
+    assert shared.key() == b"progress/audit[1]"  # compacted to the latest per input
+    assert table.frontier([]) == float("inf")

@@ -10,7 +10,13 @@ belongs with the pod that launched it, so the launch evidence of T1610 meets it)
 
 Every router learns bindings from what it reads and shares them on a compacted topic that
 every router reads in full (a global table), so a CloudTrail call read by one router finds
-the pod IP learned by another. IP bindings keep their time, like the entity table's
+the pod IP learned by another. Routers also share how far they have read each input
+(``progress`` entries, after the bindings of what they read, on the same one-partition
+topic): a record that waits for a binding waits until *every* input, whichever router reads
+it, has been read past its time plus the binding lag (:meth:`BindingTable.frontier`), so
+its scope does not depend on how the inputs are spread over the routers.
+
+IP bindings keep their time, like the entity table's
 (:meth:`~churnguard.profiling.entities.EntityTable.owner_of_ip`): an address reused by a
 later pod routes by the owner at the call's event time. Role → namespace needs no table:
 ``pipeline.role_map`` is configuration every router has.
@@ -28,6 +34,8 @@ router that has read further ahead answers as one that has not, and ``replay --s
 from __future__ import annotations
 
 import bisect
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -44,13 +52,16 @@ from churnguard.profiling.entities import (
 INSTANCES = "~instances"  # the scope of every cloud instance (their IPs bind to it)
 UNATTRIBUTED = "~unattributed"  # events no binding can ever place (the pipeline counts them)
 FALLBACK = "~unresolved"  # records that waited past a cap for a binding
+IDLE = "idle"  # the scope field of a progress entry whose input is read to its end
 _OWNERS_PER_IP = 8
 _LAUNCHES_PER_NODE = 8
 _SUBJECT = EntityTable()  # subject_key reads nothing of the table: one place for that rule
 
 
 class Binding(msgspec.Struct, array_like=True, frozen=True):
-    """One fact of the table: ``kind`` (ip, container, launch), its subject, since, scope."""
+    """One fact of the table: ``kind`` (ip, container, launch), its subject, since, scope;
+    or an input's progress: ``kind`` progress, the input, the event time read up to, and
+    :data:`IDLE` or ``""`` as its scope."""
 
     kind: str
     subject: str
@@ -58,9 +69,10 @@ class Binding(msgspec.Struct, array_like=True, frozen=True):
     scope: str
 
     def key(self) -> bytes:
-        """Compaction key: one record per owner period of an IP, per container, per launch."""
-        if self.kind == "container":
-            return f"container/{self.subject}".encode()
+        """Compaction key: one record per owner period of an IP, per container, per launch;
+        the latest progress per input."""
+        if self.kind in ("container", "progress"):
+            return f"{self.kind}/{self.subject}".encode()
         return f"{self.kind}/{self.subject}/{self.since!r}".encode()
 
 
@@ -71,10 +83,14 @@ class BindingTable:
     ips: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     containers: dict[str, tuple[float, str]] = field(default_factory=dict)  # since, scope
     launches: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    # input (``topic[partition]``) -> event time read up to, and whether it is read to its end
+    progress: dict[str, tuple[float, bool]] = field(default_factory=dict)
     bounded: bool = True  # keep the latest few per address and node (a router's memory)
 
     def add(self, b: Binding) -> bool:
         """Fold a binding in; False when the table already knew it (nothing to share)."""
+        if b.kind == "progress":
+            return self.note_progress(b.subject, b.since, b.scope == IDLE)
         if b.kind == "container":
             known = self.containers.get(b.subject)
             if known is not None and known[1] == b.scope and known[0] <= b.since:
@@ -90,6 +106,19 @@ class BindingTable:
         if self.bounded:
             del entries[: -(_OWNERS_PER_IP if b.kind == "ip" else _LAUNCHES_PER_NODE)]
         return True
+
+    def note_progress(self, name: str, time: float, idle: bool) -> bool:
+        """An input read up to event time ``time`` (``idle``: to its end); False if known."""
+        if self.progress.get(name) == (time, idle):
+            return False
+        self.progress[name] = (time, idle)
+        return True
+
+    def frontier(self, inputs: Iterable[str]) -> float:
+        """The event time every one of ``inputs`` not read to its end has been read past,
+        by whichever router reads it (``-inf`` while one has told nothing yet)."""
+        times = [self.progress.get(name, (-math.inf, False)) for name in inputs]
+        return min((t for t, idle in times if not idle), default=math.inf)
 
     def container_owner(self, container: str, at: float) -> str | None:
         """The namespace of the pod that claimed ``container`` by ``at`` + the binding lag."""
