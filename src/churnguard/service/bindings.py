@@ -172,9 +172,10 @@ def shard_of(scope: str, shards: int) -> int:
 class Scope:
     """A record's scope, or why it has none yet.
 
-    ``final`` is False when the answer may still change as bindings arrive: an address or
-    container nobody has claimed yet (the router waits for its inputs to pass the event's
-    time by the binding lag, then for the table, up to its caps).
+    ``final`` is False when the answer may still change as bindings arrive: an address
+    (nobody may have claimed it yet, or a later owner of a reused one may not have been
+    read yet) or a container nobody has claimed yet. The router waits for every input to
+    pass the event's time by the binding lag, then for the table, up to its caps.
     """
 
     key: str | None
@@ -211,8 +212,8 @@ def _event_scope(ev: Event, table: BindingTable) -> Scope:
         if ev.node and not ev.pod:  # outside the orchestrator unless a pod claims it in time
             return Scope(table.launcher(ev.node, ev.time) or f"~node/{ev.node}", False)
     if ev.pod_ip:
-        owner = table.owner_of_ip(ev.pod_ip, ev.time)
-        return Scope(owner, owner is not None) if owner else Scope(None, False)
+        # never final: a later owner of a reused address may not have been read yet
+        return Scope(table.owner_of_ip(ev.pod_ip, ev.time), False)
     if ev.namespace:
         return Scope(ev.namespace, True)
     return Scope(UNATTRIBUTED, True)
