@@ -25,9 +25,11 @@ from standin import shard_wide_pipeline, slowed, standin_pipeline
 from telemetry import T0, audit, pod_stream, simulated_day
 from test_serve import _spawn
 
+from churnguard.errors import ConfigError
 from churnguard.offline.shards import replay_shards
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import produce_records
+from churnguard.service.route import ensure_topics
 from churnguard.simulate.delivery import shuffled_within
 
 pytestmark = pytest.mark.integration
@@ -229,3 +231,13 @@ def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
     b.close()
     _assert_once(settings, replayed_alert_ids(day.files, settings, shards=shards))
     assert list(read_topic(settings, settings.kafka.dead_letter_topic)) == []
+
+
+def test_a_changed_shard_count_on_the_old_topic_stops_the_service_with_a_reason(make_settings):
+    """S is part of what the alerts are: a new repartition_partitions on an existing topic
+    of another count must not be ignored (docs/operations.md, "Choosing S")."""
+    settings = make_settings(partitions=1, repartition=True, repartition_partitions=2)
+    ensure_topics(settings)  # creates the topic with 2
+    settings.kafka.repartition_partitions = 4
+    with pytest.raises(ConfigError, match="has 2 partitions but repartition_partitions = 4"):
+        ensure_topics(settings)

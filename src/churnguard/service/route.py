@@ -62,6 +62,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 
 from churnguard.config import Settings
+from churnguard.errors import ConfigError
 from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin
 from churnguard.ingest.watermark import input_of
@@ -169,6 +170,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise KafkaError(f"{k.repartition_topic} not in the broker's metadata")
             time.sleep(0.1)
+        actual = len(reader.partitions_for_topic(k.repartition_topic) or ())
+        if k.repartition_partitions is not None and actual != k.repartition_partitions:
+            # S is part of what the alerts are (docs/operations.md, "Choosing S"): a changed
+            # setting on the old topic would be ignored without a word
+            raise ConfigError(
+                f"{k.repartition_topic} has {actual} partitions but repartition_partitions ="
+                f" {k.repartition_partitions}; changing the shard count is a re-baselining:"
+                " name a new repartition_topic with it"
+            )
     finally:
         reader.close()
 
