@@ -16,6 +16,7 @@ from churnguard.service.bindings import (
     UNATTRIBUTED,
     Binding,
     BindingTable,
+    Scope,
     bindings_of,
     scope_of,
 )
@@ -133,3 +134,13 @@ def test_a_record_waits_for_every_input_whichever_router_reads_it():
     assert table.frontier(inputs) == T + 40
     assert shared.key() == b"progress/audit[1]"  # compacted to the latest per input
     assert table.frontier([]) == float("inf")
+
+
+def test_a_record_with_one_unknown_address_goes_with_the_event_that_has_an_owner():
+    """A flow between a pod and an address nobody owns (the internet) is routed by the pod
+    once the router has waited, not sent to the fallback scope for its other end."""
+    table = BindingTable()
+    table.add(Binding("ip", "10.1.0.7", T - 5, "shop"))
+    scope = scope_of([_call_from("203.0.113.9"), _call_from("10.1.0.7")], table)
+    assert (scope.key, scope.final) == ("shop", False)
+    assert scope_of([_call_from("203.0.113.9")], table) == Scope(None, False)

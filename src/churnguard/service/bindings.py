@@ -183,23 +183,21 @@ class Scope:
 
 
 def scope_of(events: list[Event], table: BindingTable) -> Scope:
-    """The scope of a record: that of its first event that names or resolves one.
+    """The scope of a record: that of its first event whose scope is final, else (not
+    final: the router waits, then routes by it) that of its first event that has one.
 
     A record whose events belong to different scopes (a pod's RunInstances call: the
-    instances and the pod's namespace) goes with its first event's; see
-    docs/limitations.md.
+    instances and the pod's namespace) goes with one of them; see docs/limitations.md.
     """
     if not events:
         return Scope(UNATTRIBUTED, True)
-    pending = False
+    tentative = None
     for ev in events:
         scope = _event_scope(ev, table)
         if scope.key is not None and scope.final:
             return scope
-        pending = pending or scope.key is None
-    if pending:
-        return Scope(None, False)
-    return _event_scope(events[0], table)
+        tentative = tentative or scope.key
+    return Scope(tentative, False)
 
 
 def _event_scope(ev: Event, table: BindingTable) -> Scope:
