@@ -47,7 +47,7 @@ def shard_assignment(
         for b in bindings_of(events):
             table.add(b)
         end = max([end, *(ev.time for ev in events if math.isfinite(ev.time))])
-    assignment, fallbacks = array("H"), 0
+    assignment, fallbacks = array("I"), 0
     for raw, _ in read_records(paths):
         scope = scope_of(parse_record(raw, None, pinned, ctx).events, table)
         if scope.key is None:
