@@ -129,9 +129,10 @@ class Pipeline:
         """The largest allowed lateness of any source: how far emission may trail input."""
         return self.clock.max_lateness
 
-    def expect_sources(self, sources: Iterable[str]) -> None:
-        """Name the inputs whose event times align the watermark (``input_of`` names)."""
-        self.clock.expect(sources)
+    def expect_sources(self, sources: Iterable[str], *, routed: bool = False) -> None:
+        """Name the inputs whose event times align the watermark (``input_of`` names);
+        ``routed``: through the route stage (see :meth:`Watermark.expect`)."""
+        self.clock.expect(sources, routed=routed)
 
     def note_progress(self, source: str, time: float) -> None:
         """An expected input has been read up to ``time`` by the route stage."""

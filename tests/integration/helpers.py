@@ -69,12 +69,12 @@ def committed(settings: Settings) -> dict[tuple[str, int], int | None]:
         consumer.close()
 
 
-def replayed_alert_ids(files: list[str], settings: Settings) -> set[str]:
-    """What ``churnguard replay`` raises on the files with the production pipeline."""
-    from churnguard.offline.replay import replay_files
+def replayed_alert_ids(files: list[str], settings: Settings, shards: int = 1) -> set[str]:
+    """What ``churnguard replay --shards`` raises on the files with the production pipeline."""
+    from churnguard.offline.shards import replay_shards
     from churnguard.service.kafka import default_pipeline_factory
 
-    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    replay = replay_shards(files, settings, shards, lambda: default_pipeline_factory(settings))
     replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
     assert replayed, "the simulated attacks should raise alerts"
     return replayed

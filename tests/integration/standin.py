@@ -63,15 +63,38 @@ class StandinScorer:
         self.seen = msgspec.msgpack.decode(data, type=int)
 
 
+class ShardWideScorer(StandinScorer):
+    """The stand-in with state that spans namespaces, as the cluster baseline and the
+    campaign memory have: an alert's id also counts the profiles its pipeline scored before
+    it. Its ids are those of one shard's profile sequence, in order, so they tell apart one
+    pipeline from several, and a shard that saw its profiles in another order."""
+
+    def score(self, profiles: list[Profile]) -> list[StandinScored]:
+        out = []
+        for p in profiles:
+            (one,) = super().score([p])
+            if one.alert is not None:
+                one.alert.alert_id = f"{one.alert.alert_id}@{self.seen}"
+            out.append(one)
+        return out
+
+
+SCORERS = {"standin": StandinScorer, "shard-wide": ShardWideScorer}
+
+
 def standin_pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings, scorer=StandinScorer())
+
+
+def shard_wide_pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(settings, scorer=ShardWideScorer())
 
 
 class SlowPipeline(Pipeline):
     """The stand-in pipeline, sleeping before every record (a slower consumer)."""
 
-    def __init__(self, settings: Settings, delay_s: float) -> None:
-        super().__init__(settings, scorer=StandinScorer())
+    def __init__(self, settings: Settings, delay_s: float, scorer: str = "standin") -> None:
+        super().__init__(settings, scorer=SCORERS[scorer]())
         self.delay_s = delay_s
 
     def process(
@@ -81,6 +104,6 @@ class SlowPipeline(Pipeline):
         return super().process(raw, origin, pinned)
 
 
-def slowed(delay_s: float) -> Callable[[Settings], Pipeline]:
+def slowed(delay_s: float, scorer: str = "standin") -> Callable[[Settings], Pipeline]:
     """A pipeline factory for the stand-in pipeline slowed to ``delay_s`` per record."""
-    return lambda settings: SlowPipeline(settings, delay_s)
+    return lambda settings: SlowPipeline(settings, delay_s, scorer)

@@ -3,7 +3,11 @@
 The same records are produced unkeyed (round-robin, as Fluent Bit, Vector or a CloudTrail
 pipeline write them) onto 1, 4 or 8 partitions and served with ``kafka.repartition`` on by
 1, 2 or 3 consumers, one joining and one SIGKILLed mid-stream; every run must publish
-exactly the ids ``churnguard replay`` raises on the same records, each once.
+exactly the ids ``churnguard replay --shards S`` raises on the same records, each once,
+where S is the repartition topic's partition count. The stand-in scorer used here counts
+the profiles its pipeline scored before an alert into the alert's id (state that spans
+namespaces, as the cluster baseline's), so a shard that saw another sequence of profiles,
+or one pipeline standing for several, shows.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import msgspec
 import orjson
 import pytest
 from helpers import alert_ids, committed, read_topic, replayed_alert_ids
-from standin import slowed, standin_pipeline
+from standin import shard_wide_pipeline, slowed, standin_pipeline
 from telemetry import T0, audit, pod_stream, simulated_day
 from test_serve import _spawn
 
-from churnguard.offline.replay import replay_files
+from churnguard.errors import ConfigError
+from churnguard.offline.shards import replay_shards
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import produce_records
+from churnguard.service.route import ensure_topics
 from churnguard.simulate.delivery import shuffled_within
 
 pytestmark = pytest.mark.integration
@@ -41,10 +47,12 @@ def _pods(pods: int, namespaces: int) -> list[bytes]:
                      for i in range(namespaces)]  # fmt: skip
 
 
-def _replayed(settings, records: list[bytes], tmp_path: Path) -> set[str]:
+def _replayed(settings, records: list[bytes], tmp_path: Path, factory=standin_pipeline,
+              shards: int = 1) -> set[str]:  # fmt: skip
+    """``replay --shards`` of the records with the given stand-in pipeline."""
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"\n".join(records) + b"\n")
-    replay = replay_files([str(path)], settings, pipeline=standin_pipeline(settings))
+    replay = replay_shards([str(path)], settings, shards, lambda: factory(settings))
     return {a.alert_id for a in replay.alerts}
 
 
@@ -95,17 +103,21 @@ def test_unkeyed_input_without_repartition_splits_pods(make_settings, start_serv
     assert set(alert_ids(settings)) != _replayed(settings, records, tmp_path)
 
 
-@pytest.mark.parametrize("partitions", [1, 4])
+@pytest.mark.parametrize(("partitions", "shards"), [(1, 1), (4, 4)])
 def test_one_consumer_routes_unkeyed_input_to_replay_ids(
-    make_settings, start_service, tmp_path, partitions
+    make_settings, start_service, tmp_path, partitions, shards
 ):
-    settings = make_settings(partitions=partitions, repartition=True)
+    settings = make_settings(partitions=partitions, repartition=True,
+                             repartition_partitions=shards)  # fmt: skip
     records = _pods(80, namespaces=4)
     _unkeyed(settings, next(iter(settings.kafka.input_topics)), records)
-    running = start_service(settings, standin_pipeline)
+    running = start_service(settings, shard_wide_pipeline)
     running.wait_caught_up(timeout_s=90)  # a group join can stall on a loaded tansu
     running.close()
-    _assert_once(settings, _replayed(settings, records, tmp_path))
+    expected = _replayed(settings, records, tmp_path, shard_wide_pipeline, shards)
+    if shards > 1:  # the case tells one pipeline from several
+        assert expected != _replayed(settings, records, tmp_path, shard_wide_pipeline)
+    _assert_once(settings, expected)
     _assert_routed(running, len(records))
 
 
@@ -143,18 +155,19 @@ def _assert_routed(running, records: int) -> None:
 def test_consumers_joining_and_killed_mid_stream_give_replay_ids(
     make_settings, start_service, tmp_path, partitions, killed
 ):
-    """2 consumers on 4 partitions (one joins mid-stream); 3 on 8 (one joins, one is
-    SIGKILLed): every alert id of replay, each once."""
-    settings = make_settings(partitions=partitions, repartition=True,
+    """4 shards whatever the input: 2 consumers on 4 partitions (one joins mid-stream); 3 on
+    8 (one joins, one is SIGKILLed): every alert id of ``replay --shards 4``, each once."""
+    settings = make_settings(partitions=partitions, repartition=True, repartition_partitions=4,
                              checkpoint_interval_s=0.3, max_poll_records=50)  # fmt: skip
     records = _pods(800, namespaces=6)
-    expected = _replayed(settings, records, tmp_path)
+    expected = _replayed(settings, records, tmp_path, shard_wide_pipeline, shards=4)
     _unkeyed(settings, next(iter(settings.kafka.input_topics)), records)
-    first = start_service(settings, slowed(0.005))  # ~8 s for the stream alone
-    victim = _spawn(settings, tmp_path, record_delay_s=0.005) if killed else None
+    first = start_service(settings, slowed(0.005, "shard-wide"))  # ~8 s for the stream alone
+    victim = (_spawn(settings, tmp_path, record_delay_s=0.005, scorer="shard-wide")
+              if killed else None)  # fmt: skip
     try:
         _wait(lambda: sum(first.service.stats.records.values()) >= 300)
-        joiner = start_service(settings, slowed(0.005))
+        joiner = start_service(settings, slowed(0.005, "shard-wide"))
         if victim is not None:
             _wait(lambda: bool(joiner.service.shards))
             victim.send_signal(signal.SIGKILL)
@@ -165,7 +178,7 @@ def test_consumers_joining_and_killed_mid_stream_give_replay_ids(
             settings, kafka=msgspec.structs.replace(settings.kafka, group_id=_route_group(settings))
         )
         _wait(lambda: sum(v or 0 for v in committed(routers).values()) == len(records), 90)
-        _wait(lambda: len(first.service.shards) + len(joiner.service.shards) == partitions, 90)
+        _wait(lambda: len(first.service.shards) + len(joiner.service.shards) == 4, 90)
         _settle(first, joiner)
     finally:
         if victim is not None:
@@ -198,14 +211,11 @@ def _produce_day(settings, day) -> None:
 def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
     make_settings, start_service, tmp_path, shards
 ):
-    """The production pipeline, 2 consumers, 4 unkeyed input partitions in delivery order.
-
-    With one shard the routers' output is exactly replay's. With four, every namespace's
-    records meet in one shard (no record is late, none is dead-lettered, no alert id is
-    published twice), but state that spans namespaces (the cluster-level baseline learning
-    online, campaign and first-seen memory, flood counters) is split by shard, so the alerts
-    can differ from replay's both ways; docs/limitations.md ("Sharding splits cluster-wide
-    state") has the measured difference, which this case does not assert.
+    """The production pipeline, 2 consumers, 4 unkeyed input partitions in delivery order:
+    the alert ids of ``replay --shards S``. With one shard that is plain replay; with four,
+    state that spans namespaces (the cluster-level baseline learning online, campaign and
+    first-seen memory, flood counters) is each shard's own, as in that replay
+    (docs/limitations.md, "Sharding splits cluster-wide state").
     """
     settings = make_settings(partitions=4, repartition=True, checkpoint_interval_s=30.0,
                              repartition_partitions=shards)  # fmt: skip
@@ -219,10 +229,15 @@ def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
     _settle(a, b)
     a.close()
     b.close()
-    replayed = replayed_alert_ids(day.files, settings)
-    if shards == 1:
-        _assert_once(settings, replayed)
-        return
-    ids = alert_ids(settings)
-    assert ids and [i for i, n in Counter(ids).items() if n > 1] == []
+    _assert_once(settings, replayed_alert_ids(day.files, settings, shards=shards))
     assert list(read_topic(settings, settings.kafka.dead_letter_topic)) == []
+
+
+def test_a_changed_shard_count_on_the_old_topic_stops_the_service_with_a_reason(make_settings):
+    """S is part of what the alerts are: a new repartition_partitions on an existing topic
+    of another count must not be ignored (docs/operations.md, "Choosing S")."""
+    settings = make_settings(partitions=1, repartition=True, repartition_partitions=2)
+    ensure_topics(settings)  # creates the topic with 2
+    settings.kafka.repartition_partitions = 4
+    with pytest.raises(ConfigError, match="has 2 partitions but repartition_partitions = 4"):
+        ensure_topics(settings)

@@ -108,12 +108,15 @@ def test_poison_records_are_dead_lettered_and_the_stream_continues(make_settings
     assert alert_ids(settings)  # the good records after the poison still made alerts
 
 
-def _spawn(settings, tmp_path, record_delay_s: float = 0.0) -> subprocess.Popen:
-    """``serve_proc.py`` in its own process; ``record_delay_s`` slows each record down."""
+def _spawn(
+    settings, tmp_path, record_delay_s: float = 0.0, scorer: str = "standin"
+) -> subprocess.Popen:
+    """``serve_proc.py`` in its own process; ``record_delay_s`` slows each record down,
+    ``scorer`` names the stand-in scorer (``standin.SCORERS``)."""
     cfg = tmp_path / f"settings-{time.monotonic_ns()}.json"
     cfg.write_bytes(msgspec.json.encode(settings))
     env = {**os.environ, "PYTHONPATH": str(HERE)}
-    args = [sys.executable, str(HERE / "serve_proc.py"), str(cfg), str(record_delay_s)]
+    args = [sys.executable, str(HERE / "serve_proc.py"), str(cfg), str(record_delay_s), scorer]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

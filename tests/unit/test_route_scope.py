@@ -16,6 +16,7 @@ from churnguard.service.bindings import (
     UNATTRIBUTED,
     Binding,
     BindingTable,
+    Scope,
     bindings_of,
     scope_of,
 )
@@ -38,7 +39,9 @@ def test_a_call_known_only_by_its_pod_ip_waits_for_the_binding_then_goes_to_the_
     for b in bindings_of([status]):
         assert table.add(b)
     scope = scope_of([_call_from("10.1.0.7")], table)
-    assert (scope.key, scope.final) == ("shop", True)
+    # routed once every input has passed the call by the binding lag: a later owner of a
+    # reused address could still be read
+    assert (scope.key, scope.final) == ("shop", False)
 
 
 def test_an_address_reused_later_routes_by_its_owner_at_event_time():
@@ -116,3 +119,28 @@ def test_read_routed_gives_original_coordinates_and_markers():
     foreign = read_routed(_record([]), {})
     assert (foreign.origin.source, foreign.origin.offset) == ("rp", 42)
     assert orjson.loads(rec.value) == {}
+
+
+def test_a_record_waits_for_every_input_whichever_router_reads_it():
+    """The frontier spans the inputs of every router (shared as progress entries), so how
+    the inputs are spread over routers does not change when a waiting record goes."""
+    table, inputs = BindingTable(), ["audit[0]", "audit[1]", "flows[0]"]
+    assert table.frontier(inputs) == float("-inf")  # an input nobody has reported yet
+    table.note_progress("audit[0]", T + 100, False)  # this router's own input
+    shared = Binding("progress", "audit[1]", T + 40, "")  # another router's, from the topic
+    assert table.add(shared) and not table.add(shared)
+    assert table.frontier(inputs) == float("-inf")
+    table.add(Binding("progress", "flows[0]", T + 10, "idle"))  # read to its end: no hold
+    assert table.frontier(inputs) == T + 40
+    assert shared.key() == b"progress/audit[1]"  # compacted to the latest per input
+    assert table.frontier([]) == float("inf")
+
+
+def test_a_record_with_one_unknown_address_goes_with_the_event_that_has_an_owner():
+    """A flow between a pod and an address nobody owns (the internet) is routed by the pod
+    once the router has waited, not sent to the fallback scope for its other end."""
+    table = BindingTable()
+    table.add(Binding("ip", "10.1.0.7", T - 5, "shop"))
+    scope = scope_of([_call_from("203.0.113.9"), _call_from("10.1.0.7")], table)
+    assert (scope.key, scope.final) == ("shop", False)
+    assert scope_of([_call_from("203.0.113.9")], table) == Scope(None, False)

@@ -10,14 +10,16 @@ Two ways in:
 
   churnguard evaluate --simulate [--seed N ...] [--hours H] [--namespaces N]
                       [--scenario NAME ...] [--mix hard] [--attack-rate R]
-                      [--config cfg.toml] [--model DIR] [--jobs N] [--json] [--details]
+                      [--config cfg.toml] [--model DIR] [--jobs N] [--shards S]
+                      [--json] [--details]
       simulate a labelled run per seed, replay the same files through churnguard as
       configured, one cluster-wide model, river HalfSpaceTrees with its defaults, a plain
       scikit-learn IsolationForest (one cluster-wide model) and the static rules, and print
       them side by side (per seed, then pooled over the seeds): recall per technique and per
       attack scenario, false alerts per benign kind per simulated day. Seeds and systems run
       in parallel (--jobs, default one worker per core). churnguard starts from empty
-      baselines unless --model names a bundle to evaluate.
+      baselines unless --model names a bundle to evaluate. --shards S replays churnguard as
+      a service with kafka.repartition on S repartition partitions raises its alerts.
 
 --report DIR (either way) also writes DIR/index.html: the numbers side by side, recall per
 scenario, false alerts per benign kind, churnguard's scores and thresholds per namespace
@@ -130,6 +132,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         help="worker processes for the seeds and systems (default: one per core; 1 = serial;"
         " the reports are the same either way)",
+    )
+    sim.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=1,
+        metavar="S",
+        help="churnguard replays as a service with kafka.repartition on S repartition"
+        " partitions does (replay --shards; default 1); the other systems are unchanged",
     )
     sim.add_argument("--config", help="churnguard TOML config (scoring and thresholds)")
     sim.add_argument("--model", help="evaluate this model bundle (verified before loading)")
@@ -251,6 +261,7 @@ def _simulated(args: argparse.Namespace, seen: Measured) -> dict[str, dict[str, 
             jobs=args.jobs,
             on_measured=seen.add if args.report else None,
             pair_done=bar.to,
+            shards=args.shards,
         )
     finally:
         bar.close()

@@ -45,6 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="json (churnguard's alert), ocsf (OCSF Detection Finding) or falco (Falco's JSON"
         " output, for falcosidekick); default: the config's alerts.format, else json",
     )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="S",
+        help="replay as a service with kafka.repartition on S repartition partitions does:"
+        " the records split by scope with the router's rule, one pipeline per shard"
+        " (default 1: one pipeline for everything)",
+    )
     parser.add_argument("--table", action="store_true", help="print the alerts as a table")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar (drawn only on a terminal anyway)"
@@ -57,15 +66,22 @@ def run(args: argparse.Namespace) -> int:
     from churnguard.offline.capture import write_capture
     from churnguard.offline.progress import Progress
     from churnguard.offline.replay import replay_files, summary_lines, write_jsonl, write_rejected
+    from churnguard.offline.shards import replay_shards
     from churnguard.wiring import make_pipeline
 
     settings = load_settings(args.config)
-    pipeline = make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
+
+    def pipeline():
+        return make_pipeline(settings, model_dir=args.model, use_bundle=not args.no_model)
+
     pinned = None if args.format == "auto" else args.format
-    with closing(Progress.for_files("replay", args.inputs, quiet=args.quiet)) as bar:
-        result = replay_files(
-            args.inputs, settings, pinned=pinned, pipeline=pipeline, on_progress=bar.to
-        )
+    if args.shards != 1:
+        result = replay_shards(args.inputs, settings, args.shards, pipeline, pinned=pinned)
+    else:
+        with closing(Progress.for_files("replay", args.inputs, quiet=args.quiet)) as bar:
+            result = replay_files(
+                args.inputs, settings, pinned=pinned, pipeline=pipeline(), on_progress=bar.to
+            )
     fmt = args.alert_format or settings.alerts.format
     write_jsonl(args.alerts, result.alerts, lambda a: encode_alert(a, settings.alerts, fmt))
     if args.capture:

@@ -89,9 +89,19 @@ class Watermark:
         """Allowed lateness of a source kind or topic."""
         return self.lateness.get(source, self.default_lateness)
 
-    def expect(self, inputs: Iterable[str]) -> None:
-        """Name the inputs (``input_of`` names) whose progress aligns the watermark."""
+    def expect(self, inputs: Iterable[str], *, routed: bool = False) -> None:
+        """Name the inputs (``input_of`` names) whose progress aligns the watermark.
+
+        ``routed``: they reach this shard through the route stage, which sends it only some
+        of their records; each is held back by the largest lateness from the start, as a
+        progress marker holds it (:meth:`progress`). Were it held back by the lateness of the
+        first records that happen to arrive before the first marker, whether a record is
+        late would depend on when the router's markers were sent.
+        """
         self._expected = frozenset(inputs)
+        if routed:
+            for name in self._expected:
+                self._input_lateness[name] = self.max_lateness
         self._value = None
 
     def progress(self, name: str, time: float) -> None:

@@ -619,10 +619,12 @@ def compare_on_simulations(
     jobs: int | None = None,
     on_measured: Callable[[str, list[Label], list[Alert], list[Any]], None] | None = None,
     pair_done: Callable[[int, int], None] | None = None,
+    shards: int = 1,
 ) -> list[dict[str, Report]]:
     """:func:`compare_on_simulation` for several runs (seeds), in ``jobs`` worker processes
     (joblib; None = one per core, 1 = all in this process). ``pair_done(done, total)``
-    follows the (run, system) replays as they finish.
+    follows the (run, system) replays as they finish. ``shards``: churnguard replays as a
+    service on that many repartition partitions does (``replay --shards``).
 
     The runs are simulated in parallel, then every (run, system) pair is replayed in
     parallel. The reports do not depend on ``jobs``: each replay starts from a fresh
@@ -648,6 +650,7 @@ def compare_on_simulations(
             delayed(_replay)(
                 sims[i], name, settings, model_dir, warmup_hours,
                 keep=on_measured is not None and name == CHURNGUARD,
+                shards=shards if name == CHURNGUARD else 1,
             )
             for i, name in pairs
         )  # fmt: skip
@@ -686,16 +689,18 @@ def _replay(
     warmup_hours: float,
     *,
     keep: bool = False,
+    shards: int = 1,
 ) -> tuple[Report, tuple[list[Label], list[Alert], list[Any]] | None]:
     """Replay one simulated run through one system and score it (a joblib task); with
-    ``keep`` also return the labels, alerts and scored rows the report is made of."""
-    from churnguard.offline.replay import replay_files
+    ``keep`` also return the labels, alerts and scored rows the report is made of;
+    ``shards``: split as a repartitioned service on that many shards does."""
+    from churnguard.offline.shards import replay_shards
 
     cut = _start_of(sim["summary"]) + warmup_hours * 3600.0
     # an attack still going on when the measurement starts (a beacon or a hijacked pod
     # begun in the warm-up) is measured too: its alerts are neither false nor unmatched
     labels = [lb for lb in sim["labels"] if lb["end"] >= cut]
-    result = replay_files(sim["inputs"], pipeline=_pipelines(settings, model_dir)[system]())
+    result = replay_shards(sim["inputs"], settings, shards, _pipelines(settings, model_dir)[system])
     # the warm-up hours train every system alike; only what follows is measured
     attacked = {Label(**lb).key() for lb in sim["labels"]}
     scored = [s for s in result.scored if s.profile.window_end >= cut]

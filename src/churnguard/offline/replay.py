@@ -43,6 +43,7 @@ class ReplayResult:
 
 
 PROGRESS_EVERY = 512  # records read between two progress reports
+END_OF_INPUT = "<end of input>"  # the input a sharded replay notes the whole input's end on
 
 
 def _events(
@@ -51,8 +52,11 @@ def _events(
     pinned: str | None,
     rejected: list[Rejected],
     on_progress: Callable[[int], None] | None = None,
+    select: Callable[[int], bool] | None = None,
 ) -> Iterator[Event]:
     for n, (raw, origin) in enumerate(read_records(paths), start=1):
+        if select is not None and not select(n - 1):
+            continue
         parsed = pipeline.parse(raw, origin, pinned)
         rejected.extend(parsed.rejected)
         if on_progress is not None and n % PROGRESS_EVERY == 0:
@@ -67,9 +71,11 @@ def sorted_events(
     rejected: list[Rejected],
     run_events: int = RUN_EVENTS,
     on_progress: Callable[[int], None] | None = None,
+    select: Callable[[int], bool] | None = None,
 ) -> Iterator[Event]:
-    """All files' events in event-time order, whatever order the files hold them in."""
-    events = _events(pipeline, list(paths), pinned, rejected, on_progress)
+    """All files' events in event-time order, whatever order the files hold them in;
+    ``select`` keeps only the records whose index (in read order, from 0) it accepts."""
+    events = _events(pipeline, list(paths), pinned, rejected, on_progress, select)
     return sort_by_time(events, run_events)
 
 
@@ -83,21 +89,29 @@ def replay_files(
     batch: int = 512,
     on_progress: Callable[[int], None] | None = None,
     run_events: int = RUN_EVENTS,
+    select: Callable[[int], bool] | None = None,
+    until: float | None = None,
 ) -> ReplayResult:
     """Run files through a pipeline to the end of input and collect everything it emitted.
 
     ``on_progress`` is told the number of records read so far as the input is read (the
     events are sorted by time before the pipeline sees the first) and once more at the end.
+    ``select`` keeps only some records (one shard's, :mod:`churnguard.offline.shards`);
+    ``until`` is the event time the whole input reaches, the other shards' records
+    included: the end of input is there, as the route stage's markers tell a shard.
     """
     pipe = pipeline or Pipeline(settings, scorer=scorer)
     result = ReplayResult()
     buffer: list[Event] = []
-    for ev in sorted_events(pipe, paths, pinned, result.rejected, run_events, on_progress):
+    events = sorted_events(pipe, paths, pinned, result.rejected, run_events, on_progress, select)
+    for ev in events:
         buffer.append(ev)
         if len(buffer) >= batch:
             result.add(pipe.ingest(buffer))
             buffer = []
     result.add(pipe.ingest(buffer))
+    if until is not None:
+        pipe.note_progress(END_OF_INPUT, until)
     result.add(pipe.finish())
     if on_progress is not None:
         on_progress(pipe.stats["records"])
@@ -119,7 +133,7 @@ def summary_lines(stats: Counter[str], n_profiles: int, n_entities: int) -> list
             continue
         lines.append(f"{title}:")
         lines.extend(f"  {name:<40} {count:>9,}" for name, count in items)
-    for key in ("unattributed", "after_end_events", "reincarnations"):
+    for key in ("unattributed", "after_end_events", "reincarnations", "route_fallback"):
         if stats.get(key):
             lines.append(f"{key.replace('_', ' '):<18}{stats[key]:>9,}")
     lines.extend(late_lines(stats))

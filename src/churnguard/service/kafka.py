@@ -550,7 +550,7 @@ class Service:
                 shard = Shard(key, number, pipeline, offsets)
                 fresh.append(shard)
             inputs = self._inputs_of(shard)
-            shard.pipeline.expect_sources(inputs)
+            shard.pipeline.expect_sources(inputs, routed=self._router is not None)
             shard.inputs = frozenset(inputs) if self._router is not None else frozenset()
             self.shards[number] = shard
         # a fresh shard gets a checkpoint at once, so a crash before the first periodic one

@@ -19,10 +19,12 @@ watermark back).
 
 Waiting. A record known only by an address or a container id is routed once its binding is
 known; one that may still be claimed by a binding not yet read (the kubelet's status patch
-lags a pod's first traffic) waits until every input has been read past its event time by
-the binding lag. A record that waits holds back the merge (order is kept); past
-``route_max_waiting`` waiting records or ``route_max_wait_s`` seconds it goes on under the
-fallback scope, counted (``churnguard_route_fallback_total``) and logged, never dropped.
+lags a pod's first traffic) waits until every input, whichever router reads it, has been
+read past its event time by the binding lag (the routers share their progress in the
+bindings table: :meth:`BindingTable.frontier`). A record that waits holds back the merge
+(order is kept); past ``route_max_waiting`` waiting records or ``route_max_wait_s`` seconds
+it goes on under the fallback scope, counted (``churnguard_route_fallback_total``) and
+logged, never dropped.
 
 Delivery. Input offsets are committed only after the routed records are acknowledged by the
 broker (the producer is flushed first, every ``checkpoint_interval_s``), so a killed router's
@@ -60,11 +62,20 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 
 from churnguard.config import Settings
+from churnguard.errors import ConfigError
 from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin
 from churnguard.ingest.watermark import input_of
 from churnguard.profiling.entities import IP_BINDING_LAG_S
-from churnguard.service.bindings import FALLBACK, Binding, BindingTable, bindings_of, scope_of
+from churnguard.service.bindings import (
+    FALLBACK,
+    IDLE,
+    Binding,
+    BindingTable,
+    bindings_of,
+    scope_of,
+    shard_of,
+)
 from churnguard.service.broker import create_topics
 from churnguard.service.checkpoints import read_partitions
 from churnguard.service.clients import ClientFactory, client_config
@@ -159,6 +170,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise KafkaError(f"{k.repartition_topic} not in the broker's metadata")
             time.sleep(0.1)
+        actual = len(reader.partitions_for_topic(k.repartition_topic) or ())
+        if k.repartition_partitions is not None and actual != k.repartition_partitions:
+            # S is part of what the alerts are (docs/operations.md, "Choosing S"): a changed
+            # setting on the old topic would be ignored without a word
+            raise ConfigError(
+                f"{k.repartition_topic} has {actual} partitions but repartition_partitions ="
+                f" {k.repartition_partitions}; changing the shard count is a re-baselining:"
+                " name a new repartition_topic with it"
+            )
     finally:
         reader.close()
 
@@ -219,6 +239,7 @@ class Router:
         self.released: dict[TopicPartition, int] = {}  # next offset to commit per input
         self.progress: dict[TopicPartition, float] = {}  # newest event time routed per input
         self._reported = -math.inf
+        self._shared: dict[str, tuple[float, bool]] = {}  # own progress as last shared
         # the newest marker state the broker acknowledged, per (input, internal partition):
         # written by the producer's IO thread, read by caught_up
         self._acked: dict[tuple[TopicPartition, int], tuple[float | None, bool]] = {}
@@ -315,6 +336,8 @@ class Router:
                     self.newest[tp] = max(self.newest.get(tp, -math.inf), t)
                 queue.append(_Item(t, raw, tp.topic, tp.partition, rec.offset, events, now))
         self._note_idle(now)
+        for tp in assigned:
+            self.table.note_progress(_name(tp), self.newest.get(tp, -math.inf), tp in self.idle)
         routed = self._release(now)
         self._report_progress(now)
         self.metrics.waiting.set(self.waiting)
@@ -369,21 +392,22 @@ class Router:
                    for tp in assigned for p in self._internal)  # fmt: skip
 
     def _frontier(self) -> float:
-        """Event time every input not caught up has been read past."""
-        active = [self.newest.get(tp, -math.inf) for tp in self._consumer.assignment()
-                  if tp not in self.idle]  # fmt: skip
-        return min(active) if active else math.inf
+        """Event time every input not caught up has been read past, by any router."""
+        names = [_name(TopicPartition(topic, p)) for topic in self.kafka.input_topics
+                 for p in sorted(self._consumer.partitions_for_topic(topic) or ())]  # fmt: skip
+        return self.table.frontier(names)
 
     def _release(self, now: float) -> int:
         """Route each input's records in its own order; a waiting head holds back its input."""
         routed = 0
         assigned = self._consumer.assignment()
+        frontier = self._frontier()
         for tp, queue in self.queues.items():
             while queue and tp in assigned:
                 item = queue[0]
                 scope = scope_of(item.events, self.table)
                 key = scope.key
-                if not scope.final and self._frontier() < item.time + IP_BINDING_LAG_S:
+                if not scope.final and frontier < item.time + IP_BINDING_LAG_S:
                     key = None  # a binding may still come on an input not read that far
                 if key is None:
                     cap = self._cap(item, now)
@@ -409,8 +433,8 @@ class Router:
         if now - self._reported < PROGRESS_INTERVAL_S:
             return
         self._reported = now
+        self._share_progress()
         topic = self.kafka.repartition_topic
-        self._internal = tuple(sorted(self.publisher.producer.partitions_for(topic)))
         for tp in self._consumer.assignment():
             state = self._state(tp)
             progress, idle = state
@@ -420,12 +444,26 @@ class Router:
                 (PROGRESS_HEADER, repr(progress).encode() if progress is not None else b""),
                 (IDLE_HEADER, b"1" if idle else b"0"),
             ]
-            for partition in self._internal:
+            for partition in self._partitions():
                 self.publisher.producer.send(
                     topic, value=b"", partition=partition, headers=headers
                 ).add_callback(self._on_marker_acked, tp, partition, state).add_errback(
                     self.publisher._on_send_error
                 )
+
+    def _share_progress(self) -> None:
+        """Tell every router how far this one has read its inputs, after the bindings of
+        what it read (same producer, same one-partition topic: they are read first)."""
+        for tp in self._consumer.assignment():
+            name = _name(tp)
+            state = self.table.progress.get(name)
+            if state is None or self._shared.get(name) == state:
+                continue
+            b = Binding("progress", name, state[0], IDLE if state[1] else "")
+            self.publisher.producer.send(
+                self.kafka.bindings_topic, key=b.key(), value=msgspec.msgpack.encode(b)
+            ).add_errback(self.publisher._on_send_error)
+            self._shared[name] = state
 
     def _on_marker_acked(self, tp: TopicPartition, partition: int, state, _metadata) -> None:
         """The producer's IO thread: this marker (and every record before it) is on the broker."""
@@ -451,10 +489,20 @@ class Router:
                    "cap": cap, "scope": key},
         )  # fmt: skip
 
+    def _partitions(self) -> tuple[int, ...]:
+        """The repartition topic's partitions (a deployment constant: read once)."""
+        if not self._internal:
+            topic = self.kafka.repartition_topic
+            self._internal = tuple(sorted(self.publisher.producer.partitions_for(topic)))
+        return self._internal
+
     def _send(self, item: _Item, key: str) -> None:
+        """Produce a record to its scope's shard, by the rule ``replay --shards`` splits by."""
+        partitions = self._partitions()
         self.publisher.producer.send(
             self.kafka.repartition_topic,
             key=key.encode(),
+            partition=partitions[shard_of(key, len(partitions))],
             value=item.raw,
             headers=[
                 (SOURCE_HEADER, item.topic.encode()),
@@ -493,6 +541,11 @@ class Router:
                 client.close(autocommit=False)
             except Exception as exc:  # closing a dead connection is best effort
                 log.debug("close failed", extra={"error": repr(exc)})
+
+
+def _name(tp: TopicPartition) -> str:
+    """An input partition's name, as shards and the bindings table know it."""
+    return input_of(Origin(source=tp.topic, partition=tp.partition))
 
 
 class _Revoke(ConsumerRebalanceListener):
