@@ -73,6 +73,9 @@ PEERS_MIN = 2
 _MAX_STRANGERS = 8
 ARCHIVE_SHIPPED_MIN_BYTES = 1_000_000
 _ARCHIVE_SENT_MAX = 16  # destinations followed after an entity's archive
+# the read counts a profile carries summed over its life (Profile.life_reads): collection
+# spread thin over hours stays inside every window's baseline, not inside its life's
+LIFE_READS = ("repo_reads", "distinct_objects_read", "secret_reads")
 _LIFE_MAX = frozenset({"distinct_binaries", "external_destinations"})  # distinct: max, not sum
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
@@ -349,6 +352,7 @@ class FeatureBuilder:
             destination_bytes=traffic,
             late_beacons=self._late_beacons(state, events),
             archive_shipped=self._archive_shipped(state, events),
+            life_reads={n: state.life[n] for n in LIFE_READS if state.life.get(n, 0.0) > 0},
         )
         return profile
 
