@@ -75,3 +75,32 @@ def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> 
     q.identities = ["erin@corp.example"]
     builder.remember([], paged=[q])
     assert "erin@corp.example" not in memory.identities["shop"]
+
+
+def test_a_host_only_an_entity_that_paged_ever_called_is_forgotten() -> None:
+    """Tuning seed 13 (hard, 10 ns, 6+6 h): a hijacked argocd-repo-server's first beats to
+    194.26.29.101, quiet windows before its alert, taught storefront the host; hours later
+    two replicas of a new Deployment shipped archives there and the learning-period guard
+    found nothing new. Once the implant pages, the host it alone called is new again."""
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    memory = builder.memory
+    beat = make_profile(ns="storefront", pod="argocd-1", t=0.0)
+    beat.destinations = ["194.26.29.101", "api.github.com"]
+    builder.remember([beat])
+    other = make_profile(ns="storefront", pod="web-1", t=0.0)
+    other.destinations = ["api.github.com"]
+    builder.remember([other])
+    assert memory.destinations["storefront"] == {"194.26.29.101", "api.github.com"}
+    alert = make_profile(ns="storefront", pod="argocd-1", t=600.0)
+    alert.destinations = ["194.26.29.101", "api.github.com"]
+    builder.remember([], paged=[alert])
+    # the implant's host is forgotten; the one a quiet pod also called stays known
+    assert memory.destinations["storefront"] == {"api.github.com"}
+    # a host another entity called too is not the intruder's alone
+    shared = make_profile(ns="storefront", pod="web-2", t=900.0)
+    shared.destinations = ["files.example"]
+    builder.remember([shared])
+    paged = make_profile(ns="storefront", pod="argocd-1", t=1200.0)
+    paged.destinations = ["files.example"]
+    builder.remember([], paged=[paged])
+    assert "files.example" in memory.destinations["storefront"]

@@ -183,6 +183,18 @@ class FirstSeenMemory:
             if len(who) < RARE_CONTACTS:
                 who.add(entity)
 
+    def withdraw(self, scope: str, entity: str, dests: Iterable[str]) -> None:
+        """Forget the known destinations among ``dests`` that only ``entity`` ever contacted
+        in ``scope``: it paged, so the hosts its earlier quiet windows taught are an
+        intrusion's, and the next one that reuses them must find them new."""
+        known = self.destinations.get(scope)
+        if not known:
+            return
+        contacts = self.contacts.get(scope, {})
+        for dest in dests:
+            if dest in known and contacts.get(dest, set()) <= {entity}:
+                known.discard(dest)
+
     def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
         table = self.first_contact.setdefault(scope, {})
         for dest in dests:
@@ -361,7 +373,9 @@ class FeatureBuilder:
 
         Who contacted a destination (its rarity, for beacons) is counted from both: a host
         many entities use is shared whatever they did. What is *known* (destinations,
-        images, owners) is learned only from the profiles that did not page.
+        images, owners) is learned only from the profiles that did not page, and a host
+        that only a paged entity ever contacted is forgotten again (its earlier quiet
+        windows taught it: an implant's first beats before its alert).
         """
         for p in [*profiles, *paged]:
             self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
@@ -378,6 +392,8 @@ class FeatureBuilder:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
                 if e.workload:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
+        for p in paged:
+            self.memory.withdraw(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
     def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
