@@ -457,11 +457,7 @@ class Pipeline:
         self.stats["alerts_folded"] += sum(1 for s in scored if s.folded)
         teaches = LearningGate.teaches_memory
         known = [
-            teaches(
-                s.profile,
-                s.alert is not None or s.folded or s.campaign is not None,
-                s.incident,
-            )
+            teaches(s.profile, s.alert is not None or s.folded or s.campaign is not None)
             for s in scored
         ]
         released = list(getattr(self.scorer, "released", ()))  # recurred: now the workload's

@@ -82,8 +82,6 @@ def test_a_quarantined_window_teaches_the_first_seen_memory_only_through_its_rel
     assert not LearningGate.teaches_memory(inst, paged=False)
     assert LearningGate.teaches_memory(make_profile(), paged=False)
     assert not LearningGate.teaches_memory(make_profile(), paged=True)
-    # an implant's quiet windows after its alert (an open incident) teach nothing either
-    assert not LearningGate.teaches_memory(make_profile(), paged=False, incident=True)
 
 
 def test_a_hubs_pods_release_like_a_controllers_and_a_foreign_accounts_do_not() -> None:

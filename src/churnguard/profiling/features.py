@@ -130,6 +130,9 @@ class FirstSeenMemory:
         # identity-provider group -> people seen acting on pods in the cluster in quiet
         # windows: the teams that operate it
         self.peers: dict[str, set[str]] = {}
+        # scope -> destination -> the entity that paged calling it on a schedule, the only
+        # one that had contacted it (withdraw): its later windows do not teach it again
+        self.withdrawn: dict[str, dict[str, str]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -148,6 +151,7 @@ class FirstSeenMemory:
             "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
             "identities": {k: sorted(v) for k, v in self.identities.items()},
             "peers": {k: sorted(v) for k, v in self.peers.items()},
+            "withdrawn": {k: dict(v) for k, v in self.withdrawn.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -160,6 +164,7 @@ class FirstSeenMemory:
         self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
         self.identities = {k: set(v) for k, v in data.get("identities", {}).items()}
         self.peers = {k: set(v) for k, v in data.get("peers", {}).items()}
+        self.withdrawn = {k: dict(v) for k, v in data.get("withdrawn", {}).items()}
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -191,9 +196,19 @@ class FirstSeenMemory:
         if not known:
             return
         contacts = self.contacts.get(scope, {})
+        gone = self.withdrawn.setdefault(scope, {})
         for dest in dests:
             if dest in known and contacts.get(dest, set()) <= {entity}:
                 known.discard(dest)
+                if len(gone) < self._max:
+                    gone[dest] = entity
+
+    def teachable(self, scope: str, entity: str, dests: Iterable[str]) -> list[str]:
+        """``dests`` but the hosts withdrawn from ``entity`` (its later quiet windows)."""
+        gone = self.withdrawn.get(scope)
+        if not gone:
+            return list(dests)
+        return [d for d in dests if gone.get(d) != entity]
 
     def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
         table = self.first_contact.setdefault(scope, {})
@@ -374,15 +389,19 @@ class FeatureBuilder:
         Who contacted a destination (its rarity, for beacons) is counted from both: a host
         many entities use is shared whatever they did. What is *known* (destinations,
         images, owners) is learned only from the profiles that did not page, and a host
-        that only a paged entity ever contacted is forgotten again (its earlier quiet
-        windows taught it: an implant's first beats before its alert).
+        that only a paged entity ever contacted, in a window where it called on a schedule,
+        is forgotten again (its earlier quiet windows taught it: an implant's first beats
+        before its alert). A one-off call that paged (a notebook's first pip install) is
+        not withdrawn: the next notebook would find the package index new and page too.
         """
         for p in [*profiles, *paged]:
             self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
         for p in profiles:
             e = p.entity
-            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
-            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
+            scope = _memory_scope(p)
+            dests = self.memory.teachable(scope, e.key(), p.destinations)
+            self.memory._add(self.memory.destinations, scope, dests)
+            self.memory.note_first_contact(scope, dests, p.window_start)
             self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
                 self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
@@ -392,8 +411,9 @@ class FeatureBuilder:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
                 if e.workload:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
-        for p in paged:
-            self.memory.withdraw(_memory_scope(p), p.entity.key(), p.destinations)
+        for p in paged:  # an implant's C2: what it paged for calling on a schedule
+            if p.values.get("beacon_regularity", 0.0) >= BEACON_MIN_REGULARITY:
+                self.memory.withdraw(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
     def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:

@@ -31,9 +31,10 @@ normal. The gate stands between scoring and learning (the idea of river's
 * **Share cap**: a workload's rows join a shared (namespace, cluster) baseline only while
   the workload holds at most its cap of that baseline's recent rows, so a busy workload (or
   an attacker's) cannot crowd the others out.
-* **First-seen memory**: only windows that did not page, of entities that had not
-  alerted earlier in their lives, teach it what is known (destinations, images, owners,
-  identities, first contacts), and a quarantined window only through its release; see
+* **First-seen memory**: only windows that did not page teach it what is known
+  (destinations, images, owners, identities, first contacts), and a quarantined window
+  only through its release (a host only an implant called is withdrawn when it pages,
+  :meth:`FirstSeenMemory.withdraw`); see
   :meth:`FeatureBuilder.remember`. A withheld window that did not page still does: a
   guard that holds until a destination is known would otherwise hold forever.
 
@@ -176,14 +177,13 @@ class LearningGate:
         return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod
-    def teaches_memory(profile: Profile, paged: bool, incident: bool = False) -> bool:
+    def teaches_memory(profile: Profile, paged: bool) -> bool:
         """May this window teach the first-seen memory what is known? One that did not page,
-        not one of an entity that alerted earlier in its life (``incident``: an implant's
-        quiet later windows would make its C2 host known to the namespace, and the next
-        intrusion reusing that host would send to a "known" one), and not a quarantined
-        one: a person's bare pod or instance makes its identity, hosts and image known only
-        when its whole story ended quietly (released rows)."""
-        return not paged and not incident and not quarantined(profile)
+        and not a quarantined one: a person's bare pod or instance makes its identity,
+        hosts and image known only when its whole story ended quietly (released rows). An
+        implant's C2 host, which only it called, is withdrawn when it pages and its later
+        windows do not teach it again (``FirstSeenMemory.withdraw``)."""
+        return not paged and not quarantined(profile)
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> GateState:

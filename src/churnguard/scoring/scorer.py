@@ -81,7 +81,6 @@ class Scored(msgspec.Struct):
     folded: bool = False  # alerted again, folded into the entity's earlier alert (not paged)
     withheld: bool = False  # the learning gate kept it out of the baselines and memory
     campaign: Alert | None = None  # it completed or joined a campaign (scoring/campaigns.py)
-    incident: bool = False  # its entity had alerted earlier in its life (an open incident)
 
 
 class _Snapshot(msgspec.Struct):
@@ -216,18 +215,7 @@ class Scorer:
                 self.incidents.close(entity)
             paged = None if folded else alert
             results.append(
-                Scored(
-                    p,
-                    score,
-                    threshold,
-                    level,
-                    key,
-                    paged,
-                    folded,
-                    verdict.withheld,
-                    campaign,
-                    entity_alerted,
-                )
+                Scored(p, score, threshold, level, key, paged, folded, verdict.withheld, campaign)
             )
         for ns in sorted(observed):
             owners, values = zip(*observed[ns], strict=True)
