@@ -77,13 +77,14 @@ def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> 
     assert "erin@corp.example" not in memory.identities["shop"]
 
 
-def test_a_host_only_an_entity_that_paged_ever_called_is_forgotten() -> None:
+def test_a_host_only_an_implant_that_paged_ever_called_is_noted_as_its() -> None:
     """Tuning seed 13 (hard, 10 ns, 6+6 h): a hijacked argocd-repo-server's first beats to
     194.26.29.101, quiet windows before its alert, taught storefront the host; hours later
     two replicas of a new Deployment shipped archives there and the learning-period guard
-    found nothing new. Once the implant pages for calling on a schedule, the host it alone
-    called is new again; a notebook's one-off pip install that paged is not withdrawn (tuning
-    seed 12: the next two notebooks found files.pythonhosted.org new and paged)."""
+    found nothing new. Once the implant pages for calling on a schedule, the host only it
+    called is noted as an implant's; it stays known (a GitOps poller that paged once must
+    not page on every later window: tuning seeds 4-6, gitops-polling 13 -> 17 when it was
+    forgotten instead)."""
     builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
     memory = builder.memory
     beat = make_profile(ns="storefront", pod="argocd-1", t=0.0)
@@ -92,31 +93,16 @@ def test_a_host_only_an_entity_that_paged_ever_called_is_forgotten() -> None:
     other = make_profile(ns="storefront", pod="web-1", t=0.0)
     other.destinations = ["api.github.com"]
     builder.remember([other])
-    assert memory.destinations["storefront"] == {"194.26.29.101", "api.github.com"}
     once = make_profile(ns="storefront", pod="argocd-1", t=300.0)
     once.destinations = ["194.26.29.101"]
-    builder.remember([], paged=[once])  # a one-off call that paged: not withdrawn
-    assert "194.26.29.101" in memory.destinations["storefront"]
-    alert = make_profile(
-        ns="storefront", pod="argocd-1", t=600.0, values={"beacon_regularity": 0.9}
-    )
+    builder.remember([], paged=[once])  # a one-off call that paged: not an implant's beat
+    assert not memory.is_intruded("storefront", "194.26.29.101")
+    alert = make_profile(ns="storefront", pod="argocd-1", t=600.0, values={"beacon_regularity": 1})
     alert.destinations = ["194.26.29.101", "api.github.com"]
     builder.remember([], paged=[alert])
-    # the implant's host is forgotten; the one a quiet pod also called stays known
-    assert memory.destinations["storefront"] == {"api.github.com"}
-    # its later quiet windows (an open incident) do not teach it again; another pod's do
-    later = make_profile(ns="storefront", pod="argocd-1", t=900.0)
-    later.destinations = ["194.26.29.101"]
-    builder.remember([later])
-    assert "194.26.29.101" not in memory.destinations["storefront"]
+    assert memory.is_intruded("storefront", "194.26.29.101")
+    assert not memory.is_intruded("storefront", "api.github.com")  # a quiet pod called it too
+    assert memory.destinations["storefront"] == {"194.26.29.101", "api.github.com"}
     again = FirstSeenMemory()
     again.restore(memory.snapshot())
-    assert again.withdrawn == memory.withdrawn
-    # a host another entity called too is not the intruder's alone
-    shared = make_profile(ns="storefront", pod="web-2", t=900.0)
-    shared.destinations = ["files.example"]
-    builder.remember([shared])
-    paged = make_profile(ns="storefront", pod="argocd-1", t=1200.0, values={"beacon_regularity": 1})
-    paged.destinations = ["files.example"]
-    builder.remember([], paged=[paged])
-    assert "files.example" in memory.destinations["storefront"]
+    assert again.is_intruded("storefront", "194.26.29.101")

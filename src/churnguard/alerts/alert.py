@@ -314,7 +314,8 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
     for a in profile.archive_shipped:  # across its windows (features._archive_shipped)
         out.setdefault("T1560.002", []).append(f"archive {a.archive} written, {_fmt(a.size)}B")
         out.setdefault("T1041", []).append(
-            f"{_fmt(a.sent)}B sent to {a.dest}, a host new to the namespace, after writing"
+            f"{_fmt(a.sent)}B sent to {a.dest}, a host new to the namespace (or called"
+            f" only by an implant that paged), after writing"
             f" {a.archive} ({_fmt(a.size)}B)"
         )
     reads = [

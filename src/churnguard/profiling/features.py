@@ -131,8 +131,9 @@ class FirstSeenMemory:
         # windows: the teams that operate it
         self.peers: dict[str, set[str]] = {}
         # scope -> destination -> the entity that paged calling it on a schedule, the only
-        # one that had contacted it (withdraw): its later windows do not teach it again
-        self.withdrawn: dict[str, dict[str, str]] = {}
+        # one that had contacted it (note_intruder): an implant's C2 host, which a new
+        # workload's archive upload finds as good as new (FeatureBuilder._archive_shipped)
+        self.intruded: dict[str, dict[str, str]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -151,7 +152,7 @@ class FirstSeenMemory:
             "first_contact": {k: dict(v) for k, v in self.first_contact.items()},
             "identities": {k: sorted(v) for k, v in self.identities.items()},
             "peers": {k: sorted(v) for k, v in self.peers.items()},
-            "withdrawn": {k: dict(v) for k, v in self.withdrawn.items()},
+            "intruded": {k: dict(v) for k, v in self.intruded.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -164,7 +165,7 @@ class FirstSeenMemory:
         self.first_contact = {k: dict(v) for k, v in data.get("first_contact", {}).items()}
         self.identities = {k: set(v) for k, v in data.get("identities", {}).items()}
         self.peers = {k: set(v) for k, v in data.get("peers", {}).items()}
-        self.withdrawn = {k: dict(v) for k, v in data.get("withdrawn", {}).items()}
+        self.intruded = {k: dict(v) for k, v in data.get("intruded", {}).items()}
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -188,27 +189,20 @@ class FirstSeenMemory:
             if len(who) < RARE_CONTACTS:
                 who.add(entity)
 
-    def withdraw(self, scope: str, entity: str, dests: Iterable[str]) -> None:
-        """Forget the known destinations among ``dests`` that only ``entity`` ever contacted
-        in ``scope``: it paged, so the hosts its earlier quiet windows taught are an
-        intrusion's, and the next one that reuses them must find them new."""
-        known = self.destinations.get(scope)
-        if not known:
-            return
+    def note_intruder(self, scope: str, entity: str, dests: Iterable[str]) -> None:
+        """``entity`` paged calling ``dests`` on a schedule: those only it ever contacted in
+        ``scope`` are an implant's hosts. They stay known (the features and every other
+        rule see them as before: a poller that paged once must not page on every later
+        window), but a new workload shipping an archive there counts them as new."""
         contacts = self.contacts.get(scope, {})
-        gone = self.withdrawn.setdefault(scope, {})
+        table = self.intruded.setdefault(scope, {})
         for dest in dests:
-            if dest in known and contacts.get(dest, set()) <= {entity}:
-                known.discard(dest)
-                if len(gone) < self._max:
-                    gone[dest] = entity
+            if contacts.get(dest, set()) <= {entity} and len(table) < self._max:
+                table.setdefault(dest, entity)
 
-    def teachable(self, scope: str, entity: str, dests: Iterable[str]) -> list[str]:
-        """``dests`` but the hosts withdrawn from ``entity`` (its later quiet windows)."""
-        gone = self.withdrawn.get(scope)
-        if not gone:
-            return list(dests)
-        return [d for d in dests if gone.get(d) != entity]
+    def is_intruded(self, scope: str, dest: str) -> bool:
+        """Only an entity that paged calling it on a schedule had contacted ``dest``."""
+        return dest in self.intruded.get(scope, {})
 
     def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
         table = self.first_contact.setdefault(scope, {})
@@ -388,20 +382,16 @@ class FeatureBuilder:
 
         Who contacted a destination (its rarity, for beacons) is counted from both: a host
         many entities use is shared whatever they did. What is *known* (destinations,
-        images, owners) is learned only from the profiles that did not page, and a host
-        that only a paged entity ever contacted, in a window where it called on a schedule,
-        is forgotten again (its earlier quiet windows taught it: an implant's first beats
-        before its alert). A one-off call that paged (a notebook's first pip install) is
-        not withdrawn: the next notebook would find the package index new and page too.
+        images, owners) is learned only from the profiles that did not page. A host only
+        an entity that paged calling it on a schedule ever contacted is noted as an
+        implant's (:meth:`FirstSeenMemory.note_intruder`; its quiet first beats taught it).
         """
         for p in [*profiles, *paged]:
             self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
         for p in profiles:
             e = p.entity
-            scope = _memory_scope(p)
-            dests = self.memory.teachable(scope, e.key(), p.destinations)
-            self.memory._add(self.memory.destinations, scope, dests)
-            self.memory.note_first_contact(scope, dests, p.window_start)
+            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
+            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
             self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
             if e.kind == "pod":
                 self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
@@ -413,7 +403,7 @@ class FeatureBuilder:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
         for p in paged:  # an implant's C2: what it paged for calling on a schedule
             if p.values.get("beacon_regularity", 0.0) >= BEACON_MIN_REGULARITY:
-                self.memory.withdraw(_memory_scope(p), p.entity.key(), p.destinations)
+                self.memory.note_intruder(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
     def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
@@ -532,7 +522,8 @@ class FeatureBuilder:
     def _archive_shipped(self, state: EntityState, events: list[Event]) -> list[ArchiveShipped]:
         """Archives this entity wrote and then sent, across its windows, to a host new to
         its namespace: the archive is remembered on the entity, and a destination counts if
-        it was new (first-seen memory) when the entity first sent to it after the archive,
+        it was new (first-seen memory, or known only through an implant that paged calling
+        it: ``FirstSeenMemory.note_intruder``) when the entity first sent to it after the archive,
         so an upload split over two windows still adds up even after the first window,
         quiet, taught the memory the host (the learning-period guard's fact). Reported in
         the windows that send to it only: a replica's later windows stay its own."""
@@ -555,7 +546,9 @@ class FeatureBuilder:
                 dest = _destination(ev)
                 if dest in state.archive_sent:
                     state.archive_sent[dest] += ev.bytes_out
-                elif dest not in seen and len(state.archive_sent) < _ARCHIVE_SENT_MAX:
+                elif (
+                    dest not in seen or self.memory.is_intruded(destination_scope(state), dest)
+                ) and len(state.archive_sent) < _ARCHIVE_SENT_MAX:
                     state.archive_sent[dest] = ev.bytes_out
         if state.archive is None:
             return []

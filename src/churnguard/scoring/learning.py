@@ -33,8 +33,7 @@ normal. The gate stands between scoring and learning (the idea of river's
   an attacker's) cannot crowd the others out.
 * **First-seen memory**: only windows that did not page teach it what is known
   (destinations, images, owners, identities, first contacts), and a quarantined window
-  only through its release (a host only an implant called is withdrawn when it pages,
-  :meth:`FirstSeenMemory.withdraw`); see
+  only through its release; see
   :meth:`FeatureBuilder.remember`. A withheld window that did not page still does: a
   guard that holds until a destination is known would otherwise hold forever.
 
@@ -180,9 +179,7 @@ class LearningGate:
     def teaches_memory(profile: Profile, paged: bool) -> bool:
         """May this window teach the first-seen memory what is known? One that did not page,
         and not a quarantined one: a person's bare pod or instance makes its identity,
-        hosts and image known only when its whole story ended quietly (released rows). An
-        implant's C2 host, which only it called, is withdrawn when it pages and its later
-        windows do not teach it again (``FirstSeenMemory.withdraw``)."""
+        hosts and image known only when its whole story ended quietly (released rows)."""
         return not paged and not quarantined(profile)
 
     # ---- persistence ---------------------------------------------------------------------
