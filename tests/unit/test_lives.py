@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scoring_fixtures import make_profile
 
+from churnguard.alerts.alert import techniques_for
 from churnguard.profiling.profile import Profile
+from churnguard.profiling.spec import load_spec
 from churnguard.scoring.guards import LIFE_READS_FACTOR, LIFE_READS_MIN, Context, fired
 from churnguard.scoring.lives import PEERS_MIN, PODS_KEPT, LivesState, WorkloadLives
 
@@ -107,3 +109,14 @@ def test_only_a_mature_workload_judges_a_life() -> None:
         Context(),
     ):
         assert not _names(slow, other)
+
+
+def test_a_guards_facts_back_its_technique_when_the_window_read_nothing() -> None:
+    """The collector's alert may come in a window with no reads of its own: the life line is
+    what backs T1213 then, and no technique is named without a line behind it."""
+    quiet = _pod("web-x", 0, 2)
+    spec = load_spec()
+    assert "T1213" not in techniques_for(quiet, [], spec, ["T1213"])
+    life = ["44 distinct objects read over its 2.0 h life"]
+    backed = techniques_for(quiet, [], spec, ["T1213"], {"T1213": life})
+    assert backed["T1213"] == life
