@@ -75,3 +75,34 @@ def test_identities_are_named_by_who_they_are_and_remembered_per_namespace() -> 
     q.identities = ["erin@corp.example"]
     builder.remember([], paged=[q])
     assert "erin@corp.example" not in memory.identities["shop"]
+
+
+def test_a_host_only_an_implant_that_paged_ever_called_is_noted_as_its() -> None:
+    """Tuning seed 13 (hard, 10 ns, 6+6 h): a hijacked argocd-repo-server's first beats to
+    194.26.29.101, quiet windows before its alert, taught storefront the host; hours later
+    two replicas of a new Deployment shipped archives there and the learning-period guard
+    found nothing new. Once the implant pages for calling on a schedule, the host only it
+    called is noted as an implant's; it stays known (a GitOps poller that paged once must
+    not page on every later window: tuning seeds 4-6, gitops-polling 13 -> 17 when it was
+    forgotten instead)."""
+    builder = FeatureBuilder(load_spec(), NetworkClassifier(["10.0.0.0/8"]))
+    memory = builder.memory
+    beat = make_profile(ns="storefront", pod="argocd-1", t=0.0)
+    beat.destinations = ["194.26.29.101", "api.github.com"]
+    builder.remember([beat])
+    other = make_profile(ns="storefront", pod="web-1", t=0.0)
+    other.destinations = ["api.github.com"]
+    builder.remember([other])
+    once = make_profile(ns="storefront", pod="argocd-1", t=300.0)
+    once.destinations = ["194.26.29.101"]
+    builder.remember([], paged=[once])  # a one-off call that paged: not an implant's beat
+    assert not memory.is_intruded("storefront", "194.26.29.101")
+    alert = make_profile(ns="storefront", pod="argocd-1", t=600.0, values={"beacon_regularity": 1})
+    alert.destinations = ["194.26.29.101", "api.github.com"]
+    builder.remember([], paged=[alert])
+    assert memory.is_intruded("storefront", "194.26.29.101")
+    assert not memory.is_intruded("storefront", "api.github.com")  # a quiet pod called it too
+    assert memory.destinations["storefront"] == {"194.26.29.101", "api.github.com"}
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())
+    assert again.is_intruded("storefront", "194.26.29.101")

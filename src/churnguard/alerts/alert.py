@@ -16,6 +16,7 @@ table, a view, is last.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import msgspec
@@ -244,7 +245,11 @@ def alert_id(profile: Profile) -> str:
 
 
 def techniques_for(
-    profile: Profile, top: list[FeatureExplanation], spec: FeatureSpec, extra: list[str]
+    profile: Profile,
+    top: list[FeatureExplanation],
+    spec: FeatureSpec,
+    extra: list[str],
+    facts: Mapping[str, list[str]] | None = None,
 ) -> dict[str, list[str]]:
     """ATT&CK ids the row's evidence backs, each with that evidence, in a stable order.
 
@@ -254,9 +259,14 @@ def techniques_for(
     repository or object reads for T1213, a deletion or termination for T1578.003, a
     container with no pod for T1610, its launch from a pod for T1611). When
     the model was moved by context features alone, every technique the evidence backs is
-    named instead, so an alert never carries an id without its reason.
+    named instead, so an alert never carries an id without its reason. ``facts`` are a
+    guard's findings beyond the profile's values (a whole life against its workload's
+    pods); they back their technique too.
     """
     backed = technique_evidence(profile)
+    for technique, lines in (facts or {}).items():
+        if lines:
+            backed[technique] = [*backed.get(technique, []), *lines]
     candidates: list[str] = []
     for item in top:
         candidates.extend(STRATEGY_TECHNIQUES.get(spec.by_name(item.feature).strategy, ()))
@@ -304,7 +314,8 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
     for a in profile.archive_shipped:  # across its windows (features._archive_shipped)
         out.setdefault("T1560.002", []).append(f"archive {a.archive} written, {_fmt(a.size)}B")
         out.setdefault("T1041", []).append(
-            f"{_fmt(a.sent)}B sent to {a.dest}, a host new to the namespace, after writing"
+            f"{_fmt(a.sent)}B sent to {a.dest}, a host new to the namespace (or called"
+            f" only by an implant that paged), after writing"
             f" {a.archive} ({_fmt(a.size)}B)"
         )
     reads = [
@@ -462,8 +473,9 @@ def build_alert(
     rules: list[str],
     rule_techniques: list[str],
     model_version: str,
+    rule_facts: Mapping[str, list[str]] | None = None,
 ) -> Alert:
-    backed = techniques_for(profile, top, spec, rule_techniques)
+    backed = techniques_for(profile, top, spec, rule_techniques, rule_facts)
     techniques = list(backed)
     return Alert(
         alert_id=alert_id(profile),

@@ -79,6 +79,9 @@ PEERS_MIN = 2
 _MAX_STRANGERS = 8
 ARCHIVE_SHIPPED_MIN_BYTES = 1_000_000
 _ARCHIVE_SENT_MAX = 16  # destinations followed after an entity's archive
+# the read counts a profile carries summed over its life (Profile.life_reads): collection
+# spread thin over hours stays inside every window's baseline, not inside its life's
+LIFE_READS = ("repo_reads", "distinct_objects_read", "secret_reads")
 _LIFE_MAX = frozenset({"distinct_binaries", "external_destinations"})  # distinct: max, not sum
 _CATEGORY_FEATURE = {
     ApiCategory.READ: "api_read",
@@ -141,6 +144,10 @@ class FirstSeenMemory:
         # identity-provider group -> people seen acting on pods in the cluster in quiet
         # windows: the teams that operate it
         self.peers: dict[str, set[str]] = {}
+        # scope -> destination -> the entity that paged calling it on a schedule, the only
+        # one that had contacted it (note_intruder): an implant's C2 host, which a new
+        # workload's archive upload finds as good as new (FeatureBuilder._archive_shipped)
+        self.intruded: dict[str, dict[str, str]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -162,6 +169,7 @@ class FirstSeenMemory:
             "workload_born": dict(self.workload_born),
             "workload_contact": {k: dict(v) for k, v in self.workload_contact.items()},
             "binaries": {k: sorted(v) for k, v in self.binaries.items()},
+            "intruded": {k: dict(v) for k, v in self.intruded.items()},
         }
 
     def restore(self, data: dict) -> None:
@@ -177,6 +185,7 @@ class FirstSeenMemory:
         self.workload_born = dict(data.get("workload_born", {}))
         self.workload_contact = {k: dict(v) for k, v in data.get("workload_contact", {}).items()}
         self.binaries = {k: set(v) for k, v in data.get("binaries", {}).items()}
+        self.intruded = {k: dict(v) for k, v in data.get("intruded", {}).items()}
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -199,6 +208,21 @@ class FirstSeenMemory:
                 who = table[dest] = set()
             if len(who) < RARE_CONTACTS:
                 who.add(entity)
+
+    def note_intruder(self, scope: str, entity: str, dests: Iterable[str]) -> None:
+        """``entity`` paged calling ``dests`` on a schedule: those only it ever contacted in
+        ``scope`` are an implant's hosts. They stay known (the features and every other
+        rule see them as before: a poller that paged once must not page on every later
+        window), but a new workload shipping an archive there counts them as new."""
+        contacts = self.contacts.get(scope, {})
+        table = self.intruded.setdefault(scope, {})
+        for dest in dests:
+            if contacts.get(dest, set()) <= {entity} and len(table) < self._max:
+                table.setdefault(dest, entity)
+
+    def is_intruded(self, scope: str, dest: str) -> bool:
+        """Only an entity that paged calling it on a schedule had contacted ``dest``."""
+        return dest in self.intruded.get(scope, {})
 
     def note_first_contact(self, scope: str, dests: Iterable[str], when: float) -> None:
         _note_first(self.first_contact, scope, dests, when, self._max)
@@ -435,6 +459,7 @@ class FeatureBuilder:
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
+            life_reads={n: state.life[n] for n in LIFE_READS if state.life.get(n, 0.0) > 0},
         )
         return profile
 
@@ -443,7 +468,9 @@ class FeatureBuilder:
 
         Who contacted a destination (its rarity, for beacons) is counted from both: a host
         many entities use is shared whatever they did. What is *known* (destinations,
-        images, owners) is learned only from the profiles that did not page.
+        images, owners) is learned only from the profiles that did not page. A host only
+        an entity that paged calling it on a schedule ever contacted is noted as an
+        implant's (:meth:`FirstSeenMemory.note_intruder`; its quiet first beats taught it).
         """
         for p in [*profiles, *paged]:
             self.memory.note_contacts(_memory_scope(p), p.entity.key(), p.destinations)
@@ -470,6 +497,9 @@ class FeatureBuilder:
                     self.memory._add(self.memory.images, ns, [image_repository(e.image)])
                 if e.workload:
                     self.memory._add(self.memory.workloads, ns, [e.workload])
+        for p in paged:  # an implant's C2: what it paged for calling on a schedule
+            if p.values.get("beacon_regularity", 0.0) >= BEACON_MIN_REGULARITY:
+                self.memory.note_intruder(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
     def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
@@ -634,7 +664,8 @@ class FeatureBuilder:
     def _archive_shipped(self, state: EntityState, events: list[Event]) -> list[ArchiveShipped]:
         """Archives this entity wrote and then sent, across its windows, to a host new to
         its namespace: the archive is remembered on the entity, and a destination counts if
-        it was new (first-seen memory) when the entity first sent to it after the archive,
+        it was new (first-seen memory, or known only through an implant that paged calling
+        it: ``FirstSeenMemory.note_intruder``) when the entity first sent to it after the archive,
         so an upload split over two windows still adds up even after the first window,
         quiet, taught the memory the host (the learning-period guard's fact). Reported in
         the windows that send to it only: a replica's later windows stay its own."""
@@ -657,7 +688,9 @@ class FeatureBuilder:
                 dest = _destination(ev)
                 if dest in state.archive_sent:
                     state.archive_sent[dest] += ev.bytes_out
-                elif dest not in seen and len(state.archive_sent) < _ARCHIVE_SENT_MAX:
+                elif (
+                    dest not in seen or self.memory.is_intruded(destination_scope(state), dest)
+                ) and len(state.archive_sent) < _ARCHIVE_SENT_MAX:
                     state.archive_sent[dest] = ev.bytes_out
         if state.archive is None:
             return []

@@ -118,6 +118,10 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # archives this entity wrote and then shipped (at least half their size, so far in its
     # life) to a host new to its namespace: the learning-period guard's fact
     archive_shipped: list[ArchiveShipped] = msgspec.field(default_factory=list)
+    # reads summed over every window of its life so far (repositories, distinct objects,
+    # secrets; features.LIFE_READS): what the whole-life read guard compares with the
+    # lives of its workload's other pods (scoring/lives.py)
+    life_reads: dict[str, float] = msgspec.field(default_factory=dict)
 
     @property
     def profile_id(self) -> str:

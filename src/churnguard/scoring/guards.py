@@ -3,15 +3,17 @@
 A guard never replaces the model: when the model alerts, each guard that also holds raises
 the alert's severity one step and adds its technique. Outside learning mode a guard alone
 stays silent: admins do exec into a pod and delete it, CI runners do write and upload
-tarballs, and the learned baseline is what tells those apart. Five stories page by
+tarballs, and the learned baseline is what tells those apart. Some stories page by
 themselves in any mode (``pages``): an instance run, used to read and terminated within
 minutes by an identity never seen running instances, credentials used out of place,
 a long-running pod calling a host new to it on a schedule, a new workload's pod shipping
 an archive to a host new to its namespace or sweeping the namespace's secrets while
-nothing judges the workload yet, and a bare pod sweeping them at any time; no benign
+nothing judges the workload yet, a bare pod sweeping them at any time, and a replica of
+a mature workload that read far more over its life than any other replica did; no benign
 identity of the account tells the first two, pollers call their endpoints from their
 first minutes, archivers ship to the hosts their namespace or cluster uses, and an
-application reads its own secret, not a list of them.
+application reads its own secret, not a list of them, and replicas of one workload read
+alike.
 While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from churnguard.profiling.profile import ArchiveShipped, Profile
+from churnguard.scoring.lives import Peers, lived, rate
 
 RUN_TO_TERMINATE_S = 1800.0
 EXEC_TO_DELETE_S = 120.0
@@ -32,6 +35,16 @@ EGRESS_BYTES = 50e6
 # secret reads through the API in one window (a list and three gets) that are a sweep, not
 # an application fetching its own credentials at start (one get, mounted secrets none)
 SECRET_SWEEP = 4
+# reads over a pod's life beyond every other pod of its mature workload: at least this many
+# (a few batches of a thin collector, not one application's fetch) and this many times the
+# most, and the fastest per hour of life, any of those pods read over theirs
+LIFE_READS_MIN = 40.0
+LIFE_READS_FACTOR = 4.0
+_READ_NAMES = {
+    "repo_reads": "repository reads",
+    "distinct_objects_read": "distinct objects read",
+    "secret_reads": "secret reads",
+}
 
 
 def _nothing_shared(dest: str) -> bool:
@@ -49,6 +62,9 @@ class Context:
     namespace_learning: bool = False
     # an external destination the cluster's namespaces share (Campaigns.shared)
     shared: Callable[[str], bool] = _nothing_shared
+    # what the other pods of its workload read over their lives (scoring/lives.py); None
+    # when the workload has too few known lives to be a yardstick
+    peers: Peers | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,9 @@ class Guard:
     # story told by a burst of one new workload's replicas, which would lift the bar over
     # every other entity of the namespace
     in_tail: bool = True
+    # the facts behind its technique that the profile alone does not hold (one line each),
+    # quoted in the alert's technique evidence
+    facts: Callable[[Profile, Context], list[str]] | None = None
 
 
 def _instance_run_terminate_by_one_human(p: Profile, _: Context) -> bool:
@@ -140,6 +159,36 @@ def _secrets_swept_by_an_unjudged_pod(p: Profile, ctx: Context) -> bool:
         return True  # a bare pod: no controller vouches for it and no baseline ever learns it
     # a new namespace's operators list and watch their secrets
     return ctx.workload_learning and not ctx.namespace_learning
+
+
+def _reads_beyond_its_workload(p: Profile, ctx: Context) -> bool:
+    return bool(reads_beyond_workload(p, ctx))
+
+
+def reads_beyond_workload(p: Profile, ctx: Context) -> list[str]:
+    """What a pod of a mature workload read over its life beyond every other pod of that
+    workload over theirs, one line per kind of read (the whole-life read guard's facts,
+    quoted by its T1213 evidence)."""
+    peers = ctx.peers
+    if peers is None or p.entity.kind != "pod" or ctx.workload_learning:
+        return []
+    if ctx.namespace_learning:
+        return []
+    seconds = lived(p)
+    out = []
+    for name, total in p.life_reads.items():
+        most, fastest = peers.total.get(name, 0.0), peers.rate.get(name, 0.0)
+        if (
+            total >= LIFE_READS_MIN
+            and total > LIFE_READS_FACTOR * most
+            and rate(total, seconds) > LIFE_READS_FACTOR * fastest
+        ):
+            out.append(
+                f"{total:g} {_READ_NAMES.get(name, name)} over its {seconds / 3600:.1f} h life;"
+                f" the {peers.pods} other pods of its workload read at most {most:g}"
+                f" ({fastest:.1f} an hour) over theirs"
+            )
+    return out
 
 
 def _beacon_to_a_new_destination(p: Profile, _: Context) -> bool:
@@ -236,6 +285,20 @@ GUARDS: tuple[Guard, ...] = (
         pages=True,
     ),
     Guard(
+        "reads-beyond-its-workload",
+        "T1213",
+        "A controller's pod judged by its own mature workload baseline read, summed over its"
+        " life (``Profile.life_reads``: repository reads, distinct objects or secrets), at"
+        " least 40 and over 4 times both the most and the fastest (per hour of life) that"
+        " any of 3 or more other pods of its workload read over theirs (scoring/lives.py):"
+        " collection spread thin over hours, each window inside the workload's baseline."
+        " Replicas of one workload read alike; a CronJob's runs that each read thousands"
+        " of objects set their own yardstick.",
+        _reads_beyond_its_workload,
+        pages=True,
+        facts=reads_beyond_workload,
+    ),
+    Guard(
         "beacon-to-a-new-destination",
         "T1071",
         "Connections on a schedule (regularity >= 0.5 over four or more) to an external"
@@ -287,3 +350,12 @@ GUARDS: tuple[Guard, ...] = (
 def fired(profile: Profile, ctx: Context = Context()) -> list[Guard]:
     """The guards that hold for a profile, in declaration order."""
     return [g for g in GUARDS if g.check(profile, ctx)]
+
+
+def facts_of(guards: list[Guard], profile: Profile, ctx: Context) -> dict[str, list[str]]:
+    """Technique -> the facts the fired ``guards`` found beyond the profile's own values."""
+    out: dict[str, list[str]] = {}
+    for g in guards:
+        if g.facts is not None:
+            out.setdefault(g.technique, []).extend(g.facts(profile, ctx))
+    return out

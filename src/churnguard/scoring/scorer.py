@@ -48,8 +48,9 @@ from churnguard.scoring.baselines import (
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
-from churnguard.scoring.guards import Context, Guard, fired
+from churnguard.scoring.guards import Context, Guard, facts_of, fired
 from churnguard.scoring.learning import GateState, LearningGate
+from churnguard.scoring.lives import LivesState, WorkloadLives
 from churnguard.scoring.routine import (
     new_workload_routine,
     replica_routine,
@@ -91,6 +92,7 @@ class _Snapshot(msgspec.Struct):
     gate: GateState
     campaigns: CampaignState
     incidents: dict[str, Incident]
+    lives: LivesState = msgspec.field(default_factory=LivesState)
 
 
 class Scorer:
@@ -103,6 +105,7 @@ class Scorer:
         self.thresholds = Thresholds(settings)
         self.gate = LearningGate(settings.scoring)
         self.campaigns = Campaigns()
+        self.lives = WorkloadLives()  # what each workload's quiet pods read over their lives
         self.released: list[Profile] = []  # rows the last batch released from withholding
         self.incidents = Incidents()  # live entities that alerted: what they were paged for
         self.model_version = f"{settings.scoring.detector}:online"
@@ -163,17 +166,19 @@ class Scorer:
             learning = b is None or self.hierarchy.in_learning(p, self.settings)
             level = LEARNING if b is None or learning else level_of_key(b.key)
             key = NO_BASELINE if b is None else b.key
+            own = b is not None and b.key == baseline_keys(p)[0]
             ctx = Context(
-                workload_learning=b is None or b.key != baseline_keys(p)[0],
+                workload_learning=not own,
                 namespace_learning=learning,
                 shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
+                peers=self.lives.peers(p) if own and p.life_reads else None,
             )
             guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
             forced = any(g.pages or (learning and g.alone) for g in guards)
             muted = self.thresholds.muted(ns)
 
-            args = (p, score, threshold, level, key, b, guards)
+            args = (p, score, threshold, level, key, b, guards, facts_of(guards, p, ctx))
             alert = self._alert(*args) if (model_alert or forced) and not muted else None
             if alert is not None and not forced and self._routine(p, alert, b):
                 alert = None  # an operator's or a replica's routine (scoring/routine.py)
@@ -204,6 +209,7 @@ class Scorer:
             )
             if verdict.learn_now:
                 quiet.append(i)
+                self.lives.learn(p)
             released.extend(verdict.released)
             if p.final:
                 self.incidents.close(entity)
@@ -255,6 +261,7 @@ class Scorer:
         key: str,
         b: Baseline | None,
         guards: list[Guard],
+        facts: dict[str, list[str]],
     ) -> Alert:
         """The explained alert of one row, against the baseline that judged it."""
         spec = self.spec
@@ -270,6 +277,7 @@ class Scorer:
             rules=[g.name for g in guards],
             rule_techniques=[g.technique for g in guards],
             model_version=self.model_version,
+            rule_facts=facts,
         )
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -286,6 +294,7 @@ class Scorer:
                 gate=self.gate.export(),
                 campaigns=self.campaigns.export(),
                 incidents=self.incidents.export(),
+                lives=self.lives.export(),
             )
         )
 
@@ -303,4 +312,5 @@ class Scorer:
         self.gate.load(snap.gate)
         self.campaigns.load(snap.campaigns)
         self.incidents.load(snap.incidents)
+        self.lives.load(snap.lives)
         self.model_version = snap.model_version

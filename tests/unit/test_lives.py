@@ -1,0 +1,122 @@
+"""Whole-life reads per workload (scoring/lives.py) and the guard that compares a pod's life
+with its workload's other pods' (guards.reads-beyond-its-workload)."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+from scoring_fixtures import make_profile
+
+from churnguard.alerts.alert import techniques_for
+from churnguard.profiling.profile import Profile
+from churnguard.profiling.spec import load_spec
+from churnguard.scoring.guards import LIFE_READS_FACTOR, LIFE_READS_MIN, Context, fired
+from churnguard.scoring.lives import PEERS_MIN, PODS_KEPT, LivesState, WorkloadLives
+
+HOUR = 3600.0
+
+
+def _pod(name: str, reads: float, lived_h: float, workload: str = "Deployment/web") -> Profile:
+    p = make_profile(pod=name, workload=workload, t=0.0)
+    return msgspec.structs.replace(
+        p,
+        first_seen=0.0,
+        window_end=lived_h * HOUR,
+        life_reads={"distinct_objects_read": reads} if reads else {},
+    )
+
+
+def _names(p: Profile, ctx: Context) -> list[str]:
+    return [g.name for g in fired(p, ctx) if g.pages]
+
+
+def test_a_pod_is_never_its_own_yardstick_and_needs_enough_peers() -> None:
+    lives = WorkloadLives()
+    me = _pod("web-x", 10, 1)
+    lives.learn(me)  # its own quiet early windows
+    assert lives.peers(me) is None
+    for i in range(PEERS_MIN - 1):
+        lives.learn(_pod(f"web-{i}", 2, 4))
+    assert lives.peers(me) is None  # not enough other lives yet
+    lives.learn(_pod("web-9", 3, 2))
+    peers = lives.peers(me)
+    assert peers is not None and peers.pods == PEERS_MIN
+    assert peers.total == {"distinct_objects_read": 3}
+    assert peers.rate == {"distinct_objects_read": 1.5}  # 3 over 2 h, not its own 10
+    lives.learn(_pod("web-8", 2, 0.01))  # 2 in its first 36 s: 12 an hour, not 200
+    assert lives.peers(me).rate == {"distinct_objects_read": 12.0}
+    # another workload's lives are not this one's, and bare pods keep none
+    assert lives.peers(_pod("api-1", 50, 2, workload="Deployment/api")) is None
+    lives.learn(_pod("debug", 500, 2, workload=""))
+    assert all("debug" not in k for pods in lives.workloads.values() for k in pods)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.floats(0, 1e4), st.floats(0, 48)), max_size=60))
+def test_memory_is_bounded_and_survives_a_snapshot(rows) -> None:
+    lives = WorkloadLives()
+    for i, (pod, reads, hours) in enumerate(rows):
+        lives.learn(_pod(f"web-{pod}", reads, hours, workload=f"Deployment/w{i % 3}"))
+    assert all(len(pods) <= PODS_KEPT for pods in lives.workloads.values())
+    back = WorkloadLives()
+    back.load(msgspec.msgpack.decode(msgspec.msgpack.encode(lives.export()), type=LivesState))
+    probe = _pod("probe", 1, 1, workload="Deployment/w0")
+    assert back.peers(probe) == lives.peers(probe)
+
+
+def _judged_by(peers_reads: list[tuple[float, float]]) -> Context:
+    lives = WorkloadLives()
+    for i, (reads, hours) in enumerate(peers_reads):
+        lives.learn(_pod(f"web-{i}", reads, hours))
+    return Context(peers=lives.peers(_pod("web-x", 0, 1)))
+
+
+def test_collection_spread_thin_over_a_life_pages() -> None:
+    """attack-low-and-slow (tuning seed 16, 10 namespaces 6+6 h): a worker pod read a few
+    objects of a sensitive bucket every 20-40 min for hours; its best window scored 0.29
+    against its workload's 0.999. Its workload's other pods never read objects."""
+    ctx = _judged_by([(0, 6), (0, 5), (0, 3)])
+    slow = _pod("web-x", LIFE_READS_MIN + 4, 2)
+    assert _names(slow, ctx) == ["reads-beyond-its-workload"]
+    (guard,) = [g for g in fired(slow, ctx) if g.pages]
+    assert guard.technique == "T1213" and guard.facts is not None
+    (line,) = guard.facts(slow, ctx)
+    assert "44 distinct objects read over its 2.0 h life" in line
+    assert "3 other pods of its workload read at most 0" in line
+    assert not _names(_pod("web-x", LIFE_READS_MIN - 1, 2), ctx)  # a fetch, not a sweep
+
+
+def test_a_workload_that_reads_sets_its_own_yardstick() -> None:
+    # an ETL CronJob's runs each read thousands of objects; a run reading as many is normal
+    etl = _judged_by([(2500, 0.5), (300, 0.3), (1200, 0.4)])
+    assert not _names(_pod("web-x", 2400, 0.5), etl)
+    assert _names(_pod("web-x", LIFE_READS_FACTOR * 2500 + 1, 0.5), etl)
+    # a replica that simply lived longer than the others, reading at their pace
+    steady = _judged_by([(20, 1), (20, 1), (15, 1)])
+    assert not _names(_pod("web-x", 400, 20), steady)
+    # default mix seed 7: a JupyterHub hub pod read a repository object or two every few
+    # windows for 7 h; its workload's other pods lived minutes and read 3 at most
+    hub = _judged_by([(3, 1 / 3), (2, 0.25), (1, 0.1)])
+    assert not _names(_pod("web-x", 130, 7.4), hub)
+
+
+def test_only_a_mature_workload_judges_a_life() -> None:
+    ctx = _judged_by([(0, 6), (0, 5), (0, 3)])
+    slow = _pod("web-x", 100, 2)
+    for other in (
+        Context(peers=ctx.peers, workload_learning=True),
+        Context(peers=ctx.peers, namespace_learning=True),
+        Context(),
+    ):
+        assert not _names(slow, other)
+
+
+def test_a_guards_facts_back_its_technique_when_the_window_read_nothing() -> None:
+    """The collector's alert may come in a window with no reads of its own: the life line is
+    what backs T1213 then, and no technique is named without a line behind it."""
+    quiet = _pod("web-x", 0, 2)
+    spec = load_spec()
+    assert "T1213" not in techniques_for(quiet, [], spec, ["T1213"])
+    life = ["44 distinct objects read over its 2.0 h life"]
+    backed = techniques_for(quiet, [], spec, ["T1213"], {"T1213": life})
+    assert backed["T1213"] == life
