@@ -9,10 +9,9 @@ deleted only by identities the cluster already knows quietly, or by people new t
 team already operates it (``Profile.strangers`` is empty: an SRE's first debug pod here is
 a new colleague's), and not by another workload's identity, does not page. A person of no
 team the cluster knows, or a stolen service-account token, deleting a pod still does, and
-so does any alert with
-evidence of what was done inside, unless it is what the pod's own workload does
-(:func:`replica_routine`), or a guard rule behind it (the pod that started a container on
-its node: ``container-started-from-a-pod``).
+so does any alert with evidence of what was done inside, unless it is what the pod's own
+workload does (:func:`replica_routine`), or a guard rule behind it (the pod that started a
+container on its node: ``container-started-from-a-pod``).
 """
 
 from __future__ import annotations
