@@ -33,6 +33,18 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def day_dir(directory: str | None, hours: float, seed: int) -> Path:
+    """``directory`` (a `churnguard simulate` output), or a day simulated now into a
+    temporary directory."""
+    if directory:
+        return Path(directory)
+    from churnguard.simulate import SimParams, generate, write
+
+    data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
+    write(generate(SimParams(seed=seed, hours=hours)), data)
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--hours", type=float, default=6.0)
@@ -40,13 +52,7 @@ def main() -> None:
     ap.add_argument("--dir", help="an existing `churnguard simulate` output directory")
     args = ap.parse_args()
 
-    if args.dir:
-        data = Path(args.dir)
-    else:
-        from churnguard.simulate import SimParams, generate, write
-
-        data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
-        write(generate(SimParams(seed=args.seed, hours=args.hours)), data)
+    data = day_dir(args.dir, args.hours, args.seed)
     paths = [str(data / f) for f in FILES if (data / f).exists()]
     records = sum(1 for _ in read_records(paths))
     size = sum(Path(p).stat().st_size for p in paths)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import operator
-import tempfile
 import time
 import zlib
-from pathlib import Path
+
+from bench_pipeline import FILES, day_dir
 
 from churnguard.config import Settings
 from churnguard.ingest import parse_record
@@ -41,7 +41,6 @@ from churnguard.scoring.scorer import Scorer
 from churnguard.service.producing import namespace_key
 from churnguard.wiring import make_pipeline
 
-FILES = ("k8s_audit.jsonl", "cloudtrail.jsonl", "falco.jsonl", "tetragon.jsonl", "flows.jsonl")
 POLL = 500  # the service's max_poll_records
 Record = tuple[bytes, Origin]
 
@@ -122,13 +121,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--count", type=int, help="only the loop over the first N records")
     args = ap.parse_args()
-    if args.dir:
-        data = Path(args.dir)
-    else:
-        from churnguard.simulate import SimParams, generate, write
-
-        data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
-        write(generate(SimParams(seed=args.seed, hours=args.hours)), data)
+    data = day_dir(args.dir, args.hours, args.seed)
     paths = [str(data / f) for f in FILES if (data / f).exists()]
     if args.count is not None:
         records = [r for batch in polls(paths) for r in batch][: args.count]
