@@ -61,10 +61,10 @@ from churnguard.service.clients import (
     join_poll_timeout_ms,
 )
 from churnguard.service.contact import BrokerWatch
-from churnguard.service.metrics import ServeStats, ServiceMetrics
+from churnguard.service.metrics import RouteMetrics, ServeStats, ServiceMetrics
 from churnguard.service.publisher import CLOCK_HEADER, SHARD_HEADER, Publisher
 from churnguard.service.reload import Changes, Reloader
-from churnguard.service.route import RouteMetrics, Router, ensure_topics, read_routed
+from churnguard.service.route import Router, ensure_topics, read_routed
 from churnguard.service.shard import Shard, recent_alert_ids
 from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
 

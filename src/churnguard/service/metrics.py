@@ -306,3 +306,32 @@ def _handler_for(metrics: ServiceMetrics) -> type[BaseHTTPRequestHandler]:
             pass  # probes every few seconds would drown the structured log
 
     return Handler
+
+
+class RouteMetrics:
+    """The route stage's counters, on the service's registry."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        r = metrics.registry
+        self.routed = Counter(
+            "churnguard_routed_records_total", "Records routed to the repartition topic",
+            ["topic"], registry=r,
+        )  # fmt: skip
+        self.fallback = Counter(
+            "churnguard_route_fallback_total",
+            "Records routed under the fallback scope after waiting for a binding, by cap",
+            ["cap"],
+            registry=r,
+        )
+        self.bindings = Counter(
+            "churnguard_route_bindings_total", "Bindings learned and shared", registry=r
+        )
+        self.copies = Counter(
+            "churnguard_routed_copies_total",
+            "Routed records a shard had already processed (routed again after a router"
+            " restart or rebalance) and dropped",
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "churnguard_route_waiting", "Records read but not yet routed", registry=r
+        )

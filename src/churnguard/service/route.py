@@ -59,7 +59,6 @@ import msgspec
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import Counter, Gauge
 
 from churnguard.config import Settings
 from churnguard.errors import ConfigError
@@ -79,7 +78,7 @@ from churnguard.service.bindings import (
 from churnguard.service.broker import create_topics
 from churnguard.service.checkpoints import read_partitions
 from churnguard.service.clients import ClientFactory, client_config
-from churnguard.service.metrics import ServiceMetrics
+from churnguard.service.metrics import RouteMetrics
 from churnguard.service.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -181,35 +180,6 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             )
     finally:
         reader.close()
-
-
-class RouteMetrics:
-    """The route stage's counters, on the service's registry."""
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        r = metrics.registry
-        self.routed = Counter(
-            "churnguard_routed_records_total", "Records routed to the repartition topic",
-            ["topic"], registry=r,
-        )  # fmt: skip
-        self.fallback = Counter(
-            "churnguard_route_fallback_total",
-            "Records routed under the fallback scope after waiting for a binding, by cap",
-            ["cap"],
-            registry=r,
-        )
-        self.bindings = Counter(
-            "churnguard_route_bindings_total", "Bindings learned and shared", registry=r
-        )
-        self.copies = Counter(
-            "churnguard_routed_copies_total",
-            "Routed records a shard had already processed (routed again after a router"
-            " restart or rebalance) and dropped",
-            registry=r,
-        )
-        self.waiting = Gauge(
-            "churnguard_route_waiting", "Records read but not yet routed", registry=r
-        )
 
 
 class Router:
