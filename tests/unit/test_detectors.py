@@ -238,8 +238,11 @@ def _tick_rows(rng: np.random.Generator, n_detectors: int, step: int) -> list[np
 @given(seed=st.integers(0, 2**16))
 def test_grouped_scoring_and_learning_are_bit_identical_to_one_call_each(seed: int) -> None:
     """The scorer's one pass over a tick's baselines gives exactly each detector's own
-    ``score_many``/``learn_many``: same scores, same learned bytes (the alert ids rest on it)."""
+    ``score_many``/``learn_many``: same scores, same learned bytes (the alert ids rest on it).
+    Four of the grouped forests share one node pool, as the scorer's baselines do (their
+    blocks move and the pool is rebuilt as they grow); two keep their own."""
     from churnguard.scoring.detectors.grouped import learn_groups, score_groups
+    from churnguard.scoring.detectors.pool import NodePool
 
     scopes = [
         {"window_size": 64, "max_leaf_samples": 4, "learn_chunk": 16},
@@ -252,6 +255,9 @@ def test_grouped_scoring_and_learning_are_bit_identical_to_one_call_each(seed: i
         return [*oifs, make_detector("hst", 5, seed=seed, **FAST["hst"])]
 
     one, grouped = fresh(), fresh()
+    pool = NodePool(5)
+    for det in grouped[:4]:
+        pool.adopt(det)
     rng = np.random.default_rng(seed)
     for step in range(120):
         rows = _tick_rows(rng, len(one), step)
@@ -263,6 +269,46 @@ def test_grouped_scoring_and_learning_are_bit_identical_to_one_call_each(seed: i
             d.learn_many(X)
         learn_groups(grouped, rows)
     assert [d.to_bytes() for d in one] == [d.to_bytes() for d in grouped]
+    assert all(d.pool_ is pool for d in grouped[:4])
+
+
+def test_a_forest_in_a_shared_pool_keeps_its_bytes_when_moved_copied_or_reloaded() -> None:
+    """The pool is storage only: adopting a learned forest, growing it inside the pool,
+    deep-copying it and reading its bytes back all leave the same learned bytes."""
+    import copy
+    import pickle
+
+    from churnguard.scoring.detectors.oif import OnlineIsolationForest
+    from churnguard.scoring.detectors.pool import NodePool
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(900, 4))
+    alone = OnlineIsolationForest(n_trees=8, max_leaf_samples=4, window_size=256, seed=5)
+    pooled = OnlineIsolationForest(n_trees=8, max_leaf_samples=4, window_size=256, seed=5)
+    neighbour = OnlineIsolationForest(n_trees=8, max_leaf_samples=4, window_size=256, seed=6)
+    pool = NodePool(4)
+    alone.learn_many(X[:100])
+    pooled.learn_many(X[:100])
+    pool.adopt(pooled)  # learned first, then moved in
+    pool.adopt(neighbour)  # not learned yet: placed on its first rows
+    for start in range(100, 900, 50):  # blocks outgrow the pool: moved, pool rebuilt
+        alone.learn_many(X[start : start + 50])
+        pooled.learn_many(X[start : start + 50])
+        neighbour.learn_many(-X[start : start + 50])
+    assert pooled.pool_ is pool and neighbour.pool_ is pool
+    assert pooled.feature_.base is pool.feature_  # a view of the pool, not a copy
+    assert pooled.to_bytes() == alone.to_bytes()
+    assert np.array_equal(pooled.score_many(X[:50]), alone.score_many(X[:50]))
+    copied = copy.deepcopy(pooled)
+    assert copied.pool_ is not pool and copied.to_bytes() == alone.to_bytes()
+    copied.learn_many(X[:30])  # learning the copy leaves the pooled forest alone
+    assert pooled.to_bytes() == alone.to_bytes()
+    assert pickle.loads(pickle.dumps(pooled)).to_bytes() == alone.to_bytes()
+    reloaded = OnlineIsolationForest.from_bytes(pooled.to_bytes())
+    pool.adopt(reloaded)
+    assert reloaded.to_bytes() == alone.to_bytes()
+    with pytest.raises(ValueError, match="features"):
+        NodePool(3).adopt(reloaded)
 
 
 def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:

@@ -44,6 +44,8 @@ from churnguard.profiling.features import identity_name
 from churnguard.profiling.profile import Profile, image_repository
 from churnguard.scoring.detectors import Detector, detector_from_bytes, make_detector
 from churnguard.scoring.detectors.grouped import learn_groups
+from churnguard.scoring.detectors.oif import OnlineIsolationForest
+from churnguard.scoring.detectors.pool import NodePool
 
 CLOUD_NAMESPACE = "_cloud"
 LEARNING = "learning"
@@ -152,6 +154,19 @@ class Hierarchy:
         self.settings = settings
         self.baselines: dict[str, Baseline] = {}
         self.namespaces: dict[str, NamespaceAge] = {}
+        # the online forests' node arrays, all in one store: a tick's forests are routed
+        # and taught in place, without being copied side by side (detectors/pool.py)
+        self.pool = NodePool(n_features)
+
+    def _keep(self, key: str, b: Baseline) -> Baseline:
+        """Hold ``b`` under ``key``, its online forest's nodes in the shared pool."""
+        if isinstance(b.detector, OnlineIsolationForest) and b.detector._width() in (
+            None,
+            self.n_features,
+        ):
+            self.pool.adopt(b.detector)
+        self.baselines[key] = b
+        return b
 
     @property
     def settings(self) -> ScoringSettings:
@@ -174,7 +189,7 @@ class Hierarchy:
     def get(self, key: str) -> Baseline:
         b = self.baselines.get(key)
         if b is None:
-            b = self.baselines[key] = self._new(key)
+            b = self._keep(key, self._new(key))
         return b
 
     def _mature(self, b: Baseline | None, minimum: int, now: float) -> bool:
@@ -281,6 +296,7 @@ class Hierarchy:
 
     def load(self, state: HierarchyState) -> None:
         self.baselines = {}
+        self.pool = NodePool(self.n_features)
         for key, st in state.baselines.items():
             b = Baseline(
                 key=key,
@@ -291,7 +307,7 @@ class Hierarchy:
             b.recent.extend(st.recent)
             for wl in st.recent_workloads:
                 b.note_workload(wl)
-            self.baselines[key] = b
+            self._keep(key, b)
         self.namespaces = dict(state.namespaces)
 
     def seed_from(self, models: dict[str, Detector], counts: dict[str, int]) -> None:
@@ -310,11 +326,14 @@ class Hierarchy:
                     f"bundle model {key!r} takes {width} features, the feature spec has"
                     f" {self.n_features}: rebuild the bundle (models/README.md)"
                 )
-            self.baselines[key] = Baseline(
-                key=key,
-                detector=det,
-                n_learned=counts.get(key, det.n_seen),
-                first_time=float("-inf"),
+            self._keep(
+                key,
+                Baseline(
+                    key=key,
+                    detector=det,
+                    n_learned=counts.get(key, det.n_seen),
+                    first_time=float("-inf"),
+                ),
             )
             if not key.startswith("cluster:"):  # ns:<ns>:<kind> or wl:<ns>/<wl>:<kind>
                 ns = key.split(":", 1)[1].rsplit(":", 1)[0].split("/", 1)[0]

@@ -2,18 +2,18 @@
 
 The scorer judges each 60 s tick's rows against ~10 baselines, a few rows each. Called one
 detector at a time, an online forest spends its time in per-call numpy overhead (~40 calls
-to learn 3 rows), not in arithmetic. Here every online forest of a tick is routed in one
-pass over their node arrays laid side by side; what is per forest and ordered (its ring
-buffer, its random split draws, its collapses) still runs per forest in the same order, so
-scores and learned state are bit-identical to calling ``score_many``/``learn_many`` on each
-detector in turn (``tests/unit/test_detectors.py`` holds them to it). Other detectors are
-called one by one.
+to learn 3 rows), not in arithmetic. Here every online forest of a tick whose nodes live in
+the same :class:`~churnguard.scoring.detectors.pool.NodePool` (the scorer's baselines share
+one) is routed in one pass over the pool's arrays, and its counts and boxes are updated
+there; what is per forest and ordered (its ring buffer, its random split draws, its
+collapses) still runs per forest in the same order, so scores and learned state are
+bit-identical to calling ``score_many``/``learn_many`` on each detector in turn
+(``tests/unit/test_detectors.py`` holds them to it). Other detectors are called one by one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 
@@ -33,11 +33,12 @@ __all__ = ["learn_groups", "score_groups"]
 def score_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``[d.score_many(X) for d, X in zip(detectors, Xs)]``, online forests in one pass."""
     out: list[np.ndarray] = [np.zeros(0)] * len(detectors)
-    # forests that can share a pass, by tree count: (position, forest, rows)
-    pooled: dict[int, list[tuple[int, OnlineIsolationForest, np.ndarray]]] = {}
+    # forests that can share a pass, by pool and tree count: (position, forest, rows)
+    pooled: dict[tuple[int, int], list[tuple[int, OnlineIsolationForest, np.ndarray]]] = {}
     for i, (det, X) in enumerate(zip(detectors, Xs, strict=True)):
         if isinstance(det, OnlineIsolationForest) and _has_scores(det, X):
-            pooled.setdefault(det.n_trees, []).append((i, det, as_matrix(X, det._width())))
+            rows = as_matrix(X, det._width())
+            pooled.setdefault(_pass_of(det), []).append((i, det, rows))
         else:
             out[i] = det.score_many(X)
     for members in pooled.values():
@@ -55,12 +56,14 @@ def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> Non
     """
     if len({id(d) for d in detectors}) < len(detectors):
         raise ValueError("a detector appears twice in one learn_groups call")
-    pooled: dict[int, list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
+    pooled: dict[tuple[int, int], list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
     for det, X in zip(detectors, Xs, strict=True):
         if isinstance(det, OnlineIsolationForest):
             rows = as_matrix(X, det._width(), finite=True)
             if len(rows):
-                pooled.setdefault(det.n_trees, []).append((det, rows))
+                if not hasattr(det, "roots_"):
+                    det._init_state(rows.shape[1])
+                pooled.setdefault(_pass_of(det), []).append((det, rows))
         else:
             det.learn_many(X)
     for members in pooled.values():
@@ -72,43 +75,26 @@ def _has_scores(forest: OnlineIsolationForest, X: np.ndarray) -> bool:
     return len(X) > 0 and forest._path_length(float(getattr(forest, "n_window_", 0))) > 0.0
 
 
-class _Pool:
-    """The node arrays of several forests side by side (node ids offset per forest)."""
+def _pass_of(forest: OnlineIsolationForest) -> tuple[int, int]:
+    """Forests routed in one pass share a pool and a tree count."""
+    return id(forest.pool_), forest.n_trees
 
-    def __init__(self, forests: Sequence[OnlineIsolationForest]) -> None:
-        sizes = np.array([f.n_nodes_ for f in forests])
-        self.base = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        shift = np.repeat(self.base, sizes).astype(np.int32)
-        used = [slice(0, f.n_nodes_) for f in forests]
-        self.feature = np.concatenate([f.feature_[u] for f, u in zip(forests, used, strict=True)])
-        self.threshold = np.concatenate(
-            [f.threshold_[u] for f, u in zip(forests, used, strict=True)]
-        )
-        self.left = np.concatenate([f.left_[u] for f, u in zip(forests, used, strict=True)]) + shift
-        self.right = (
-            np.concatenate([f.right_[u] for f, u in zip(forests, used, strict=True)]) + shift
-        )
-        self.count = np.concatenate([f.count_[u] for f, u in zip(forests, used, strict=True)])
-        self.depth = np.concatenate([f.depth_[u] for f, u in zip(forests, used, strict=True)])
-        self.sizes = sizes
-        self.forests = forests
 
-    def route(
-        self, X: np.ndarray, owner: np.ndarray, *, record: bool
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Leaf of every (tree, row) pair, tree-major over all rows; ``owner[r]`` is the
-        forest of row ``r``. With ``record``, every node visited (as ``OIF._route``)."""
-        n = len(X)
-        roots = np.stack([f.roots_ for f in self.forests], axis=1) + self.base.astype(np.int32)
-        node = roots[:, owner].ravel()
-        row = np.tile(np.arange(n), len(roots))
-        arrays = (self.feature, self.threshold, self.left, self.right)
-        return descend(arrays, X, node, row, record=record)
-
-    def split(self, nodes: np.ndarray) -> list[slice]:
-        """For sorted pooled node ids, the slice of them that belongs to each forest."""
-        cuts = np.searchsorted(nodes, np.append(self.base, self.base[-1] + self.sizes[-1]))
-        return [slice(int(a), int(b)) for a, b in pairwise(cuts.tolist())]
+def _route(
+    forests: Sequence[OnlineIsolationForest], X: np.ndarray, owner: np.ndarray, *, record: bool
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Pool node of the leaf of every (tree, row) pair, tree-major over all rows; ``owner[r]``
+    is the forest of row ``r``. With ``record``, every pool node visited (as ``OIF._route``).
+    Also returns each forest's block start in the pool."""
+    pool = forests[0].pool_
+    bases = np.array([pool.base(f) for f in forests])
+    roots = np.stack([f.roots_ for f in forests], axis=1) + bases  # (tree, forest)
+    node = roots[:, owner].ravel()
+    row = np.tile(np.arange(len(X)), len(roots))
+    offset = np.tile(bases[owner], len(roots))
+    arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_)
+    leaves, path = descend(arrays, X, node, row, record=record, offset=offset)
+    return leaves, path, bases
 
 
 def _owners(counts: Sequence[int]) -> np.ndarray:
@@ -121,10 +107,10 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     owner = _owners(counts)
     X = np.concatenate(Xs)
     n, n_trees = len(X), forests[0].n_trees
-    pool = _Pool(forests)
-    leaves, _ = pool.route(X, owner, record=False)
-    depth = pool.depth[leaves]
-    count = pool.count[leaves].astype(float)
+    pool = forests[0].pool_
+    leaves, _, _ = _route(forests, X, owner, record=False)
+    depth = pool.depth_[leaves]
+    count = pool.count_[leaves].astype(float)
     eta = np.array([float(f.max_leaf_samples) for f in forests])[np.tile(owner, n_trees)]
     # OIF._path_length with each pair's own eta: the same operations, element by element
     depths = (depth + np.log(np.maximum(count, eta) / eta) / _LOG4).reshape(n_trees, n)
@@ -152,9 +138,6 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
 
 def _learn_forests(members: list[tuple[OnlineIsolationForest, np.ndarray]]) -> None:
     """Each forest's ``learn_many`` of its rows: chunk ``k`` of every forest in one pass."""
-    for forest, X in members:
-        if not hasattr(forest, "roots_"):
-            forest._init_state(X.shape[1])
     chunks = [
         [X[s : s + step] for s in range(0, len(X), step)]
         for f, X in members
@@ -166,44 +149,53 @@ def _learn_forests(members: list[tuple[OnlineIsolationForest, np.ndarray]]) -> N
 
 
 def _learn_chunks(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> None:
-    """``OIF._learn_chunk`` of one chunk per forest, routed, counted and checked for ripe
-    leaves in one pass; only the box writes, splits and forgetting run per forest."""
+    """``OIF._learn_chunk`` of one chunk per forest: routed, counted, boxes widened and ripe
+    leaves found in one pass over the pool; only the splits run per forest, then the rows
+    leaving the windows are unlearned in one more pass."""
     olds = [f._push_window(X) for f, X in zip(forests, Xs, strict=True)]
     counts = [len(X) for X in Xs]
     owner = _owners(counts)
     X = np.concatenate(Xs)
-    pool = _Pool(forests)
-    leaves, path = pool.route(X, owner, record=True)
-    visits = np.bincount(np.concatenate(path), minlength=len(pool.count))
-    pool.count += visits
+    pool = forests[0].pool_
+    leaves, path, bases = _route(forests, X, owner, record=True)
+    np.add.at(pool.count_, np.concatenate(path), 1)
     for f, k in zip(forests, counts, strict=True):
         f.n_window_ += k
         f.n_seen_ += k
+    # a leaf belongs to one forest and one tree, so the pairs widening it come in the
+    # order of that forest's own rows, as its own tree-major _learn_chunk widens it
+    rows = np.tile(np.arange(len(X)), forests[0].n_trees)
+    widen_boxes(pool.lo_, pool.hi_, box_cells(leaves, X.shape[1]), X[rows].ravel())
     # leaves ready to split, as OIF._learn_chunk finds them, with each forest's own eta
-    # and depth limit
-    touched = np.unique(leaves)
-    forest_of = np.searchsorted(pool.base, touched, side="right") - 1
+    # and depth limit; in each forest's node order (np.unique sorts)
+    touched, first = np.unique(leaves, return_index=True)
+    forest_of = owner[rows[first]]
     eta = np.array([f.max_leaf_samples for f in forests])[forest_of]
     limits = [f._path_length(float(f.n_window_)) for f in forests]
-    depth = pool.depth[touched]
-    ripe = touched[
-        (pool.count[touched] >= eta * np.exp2(depth)) & (depth < np.array(limits)[forest_of])
-    ]
-    # each forest's (tree, row) pairs in the order its own _route gives them (tree-major),
-    # as flat (node, feature) cells of its box arrays and the row values widening them
-    pair_owner = np.tile(owner, forests[0].n_trees)
-    by_forest = np.argsort(pair_owner, kind="stable")
-    d = X.shape[1]
-    cells = box_cells((leaves - pool.base[pair_owner])[by_forest], d)
-    values = X[by_forest % len(X)].ravel()
-    ends = np.cumsum(np.bincount(pair_owner, minlength=len(forests)) * d).tolist()
-    groups = zip(forests, pool.base, pool.sizes, pool.split(ripe), limits, olds, strict=True)
-    for (f, base, size, part, limit, old), start, end in zip(
-        groups, [0, *ends[:-1]], ends, strict=True
-    ):
-        f.count_[:size] = pool.count[base : base + size]
-        widen_boxes(f.lo_, f.hi_, cells[start:end], values[start:end])
-        for leaf in (ripe[part] - base).tolist():
-            f._split(leaf, limit)
-        if len(old):
-            f._forget(old)
+    depth = pool.depth_[touched]
+    ripe = (pool.count_[touched] >= eta * np.exp2(depth)) & (depth < np.array(limits)[forest_of])
+    local = (touched - bases[forest_of])[ripe]
+    ripe_of = forest_of[ripe]
+    for i, (f, limit) in enumerate(zip(forests, limits, strict=True)):
+        for leaf in local[ripe_of == i].tolist():
+            f._split(leaf, limit)  # may move f's block: pool arrays are re-read below
+    leaving = [(f, old) for f, old in zip(forests, olds, strict=True) if len(old)]
+    if leaving:
+        _forget([f for f, _ in leaving], [old for _, old in leaving])
+
+
+def _forget(forests: list[OnlineIsolationForest], olds: list[np.ndarray]) -> None:
+    """Each forest's ``OIF._forget`` of the rows leaving its window, routed in one pass."""
+    owner = _owners([len(old) for old in olds])
+    pool = forests[0].pool_
+    _, path, bases = _route(forests, np.concatenate(olds), owner, record=True)
+    visited = np.concatenate(path)
+    np.subtract.at(pool.count_, visited, 1)
+    # split-time counts were estimates; only a visited node can have gone below 0
+    pool.count_[visited] = np.maximum(pool.count_[visited], 0)
+    nodes = np.unique(visited)
+    order = np.argsort(bases)
+    forest_of = order[np.searchsorted(bases[order], nodes, side="right") - 1]
+    for i, (f, old) in enumerate(zip(forests, olds, strict=True)):
+        f.n_window_ -= len(old)
+        f._collapse_starving(nodes[forest_of == i] - bases[i])

@@ -22,6 +22,7 @@ import numpy as np
 from churnguard.errors import ModelError
 from churnguard.scoring.detectors._util import as_matrix, pack, rng_from_state, rng_state, unpack
 from churnguard.scoring.detectors.base import Detector
+from churnguard.scoring.detectors.pool import NODE_FIELDS, NodePool
 
 BOX_TRIM = 0.005  # share of the window's highest rows the novelty bar leaves out
 _LOG4 = math.log(4.0)  # branching factor 2: path lengths are log base 2 * branching
@@ -157,19 +158,17 @@ class OnlineIsolationForest(Detector):
     def _threshold(self, depth: np.ndarray | int) -> Any:
         return self.max_leaf_samples * np.exp2(depth)
 
-    def _init_state(self, d: int) -> None:
+    def _init_state(self, d: int, nodes: dict[str, np.ndarray] | None = None) -> None:
+        """Fresh learned state; the node arrays blank, or ``nodes`` (a saved forest's)."""
         self.n_features_in_ = d
         self.rng_ = np.random.default_rng(self.seed)
-        capacity = self.n_trees * 4  # grows by doubling; many baselines stay small
-        self.feature_ = np.full(capacity, -1, dtype=np.int32)  # -1 = leaf (or free slot)
-        self.threshold_ = np.zeros(capacity)
-        self.left_ = np.full(capacity, -1, dtype=np.int32)
-        self.right_ = np.full(capacity, -1, dtype=np.int32)
-        self.count_ = np.zeros(capacity, dtype=np.int64)
-        self.depth_ = np.zeros(capacity, dtype=np.int32)
-        self.lo_ = np.full((capacity, d), np.inf)  # leaf bounding boxes; internal rows unused
-        self.hi_ = np.full((capacity, d), -np.inf)
-        self.n_nodes_ = self.n_trees  # slots ever used (the high-water mark)
+        pool = getattr(self, "pool_", None)  # a shared pool that adopted it before it learned
+        if pool is None or pool.d != d:
+            pool = NodePool(d)
+        # grows by doubling; many baselines stay small
+        capacity = self.n_trees * 4 if nodes is None else len(nodes["feature_"])
+        pool.place(self, capacity, nodes)
+        self.n_nodes_ = self.n_trees if nodes is None else capacity  # slots ever used
         self.free_: list[int] = []
         self.roots_ = np.arange(self.n_trees, dtype=np.int32)
         # ring buffer of the rows remembered, grown as filled; feature-major (one row per
@@ -269,8 +268,12 @@ class OnlineIsolationForest(Detector):
         np.subtract.at(self.count_, visited, 1)
         np.maximum(self.count_, 0, out=self.count_)  # split-time counts were estimates
         self.n_window_ -= len(old)
-        internal = np.unique(visited)
-        internal = internal[self.feature_[internal] >= 0]
+        self._collapse_starving(np.unique(visited))
+
+    def _collapse_starving(self, visited: np.ndarray) -> None:
+        """Collapse, shallowest first, the internal nodes among ``visited`` (sorted node ids)
+        whose count fell under their split threshold."""
+        internal = visited[self.feature_[visited] >= 0]
         starving = internal[self.count_[internal] < self._threshold(self.depth_[internal])]
         for node in starving[np.argsort(self.depth_[starving], kind="stable")].tolist():
             if self.feature_[node] >= 0:  # not already folded into a shallower collapse
@@ -305,20 +308,25 @@ class OnlineIsolationForest(Detector):
         self.free_.append(node)
 
     def _grow(self) -> None:
-        extra = len(self.feature_)
-        d = self.lo_.shape[1]
-        self.feature_ = np.r_[self.feature_, np.full(extra, -1, dtype=np.int32)]
-        self.threshold_ = np.r_[self.threshold_, np.zeros(extra)]
-        self.left_ = np.r_[self.left_, np.full(extra, -1, dtype=np.int32)]
-        self.right_ = np.r_[self.right_, np.full(extra, -1, dtype=np.int32)]
-        self.count_ = np.r_[self.count_, np.zeros(extra, dtype=np.int64)]
-        self.depth_ = np.r_[self.depth_, np.zeros(extra, dtype=np.int32)]
-        self.lo_ = np.vstack([self.lo_, np.full((extra, d), np.inf)])
-        self.hi_ = np.vstack([self.hi_, np.full((extra, d), -np.inf)])
+        self.pool_.grow(self, 2 * len(self.feature_))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles and deep copies hold their own copy of the nodes, not the shared pool."""
+        state = dict(super().__getstate__())
+        if state.pop("pool_", None) is not None and "roots_" in state:
+            for name in NODE_FIELDS:
+                state[name] = np.array(state[name])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if hasattr(self, "roots_"):
+            nodes = {name: getattr(self, name) for name in NODE_FIELDS}
+            NodePool(self.lo_.shape[1]).place(self, len(self.feature_), nodes)
 
     # -- state ----------------------------------------------------------------------------
 
-    _NODE_ARRAYS = ("feature_", "threshold_", "left_", "right_", "count_", "depth_", "lo_", "hi_")
+    _NODE_ARRAYS = tuple(NODE_FIELDS)  # views of the forest's block of its NodePool
 
     def to_bytes(self) -> bytes:
         """Arrays in an npz plus JSON meta: loading it never executes code."""
@@ -348,10 +356,8 @@ class OnlineIsolationForest(Detector):
             model = cls(**meta["params"])
             if not arrays:
                 return model
-            model._init_state(int(meta["n_features_in_"]))
-            for a in cls._NODE_ARRAYS:
-                setattr(model, a, arrays[a].astype(getattr(model, a).dtype))
-            model.n_nodes_ = len(model.feature_)
+            nodes = {a: arrays[a] for a in cls._NODE_ARRAYS}
+            model._init_state(int(meta["n_features_in_"]), nodes)
             model.roots_ = arrays["roots_"].astype(np.int32)
             model.free_ = [int(i) for i in arrays["free_"]]
             model.window_ = np.ascontiguousarray(arrays["window_"].astype(float).T)
@@ -360,8 +366,7 @@ class OnlineIsolationForest(Detector):
             model.rng_ = rng_from_state(meta["rng_"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"corrupt {cls.name} state: {exc}") from exc
-        sizes = {len(getattr(model, a)) for a in cls._NODE_ARRAYS}
-        if len(sizes) != 1 or len(model.roots_) != model.n_trees:
+        if len(model.roots_) != model.n_trees:
             raise ModelError(f"corrupt {cls.name} state: inconsistent node arrays")
         return model
 
@@ -373,12 +378,15 @@ def descend(
     row: np.ndarray,
     *,
     record: bool,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Walk (tree, row) pairs from their ``node`` down to a leaf, all pairs a level at a time.
 
-    ``arrays`` are (feature, threshold, left, right) node arrays, of one forest or of several
-    side by side (:mod:`~churnguard.scoring.detectors.grouped`); ``node`` is updated in place.
-    Returns the leaves and, with ``record``, every node visited, level by level.
+    ``arrays`` are (feature, threshold, left, right) node arrays, of one forest or of a
+    :class:`~churnguard.scoring.detectors.pool.NodePool`, whose child links are local to
+    each forest: ``offset`` is then the start of each pair's forest in the pool. ``node``
+    is updated in place. Returns the leaves and, with ``record``, every node visited,
+    level by level.
     """
     feature, threshold, left, right = arrays
     path = [node.copy()] if record else []
@@ -387,6 +395,8 @@ def descend(
         here = node[active]
         go_left = X[row[active], feature[here]] < threshold[here]
         nxt = np.where(go_left, left[here], right[here])
+        if offset is not None:
+            nxt = nxt + offset[active]
         node[active] = nxt
         if record:
             path.append(nxt)
