@@ -214,6 +214,9 @@ class OnlineIsolationForest(Detector):
             grown = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
             grown[:, : self.n_window_] = self.window_[:, : self.n_window_]
             self.window_ = grown
+        if n_old == 0:  # not full yet, so not wrapped either: the rows go at the end
+            self.window_[:, self.n_window_ : need] = X.T
+            return self.window_[:, :0].T
         old = self.window_[:, (self.window_head_ + np.arange(n_old)) % size].T
         self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
         self.window_head_ = (self.window_head_ + n_old) % size
