@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scoring_fixtures import benign_values, make_profile, quick_settings
 
 from churnguard.errors import ModelError
@@ -12,6 +16,7 @@ from churnguard.profiling.spec import load_spec
 from churnguard.scoring.baselines import (
     CLOUD_NAMESPACE,
     Hierarchy,
+    RecentRows,
     baseline_keys,
     level_of_key,
     normalise_workload,
@@ -151,7 +156,7 @@ def test_export_load_round_trip_scores_identically() -> None:
         np.testing.assert_array_equal(
             b.detector.score_many(X), again.baselines[key].detector.score_many(X)
         )
-        assert list(b.recent) == list(again.baselines[key].recent)
+        np.testing.assert_array_equal(b.recent_values(), again.baselines[key].recent_values())
         assert b.workload_counts == again.baselines[key].workload_counts
 
 
@@ -176,3 +181,17 @@ def test_seed_from_bundle_models_is_mature_and_checks_keys() -> None:
 def test_a_bare_pod_without_an_image_groups_under_unknown() -> None:
     p = make_profile(workload=None, image=None)
     assert workload_of(p) == "image/unknown"
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), max_size=30), limit=st.integers(1, 24))
+def test_recent_rows_keep_what_a_bounded_deque_keeps(sizes: list[int], limit: int) -> None:
+    """The baseline's recent-rows window holds exactly the last ``limit`` rows, in order."""
+    recent, expected, n = RecentRows(limit), deque(maxlen=limit), 0
+    for k in sizes:
+        rows = np.arange(n, n + k, dtype=float)[:, None] * [1.0, -1.0]
+        n += k
+        recent.extend(rows)
+        expected.extend(rows.tolist())
+        assert len(recent) == len(expected)
+        assert recent.values().tolist() == list(expected)

@@ -91,6 +91,40 @@ def level_of_key(key: str) -> str:
     return LEVELS[key.split(":", 1)[0]]
 
 
+class RecentRows:
+    """The last ``limit`` raw rows a baseline learned, oldest first, for explanations.
+
+    Rows are appended to one float array with room for up to ``2 * limit``; when it is full
+    the newest rows move to its start, so adding a tick's rows and reading the window
+    (a contiguous view) cost no per-row Python objects and no conversion per alert.
+    """
+
+    def __init__(self, limit: int = RECENT_ROWS) -> None:
+        self.limit = limit
+        self._rows = np.empty((0, 0))
+        self._end = 0  # rows written; the window is the last ``limit`` of them
+
+    def __len__(self) -> int:
+        return min(self._end, self.limit)
+
+    def values(self) -> np.ndarray:
+        """The rows as an (n, d) matrix, oldest first (a view: do not write to it)."""
+        return self._rows[self._end - len(self) : self._end]
+
+    def extend(self, rows: np.ndarray | list[list[float]]) -> None:
+        new = np.asarray(rows, dtype=float)[-self.limit :]
+        if not len(new):
+            return
+        if self._end + len(new) > len(self._rows):  # make room: keep what stays, at the start
+            keep = min(len(self), self.limit - len(new))
+            size = min(2 * self.limit, max(16, 2 * (keep + len(new))))
+            rows = np.empty((size, new.shape[1]))
+            rows[:keep] = self._rows[self._end - keep : self._end] if keep else 0.0
+            self._rows, self._end = rows, keep
+        self._rows[self._end : self._end + len(new)] = new
+        self._end += len(new)
+
+
 @dataclass
 class Baseline:
     """One detector and what it has learned from."""
@@ -100,7 +134,7 @@ class Baseline:
     n_learned: int = 0
     # event time of the first row learned (None: nothing yet; -inf: seeded from a bundle)
     first_time: float | None = None
-    recent: deque[list[float]] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
+    recent: RecentRows = field(default_factory=RecentRows)
     recent_workloads: deque[str] = field(default_factory=lambda: deque(maxlen=SHARE_WINDOW))
     workload_counts: Counter[str] = field(default_factory=Counter)
 
@@ -118,8 +152,8 @@ class Baseline:
         self.workload_counts[workload] += 1
 
     def recent_values(self) -> np.ndarray:
-        """The recent raw rows as an (n, d) matrix (n may be 0)."""
-        return np.asarray(self.recent, dtype=float)
+        """The recent raw rows as an (n, d) matrix (n may be 0), oldest first."""
+        return self.recent.values()
 
 
 class BaselineState(msgspec.Struct):
@@ -275,7 +309,7 @@ class Hierarchy:
             if b.first_time is None:
                 b.first_time = min(profiles[i].window_start for i in rows)
             if raw is not None:
-                b.recent.extend(raw[rows].tolist())
+                b.recent.extend(raw[rows])
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> HierarchyState:
@@ -286,7 +320,7 @@ class Hierarchy:
                     model=b.detector.to_bytes(),
                     n_learned=b.n_learned,
                     first_time=b.first_time,
-                    recent=list(b.recent),
+                    recent=b.recent.values().tolist(),
                     recent_workloads=list(b.recent_workloads),
                 )
                 for key, b in sorted(self.baselines.items())
