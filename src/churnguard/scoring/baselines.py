@@ -234,10 +234,11 @@ class Hierarchy:
             and now - b.first_time >= self.settings.learning_seconds
         )
 
-    def choose(self, profile: Profile) -> Baseline | None:
-        """The most specific mature baseline, or None (nothing can judge it yet)."""
+    def choose(self, profile: Profile, keys: tuple[str, str, str] | None = None) -> Baseline | None:
+        """The most specific mature baseline, or None (nothing can judge it yet); ``keys``
+        are the profile's :func:`baseline_keys` when the caller has them already."""
         s = self.settings
-        wl, ns, cluster = baseline_keys(profile)
+        wl, ns, cluster = keys or baseline_keys(profile)
         candidates = (
             ((wl, s.workload_min_profiles), (ns, s.namespace_min_profiles)) if s.hierarchy else ()
         ) + ((cluster, s.namespace_min_profiles),)

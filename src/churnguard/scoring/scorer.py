@@ -141,7 +141,8 @@ class Scorer:
         spec = self.spec
         raw = spec.matrix([p.values for p in profiles])
         X = spec.transform(raw)
-        chosen = [self.hierarchy.choose(p) for p in profiles]
+        row_keys = [baseline_keys(p) for p in profiles]  # once a row: choice, own baseline
+        chosen = [self.hierarchy.choose(p, k) for p, k in zip(profiles, row_keys, strict=True)]
         scores = np.zeros(len(profiles))
         groups: dict[str, list[int]] = defaultdict(list)
         for i, b in enumerate(chosen):
@@ -166,7 +167,7 @@ class Scorer:
             learning = b is None or self.hierarchy.in_learning(p, self.settings)
             level = LEARNING if b is None or learning else level_of_key(b.key)
             key = NO_BASELINE if b is None else b.key
-            own = b is not None and b.key == baseline_keys(p)[0]
+            own = b is not None and b.key == row_keys[i][0]
             ctx = Context(
                 workload_learning=not own,
                 namespace_learning=learning,
