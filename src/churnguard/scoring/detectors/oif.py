@@ -421,14 +421,8 @@ def widen_boxes(lo: np.ndarray, hi: np.ndarray, cells: np.ndarray, values: np.nd
     (``0.0`` and ``-0.0``), so folding rows in one by one gives the bits that reducing each
     node's rows first and then updating its box gives.
     """
-    flat_lo, flat_hi = np.reshape(lo, -1, copy=False), np.reshape(hi, -1, copy=False)
-    # a value inside the box as it was before these rows can move no edge (the edge it
-    # is compared with has only moved outwards since), so only the others are folded in:
-    # the same writes in the same order, with far fewer elements for the slow ``.at``
-    low = values <= flat_lo[cells]
-    np.minimum.at(flat_lo, cells[low], values[low])
-    high = values >= flat_hi[cells]
-    np.maximum.at(flat_hi, cells[high], values[high])
+    np.minimum.at(np.reshape(lo, -1, copy=False), cells, values)
+    np.maximum.at(np.reshape(hi, -1, copy=False), cells, values)
 
 
 def _row_index(n: int, n_trees: int) -> np.ndarray:
