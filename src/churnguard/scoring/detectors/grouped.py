@@ -207,9 +207,9 @@ def _forget(forests: list[OnlineIsolationForest], olds: list[np.ndarray]) -> Non
     routed = _route(forests, np.concatenate(olds), owner, record=True)
     visited, bases = np.concatenate(routed.path), routed.bases
     np.subtract.at(pool.count_, visited, 1)
-    # split-time counts were estimates; only a visited node can have gone below 0
-    pool.count_[visited] = np.maximum(pool.count_[visited], 0)
     nodes = np.unique(visited)
+    # split-time counts were estimates; only a visited node can have gone below 0
+    pool.count_[nodes] = np.maximum(pool.count_[nodes], 0)
     order = np.argsort(bases)
     forest_of = order[np.searchsorted(bases[order], nodes, side="right") - 1]
     for i, (f, old) in enumerate(zip(forests, olds, strict=True)):
