@@ -210,8 +210,7 @@ def _forget(forests: list[OnlineIsolationForest], olds: list[np.ndarray]) -> Non
     nodes = np.unique(visited)
     # split-time counts were estimates; only a visited node can have gone below 0
     pool.count_[nodes] = np.maximum(pool.count_[nodes], 0)
-    order = np.argsort(bases)
-    forest_of = order[np.searchsorted(bases[order], nodes, side="right") - 1]
-    for i, (f, old) in enumerate(zip(forests, olds, strict=True)):
+    for f, base, old in zip(forests, bases.tolist(), olds, strict=True):
         f.n_window_ -= len(old)
-        f._collapse_starving(nodes[forest_of == i] - bases[i])
+        start, end = np.searchsorted(nodes, (base, base + len(f.feature_))).tolist()
+        f._collapse_starving(nodes[start:end] - base)  # its block: its nodes, in order
