@@ -104,7 +104,7 @@ class NodePool:
                 live.append((forest, base, size))
         old = {name: getattr(self, name) for name in NODE_FIELDS}
         used = sum(size for _, _, size in live)
-        self._allocate(max(64, 3 * (used + extra) // 2))  # half again as room to grow
+        self._allocate(max(64, 5 * (used + extra) // 4))  # a quarter more as room to grow
         self.blocks, self.end = {}, 0
         for forest, base, size in live:
             start = self.end
