@@ -36,11 +36,11 @@ from churnguard.ingest.common import truncate
 from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
 from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, source_kind
 from churnguard.profiling.entities import (
-    DEATH_GRACE_S,
     IP_BINDING_LAG_S,
     EntityState,
     EntityTable,
     OldestPending,
+    of_next_life,
 )
 from churnguard.profiling.features import FeatureBuilder, NetworkClassifier
 from churnguard.profiling.floods import Flood, FloodMonitor
@@ -259,7 +259,7 @@ class Pipeline:
         source = source_kind(ev.format)
         key = self.table.subject_key(ev) or self.table.resolve(ev)
         state = self.table.states.get(key) if key is not None else None
-        if key is not None and state is not None and not self.table.is_dead(key, ev.time):
+        if key is not None and state is not None and not self.table.is_dead(key, ev):
             self._route(key, ev)
             self.stats[f"late.applied.{source}"] += 1
             self._late.append((source, "applied"))
@@ -298,15 +298,11 @@ class Pipeline:
         self.schedule.defer(ev, until)
 
     def _route(self, key: EntityKey, ev: Event) -> None:
-        if self.table.is_dead(key, ev.time):
+        if self.table.is_dead(key, ev):
             self.stats["after_end_events"] += 1
             return
         state = self.table.states.get(key)
-        if (
-            state is not None
-            and state.deleted_at is not None
-            and ev.time > state.deleted_at + (DEATH_GRACE_S)
-        ):
+        if state is not None and of_next_life(state, ev, self._successors.get(key, [])):
             # same name, later life (a StatefulSet pod recreated): held until the old
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
@@ -415,11 +411,11 @@ class Pipeline:
             final = self._final(state, "expired", state.last_seen) if state.pending else None
             if final is not None:
                 out.append(final)
-            self._bury(state)
+            self._bury(state, asleep=True)
         return out
 
-    def _bury(self, state: EntityState) -> None:
-        self.table.bury(state)
+    def _bury(self, state: EntityState, *, asleep: bool = False) -> None:
+        self.table.bury(state, asleep=asleep)
         self._oldest.forget(state.key)
         for ev in sorted(self._successors.pop(state.key, []), key=lambda e: e.time):
             self.stats["reincarnations"] += ev.kind is EventKind.POD_CREATE
@@ -482,6 +478,7 @@ class Pipeline:
             "containers": table._containers,
             "launches": table.launches,
             "tombstones": list(table._tombstones.items()),
+            "dormant": list(table.dormant.values()),
             "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
@@ -506,6 +503,8 @@ class Pipeline:
         self.table.launches = dict(doc.launches)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
+        for asleep in doc.dormant:
+            self.table.dormant[asleep.key] = asleep
         self._successors = dict(doc.successors)
         due = [(self._next_due(s), s.key) for s in self.table.states.values()]
         self.schedule.restore(doc.deferred, doc.seq, due)
@@ -545,3 +544,4 @@ class _Snapshot(msgspec.Struct):
     lateness_seen: float = 0.0
     launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)
     floods: dict | None = None  # absent in checkpoints written before the flood monitor
+    dormant: list[EntityState] = msgspec.field(default_factory=list)  # idle pods' identity

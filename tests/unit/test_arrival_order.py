@@ -73,6 +73,32 @@ def test_the_successors_events_arriving_before_the_deletion_change_nothing() -> 
     assert new.values["shell_spawned"] == 1
 
 
+def test_a_pod_recreated_within_the_grace_is_its_own_life_from_its_creation() -> None:
+    """A StatefulSet recreates redis-0 a second after an eviction: the successor's creation
+    and start-up (its shell 5 s later, an exec with no uid) are its own, not the dying
+    pod's stragglers; the old pod's own late event within the grace stays the old pod's."""
+    sts = {"workload": "StatefulSet/db", "service_account": "db"}
+    evict = {"actor": "system:serviceaccount:kube-system:cluster-autoscaler",
+             "actor_kind": ActorKind.CONTROLLER}  # fmt: skip
+    person = {"actor": "alice", "actor_kind": ActorKind.PERSON}
+    events = [
+        ev(0, EventKind.POD_CREATE, **sts, pod_uid="old", image="db:1"),
+        ev(50, EventKind.PROCESS_EXEC, binary="/usr/bin/db", container_id="c-old"),
+        ev(100, EventKind.POD_DELETE, pod_uid="old", **evict),
+        ev(100.5, EventKind.PROCESS_EXEC, binary="/usr/bin/db-flush", container_id="c-old"),
+        ev(101, EventKind.POD_CREATE, **sts, pod_uid="new", image="db:2"),
+        ev(106, EventKind.PROCESS_EXEC, binary="/bin/sh", container_id="c-new"),
+        ev(110, EventKind.POD_EXEC, **person),
+    ]
+    old, new = profiles(events)
+    assert (old.entity.uid, old.values["lifetime_s"]) == ("old", 100)
+    assert (old.values["distinct_binaries"], old.values["shell_spawned"]) == (2, 0)
+    assert (new.entity.uid, new.entity.image) == ("new", "db:2")
+    assert (new.values["shell_spawned"], new.values["exec_count"]) == (1, 1)
+    delete_last = [events[i] for i in (0, 1, 4, 5, 2, 3, 6)]
+    assert encoded(delete_last) == encoded(events)
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
 def test_restarting_pods_with_deletions_arriving_late_give_identical_profiles(seed: int) -> None:
     rng = random.Random(seed)

@@ -324,3 +324,26 @@ def test_an_attack_going_on_at_the_cut_is_measured_with_its_warm_up_page() -> No
     assert kept == [paged_early, late]
     report = evaluate([ongoing], kept)
     assert report.detected == 1 and report.false_alerts == 1
+
+
+def test_an_attack_that_ended_in_the_warm_up_keeps_its_later_pages_out_of_false() -> None:
+    """A pod hijacked minutes before the cut is not counted benign, so the pages of its
+    story after the cut are that attack's: neither false alerts nor detections. A later,
+    measured attack on the same entity is still detected by them."""
+    cut = T0 + 3600
+    ended = pod_label("shop", "notifier", "T1213", start=2700.0)  # ends T0 + 3300 < cut
+    again = pod_label("shop", "cache", "T1213", start=0.0)  # ended; attacked again later
+    later = pod_label("shop", "cache", "T1560.002", start=5400.0)
+    before_hijack = alert("shop/notifier", 2400)  # in the warm-up, before the attack
+    hijacked_pages = [alert("shop/notifier", 3900 + 3600 * i) for i in range(3)]
+    cache_between = alert("shop/cache", 4000)  # after its ended attack, before the next
+    cache_later = alert("shop/cache", 6000)
+    benign = alert("shop/web-1", 4000)
+    kept = _measured_alerts(
+        [before_hijack, *hijacked_pages, cache_between, cache_later, benign],
+        [ended, again, later],
+        cut,
+    )
+    assert kept == [cache_later, benign]
+    report = evaluate([later], kept)
+    assert report.detected == 1 and report.false_alerts == 1

@@ -6,7 +6,7 @@ import msgspec
 from scoring_fixtures import make_profile
 
 from churnguard.alerts.alert import Alert, build_alert
-from churnguard.alerts.incidents import QUIET_S, Incident, Incidents
+from churnguard.alerts.incidents import QUIET_S, SILENT_S, Incident, Incidents
 from churnguard.profiling.spec import load_spec
 
 SPEC = load_spec()
@@ -42,6 +42,7 @@ def test_repeats_fold_and_new_techniques_or_severity_page() -> None:
 def test_an_incident_closes_after_a_quiet_spell_or_when_the_entity_ends() -> None:
     inc = Incidents()
     inc.note("shop/web-1", 300.0, _alert(0.0, ["T1071"]))
+    inc.calm("shop/web-1", 300.0)
     assert not inc.note("shop/web-1", 300.0 + QUIET_S + 1, _alert(QUIET_S, ["T1071"]))
     inc.close("shop/web-1")
     assert "shop/web-1" not in inc
@@ -55,3 +56,28 @@ def test_export_load_round_trip() -> None:
     again = Incidents()
     again.load(data)
     assert again.note("shop/web-1", 600.0, _alert(300.0, ["T1071"]))
+
+
+def test_silence_is_not_calm_an_hourly_entity_keeps_one_incident() -> None:
+    """A poller profiled once an hour that alerts each time is one story (it paged once per
+    poll when 30 min of silence closed the incident); a calm spell or a long silence ends
+    it."""
+    inc = Incidents()
+    assert not inc.note("docs/notifier", 300.0, _alert(0.0, ["T1213"], "high"))
+    for hour in range(1, 5):  # no window in between: silent, not calm
+        t = 300.0 + 3600.0 * hour
+        assert inc.note("docs/notifier", t, _alert(t - 300.0, ["T1213"], "medium"))
+    last = 300.0 + 3600.0 * 4
+    inc.calm("docs/notifier", last)  # profiled from here on without alerting
+    assert inc.note("docs/notifier", last + QUIET_S - 1, _alert(last, ["T1213"]))
+    inc.calm("docs/notifier", last + QUIET_S)
+    assert not inc.note("docs/notifier", last + 2 * QUIET_S + 1, _alert(last, ["T1213"]))
+    inc.note("shop/web-1", 300.0, _alert(0.0, ["T1071"]))
+    assert not inc.note("shop/web-1", 300.0 + SILENT_S + 1, _alert(SILENT_S, ["T1071"]))
+
+
+def test_a_calm_window_before_the_last_alert_does_not_start_the_quiet_spell() -> None:
+    inc = Incidents()
+    inc.note("shop/web-1", 600.0, _alert(300.0, ["T1071"]))
+    inc.calm("shop/web-1", 0.0)  # a row of an earlier window scored after the alert
+    assert inc.note("shop/web-1", 600.0 + QUIET_S + 60, _alert(QUIET_S, ["T1071"]))

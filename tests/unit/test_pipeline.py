@@ -358,6 +358,82 @@ def test_recreated_statefulset_pod_is_a_new_incarnation() -> None:
     assert profiles[1].values["exec_count"] == 1
 
 
+def _poller_that_sleeps() -> list[Event]:
+    """A Deployment's pod that calls out once every 70 min: each call comes after the idle
+    expiry, and only its creation (long before) names its owner."""
+    web = pod("poller-7d9f8c6b5-x2x9q", pod_uid="u1")
+    calls = [
+        ev(
+            10 + 4200 * i,
+            EventKind.PROCESS_EXEC,
+            **pod("poller-7d9f8c6b5-x2x9q"),
+            binary="/app/poll",
+        )
+        for i in range(3)
+    ]
+    return [
+        ev(
+            0,
+            EventKind.POD_CREATE,
+            **web,
+            workload="ReplicaSet/poller-7d9f8c6b5",
+            actor="rs",
+            actor_kind=ActorKind.CONTROLLER,
+            image="poller:1",
+        ),
+        *calls,
+        ev(8500, EventKind.POD_DELETE, **web, actor="rs", actor_kind=ActorKind.CONTROLLER),
+    ]
+
+
+def test_a_pod_expired_while_idle_is_the_same_pod_when_it_wakes_up() -> None:
+    pipe = Pipeline(Settings())
+    profiles = run(_poller_that_sleeps(), pipe)
+    assert [p.end_reason for p in profiles] == ["window", "window", "deleted"]
+    assert profiles[1].window_start == T0 + 4210  # a fresh state, woken by its next call
+    for p in profiles:  # its owner, image and creator carry over each expiry
+        assert (p.entity.workload, p.entity.image, p.created_by) == (
+            "Deployment/poller",
+            "poller:1",
+            "rs",
+        )
+        assert p.entity.uid == "u1"
+    last = profiles[-1]
+    assert last.values["lifetime_s"] == 8500  # since its creation, not since it woke up
+    assert last.values["new_workload"] == 0  # not a bare pod nor a new workload
+
+
+def test_a_pod_created_under_a_sleeping_pods_name_is_a_new_pod() -> None:
+    sts = pod("db-0", workload="StatefulSet/db")
+    profiles = run(
+        [
+            ev(
+                0,
+                EventKind.POD_CREATE,
+                **sts,
+                pod_uid="old",
+                actor="sts",
+                actor_kind=ActorKind.CONTROLLER,
+            ),
+            ev(5000, EventKind.POD_CREATE, **pod("db-0"), pod_uid="new"),
+            ev(5100, EventKind.POD_EXEC, **pod("db-0")),
+        ]
+    )
+    assert [p.entity.uid for p in profiles] == ["old", "new"]
+    assert profiles[1].created_by is None and profiles[1].entity.workload is None
+
+
+def test_snapshot_restore_keeps_a_sleeping_pods_identity() -> None:
+    events = _poller_that_sleeps()
+    first = Pipeline(Settings())
+    out = first.ingest(events[:3])
+    second = Pipeline(Settings())
+    second.restore(first.snapshot())
+    out.extend(second.ingest(events[3:]))
+    out.extend(second.finish())
+    assert _encode(out.profiles) == _encode(run(events))
+
+
 def _random_cluster(seed: int) -> list[Event]:
     rng = random.Random(seed)
     events: list[Event] = []

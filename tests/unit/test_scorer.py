@@ -200,8 +200,17 @@ def test_one_entity_alerting_every_window_pages_once_per_incident() -> None:
     out = [scorer.score([_same_pod_attack(600.0 + 300 * i)])[0] for i in range(4)]
     assert out[0].alert is not None and not out[0].folded
     assert all(s.alert is None and s.folded for s in out[1:])
-    # quiet for longer than an incident stays open: the next alert pages again
-    again = scorer.score([_same_pod_attack(600.0 + 300 * 3 + 3600.0)])[0]
+    # silent for an hour (no window at all) is not quiet: the same story goes on
+    later = scorer.score([_same_pod_attack(600.0 + 300 * 3 + 3600.0)])[0]
+    assert later.alert is None and later.folded
+    # profiled without alerting for longer than an incident stays open: it pages again
+    t = 600.0 + 300 * 4 + 3600.0
+    rng = np.random.default_rng(5)
+    for i in range(7):
+        row = make_profile(ns="shop", pod="web-hijacked", workload="Deployment/web",
+                           t=t + 300 * i, values=benign_values(rng))  # fmt: skip
+        assert scorer.score([row])[0].alert is None
+    again = scorer.score([_same_pod_attack(t + 300 * 7)])[0]
     assert again.alert is not None and not again.folded
 
 

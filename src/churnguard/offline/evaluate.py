@@ -709,7 +709,7 @@ def _replay(
     if warmup_hours == 0:
         benign = int(sim["summary"]["benign_entities"])
         measured = set(sim["benign"])
-    alerts = _measured_alerts(result.alerts, labels, cut)
+    alerts = _measured_alerts(result.alerts, sim["labels"], cut)
     report = evaluate(
         labels,
         alerts,
@@ -724,14 +724,36 @@ def _replay(
 def _measured_alerts(alerts: list[Alert], labels: list[dict], cut: float) -> list[Alert]:
     """Alerts of the measured period, and the warm-up's pages of attacks still going on at
     ``cut``: an implant paged in the warm-up stays one open incident (later windows fold
-    into it), so that page is its detection, not a miss."""
-    ongoing = {Label(**lb).key(): lb["start"] for lb in labels if lb["start"] < cut}
+    into it), so that page is its detection, not a miss.
+
+    ``labels`` are all of the run's labels. An attack that ended in the warm-up is not
+    measured, and its entity is not counted as benign (``_replay``); its alerts from its
+    start on are that attack's (the rule :func:`evaluate` applies to a measured label), so
+    they are neither detections nor false alerts. Before this, a pod hijacked minutes
+    before the cut counted every later page of its story as a false alert on ``other``.
+    """
+    ongoing = _starts(lb for lb in labels if lb["end"] >= cut and lb["start"] < cut)
+    measured = _starts(lb for lb in labels if lb["end"] >= cut)
+    ended = _starts(lb for lb in labels if lb["end"] < cut)
+
+    def after(a: Alert, starts: Mapping[str, float]) -> bool:
+        return any(a.window.end >= starts.get(k, float("inf")) for k in a.entity_keys())
+
     return [
         a
         for a in alerts
-        if a.window.end >= cut
-        or any(a.window.end >= ongoing.get(k, float("inf")) for k in a.entity_keys())
+        if (a.window.end >= cut or after(a, ongoing))
+        and (after(a, measured) or not after(a, ended))
     ]
+
+
+def _starts(labels: Iterable[dict]) -> dict[str, float]:
+    """Each labelled entity's earliest attack start."""
+    out: dict[str, float] = {}
+    for lb in labels:
+        key = Label(**lb).key()
+        out[key] = min(out.get(key, float("inf")), lb["start"])
+    return out
 
 
 def _start_of(summary: Mapping[str, Any]) -> float:

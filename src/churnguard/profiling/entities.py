@@ -41,6 +41,7 @@ _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled
 # an event (within the allowed lateness) still decides
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
+_DORMANT_MAX = 50_000  # idle pods whose identity is kept (oldest forgotten first)
 _EXEC_HISTORY = 16
 _SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each once
 _DEST_HISTORY = 16
@@ -144,6 +145,8 @@ class EntityTable:
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
+        # pods expired while idle, not deleted: who they are, for when they wake up
+        self.dormant: OrderedDict[EntityKey, EntityState] = OrderedDict()
         self.launches: dict[str, list[Event]] = {}  # node -> recent runtime starts from pods
         self.counters: Counter[str] = Counter()
 
@@ -227,19 +230,32 @@ class EntityTable:
                 return pods[0]
         return None
 
-    def is_dead(self, key: EntityKey, t: float) -> bool:
-        """True for events of an incarnation that has already been profiled and forgotten."""
-        died = self._tombstones.get(key)
-        return died is not None and t <= died + DEATH_GRACE_S
+    def is_dead(self, key: EntityKey, ev: Event) -> bool:
+        """True for events of an incarnation that has already been profiled and forgotten.
 
-    def bury(self, state: EntityState) -> None:
-        """Forget an entity, remembering its end so stragglers are counted, not resurrected."""
+        Within ``DEATH_GRACE_S`` of the end, the next incarnation's own events are not the
+        dead one's: its creation, and whatever follows it once its state exists.
+        """
+        died = self._tombstones.get(key)
+        if died is None or ev.time > died + DEATH_GRACE_S or ev.kind is EventKind.POD_CREATE:
+            return False
+        successor = self.states.get(key)
+        return successor is None or successor.created_at is None or ev.time < successor.created_at
+
+    def bury(self, state: EntityState, *, asleep: bool = False) -> None:
+        """Forget an entity, remembering its end so stragglers are counted, not resurrected;
+        ``asleep``: a pod expired while idle, whose identity is kept for its next event."""
         self.states.pop(state.key, None)
         end = state.deleted_at if state.deleted_at is not None else state.last_seen
         self._tombstones[state.key] = end
         self._tombstones.move_to_end(state.key)
         while len(self._tombstones) > _TOMBSTONES_MAX:
             self._tombstones.popitem(last=False)
+        self.dormant.pop(state.key, None)
+        if asleep and state.key.kind is EntityKind.POD and state.deleted_at is None:
+            self.dormant[state.key] = _who_it_is(state)
+            while len(self.dormant) > _DORMANT_MAX:
+                self.dormant.popitem(last=False)
 
     def state_for(self, key: EntityKey, ev: Event) -> EntityState:
         state = self.states.get(key)
@@ -247,6 +263,9 @@ class EntityTable:
             state = EntityState(key=key, anchor=ev.time)
             if key.kind is EntityKind.POD:
                 state.namespace, state.pod = key.namespace, key.name
+                asleep = self.dormant.pop(key, None)
+                if asleep is not None and not _begins_a_life(asleep, ev):
+                    _wake(state, asleep)
             elif key.kind is EntityKind.CONTAINER:
                 state.node = key.namespace
                 state.container_ids.add(key.name)
@@ -383,6 +402,59 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.node = ev.node
     if ev.pod_ip and (state.key.kind is EntityKind.POD or ev.kind in _ADDRESS_KINDS):
         state.pod_ips.add(ev.pod_ip)
+
+
+# what a pod is (not what it did): kept across an idle expiry, restored when it wakes up
+_IDENTITY = ("uid", "container", "workload", "image", "service_account", "node",
+             "created_at", "created_by", "created_by_kind", "windows_emitted")  # fmt: skip
+
+
+def _who_it_is(state: EntityState) -> EntityState:
+    """The identity of a pod expired while idle (it still exists: nobody deleted it)."""
+    kept = EntityState(key=state.key, anchor=state.anchor)
+    for name in _IDENTITY:
+        setattr(kept, name, getattr(state, name))
+    kept.container_ids = set(state.container_ids)
+    kept.pod_ips = set(state.pod_ips)
+    return kept
+
+
+def _begins_a_life(asleep: EntityState, ev: Event) -> bool:
+    """A creation, or another pod uid: a new pod under the name, not the one that slept."""
+    other_uid = ev.pod_uid is not None and asleep.uid is not None and ev.pod_uid != asleep.uid
+    return ev.kind is EventKind.POD_CREATE or other_uid
+
+
+def _wake(state: EntityState, asleep: EntityState) -> None:
+    """A pod that went quiet for longer than the idle expiry is the same pod when it
+    speaks again: its owner, creation and creator carry over (an hourly poller's pod lost
+    its Deployment and looked new and short-lived at each wake-up), its behaviour does
+    not (the expiry scored its life so far)."""
+    for name in _IDENTITY:
+        setattr(state, name, getattr(asleep, name))
+    state.container_ids = asleep.container_ids
+    state.pod_ips = asleep.pod_ips
+
+
+def of_next_life(state: EntityState, ev: Event, held: list[Event]) -> bool:
+    """Whether ``ev``, routed to a deleted pod's name, belongs to the pod recreated under it.
+
+    A StatefulSet recreates ``redis-0`` within a second of the delete, so the grace that
+    gives the dying pod its stragglers would hand it the successor's creation and start-up
+    reads (and the successor, its creation lost, would look new and short-lived). A pod's
+    events are the successor's when they come ``DEATH_GRACE_S`` after the delete, are a
+    creation after it, name another pod uid, or follow a creation already ``held`` for it.
+    """
+    deleted = state.deleted_at
+    if deleted is None:
+        return False
+    if ev.time > deleted + DEATH_GRACE_S:
+        return True
+    if ev.kind is EventKind.POD_CREATE and ev.time >= deleted:
+        return True
+    if ev.pod_uid is not None and state.uid is not None and ev.pod_uid != state.uid:
+        return True
+    return any(e.kind is EventKind.POD_CREATE and e.time <= ev.time for e in held)
 
 
 def credentials_out_of_place(state: EntityState, ev: Event) -> bool:

@@ -152,6 +152,8 @@ class StaticRuleScorer:
                     model_version=MODEL_VERSION,
                 )
             folded = alert is not None and self.incidents.note(p.entity.key(), p.window_end, alert)
+            if alert is None:
+                self.incidents.calm(p.entity.key(), p.window_start)
             if p.final:
                 self.incidents.close(p.entity.key())
             score = SCORE_FIRED if hits else 0.0

@@ -199,6 +199,8 @@ class Scorer:
             folded = False
             if alert is not None:
                 folded = self.incidents.note(entity, p.window_end, alert)
+            elif campaign is None and entity_alerted:
+                self.incidents.calm(entity, p.window_start)
             verdict = self.gate.decide(
                 p,
                 score=score,
