@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from scoring_fixtures import make_profile, quick_settings
 
 from churnguard.profiling.spec import load_spec
@@ -119,6 +120,42 @@ def test_an_escape_counts_on_the_pod_that_launched_the_container_too() -> None:
     assert _names(container) == ["container-outside-orchestrator"]  # no launcher known
     container.created_by = "shop/node-shell-1"
     assert _names(container) == ["container-outside-orchestrator", "container-started-from-a-pod"]
+
+
+def _bare(creator: str, creator_kind: str, **values: float):
+    p = make_profile(pod="node-shell-x1", workload=None, values=values)
+    return msgspec.structs.replace(p, created_by=creator, creator_kind=creator_kind)
+
+
+def test_a_bare_pod_no_controller_made_that_starts_a_container_pages_in_a_wide_namespace() -> None:
+    """attack-container-escape in a namespace whose baseline is wide: the node-shell pod
+    scored under its namespace's bar and only raised no alert, because the escape guard
+    could only add to a model alert. A pod no controller vouches for pages by itself."""
+    escaped = _bare("erin@corp.example", "person", container_starts=1.0, shell_spawned=1.0)
+    assert _names(escaped) == ["unvouched-pod-started-a-container"]
+    assert [g.pages for g in fired(escaped)] == [True]
+    assert _names(_bare("erin@corp.example", "person", container_starts=0.0)) == []
+    # a hub's notebook server (its namespace's own service account made it) is vouched for
+    hub = "system:serviceaccount:shop:hub"
+    assert _names(_bare(hub, "service_account", container_starts=1.0)) == [
+        "container-started-from-a-pod"
+    ]
+    # a foreign namespace's token is not its controller
+    foreign = "system:serviceaccount:ci:deployer"
+    assert _names(_bare(foreign, "service_account", container_starts=1.0)) == [
+        "unvouched-pod-started-a-container"
+    ]
+    # a wide, mature namespace baseline whose pods open shells all day: the model does not
+    # page the escape, the guard does
+    scorer = Scorer(quick_settings(), load_spec())
+    shells = {"shell_spawned": 1.0}
+    for k in range(0, 80, 20):
+        scorer.score([make_profile(pod=f"web-{k + j}", t=k + j, values=shells) for j in range(20)])
+    (scored,) = scorer.score([escaped])
+    assert scored.level != LEARNING and scored.score < scored.threshold
+    assert scored.alert is not None
+    assert scored.alert.rules == ["unvouched-pod-started-a-container"]
+    assert "T1611" in scored.alert.techniques
 
 
 def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_learns() -> None:
