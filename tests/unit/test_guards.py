@@ -182,3 +182,34 @@ def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_lear
             "secrets-swept-by-an-unjudged-pod"
         ]
     assert not fired(pod(1, workload=""), learning)
+
+
+def test_a_node_debug_session_that_only_inspects_starts_no_container() -> None:
+    """What ``unvouched-pod-started-a-container`` pages on: a runtime client *starting* a
+    container. An SRE's node-debug pod entering the host and inspecting its containers
+    (the look-alike) counts none; ``ctr run`` after ``nsenter`` (the escape) does."""
+    from churnguard.ingest.events import Event, EventKind
+    from churnguard.profiling.entities import starts_container
+
+    def run(binary: str, args: str) -> bool:
+        return starts_container(
+            Event(time=0.0, kind=EventKind.PROCESS_EXEC, binary=binary, args=args, format="t")
+        )
+
+    inspect = [
+        ("/usr/bin/nsenter", "-t 1 -m -u -i -n -p -- bash"),
+        ("/usr/bin/crictl", "ps -a"),
+        ("/usr/bin/crictl", "logs 3f2a9c"),
+        ("/usr/bin/crictl", "inspect 3f2a9c"),
+        ("/usr/bin/ctr", "-n k8s.io containers ls"),
+        ("/usr/bin/docker", "ps"),
+        ("/usr/bin/journalctl", "-u kubelet --since -1h"),
+    ]
+    assert not any(run(b, a) for b, a in inspect)
+    escape = [
+        ("/usr/bin/ctr", "run -d --net-host docker.io/library/alpine:3.19 x1 sh"),
+        ("/usr/bin/docker", "run -d --privileged -v /:/host alpine sh"),
+        ("/usr/local/bin/nerdctl", "run -d busybox sh"),
+        ("/usr/bin/crictl", "runp pod.json"),
+    ]
+    assert all(run(b, a) for b, a in escape)
