@@ -458,9 +458,10 @@ class Pipeline:
             for s in scored
         ]
         released = list(getattr(self.scorer, "released", ()))  # recurred: now the workload's
+        pairs = list(zip(scored, known, strict=True))
         self.features.remember(
-            [s.profile for s, ok in zip(scored, known, strict=True) if ok] + released,
-            paged=[s.profile for s, ok in zip(scored, known, strict=True) if not ok],
+            [_without(s.profile, getattr(s, "kept_hosts", ())) for s, ok in pairs if ok] + released,
+            paged=[s.profile for s, ok in pairs if not ok],
         )
         alerts = [a for s in scored for a in (s.alert, s.campaign) if a is not None]
         return Output(alerts=alerts, scored=scored)
@@ -545,3 +546,13 @@ class _Snapshot(msgspec.Struct):
     launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)
     floods: dict | None = None  # absent in checkpoints written before the flood monitor
     dormant: list[EntityState] = msgspec.field(default_factory=list)  # idle pods' identity
+
+
+def _without(profile: Profile, hosts: Iterable[str]) -> Profile:
+    """``profile`` as the first-seen memory may learn it: without the hosts the learning
+    gate keeps from it (:meth:`LearningGate.kept_from_memory`)."""
+    drop = set(hosts)
+    if not drop:
+        return profile
+    kept = [d for d in profile.destinations if d not in drop]
+    return msgspec.structs.replace(profile, destinations=kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from scoring_fixtures import make_profile, quick_settings
 
 from churnguard.profiling.spec import load_spec
@@ -121,6 +122,42 @@ def test_an_escape_counts_on_the_pod_that_launched_the_container_too() -> None:
     assert _names(container) == ["container-outside-orchestrator", "container-started-from-a-pod"]
 
 
+def _bare(creator: str, creator_kind: str, **values: float):
+    p = make_profile(pod="node-shell-x1", workload=None, values=values)
+    return msgspec.structs.replace(p, created_by=creator, creator_kind=creator_kind)
+
+
+def test_a_bare_pod_no_controller_made_that_starts_a_container_pages_in_a_wide_namespace() -> None:
+    """attack-container-escape in a namespace whose baseline is wide: the node-shell pod
+    scored under its namespace's bar and only raised no alert, because the escape guard
+    could only add to a model alert. A pod no controller vouches for pages by itself."""
+    escaped = _bare("erin@corp.example", "person", container_starts=1.0, shell_spawned=1.0)
+    assert _names(escaped) == ["unvouched-pod-started-a-container"]
+    assert [g.pages for g in fired(escaped)] == [True]
+    assert _names(_bare("erin@corp.example", "person", container_starts=0.0)) == []
+    # a hub's notebook server (its namespace's own service account made it) is vouched for
+    hub = "system:serviceaccount:shop:hub"
+    assert _names(_bare(hub, "service_account", container_starts=1.0)) == [
+        "container-started-from-a-pod"
+    ]
+    # a foreign namespace's token is not its controller
+    foreign = "system:serviceaccount:ci:deployer"
+    assert _names(_bare(foreign, "service_account", container_starts=1.0)) == [
+        "unvouched-pod-started-a-container"
+    ]
+    # a wide, mature namespace baseline whose pods open shells all day: the model does not
+    # page the escape, the guard does
+    scorer = Scorer(quick_settings(), load_spec())
+    shells = {"shell_spawned": 1.0}
+    for k in range(0, 80, 20):
+        scorer.score([make_profile(pod=f"web-{k + j}", t=k + j, values=shells) for j in range(20)])
+    (scored,) = scorer.score([escaped])
+    assert scored.level != LEARNING and scored.score < scored.threshold
+    assert scored.alert is not None
+    assert scored.alert.rules == ["unvouched-pod-started-a-container"]
+    assert "T1611" in scored.alert.techniques
+
+
 def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_learns() -> None:
     """attack-deployment-collection: a new Deployment lists the namespace's secrets and gets
     several; the namespace's baseline had learned an older collector's reads (tuning seed 4:
@@ -145,3 +182,34 @@ def test_a_new_workloads_pod_sweeping_secrets_pages_only_while_its_workload_lear
             "secrets-swept-by-an-unjudged-pod"
         ]
     assert not fired(pod(1, workload=""), learning)
+
+
+def test_a_node_debug_session_that_only_inspects_starts_no_container() -> None:
+    """What ``unvouched-pod-started-a-container`` pages on: a runtime client *starting* a
+    container. An SRE's node-debug pod entering the host and inspecting its containers
+    (the look-alike) counts none; ``ctr run`` after ``nsenter`` (the escape) does."""
+    from churnguard.ingest.events import Event, EventKind
+    from churnguard.profiling.entities import starts_container
+
+    def run(binary: str, args: str) -> bool:
+        return starts_container(
+            Event(time=0.0, kind=EventKind.PROCESS_EXEC, binary=binary, args=args, format="t")
+        )
+
+    inspect = [
+        ("/usr/bin/nsenter", "-t 1 -m -u -i -n -p -- bash"),
+        ("/usr/bin/crictl", "ps -a"),
+        ("/usr/bin/crictl", "logs 3f2a9c"),
+        ("/usr/bin/crictl", "inspect 3f2a9c"),
+        ("/usr/bin/ctr", "-n k8s.io containers ls"),
+        ("/usr/bin/docker", "ps"),
+        ("/usr/bin/journalctl", "-u kubelet --since -1h"),
+    ]
+    assert not any(run(b, a) for b, a in inspect)
+    escape = [
+        ("/usr/bin/ctr", "run -d --net-host docker.io/library/alpine:3.19 x1 sh"),
+        ("/usr/bin/docker", "run -d --privileged -v /:/host alpine sh"),
+        ("/usr/local/bin/nerdctl", "run -d busybox sh"),
+        ("/usr/bin/crictl", "runp pod.json"),
+    ]
+    assert all(run(b, a) for b, a in escape)

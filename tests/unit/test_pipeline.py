@@ -611,6 +611,36 @@ def test_a_window_that_paged_does_not_make_its_destination_known() -> None:
     assert _new_destinations({"first"}) == {"first": 1.0, "second": 1.0}
 
 
+class _KeepsHosts(_PagesOn):
+    """Pages on nothing; the learning gate keeps the hosts it is told to from the memory."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        super().__init__(set())
+        self.hosts = hosts
+
+    def score(self, profiles: list) -> list:
+        return [msgspec.structs.replace(s, kept_hosts=self.hosts) for s in super().score(profiles)]
+
+
+def test_a_host_the_learning_gate_keeps_from_the_memory_stays_new() -> None:
+    """A learning-period exfil host (LearningGate.kept_from_memory) is not taught by the
+    window that shipped to it, though nothing paged; its other hosts are."""
+    pipe = Pipeline(Settings(), scorer=_KeepsHosts(["203.0.113.9"]))  # type: ignore[arg-type]
+    first = _contact("first", 0.0)
+    first.append(
+        ev(2, EventKind.NET_FLOW, **pod("first"), dst_ip="198.51.100.5", dst_port=443, bytes_out=9)
+    )
+    out = pipe.ingest([*first, *_contact("second", 900.0)])
+    out.extend(pipe.finish())
+    news = {s.profile.entity.pod: s.profile.values["new_destinations"] for s in out.scored}
+    assert news["first"] == 2.0 and news["second"] == 1.0  # 203.0.113.9 is still new
+    third = Pipeline(Settings(), scorer=_KeepsHosts(["203.0.113.9"]))  # type: ignore[arg-type]
+    out = third.ingest([*first, *_contact("second", 900.0, host="198.51.100.5")])
+    out.extend(third.finish())
+    news = {s.profile.entity.pod: s.profile.values["new_destinations"] for s in out.scored}
+    assert news["second"] == 0.0  # the other host was taught
+
+
 @given(
     steps=st.lists(
         st.tuples(

@@ -8,12 +8,13 @@ themselves in any mode (``pages``): an instance run, used to read and terminated
 minutes by an identity never seen running instances, credentials used out of place,
 a long-running pod calling a host new to it on a schedule, a new workload's pod shipping
 an archive to a host new to its namespace or sweeping the namespace's secrets while
-nothing judges the workload yet, a bare pod sweeping them at any time, and a replica of
-a mature workload that read far more over its life than any other replica did; no benign
+nothing judges the workload yet, a bare pod sweeping them at any time, a replica of
+a mature workload that read far more over its life than any other replica did, and a bare
+pod no controller made starting a container on its node; no benign
 identity of the account tells the first two, pollers call their endpoints from their
 first minutes, archivers ship to the hosts their namespace or cluster uses, and an
-application reads its own secret, not a list of them, and replicas of one workload read
-alike.
+application reads its own secret, not a list of them, replicas of one workload read
+alike, and people debugging a node inspect its containers, they do not start new ones.
 While a namespace is still in
 learning mode (no baseline can judge yet) only the guards marked ``alone`` — patterns no
 benign scenario we know of produces — raise an alert by themselves, so a brand-new
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from churnguard.profiling.profile import ArchiveShipped, Profile
+from churnguard.scoring.learning import spawned_here
 from churnguard.scoring.lives import Peers, lived, rate
 
 RUN_TO_TERMINATE_S = 1800.0
@@ -208,10 +210,27 @@ def _container_outside_orchestrator(p: Profile, _: Context) -> bool:
 def _container_started_from_a_pod(p: Profile, _: Context) -> bool:
     # one escape, seen from both ends of the launch link: the container a pod's process
     # started through the node's runtime, and the pod whose story holds that start (its
-    # process ran ``ctr``/``docker run`` after leaving its container's namespaces)
+    # process ran ``ctr``/``docker run`` after leaving its container's namespaces); a pod
+    # no controller vouches for is the paging guard below
     if p.entity.kind == "container":
         return p.created_by is not None
+    return started_containers(p) and not unvouched(p)
+
+
+def _unvouched_pod_started_a_container(p: Profile, _: Context) -> bool:
+    return started_containers(p) and unvouched(p)
+
+
+def started_containers(p: Profile) -> bool:
+    """A pod whose processes started a container with a runtime client (``container_starts``)."""
     return p.entity.kind == "pod" and p.values.get("container_starts", 0) > 0
+
+
+def unvouched(p: Profile) -> bool:
+    """A bare pod that no controller and no service account of its own namespace made (a
+    person's ``kubectl run``/``kubectl debug``/node-shell pod, or one a foreign token made):
+    no baseline of its own ever learns what it does."""
+    return p.entity.kind == "pod" and not p.entity.workload and not spawned_here(p)
 
 
 GUARDS: tuple[Guard, ...] = (
@@ -343,6 +362,23 @@ GUARDS: tuple[Guard, ...] = (
         " the pod to its host, on both entities of the story.",
         _container_started_from_a_pod,
         alone=True,
+    ),
+    Guard(
+        "unvouched-pod-started-a-container",
+        "T1611",
+        "A bare pod that no controller and no service account of its namespace made (a"
+        " person's ``kubectl run``, ``kubectl debug`` or node-shell pod, or one a foreign"
+        " token made) whose process started a container with a runtime client"
+        " (``container_starts``: ``ctr``/``docker``/``nerdctl run``, ``crictl runp``, after"
+        " ``nsenter`` into the node): an escape to the host, started where no admission"
+        " control sees it. Pages in any mode, whatever the namespace's baseline has seen:"
+        " debugging a node inspects its containers (``crictl ps``/``logs``/``inspect``),"
+        " it does not start new ones. A controller's pod that does (a CI runner on the"
+        " host's runtime socket) is judged by its workload's baseline"
+        " (``container-started-from-a-pod``).",
+        _unvouched_pod_started_a_container,
+        alone=True,
+        pages=True,
     ),
 )
 

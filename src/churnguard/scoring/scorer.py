@@ -81,6 +81,8 @@ class Scored(msgspec.Struct):
     folded: bool = False  # alerted again, folded into the entity's earlier alert (not paged)
     withheld: bool = False  # the learning gate kept it out of the baselines and memory
     campaign: Alert | None = None  # it completed or joined a campaign (scoring/campaigns.py)
+    # hosts this row does not teach the first-seen memory (LearningGate.kept_from_memory)
+    kept_hosts: list[str] = msgspec.field(default_factory=list)
 
 
 class _Snapshot(msgspec.Struct):
@@ -217,8 +219,11 @@ class Scorer:
             if p.final:
                 self.incidents.close(entity)
             paged = None if folded else alert
+            kept = self.gate.kept_from_memory(p, withheld=verdict.withheld, shared=ctx.shared)
             results.append(
-                Scored(p, score, threshold, level, key, paged, folded, verdict.withheld, campaign)
+                Scored(
+                    p, score, threshold, level, key, paged, folded, verdict.withheld, campaign, kept
+                )
             )
         for ns in sorted(observed):
             owners, values = zip(*observed[ns], strict=True)
