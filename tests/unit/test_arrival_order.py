@@ -13,6 +13,8 @@ import random
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, Event, EventKind, Origin
@@ -97,6 +99,38 @@ def test_a_pod_recreated_within_the_grace_is_its_own_life_from_its_creation() ->
     assert (new.values["shell_spawned"], new.values["exec_count"]) == (1, 1)
     delete_last = [events[i] for i in (0, 1, 4, 5, 2, 3, 6)]
     assert encoded(delete_last) == encoded(events)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    gap=st.floats(min_value=0.0, max_value=90.0),
+    start_up=st.floats(min_value=0.5, max_value=20.0),
+    straggler=st.floats(min_value=0.0, max_value=DEATH_GRACE_S),
+)
+def test_whatever_the_gap_the_successor_keeps_its_life_and_the_dead_pod_its_own(
+    gap: float, start_up: float, straggler: float
+) -> None:
+    """Recreated any time after the delete (within the grace or not), the new pod's creation
+    and start-up are never the old pod's, and the old pod's stragglers before the new
+    creation are never the new pod's."""
+    sts = {"workload": "StatefulSet/db", "service_account": "db"}
+    ctl = {"actor": "sts", "actor_kind": ActorKind.CONTROLLER}
+    born = 100 + gap
+    events = [
+        ev(
+            0, EventKind.POD_CREATE, **sts, pod_uid="old", actor="sts", actor_kind=ctl["actor_kind"]
+        ),
+        ev(100, EventKind.POD_DELETE, pod_uid="old", **ctl),
+        ev(born, EventKind.POD_CREATE, **sts, pod_uid="new", image="db:2"),
+        ev(born + start_up, EventKind.PROCESS_EXEC, binary="/bin/sh", container_id="c-new"),
+    ]
+    if 100 + straggler < born:  # the old pod's own last process, before the new one exists
+        events.append(ev(100 + straggler, EventKind.PROCESS_EXEC, binary="/usr/bin/flush"))
+    events.sort(key=lambda e: e.time)
+    old, new = profiles(events)
+    assert (old.entity.uid, new.entity.uid) == ("old", "new")
+    assert old.values.get("shell_spawned", 0) == 0 and new.values["shell_spawned"] == 1
+    assert "/usr/bin/flush" not in new.binaries
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
