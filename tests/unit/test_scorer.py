@@ -139,6 +139,22 @@ def test_bundle_seeds_mature_baselines(tmp_path) -> None:
     assert out[0].alert.model_version == "v-test+online"
 
 
+def test_scorers_given_one_bundle_learn_apart(tmp_path) -> None:
+    """A hot reload hands one loaded bundle to every shard's scorer: each learns alone."""
+    det = make_detector("oif", len(SPEC.names), 1, window_size=256, max_leaf_samples=8)
+    det.learn_many(SPEC.transform(SPEC.matrix([p.values for p in _benign(100, 0.0)])))
+    save_bundle(tmp_path / "b", {"ns:shop:pod": det}, spec_version="1", bundle_version="v-test")
+    bundle = load_bundle(tmp_path / "b", spec_version="1", key=None)
+    one, other = Scorer(quick_settings(), SPEC), Scorer(quick_settings(), SPEC)
+    one.use_bundle(bundle)
+    other.use_bundle(bundle)
+    before = other.snapshot()
+    one.score(_benign(50, 600.0))
+    assert one.snapshot() != before  # the first shard learned its rows ...
+    assert other.snapshot() == before  # ... into forests of its own
+    assert bundle.models["ns:shop:pod"].to_bytes() == det.to_bytes()  # the bundle is as loaded
+
+
 def _same_pod_attack(t: float, pod: str = "web-hijacked"):
     return make_profile(ns="shop", pod=pod, workload="Deployment/web", t=t, values=ATTACK_VALUES)
 

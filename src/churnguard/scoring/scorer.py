@@ -25,6 +25,7 @@ own ``to_bytes``), never a pickle of the object.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -116,14 +117,17 @@ class Scorer:
 
     # ---- hot reload -------------------------------------------------------------------------
     def use_bundle(self, bundle: Bundle) -> None:
-        """(Re)start the bundle's baselines from its verified detectors; others keep learning."""
+        """(Re)start the bundle's baselines from its verified detectors; others keep learning.
+
+        The detectors are copied: a hot reload hands one loaded bundle to every shard of the
+        process, and shards that shared its forests would learn each other's rows."""
         if bundle.manifest.spec_version != self.spec.version:
             raise ModelError(
                 f"bundle {bundle.manifest.bundle_version} is for feature spec"
                 f" v{bundle.manifest.spec_version}, scoring uses v{self.spec.version}"
             )
         counts = {k: e.n_seen for k, e in bundle.manifest.entries.items()}
-        self.hierarchy.seed_from(dict(bundle.models), counts)
+        self.hierarchy.seed_from(copy.deepcopy(dict(bundle.models)), counts)
         self.model_version = f"{bundle.manifest.bundle_version}+online"
 
     def use_settings(self, settings: Settings) -> None:
