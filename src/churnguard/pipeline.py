@@ -38,6 +38,7 @@ from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, sou
 from churnguard.profiling.entities import (
     DEATH_GRACE_S,
     IP_BINDING_LAG_S,
+    Dormant,
     EntityState,
     EntityTable,
     OldestPending,
@@ -482,6 +483,7 @@ class Pipeline:
             "containers": table._containers,
             "launches": table.launches,
             "tombstones": list(table._tombstones.items()),
+            "dormant": list(table._dormant.items()),
             "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
@@ -506,6 +508,8 @@ class Pipeline:
         self.table.launches = dict(doc.launches)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
+        for key, dormant in doc.dormant:
+            self.table._dormant[key] = dormant
         self._successors = dict(doc.successors)
         due = [(self._next_due(s), s.key) for s in self.table.states.values()]
         self.schedule.restore(doc.deferred, doc.seq, due)
@@ -545,3 +549,4 @@ class _Snapshot(msgspec.Struct):
     lateness_seen: float = 0.0
     launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)
     floods: dict | None = None  # absent in checkpoints written before the flood monitor
+    dormant: list[tuple[EntityKey, Dormant]] = msgspec.field(default_factory=list)

@@ -21,6 +21,8 @@ import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+import msgspec
+
 from churnguard.ingest.events import (
     ActorKind,
     EntityKey,
@@ -41,6 +43,7 @@ _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled
 # an event (within the allowed lateness) still decides
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
+_DORMANT_MAX = 100_000  # idle pods whose identity is kept for their next event
 _EXEC_HISTORY = 16
 _SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each once
 _DEST_HISTORY = 16
@@ -136,6 +139,44 @@ class EntityState:
         return self.emitted_until if self.emitted_until is not None else self.anchor
 
 
+class Dormant(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Who a pod is, kept when its state is forgotten after an idle hour without a delete:
+    only its create event names its creator, and only some sensors its owner and image."""
+
+    uid: str | None = None
+    created_at: float | None = None
+    created_by: str | None = None
+    created_by_kind: str | None = None
+    workload: str | None = None
+    image: str | None = None
+    service_account: str | None = None
+    container: str | None = None
+    strangers: list[str] = []
+
+    @classmethod
+    def of(cls, state: EntityState) -> Dormant:
+        return cls(
+            state.uid,
+            state.created_at,
+            state.created_by,
+            state.created_by_kind,
+            state.workload,
+            state.image,
+            state.service_account,
+            state.container,
+            list(state.strangers),
+        )
+
+    def wake(self, state: EntityState) -> None:
+        """Give the pod's next state the identity the forgotten one had."""
+        state.uid = self.uid
+        state.created_at, state.created_by = self.created_at, self.created_by
+        state.created_by_kind = self.created_by_kind
+        state.workload, state.image = self.workload, self.image
+        state.service_account, state.container = self.service_account, self.container
+        state.strangers = list(self.strangers)
+
+
 class EntityTable:
     """Routes events to entity states; keeps the pod-IP and service-account bindings."""
 
@@ -144,6 +185,10 @@ class EntityTable:
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
+        # pods forgotten after an idle hour, not deleted: a JupyterHub server idle between
+        # sessions, an hourly poller. Their next event starts a new state (its windows and
+        # totals anew) that is still the same pod: same creator, owner, image, strangers
+        self._dormant: OrderedDict[EntityKey, Dormant] = OrderedDict()
         self.launches: dict[str, list[Event]] = {}  # node -> recent runtime starts from pods
         self.counters: Counter[str] = Counter()
 
@@ -240,6 +285,11 @@ class EntityTable:
         self._tombstones.move_to_end(state.key)
         while len(self._tombstones) > _TOMBSTONES_MAX:
             self._tombstones.popitem(last=False)
+        self._dormant.pop(state.key, None)
+        if state.key.kind is EntityKind.POD and state.deleted_at is None:
+            self._dormant[state.key] = Dormant.of(state)
+            while len(self._dormant) > _DORMANT_MAX:
+                self._dormant.popitem(last=False)
 
     def state_for(self, key: EntityKey, ev: Event) -> EntityState:
         state = self.states.get(key)
@@ -247,6 +297,9 @@ class EntityTable:
             state = EntityState(key=key, anchor=ev.time)
             if key.kind is EntityKind.POD:
                 state.namespace, state.pod = key.namespace, key.name
+                dormant = self._dormant.pop(key, None)
+                if dormant is not None and _same_pod(dormant, ev):
+                    dormant.wake(state)
             elif key.kind is EntityKind.CONTAINER:
                 state.node = key.namespace
                 state.container_ids.add(key.name)
@@ -364,6 +417,13 @@ _MAX_KEY = EntityKey(EntityKind.POD, "\U0010ffff", "\U0010ffff")
 _INSTANCE_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_TERMINATE, EventKind.INSTANCE_IP)
 _ADDRESS_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP)  # events that bind an address
 _BINDING_ONLY = (EventKind.POD_IP, EventKind.INSTANCE_IP)  # no behaviour, only an address
+
+
+def _same_pod(dormant: Dormant, ev: Event) -> bool:
+    """The event is the idle pod's, not a new pod's of that name (its create, another uid)."""
+    if ev.kind is EventKind.POD_CREATE:
+        return False
+    return not (ev.pod_uid and dormant.uid and ev.pod_uid != dormant.uid)
 
 
 def _learn_identity(state: EntityState, ev: Event) -> None:
