@@ -171,7 +171,10 @@ class Scorer:
                 workload_learning=not own,
                 namespace_learning=learning,
                 shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
-                peers=self.lives.peers(p) if own and p.life_reads else None,
+                # a controller's replicas run the same code: one reading over its life far
+                # beyond the others is collecting. People's spawned servers read as their
+                # people do (their peers vouch only for one window: _yardstick)
+                peers=self.lives.peers(p) if own and p.life_reads and p.entity.workload else None,
             )
             guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
