@@ -179,3 +179,27 @@ def test_a_live_window_of_a_spawned_server_is_measured_against_its_peers() -> No
     assert not replica_routine(more, alert, scorer._yardstick(more, None))
     # a controller's live replica has no such yardstick: its own baseline judges its last row
     assert scorer._yardstick(make_profile(values={"repo_reads": 1.0}), None) is None
+
+
+def _lived(p: Profile, reads: float) -> Profile:
+    """``p`` with ``reads`` objects read over a life begun 10 min before its window."""
+    life = {"distinct_objects_read": reads}
+    return msgspec.structs.replace(p, life_reads=life, first_seen=p.window_start - 600.0)
+
+
+def test_only_a_controllers_replicas_are_judged_over_their_lives() -> None:
+    """People's servers read as their people do: a server reading far more over its life
+    than the hub's other servers did is judged window by window, not by the life guard
+    (tuning seed 14: a server 49 reads into its first 10 min paged once kept)."""
+    replica = lambda name, t: make_profile(pod=name, t=t, values={"distinct_objects_read": 2.0})  # noqa: E731
+    server = lambda name, t: _server(name, t, distinct_objects_read=2.0)  # noqa: E731
+    fired_for = {}
+    for kind, make in (("replica", replica), ("server", server)):
+        scorer = Scorer(quick_settings(), load_spec())
+        for k in range(5):  # quiet lives of a few reads: a mature workload baseline
+            scorer.score([_lived(make(f"p-{k}", 300.0 * j), 2.0 * (j + 1)) for j in range(8)])
+        (scored,) = scorer.score([_lived(make("p-x", 3000.0), 400.0)])
+        fired_for[kind] = scored.alert is not None and (
+            "reads-beyond-its-workload" in scored.alert.rules
+        )
+    assert fired_for == {"replica": True, "server": False}
