@@ -37,6 +37,7 @@ from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Or
 from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, source_kind
 from churnguard.profiling.entities import (
     IP_BINDING_LAG_S,
+    Dormant,
     EntityState,
     EntityTable,
     OldestPending,
@@ -411,11 +412,11 @@ class Pipeline:
             final = self._final(state, "expired", state.last_seen) if state.pending else None
             if final is not None:
                 out.append(final)
-            self._bury(state, asleep=True)
+            self._bury(state)
         return out
 
-    def _bury(self, state: EntityState, *, asleep: bool = False) -> None:
-        self.table.bury(state, asleep=asleep)
+    def _bury(self, state: EntityState) -> None:
+        self.table.bury(state)
         self._oldest.forget(state.key)
         for ev in sorted(self._successors.pop(state.key, []), key=lambda e: e.time):
             self.stats["reincarnations"] += ev.kind is EventKind.POD_CREATE
@@ -479,7 +480,7 @@ class Pipeline:
             "containers": table._containers,
             "launches": table.launches,
             "tombstones": list(table._tombstones.items()),
-            "dormant": list(table.dormant.values()),
+            "dormant": list(table._dormant.items()),
             "deferred": self.schedule.deferred_snapshot(),
             "successors": list(self._successors.items()),
             "memory": self.features.memory.snapshot(),
@@ -504,8 +505,8 @@ class Pipeline:
         self.table.launches = dict(doc.launches)
         for key, died in doc.tombstones:
             self.table._tombstones[key] = died
-        for asleep in doc.dormant:
-            self.table.dormant[asleep.key] = asleep
+        for key, dormant in doc.dormant:
+            self.table._dormant[key] = dormant
         self._successors = dict(doc.successors)
         due = [(self._next_due(s), s.key) for s in self.table.states.values()]
         self.schedule.restore(doc.deferred, doc.seq, due)
@@ -545,7 +546,7 @@ class _Snapshot(msgspec.Struct):
     lateness_seen: float = 0.0
     launches: dict[str, list[Event]] = msgspec.field(default_factory=dict)
     floods: dict | None = None  # absent in checkpoints written before the flood monitor
-    dormant: list[EntityState] = msgspec.field(default_factory=list)  # idle pods' identity
+    dormant: list[tuple[EntityKey, Dormant]] = msgspec.field(default_factory=list)
 
 
 def _without(profile: Profile, hosts: Iterable[str]) -> Profile:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
-from scoring_fixtures import make_profile
+from scoring_fixtures import make_profile, quick_settings
 
-from churnguard.alerts.alert import techniques_for
+from churnguard.alerts.alert import build_alert, techniques_for
 from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.guards import LIFE_READS_FACTOR, LIFE_READS_MIN, Context, fired
 from churnguard.scoring.lives import PEERS_MIN, PODS_KEPT, LivesState, WorkloadLives
+from churnguard.scoring.routine import replica_routine
+from churnguard.scoring.scorer import Scorer
 
 HOUR = 3600.0
 
@@ -120,3 +122,84 @@ def test_a_guards_facts_back_its_technique_when_the_window_read_nothing() -> Non
     life = ["44 distinct objects read over its 2.0 h life"]
     backed = techniques_for(quiet, [], spec, ["T1213"], {"T1213": life})
     assert backed["T1213"] == life
+
+
+HUB = "system:serviceaccount:shop:jupyterhub"
+
+
+def _server(name: str, t: float = 0.0, **values: float) -> Profile:
+    """A window of a server the namespace's hub spawned (a bare pod: no controller)."""
+    p = make_profile(pod=name, workload=None, t=t, values=values)
+    return msgspec.structs.replace(p, created_by=HUB, creator_kind="service_account")
+
+
+def test_a_spawned_servers_yardstick_is_the_other_servers_largest_window() -> None:
+    lives = WorkloadLives()
+    for i, reads in enumerate((12.0, 38.0, 20.0)):
+        lives.learn(_server(f"jupyter-{i}", repo_reads=reads, distinct_objects_read=reads))
+        lives.learn(_server(f"jupyter-{i}", t=300.0, archive_writes=1.0, archive_bytes=2e7))
+    me = _server("jupyter-me", repo_reads=90.0)
+    lives.learn(me)  # its own quiet windows never vouch for its later ones
+    peers = lives.peers(me)
+    assert peers is not None and peers.pods == 3
+    assert peers.peak == {
+        "archive_bytes": 2e7,
+        "archive_writes": 1.0,
+        "distinct_objects_read": 38.0,
+        "repo_reads": 38.0,
+    }
+    assert lives.peers(_server("jupyter-0")).peak["repo_reads"] == 90.0  # the others' peak
+    # a short life's last row is its whole story, not one window: not a peak
+    whole = msgspec.structs.replace(
+        _server("jupyter-9", repo_reads=500.0, lifetime_s=900.0), final=True
+    )
+    lives.learn(whole)
+    assert lives.peers(me).peak["repo_reads"] == 38.0
+    # a person's own bare pod has no spawner whose other pods could vouch for it
+    person = msgspec.structs.replace(me, created_by="frank@corp.example", creator_kind="person")
+    lives.learn(person)
+    assert lives.peers(person) is None
+
+
+def test_a_live_window_of_a_spawned_server_is_measured_against_its_peers() -> None:
+    """Tuning seed 19: JupyterHub servers paged at the workload level for a window of 33-46
+    parquet reads; the hub's other servers read up to 38 in one window."""
+    scorer = Scorer(quick_settings(), load_spec())
+    for i in range(PEERS_MIN):
+        scorer.lives.learn(_server(f"jupyter-{i}", repo_reads=38.0, distinct_objects_read=38.0))
+    reads = _server("jupyter-me", repo_reads=33.0, distinct_objects_read=33.0)
+    yardstick = scorer._yardstick(reads, None)
+    assert yardstick is not None and yardstick["repo_reads"] == 38.0
+    alert = build_alert(reads, score=0.95, threshold=0.93, level="workload", baseline_key="k",
+                        top=[], spec=load_spec(), model_version="t", rules=[],
+                        rule_techniques=[])  # fmt: skip
+    assert alert.techniques == ["T1213"]
+    assert replica_routine(reads, alert, yardstick)
+    more = _server("jupyter-me", repo_reads=60.0, distinct_objects_read=60.0)
+    assert not replica_routine(more, alert, scorer._yardstick(more, None))
+    # a controller's live replica has no such yardstick: its own baseline judges its last row
+    assert scorer._yardstick(make_profile(values={"repo_reads": 1.0}), None) is None
+
+
+def _lived(p: Profile, reads: float) -> Profile:
+    """``p`` with ``reads`` objects read over a life begun 10 min before its window."""
+    life = {"distinct_objects_read": reads}
+    return msgspec.structs.replace(p, life_reads=life, first_seen=p.window_start - 600.0)
+
+
+def test_only_a_controllers_replicas_are_judged_over_their_lives() -> None:
+    """People's servers read as their people do: a server reading far more over its life
+    than the hub's other servers did is judged window by window, not by the life guard
+    (tuning seed 14: a server 49 reads into its first 10 min paged once kept)."""
+    replica = lambda name, t: make_profile(pod=name, t=t, values={"distinct_objects_read": 2.0})  # noqa: E731
+    server = lambda name, t: _server(name, t, distinct_objects_read=2.0)  # noqa: E731
+    fired_for = {}
+    for kind, make in (("replica", replica), ("server", server)):
+        scorer = Scorer(quick_settings(), load_spec())
+        for k in range(5):  # quiet lives of a few reads: a mature workload baseline
+            scorer.score([_lived(make(f"p-{k}", 300.0 * j), 2.0 * (j + 1)) for j in range(8)])
+        (scored,) = scorer.score([_lived(make("p-x", 3000.0), 400.0)])
+        fired_for[kind] = scored.alert is not None and (
+            "reads-beyond-its-workload" in scored.alert.rules
+        )
+    assert fired_for == {"replica": True, "server": False}

@@ -665,3 +665,49 @@ def test_the_oldest_pending_time_kept_up_equals_the_minimum(steps: list) -> None
             state.pending = state.pending[cut + 1 :]
         if state.pending:
             assert oldest.of(state) == min(e.time for e in state.pending)
+
+
+def _idle_server() -> list[Event]:
+    """A hub's server: created, a read, idle over an hour (state forgotten), a read again."""
+    hub = {
+        "actor": "system:serviceaccount:data:jupyterhub",
+        "actor_kind": ActorKind.SERVICE_ACCOUNT,
+    }
+    me = pod("jupyter-frank", ns="data", image="quay.io/jupyter/scipy-notebook:1", pod_uid="u-1")
+    return [
+        ev(0, EventKind.POD_CREATE, **me, **hub),
+        ev(60, EventKind.PROCESS_EXEC, **me, binary="/opt/conda/bin/pip", args="install x"),
+        ev(3 * 3600, EventKind.PROCESS_EXEC, **me, binary="/opt/conda/bin/python3", args="-c 1"),
+    ]
+
+
+def test_a_pod_forgotten_after_an_idle_hour_keeps_who_it_is() -> None:
+    pipe = Pipeline(Settings())
+    profiles = run(_idle_server(), pipe)
+    assert [p.end_reason for p in profiles] == ["window", "end_of_input"]
+    assert pipe.table._tombstones  # forgotten in between: the second is a new state
+    first, woken = profiles
+    assert woken.created_by == first.created_by == "system:serviceaccount:data:jupyterhub"
+    assert woken.creator_kind == "service_account"
+    assert woken.entity.image == first.entity.image and woken.entity.uid == "u-1"
+    assert woken.values["lifetime_s"] > 3 * 3600 - 60  # born at its creation, not its waking
+    # a new pod of that name (its own create, or another uid) is not the forgotten one
+    events = _idle_server()
+    other = msgspec.structs.replace(events[-1], pod_uid="u-2")
+    assert run([*events[:-1], other])[-1].created_by is None
+    recreated = msgspec.structs.replace(events[0], time=events[-1].time, actor="bob@corp.example")
+    assert run([*events[:-1], recreated, events[-1]])[-1].created_by == "bob@corp.example"
+
+
+def test_a_forgotten_pods_identity_survives_a_snapshot() -> None:
+    events = _idle_server()
+    first = Pipeline(Settings())
+    out = first.ingest(events[:-1])
+    out.extend(first.ingest([ev(2 * 3600, EventKind.NET_FLOW, namespace="other", pod="x")]))
+    assert first.table._dormant  # the server is forgotten, its identity kept
+    second = Pipeline(Settings())
+    second.restore(first.snapshot())
+    out.extend(second.ingest(events[-1:]))
+    out.extend(second.finish())
+    woken = [p for p in out.profiles if p.entity.pod == "jupyter-frank"][-1]
+    assert woken.created_by == "system:serviceaccount:data:jupyterhub"

@@ -9,10 +9,10 @@ from scoring_fixtures import make_profile, terminated_instance
 from churnguard.alerts.alert import Alert, BaselineRef, Window
 from churnguard.scoring.routine import (
     new_workload_routine,
+    own_instance_routine,
     replica_routine,
     routine,
     shared_service_routine,
-    unseen_launch_routine,
 )
 
 
@@ -107,8 +107,6 @@ def test_a_replica_doing_more_than_its_workload_pages() -> None:
     assert not replica_routine(archive, _alert(["T1560.002", "T1213"]), LEARNED)
     assert not replica_routine(_replica(), _alert(["T1071"]), LEARNED)  # C2 is never a replica's
     assert not replica_routine(_replica(), _alert(["T1213"], rules=["x"]), LEARNED)
-    live = msgspec.structs.replace(_replica(), final=False, end_reason="window")
-    assert not replica_routine(live, reads, LEARNED)  # a live replica: low-and-slow collection
     bare = msgspec.structs.replace(
         _replica(), entity=make_profile(workload=None, pod="debug-1").entity
     )
@@ -194,18 +192,26 @@ def test_a_rare_host_a_beacon_reads_or_a_persons_pod_pages() -> None:
     assert not shared_service_routine(hijacked, c2, shared)  # mid-life, not a start-up fetch
 
 
-def test_a_person_ending_an_instance_whose_launch_is_not_held_is_routine() -> None:
+def test_a_person_ending_their_own_instance_is_routine() -> None:
     ended = terminated_instance(
         "arn:aws:sts::1:assumed-role/AWSReservedSSO_PlatformAdmin/dan@corp.example",
         {"deleted_by_person": 1.0, "new_identity": 1.0},
     )
     lifecycle = _alert(["T1578.003", "T1070"])
-    assert unseen_launch_routine(ended, lifecycle)
+    assert own_instance_routine(ended, lifecycle)  # its launch is not held
+    own = msgspec.structs.replace(ended, created_by=ended.deleted_by, creator_kind="person")
+    assert own_instance_routine(own, lifecycle)  # a developer's test box, run and ended by them
     ran = msgspec.structs.replace(
         ended, created_by="arn:aws:iam::1:user/bob", creator_kind="person"
     )
-    assert not unseen_launch_routine(ran, lifecycle)  # its whole story is judged
-    assert not unseen_launch_routine(ended, _alert(["T1578.003", "T1213"]))  # it read something
-    assert not unseen_launch_routine(ended, _alert(["T1578.003"], rules=["g"]))
+    assert not own_instance_routine(ran, lifecycle)  # someone else's instance
+    ci = msgspec.structs.replace(own, creator_kind="service_account")
+    assert not own_instance_routine(ci, lifecycle)
+    assert not own_instance_routine(own, _alert(["T1578.003", "T1213"]))  # it read something
+    assert not own_instance_routine(own, _alert(["T1578.003"], rules=["g"]))  # a guard's story
+    foreign = msgspec.structs.replace(own, values={"credentials_out_of_place": 1.0})
+    assert not own_instance_routine(foreign, lifecycle)
     robot = msgspec.structs.replace(ended, deleter_kind="service_account")
-    assert not unseen_launch_routine(robot, lifecycle)
+    assert not own_instance_routine(robot, lifecycle)
+    live = msgspec.structs.replace(own, final=False, end_reason="window")
+    assert not own_instance_routine(live, lifecycle)

@@ -21,6 +21,8 @@ import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+import msgspec
+
 from churnguard.ingest.events import (
     ActorKind,
     EntityKey,
@@ -41,7 +43,7 @@ _JOB_SUFFIX = re.compile(r"^(?P<base>.+)-\d{8,10}$")  # a CronJob run: scheduled
 # an event (within the allowed lateness) still decides
 DEATH_GRACE_S = 30.0
 _TOMBSTONES_MAX = 100_000
-_DORMANT_MAX = 50_000  # idle pods whose identity is kept (oldest forgotten first)
+_DORMANT_MAX = 100_000  # idle pods whose identity is kept for their next event
 _EXEC_HISTORY = 16
 _SEEN_IDS = 64  # action ids (audit auditID) remembered per entity to count each once
 _DEST_HISTORY = 16
@@ -137,6 +139,54 @@ class EntityState:
         return self.emitted_until if self.emitted_until is not None else self.anchor
 
 
+class Dormant(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Who a pod is, kept when its state is forgotten after an idle hour without a delete:
+    only its create event names its creator, and only some sensors its owner and image."""
+
+    uid: str | None = None
+    created_at: float | None = None
+    created_by: str | None = None
+    created_by_kind: str | None = None
+    workload: str | None = None
+    image: str | None = None
+    service_account: str | None = None
+    container: str | None = None
+    strangers: list[str] = []
+    node: str | None = None
+    windows_emitted: int = 0  # a woken pod's next window is not its first (novelty, creator)
+    container_ids: list[str] = []
+    pod_ips: list[str] = []
+
+    @classmethod
+    def of(cls, state: EntityState) -> Dormant:
+        return cls(
+            state.uid,
+            state.created_at,
+            state.created_by,
+            state.created_by_kind,
+            state.workload,
+            state.image,
+            state.service_account,
+            state.container,
+            list(state.strangers),
+            state.node,
+            state.windows_emitted,
+            sorted(state.container_ids),
+            sorted(state.pod_ips),
+        )
+
+    def wake(self, state: EntityState) -> None:
+        """Give the pod's next state the identity the forgotten one had."""
+        state.uid = self.uid
+        state.created_at, state.created_by = self.created_at, self.created_by
+        state.created_by_kind = self.created_by_kind
+        state.workload, state.image = self.workload, self.image
+        state.service_account, state.container = self.service_account, self.container
+        state.strangers = list(self.strangers)
+        state.node, state.windows_emitted = self.node, self.windows_emitted
+        state.container_ids, state.pod_ips = set(self.container_ids), set(self.pod_ips)
+
+
 class EntityTable:
     """Routes events to entity states; keeps the pod-IP and service-account bindings."""
 
@@ -145,8 +195,10 @@ class EntityTable:
         self._ip_bindings: dict[str, list[tuple[float, EntityKey]]] = {}
         self._containers: dict[str, EntityKey] = {}  # short container id -> pod
         self._tombstones: OrderedDict[EntityKey, float] = OrderedDict()
-        # pods expired while idle, not deleted: who they are, for when they wake up
-        self.dormant: OrderedDict[EntityKey, EntityState] = OrderedDict()
+        # pods forgotten after an idle hour, not deleted: a JupyterHub server idle between
+        # sessions, an hourly poller. Their next event starts a new state (its windows and
+        # totals anew) that is still the same pod: same creator, owner, image, strangers
+        self._dormant: OrderedDict[EntityKey, Dormant] = OrderedDict()
         self.launches: dict[str, list[Event]] = {}  # node -> recent runtime starts from pods
         self.counters: Counter[str] = Counter()
 
@@ -242,20 +294,20 @@ class EntityTable:
         successor = self.states.get(key)
         return successor is None or successor.created_at is None or ev.time < successor.created_at
 
-    def bury(self, state: EntityState, *, asleep: bool = False) -> None:
+    def bury(self, state: EntityState) -> None:
         """Forget an entity, remembering its end so stragglers are counted, not resurrected;
-        ``asleep``: a pod expired while idle, whose identity is kept for its next event."""
+        a pod forgotten without a delete (idle, evicted) keeps its identity for its next event."""
         self.states.pop(state.key, None)
         end = state.deleted_at if state.deleted_at is not None else state.last_seen
         self._tombstones[state.key] = end
         self._tombstones.move_to_end(state.key)
         while len(self._tombstones) > _TOMBSTONES_MAX:
             self._tombstones.popitem(last=False)
-        self.dormant.pop(state.key, None)
-        if asleep and state.key.kind is EntityKind.POD and state.deleted_at is None:
-            self.dormant[state.key] = _who_it_is(state)
-            while len(self.dormant) > _DORMANT_MAX:
-                self.dormant.popitem(last=False)
+        self._dormant.pop(state.key, None)
+        if state.key.kind is EntityKind.POD and state.deleted_at is None:
+            self._dormant[state.key] = Dormant.of(state)
+            while len(self._dormant) > _DORMANT_MAX:
+                self._dormant.popitem(last=False)
 
     def state_for(self, key: EntityKey, ev: Event) -> EntityState:
         state = self.states.get(key)
@@ -263,9 +315,9 @@ class EntityTable:
             state = EntityState(key=key, anchor=ev.time)
             if key.kind is EntityKind.POD:
                 state.namespace, state.pod = key.namespace, key.name
-                asleep = self.dormant.pop(key, None)
-                if asleep is not None and not _begins_a_life(asleep, ev):
-                    _wake(state, asleep)
+                dormant = self._dormant.pop(key, None)
+                if dormant is not None and _same_pod(dormant, ev):
+                    dormant.wake(state)
             elif key.kind is EntityKind.CONTAINER:
                 state.node = key.namespace
                 state.container_ids.add(key.name)
@@ -385,6 +437,13 @@ _ADDRESS_KINDS = (EventKind.INSTANCE_RUN, EventKind.INSTANCE_IP)  # events that 
 _BINDING_ONLY = (EventKind.POD_IP, EventKind.INSTANCE_IP)  # no behaviour, only an address
 
 
+def _same_pod(dormant: Dormant, ev: Event) -> bool:
+    """The event is the idle pod's, not a new pod's of that name (its create, another uid)."""
+    if ev.kind is EventKind.POD_CREATE:
+        return False
+    return not (ev.pod_uid and dormant.uid and ev.pod_uid != dormant.uid)
+
+
 def _learn_identity(state: EntityState, ev: Event) -> None:
     if ev.pod_uid and state.key.kind is EntityKind.POD:
         state.uid = state.uid or ev.pod_uid
@@ -402,38 +461,6 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.node = ev.node
     if ev.pod_ip and (state.key.kind is EntityKind.POD or ev.kind in _ADDRESS_KINDS):
         state.pod_ips.add(ev.pod_ip)
-
-
-# what a pod is (not what it did): kept across an idle expiry, restored when it wakes up
-_IDENTITY = ("uid", "container", "workload", "image", "service_account", "node",
-             "created_at", "created_by", "created_by_kind", "windows_emitted")  # fmt: skip
-
-
-def _who_it_is(state: EntityState) -> EntityState:
-    """The identity of a pod expired while idle (it still exists: nobody deleted it)."""
-    kept = EntityState(key=state.key, anchor=state.anchor)
-    for name in _IDENTITY:
-        setattr(kept, name, getattr(state, name))
-    kept.container_ids = set(state.container_ids)
-    kept.pod_ips = set(state.pod_ips)
-    return kept
-
-
-def _begins_a_life(asleep: EntityState, ev: Event) -> bool:
-    """A creation, or another pod uid: a new pod under the name, not the one that slept."""
-    other_uid = ev.pod_uid is not None and asleep.uid is not None and ev.pod_uid != asleep.uid
-    return ev.kind is EventKind.POD_CREATE or other_uid
-
-
-def _wake(state: EntityState, asleep: EntityState) -> None:
-    """A pod that went quiet for longer than the idle expiry is the same pod when it
-    speaks again: its owner, creation and creator carry over (an hourly poller's pod lost
-    its Deployment and looked new and short-lived at each wake-up), its behaviour does
-    not (the expiry scored its life so far)."""
-    for name in _IDENTITY:
-        setattr(state, name, getattr(asleep, name))
-    state.container_ids = asleep.container_ids
-    state.pod_ips = asleep.pod_ips
 
 
 def of_next_life(state: EntityState, ev: Event, held: list[Event]) -> bool:

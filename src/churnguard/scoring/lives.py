@@ -1,5 +1,5 @@
-"""What each workload's pods read over their whole lives: the yardstick for collection
-spread thin.
+"""What each workload's pods did over their lives: the yardstick for collection spread thin,
+and for a spawned server doing what the other servers of its spawner do.
 
 A collector that reads a few objects every half hour from a long-running pod keeps every
 five-minute window inside its workload's baseline; what gives it away is its life: over
@@ -9,15 +9,29 @@ recent pods (``Profile.life_reads``: repository reads, distinct objects, secrets
 long each had lived, learned only from windows the learning gate let its baselines learn
 (quiet ones), so a pod that paged never becomes the yardstick. :meth:`WorkloadLives.peers`
 answers for one pod with the largest total and rate among the *other* pods, so the pod's
-own early windows never vouch for its later ones. State is in the scorer's snapshot.
+own early windows never vouch for its later ones.
+
+It also keeps each pod's *peak*: the largest value of each collection fact
+(:data:`PEAK_FACTS`: reads, archives, bytes sent out of the cluster) in one quiet window
+(a whole short life's row is not a window and is left out). :attr:`Peers.peak`, the largest
+peak among the other pods, is what a live window of a pod its namespace's own service
+account spawned (a JupyterHub user's server) is measured against by
+``routine.replica_routine``: a data scientist's notebook reading forty parquet files in
+five minutes is what the hub's other servers do, the same window from a server that never
+had a peer doing it is not. Controllers' pods and such spawned pods are kept (a person's
+own bare pod is not: nothing recurs across one person's one-off pods). State is in the
+scorer's snapshot.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from churnguard.alerts.alert import TECHNIQUE_FEATURES
+from churnguard.profiling.features import WHOLE_LIFE_S
 from churnguard.profiling.profile import Profile
 from churnguard.scoring.baselines import baseline_keys
+from churnguard.scoring.learning import spawned_here
 
 PODS_KEPT = 16  # most recent pods remembered per workload (oldest dropped)
 WORKLOADS_KEPT = 20_000  # workloads remembered (oldest dropped)
@@ -25,21 +39,33 @@ PEERS_MIN = 3  # other pods of the workload with a known life before it is a yar
 # a life shorter than this counts as this long for its read rate: a pod that read a few
 # objects in its first minute is not reading hundreds an hour
 RATE_FLOOR_S = 600.0
+# what a pod collects and sends, one window at a time: the facts behind T1213, T1560.002 and
+# T1041 (alerts.TECHNIQUE_FEATURES) that are amounts (new_destinations is memory's, not one)
+PEAK_FACTS = tuple(
+    sorted(
+        {f for t in ("T1213", "T1560.002", "T1041") for f in TECHNIQUE_FEATURES[t]}
+        - {"new_destinations"}
+    )
+)
 
 
 class Life(msgspec.Struct, array_like=True):
-    """One pod's reads so far (``Profile.life_reads``) and the seconds it had lived."""
+    """One pod's reads so far (``Profile.life_reads``), the seconds it had lived and its
+    largest :data:`PEAK_FACTS` values in one quiet window."""
 
     reads: dict[str, float]
     lived: float
+    peak: dict[str, float] = {}
 
 
 class Peers(msgspec.Struct, frozen=True):
-    """The largest life totals and read rates (per hour of life) of a workload's other pods."""
+    """The largest life totals, read rates (per hour of life) and one-window peaks of a
+    workload's other pods."""
 
     pods: int
     total: dict[str, float]
     rate: dict[str, float]
+    peak: dict[str, float] = {}
 
 
 class LivesState(msgspec.Struct):
@@ -56,15 +82,25 @@ def rate(total: float, seconds: float) -> float:
     return total * 3600.0 / max(seconds, RATE_FLOOR_S)
 
 
+def whole_life(p: Profile) -> bool:
+    """The row is an ended short life's whole story (features.WHOLE_LIFE_S), not a window."""
+    return p.final and p.values.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
+
+
+def kept(p: Profile) -> bool:
+    """A pod whose lives recur: a controller's, or one its namespace's own account spawned."""
+    return p.entity.kind == "pod" and bool(p.entity.workload or spawned_here(p))
+
+
 class WorkloadLives:
-    """Per workload, the whole-life reads of its recent pods that stayed quiet."""
+    """Per workload, the lives of its recent pods that stayed quiet."""
 
     def __init__(self) -> None:
         self.workloads: dict[str, dict[str, Life]] = {}
 
     def learn(self, p: Profile) -> None:
-        """Remember a quiet window's life so far (a controller's pod only)."""
-        if p.entity.kind != "pod" or not p.entity.workload:
+        """Remember a quiet window's life so far (a controller's or a spawned pod only)."""
+        if not kept(p):
             return
         key = baseline_keys(p)[0]
         pods = self.workloads.pop(key, None)
@@ -74,14 +110,20 @@ class WorkloadLives:
             pods = {}
         self.workloads[key] = pods  # most recently used last
         entity = p.entity.key()
-        pods.pop(entity, None)
-        pods[entity] = Life(dict(p.life_reads), lived(p))
+        before = pods.pop(entity, None)
+        peak = dict(before.peak) if before is not None else {}
+        if not whole_life(p):
+            for name in PEAK_FACTS:
+                value = p.values.get(name, 0.0)
+                if value > peak.get(name, 0.0):
+                    peak[name] = value
+        pods[entity] = Life(dict(p.life_reads), lived(p), peak)
         while len(pods) > PODS_KEPT:
             del pods[next(iter(pods))]
 
     def peers(self, p: Profile) -> Peers | None:
-        """The other pods' largest totals and rates, or None under ``PEERS_MIN`` of them."""
-        if p.entity.kind != "pod" or not p.entity.workload:
+        """The other pods' largest totals, rates and peaks, or None under ``PEERS_MIN`` of them."""
+        if not kept(p):
             return None
         pods = self.workloads.get(baseline_keys(p)[0], {})
         entity = p.entity.key()
@@ -90,11 +132,14 @@ class WorkloadLives:
             return None
         total: dict[str, float] = {}
         fastest: dict[str, float] = {}
+        peak: dict[str, float] = {}
         for life in others:
             for name, value in life.reads.items():
                 total[name] = max(total.get(name, 0.0), value)
                 fastest[name] = max(fastest.get(name, 0.0), rate(value, life.lived))
-        return Peers(len(others), total, fastest)
+            for name, value in life.peak.items():
+                peak[name] = max(peak.get(name, 0.0), value)
+        return Peers(len(others), total, fastest, peak)
 
     def export(self) -> LivesState:
         return LivesState(workloads={k: dict(v) for k, v in self.workloads.items()})

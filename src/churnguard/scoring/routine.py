@@ -46,25 +46,32 @@ REPLICA_TECHNIQUES = frozenset({"T1213", "T1560.002", "T1041"})
 def replica_routine(
     profile: Profile, alert: Alert, learned_max: Mapping[str, float] | None
 ) -> bool:
-    """True when a model alert on a controller's replica shows nothing its own workload has
-    not done before: every fact behind its techniques is within the largest values the
-    workload's mature baseline learned (``learned_max``; None when another baseline judged
-    it), to no destination new to the namespace, by no identity new to the cluster.
+    """True when a model alert on a controller's replica (or a pod its namespace's own
+    service account spawned) shows nothing its workload has not done before: every fact
+    behind its techniques is within ``learned_max``, to no destination new to the
+    namespace, by no identity new to the cluster. The scorer chooses ``learned_max``
+    (None: no yardstick, it pages):
 
-    A rolling deploy's or a scale-down's pod reads the secret every replica reads at start
-    and is removed by its controller minutes later; its whole life is a combination the
-    model has seen rarely, but no part of it is new for the workload. A hijacked replica
-    that reads, archives or uploads more than its workload ever did, or calls a new host,
-    or a stranger acts on (``Profile.strangers``), still pages; so does a new Deployment
-    (no mature baseline of its own yet). Only the
-    entity's last row qualifies (its story is over): a hijacked replica collecting a little
-    at a time for hours may already have taught its workload part of what it does.
+    * for an entity's last row (its story is over), the largest values its workload's own
+      mature baseline learned. A rolling deploy's or a scale-down's pod reads the secret
+      every replica reads at start and is removed by its controller minutes later; its
+      whole life is a combination the model has seen rarely, but no part of it is new for
+      the workload;
+    * for a live window of a spawned pod, the largest values the workload's *other* pods
+      reached in one quiet window (:attr:`lives.Peers.peak`): a JupyterHub user's server
+      reading forty datasets in five minutes, or uploading an archive of results to the
+      bucket every server uploads to, does what the hub's other servers did. Its own
+      earlier windows never vouch for it: a hijacked server collecting a little more each
+      window has no other server's peak to hide under.
+
+    A replica that reads, archives or uploads more than its yardstick, or calls a new host,
+    or a stranger acts on (``Profile.strangers``), still pages; so does a new Deployment (no
+    mature baseline of its own yet) and a person's own bare pod (no workload).
     """
     e, v = profile.entity, profile.values
     work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
     if (
         learned_max is None
-        or not profile.final  # a live replica's window: the attacker's earlier ones were learned
         or e.kind != "pod"
         or not (e.workload or spawned_here(profile))
         or alert.rules
@@ -162,19 +169,27 @@ def shared_service_routine(profile: Profile, alert: Alert, shared: Callable[[str
     )
 
 
-def unseen_launch_routine(profile: Profile, alert: Alert) -> bool:
-    """True when a model alert on an instance is only a person terminating it, and its
-    launch is not in the telemetry held (it ran before it, or its story was forgotten after
-    an idle hour): no guard, no technique beyond the termination, no credentials out of
-    place. An admin ending a bastion host they started hours ago tells nothing the model
-    can judge; a story with its run seen (stolen keys run, read, terminate) is judged whole
-    and its guards page.
+def own_instance_routine(profile: Profile, alert: Alert) -> bool:
+    """True when a model alert on an instance is only a person terminating their own
+    instance: one whose launch is not in the telemetry held (it ran before it, or its story
+    was forgotten after an idle hour), or that the same person ran. No guard, no technique
+    beyond the termination, no credentials out of place.
+
+    A developer's test box (run, a few calls, terminated by the same SSO person 30-90 min
+    later: tuning seed 14 paged 4 of 4) and an admin ending a bastion host they started
+    hours ago tell nothing beyond their own lifecycle. The stories that are evasion keep
+    paging: stolen keys that run, read and terminate within 30 min are the instance guards'
+    (``instance-story-by-new-identity``, ``instance-run-terminate-by-one-human``); reads,
+    archives or egress under the instance's role add their technique; keys used from
+    elsewhere are ``credentials-out-of-place``; an instance terminated by anyone but the
+    person who ran it is judged as before.
     """
+    who = profile.created_by
     return (
         profile.entity.kind == "instance"
         and profile.final
-        and profile.created_by is None
         and profile.deleter_kind == "person"
+        and (who is None or (profile.creator_kind == "person" and who == profile.deleted_by))
         and not alert.rules
         and set(alert.techniques) <= LIFECYCLE_TECHNIQUES
         and profile.values.get("credentials_out_of_place", 0.0) == 0

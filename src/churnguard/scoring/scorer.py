@@ -50,14 +50,14 @@ from churnguard.scoring.baselines import (
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Context, Guard, facts_of, fired
-from churnguard.scoring.learning import GateState, LearningGate
+from churnguard.scoring.learning import GateState, LearningGate, spawned_here
 from churnguard.scoring.lives import LivesState, WorkloadLives
 from churnguard.scoring.routine import (
     new_workload_routine,
+    own_instance_routine,
     replica_routine,
     routine,
     shared_service_routine,
-    unseen_launch_routine,
 )
 from churnguard.scoring.thresholds import Thresholds, ThresholdWindow
 
@@ -178,7 +178,10 @@ class Scorer:
                 workload_learning=not own,
                 namespace_learning=learning,
                 shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
-                peers=self.lives.peers(p) if own and p.life_reads else None,
+                # a controller's replicas run the same code: one reading over its life far
+                # beyond the others is collecting. People's spawned servers read as their
+                # people do (their peers vouch only for one window: _yardstick)
+                peers=self.lives.peers(p) if own and p.life_reads and p.entity.workload else None,
             )
             guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
@@ -246,12 +249,11 @@ class Scorer:
         return results
 
     def _routine(self, p: Profile, alert: Alert, b: Baseline | None) -> bool:
-        """A known person's lifecycle action (a pod, or an instance whose launch is not
-        held), a controller's young pod talking only to the cluster's shared services, a
-        new workload's replica calling the API its code uses, or a replica doing what its
-        own workload's mature baseline learned (the largest values it learned, when it
-        judged the row)."""
-        if routine(p, alert) or unseen_launch_routine(p, alert):
+        """A known person's lifecycle action (a pod, or a person's own instance), a
+        controller's young pod talking only to the cluster's shared services, a new
+        workload's replica calling the API its code uses, or a replica doing what its
+        workload did before (:meth:`_yardstick`)."""
+        if routine(p, alert) or own_instance_routine(p, alert):
             return True
         ns = p.entity.namespace or ""
         if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
@@ -259,10 +261,21 @@ class Scorer:
         own = b is not None and b.key == baseline_keys(p)[0]
         if new_workload_routine(p, alert, workload_learning=not own):
             return True
-        if b is None or not own or not b.recent:
-            return False
-        learned_max = dict(zip(self.spec.names, b.recent_values().max(axis=0), strict=True))
-        return replica_routine(p, alert, learned_max)
+        return replica_routine(p, alert, self._yardstick(p, b if own else None))
+
+    def _yardstick(self, p: Profile, own: Baseline | None) -> dict[str, float] | None:
+        """What a replica's alert is measured against (``routine.replica_routine``): for its
+        last row, the largest values its own mature baseline (``own``, None when another
+        judged it) learned; for a live window of a pod its namespace's account spawned,
+        the other pods' one-window peaks (``lives.Peers.peak``); else nothing."""
+        if p.final:
+            if own is None or not own.recent:
+                return None
+            return dict(zip(self.spec.names, own.recent_values().max(axis=0), strict=True))
+        if not spawned_here(p):
+            return None
+        peers = self.lives.peers(p)
+        return None if peers is None else peers.peak
 
     def _alert(
         self,
