@@ -26,6 +26,7 @@ own ``to_bytes``), never a pickle of the object.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -170,7 +171,7 @@ class Scorer:
             ctx = Context(
                 workload_learning=not own,
                 namespace_learning=learning,
-                shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
+                shared=partial(self.campaigns.shared, ns=ns, now=p.window_end),
                 peers=self.lives.peers(p) if own and p.life_reads else None,
             )
             guards = fired(p, ctx)
@@ -242,7 +243,8 @@ class Scorer:
         if routine(p, alert) or unseen_launch_routine(p, alert):
             return True
         ns = p.entity.namespace or ""
-        if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
+        shared = partial(self.campaigns.shared, ns=ns, now=p.window_end)
+        if shared_service_routine(p, alert, shared):
             return True
         own = b is not None and b.key == baseline_keys(p)[0]
         if new_workload_routine(p, alert, workload_learning=not own):
