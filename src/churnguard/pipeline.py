@@ -139,6 +139,14 @@ class Pipeline:
         """An expected input has been read up to ``time`` by the route stage."""
         self.clock.progress(source, time)
 
+    def note_remote_contact(self, destination: str, namespace: str, time: float) -> None:
+        """Another shard's ``namespace`` first contacted ``destination`` at ``time`` (the
+        route stage's contact facts, :func:`~churnguard.service.bindings.contacts_of`):
+        campaign memory's view of the hosts the whole cluster shares."""
+        campaigns = getattr(self.scorer, "campaigns", None)  # the static rules keep none
+        if campaigns is not None:
+            campaigns.note_remote(destination, namespace, time)
+
     def set_idle(self, sources: Iterable[str]) -> Output:
         """Mark inputs that have nothing more to read; emits what that makes due."""
         self.clock.set_idle(sources)

@@ -26,7 +26,9 @@ from telemetry import T0, audit, pod_stream, simulated_day
 from test_serve import _spawn
 
 from churnguard.errors import ConfigError
-from churnguard.offline.shards import replay_shards
+from churnguard.offline.shards import replay_shards, shard_assignment
+from churnguard.scoring.campaigns import Campaigns
+from churnguard.service.bindings import shard_of
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import produce_records
 from churnguard.service.route import ensure_topics
@@ -227,9 +229,21 @@ def test_real_pipeline_two_consumers_on_four_unkeyed_partitions(
     b = start_service(settings, default_pipeline_factory)
     _wait(lambda: len(a.service.shards) + len(b.service.shards) == shards, 60)
     _settle(a, b)
+    owned = [*a.service.shards.values(), *b.service.shards.values()]  # close() forgets them
     a.close()
     b.close()
     _assert_once(settings, replayed_alert_ids(day.files, settings, shards=shards))
+    assert len(owned) == shards
+    # every shard heard the other shards' namespaces' first contacts (the routers' contact
+    # facts), exactly those replay --shards hands it; with one shard, none
+    split = shard_assignment(day.files, settings, shards)
+    for shard in owned:
+        heard = Campaigns()
+        for (dest, ns), t in split.contacts.items():
+            if shard_of(ns, shards) != shard.number:
+                heard.note_remote(dest, ns, t)
+        assert shard.pipeline.scorer.campaigns.remote == heard.remote
+        assert bool(heard.remote) == (shards > 1)
     assert list(read_topic(settings, settings.kafka.dead_letter_topic)) == []
 
 

@@ -249,3 +249,39 @@ def test_a_host_is_shared_while_two_other_namespaces_have_an_early_pod_that_neve
     for host in ("h1", "h2"):
         others = {ns for (ns, h), pods in voting.items() if h == host and pods and ns != "shop"}
         assert c.shared(host, "shop") == (len(others) >= 2)
+
+
+def test_other_shards_namespaces_contacting_a_host_early_make_it_shared_by_the_rows_time() -> None:
+    """Sharded: the registry the CI namespaces of other shards push to is a shared service
+    here too, from the time their first contacts were made, not before; a contact after the
+    cluster's first hours is not a vote; and a snapshot keeps them."""
+    c = Campaigns()
+    _start(c)  # the cluster is born at 0
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    c.note_remote(ecr, "ci-data", 900.0)
+    c.note_remote(ecr, "ci-data", 1200.0)  # a later contact of the same namespace: no change
+    assert not c.shared(ecr, "shop", T)  # one other namespace is not enough
+    c.note_remote(ecr, "ci-platform", 1800.0)
+    assert c.shared(ecr, "shop", T)
+    assert not c.shared(ecr, "shop", 1000.0)  # judged before the second contact was made
+    assert not c.shared(ecr, "ci-platform", T)  # its own contact does not count for it
+    c.note_remote("late.example", "ci-data", 60.0)
+    c.note_remote("late.example", "ci-platform", NEW_AFTER_S + 1.0)
+    assert not c.shared("late.example", "shop", T)
+    again = Campaigns()
+    again.load(msgspec.msgpack.decode(msgspec.msgpack.encode(c.export()), type=CampaignState))
+    assert again.shared(ecr, "shop", T)
+    got = [c.observe(_short(f"r-{i}", T + 60 * i, ecr)) for i in range(CAMPAIGN_MIN)]
+    assert got == [None] * CAMPAIGN_MIN  # the shared registry is no campaign
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations([(f"ns-{i}", 100.0 * (i % 7) + i) for i in range(12)]))
+def test_remote_contacts_keep_the_earliest_whatever_order_they_come_in(contacts) -> None:
+    """A shard may hear other shards' contacts in any order (routers run apart): it keeps
+    the same earliest namespaces per host, so its answers do not depend on the order."""
+    c = Campaigns()
+    for ns, t in contacts:
+        c.note_remote("registry.example", ns, t)
+    expected = dict(sorted(contacts, key=lambda nt: (nt[1], nt[0]))[:8])
+    assert c.remote["registry.example"] == expected

@@ -81,9 +81,9 @@ def test_records_go_to_their_scopes_shard_and_an_unresolvable_one_is_counted(tmp
     rows = [_audit(T + i, f"ns-{i % 5}", f"p{i}") for i in range(40)]
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    assignment, fallbacks, end = shard_assignment([str(path)], Settings(), 4)
-    assert list(assignment) == [shard_of(f"ns-{i % 5}", 4) for i in range(40)]
-    assert fallbacks == 0 and end == T + 39
+    split = shard_assignment([str(path)], Settings(), 4)
+    assert list(split.shards) == [shard_of(f"ns-{i % 5}", 4) for i in range(40)]
+    assert split.fallbacks == 0 and split.end == T + 39
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +105,34 @@ def test_sharded_replay_processes_every_record_once_and_one_shard_is_replay(day:
     assert four.stats["late_events"] == plain.stats["late_events"] == 0
     ids = Counter(a.alert_id for a in four.alerts)
     assert ids and max(ids.values()) == 1
-    assignment, _, _ = shard_assignment([str(day)], settings, 4)
-    assert len(set(assignment)) > 1, "a day of namespaces spreads over the shards"
+    split = shard_assignment([str(day)], settings, 4)
+    assert len(set(split.shards)) > 1, "a day of namespaces spreads over the shards"
     # every entity is profiled, by the shard its scope hashes to
     assert {s.profile.entity.key() for s in four.scored} == {
         s.profile.entity.key() for s in plain.scored
     }
+
+
+def test_each_shard_hears_the_other_shards_namespaces_contacts_and_one_shard_none(day: Path):
+    """Campaign memory's shared hosts: every shard is told the first external contacts of
+    the namespaces the other shards own (as the routers tell them), none of its own."""
+    settings = Settings()
+    made: list = []
+
+    def factory():
+        made.append(make_pipeline(settings))
+        return made[-1]
+
+    replay_shards([str(day)], settings, 4, factory)
+    split = shard_assignment([str(day)], settings, 4)
+    told = {(d, ns) for (d, ns) in split.contacts}
+    assert told, "a simulated day's pods reach external hosts"
+    for k, pipeline in zip(sorted(set(split.shards)), made, strict=True):
+        heard = {(d, ns) for d, by in pipeline.scorer.campaigns.remote.items() for ns in by}
+        assert heard == {(d, ns) for d, ns in told if shard_of(ns, 4) != k}
+    made.clear()
+    replay_shards([str(day)], settings, 1, factory)
+    assert made[0].scorer.campaigns.remote == {}
 
 
 def test_sharded_replay_refuses_stdin():

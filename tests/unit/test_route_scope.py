@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from churnguard.ingest import parse_record
 from churnguard.ingest.events import Event, EventKind
+from churnguard.profiling.features import NetworkClassifier
 from churnguard.service.bindings import (
     INSTANCES,
     UNATTRIBUTED,
@@ -18,9 +20,12 @@ from churnguard.service.bindings import (
     BindingTable,
     Scope,
     bindings_of,
+    contacts_of,
+    other_shards,
     scope_of,
+    shard_of,
 )
-from churnguard.service.route import ORIGIN_HEADER, SOURCE_HEADER, read_routed
+from churnguard.service.route import CONTACT_HEADER, ORIGIN_HEADER, SOURCE_HEADER, read_routed
 
 T = 1_700_000_000.0
 
@@ -99,10 +104,12 @@ def _record(headers: list[tuple[str, bytes]]) -> SimpleNamespace:
 
 
 @given(st.dictionaries(st.sampled_from([SOURCE_HEADER, ORIGIN_HEADER, "churnguard-progress",
-                                        "churnguard-idle", "x"]),
-                       st.binary(max_size=24)))  # fmt: skip
-def test_read_routed_takes_any_headers_without_raising(headers: dict[str, bytes]):
-    routed = read_routed(_record(list(headers.items())), {"audit": "k8s_audit"})
+                                        "churnguard-idle", CONTACT_HEADER, "x"]),
+                       st.binary(max_size=24)), st.binary(max_size=40))  # fmt: skip
+def test_read_routed_takes_any_headers_without_raising(headers: dict[str, bytes], value: bytes):
+    rec = _record(list(headers.items()))
+    rec.value = value
+    routed = read_routed(rec, {"audit": "k8s_audit"})
     assert routed.origin.source
     assert routed.progress is None or routed.progress == routed.progress  # never NaN
 
@@ -119,6 +126,30 @@ def test_read_routed_gives_original_coordinates_and_markers():
     foreign = read_routed(_record([]), {})
     assert (foreign.origin.source, foreign.origin.offset) == ("rp", 42)
     assert orjson.loads(rec.value) == {}
+    fact = _record([(SOURCE_HEADER, b"flows"), (ORIGIN_HEADER, b"1:"), (CONTACT_HEADER, b"1")])
+    fact.value = msgspec.msgpack.encode(("ghcr.io", "ci-data", T))
+    got = read_routed(fact, {})
+    assert got.fact and got.contact == ("ghcr.io", "ci-data", T)
+    fact.value = b"not msgpack"
+    assert read_routed(fact, {}).fact and read_routed(fact, {}).contact is None
+
+
+def test_a_namespaces_external_contacts_go_to_every_other_shard():
+    """Campaign memory's shared hosts span shards: a record's external destinations, by
+    their earliest time, told to the shards that do not own its namespace."""
+
+    def flow(t: float, dst_ip: str, fqdn: str | None = None) -> Event:
+        return Event(time=t, kind=EventKind.NET_FLOW, format="flow", pod_ip="10.0.0.5",
+                     dst_ip=dst_ip, dst_fqdn=fqdn, bytes_out=10)  # fmt: skip
+
+    events = [flow(T + 5, "140.82.112.3", "ghcr.io"), flow(T, "140.82.112.3", "ghcr.io"),
+              flow(T, "10.0.3.4"), flow(T, "52.1.2.3")]  # fmt: skip
+    network = NetworkClassifier(["10.0.0.0/8"])
+    assert contacts_of(events, "ci-data", network) == {"ghcr.io": T, "52.1.2.3": T}
+    assert contacts_of(events, INSTANCES, network) == {}  # campaigns are per namespace
+    assert other_shards("ci-data", 1) == []  # one shard: nothing to tell
+    others = other_shards("ci-data", 4)
+    assert sorted([*others, shard_of("ci-data", 4)]) == [0, 1, 2, 3]
 
 
 def test_a_record_waits_for_every_input_whichever_router_reads_it():

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="S",
         help="replay as a service with kafka.repartition on S repartition partitions does:"
-        " the records split by scope with the router's rule, one pipeline per shard"
+        " the records split by scope with the router's rule, one pipeline per shard, each"
+        " told the other shards' namespaces' external contacts as the routers tell them"
         " (default 1: one pipeline for everything)",
     )
     parser.add_argument("--table", action="store_true", help="print the alerts as a table")

@@ -104,6 +104,13 @@ class NetworkClassifier:
     def __init__(self, cluster_cidrs: Iterable[str]) -> None:
         self._cidrs = tuple(cluster_cidrs)
 
+    def destination_of(self, ev: Event) -> str | None:
+        """The external destination a flow counts for (what ``Profile.destinations`` lists),
+        or None for anything else: the one rule the route stage's contact facts use too."""
+        if ev.kind is EventKind.NET_FLOW and self.is_external(ev):
+            return _destination(ev)
+        return None
+
     def is_external(self, ev: Event) -> bool:
         if ev.dst_external is not None:
             return ev.dst_external
@@ -718,8 +725,8 @@ class FeatureBuilder:
         """Bytes out and in per external destination (sorted by destination)."""
         out: dict[str, list[int]] = {}
         for ev in events:
-            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev):
-                pair = out.setdefault(_destination(ev), [0, 0])
+            if (dest := self.network.destination_of(ev)) is not None:
+                pair = out.setdefault(dest, [0, 0])
                 pair[0] += ev.bytes_out
                 pair[1] += ev.bytes_in
         return dict(sorted(out.items()))

@@ -35,9 +35,20 @@ created or exec'd into (not only deleted: a person draining a node), ended withi
 ``CAMPAIGN_WINDOW_S``, are one campaign across namespaces (key ``*|identity:<who>``). An
 SRE's weekly debug pods, CI deployers and notebook spawners are identities the cluster
 knows. All state is in the scorer's snapshot.
+
+Sharded (``kafka.repartition`` with S > 1 shards): a shard sees only its own namespaces,
+so a registry every CI namespace pushes to looks rare to a shard holding one of them. The
+route stage therefore tells every other shard when a namespace first contacted each
+external destination (:func:`~churnguard.service.bindings.contacts_of`), and
+:meth:`Campaigns.note_remote` keeps those contacts: a namespace of another shard counts
+towards ``SHARED_BY`` when it contacted the host in the cluster's first hours, by the
+time of the row being judged. Such a contact cannot be withdrawn when its pod pages (the
+pod is scored in another shard; see docs/limitations.md). With one shard there are none.
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 
@@ -56,6 +67,7 @@ EARLY_NAMESPACES = 8  # namespaces recorded per early destination (votes can be 
 EARLY_VOTERS = 4  # pods recorded per (namespace, early destination): whose paging withdraws
 _MAX_DESTINATIONS = 50_000  # destinations remembered across namespaces (oldest dropped)
 _MAX_YOUNG = 50_000  # young entities whose destinations are being collected
+_MAX_REMOTE = 50_000  # destinations with contacts from other shards' namespaces
 
 
 class Member(msgspec.Struct, array_like=True):
@@ -78,6 +90,8 @@ class CampaignState(msgspec.Struct):
     voters: dict[str, list[str]] = {}
     # entity -> the "ns|dest" votes it gave (to withdraw them when it pages)
     votes: dict[str, list[str]] = {}
+    # dest -> namespace of another shard -> the first time it contacted dest (note_remote)
+    remote: dict[str, dict[str, float]] = {}
 
 
 class Campaigns:
@@ -93,6 +107,7 @@ class Campaigns:
         self.strangers: dict[str, list[str]] = {}
         self.voters: dict[str, list[str]] = {}
         self.votes: dict[str, list[str]] = {}
+        self.remote: dict[str, dict[str, float]] = {}
 
     def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
         """Fold one profile in; the campaign (key, members) it joined once it is one."""
@@ -143,7 +158,7 @@ class Campaigns:
         for dest in sorted(dests):
             if self.destinations.get(f"{ns}|{dest}", born) - born < NEW_AFTER_S:
                 continue  # the namespace has used it since it was first seen
-            if self.shared(dest, ns):
+            if self.shared(dest, ns, now):
                 continue  # other namespaces have used it all along: a shared service, not rare
             keys.append(f"{ns}|{dest}")
         keys.extend(f"*|{IDENTITY}{who}" for who in sorted(strangers))
@@ -158,11 +173,33 @@ class Campaigns:
         self._expire(now)
         return joined
 
-    def shared(self, dest: str, ns: str) -> bool:
+    def shared(self, dest: str, ns: str, now: float = math.inf) -> bool:
         """A service of the cluster, not a rare host: ``SHARED_BY`` namespaces other than
         ``ns`` contacted ``dest`` in the cluster's first hours (a registry, the package
-        index, the object store)."""
-        return len(set(self.early_namespaces.get(dest, ())) - {ns}) >= SHARED_BY
+        index, the object store): this shard's votes, and other shards' namespaces whose
+        first contact was in those hours and at or before ``now`` (the judged row's end:
+        a sharded service has heard every contact up to it, maybe some later ones)."""
+        voters = set(self.early_namespaces.get(dest, ()))
+        if self.cluster_born is not None and dest in self.remote:
+            until = min(now, self.cluster_born + NEW_AFTER_S)
+            voters.update(n for n, t in self.remote[dest].items() if t <= until)
+        return len(voters - {ns}) >= SHARED_BY
+
+    def note_remote(self, dest: str, ns: str, time: float) -> None:
+        """A namespace another shard scores contacted ``dest`` at ``time`` (its first).
+
+        Keeps the ``EARLY_NAMESPACES`` earliest per destination whatever order they come
+        in, so a shard that hears them in another order answers the same."""
+        firsts = self.remote.get(dest)
+        if firsts is None:
+            if len(self.remote) >= _MAX_REMOTE:
+                return  # bounded; docs/limitations.md
+            firsts = self.remote[dest] = {}
+        if time >= firsts.get(ns, math.inf):
+            return
+        firsts[ns] = time
+        if len(firsts) > EARLY_NAMESPACES:
+            del firsts[max(firsts, key=lambda n: (firsts[n], n))]
 
     def _vote(self, dest: str, ns: str, entity: str) -> None:
         """``entity`` of ``ns`` contacted ``dest`` in the cluster's first hours."""
@@ -218,6 +255,7 @@ class Campaigns:
             strangers={k: list(v) for k, v in self.strangers.items()},
             voters={k: list(v) for k, v in self.voters.items()},
             votes={k: list(v) for k, v in self.votes.items()},
+            remote={k: dict(v) for k, v in self.remote.items()},
         )
 
     def load(self, state: CampaignState) -> None:
@@ -230,3 +268,4 @@ class Campaigns:
         self.strangers = {k: list(v) for k, v in state.strangers.items()}
         self.voters = {k: list(v) for k, v in state.voters.items()}
         self.votes = {k: list(v) for k, v in state.votes.items()}
+        self.remote = {k: dict(v) for k, v in state.remote.items()}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from functools import partial
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -177,7 +178,7 @@ class Scorer:
             ctx = Context(
                 workload_learning=not own,
                 namespace_learning=learning,
-                shared=lambda dest, ns=ns: self.campaigns.shared(dest, ns),
+                shared=partial(self.campaigns.shared, ns=ns, now=p.window_end),
                 # a controller's replicas run the same code: one reading over its life far
                 # beyond the others is collecting. People's spawned servers read as their
                 # people do (their peers vouch only for one window: _yardstick)
@@ -256,7 +257,8 @@ class Scorer:
         if routine(p, alert) or own_instance_routine(p, alert):
             return True
         ns = p.entity.namespace or ""
-        if shared_service_routine(p, alert, lambda dest: self.campaigns.shared(dest, ns)):
+        shared = partial(self.campaigns.shared, ns=ns, now=p.window_end)
+        if shared_service_routine(p, alert, shared):
             return True
         own = b is not None and b.key == baseline_keys(p)[0]
         if new_workload_routine(p, alert, workload_learning=not own):

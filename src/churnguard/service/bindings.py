@@ -29,6 +29,13 @@ router that has read further ahead answers as one that has not, and ``replay --s
 
 :func:`shard_of` is the one scope → partition rule: the router produces by it and
 ``replay --shards`` splits by it.
+
+Contact facts (:func:`contacts_of`, :func:`other_shards`): which external destinations a
+namespace contacted, and first when. Campaign memory counts a host many namespaces use
+from the cluster's first hours as a shared service (``Campaigns.shared``); a shard sees
+only its own namespaces, so the router tells every *other* shard each namespace's first
+contacts, and ``replay --shards`` hands the same facts to the same shards. With one shard
+there is no other shard and nothing is sent.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from churnguard.profiling.entities import (
     EntityTable,
     starts_container,
 )
+from churnguard.profiling.features import NetworkClassifier
 
 INSTANCES = "~instances"  # the scope of every cloud instance (their IPs bind to it)
 UNATTRIBUTED = "~unattributed"  # events no binding can ever place (the pipeline counts them)
@@ -155,6 +163,25 @@ def bindings_of(events: list[Event]) -> list[Binding]:
             if ev.node and starts_container(ev):
                 out.append(Binding("launch", ev.node, ev.time, ev.namespace))
     return out
+
+
+def contacts_of(events: list[Event], scope: str, network: NetworkClassifier) -> dict[str, float]:
+    """External destination -> earliest time a record's flows reached it, when the record's
+    scope is a namespace (campaigns are per namespace; the pseudo-scopes keep none)."""
+    out: dict[str, float] = {}
+    if scope.startswith("~"):
+        return out
+    for ev in events:
+        dest = network.destination_of(ev)
+        if dest is not None and math.isfinite(ev.time) and ev.time < out.get(dest, math.inf):
+            out[dest] = ev.time
+    return out
+
+
+def other_shards(scope: str, shards: int) -> list[int]:
+    """The shards a scope's contact facts go to: every one but its own."""
+    own = shard_of(scope, shards)
+    return [k for k in range(shards) if k != own]
 
 
 def shard_of(scope: str, shards: int) -> int:

@@ -322,6 +322,12 @@ class Service:
         under its original coordinates (a copy routed twice is dropped)."""
         assert self._publisher is not None
         routed = read_routed(rec, self.kafka.input_topics)
+        if routed.fact:  # another shard's namespace's contact (route.py, "Contact facts")
+            if routed.contact is None:
+                log.warning("unreadable contact fact skipped", extra={"offset": rec.offset})
+            else:
+                shard.pipeline.note_remote_contact(*routed.contact)
+            return
         if not routed.marker:
             if shard.first_time(routed.origin):
                 self._process(shard, rec.value or b"", routed.origin, routed.pinned)

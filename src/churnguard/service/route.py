@@ -26,6 +26,16 @@ bindings table: :meth:`BindingTable.frontier`). A record that waits holds back t
 it goes on under the fallback scope, counted (``churnguard_route_fallback_total``) and
 logged, never dropped.
 
+Contact facts. After routing a record of a namespace, a router tells every *other* shard
+each external destination that namespace contacts, once per (destination, namespace) unless
+an earlier time turns up (:func:`~churnguard.service.bindings.contacts_of`; a record with
+``CONTACT_HEADER``, value ``[destination, namespace, time]``): campaign memory needs the
+hosts the whole cluster shares, and a shard sees only its namespaces. They are produced
+after the record and before the marker that covers it, so a shard has every contact up to
+an event time before its watermark passes it; campaign memory looks them up bounded by the
+judged row's time, so a shard that hears some early answers as one that has not. With one
+shard there is no other shard and nothing is sent.
+
 Delivery. Input offsets are committed only after the routed records are acknowledged by the
 broker (the producer is flushed first, every ``checkpoint_interval_s``), so a killed router's
 successor routes some records a second time; shards drop them by their original coordinates.
@@ -66,12 +76,15 @@ from churnguard.ingest import AdapterContext, parse_record
 from churnguard.ingest.events import Origin
 from churnguard.ingest.watermark import input_of
 from churnguard.profiling.entities import IP_BINDING_LAG_S
+from churnguard.profiling.features import NetworkClassifier
 from churnguard.service.bindings import (
     FALLBACK,
     IDLE,
     Binding,
     BindingTable,
     bindings_of,
+    contacts_of,
+    other_shards,
     scope_of,
     shard_of,
 )
@@ -87,6 +100,8 @@ SOURCE_HEADER = "churnguard-source"  # the input topic: the shard pins the forma
 ORIGIN_HEADER = "churnguard-origin"  # "partition:offset" on that topic
 PROGRESS_HEADER = "churnguard-progress"  # on a marker: event time routed on that input
 IDLE_HEADER = "churnguard-idle"  # on a marker: b"1" when the input is read to its end
+CONTACT_HEADER = "churnguard-contact"  # b"1" on a contact fact (value: dest, namespace, time)
+_MAX_CONTACTS = 50_000  # (destination, namespace) pairs a router remembers telling
 PROGRESS_INTERVAL_S = 0.5
 END_CONFIRM_S = 1.0  # twice the consumer's fetch wait (fetch_max_wait_ms, 500 ms)
 TABLE_READ_TIMEOUT_S = 30.0
@@ -113,6 +128,8 @@ class Routed:
     pinned: str | None  # the format pinned on the original topic
     progress: float | None = None  # marker: event time routed on that input
     idle: bool = False  # marker: that input is read to its end
+    fact: bool = False  # a contact fact (not a record, not a marker)
+    contact: tuple[str, str, float] | None = None  # its dest, namespace, time (None: unreadable)
 
     @property
     def input(self) -> str:
@@ -124,7 +141,8 @@ class Routed:
 
 
 def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
-    """A repartitioned record's original coordinates (or its marker) from its headers."""
+    """A repartitioned record's original coordinates (or its marker, or its contact fact)
+    from its headers."""
     headers = {k: v.decode("utf-8", "replace") for k, v in rec.headers or [] if v is not None}
     source = headers.get(SOURCE_HEADER, "")
     partition, _, offset = headers.get(ORIGIN_HEADER, "").partition(":")
@@ -132,6 +150,8 @@ def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
         return Routed(Origin(source=rec.topic, partition=rec.partition, offset=rec.offset), None)
     origin = Origin(source=source, partition=int(partition),
                     offset=int(offset) if _is_number(offset) else None)  # fmt: skip
+    if headers.get(CONTACT_HEADER) == "1":
+        return Routed(origin, None, fact=True, contact=_contact(rec.value))
     try:
         progress = float(headers.get(PROGRESS_HEADER) or "nan")
     except ValueError:
@@ -142,6 +162,15 @@ def read_routed(rec, pinned_formats: dict[str, str]) -> Routed:
         progress=progress if math.isfinite(progress) else None,
         idle=headers.get(IDLE_HEADER) == "1",
     )
+
+
+def _contact(value: bytes | None) -> tuple[str, str, float] | None:
+    """A contact fact's value, or None when it is not one (nothing to note, never raises)."""
+    try:
+        dest, ns, t = msgspec.msgpack.decode(value or b"", type=tuple[str, str, float])
+    except (msgspec.DecodeError, ValueError):
+        return None
+    return (dest, ns, t) if math.isfinite(t) else None
 
 
 def _is_number(text: str) -> bool:
@@ -204,6 +233,8 @@ class Router:
         self.metrics = metrics
         self.clock = clock
         self.table = BindingTable()
+        self.network = NetworkClassifier(settings.pipeline.cluster_cidrs)
+        self._contacts: dict[tuple[str, str], float] = {}  # (dest, namespace) -> time told
         self.queues: dict[TopicPartition, deque[_Item]] = {}
         self.newest: dict[TopicPartition, float] = {}  # newest event time read per input
         self.released: dict[TopicPartition, int] = {}  # next offset to commit per input
@@ -480,6 +511,34 @@ class Router:
             ],
         ).add_errback(self.publisher._on_send_error)
         self.metrics.routed.labels(item.topic).inc()
+        self._tell_contacts(item, key)
+
+    def _tell_contacts(self, item: _Item, key: str) -> None:
+        """Tell every other shard the external destinations ``key``'s namespace contacted
+        in this record, unless it was told an earlier time (see the module docstring)."""
+        partitions = self._partitions()
+        others = other_shards(key, len(partitions))
+        if not others:
+            return
+        headers = [
+            (SOURCE_HEADER, item.topic.encode()),
+            (ORIGIN_HEADER, f"{item.partition}:".encode()),
+            (CONTACT_HEADER, b"1"),
+        ]
+        for dest, t in contacts_of(item.events, key, self.network).items():
+            if t >= self._contacts.get((dest, key), math.inf):
+                continue
+            if len(self._contacts) >= _MAX_CONTACTS:
+                self._contacts.clear()  # telling again is harmless: a shard keeps the earliest
+            self._contacts[dest, key] = t
+            value = msgspec.msgpack.encode((dest, key, t))
+            for k in others:
+                self.publisher.producer.send(
+                    self.kafka.repartition_topic,
+                    value=value,
+                    partition=partitions[k],
+                    headers=headers,
+                ).add_errback(self.publisher._on_send_error)
 
     # ---- offsets and rebalance --------------------------------------------------------------
     def commit(self) -> None:
