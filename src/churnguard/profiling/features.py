@@ -15,7 +15,7 @@ import posixpath
 import re
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -60,6 +60,12 @@ BEACON_MIN_REGULARITY = 0.5  # 1 - CV of the gaps: 10-30 min of jitter on 40-60 
 # an implant calls home at once; a host first called later than this after the unfamiliar
 # program started is not tied to it (features._unfamiliar_callers)
 CALL_HOME_S = 600.0
+# a host one replica calls like clockwork (1 - CV of its gaps at least this: 30 min +-10 %
+# is 0.94; pollers' schedules are tighter still) while this many other pods of its
+# workload never called it: code the replicas do not share (features._lone_beacons, det9)
+LONE_BEACON_MIN_REGULARITY = 0.8
+LONE_SIBLINGS = 2
+_LONE_CONTACTS = 2  # replicas remembered per (workload, host): whether one other called it
 # world-writable directories: a program run from one was written at run time, never
 # learned as a workload's usual program (features._started)
 DROP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
@@ -155,6 +161,11 @@ class FirstSeenMemory:
         # one that had contacted it (note_intruder): an implant's C2 host, which a new
         # workload's archive upload finds as good as new (FeatureBuilder._archive_shipped)
         self.intruded: dict[str, dict[str, str]] = {}
+        # workload -> its first pods seen (LONE_SIBLINGS + 1), and workload -> host -> the
+        # first pods of it that called the host (quiet windows or not: facts): a host only
+        # one replica ever called (is_lone_call)
+        self.replicas: dict[str, set[str]] = {}
+        self.replica_contacts: dict[str, dict[str, set[str]]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -177,6 +188,10 @@ class FirstSeenMemory:
             "workload_contact": {k: dict(v) for k, v in self.workload_contact.items()},
             "binaries": {k: sorted(v) for k, v in self.binaries.items()},
             "intruded": {k: dict(v) for k, v in self.intruded.items()},
+            "replicas": {k: sorted(v) for k, v in self.replicas.items()},
+            "replica_contacts": {
+                k: {d: sorted(e) for d, e in v.items()} for k, v in self.replica_contacts.items()
+            },
         }
 
     def restore(self, data: dict) -> None:
@@ -193,6 +208,11 @@ class FirstSeenMemory:
         self.workload_contact = {k: dict(v) for k, v in data.get("workload_contact", {}).items()}
         self.binaries = {k: set(v) for k, v in data.get("binaries", {}).items()}
         self.intruded = {k: dict(v) for k, v in data.get("intruded", {}).items()}
+        self.replicas = {k: set(v) for k, v in data.get("replicas", {}).items()}
+        self.replica_contacts = {
+            k: {d: set(e) for d, e in v.items()}
+            for k, v in data.get("replica_contacts", {}).items()
+        }
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -226,6 +246,35 @@ class FirstSeenMemory:
         for dest in dests:
             if contacts.get(dest, set()) <= {entity} and len(table) < self._max:
                 table.setdefault(dest, entity)
+
+    def note_replica(self, workload: str, entity: str, dests: Iterable[str]) -> None:
+        """``entity``, a pod of ``workload``, called ``dests`` (in any window)."""
+        pods = self.replicas.get(workload)
+        if pods is None and len(self.replicas) < self._max:
+            pods = self.replicas[workload] = set()
+        if pods is not None and len(pods) <= LONE_SIBLINGS:
+            pods.add(entity)
+        if workload not in self.replica_contacts and len(self.replica_contacts) >= self._max:
+            return
+        table = self.replica_contacts.setdefault(workload, {})
+        for dest in dests:
+            who = table.get(dest)
+            if who is None:
+                if len(table) >= self._max:
+                    continue
+                who = table[dest] = set()
+            if len(who) < _LONE_CONTACTS:
+                who.add(entity)
+
+    def is_lone_call(self, workload: str, dest: str, entity: str) -> bool:
+        """``LONE_SIBLINGS`` or more other pods of ``workload`` were seen and none of them
+        ever called ``dest``: only this replica runs code that calls it. Replicas run one
+        image and one configuration; a GitOps or monitoring workload's pods each poll their
+        endpoint. Whatever the namespace's memory of the host (attackers reuse hosts: an
+        earlier intrusion's calls must not make it a poller's)."""
+        siblings = self.replicas.get(workload, set()) - {entity}
+        callers = self.replica_contacts.get(workload, {}).get(dest, set())
+        return len(siblings) >= LONE_SIBLINGS and callers <= {entity}
 
     def is_intruded(self, scope: str, dest: str) -> bool:
         """Only an entity that paged calling it on a schedule had contacted ``dest``."""
@@ -462,7 +511,10 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
-            late_beacons=self._late_beacons(state, events),
+            late_beacons=(late := self._late_beacons(state, events)),
+            lone_beacons={
+                d: r for d, r in self._lone_beacons(state, events).items() if d not in late
+            },
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
@@ -489,6 +541,7 @@ class FeatureBuilder:
                 self.memory.note_workload(
                     workload, p.first_seen, p.destinations, p.window_start if quiet else None
                 )
+                self.memory.note_replica(workload, p.entity.key(), p.destinations)
                 if quiet:
                     self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
@@ -603,6 +656,22 @@ class FeatureBuilder:
             "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
         }
 
+    def _scheduled_calls(
+        self, state: EntityState, events: list[Event], floor: float
+    ) -> Iterator[tuple[str, float]]:
+        """(host, regularity) for each external host this window called that the entity
+        calls on a schedule over its life (``EntityState.dest_times``: regularity at least
+        ``floor``)."""
+        called = {
+            _destination(ev)
+            for ev in events
+            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
+        }
+        for dest in sorted(called):
+            r = _regularity(state.dest_times.get(dest, []))
+            if r >= floor:
+                yield dest, round(r, 3)
+
     def _late_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
         """Destinations new to this entity (:meth:`FirstSeenMemory.is_late`) that it calls on
         a schedule (regularity at least ``BEACON_MIN_REGULARITY``), with their regularity:
@@ -611,20 +680,31 @@ class FeatureBuilder:
         scope, me = destination_scope(state), str(state.key)
         born = state.created_at if state.created_at is not None else state.first_seen
         now = max((ev.time for ev in events), default=state.last_seen)
-        out = {}
-        called = {
-            _destination(ev)
-            for ev in events
-            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
-        }
         workload = workload_scope(state.namespace, state.workload)
-        for dest in sorted(called):
-            r = _regularity(state.dest_times.get(dest, []))
-            if r >= BEACON_MIN_REGULARITY and self.memory.is_late(
-                scope, dest, me, born, now, workload
-            ):
-                out[dest] = round(r, 3)
-        return out
+        return {
+            dest: r
+            for dest, r in self._scheduled_calls(state, events, BEACON_MIN_REGULARITY)
+            if self.memory.is_late(scope, dest, me, born, now, workload)
+        }
+
+    def _lone_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        """Hosts this pod calls like clockwork over its life (regularity at least
+        ``LONE_BEACON_MIN_REGULARITY``) that no other pod of its workload, of
+        ``LONE_SIBLINGS`` or more seen, ever called (:meth:`FirstSeenMemory.is_lone_call`),
+        with their regularity: an implant in one replica of a busy Deployment, one small
+        call a window that looks like the workload's own traffic, to a host the namespace
+        may know from an earlier intrusion (det9). Not judged: a pod anyone ``kubectl
+        exec``'d into (people's loops are judged by who they are), a bare pod, a host
+        already in ``late_beacons``."""
+        workload = workload_scope(state.namespace, state.workload)
+        if state.key.kind is not EntityKind.POD or workload is None or state.exec_times:
+            return {}
+        me = str(state.key)
+        return {
+            dest: r
+            for dest, r in self._scheduled_calls(state, events, LONE_BEACON_MIN_REGULARITY)
+            if self.memory.is_lone_call(workload, dest, me)
+        }
 
     def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:
         """External hosts new to this pod's workload that it first called within
