@@ -226,15 +226,7 @@ class FirstSeenMemory:
         return any(len(self.peers.get(g, set()) - {identity}) >= PEERS_MIN for g in groups)
 
     def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
-        table = self.contacts.setdefault(scope, {})
-        for dest in dests:
-            who = table.get(dest)
-            if who is None:
-                if len(table) >= self._max:
-                    continue
-                who = table[dest] = set()
-            if len(who) < RARE_CONTACTS:
-                who.add(entity)
+        _note_callers(self.contacts, scope, entity, dests, self._max, RARE_CONTACTS)
 
     def note_intruder(self, scope: str, entity: str, dests: Iterable[str]) -> None:
         """``entity`` paged calling ``dests`` on a schedule: those only it ever contacted in
@@ -254,17 +246,7 @@ class FirstSeenMemory:
             pods = self.replicas[workload] = set()
         if pods is not None and len(pods) <= LONE_SIBLINGS:
             pods.add(entity)
-        if workload not in self.replica_contacts and len(self.replica_contacts) >= self._max:
-            return
-        table = self.replica_contacts.setdefault(workload, {})
-        for dest in dests:
-            who = table.get(dest)
-            if who is None:
-                if len(table) >= self._max:
-                    continue
-                who = table[dest] = set()
-            if len(who) < _LONE_CONTACTS:
-                who.add(entity)
+        _note_callers(self.replica_contacts, workload, entity, dests, self._max, _LONE_CONTACTS)
 
     def is_lone_call(self, workload: str, dest: str, entity: str) -> bool:
         """``LONE_SIBLINGS`` or more other pods of ``workload`` were seen and none of them
@@ -370,6 +352,27 @@ def workload_scope(namespace: str | None, workload: str | None) -> str | None:
     """A controller's pods share their workload's memory (``namespace/Kind/name``); a bare
     pod or an instance has none."""
     return f"{namespace or '-'}/{workload}" if workload else None
+
+
+def _note_callers(
+    tables: dict[str, dict[str, set[str]]],
+    scope: str,
+    entity: str,
+    dests: Iterable[str],
+    cap: int,
+    keep: int,
+) -> None:
+    """The first ``keep`` entities of ``scope`` that called each destination (``cap``
+    destinations per scope): whether a host is shared, not how widely."""
+    table = tables.setdefault(scope, {})
+    for dest in dests:
+        who = table.get(dest)
+        if who is None:
+            if len(table) >= cap:
+                continue
+            who = table[dest] = set()
+        if len(who) < keep:
+            who.add(entity)
 
 
 def _note_first(
