@@ -282,7 +282,7 @@ def test_a_beacon_only_one_replica_calls_pages_though_the_namespace_knows_its_ho
     assert first.lone_beacons["c2.example"] >= 0.8
     assert "beacon-from-one-replica" in [g.name for g in fired(first)]
     assert any(
-        "none of the other pods of its workload" in line
+        "none of the other pods of its workload called meanwhile" in line
         for line in technique_evidence(first)["T1071"]
     )
     # the fourth beat is the first with enough gaps to tell
@@ -301,18 +301,21 @@ def test_what_all_replicas_poll_or_a_person_runs_in_one_is_not_a_lone_beacon() -
     assert not any(p.lone_beacons for p in _replicas(irregular))
 
 
-def test_the_replicas_memory_needs_two_siblings_and_survives_restarts() -> None:
+def test_the_replicas_memory_needs_two_live_siblings_and_survives_restarts() -> None:
     memory = FirstSeenMemory()
-    memory.note_replica(WEB, "shop/web-1", ["api.stripe.com"])
-    memory.note_replica(WEB, "shop/web-2", ["api.stripe.com"])
-    # one sibling is not enough to tell a replica's code from the workload's
-    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-2")
-    memory.note_replica(WEB, "shop/web-3", ["c2.example"])
-    assert memory.is_lone_call(WEB, "c2.example", "shop/web-3")
-    assert not memory.is_lone_call(WEB, "api.stripe.com", "shop/web-3")
-    assert not memory.is_lone_call("shop/ReplicaSet/other", "c2.example", "shop/web-3")
+    memory.note_replica(WEB, "shop/web-0", ["c2.example"], 1 * HOUR)  # an earlier intrusion
+    memory.note_replica(WEB, "shop/web-1", ["api.stripe.com"], 13 * HOUR)
+    memory.note_replica(WEB, "shop/web-3", ["c2.example"], 13 * HOUR)
+    # one live sibling is not enough to tell a replica's code from the workload's
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    memory.note_replica(WEB, "shop/web-2", ["api.stripe.com"], 13 * HOUR)
+    # web-0's call hours before this schedule began does not make the host the workload's
+    assert memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 0.0)
+    assert not memory.is_lone_call(WEB, "api.stripe.com", "shop/web-3", 12 * HOUR)
+    assert not memory.is_lone_call("shop/ReplicaSet/other", "c2.example", "shop/web-3", 0.0)
     again = FirstSeenMemory()
     again.restore(memory.snapshot())
-    assert again.is_lone_call(WEB, "c2.example", "shop/web-3")
-    memory.note_replica(WEB, "shop/web-1", ["c2.example"])  # a second replica calls it too
-    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3")
+    assert again.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    memory.note_replica(WEB, "shop/web-1", ["c2.example"], 14 * HOUR)  # a live sibling too
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)

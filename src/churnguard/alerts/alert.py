@@ -363,7 +363,7 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
     )
     c2.extend(
         f"calls {dest} on a schedule (regularity {r:.2f}), a host none of the other pods of"
-        f" its workload ever called"
+        f" its workload called meanwhile"
         for dest, r in profile.lone_beacons.items()
     )
     c2.extend(

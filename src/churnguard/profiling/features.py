@@ -65,7 +65,8 @@ CALL_HOME_S = 600.0
 # workload never called it: code the replicas do not share (features._lone_beacons, det9)
 LONE_BEACON_MIN_REGULARITY = 0.8
 LONE_SIBLINGS = 2
-_LONE_CONTACTS = 2  # replicas remembered per (workload, host): whether one other called it
+_REPLICAS_KEPT = 64  # a workload's latest pods remembered (when each was last seen)
+_LONE_CALLERS = 4  # a host's latest callers remembered per workload
 # world-writable directories: a program run from one was written at run time, never
 # learned as a workload's usual program (features._started)
 DROP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
@@ -161,11 +162,11 @@ class FirstSeenMemory:
         # one that had contacted it (note_intruder): an implant's C2 host, which a new
         # workload's archive upload finds as good as new (FeatureBuilder._archive_shipped)
         self.intruded: dict[str, dict[str, str]] = {}
-        # workload -> its first pods seen (LONE_SIBLINGS + 1), and workload -> host -> the
-        # first pods of it that called the host (quiet windows or not: facts): a host only
-        # one replica ever called (is_lone_call)
-        self.replicas: dict[str, set[str]] = {}
-        self.replica_contacts: dict[str, dict[str, set[str]]] = {}
+        # workload -> its latest pods seen -> when, and workload -> host -> its latest pods
+        # that called the host -> when (any window, quiet or not: facts): a host only one
+        # live replica calls (is_lone_call)
+        self.replicas: dict[str, dict[str, float]] = {}
+        self.replica_calls: dict[str, dict[str, dict[str, float]]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -188,9 +189,9 @@ class FirstSeenMemory:
             "workload_contact": {k: dict(v) for k, v in self.workload_contact.items()},
             "binaries": {k: sorted(v) for k, v in self.binaries.items()},
             "intruded": {k: dict(v) for k, v in self.intruded.items()},
-            "replicas": {k: sorted(v) for k, v in self.replicas.items()},
-            "replica_contacts": {
-                k: {d: sorted(e) for d, e in v.items()} for k, v in self.replica_contacts.items()
+            "replicas": {k: dict(v) for k, v in self.replicas.items()},
+            "replica_calls": {
+                k: {d: dict(e) for d, e in v.items()} for k, v in self.replica_calls.items()
             },
         }
 
@@ -208,10 +209,9 @@ class FirstSeenMemory:
         self.workload_contact = {k: dict(v) for k, v in data.get("workload_contact", {}).items()}
         self.binaries = {k: set(v) for k, v in data.get("binaries", {}).items()}
         self.intruded = {k: dict(v) for k, v in data.get("intruded", {}).items()}
-        self.replicas = {k: set(v) for k, v in data.get("replicas", {}).items()}
-        self.replica_contacts = {
-            k: {d: set(e) for d, e in v.items()}
-            for k, v in data.get("replica_contacts", {}).items()
+        self.replicas = {k: dict(v) for k, v in data.get("replicas", {}).items()}
+        self.replica_calls = {
+            k: {d: dict(e) for d, e in v.items()} for k, v in data.get("replica_calls", {}).items()
         }
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
@@ -239,24 +239,29 @@ class FirstSeenMemory:
             if contacts.get(dest, set()) <= {entity} and len(table) < self._max:
                 table.setdefault(dest, entity)
 
-    def note_replica(self, workload: str, entity: str, dests: Iterable[str]) -> None:
-        """``entity``, a pod of ``workload``, called ``dests`` (in any window)."""
-        pods = self.replicas.get(workload)
-        if pods is None and len(self.replicas) < self._max:
-            pods = self.replicas[workload] = set()
-        if pods is not None and len(pods) <= LONE_SIBLINGS:
-            pods.add(entity)
-        _note_callers(self.replica_contacts, workload, entity, dests, self._max, _LONE_CONTACTS)
+    def note_replica(self, workload: str, entity: str, dests: Iterable[str], when: float) -> None:
+        """``entity``, a pod of ``workload``, was seen up to ``when`` (a window's end, any
+        window) calling ``dests``: the latest few pods and each host's latest callers."""
+        _note_latest(self.replicas, workload, [entity], when, _REPLICAS_KEPT, self._max)
+        table = self.replica_calls.setdefault(workload, {})
+        for dest in dests:
+            if dest in table or len(table) < self._max:
+                _note_latest(table, dest, [entity], when, _LONE_CALLERS, self._max)
 
-    def is_lone_call(self, workload: str, dest: str, entity: str) -> bool:
-        """``LONE_SIBLINGS`` or more other pods of ``workload`` were seen and none of them
-        ever called ``dest``: only this replica runs code that calls it. Replicas run one
-        image and one configuration; a GitOps or monitoring workload's pods each poll their
-        endpoint. Whatever the namespace's memory of the host (attackers reuse hosts: an
-        earlier intrusion's calls must not make it a poller's)."""
-        siblings = self.replicas.get(workload, set()) - {entity}
-        callers = self.replica_contacts.get(workload, {}).get(dest, set())
-        return len(siblings) >= LONE_SIBLINGS and callers <= {entity}
+    def is_lone_call(self, workload: str, dest: str, entity: str, since: float) -> bool:
+        """``LONE_SIBLINGS`` or more other pods of ``workload`` were seen since ``since`` (the
+        start of this pod's schedule) and none of them called ``dest`` since then: only this
+        replica runs code that calls it now. Replicas run one image and one configuration;
+        each pod of a GitOps or monitoring workload polls its endpoint within a period.
+        Calls by pods before ``since`` do not count (attackers reuse hosts: an earlier
+        intrusion's replica called it hours ago), nor the namespace's memory of the host."""
+        siblings = [
+            e for e, t in self.replicas.get(workload, {}).items() if e != entity and t >= since
+        ]
+        callers = self.replica_calls.get(workload, {}).get(dest, {})
+        return len(siblings) >= LONE_SIBLINGS and not any(
+            e != entity and t >= since for e, t in callers.items()
+        )
 
     def is_intruded(self, scope: str, dest: str) -> bool:
         """Only an entity that paged calling it on a schedule had contacted ``dest``."""
@@ -373,6 +378,24 @@ def _note_callers(
             who = table[dest] = set()
         if len(who) < keep:
             who.add(entity)
+
+
+def _note_latest(
+    tables: dict[str, dict[str, float]],
+    scope: str,
+    items: Iterable[str],
+    when: float,
+    keep: int,
+    cap: int,
+) -> None:
+    """The latest ``when`` each item was seen for ``scope``; the ``keep`` latest items."""
+    if scope not in tables and len(tables) >= cap:
+        return
+    table = tables.setdefault(scope, {})
+    for item in items:
+        table[item] = max(table.get(item, when), when)
+        if len(table) > keep:
+            del table[min(table, key=lambda k: (table[k], k))]
 
 
 def _note_first(
@@ -544,7 +567,7 @@ class FeatureBuilder:
                 self.memory.note_workload(
                     workload, p.first_seen, p.destinations, p.window_start if quiet else None
                 )
-                self.memory.note_replica(workload, p.entity.key(), p.destinations)
+                self.memory.note_replica(workload, p.entity.key(), p.destinations, p.window_end)
                 if quiet:
                     self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
@@ -693,7 +716,8 @@ class FeatureBuilder:
     def _lone_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
         """Hosts this pod calls like clockwork over its life (regularity at least
         ``LONE_BEACON_MIN_REGULARITY``) that no other pod of its workload, of
-        ``LONE_SIBLINGS`` or more seen, ever called (:meth:`FirstSeenMemory.is_lone_call`),
+        ``LONE_SIBLINGS`` or more seen meanwhile, called since the schedule's first call
+        kept (:meth:`FirstSeenMemory.is_lone_call`),
         with their regularity: an implant in one replica of a busy Deployment, one small
         call a window that looks like the workload's own traffic, to a host the namespace
         may know from an earlier intrusion (det9). Not judged: a pod anyone ``kubectl
@@ -706,7 +730,7 @@ class FeatureBuilder:
         return {
             dest: r
             for dest, r in self._scheduled_calls(state, events, LONE_BEACON_MIN_REGULARITY)
-            if self.memory.is_lone_call(workload, dest, me)
+            if self.memory.is_lone_call(workload, dest, me, state.dest_times[dest][0])
         }
 
     def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:

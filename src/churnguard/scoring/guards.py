@@ -339,8 +339,9 @@ GUARDS: tuple[Guard, ...] = (
         "beacon-from-one-replica",
         "T1071",
         "Connections like clockwork (regularity >= 0.8 over four or more, over the pod's"
-        " life) to an external host that none of 2 or more other pods of its workload ever"
-        " called, in a pod nobody exec'd into (``Profile.lone_beacons``): an implant in one"
+        " life) to an external host that none of 2 or more other pods of its workload seen"
+        " meanwhile called since the schedule began, in a pod nobody exec'd into"
+        " (``Profile.lone_beacons``): an implant in one"
         " replica of a busy Deployment, whose one small call a window looks like the"
         " workload's traffic, calling a host the namespace may know from an earlier"
         " intrusion. Replicas share their image and configuration: each replica of a GitOps"
