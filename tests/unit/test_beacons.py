@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from churnguard.alerts.alert import technique_evidence
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, Event, EventKind
@@ -319,3 +322,29 @@ def test_the_replicas_memory_needs_two_live_siblings_and_survives_restarts() -> 
     assert again.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
     memory.note_replica(WEB, "shop/web-1", ["c2.example"], 14 * HOUR)  # a live sibling too
     assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 80),  # which pod
+            st.booleans(),  # it called the host
+            st.floats(0, 48 * HOUR, allow_nan=False),  # when
+        ),
+        max_size=200,
+    ),
+    st.floats(0, 48 * HOUR, allow_nan=False),
+)
+def test_a_lone_call_means_no_live_sibling_called_and_the_memory_stays_bounded(
+    seen: list[tuple[int, bool, float]], since: float
+) -> None:
+    memory = FirstSeenMemory()
+    for pod, called, when in seen:
+        memory.note_replica(WEB, f"shop/web-{pod}", ["c2.example"] if called else [], when)
+    assert len(memory.replicas.get(WEB, {})) <= 64
+    assert all(len(who) <= 4 for who in memory.replica_calls.get(WEB, {}).values())
+    lone = memory.is_lone_call(WEB, "c2.example", "shop/web-0", since)
+    latest_call = max((w for p, c, w in seen if c and p != 0 and w >= since), default=None)
+    if latest_call is not None:  # the latest caller is always kept
+        assert not lone
