@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from churnguard.alerts.alert import technique_evidence
 from churnguard.config import Settings
 from churnguard.ingest.events import ActorKind, Event, EventKind
@@ -219,3 +222,129 @@ def test_a_host_called_long_after_the_unfamiliar_program_is_not_tied_to_it() -> 
     flagged = [p.unfamiliar_callers for p in profiles if p.unfamiliar_callers]
     assert flagged == [{"c2.example": "/tmp/.kworkerd"}]
     assert any("api.x.io" in p.destinations for p in profiles)
+
+
+def _replicas(implant_times: list[float], *, exec_into: bool = False) -> list[Profile]:
+    """Three replicas of the web workload, created at 12 h, each calling its payment API
+    every five minutes; ``web-3`` also calls ``c2.example`` at ``implant_times``. Twelve
+    hours before, an earlier intrusion's pod called ``c2.example`` once in a quiet window:
+    the namespace knows the host (attackers reuse hosts)."""
+    rs = dict(
+        actor="system:serviceaccount:kube-system:replicaset-controller",
+        actor_kind=ActorKind.CONTROLLER,
+        workload="ReplicaSet/web-5d8f7c9b6",
+    )
+    start, end = 12 * HOUR, 12 * HOUR + 7 * HOUR
+    events = [
+        _ev(60, EventKind.POD_CREATE, "backup-x1", actor="alice", actor_kind=ActorKind.PERSON),
+        _ev(120, EventKind.NET_FLOW, "backup-x1", dst_fqdn="c2.example", dst_external=True,
+            bytes_out=900),
+        _ev(600, EventKind.POD_DELETE, "backup-x1", actor="alice", actor_kind=ActorKind.PERSON),
+    ]  # fmt: skip
+    rng = random.Random(5)
+    for pod in ("web-1", "web-2", "web-3"):
+        events.append(_ev(start, EventKind.POD_CREATE, pod, **rs))
+        events += [
+            _ev(t + rng.uniform(0, 5), EventKind.NET_FLOW, pod, dst_fqdn="api.stripe.com",
+                dst_external=True, bytes_out=1200)
+            for t in range(int(start) + 30, int(end), 300)
+        ]  # fmt: skip
+        events += [
+            _ev(t, EventKind.PROCESS_EXEC, pod, binary="/usr/local/bin/python3")
+            for t in range(int(start) + 60, int(end), 600)
+        ]
+    if exec_into:
+        events.append(_ev(implant_times[0] - 30, EventKind.POD_EXEC, "web-3", actor="alice",
+                          actor_kind=ActorKind.PERSON))  # fmt: skip
+    events += [
+        _ev(t, EventKind.NET_FLOW, "web-3", dst_fqdn="c2.example", dst_external=True,
+            bytes_out=400)
+        for t in implant_times
+    ]  # fmt: skip
+    pipe = Pipeline(Settings())
+    out: list[Profile] = []
+    events.sort(key=lambda ev: ev.time)
+    for hour in range(20):  # batch by batch: the memory learns between batches
+        batch = [ev for ev in events if hour * HOUR <= ev.time - T0 < (hour + 1) * HOUR]
+        out.extend(pipe.ingest(batch).profiles)
+    out.extend(pipe.finish().profiles)
+    return [p for p in out if (p.entity.pod or "").startswith("web-")]
+
+
+def test_a_beacon_only_one_replica_calls_pages_though_the_namespace_knows_its_host() -> None:
+    """An implant in one replica of a busy Deployment calls every 30 min +-10 % a host an
+    earlier intrusion used: the namespace's memory holds the host as "polled" by two pods
+    for half a day, so it is neither rare nor late; no other replica ever called it."""
+    times = _jittered(14 * HOUR, 1800.0, 180.0, 9)
+    profiles = _replicas(times)
+    assert not any(p.late_beacons for p in profiles)  # what escaped before (det9)
+    flagged = [p for p in profiles if p.lone_beacons]
+    assert flagged and {p.entity.pod for p in flagged} == {"web-3"}
+    first = flagged[0]
+    assert set(first.lone_beacons) == {"c2.example"}
+    assert first.lone_beacons["c2.example"] >= 0.8
+    assert "beacon-from-one-replica" in [g.name for g in fired(first)]
+    assert any(
+        "none of the other pods of its workload called meanwhile" in line
+        for line in technique_evidence(first)["T1071"]
+    )
+    # the fourth beat is the first with enough gaps to tell
+    assert first.window_end >= T0 + times[3]
+
+
+def test_what_all_replicas_poll_or_a_person_runs_in_one_is_not_a_lone_beacon() -> None:
+    # the payment API every replica calls every five minutes is the workload's baseline
+    times = _jittered(14 * HOUR, 1800.0, 180.0, 9)
+    assert not any("api.stripe.com" in p.lone_beacons for p in _replicas(times))
+    # a person's loop in a pod they exec'd into is judged by who they are
+    assert not any(p.lone_beacons for p in _replicas(times, exec_into=True))
+    # calls at random moments are no schedule
+    rng = random.Random(3)
+    irregular = sorted(14 * HOUR + rng.uniform(0, 4 * HOUR) for _ in range(9))
+    assert not any(p.lone_beacons for p in _replicas(irregular))
+
+
+def test_the_replicas_memory_needs_two_live_siblings_and_survives_restarts() -> None:
+    memory = FirstSeenMemory()
+    memory.note_replica(WEB, "shop/web-0", ["c2.example"], 1 * HOUR)  # an earlier intrusion
+    memory.note_replica(WEB, "shop/web-1", ["api.stripe.com"], 13 * HOUR)
+    memory.note_replica(WEB, "shop/web-3", ["c2.example"], 13 * HOUR)
+    # one live sibling is not enough to tell a replica's code from the workload's
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    memory.note_replica(WEB, "shop/web-2", ["api.stripe.com"], 13 * HOUR)
+    # web-0's call hours before this schedule began does not make the host the workload's
+    assert memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 0.0)
+    assert not memory.is_lone_call(WEB, "api.stripe.com", "shop/web-3", 12 * HOUR)
+    assert not memory.is_lone_call("shop/ReplicaSet/other", "c2.example", "shop/web-3", 0.0)
+    again = FirstSeenMemory()
+    again.restore(memory.snapshot())
+    assert again.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+    memory.note_replica(WEB, "shop/web-1", ["c2.example"], 14 * HOUR)  # a live sibling too
+    assert not memory.is_lone_call(WEB, "c2.example", "shop/web-3", 12 * HOUR)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 80),  # which pod
+            st.booleans(),  # it called the host
+            st.floats(0, 48 * HOUR, allow_nan=False),  # when
+        ),
+        max_size=200,
+    ),
+    st.floats(0, 48 * HOUR, allow_nan=False),
+)
+def test_a_lone_call_means_no_live_sibling_called_and_the_memory_stays_bounded(
+    seen: list[tuple[int, bool, float]], since: float
+) -> None:
+    memory = FirstSeenMemory()
+    for pod, called, when in seen:
+        memory.note_replica(WEB, f"shop/web-{pod}", ["c2.example"] if called else [], when)
+    assert len(memory.replicas.get(WEB, {})) <= 64
+    assert all(len(who) <= 4 for who in memory.replica_calls.get(WEB, {}).values())
+    lone = memory.is_lone_call(WEB, "c2.example", "shop/web-0", since)
+    latest_call = max((w for p, c, w in seen if c and p != 0 and w >= since), default=None)
+    if latest_call is not None:  # the latest caller is always kept
+        assert not lone

@@ -362,6 +362,11 @@ def technique_evidence(profile: Profile) -> dict[str, list[str]]:
         for dest, r in profile.late_beacons.items()
     )
     c2.extend(
+        f"calls {dest} on a schedule (regularity {r:.2f}), a host none of the other pods of"
+        f" its workload called meanwhile"
+        for dest, r in profile.lone_beacons.items()
+    )
+    c2.extend(
         f"calls {dest}, a host its workload never called, after starting {binary}, a program"
         f" its workload's pods never ran"
         for dest, binary in profile.unfamiliar_callers.items()

@@ -15,7 +15,7 @@ import posixpath
 import re
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -60,6 +60,13 @@ BEACON_MIN_REGULARITY = 0.5  # 1 - CV of the gaps: 10-30 min of jitter on 40-60 
 # an implant calls home at once; a host first called later than this after the unfamiliar
 # program started is not tied to it (features._unfamiliar_callers)
 CALL_HOME_S = 600.0
+# a host one replica calls like clockwork (1 - CV of its gaps at least this: 30 min +-10 %
+# is 0.94; pollers' schedules are tighter still) while this many other pods of its
+# workload never called it: code the replicas do not share (features._lone_beacons, det9)
+LONE_BEACON_MIN_REGULARITY = 0.8
+LONE_SIBLINGS = 2
+_REPLICAS_KEPT = 64  # a workload's latest pods remembered (when each was last seen)
+_LONE_CALLERS = 4  # a host's latest callers remembered per workload
 # world-writable directories: a program run from one was written at run time, never
 # learned as a workload's usual program (features._started)
 DROP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")
@@ -155,6 +162,11 @@ class FirstSeenMemory:
         # one that had contacted it (note_intruder): an implant's C2 host, which a new
         # workload's archive upload finds as good as new (FeatureBuilder._archive_shipped)
         self.intruded: dict[str, dict[str, str]] = {}
+        # workload -> its latest pods seen -> when, and workload -> host -> its latest pods
+        # that called the host -> when (any window, quiet or not: facts): a host only one
+        # live replica calls (is_lone_call)
+        self.replicas: dict[str, dict[str, float]] = {}
+        self.replica_calls: dict[str, dict[str, dict[str, float]]] = {}
         self._max = max_per_scope
 
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
@@ -177,6 +189,10 @@ class FirstSeenMemory:
             "workload_contact": {k: dict(v) for k, v in self.workload_contact.items()},
             "binaries": {k: sorted(v) for k, v in self.binaries.items()},
             "intruded": {k: dict(v) for k, v in self.intruded.items()},
+            "replicas": {k: dict(v) for k, v in self.replicas.items()},
+            "replica_calls": {
+                k: {d: dict(e) for d, e in v.items()} for k, v in self.replica_calls.items()
+            },
         }
 
     def restore(self, data: dict) -> None:
@@ -193,6 +209,10 @@ class FirstSeenMemory:
         self.workload_contact = {k: dict(v) for k, v in data.get("workload_contact", {}).items()}
         self.binaries = {k: set(v) for k, v in data.get("binaries", {}).items()}
         self.intruded = {k: dict(v) for k, v in data.get("intruded", {}).items()}
+        self.replicas = {k: dict(v) for k, v in data.get("replicas", {}).items()}
+        self.replica_calls = {
+            k: {d: dict(e) for d, e in v.items()} for k, v in data.get("replica_calls", {}).items()
+        }
 
     def note_peers(self, groups: Mapping[str, Iterable[str]]) -> None:
         """Learn people (identity -> their groups) as members of the teams acting on pods."""
@@ -206,15 +226,7 @@ class FirstSeenMemory:
         return any(len(self.peers.get(g, set()) - {identity}) >= PEERS_MIN for g in groups)
 
     def note_contacts(self, scope: str, entity: str, dests: Iterable[str]) -> None:
-        table = self.contacts.setdefault(scope, {})
-        for dest in dests:
-            who = table.get(dest)
-            if who is None:
-                if len(table) >= self._max:
-                    continue
-                who = table[dest] = set()
-            if len(who) < RARE_CONTACTS:
-                who.add(entity)
+        _note_callers(self.contacts, scope, entity, dests, self._max, RARE_CONTACTS)
 
     def note_intruder(self, scope: str, entity: str, dests: Iterable[str]) -> None:
         """``entity`` paged calling ``dests`` on a schedule: those only it ever contacted in
@@ -226,6 +238,30 @@ class FirstSeenMemory:
         for dest in dests:
             if contacts.get(dest, set()) <= {entity} and len(table) < self._max:
                 table.setdefault(dest, entity)
+
+    def note_replica(self, workload: str, entity: str, dests: Iterable[str], when: float) -> None:
+        """``entity``, a pod of ``workload``, was seen up to ``when`` (a window's end, any
+        window) calling ``dests``: the latest few pods and each host's latest callers."""
+        _note_latest(self.replicas, workload, [entity], when, _REPLICAS_KEPT, self._max)
+        table = self.replica_calls.setdefault(workload, {})
+        for dest in dests:
+            if dest in table or len(table) < self._max:
+                _note_latest(table, dest, [entity], when, _LONE_CALLERS, self._max)
+
+    def is_lone_call(self, workload: str, dest: str, entity: str, since: float) -> bool:
+        """``LONE_SIBLINGS`` or more other pods of ``workload`` were seen since ``since`` (the
+        start of this pod's schedule) and none of them called ``dest`` since then: only this
+        replica runs code that calls it now. Replicas run one image and one configuration;
+        each pod of a GitOps or monitoring workload polls its endpoint within a period.
+        Calls by pods before ``since`` do not count (attackers reuse hosts: an earlier
+        intrusion's replica called it hours ago), nor the namespace's memory of the host."""
+        siblings = [
+            e for e, t in self.replicas.get(workload, {}).items() if e != entity and t >= since
+        ]
+        callers = self.replica_calls.get(workload, {}).get(dest, {})
+        return len(siblings) >= LONE_SIBLINGS and not any(
+            e != entity and t >= since for e, t in callers.items()
+        )
 
     def is_intruded(self, scope: str, dest: str) -> bool:
         """Only an entity that paged calling it on a schedule had contacted ``dest``."""
@@ -321,6 +357,45 @@ def workload_scope(namespace: str | None, workload: str | None) -> str | None:
     """A controller's pods share their workload's memory (``namespace/Kind/name``); a bare
     pod or an instance has none."""
     return f"{namespace or '-'}/{workload}" if workload else None
+
+
+def _note_callers(
+    tables: dict[str, dict[str, set[str]]],
+    scope: str,
+    entity: str,
+    dests: Iterable[str],
+    cap: int,
+    keep: int,
+) -> None:
+    """The first ``keep`` entities of ``scope`` that called each destination (``cap``
+    destinations per scope): whether a host is shared, not how widely."""
+    table = tables.setdefault(scope, {})
+    for dest in dests:
+        who = table.get(dest)
+        if who is None:
+            if len(table) >= cap:
+                continue
+            who = table[dest] = set()
+        if len(who) < keep:
+            who.add(entity)
+
+
+def _note_latest(
+    tables: dict[str, dict[str, float]],
+    scope: str,
+    items: Iterable[str],
+    when: float,
+    keep: int,
+    cap: int,
+) -> None:
+    """The latest ``when`` each item was seen for ``scope``; the ``keep`` latest items."""
+    if scope not in tables and len(tables) >= cap:
+        return
+    table = tables.setdefault(scope, {})
+    for item in items:
+        table[item] = max(table.get(item, when), when)
+        if len(table) > keep:
+            del table[min(table, key=lambda k: (table[k], k))]
 
 
 def _note_first(
@@ -462,7 +537,10 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
-            late_beacons=self._late_beacons(state, events),
+            late_beacons=(late := self._late_beacons(state, events)),
+            lone_beacons={
+                d: r for d, r in self._lone_beacons(state, events).items() if d not in late
+            },
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
@@ -489,6 +567,7 @@ class FeatureBuilder:
                 self.memory.note_workload(
                     workload, p.first_seen, p.destinations, p.window_start if quiet else None
                 )
+                self.memory.note_replica(workload, p.entity.key(), p.destinations, p.window_end)
                 if quiet:
                     self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
@@ -603,6 +682,22 @@ class FeatureBuilder:
             "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
         }
 
+    def _scheduled_calls(
+        self, state: EntityState, events: list[Event], floor: float
+    ) -> Iterator[tuple[str, float]]:
+        """(host, regularity) for each external host this window called that the entity
+        calls on a schedule over its life (``EntityState.dest_times``: regularity at least
+        ``floor``)."""
+        called = {
+            _destination(ev)
+            for ev in events
+            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
+        }
+        for dest in sorted(called):
+            r = _regularity(state.dest_times.get(dest, []))
+            if r >= floor:
+                yield dest, round(r, 3)
+
     def _late_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
         """Destinations new to this entity (:meth:`FirstSeenMemory.is_late`) that it calls on
         a schedule (regularity at least ``BEACON_MIN_REGULARITY``), with their regularity:
@@ -611,20 +706,32 @@ class FeatureBuilder:
         scope, me = destination_scope(state), str(state.key)
         born = state.created_at if state.created_at is not None else state.first_seen
         now = max((ev.time for ev in events), default=state.last_seen)
-        out = {}
-        called = {
-            _destination(ev)
-            for ev in events
-            if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
-        }
         workload = workload_scope(state.namespace, state.workload)
-        for dest in sorted(called):
-            r = _regularity(state.dest_times.get(dest, []))
-            if r >= BEACON_MIN_REGULARITY and self.memory.is_late(
-                scope, dest, me, born, now, workload
-            ):
-                out[dest] = round(r, 3)
-        return out
+        return {
+            dest: r
+            for dest, r in self._scheduled_calls(state, events, BEACON_MIN_REGULARITY)
+            if self.memory.is_late(scope, dest, me, born, now, workload)
+        }
+
+    def _lone_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        """Hosts this pod calls like clockwork over its life (regularity at least
+        ``LONE_BEACON_MIN_REGULARITY``) that no other pod of its workload, of
+        ``LONE_SIBLINGS`` or more seen meanwhile, called since the schedule's first call
+        kept (:meth:`FirstSeenMemory.is_lone_call`),
+        with their regularity: an implant in one replica of a busy Deployment, one small
+        call a window that looks like the workload's own traffic, to a host the namespace
+        may know from an earlier intrusion (det9). Not judged: a pod anyone ``kubectl
+        exec``'d into (people's loops are judged by who they are), a bare pod, a host
+        already in ``late_beacons``."""
+        workload = workload_scope(state.namespace, state.workload)
+        if state.key.kind is not EntityKind.POD or workload is None or state.exec_times:
+            return {}
+        me = str(state.key)
+        return {
+            dest: r
+            for dest, r in self._scheduled_calls(state, events, LONE_BEACON_MIN_REGULARITY)
+            if self.memory.is_lone_call(workload, dest, me, state.dest_times[dest][0])
+        }
 
     def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:
         """External hosts new to this pod's workload that it first called within

@@ -108,6 +108,10 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     # external destinations new to this entity that it calls on a schedule, with their
     # regularity (features.FeatureBuilder._late_beacons): the beacon guard's fact
     late_beacons: dict[str, float] = msgspec.field(default_factory=dict)
+    # external hosts it calls like clockwork that no other pod of its workload ever called,
+    # with their regularity (features.FeatureBuilder._lone_beacons): the lone-replica
+    # beacon guard's fact
+    lone_beacons: dict[str, float] = msgspec.field(default_factory=dict)
     # programs started in the window: what the first-seen memory learns as its workload's
     # usual processes once the window has been scored and did not alert
     binaries: list[str] = msgspec.field(default_factory=list)

@@ -197,6 +197,10 @@ def _beacon_to_a_new_destination(p: Profile, _: Context) -> bool:
     return bool(p.late_beacons)
 
 
+def _beacon_from_one_replica(p: Profile, _: Context) -> bool:
+    return bool(p.lone_beacons)
+
+
 def _unfamiliar_program_calls_a_new_host(p: Profile, _: Context) -> bool:
     return bool(p.unfamiliar_callers)
 
@@ -328,6 +332,21 @@ GUARDS: tuple[Guard, ...] = (
         " call their endpoints from their first minutes; a new workload's hosts are new"
         " from its birth.",
         _beacon_to_a_new_destination,
+        alone=True,
+        pages=True,
+    ),
+    Guard(
+        "beacon-from-one-replica",
+        "T1071",
+        "Connections like clockwork (regularity >= 0.8 over four or more, over the pod's"
+        " life) to an external host that none of 2 or more other pods of its workload seen"
+        " meanwhile called since the schedule began, in a pod nobody exec'd into"
+        " (``Profile.lone_beacons``): an implant in one"
+        " replica of a busy Deployment, whose one small call a window looks like the"
+        " workload's traffic, calling a host the namespace may know from an earlier"
+        " intrusion. Replicas share their image and configuration: each replica of a GitOps"
+        " or monitoring workload polls its endpoint.",
+        _beacon_from_one_replica,
         alone=True,
         pages=True,
     ),
