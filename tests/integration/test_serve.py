@@ -170,11 +170,14 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_alert(
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
     assert first_run_alerts > 0  # the kill came after alerts were already published
-    # alerts published after the restored checkpoint were read back, and re-processing
-    # re-made them and dropped them by id (none are read back when the kill fell right
-    # after a checkpoint, which the 0.3 s interval makes rare but possible)
-    stats = running.service.stats
-    assert stats.suppressed > 0 or stats.read_back == 0, stats
+    # Not asserted: that the ids read back were re-made and dropped (suppressed > 0 when
+    # read_back > 0). A checkpoint flushes the producer, then asks the broker for the alerts
+    # topic's end offsets, then snapshots the state; on a loaded machine the broker answered
+    # with an end offset from before alerts it had just acknowledged (CI, stop 14:
+    # read_back=23, suppressed=0, the ids exact and none twice), so ids the restored state
+    # had already emitted were read back too. Harmless (the flush came first: nothing
+    # emitted before a checkpoint can be lost), and what is guaranteed is asserted above;
+    # the suppression itself is pinned deterministically in tests/unit/test_shard_alert_ids.py.
 
 
 def test_sigterm_stops_gracefully_with_offsets_committed(make_settings, tmp_path):
