@@ -159,32 +159,22 @@ class Dormant(msgspec.Struct, array_like=True, omit_defaults=True):
 
     @classmethod
     def of(cls, state: EntityState) -> Dormant:
-        return cls(
-            state.uid,
-            state.created_at,
-            state.created_by,
-            state.created_by_kind,
-            state.workload,
-            state.image,
-            state.service_account,
-            state.container,
-            list(state.strangers),
-            state.node,
-            state.windows_emitted,
-            sorted(state.container_ids),
-            sorted(state.pod_ips),
-        )
+        kept = {name: getattr(state, name) for name in cls.__struct_fields__}
+        kept["strangers"] = list(state.strangers)
+        for name in _DORMANT_SETS:
+            kept[name] = sorted(kept[name])
+        return cls(**kept)
 
     def wake(self, state: EntityState) -> None:
         """Give the pod's next state the identity the forgotten one had."""
-        state.uid = self.uid
-        state.created_at, state.created_by = self.created_at, self.created_by
-        state.created_by_kind = self.created_by_kind
-        state.workload, state.image = self.workload, self.image
-        state.service_account, state.container = self.service_account, self.container
+        for name in self.__struct_fields__:
+            setattr(state, name, getattr(self, name))
         state.strangers = list(self.strangers)
-        state.node, state.windows_emitted = self.node, self.windows_emitted
-        state.container_ids, state.pod_ips = set(self.container_ids), set(self.pod_ips)
+        for name in _DORMANT_SETS:
+            setattr(state, name, set(getattr(self, name)))
+
+
+_DORMANT_SETS = ("container_ids", "pod_ips")  # sets on EntityState, sorted lists when kept
 
 
 class EntityTable:
