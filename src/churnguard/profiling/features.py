@@ -15,7 +15,7 @@ import posixpath
 import re
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -511,6 +511,7 @@ class FeatureBuilder:
         else:
             evidence = _evidence(state, events, final)
             state.life_evidence = _life_evidence(state.life_evidence, evidence)
+        scheduled = self._scheduled_calls(state, events)  # both beacon checks read it
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = whole  # it ended: its whole (short) life is the story
@@ -537,9 +538,9 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
-            late_beacons=(late := self._late_beacons(state, events)),
+            late_beacons=(late := self._late_beacons(state, events, scheduled)),
             lone_beacons={
-                d: r for d, r in self._lone_beacons(state, events).items() if d not in late
+                d: r for d, r in self._lone_beacons(state, scheduled).items() if d not in late
             },
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
@@ -682,23 +683,22 @@ class FeatureBuilder:
             "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
         }
 
-    def _scheduled_calls(
-        self, state: EntityState, events: list[Event], floor: float
-    ) -> Iterator[tuple[str, float]]:
-        """(host, regularity) for each external host this window called that the entity
-        calls on a schedule over its life (``EntityState.dest_times``: regularity at least
-        ``floor``)."""
+    def _scheduled_calls(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+        """Each external host this window called that the entity calls on a schedule over
+        its life (``EntityState.dest_times``), with its regularity (not rounded), at least
+        ``BEACON_MIN_REGULARITY``, the lower of the two beacon floors: worked out once a
+        window for both beacon checks."""
         called = {
             _destination(ev)
             for ev in events
             if ev.kind is EventKind.NET_FLOW and self.network.is_external(ev)
         }
-        for dest in sorted(called):
-            r = _regularity(state.dest_times.get(dest, []))
-            if r >= floor:
-                yield dest, round(r, 3)
+        regularity = {dest: _regularity(state.dest_times.get(dest, [])) for dest in sorted(called)}
+        return {d: r for d, r in regularity.items() if r >= BEACON_MIN_REGULARITY}
 
-    def _late_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+    def _late_beacons(
+        self, state: EntityState, events: list[Event], scheduled: Mapping[str, float]
+    ) -> dict[str, float]:
         """Destinations new to this entity (:meth:`FirstSeenMemory.is_late`) that it calls on
         a schedule (regularity at least ``BEACON_MIN_REGULARITY``), with their regularity:
         an implant in a hijacked long-running pod, which a workload baseline that never saw
@@ -708,12 +708,12 @@ class FeatureBuilder:
         now = max((ev.time for ev in events), default=state.last_seen)
         workload = workload_scope(state.namespace, state.workload)
         return {
-            dest: r
-            for dest, r in self._scheduled_calls(state, events, BEACON_MIN_REGULARITY)
+            dest: round(r, 3)
+            for dest, r in scheduled.items()
             if self.memory.is_late(scope, dest, me, born, now, workload)
         }
 
-    def _lone_beacons(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+    def _lone_beacons(self, state: EntityState, scheduled: Mapping[str, float]) -> dict[str, float]:
         """Hosts this pod calls like clockwork over its life (regularity at least
         ``LONE_BEACON_MIN_REGULARITY``) that no other pod of its workload, of
         ``LONE_SIBLINGS`` or more seen meanwhile, called since the schedule's first call
@@ -728,9 +728,10 @@ class FeatureBuilder:
             return {}
         me = str(state.key)
         return {
-            dest: r
-            for dest, r in self._scheduled_calls(state, events, LONE_BEACON_MIN_REGULARITY)
-            if self.memory.is_lone_call(workload, dest, me, state.dest_times[dest][0])
+            dest: round(r, 3)
+            for dest, r in scheduled.items()
+            if r >= LONE_BEACON_MIN_REGULARITY
+            and self.memory.is_lone_call(workload, dest, me, state.dest_times[dest][0])
         }
 
     def _unfamiliar_callers(self, state: EntityState, events: list[Event]) -> dict[str, str]:
