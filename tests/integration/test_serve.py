@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -59,9 +60,18 @@ def test_serve_alerts_equal_replay_of_the_same_data(make_settings, start_service
     replayed = [a.alert_id for a in replay.alerts]
     assert served and sorted(served) == sorted(replayed)
     assert len(served) == len(set(served))
+    # one partition per input topic: nothing for the unrouted-partitions warning to say
+    assert _unrouted(running.service) == {t: 0 for t in settings.kafka.input_topics}
 
 
-def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_service):
+def _unrouted(service: Service) -> dict[str, float]:
+    sample = service.metrics.registry.get_sample_value
+    name = "churnguard_unrouted_input_partitions"
+    return {t: sample(name, {"topic": t}) for t in service.kafka.input_topics}
+
+
+def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_service, caplog):
+    caplog.set_level(logging.WARNING, logger="churnguard.service.kafka")
     settings = make_settings(partitions=2)
     _produce_pods(settings, 80, namespaces=6)
     a = start_service(settings, standin_pipeline)
@@ -73,6 +83,10 @@ def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_
     b.wait_caught_up()
     assert set(a.service.shards).isdisjoint(b.service.shards)
     assert set(a.service.shards) | set(b.service.shards) == {0, 1}
+    # keyed input on several partitions without the route stage: correct here (every
+    # record is keyed by namespace), and the service says what it relies on
+    assert _unrouted(a.service) == {t: 2 for t in settings.kafka.input_topics}
+    assert any("kafka.repartition is off" in r.getMessage() for r in caplog.records)
     a.close()
     b.close()
 

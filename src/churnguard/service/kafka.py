@@ -175,6 +175,24 @@ class Service:
         self._close(commit=True)
         log.info("stopped", extra={"records": sum(self.stats.records.values())})
 
+    def _warn_if_unrouted(self, consumer: KafkaConsumer) -> None:
+        """Say so, in the log and a gauge, when input topics have several partitions and no
+        route stage: each partition is then its own shard, which is right only if every
+        producer keys every record by namespace. Unkeyed shippers and CloudTrail are not,
+        and their records land in shards without their pod's state (more alerts than
+        ``replay``, and other ones: docs/operations.md "Keying and shards")."""
+        for topic in self.kafka.input_topics:
+            partitions = len(consumer.partitions_for_topic(topic) or ())
+            several = partitions if partitions > 1 else 0
+            self.metrics.unrouted.labels(topic=topic).set(several)
+            if several:
+                log.warning(
+                    "input topic has several partitions and kafka.repartition is off: alerts"
+                    " are right only if every producer keys every record by namespace;"
+                    " otherwise set kafka.repartition = true",
+                    extra={"topic": topic, "partitions": partitions},
+                )
+
     def apply(self, changes: Changes) -> None:
         """Hot reload: swap the model bundle and/or scoring settings in every shard.
 
@@ -571,6 +589,8 @@ class Service:
             "partitions assigned",
             extra={"shards": sorted(by_number), "restored": sorted(found)},
         )
+        if self._router is None:  # the group's metadata is in hand now: nothing blocks
+            self._warn_if_unrouted(self._consumer)
 
     def _inputs_of(self, shard: Shard) -> list[str]:
         """The inputs that align a shard's watermark: its partitions, or, repartitioned,

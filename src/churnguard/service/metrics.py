@@ -160,6 +160,13 @@ class ServiceMetrics:
         self.assigned = Gauge(
             "churnguard_assigned_partitions", "Input partitions assigned", registry=r
         )
+        self.unrouted = Gauge(
+            "churnguard_unrouted_input_partitions",
+            "Partitions of input topics with more than one, read without kafka.repartition"
+            " (correct only if every producer keys every record by namespace)",
+            ["topic"],
+            registry=r,
+        )
         self.config_refused = Counter(
             "churnguard_config_reload_refused_total",
             "Changed config files refused at hot reload (the previous config keeps running)",
