@@ -13,6 +13,7 @@ from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.guards import fired
 from churnguard.scoring.scorer import Scorer
+from churnguard.wiring import make_pipeline
 
 T0 = 1_772_409_600.0
 CI_ROLE = "arn:aws:sts::1:assumed-role/ci-packer-builder/gitlab-123"
@@ -103,3 +104,47 @@ def test_the_whole_story_is_in_the_evidence_who_ran_it_what_it_did_who_ended_it(
     assert summaries[0].startswith("instance_run by " + CI_ROLE)
     assert any(s.endswith("from 10.0.5.5: credentials out of place") for s in summaries)
     assert any(s.startswith("instance_terminate by " + CI_ROLE) for s in summaries)
+
+
+def _build(t: float, iid: str, ip: str, session: str, *calls: Event) -> list[Event]:
+    """A Packer-like build: the CI role (one job's session) runs ``iid``, the instance's own
+    role reads four artifacts from its address, the same session terminates it 15 min later."""
+    ci = {"actor": CI_ROLE.replace("gitlab-123", session), "actor_kind": ActorKind.SERVICE_ACCOUNT}
+    own = {"actor": f"arn:aws:sts::1:assumed-role/packer-builder-role/{iid}", "instance_id": iid}
+    reads = [
+        _ev(t + 100 + 10 * i, EventKind.CLOUD_CALL, actor_kind=ActorKind.INSTANCE, pod_ip=ip,
+            verb="GetObject", resource="s3", api_category=ApiCategory.REPO_READ,
+            object_name=f"corp-build-artifacts/pkgs/{iid}-{i}.deb", **own)
+        for i in range(4)
+    ]  # fmt: skip
+    return [
+        _ev(t, EventKind.INSTANCE_RUN, instance_id=iid, pod_ip=ip, **ci),
+        *reads,
+        *calls,
+        _ev(t + 900, EventKind.INSTANCE_TERMINATE, instance_id=iid, **ci),
+    ]
+
+
+def test_a_ci_roles_first_build_pages_its_builds_once_known_do_not() -> None:
+    """docs/scoring.md (det10): a role is known once a window of one of its instances scored
+    quietly. Its first build in the telemetry is a never-seen identity's run-read-terminate
+    story and pages (``instance-story-by-new-identity``), its next build does not, and the
+    same role used from a build's own address still pages (``credentials-out-of-place``)."""
+    stolen = _ev(7400, EventKind.CLOUD_CALL, actor=CI_ROLE, actor_kind=ActorKind.SERVICE_ACCOUNT,
+                 pod_ip="10.0.5.7", verb="GetSecretValue", api_category=ApiCategory.SECRET_READ,
+                 object_name="prod/db")  # fmt: skip
+    events = [
+        *_build(0, "i-0a", "10.0.5.5", "gitlab-1"),
+        *_build(3600, "i-0b", "10.0.5.6", "gitlab-2"),
+        *_build(7200, "i-0c", "10.0.5.7", "gitlab-3", stolen),
+    ]
+    pipe = make_pipeline(Settings(), use_bundle=False)  # scored from empty baselines
+    out = pipe.ingest(sorted(events, key=lambda e: e.time))
+    out.extend(pipe.finish())
+    finals = {s.profile.entity.instance_id: s.profile for s in out.scored if s.profile.final}
+    assert [finals[i].values["new_identity"] > 0 for i in ("i-0a", "i-0b")] == [True, False]
+    paged = {a.entity.instance_id: a.rules for a in out.alerts}
+    assert paged == {
+        "i-0a": ["instance-story-by-new-identity"],
+        "i-0c": ["credentials-out-of-place"],
+    }

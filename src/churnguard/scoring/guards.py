@@ -93,8 +93,10 @@ def _instance_run_terminate_by_one_human(p: Profile, _: Context) -> bool:
 
 
 def _instance_story_by_new_identity(p: Profile, _: Context) -> bool:
-    # Packer's CI role and developers' SSO sessions are known identities of the account;
-    # autoscaling and spot are excluded by run_and_terminate_same_identity
+    # Packer's CI role and developers' SSO sessions are known identities of the account
+    # once a window of one of their instances scored quietly: their first story in the
+    # telemetry pages, as stolen keys' would (docs/scoring.md, det10); autoscaling and
+    # spot are excluded by run_and_terminate_same_identity
     v = p.values
     return (
         _run_terminate_quickly_by_one_identity(p)
