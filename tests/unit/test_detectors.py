@@ -340,27 +340,3 @@ def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> Non
     widen_boxes(lo, hi, box_cells(nodes, rows.shape[1]), rows.ravel())
     assert lo.tobytes() == expected_lo.tobytes()
     assert hi.tobytes() == expected_hi.tobytes()
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rows=st.lists(
-        st.lists(st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0]), min_size=6, max_size=6),
-        min_size=9,
-        max_size=80,
-    )
-)
-def test_range_novelty_top_keeps_the_bits_of_a_partition_of_every_feature(
-    rows: list[list[float]],
-) -> None:
-    """Features whose window holds one value skip the partition; the top keeps the bits a
-    partition of every feature gives, signed zeros included (0.0 and -0.0 differ in bits,
-    so a window mixing them is partitioned)."""
-    from churnguard.scoring.detectors.oif import BOX_TRIM, OnlineIsolationForest
-
-    forest = OnlineIsolationForest(n_trees=2, window_size=64, seed=1)
-    forest.learn_many(np.array(rows))
-    n = forest.n_window_
-    k = min(n - 1, int(np.ceil(BOX_TRIM * n)))
-    expected = np.partition(forest.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
-    assert forest._robust_top().tobytes() == expected.tobytes()

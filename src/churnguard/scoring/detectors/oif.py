@@ -144,15 +144,7 @@ class OnlineIsolationForest(Detector):
         """
         n = self.n_window_
         k = min(n - 1, int(np.ceil(BOX_TRIM * n)))
-        window = self.window_[:, :n]
-        # a feature whose window holds one value, bit for bit, tops at that value: most of
-        # a baseline's features (flags and counts its rows never show) need no partition
-        bits = window.view(np.int64)
-        top = window[:, 0].copy()
-        varied = np.flatnonzero(bits.min(axis=1) != bits.max(axis=1))
-        if len(varied):
-            top[varied] = np.partition(window[varied], -k - 1, axis=1)[:, -k - 1]
-        return top
+        return np.partition(self.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
 
     # -- tree mechanics -------------------------------------------------------------------
 
