@@ -17,9 +17,15 @@ Two experiments that change what is scored, so their digests differ (not for lan
 splits), ``--without-forests`` scores every row 0.5 and learns nothing into the forests
 (baselines still mature): the CPU of everything in the scorer but the forests.
 
+``--count`` scores the day once with one fresh scorer inside ``operator.call`` and prints
+the digest, for an instruction count that load does not move:
+
+  valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \\
+      .venv/bin/python benchmarks/bench_scorer.py --cache FILE --count
+
 Usage:  .venv/bin/python benchmarks/bench_scorer.py [--sim DIR | --hours 6 --seed 11]
             [--runs 3] [--batch-size 0] [--bundle] [--cache FILE] [--profile FILE]
-            [--max-leaf-samples 8,16,32 | --without-forests]
+            [--max-leaf-samples 8,16,32 | --without-forests] [--count]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import operator
 import pickle
 import struct
 import tempfile
@@ -108,6 +115,7 @@ def main() -> None:
     ap.add_argument("--profile", help="write a cProfile of one more run to this file")
     ap.add_argument("--max-leaf-samples", help="experiment: WL,NS,CLUSTER leaf sizes")
     ap.add_argument("--without-forests", action="store_true", help="experiment: no forests")
+    ap.add_argument("--count", action="store_true", help="score once inside operator.call")
     args = ap.parse_args()
     experiment(args)
 
@@ -115,6 +123,11 @@ def main() -> None:
     if args.batch_size:
         batches = rebatched(batches, args.batch_size)
     rows = sum(len(b) for b in batches)
+    if args.count:  # for callgrind: only this call is counted (see the module docstring)
+        scorer = fresh_scorer(args.bundle)
+        _, scored = operator.call(score_day, scorer, batches)
+        print(f"{rows:,} rows in {len(batches)} batches, digest {digest(scored, scorer)}")
+        return
     times, digests = [], set()
     for _ in range(args.runs):
         scorer = fresh_scorer(args.bundle)

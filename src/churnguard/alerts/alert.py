@@ -171,12 +171,13 @@ def explain(
     suspicious_pct = np.array(
         [p if f.direction == "high" else 100.0 - p for p, f in zip(pct, spec.features, strict=True)]
     )
-    order = sorted(range(len(x)), key=lambda j: (-contribution[j], spec.names[j]))
+    names, negated = spec.names, (-contribution).tolist()
+    order = sorted(range(len(x)), key=lambda j: (negated[j], names[j]))
     chosen = [j for j in order if contribution[j] > 0 and suspicious_pct[j] >= OUTLYING_PCT]
     chosen = (chosen or [j for j in order if contribution[j] > 0] or order)[:top]
     return [
         FeatureExplanation(
-            feature=spec.names[j],
+            feature=names[j],
             observed=round(float(x[j]), 3),
             baseline_median=round(float(np.median(recent[:, j])), 3),
             baseline_percentile=round(float(pct[j]), 1),

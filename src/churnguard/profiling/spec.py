@@ -7,11 +7,10 @@ with their allowed values, so a misspelt key or value is refused at load in one 
 
 from __future__ import annotations
 
-import functools
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -56,10 +55,15 @@ class FeatureSpec:
     allowed_lateness_seconds: float
     idle_expiry_seconds: float
     features: tuple[FeatureDef, ...]
+    # worked out once from ``features``: the scorer reads them for every batch and alert
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _missing: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _columns: _Columns = field(init=False, repr=False, compare=False)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(f.name for f in self.features))
+        object.__setattr__(self, "_missing", tuple(f.missing for f in self.features))
+        object.__setattr__(self, "_columns", _columns(self.features))
 
     def by_name(self, name: str) -> FeatureDef:
         for f in self.features:
@@ -75,8 +79,8 @@ class FeatureSpec:
         """Raw values of many rows, shape (n, n_features)."""
         if not rows:
             return np.empty((0, len(self.features)))
-        defaults = [(f.name, f.missing) for f in self.features]
-        return np.array([[r.get(n, m) for n, m in defaults] for r in rows], dtype=float)
+        names, missing = self.names, self._missing
+        return np.array([list(map(r.get, names, missing)) for r in rows], dtype=float)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """The model view: log1p on counts, bytes and durations, ``-log2(1 - x)`` (floored,
@@ -88,7 +92,7 @@ class FeatureSpec:
             out = out[None, :]
         # column groups, not one column at a time: the same operations on the same
         # elements in the same order per element, so the values are identical
-        cols = _columns(self.features)
+        cols = self._columns
         if len(cols.log1p):
             out[:, cols.log1p] = np.log1p(np.clip(out[:, cols.log1p], 0.0, None))
         if len(cols.log_gap):
@@ -121,7 +125,6 @@ class _Columns(NamedTuple):
     low: np.ndarray
 
 
-@functools.lru_cache(maxsize=8)
 def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
     def where(test: Callable[[FeatureDef], bool]) -> np.ndarray:
         return np.array([j for j, f in enumerate(features) if test(f)], dtype=np.intp)

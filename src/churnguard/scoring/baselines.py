@@ -80,11 +80,13 @@ def workload_of(profile: Profile) -> str:
     return f"{base}@{who}" if who else base
 
 
-def baseline_keys(profile: Profile) -> tuple[str, str, str]:
-    """(workload, namespace, cluster) keys for a profile."""
+def baseline_keys(profile: Profile, workload: str | None = None) -> tuple[str, str, str]:
+    """(workload, namespace, cluster) keys for a profile; ``workload`` is its
+    :func:`workload_of` when the caller has it already."""
     kind = profile.entity.kind
     ns = namespace_of(profile)
-    return (f"wl:{ns}/{workload_of(profile)}:{kind}", f"ns:{ns}:{kind}", f"cluster:{kind}")
+    wl = workload_of(profile) if workload is None else workload
+    return (f"wl:{ns}/{wl}:{kind}", f"ns:{ns}:{kind}", f"cluster:{kind}")
 
 
 def level_of_key(key: str) -> str:
@@ -280,18 +282,21 @@ class Hierarchy:
         X: np.ndarray,
         raw: np.ndarray | None = None,
         admits: Callable[[Baseline, str], bool] | None = None,
+        workloads: list[str] | None = None,
     ) -> None:
         """Teach every level from these rows (the learning gate chose them).
 
         ``X`` is the model view; ``raw`` the same rows' raw values for the recent-values
         window the explanations read (None when only the detectors matter, e.g. offline
         training). ``admits(baseline, workload)`` is the gate's share cap (None: every row).
+        ``workloads`` are the rows' :func:`workload_of` when the caller has them already.
         """
         by_key: dict[str, list[int]] = {}
-        workloads = [workload_of(p) for p in profiles]
+        if workloads is None:
+            workloads = [workload_of(p) for p in profiles]
+        first = 0 if self.settings.hierarchy else 2
         for i, p in enumerate(profiles):
-            keys = baseline_keys(p) if self.settings.hierarchy else baseline_keys(p)[2:]
-            for key in keys:
+            for key in baseline_keys(p, workloads[i])[first:]:
                 by_key.setdefault(key, []).append(i)
         taught: list[tuple[Baseline, list[int]]] = []
         for key in sorted(by_key):

@@ -47,6 +47,7 @@ from churnguard.scoring.baselines import (
     baseline_keys,
     level_of_key,
     namespace_of,
+    workload_of,
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
@@ -148,7 +149,8 @@ class Scorer:
         spec = self.spec
         raw = spec.matrix([p.values for p in profiles])
         X = spec.transform(raw)
-        row_keys = [baseline_keys(p) for p in profiles]  # once a row: choice, own baseline
+        workloads = [workload_of(p) for p in profiles]  # once a row: keys, learning
+        row_keys = [baseline_keys(p, w) for p, w in zip(profiles, workloads, strict=True)]
         chosen = [self.hierarchy.choose(p, k) for p, k in zip(profiles, row_keys, strict=True)]
         scores = np.zeros(len(profiles))
         groups: dict[str, list[int]] = defaultdict(list)
@@ -245,7 +247,8 @@ class Scorer:
                 raw_released = spec.matrix([p.values for p in released])
                 raw_learn = np.vstack([raw_learn, raw_released])
                 x_learn = np.vstack([x_learn, spec.transform(raw_released)])
-            self.hierarchy.learn(learn, x_learn, raw_learn, self.gate.admits)
+            learned_workloads = [workloads[i] for i in quiet] + [workload_of(p) for p in released]
+            self.hierarchy.learn(learn, x_learn, raw_learn, self.gate.admits, learned_workloads)
         self.hierarchy.note_seen(profiles)
         return results
 

@@ -242,7 +242,7 @@ class OnlineIsolationForest(Detector):
             lo, hi = self.lo_[node], self.hi_[node]
         splittable = None
         if n >= self.max_leaf_samples * 2**depth and depth < limit:
-            splittable = np.flatnonzero(hi > lo)
+            splittable = (hi > lo).nonzero()[0]  # np.flatnonzero without its wrapper
         if splittable is None or splittable.size == 0:
             if n:
                 self.lo_[node], self.hi_[node] = lo, hi
@@ -262,7 +262,11 @@ class OnlineIsolationForest(Detector):
     def _uniform(self, lo: Any, hi: Any, size: tuple[int, ...]) -> Any:
         """Uniform in [lo, hi] as a convex combination: ``hi - lo`` may overflow, this cannot."""
         u = self.rng_.random(size)
-        return lo * (1.0 - u) + hi * u
+        out = 1.0 - u  # lo * (1 - u) + hi * u, the same operations in place
+        out *= lo
+        u *= hi
+        out += u
+        return out
 
     def _forget(self, old: np.ndarray) -> None:
         """Unlearn rows leaving the window; nodes that fall under their threshold collapse."""
@@ -394,9 +398,10 @@ def descend(
     feature, threshold, left, right = arrays
     path = [node.copy()] if record else []
     active = np.flatnonzero(feature[node] >= 0)
+    flat, width = np.ravel(X), X.shape[1]  # one flat take is cheaper than X[rows, columns]
     while active.size:
         here = node[active]
-        go_left = X[row[active], feature[here]] < threshold[here]
+        go_left = flat.take(row[active] * width + feature[here]) < threshold[here]
         nxt = np.where(go_left, left[here], right[here])
         if offset is not None:
             nxt = nxt + offset[active]
