@@ -125,8 +125,8 @@ def new_workload_routine(
     Object and repository reads are allowed up to ``namespace_max``, the largest values
     the baseline that judged the pod learned from its quiet windows (None or empty: no
     read allowed): a new Deployment's pod reading its ConfigMap as it starts reads what
-    the namespace's pods read every window (tuning seed 30: a new `pdf-render` replica's
-    one object read kept this rule from applying). Reading more than any quiet pod of the
+    the namespace's pods read in their quiet windows (tuning seed 30: a new `pdf-render`
+    replica's one object read kept this rule from applying). Reading more than any quiet pod of the
     namespace did in a window (a collecting Deployment) still pages; secrets never pass.
     """
     e, v = profile.entity, profile.values
