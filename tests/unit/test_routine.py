@@ -127,6 +127,24 @@ def test_a_new_workload_calling_the_api_its_code_uses_is_routine() -> None:
     assert new_workload_routine(_new_dependency(), _alert(["T1071"]), workload_learning=True)
 
 
+def test_a_new_workload_reading_what_the_namespace_reads_is_routine() -> None:
+    """Its ConfigMap read at start-up is what the namespace's quiet pods read every window;
+    reading more than any of them did, or any secret, is not."""
+    c2 = _alert(["T1071"])
+    namespace = {"distinct_objects_read": 2.0, "repo_reads": 1.0, "secret_reads": 3.0}
+    start_up = _new_dependency(distinct_objects_read=1.0)
+    assert new_workload_routine(start_up, c2, workload_learning=True, namespace_max=namespace)
+    assert not new_workload_routine(start_up, c2, workload_learning=True)  # nothing learned
+    assert not new_workload_routine(start_up, c2, True, namespace_max={})
+    for more in (
+        {"distinct_objects_read": 3.0},  # more than any quiet window of the namespace
+        {"repo_reads": 2.0},
+        {"secret_reads": 1.0},  # secrets never pass, whatever the namespace reads
+    ):
+        pod = _new_dependency(**more)
+        assert not new_workload_routine(pod, c2, True, namespace_max=namespace), more
+
+
 def test_a_new_workload_doing_more_than_calling_out_pages() -> None:
     c2 = _alert(["T1071"])
     # its own baseline has matured: judged as a replica, not as a new workload

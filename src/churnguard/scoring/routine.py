@@ -90,35 +90,48 @@ SERVING_CONTROLLERS = ("Deployment/", "StatefulSet/", "DaemonSet/")
 # bytes a new workload may send out of the cluster (to any host) and still be calling an
 # API: the learning-period guard's least archive shipped (features.ARCHIVE_SHIPPED_MIN_BYTES)
 NEW_DEPENDENCY_MAX_BYTES = ARCHIVE_SHIPPED_MIN_BYTES
-# facts of doing more than calling out: reads, secrets, archives, foreign keys, an escape
+# facts of doing more than calling out: secrets, archives, foreign keys, an escape
 _BEYOND_CALLING = (
     "archive_writes",
     "secret_reads",
-    "repo_reads",
-    "distinct_objects_read",
     "credentials_out_of_place",
     "container_starts",
 )
+# reads a new workload's pod may make, as many as the namespace's quiet pods make (det11)
+_START_UP_READS = ("repo_reads", "distinct_objects_read")
 
 
-def new_workload_routine(profile: Profile, alert: Alert, workload_learning: bool) -> bool:
+def new_workload_routine(
+    profile: Profile,
+    alert: Alert,
+    workload_learning: bool,
+    namespace_max: Mapping[str, float] | None = None,
+) -> bool:
     """True when a model alert on a replica of a long-running controller whose own baseline
     has not learned yet (``workload_learning``: another baseline judged it) is backed only
     by contact with hosts new to the namespace (T1071 through ``new_destinations``), with
     less than ``NEW_DEPENDENCY_MAX_BYTES`` sent out of the cluster in the window (to any
     host: tuning seed 3's learning-period replica called a new address and sent 239 MB to
-    a host an earlier replica had made known), no regular beat, nothing read,
+    a host an earlier replica had made known), no regular beat, no secret read, nothing
     archived or escaped, and no stranger acting on it: a Deployment just rolled out calling
     the external API its code uses (a feature-flag SDK, a geo-IP database). Until one of
     its windows is quiet every replica pages on the same host (tuning seeds 11-13: 11 false
     alerts on 4 new Deployments). A beat to the host (``beacon_regularity``, from 4
     connections), an upload of 1 MB or more (the learning-period guard ships archives from
-    there), reads (a collecting Deployment), a Job's or a person's pod still page; so does
-    any replica of a workload whose own baseline has matured. Not judged: what came *in*
-    from the host (a tool downloaded by a new Deployment pages only for what it then does).
+    there), a Job's or a person's pod still page; so does any replica of a workload whose
+    own baseline has matured. Not judged: what came *in* from the host (a tool downloaded
+    by a new Deployment pages only for what it then does).
+
+    Object and repository reads are allowed up to ``namespace_max``, the largest values
+    the baseline that judged the pod learned from its quiet windows (None or empty: no
+    read allowed): a new Deployment's pod reading its ConfigMap as it starts reads what
+    the namespace's pods read in their quiet windows (tuning seed 30: a new `pdf-render`
+    replica's one object read kept this rule from applying). Reading more than any quiet pod of the
+    namespace did in a window (a collecting Deployment) still pages; secrets never pass.
     """
     e, v = profile.entity, profile.values
     work = set(alert.techniques) - LIFECYCLE_TECHNIQUES
+    most = namespace_max or {}
     return (
         e.kind == "pod"
         and workload_learning
@@ -129,6 +142,7 @@ def new_workload_routine(profile: Profile, alert: Alert, workload_learning: bool
         and v.get("new_destinations", 0.0) > 0
         and v.get("egress_external_bytes", 0.0) < NEW_DEPENDENCY_MAX_BYTES
         and all(v.get(f, 0.0) == 0 for f in _BEYOND_CALLING)
+        and all(v.get(f, 0.0) <= most.get(f, 0.0) for f in _START_UP_READS)
         and not profile.strangers
         and v.get("deleted_by_other_identity", 0.0) == 0
     )

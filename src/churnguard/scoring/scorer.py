@@ -264,9 +264,16 @@ class Scorer:
         if shared_service_routine(p, alert, shared):
             return True
         own = b is not None and b.key == baseline_keys(p)[0]
-        if new_workload_routine(p, alert, workload_learning=not own):
+        judged_by = None if own else self._learned_max(b)  # the namespace's quiet windows
+        if new_workload_routine(p, alert, workload_learning=not own, namespace_max=judged_by):
             return True
         return replica_routine(p, alert, self._yardstick(p, b if own else None))
+
+    def _learned_max(self, b: Baseline | None) -> dict[str, float] | None:
+        """The largest value of each feature baseline ``b`` learned (None: nothing yet)."""
+        if b is None or not b.recent:
+            return None
+        return dict(zip(self.spec.names, b.recent_values().max(axis=0), strict=True))
 
     def _yardstick(self, p: Profile, own: Baseline | None) -> dict[str, float] | None:
         """What a replica's alert is measured against (``routine.replica_routine``): for its
@@ -274,9 +281,7 @@ class Scorer:
         judged it) learned; for a live window of a pod its namespace's account spawned,
         the other pods' one-window peaks (``lives.Peers.peak``); else nothing."""
         if p.final:
-            if own is None or not own.recent:
-                return None
-            return dict(zip(self.spec.names, own.recent_values().max(axis=0), strict=True))
+            return self._learned_max(own)
         if not spawned_here(p):
             return None
         peers = self.lives.peers(p)
