@@ -33,7 +33,10 @@ def stderr_of(args: list[str], *, terminal: bool) -> str:
         return subprocess.run([*CLI, *args], capture_output=True, check=True).stderr.decode()
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=follower)
+    # every update drawn: tqdm redraws at most every 0.1 s, and a bar that is cleared when it
+    # closes (leave=False) shows its last state only if a redraw fell after the last update
+    drawn = {**os.environ, "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=follower, env=drawn)
     os.close(follower)
     chunks = []
     while True:
