@@ -35,7 +35,7 @@ Measured in this order, in one process (the two-consumer run in two child proces
 the ``bench_scale`` markers. Every ratio compares numbers from this one run.
 
 Usage:  .venv/bin/python benchmarks/bench_scale.py [--hours 6] [--seed 11] [--partitions 2]
-                                                   [--write]
+                                                   [--write | --serve-only]
 """
 
 from __future__ import annotations
@@ -437,7 +437,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--score-rows", type=int, default=2000, help="rows each detector scores")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument(
+        "--serve-only", action="store_true", help="the raw, serve and latency rows only"
+    )
     args = ap.parse_args()
+    if args.write and args.serve_only:
+        ap.error("--write needs the whole table, not --serve-only")
 
     sim = generate(SimParams(seed=args.seed, hours=args.hours))
     data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
@@ -453,28 +458,29 @@ def main() -> None:
         for n in (1, 2):
             settings.kafka.group_id = f"{prefix}-group{n}"
             seconds, steady_s, steady_n = serve_group(settings, total, n, args.partitions)
-            note = "rebalance included" if n > 1 else ""
+            note = "a late member's rebalance inside the whole run" if n > 1 else ""
             name = f"serve, {n} consumer process(es)"
             rows.append((name, seconds, total, note))
             steady[name] = (steady_s, steady_n)
         half = total / rows[1][1] / 2
         p50, p99, n_alerts, _, detail = latency(bootstrap, sim, half, args.partitions)
-    seconds, alerts, batches = captured_batches(paths, Settings())
-    rows.append(("replay (files, same records)", seconds, total, f"{alerts} alerts"))
-    first = first_batches(batches, args.score_rows)
-    for det in DETECTORS:
-        seconds, n_rows, det_alerts = score_alone(first, det)
-        rows.append((f"scoring alone: {det}", seconds, n_rows, f"rows/s; {det_alerts} alerts"))
-    seconds, n_rows, det_alerts = score_alone(rebatched(batches, BIG_BATCH), "oif")
-    rows.append(
-        (
-            f"scoring alone: oif, all rows {BIG_BATCH:,} to a batch",
-            seconds,
-            n_rows,
-            f"rows/s; {det_alerts} alerts; the per-batch cost spread over more rows",
+    if not args.serve_only:
+        seconds, alerts, batches = captured_batches(paths, Settings())
+        rows.append(("replay (files, same records)", seconds, total, f"{alerts} alerts"))
+        first = first_batches(batches, args.score_rows)
+        for det in DETECTORS:
+            seconds, n_rows, det_alerts = score_alone(first, det)
+            rows.append((f"scoring alone: {det}", seconds, n_rows, f"rows/s; {det_alerts} alerts"))
+        seconds, n_rows, det_alerts = score_alone(rebatched(batches, BIG_BATCH), "oif")
+        rows.append(
+            (
+                f"scoring alone: oif, all rows {BIG_BATCH:,} to a batch",
+                seconds,
+                n_rows,
+                f"rows/s; {det_alerts} alerts; the per-batch cost spread over more rows",
+            )
         )
-    )
-    tracked, per_entity = memory_per_entity(MEMORY_PODS)
+        tracked, per_entity = memory_per_entity(MEMORY_PODS)
 
     raw = rows[0][1]
     lines = [
@@ -499,10 +505,11 @@ def main() -> None:
         lines.append(
             f"| {name} | {secs:.2f} | {items / secs:,.0f} | {ratio} | {span} | {scale} | {note} |"
         )
-    lines.append(
-        f"| memory per tracked live pod | | | | | | {per_entity / 1024:.2f} KiB held"
-        f" ({tracked:,} pods, entity state only, tracemalloc) |"
-    )
+    if not args.serve_only:
+        lines.append(
+            f"| memory per tracked live pod | | | | | | {per_entity / 1024:.2f} KiB held"
+            f" ({tracked:,} pods, entity state only, tracemalloc) |"
+        )
     lines.append(
         f"| event-to-alert latency at {half:,.0f} records/s (half of serve x1) | | | | | |"
         f" p50 {p50:.2f} s, p99 {p99:.2f} s over {n_alerts} alerts |"
