@@ -5,10 +5,10 @@ Measured in this order, in one process (the two-consumer run in two child proces
 
   raw          a bare kafka-python consumer of the input topics (the floor on this machine)
   serve x1     one churnguard Service in a child process (production pipeline, checkpoints)
-  serve x2     two Services in two processes, one consumer group (rebalance included)
+  serve x2     two Services in two processes, one consumer group
                Both serve rows give two rates: the whole run, from the first record
-               processed to the last (the group join and the rebalance when the second
-               member arrives inside it: what an operator sees), and the steady span, from
+               processed to the last (what an operator sees; the rebalance is inside it
+               when the second member joins after the first began), and the steady span, from
                the moment every member holds its partitions (each child reports the shards
                it holds) to the last record, with the records processed in that span
   replay       the same records from files (``churnguard replay``)
