@@ -458,7 +458,7 @@ def main() -> None:
         for n in (1, 2):
             settings.kafka.group_id = f"{prefix}-group{n}"
             seconds, steady_s, steady_n = serve_group(settings, total, n, args.partitions)
-            note = "a late member's rebalance inside the whole run" if n > 1 else ""
+            note = "whole run: a late member's rebalance inside it, if any" if n > 1 else ""
             name = f"serve, {n} consumer process(es)"
             rows.append((name, seconds, total, note))
             steady[name] = (steady_s, steady_n)
