@@ -5,7 +5,12 @@ Measured in this order, in one process (the two-consumer run in two child proces
 
   raw          a bare kafka-python consumer of the input topics (the floor on this machine)
   serve x1     one churnguard Service in a child process (production pipeline, checkpoints)
-  serve x2     two Services in two processes, one consumer group (rebalance included)
+  serve x2     two Services in two processes, one consumer group
+               Both serve rows give two rates: the whole run, from the first record
+               processed to the last (what an operator sees; the rebalance is inside it
+               when the second member joins after the first began), and the steady span, from
+               the moment every member holds its partitions (each child reports the shards
+               it holds) to the last record, with the records processed in that span
   replay       the same records from files (``churnguard replay``)
   score <det>  the scorer alone over the first --score-rows rows of the profile batches
                replay produced (its tick batches, as the service scores them), per detector
@@ -20,13 +25,17 @@ Measured in this order, in one process (the two-consumer run in two child proces
                this machine; an alert emitted because its partitions went idle counts from
                the last record processed). Simulated event time runs ~1000x faster than
                wall time there, so event-time windows add almost nothing: this is the
-               service's queueing and processing latency.
+               service's queueing and processing latency. Records are produced once the
+               member holds its partitions. The slowest three alerts' waits are split into
+               their parts (queued while the loop was busy, fetch, the rest of their poll's
+               batch, publishing), with the checkpoints, GC pauses and CPU the consumer
+               got inside each wait
 
 ``--write`` puts the table, the command and the machine into docs/benchmarks.md between
 the ``bench_scale`` markers. Every ratio compares numbers from this one run.
 
 Usage:  .venv/bin/python benchmarks/bench_scale.py [--hours 6] [--seed 11] [--partitions 2]
-                                                   [--write]
+                                                   [--write | --serve-only]
 """
 
 from __future__ import annotations
@@ -80,38 +89,62 @@ def rebatched(batches: list[list[Profile]], size: int) -> list[list[Profile]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def _child_serve(settings_json: bytes, counter, stop) -> None:
-    """A consumer-group member in its own process, reporting records processed."""
+def _member(service, counts, held, slot: int, stop) -> None:
+    """Run ``service`` until ``stop``, reporting its records and the shards it holds.
+
+    ``counts[slot]`` is the records it has processed, ``held[slot]`` the shards it holds
+    restored (0 until the group has given it its share): the parent reads both to time the
+    run from the moment every member owns its partitions.
+    """
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    while not stop.is_set():
+        counts[slot] = sum(service.stats.records.values())
+        held[slot] = len(service.shards)
+        time.sleep(0.01)
+    service.stop_event.set()
+    thread.join(timeout=60)
+
+
+def _child_serve(settings_json: bytes, counts, held, slot: int, stop) -> None:
+    """A consumer-group member in its own process (see :func:`_member`)."""
     import msgspec
 
     from churnguard.service.kafka import Service
 
     logs.configure("WARNING")  # a failed session says why
     settings = msgspec.json.decode(settings_json, type=Settings)
-    service = Service(settings, stop_event=threading.Event())
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    done = 0
-    while not stop.is_set():
-        now = sum(service.stats.records.values())
-        with counter.get_lock():
-            counter.value += now - done
-        done = now
-        time.sleep(0.02)
-    service.stop_event.set()
-    thread.join(timeout=60)
+    _member(Service(settings, stop_event=threading.Event()), counts, held, slot, stop)
 
 
 class _TracingService:
-    """Mixin for Service: notes, for every alert published, the input record behind it."""
+    """Mixin for Service: notes, for every alert published, the input record behind it and
+    when that record was polled and processed; the polls, checkpoints and GC pauses too.
 
-    triggers: list[tuple[str, int, int]]
-    last: tuple[str, int, int] | None = None
+    All times are ``time.time()`` (the clock the producers stamp CreateTime with), so the
+    parent can split an alert's wait into its parts.
+    """
+
+    triggers: list[tuple[str, int, int, float, float, float]]
+    polls: list[tuple[float, float, int, float]]  # started, returned, records, CPU at return
+    pauses: list[tuple[str, float, float]]  # ("checkpoint" | "gc2"..., started, ended)
+    last: tuple[str, int, int, float, float, float] | None = None
+    _polled: tuple[float, float] = (0.0, 0.0)
+
+    def _poll(self, timeout_ms):  # type: ignore[no-untyped-def]
+        started = time.time()
+        batch = super()._poll(timeout_ms)  # type: ignore[misc]
+        returned = time.time()
+        self._polled = (started, returned)
+        n = sum(len(r) for r in batch.values())
+        if n:
+            self.polls.append((started, returned, n, time.process_time()))
+        return batch
 
     def _process(self, shard, raw, origin, pinned):  # type: ignore[no-untyped-def]
         before = self.stats.alerts  # type: ignore[attr-defined]
         super()._process(shard, raw, origin, pinned)  # type: ignore[misc]
-        self.last = (origin.source, origin.partition, origin.offset)
+        self.last = (origin.source, origin.partition, origin.offset, *self._polled, time.time())
         self.triggers += [self.last] * (self.stats.alerts - before)  # type: ignore[attr-defined]
 
     def _update_lag(self) -> None:
@@ -120,9 +153,16 @@ class _TracingService:
         if self.last is not None:
             self.triggers += [self.last] * (self.stats.alerts - before)  # type: ignore[attr-defined]
 
+    def checkpoint(self, shards, *, force=False):  # type: ignore[no-untyped-def]
+        started = time.time()
+        super().checkpoint(shards, force=force)  # type: ignore[misc]
+        self.pauses.append(("checkpoint", started, time.time()))
 
-def _child_traced(settings_json: bytes, counter, stop, out: str) -> None:
-    """One traced consumer in its own process; writes its triggers to ``out`` at the end."""
+
+def _child_traced(settings_json: bytes, counts, held, stop, out: str) -> None:
+    """One traced consumer in its own process; writes what it traced to ``out`` at the end."""
+    import gc
+
     import msgspec
 
     from churnguard.service.kafka import Service
@@ -133,19 +173,41 @@ def _child_traced(settings_json: bytes, counter, stop, out: str) -> None:
     logs.configure("WARNING")
     settings = msgspec.json.decode(settings_json, type=Settings)
     service = Traced(settings, stop_event=threading.Event())
-    service.triggers = []
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    while not stop.is_set():
-        counter.value = sum(service.stats.records.values())
-        time.sleep(0.02)
-    service.stop_event.set()
-    thread.join(timeout=60)
-    Path(out).write_bytes(orjson.dumps(service.triggers))
+    service.triggers, service.polls, service.pauses = [], [], []
+    gc_started: dict[int, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[info["generation"]] = time.time()
+        else:
+            t0 = gc_started.pop(info["generation"], time.time())
+            service.pauses.append((f"gc{info['generation']}", t0, time.time()))
+
+    gc.callbacks.append(on_gc)
+    _member(service, counts, held, 0, stop)
+    trace = {"triggers": service.triggers, "polls": service.polls, "pauses": service.pauses}
+    Path(out).write_bytes(orjson.dumps(trace))
 
 
-def latency(bootstrap: str, sim, rate: float, partitions: int) -> tuple[float, float, int]:
-    """p50 and p99 seconds from input record to alert, records produced at ``rate``/s."""
+def wait_held(held, shards: int, procs, timeout_s: float) -> float:
+    """Seconds until the members hold all ``shards`` between them, each at least one."""
+    start = time.perf_counter()
+    while not (min(held) > 0 and sum(held) == shards):
+        if time.perf_counter() - start > timeout_s or not all(p.is_alive() for p in procs):
+            raise RuntimeError(f"the group did not take its {shards} shards: {list(held)}")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+def latency(
+    bootstrap: str, sim, rate: float, partitions: int
+) -> tuple[float, float, int, float, list[str]]:
+    """p50 and p99 seconds from input record to alert, records produced at ``rate``/s.
+
+    Records are produced only once the member holds its partitions (a record produced
+    before would wait out the group join, which is start-up, not latency). Also returns
+    the join's seconds and lines splitting the slowest alerts' waits into their parts.
+    """
     import msgspec
 
     from churnguard.service.clients import KafkaClients
@@ -156,15 +218,15 @@ def latency(bootstrap: str, sim, rate: float, partitions: int) -> tuple[float, f
     k = settings.kafka
     records = event_ordered(prefix, sim)
     ctx = mp.get_context("spawn")
-    counter, stop = ctx.Value("q", 0), ctx.Event()
+    counts, held, stop = ctx.Array("q", 1), ctx.Array("i", 1), ctx.Event()
     out = tempfile.mktemp(suffix=".json")
     child = ctx.Process(
-        target=_child_traced, args=(msgspec.json.encode(settings), counter, stop, out)
+        target=_child_traced, args=(msgspec.json.encode(settings), counts, held, stop, out)
     )
     child.start()
     producer = KafkaClients(k).producer()
     try:
-        time.sleep(8.0)  # the group join (tansu completes it after the rebalance timeout)
+        join_s = wait_held(held, partitions, [child], 120)
         start = time.perf_counter()
         for i, (topic, raw) in enumerate(records):
             ahead = start + i / rate - time.perf_counter()
@@ -173,23 +235,70 @@ def latency(bootstrap: str, sim, rate: float, partitions: int) -> tuple[float, f
             producer.send(topic, key=namespace_key(raw, None), value=raw)
         producer.flush()
         deadline = time.monotonic() + 120
-        while counter.value < len(records) and time.monotonic() < deadline:
+        while counts[0] < len(records) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1.0)  # let the last idle emission go out
     finally:
         producer.close()
         stop.set()
         child.join(timeout=60)
-    triggers = [tuple(t) for t in orjson.loads(Path(out).read_bytes())]
+    trace = orjson.loads(Path(out).read_bytes())
     stamp = {}
     for topic in k.input_topics:
         for rec in read_all(settings, topic):
-            stamp[(rec.topic, rec.partition, rec.offset)] = rec.timestamp
+            stamp[(rec.topic, rec.partition, rec.offset)] = rec.timestamp / 1000
     alerts = read_all(settings, k.alerts_topic)
-    waits = sorted((a.timestamp - stamp[t]) / 1000 for a, t in zip(alerts, triggers, strict=False))
+    waits = [
+        (a.timestamp / 1000 - stamp[tuple(t[:3])], a.timestamp / 1000, t)
+        for a, t in zip(alerts, trace["triggers"], strict=False)
+    ]
     if not waits:
-        return float("nan"), float("nan"), 0
-    return waits[len(waits) // 2], waits[min(len(waits) - 1, int(0.99 * len(waits)))], len(waits)
+        return float("nan"), float("nan"), 0, join_s, []
+    waits.sort()
+    p50 = waits[len(waits) // 2][0]
+    p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))][0]
+    detail = [f"member held its {partitions} partitions {join_s:.1f} s after its start"]
+    detail += [cpu_share(trace["polls"])]
+    detail += [split_wait(w, stamp[tuple(t[:3])], at, t[3:], trace) for w, at, t in waits[-3:]]
+    return p50, p99, len(waits), join_s, detail
+
+
+def cpu_share(polls: list) -> str:
+    """The consumer process's CPU seconds over wall seconds while it had records to do."""
+    if len(polls) < 2:
+        return "too few polls to measure the consumer's CPU share"
+    wall = polls[-1][1] - polls[0][1]
+    cpu = polls[-1][3] - polls[0][3]
+    done = sum(p[2] for p in polls[1:])
+    return (
+        f"consumer process: {cpu:.1f} s CPU in {wall:.1f} s wall ({cpu / max(wall, 1e-9):.0%}),"
+        f" {cpu / max(done, 1) * 1e6:.0f} µs CPU a record, {len(polls)} polls with records"
+    )
+
+
+def split_wait(wait: float, created: float, alerted: float, times: list, trace: dict) -> str:
+    """One alert's wait as: queued while the loop was busy, fetch, its batch, publishing;
+    and the checkpoints and GC pauses, and the CPU the consumer got, inside that wait."""
+    poll_started, polled, processed = times
+    queued = max(0.0, poll_started - created)
+    fetch = polled - max(created, poll_started)
+    paused = {}
+    for kind, t0, t1 in trace["pauses"]:
+        overlap = min(t1, alerted) - max(t0, created)
+        if overlap > 0:
+            paused[kind] = paused.get(kind, 0.0) + overlap
+    inside = [p for p in trace["polls"] if created <= p[1] <= alerted]
+    before = [p for p in trace["polls"] if p[1] < created]
+    cpu = ""
+    if inside and before:
+        got = inside[-1][3] - before[-1][3]
+        cpu = f"; CPU {got:.2f} s of {inside[-1][1] - before[-1][1]:.2f} s wall"
+    pauses = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(paused.items())) or "none"
+    return (
+        f"wait {wait:.2f} s = queued behind the loop {queued:.2f} + fetch {fetch:.2f}"
+        f" + in its batch {processed - polled:.2f} + to the alert {alerted - processed:.2f}"
+        f"; pauses inside: {pauses}{cpu}"
+    )
 
 
 def read_all(settings: Settings, topic: str) -> list:
@@ -206,23 +315,44 @@ def read_all(settings: Settings, topic: str) -> list:
         consumer.close()
 
 
-def serve_group(settings: Settings, total: int, consumers: int) -> float:
-    """Seconds from the first record processed to ``total``, by ``consumers`` processes."""
+def serve_group(
+    settings: Settings, total: int, consumers: int, shards: int
+) -> tuple[float, float, int]:
+    """``consumers`` processes of one group serve ``total`` records.
+
+    Returns the seconds from the first record processed to the last (what an operator
+    sees, the group join and rebalances included), and the steady span: seconds and
+    records from the moment every member holds its share of the ``shards`` (and has
+    processed a record) to the last record.
+    """
     import msgspec
 
     ctx = mp.get_context("spawn")
-    counter, stop = ctx.Value("q", 0), ctx.Event()
+    counts, held = ctx.Array("q", consumers), ctx.Array("i", consumers)
+    stop = ctx.Event()
     blob = msgspec.json.encode(settings)
-    procs = [ctx.Process(target=_child_serve, args=(blob, counter, stop)) for _ in range(consumers)]
+    procs = [
+        ctx.Process(target=_child_serve, args=(blob, counts, held, i, stop))
+        for i in range(consumers)
+    ]
     for p in procs:
         p.start()
-    start = None
+    start = steady = None
+    steady_done = 0
     try:
-        while counter.value < total:
-            if start is None and counter.value:
-                start = time.perf_counter()
+        while (done := sum(counts)) < total:
+            now = time.perf_counter()
+            if start is None and done:
+                start = now
+            if steady is None and done and min(held) > 0 and sum(held) == shards:
+                steady, steady_done = now, done
+            if not any(p.is_alive() for p in procs):
+                raise RuntimeError("every consumer process exited before the end")
             time.sleep(0.01)
-        return time.perf_counter() - (start or time.perf_counter())
+        end = time.perf_counter()
+        start = start or end
+        steady = steady or end
+        return end - start, end - steady, total - steady_done
     finally:
         stop.set()
         for p in procs:
@@ -307,7 +437,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--score-rows", type=int, default=2000, help="rows each detector scores")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument(
+        "--serve-only", action="store_true", help="the raw, serve and latency rows only"
+    )
     args = ap.parse_args()
+    if args.write and args.serve_only:
+        ap.error("--write needs the whole table, not --serve-only")
 
     sim = generate(SimParams(seed=args.seed, hours=args.hours))
     data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
@@ -319,29 +454,33 @@ def main() -> None:
         settings = bench_topics(bootstrap, prefix, args.partitions)
         total = produce_simulated(settings, prefix, sim)
         rows.append(("raw kafka-python consumer", raw_consume(settings, total, False), total, ""))
+        steady: dict[str, tuple[float, int]] = {}  # row name -> steady seconds, records
         for n in (1, 2):
             settings.kafka.group_id = f"{prefix}-group{n}"
-            seconds = serve_group(settings, total, n)
-            note = "rebalance included" if n > 1 else ""
-            rows.append((f"serve, {n} consumer process(es)", seconds, total, note))
+            seconds, steady_s, steady_n = serve_group(settings, total, n, args.partitions)
+            note = "whole run: a late member's rebalance inside it, if any" if n > 1 else ""
+            name = f"serve, {n} consumer process(es)"
+            rows.append((name, seconds, total, note))
+            steady[name] = (steady_s, steady_n)
         half = total / rows[1][1] / 2
-        p50, p99, n_alerts = latency(bootstrap, sim, half, args.partitions)
-    seconds, alerts, batches = captured_batches(paths, Settings())
-    rows.append(("replay (files, same records)", seconds, total, f"{alerts} alerts"))
-    first = first_batches(batches, args.score_rows)
-    for det in DETECTORS:
-        seconds, n_rows, det_alerts = score_alone(first, det)
-        rows.append((f"scoring alone: {det}", seconds, n_rows, f"rows/s; {det_alerts} alerts"))
-    seconds, n_rows, det_alerts = score_alone(rebatched(batches, BIG_BATCH), "oif")
-    rows.append(
-        (
-            f"scoring alone: oif, all rows {BIG_BATCH:,} to a batch",
-            seconds,
-            n_rows,
-            f"rows/s; {det_alerts} alerts; the per-batch cost spread over more rows",
+        p50, p99, n_alerts, _, detail = latency(bootstrap, sim, half, args.partitions)
+    if not args.serve_only:
+        seconds, alerts, batches = captured_batches(paths, Settings())
+        rows.append(("replay (files, same records)", seconds, total, f"{alerts} alerts"))
+        first = first_batches(batches, args.score_rows)
+        for det in DETECTORS:
+            seconds, n_rows, det_alerts = score_alone(first, det)
+            rows.append((f"scoring alone: {det}", seconds, n_rows, f"rows/s; {det_alerts} alerts"))
+        seconds, n_rows, det_alerts = score_alone(rebatched(batches, BIG_BATCH), "oif")
+        rows.append(
+            (
+                f"scoring alone: oif, all rows {BIG_BATCH:,} to a batch",
+                seconds,
+                n_rows,
+                f"rows/s; {det_alerts} alerts; the per-batch cost spread over more rows",
+            )
         )
-    )
-    tracked, per_entity = memory_per_entity(MEMORY_PODS)
+        tracked, per_entity = memory_per_entity(MEMORY_PODS)
 
     raw = rows[0][1]
     lines = [
@@ -350,20 +489,32 @@ def main() -> None:
         f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}"
         f" ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end)",
         "",
-        "| what | seconds | items/s | x raw consumer time | note |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| what | seconds | items/s | x raw consumer time | steady items/s (records in span)"
+        " | x 1 consumer (whole / steady) | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    one = rows[1]
     for name, secs, items, note in rows:
         ratio = f"{secs / raw:.1f}" if not name.startswith("scoring") else ""
-        lines.append(f"| {name} | {secs:.2f} | {items / secs:,.0f} | {ratio} | {note} |")
+        span = scale = ""
+        if name in steady:
+            steady_s, steady_n = steady[name]
+            span = f"{steady_n / steady_s:,.0f} ({steady_n:,})"
+            one_s, one_n = steady[one[0]]
+            scale = f"{one[1] / secs:.2f} / {steady_n / steady_s / (one_n / one_s):.2f}"
+        lines.append(
+            f"| {name} | {secs:.2f} | {items / secs:,.0f} | {ratio} | {span} | {scale} | {note} |"
+        )
+    if not args.serve_only:
+        lines.append(
+            f"| memory per tracked live pod | | | | | | {per_entity / 1024:.2f} KiB held"
+            f" ({tracked:,} pods, entity state only, tracemalloc) |"
+        )
     lines.append(
-        f"| memory per tracked live pod | | | | {per_entity / 1024:.2f} KiB held"
-        f" ({tracked:,} pods, entity state only, tracemalloc) |"
-    )
-    lines.append(
-        f"| event-to-alert latency at {half:,.0f} records/s (half of serve x1) | | | |"
+        f"| event-to-alert latency at {half:,.0f} records/s (half of serve x1) | | | | | |"
         f" p50 {p50:.2f} s, p99 {p99:.2f} s over {n_alerts} alerts |"
     )
+    lines += ["", "The slowest alerts' waits (latency run):", ""] + [f"- {d}" for d in detail]
     table = "\n".join(lines)
     print(table)
     if args.write:
