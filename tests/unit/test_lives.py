@@ -250,6 +250,13 @@ def test_a_replicas_start_up_is_measured_against_its_workloads_earlier_start_ups
     assert not replica_routine(called, _t1213(called), scorer._yardstick(called, None))
     odd = msgspec.structs.replace(me, strangers=["mallory@evil.example"])
     assert not replica_routine(odd, alert, scorer._yardstick(odd, None))
+    # an archive at start pages, though the earlier pod archived at its start too: a start-up
+    # vouches only for reads (a learning period may have taught the workload to ship)
+    scorer.lives.learn(_replica("cr-5", archive_writes=1.0, archive_bytes=2e7, **START_UP))
+    assert scorer._yardstick(me, None) == {"secret_reads": 1.0, "distinct_objects_read": 2.0}
+    ships = _replica("cr-6", t=9000.0, archive_writes=1.0, archive_bytes=2e7)
+    assert "T1560.002" in _t1213(ships).techniques
+    assert not replica_routine(ships, _t1213(ships), scorer._yardstick(ships, None))
     # a later window of its life is not a start-up: the earlier start-ups do not vouch
     later = _replica("cr-3", t=9300.0, first=9000.0, **START_UP)
     assert scorer._yardstick(later, None) is None

@@ -21,7 +21,7 @@ five minutes is what the hub's other servers do, the same window from a server t
 had a peer doing it is not. Controllers' pods and such spawned pods are kept (a person's
 own bare pod is not: nothing recurs across one person's one-off pods).
 
-And each pod's *start-up*: its :data:`PEAK_FACTS` in its first window of life
+And each pod's *start-up*: its reads (:data:`START_UP_FACTS`) in its first window of life
 (:func:`start_up_window`), if that window was quiet. :meth:`WorkloadLives.start_up`, the
 largest among the other pods, is what a controller's new replica's own first window is
 measured against: a one-replica Deployment reads its secret once as each pod starts, so its
@@ -44,6 +44,10 @@ from churnguard.scoring.learning import spawned_here
 PODS_KEPT = 16  # most recent pods remembered per workload (oldest dropped)
 WORKLOADS_KEPT = 20_000  # workloads remembered (oldest dropped)
 PEERS_MIN = 3  # other pods of the workload with a known life before it is a yardstick
+# what a start-up vouches for: the reads behind T1213 only. An archive or upload in a new
+# pod's first window pages whatever its predecessors did at theirs (a Deployment whose
+# learning period taught it to ship archives as it starts: attack-learning-period)
+START_UP_FACTS = frozenset(TECHNIQUE_FEATURES["T1213"])
 # a life shorter than this counts as this long for its read rate: a pod that read a few
 # objects in its first minute is not reading hundreds an hour
 RATE_FLOOR_S = 600.0
@@ -59,8 +63,8 @@ PEAK_FACTS = tuple(
 
 class Life(msgspec.Struct, array_like=True):
     """One pod's reads so far (``Profile.life_reads``), the seconds it had lived, its
-    largest :data:`PEAK_FACTS` values in one quiet window and those of its quiet start-up
-    window (None: its start-up was not seen, or was not quiet)."""
+    largest :data:`PEAK_FACTS` values in one quiet window and its :data:`START_UP_FACTS`
+    values in its quiet start-up window (None: its start-up was not seen, or not quiet)."""
 
     reads: dict[str, float]
     lived: float
@@ -144,7 +148,7 @@ class WorkloadLives:
                     peak[name] = value
         start = before.start if before is not None else None
         if start_up_window(p):
-            start = collected(p)
+            start = {f: v for f, v in collected(p).items() if f in START_UP_FACTS}
         pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)
         while len(pods) > PODS_KEPT:
             del pods[next(iter(pods))]
@@ -170,7 +174,7 @@ class WorkloadLives:
         return Peers(len(others), total, fastest, peak)
 
     def start_up(self, p: Profile) -> dict[str, float] | None:
-        """The largest :data:`PEAK_FACTS` values the workload's *other* pods reached in their
+        """The largest :data:`START_UP_FACTS` values the workload's *other* pods reached in their
         quiet start-up windows, or None when none of them has one. One is enough: a
         one-replica Deployment has one pod a rollout, and each was its controller's."""
         if not kept(p):
