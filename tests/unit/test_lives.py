@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scoring_fixtures import make_profile, quick_settings
 
-from churnguard.alerts.alert import build_alert, techniques_for
+from churnguard.alerts.alert import Alert, build_alert, techniques_for
 from churnguard.profiling.profile import Profile
 from churnguard.profiling.spec import load_spec
 from churnguard.scoring.guards import LIFE_READS_FACTOR, LIFE_READS_MIN, Context, fired
@@ -203,3 +203,96 @@ def test_only_a_controllers_replicas_are_judged_over_their_lives() -> None:
             "reads-beyond-its-workload" in scored.alert.rules
         )
     assert fired_for == {"replica": True, "server": False}
+
+
+RS = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+def _replica(name: str, t: float = 0.0, first: float | None = None, **values: float) -> Profile:
+    """A window of a Deployment's replica its ReplicaSet created at ``first`` (default: ``t``,
+    so the window is its start-up window)."""
+    p = make_profile(pod=name, workload="Deployment/config-reloader", t=t, values=values)
+    return msgspec.structs.replace(
+        p, created_by=RS, creator_kind="controller", first_seen=t if first is None else first
+    )
+
+
+def _t1213(p: Profile) -> Alert:
+    return build_alert(p, score=0.95, threshold=0.93, level="workload", baseline_key="k",
+                       top=[], spec=load_spec(), model_version="t", rules=[],
+                       rule_techniques=[])  # fmt: skip
+
+
+START_UP = {"secret_reads": 1.0, "distinct_objects_read": 2.0, "api_read": 1.0}
+
+
+def test_a_replicas_start_up_is_measured_against_its_workloads_earlier_start_ups() -> None:
+    """Tuning seed 35: config-reloader's third pod read at start the 1 secret and 2 objects
+    its second pod had read at its start (a one-replica Deployment: one start-up window
+    among hundreds of quiet ones) and paged at the workload level, 0.948 over 0.933."""
+    scorer = Scorer(quick_settings(), load_spec())
+    me = _replica("cr-3", t=9000.0, **START_UP)
+    assert scorer._yardstick(me, None) is None  # no earlier start-up seen: it pages
+    scorer.lives.learn(me)  # its own start-up never vouches for itself
+    assert scorer._yardstick(me, None) is None
+    scorer.lives.learn(_replica("cr-2", **START_UP))
+    scorer.lives.learn(_replica("cr-2", t=300.0, first=0.0, api_read=4.0))  # later: not start-up
+    yardstick = scorer._yardstick(me, None)
+    assert yardstick == {"secret_reads": 1.0, "distinct_objects_read": 2.0}  # T1213's facts
+    alert = _t1213(me)
+    assert alert.techniques == ["T1213"]
+    assert replica_routine(me, alert, yardstick)
+    # more secrets than any earlier pod read as it started: a collecting rollout still pages
+    sweep = _replica("cr-4", t=9000.0, **{**START_UP, "secret_reads": 15.0})
+    assert not replica_routine(sweep, _t1213(sweep), scorer._yardstick(sweep, None))
+    # a new destination, or a stranger acting on it, still pages
+    called = _replica("cr-4", t=9000.0, new_destinations=1.0, **START_UP)
+    assert not replica_routine(called, _t1213(called), scorer._yardstick(called, None))
+    odd = msgspec.structs.replace(me, strangers=["mallory@evil.example"])
+    assert not replica_routine(odd, alert, scorer._yardstick(odd, None))
+    # an archive at start pages, though the earlier pod archived at its start too: a start-up
+    # vouches only for reads (a learning period may have taught the workload to ship)
+    scorer.lives.learn(_replica("cr-5", archive_writes=1.0, archive_bytes=2e7, **START_UP))
+    assert scorer._yardstick(me, None) == {"secret_reads": 1.0, "distinct_objects_read": 2.0}
+    ships = _replica("cr-6", t=9000.0, archive_writes=1.0, archive_bytes=2e7)
+    assert "T1560.002" in _t1213(ships).techniques
+    assert not replica_routine(ships, _t1213(ships), scorer._yardstick(ships, None))
+    # a later window of its life is not a start-up: the earlier start-ups do not vouch
+    later = _replica("cr-3", t=9300.0, first=9000.0, **START_UP)
+    assert scorer._yardstick(later, None) is None
+
+
+def test_only_a_seen_quiet_start_up_is_remembered() -> None:
+    lives = WorkloadLives()
+    # a pod running before the telemetry began: its first window is not its start
+    unseen = msgspec.structs.replace(_replica("cr-0", **START_UP), created_by=None)
+    lives.learn(unseen)
+    me = _replica("cr-9", t=9000.0, **START_UP)
+    assert lives.start_up(me) is None
+    # a short life's whole story is not a window
+    whole = msgspec.structs.replace(
+        _replica("cr-1", lifetime_s=60.0, **START_UP), final=True, end_reason="deleted"
+    )
+    lives.learn(whole)
+    assert lives.start_up(me) is None
+    lives.learn(_replica("cr-2"))  # a start-up that read nothing is a yardstick of nothing
+    assert lives.start_up(me) == {}
+
+
+READS = ("secret_reads", "distinct_objects_read", "repo_reads")  # the facts behind T1213
+
+
+@given(
+    before=st.fixed_dictionaries({f: st.integers(0, 20) for f in READS}),
+    now=st.fixed_dictionaries({f: st.integers(0, 20) for f in READS}),
+)
+def test_a_start_up_passes_only_within_the_earlier_start_ups(
+    before: dict[str, int], now: dict[str, int]
+) -> None:
+    scorer = Scorer(quick_settings(), load_spec())
+    scorer.lives.learn(_replica("cr-1", **{k: float(v) for k, v in before.items()}))
+    me = _replica("cr-2", t=9000.0, **{k: float(v) for k, v in now.items()})
+    alert = _t1213(me)
+    within = all(now[f] <= before[f] for f in READS)
+    if "T1213" in alert.techniques and set(alert.techniques) == {"T1213"}:
+        assert replica_routine(me, alert, scorer._yardstick(me, None)) == within

@@ -19,8 +19,16 @@ account spawned (a JupyterHub user's server) is measured against by
 ``routine.replica_routine``: a data scientist's notebook reading forty parquet files in
 five minutes is what the hub's other servers do, the same window from a server that never
 had a peer doing it is not. Controllers' pods and such spawned pods are kept (a person's
-own bare pod is not: nothing recurs across one person's one-off pods). State is in the
-scorer's snapshot.
+own bare pod is not: nothing recurs across one person's one-off pods).
+
+And each pod's *start-up*: its reads (:data:`START_UP_FACTS`) in its first window of life
+(:func:`start_up_window`), if that window was quiet. :meth:`WorkloadLives.start_up`, the
+largest among the other pods, is what a controller's new replica's own first window is
+measured against: a one-replica Deployment reads its secret once as each pod starts, so its
+baseline holds a start-up window or two among hundreds of quiet polling windows and a
+rollout's new pod looks rare (tuning seed 35: config-reloader's third pod read 1 secret,
+2 objects at start, as its second had, and paged at 0.948). Only what earlier pods read
+as *they* started vouches, never the pod's own windows. State is in the scorer's snapshot.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ from churnguard.scoring.learning import spawned_here
 PODS_KEPT = 16  # most recent pods remembered per workload (oldest dropped)
 WORKLOADS_KEPT = 20_000  # workloads remembered (oldest dropped)
 PEERS_MIN = 3  # other pods of the workload with a known life before it is a yardstick
+# what a start-up vouches for: the reads behind T1213 only. An archive or upload in a new
+# pod's first window pages whatever its predecessors did at theirs (a Deployment whose
+# learning period taught it to ship archives as it starts: attack-learning-period)
+START_UP_FACTS = frozenset(TECHNIQUE_FEATURES["T1213"])
 # a life shorter than this counts as this long for its read rate: a pod that read a few
 # objects in its first minute is not reading hundreds an hour
 RATE_FLOOR_S = 600.0
@@ -50,12 +62,14 @@ PEAK_FACTS = tuple(
 
 
 class Life(msgspec.Struct, array_like=True):
-    """One pod's reads so far (``Profile.life_reads``), the seconds it had lived and its
-    largest :data:`PEAK_FACTS` values in one quiet window."""
+    """One pod's reads so far (``Profile.life_reads``), the seconds it had lived, its
+    largest :data:`PEAK_FACTS` values in one quiet window and its :data:`START_UP_FACTS`
+    values in its quiet start-up window (None: its start-up was not seen, or not quiet)."""
 
     reads: dict[str, float]
     lived: float
     peak: dict[str, float] = {}
+    start: dict[str, float] | None = None
 
 
 class Peers(msgspec.Struct, frozen=True):
@@ -87,6 +101,22 @@ def whole_life(p: Profile) -> bool:
     return p.final and p.values.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
 
 
+def start_up_window(p: Profile) -> bool:
+    """The row is a pod's first window of life, its creation seen (not a whole life's row):
+    what a replica reads as it starts (its secret, its ConfigMap)."""
+    return (
+        p.entity.kind == "pod"
+        and p.created_by is not None
+        and p.window_start <= p.first_seen < p.window_end
+        and not whole_life(p)
+    )
+
+
+def collected(p: Profile) -> dict[str, float]:
+    """The row's non-zero :data:`PEAK_FACTS` values."""
+    return {name: v for name in PEAK_FACTS if (v := p.values.get(name, 0.0)) > 0}
+
+
 def kept(p: Profile) -> bool:
     """A pod whose lives recur: a controller's, or one its namespace's own account spawned."""
     return p.entity.kind == "pod" and bool(p.entity.workload or spawned_here(p))
@@ -113,11 +143,13 @@ class WorkloadLives:
         before = pods.pop(entity, None)
         peak = dict(before.peak) if before is not None else {}
         if not whole_life(p):
-            for name in PEAK_FACTS:
-                value = p.values.get(name, 0.0)
+            for name, value in collected(p).items():
                 if value > peak.get(name, 0.0):
                     peak[name] = value
-        pods[entity] = Life(dict(p.life_reads), lived(p), peak)
+        start = before.start if before is not None else None
+        if start_up_window(p):
+            start = {f: v for f, v in collected(p).items() if f in START_UP_FACTS}
+        pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)
         while len(pods) > PODS_KEPT:
             del pods[next(iter(pods))]
 
@@ -140,6 +172,25 @@ class WorkloadLives:
             for name, value in life.peak.items():
                 peak[name] = max(peak.get(name, 0.0), value)
         return Peers(len(others), total, fastest, peak)
+
+    def start_up(self, p: Profile) -> dict[str, float] | None:
+        """The largest :data:`START_UP_FACTS` values the workload's *other* pods reached in their
+        quiet start-up windows, or None when none of them has one. One is enough: a
+        one-replica Deployment has one pod a rollout, and each was its controller's."""
+        if not kept(p):
+            return None
+        pods = self.workloads.get(baseline_keys(p)[0], {})
+        entity = p.entity.key()
+        starts = [
+            life.start for key, life in pods.items() if key != entity and life.start is not None
+        ]
+        if not starts:
+            return None
+        most: dict[str, float] = {}
+        for start in starts:
+            for name, value in start.items():
+                most[name] = max(most.get(name, 0.0), value)
+        return most
 
     def export(self) -> LivesState:
         return LivesState(workloads={k: dict(v) for k, v in self.workloads.items()})

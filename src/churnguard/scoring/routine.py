@@ -62,7 +62,11 @@ def replica_routine(
       reading forty datasets in five minutes, or uploading an archive of results to the
       bucket every server uploads to, does what the hub's other servers did. Its own
       earlier windows never vouch for it: a hijacked server collecting a little more each
-      window has no other server's peak to hide under.
+      window has no other server's peak to hide under;
+    * for a controller's pod's first window of life, the largest reads its workload's
+      *other* pods made in their quiet first windows (:meth:`lives.WorkloadLives.start_up`,
+      reads only): a one-replica Deployment's rollout pod reading the secret its
+      predecessor read as it started (det13).
 
     A replica that reads, archives or uploads more than its yardstick, or calls a new host,
     or a stranger acts on (``Profile.strangers``), still pages; so does a new Deployment (no

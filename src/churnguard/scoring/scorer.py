@@ -53,7 +53,7 @@ from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
 from churnguard.scoring.guards import Context, Guard, facts_of, fired
 from churnguard.scoring.learning import GateState, LearningGate, spawned_here
-from churnguard.scoring.lives import LivesState, WorkloadLives
+from churnguard.scoring.lives import LivesState, WorkloadLives, start_up_window
 from churnguard.scoring.routine import (
     new_workload_routine,
     own_instance_routine,
@@ -279,13 +279,17 @@ class Scorer:
         """What a replica's alert is measured against (``routine.replica_routine``): for its
         last row, the largest values its own mature baseline (``own``, None when another
         judged it) learned; for a live window of a pod its namespace's account spawned,
-        the other pods' one-window peaks (``lives.Peers.peak``); else nothing."""
+        the other pods' one-window peaks (``lives.Peers.peak``); for a controller's pod's
+        first window, what the workload's other pods read in theirs
+        (``lives.WorkloadLives.start_up``); else nothing."""
         if p.final:
             return self._learned_max(own)
-        if not spawned_here(p):
-            return None
-        peers = self.lives.peers(p)
-        return None if peers is None else peers.peak
+        if spawned_here(p):
+            peers = self.lives.peers(p)
+            return None if peers is None else peers.peak
+        if p.entity.workload and start_up_window(p):
+            return self.lives.start_up(p)
+        return None
 
     def _alert(
         self,
