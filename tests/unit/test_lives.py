@@ -70,7 +70,8 @@ def _judged_by(peers_reads: list[tuple[float, float]]) -> Context:
     lives = WorkloadLives()
     for i, (reads, hours) in enumerate(peers_reads):
         lives.learn(_pod(f"web-{i}", reads, hours))
-    return Context(peers=lives.peers(_pod("web-x", 0, 1)))
+    peers = lives.peers(_pod("web-x", 0, 1))
+    return Context(peers_of=lambda: peers)
 
 
 def test_collection_spread_thin_over_a_life_pages() -> None:
@@ -106,8 +107,8 @@ def test_only_a_mature_workload_judges_a_life() -> None:
     ctx = _judged_by([(0, 6), (0, 5), (0, 3)])
     slow = _pod("web-x", 100, 2)
     for other in (
-        Context(peers=ctx.peers, workload_learning=True),
-        Context(peers=ctx.peers, namespace_learning=True),
+        Context(peers_of=ctx.peers_of, workload_learning=True),
+        Context(peers_of=ctx.peers_of, namespace_learning=True),
         Context(),
     ):
         assert not _names(slow, other)

@@ -65,8 +65,9 @@ class Context:
     # an external destination the cluster's namespaces share (Campaigns.shared)
     shared: Callable[[str], bool] = _nothing_shared
     # what the other pods of its workload read over their lives (scoring/lives.py); None
-    # when the workload has too few known lives to be a yardstick
-    peers: Peers | None = None
+    # when the workload has too few known lives to be a yardstick. Asked only when a
+    # guard needs it: working it out walks the workload's recent lives
+    peers_of: Callable[[], Peers | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,12 @@ def reads_beyond_workload(p: Profile, ctx: Context) -> list[str]:
     """What a pod of a mature workload read over its life beyond every other pod of that
     workload over theirs, one line per kind of read (the whole-life read guard's facts,
     quoted by its T1213 evidence)."""
-    peers = ctx.peers
-    if peers is None or p.entity.kind != "pod" or ctx.workload_learning:
+    if p.entity.kind != "pod" or ctx.workload_learning or ctx.namespace_learning:
         return []
-    if ctx.namespace_learning:
+    if all(total < LIFE_READS_MIN for total in p.life_reads.values()):
+        return []
+    peers = ctx.peers_of() if ctx.peers_of is not None else None
+    if peers is None:
         return []
     seconds = lived(p)
     out = []

@@ -184,7 +184,9 @@ class Scorer:
                 # a controller's replicas run the same code: one reading over its life far
                 # beyond the others is collecting. People's spawned servers read as their
                 # people do (their peers vouch only for one window: _yardstick)
-                peers=self.lives.peers(p) if own and p.life_reads and p.entity.workload else None,
+                peers_of=partial(self.lives.peers, p)
+                if own and p.life_reads and p.entity.workload
+                else None,
             )
             guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
