@@ -30,7 +30,7 @@ one-off pod.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -138,20 +138,25 @@ class Baseline:
     first_time: float | None = None
     recent: RecentRows = field(default_factory=RecentRows)
     recent_workloads: deque[str] = field(default_factory=lambda: deque(maxlen=SHARE_WINDOW))
-    workload_counts: Counter[str] = field(default_factory=Counter)
+    # rows of each workload in recent_workloads (only workloads present: a plain dict, once
+    # per learned row and level)
+    workload_counts: dict[str, int] = field(default_factory=dict)
 
     def share_of(self, workload: str) -> float:
         n = len(self.recent_workloads)
-        return self.workload_counts[workload] / n if n else 0.0
+        return self.workload_counts.get(workload, 0) / n if n else 0.0
 
     def note_workload(self, workload: str) -> None:
-        if len(self.recent_workloads) == self.recent_workloads.maxlen:
-            old = self.recent_workloads[0]
-            self.workload_counts[old] -= 1
-            if self.workload_counts[old] == 0:
-                del self.workload_counts[old]
-        self.recent_workloads.append(workload)
-        self.workload_counts[workload] += 1
+        recent, counts = self.recent_workloads, self.workload_counts
+        if len(recent) == recent.maxlen:
+            old = recent[0]
+            left = counts[old] - 1
+            if left:
+                counts[old] = left
+            else:
+                del counts[old]
+        recent.append(workload)
+        counts[workload] = counts.get(workload, 0) + 1
 
     def recent_values(self) -> np.ndarray:
         """The recent raw rows as an (n, d) matrix (n may be 0), oldest first."""
@@ -253,17 +258,32 @@ class Hierarchy:
     # ---- learning mode -------------------------------------------------------------------
     def in_learning(self, profile: Profile, settings: Settings) -> bool:
         """True while the profile's namespace is new, by count *and* event time."""
-        needed = self.settings.learning_profiles
-        override = settings.namespace_override(profile.entity.namespace)
-        if override is not None and override.learning_profiles is not None:
-            needed = override.learning_profiles
-        age = self.namespaces.get(namespace_of(profile))
-        if age is None:
-            return needed > 0 or self.settings.learning_seconds > 0
-        if age.from_bundle:
-            return False
-        young = profile.window_end - age.first_time < self.settings.learning_seconds
-        return age.profiles < needed or young
+        return self.learning_flags([profile], settings)[0]
+
+    def learning_flags(self, profiles: list[Profile], settings: Settings) -> list[bool]:
+        """:meth:`in_learning` of each profile of a batch, each namespace looked up once."""
+        s = self.settings
+        per_namespace: dict[str | None, tuple[int, NamespaceAge | None]] = {}
+        flags = []
+        for p in profiles:
+            namespace = p.entity.namespace
+            known = per_namespace.get(namespace)
+            if known is None:
+                needed = s.learning_profiles
+                override = settings.namespace_override(namespace)
+                if override is not None and override.learning_profiles is not None:
+                    needed = override.learning_profiles
+                age = self.namespaces.get(namespace or CLOUD_NAMESPACE)
+                known = per_namespace[namespace] = (needed, age)
+            needed, age = known
+            if age is None:
+                flags.append(needed > 0 or s.learning_seconds > 0)
+            elif age.from_bundle:
+                flags.append(False)
+            else:
+                young = p.window_end - age.first_time < s.learning_seconds
+                flags.append(age.profiles < needed or young)
+        return flags
 
     def note_seen(self, profiles: list[Profile]) -> None:
         """Age each profile's namespace (every profile counts, alerting or not)."""
@@ -295,18 +315,22 @@ class Hierarchy:
         if workloads is None:
             workloads = [workload_of(p) for p in profiles]
         first = 0 if self.settings.hierarchy else 2
-        for i, p in enumerate(profiles):
-            for key in baseline_keys(p, workloads[i])[first:]:
-                by_key.setdefault(key, []).append(i)
+        for i, (p, wl) in enumerate(zip(profiles, workloads, strict=True)):
+            for key in baseline_keys(p, wl)[first:]:
+                at = by_key.get(key)
+                if at is None:
+                    by_key[key] = [i]
+                else:
+                    at.append(i)
         taught: list[tuple[Baseline, list[int]]] = []
         for key in sorted(by_key):
             b = self.get(key)
-            rows = []
+            note, rows = b.note_workload, []
             for i in by_key[key]:
                 wl = workloads[i]
                 if admits is None or admits(b, wl):
                     rows.append(i)
-                    b.note_workload(wl)
+                    note(wl)
             if rows:
                 taught.append((b, rows))
         learn_groups([b.detector for b, _ in taught], [X[rows] for _, rows in taught])

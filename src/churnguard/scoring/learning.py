@@ -173,7 +173,8 @@ class LearningGate:
         """
         if b.key.startswith("wl:") or len(b.recent_workloads) < SHARE_WARMUP:
             return True
-        present = len(b.workload_counts) + (workload not in b.workload_counts)
+        counts = b.workload_counts
+        present = len(counts) + (workload not in counts)
         return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod

@@ -128,11 +128,13 @@ class WorkloadLives:
     def __init__(self) -> None:
         self.workloads: dict[str, dict[str, Life]] = {}
 
-    def learn(self, p: Profile) -> None:
-        """Remember a quiet window's life so far (a controller's or a spawned pod only)."""
+    def learn(self, p: Profile, key: str | None = None) -> None:
+        """Remember a quiet window's life so far (a controller's or a spawned pod only);
+        ``key`` is its workload baseline key when the caller has it already."""
         if not kept(p):
             return
-        key = baseline_keys(p)[0]
+        if key is None:
+            key = baseline_keys(p)[0]
         pods = self.workloads.pop(key, None)
         if pods is None:
             if len(self.workloads) >= WORKLOADS_KEPT:

@@ -165,57 +165,61 @@ class Scorer:
             scores[groups[key]] = got
         namespaces = [namespace_of(p) for p in profiles]
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
+        muted = {ns: self.thresholds.muted(ns) for ns in thresholds}
+        in_learning = self.hierarchy.learning_flags(profiles, self.settings)
+        levels = {key: level_of_key(key) for key in keys}
+        shared, peers, gate, lives = self.campaigns.shared, self.lives.peers, self.gate, self.lives
+        incidents = self.incidents
 
         results: list[Scored] = []
         observed: dict[str, list[tuple[str, float]]] = defaultdict(list)
         quiet: list[int] = []
         released: list[Profile] = []
-        for i, p in enumerate(profiles):
-            ns, b, score = namespaces[i], chosen[i], float(scores[i])
+        for i, (p, ns, b, score) in enumerate(
+            zip(profiles, namespaces, chosen, scores.tolist(), strict=True)
+        ):
             threshold = thresholds[ns]
-            learning = b is None or self.hierarchy.in_learning(p, self.settings)
-            level = LEARNING if b is None or learning else level_of_key(b.key)
+            learning = b is None or in_learning[i]
+            level = LEARNING if learning else levels[b.key]  # type: ignore[union-attr]
             key = NO_BASELINE if b is None else b.key
             own = b is not None and b.key == row_keys[i][0]
             ctx = Context(
                 workload_learning=not own,
                 namespace_learning=learning,
-                shared=partial(self.campaigns.shared, ns=ns, now=p.window_end),
+                shared=partial(shared, ns=ns, now=p.window_end),
                 # a controller's replicas run the same code: one reading over its life far
                 # beyond the others is collecting. People's spawned servers read as their
                 # people do (their peers vouch only for one window: _yardstick)
-                peers_of=partial(self.lives.peers, p)
-                if own and p.life_reads and p.entity.workload
-                else None,
+                peers_of=partial(peers, p) if own and p.life_reads and p.entity.workload else None,
             )
             guards = fired(p, ctx)
             model_alert = not learning and score >= threshold
-            forced = any(g.pages or (learning and g.alone) for g in guards)
-            muted = self.thresholds.muted(ns)
+            forced = any(g.pages or (learning and g.alone) for g in guards) if guards else False
+            silenced = muted[ns]
 
-            args = (p, score, threshold, level, key, b, guards, facts_of(guards, p, ctx))
-            alert = self._alert(*args) if (model_alert or forced) and not muted else None
+            args = (p, score, threshold, level, key, b, guards, ctx)
+            alert = self._alert(*args) if (model_alert or forced) and not silenced else None
             if alert is not None and not forced and self._routine(p, alert, b):
                 alert = None  # an operator's or a replica's routine (scoring/routine.py)
             joined = self.campaigns.observe(p)
             campaign = None
-            if joined is not None and not learning and not muted:
+            if joined is not None and not learning and not silenced:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
             entity = p.entity.key()
-            if alert is not None or campaign is not None or entity in self.incidents:
+            entity_alerted = entity in incidents
+            if alert is not None or campaign is not None or entity_alerted:
                 self.campaigns.paged(entity)  # what pages does not teach the shared hosts
             if not learning and not (forced and any(not g.in_tail for g in guards)):
                 # a new workload's burst of replicas, paged by a guard, is not part of the
                 # namespace's unusual tail: it would lift the bar for every other entity
                 observed[ns].append((entity, score))
-            entity_alerted = entity in self.incidents
             folded = False
             if alert is not None:
-                folded = self.incidents.note(entity, p.window_end, alert)
+                folded = incidents.note(entity, p.window_end, alert)
             elif campaign is None and entity_alerted:
-                self.incidents.calm(entity, p.window_start)
-            verdict = self.gate.decide(
+                incidents.calm(entity, p.window_start)
+            verdict = gate.decide(
                 p,
                 score=score,
                 judged=b is not None,
@@ -226,12 +230,13 @@ class Scorer:
             )
             if verdict.learn_now:
                 quiet.append(i)
-                self.lives.learn(p)
-            released.extend(verdict.released)
+                lives.learn(p, row_keys[i][0])
+            if verdict.released:
+                released.extend(verdict.released)
             if p.final:
-                self.incidents.close(entity)
+                incidents.close(entity)
             paged = None if folded else alert
-            kept = self.gate.kept_from_memory(p, withheld=verdict.withheld, shared=ctx.shared)
+            kept = gate.kept_from_memory(p, withheld=verdict.withheld, shared=ctx.shared)
             results.append(
                 Scored(
                     p, score, threshold, level, key, paged, folded, verdict.withheld, campaign, kept
@@ -302,7 +307,7 @@ class Scorer:
         key: str,
         b: Baseline | None,
         guards: list[Guard],
-        facts: dict[str, list[str]],
+        ctx: Context,
     ) -> Alert:
         """The explained alert of one row, against the baseline that judged it."""
         spec = self.spec
@@ -318,7 +323,7 @@ class Scorer:
             rules=[g.name for g in guards],
             rule_techniques=[g.technique for g in guards],
             model_version=self.model_version,
-            rule_facts=facts,
+            rule_facts=facts_of(guards, p, ctx),
         )
 
     # ---- checkpoints -------------------------------------------------------------------------
