@@ -333,13 +333,13 @@ class Hierarchy:
                     note(wl)
             if rows:
                 taught.append((b, rows))
-        learn_groups([b.detector for b, _ in taught], [X[rows] for _, rows in taught])
+        learn_groups([b.detector for b, _ in taught], [X.take(rows, axis=0) for _, rows in taught])
         for b, rows in taught:
             b.n_learned += len(rows)
             if b.first_time is None:
                 b.first_time = min(profiles[i].window_start for i in rows)
             if raw is not None:
-                b.recent.extend(raw[rows])
+                b.recent.extend(raw.take(rows, axis=0))
 
     # ---- persistence ---------------------------------------------------------------------
     def export(self) -> HierarchyState:

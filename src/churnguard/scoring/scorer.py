@@ -160,9 +160,9 @@ class Scorer:
         keys = sorted(groups)
         detectors = [self.hierarchy.baselines[key].detector for key in keys]
         for key, got in zip(
-            keys, score_groups(detectors, [X[groups[k]] for k in keys]), strict=True
+            keys, score_groups(detectors, [X.take(groups[k], axis=0) for k in keys]), strict=True
         ):
-            scores[groups[key]] = got
+            scores.put(groups[key], got)
         namespaces = [namespace_of(p) for p in profiles]
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
         muted = {ns: self.thresholds.muted(ns) for ns in thresholds}
@@ -249,7 +249,7 @@ class Scorer:
         learn = [profiles[i] for i in quiet] + released
         if learn:
             # this batch's rows are already in both views; only released rows need them
-            raw_learn, x_learn = raw[quiet], X[quiet]
+            raw_learn, x_learn = raw.take(quiet, axis=0), X.take(quiet, axis=0)
             if released:
                 raw_released = spec.matrix([p.values for p in released])
                 raw_learn = np.vstack([raw_learn, raw_released])
