@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard.config import NamespaceOverride, Settings, ThresholdSettings
 from churnguard.scoring.thresholds import MIN_TAIL, Thresholds
@@ -31,6 +33,32 @@ def test_window_is_bounded_and_follows_drift() -> None:
     t.observe("shop", list(np.linspace(0.0, 0.5, 5000)))  # the old scores fall out
     assert len(t.windows["shop"]) == 5000
     assert 0.49 < t.threshold("shop") <= 0.5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["shop", "ci"]),
+            st.lists(st.floats(0.0, 1.0) | st.sampled_from([0.5, 0.99]), min_size=40, max_size=150),
+        ),
+        min_size=8,
+        max_size=20,
+    )
+)
+def test_a_window_read_between_batches_gives_the_thresholds_of_a_restored_one(
+    batches: list[tuple[str, list[float]]],
+) -> None:
+    """The quantile reads each window through an array kept up to date batch by batch;
+    it must be the window's own scores, as a restore (which rebuilds from them) reads them,
+    across the window's wrap."""
+    t = Thresholds(_settings(window=300))
+    for i, (namespace, scores) in enumerate(batches):
+        t.observe(namespace, scores, [f"{namespace}-{i}-{j % 7}" for j in range(len(scores))])
+        restored = Thresholds(t.settings)
+        restored.load(t.export())
+        for name in ("shop", "ci", "new"):
+            assert t.threshold(name) == restored.threshold(name)
 
 
 def test_floor_and_early_fallback_to_cluster_then_floor() -> None:

@@ -46,6 +46,10 @@ class Thresholds:
         # entity_quantile per (window, rate) until that window changes: a batch's
         # namespaces that fall back to the cluster's window share one computation
         self._quantiles: dict[tuple[str, float], float] = {}
+        # each window's scores as an array as of its last quantile, and the scores observed
+        # since: a quantile appends those instead of converting the whole window again
+        self._arrays: dict[str, np.ndarray] = {}
+        self._pending: dict[str, list[float]] = {}
 
     def _window(self, namespace: str) -> tuple[deque[float], deque[str]]:
         w = self.windows.get(namespace)
@@ -72,9 +76,21 @@ class Thresholds:
             return t.min_score
         q = self._quantiles.get((key, rate))
         if q is None:
-            q = entity_quantile(self.windows[key], self.entities[key], rate)
+            q = entity_quantile(self._values(key), self.entities[key], rate)
             self._quantiles[key, rate] = q
         return max(t.min_score, min(q, MAX_QUANTILE_THRESHOLD))
+
+    def _values(self, key: str) -> np.ndarray:
+        """Window ``key``'s scores, oldest first, as an array (the same values as the deque)."""
+        window, pending = self.windows[key], self._pending.pop(key, None)
+        values = self._arrays.get(key)
+        if values is None:
+            values = np.fromiter(window, float, count=len(window))
+        elif pending:
+            values = np.concatenate([values, np.array(pending, dtype=float)])
+            values = values[len(values) - len(window) :]
+        self._arrays[key] = values
+        return values
 
     def muted(self, namespace: str) -> bool:
         override = self.settings.namespace_override(namespace)
@@ -96,6 +112,8 @@ class Thresholds:
             window, owners = self._window(key)
             window.extend(scores)
             owners.extend(entities)
+            if key in self._arrays:
+                self._pending.setdefault(key, []).extend(scores)
         self._quantiles = {
             k: q for k, q in self._quantiles.items() if k[0] not in (namespace, CLUSTER)
         }
@@ -108,6 +126,7 @@ class Thresholds:
 
     def load(self, data: dict[str, ThresholdWindow]) -> None:
         self.windows, self.entities, self._quantiles = {}, {}, {}
+        self._arrays, self._pending = {}, {}
         for ns, saved in data.items():
             window, owners = self._window(ns)
             window.extend(saved.scores)
@@ -121,14 +140,16 @@ class ThresholdWindow(msgspec.Struct):
     entities: list[str]
 
 
-def entity_quantile(scores: Sequence[float], entities: Sequence[str], rate: float) -> float:
+def entity_quantile(
+    scores: np.ndarray | Sequence[float], entities: Sequence[str], rate: float
+) -> float:
     """The score of the ``ceil(rate * n)``-th highest-scoring distinct entity of a window.
 
     Only the top of the window is sorted: the tail holds a handful of entities, so the
     first ``4 k`` scores almost always contain ``k`` distinct ones; a window dominated by a
     few entities falls back to sorting all of it.
     """
-    values = np.fromiter(scores, float, count=len(scores))
+    values = np.asarray(scores, dtype=float)
     k = max(1, int(np.ceil(rate * len(values))))
     for m in (min(len(values), 4 * k + 16), len(values)):
         top = np.argpartition(-values, m - 1)[:m] if m < len(values) else np.arange(m)
