@@ -114,17 +114,21 @@ class RecentRows:
         return self._rows[self._end - len(self) : self._end]
 
     def extend(self, rows: np.ndarray | list[list[float]]) -> None:
-        new = np.asarray(rows, dtype=float)[-self.limit :]
-        if not len(new):
+        new = np.asarray(rows, dtype=float)
+        n = len(new)
+        if n > self.limit:
+            new, n = new[-self.limit :], self.limit
+        if not n:
             return
-        if self._end + len(new) > len(self._rows):  # make room: keep what stays, at the start
-            keep = min(len(self), self.limit - len(new))
-            size = min(2 * self.limit, max(16, 2 * (keep + len(new))))
+        end = self._end
+        if end + n > len(self._rows):  # make room: keep what stays, at the start
+            keep = min(len(self), self.limit - n)
+            size = min(2 * self.limit, max(16, 2 * (keep + n)))
             rows = np.empty((size, new.shape[1]))
-            rows[:keep] = self._rows[self._end - keep : self._end] if keep else 0.0
-            self._rows, self._end = rows, keep
-        self._rows[self._end : self._end + len(new)] = new
-        self._end += len(new)
+            rows[:keep] = self._rows[end - keep : end] if keep else 0.0
+            self._rows, end = rows, keep
+        self._rows[end : end + n] = new
+        self._end = end + n
 
 
 @dataclass

@@ -137,15 +137,16 @@ class Campaigns:
                 pair = sent.setdefault(dest, [0, 0])
                 pair[0] += out
                 pair[1] += received
-        # who made or exec'd into it: a person draining a node deletes many young pods at once
-        deleter = identity_name(profile.deleted_by, profile.deleter_kind)
-        creator = identity_name(profile.created_by, profile.creator_kind)
-        actors = [i for i in profile.identities if i != deleter or i == creator]
-        if young and actors and profile.values.get("new_identity_in_cluster", 0) > 0:
-            if entity not in self.strangers and len(self.strangers) >= _MAX_YOUNG:
-                del self.strangers[next(iter(self.strangers))]
-            who = self.strangers.setdefault(entity, [])
-            who.extend(i for i in actors if i not in who)
+        if young and profile.identities and profile.values.get("new_identity_in_cluster", 0) > 0:
+            # who made or exec'd into it: a person draining a node deletes many young pods
+            deleter = identity_name(profile.deleted_by, profile.deleter_kind)
+            creator = identity_name(profile.created_by, profile.creator_kind)
+            actors = [i for i in profile.identities if i != deleter or i == creator]
+            if actors:
+                if entity not in self.strangers and len(self.strangers) >= _MAX_YOUNG:
+                    del self.strangers[next(iter(self.strangers))]
+                who = self.strangers.setdefault(entity, [])
+                who.extend(i for i in actors if i not in who)
         if not profile.final:
             return None
         sent = self.young.pop(entity, {})

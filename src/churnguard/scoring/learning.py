@@ -116,9 +116,8 @@ class LearningGate:
             or score >= self.settings.learn_below_score
             or (judged and learning and score >= self.settings.learning_withhold_score)
         )
-        entity = profile.entity.key()
         if quarantined(profile):
-            return self._quarantine(profile, entity, suspect)
+            return self._quarantine(profile, profile.entity.key(), suspect)
         if not suspect:
             return Verdict(True, [], False)
         if not judged:

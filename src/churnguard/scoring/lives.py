@@ -144,13 +144,14 @@ class WorkloadLives:
         entity = p.entity.key()
         before = pods.pop(entity, None)
         peak = dict(before.peak) if before is not None else {}
+        start = before.start if before is not None else None
         if not whole_life(p):
-            for name, value in collected(p).items():
+            got = collected(p)
+            for name, value in got.items():
                 if value > peak.get(name, 0.0):
                     peak[name] = value
-        start = before.start if before is not None else None
-        if start_up_window(p):
-            start = {f: v for f, v in collected(p).items() if f in START_UP_FACTS}
+            if start_up_window(p):
+                start = {f: v for f, v in got.items() if f in START_UP_FACTS}
         pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)
         while len(pods) > PODS_KEPT:
             del pods[next(iter(pods))]

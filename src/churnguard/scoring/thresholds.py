@@ -114,9 +114,8 @@ class Thresholds:
             owners.extend(entities)
             if key in self._arrays:
                 self._pending.setdefault(key, []).extend(scores)
-        self._quantiles = {
-            k: q for k, q in self._quantiles.items() if k[0] not in (namespace, CLUSTER)
-        }
+        for cached in [k for k in self._quantiles if k[0] == namespace or k[0] == CLUSTER]:
+            del self._quantiles[cached]
 
     def export(self) -> dict[str, ThresholdWindow]:
         return {
