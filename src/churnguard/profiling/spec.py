@@ -91,22 +91,17 @@ class FeatureSpec:
         if out.ndim == 1:
             out = out[None, :]
         # column groups, not one column at a time: the same operations on the same
-        # elements in the same order per element, so the values are identical. Groups
-        # that cover most columns run in place under a column mask (``where``), without
-        # gathering and scattering their columns; np.maximum is what np.clip runs when
-        # there is no upper bound
+        # elements in the same order per element, so the values are identical
         cols = self._columns
-        if cols.log1p.any():
-            # out=None: a new array whose unmasked cells are never read back
-            floored = np.maximum(out, 0.0, out=None, where=cols.log1p)
-            np.log1p(floored, out=out, where=cols.log1p)
+        if len(cols.log1p):
+            out[:, cols.log1p] = np.log1p(np.clip(out[:, cols.log1p], 0.0, None))
         if len(cols.log_gap):
             gap = np.clip(out[:, cols.log_gap], 0.0, 1.0)
             out[:, cols.log_gap] = -np.log2(1.0 - gap + GAP_FLOOR)
-        if cols.scaled.any():
-            np.divide(out, cols.scales, out=out, where=cols.scaled)
-        if cols.low.any():
-            np.negative(out, out=out, where=cols.low)
+        if len(cols.scaled):
+            out[:, cols.scaled] /= cols.scales
+        if len(cols.low):
+            out[:, cols.low] = -out[:, cols.low]
         return out
 
     def inverse(self, j: int, value: float) -> float:
@@ -121,26 +116,26 @@ class FeatureSpec:
 
 
 class _Columns(NamedTuple):
-    """Which columns each step of :meth:`FeatureSpec.transform` applies to: masks over the
-    columns, except ``log_gap`` (column numbers: one or two columns)."""
+    """Which columns each step of :meth:`FeatureSpec.transform` applies to."""
 
     log1p: np.ndarray
     log_gap: np.ndarray
     scaled: np.ndarray
-    scales: np.ndarray  # every feature's scale (1.0 where it has none)
+    scales: np.ndarray
     low: np.ndarray
 
 
 def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
-    def mask(test: Callable[[FeatureDef], bool]) -> np.ndarray:
-        return np.array([test(f) for f in features], dtype=bool)
+    def where(test: Callable[[FeatureDef], bool]) -> np.ndarray:
+        return np.array([j for j, f in enumerate(features) if test(f)], dtype=np.intp)
 
+    scaled = where(lambda f: f.scale != 1.0)
     return _Columns(
-        log1p=mask(lambda f: f.transform == "log1p"),
-        log_gap=np.flatnonzero(mask(lambda f: f.transform == "log_gap")),
-        scaled=mask(lambda f: f.scale != 1.0),
-        scales=np.array([f.scale for f in features], dtype=float),
-        low=mask(lambda f: f.direction == "low"),
+        log1p=where(lambda f: f.transform == "log1p"),
+        log_gap=where(lambda f: f.transform == "log_gap"),
+        scaled=scaled,
+        scales=np.array([features[j].scale for j in scaled], dtype=float),
+        low=where(lambda f: f.direction == "low"),
     )
 
 

@@ -307,20 +307,24 @@ class Hierarchy:
         raw: np.ndarray | None = None,
         admits: Callable[[Baseline, str], bool] | None = None,
         workloads: list[str] | None = None,
+        keys: list[tuple[str, str, str]] | None = None,
     ) -> None:
         """Teach every level from these rows (the learning gate chose them).
 
         ``X`` is the model view; ``raw`` the same rows' raw values for the recent-values
         window the explanations read (None when only the detectors matter, e.g. offline
         training). ``admits(baseline, workload)`` is the gate's share cap (None: every row).
-        ``workloads`` are the rows' :func:`workload_of` when the caller has them already.
+        ``workloads`` and ``keys`` are the rows' :func:`workload_of` and
+        :func:`baseline_keys` when the caller has them already.
         """
         by_key: dict[str, list[int]] = {}
         if workloads is None:
             workloads = [workload_of(p) for p in profiles]
+        if keys is None:
+            keys = [baseline_keys(p, wl) for p, wl in zip(profiles, workloads, strict=True)]
         first = 0 if self.settings.hierarchy else 2
-        for i, (p, wl) in enumerate(zip(profiles, workloads, strict=True)):
-            for key in baseline_keys(p, wl)[first:]:
+        for i, row_keys in enumerate(keys):
+            for key in row_keys[first:]:
                 at = by_key.get(key)
                 if at is None:
                     by_key[key] = [i]

@@ -174,11 +174,11 @@ def reads_beyond_workload(p: Profile, ctx: Context) -> list[str]:
     """What a pod of a mature workload read over its life beyond every other pod of that
     workload over theirs, one line per kind of read (the whole-life read guard's facts,
     quoted by its T1213 evidence)."""
-    if p.entity.kind != "pod" or ctx.workload_learning or ctx.namespace_learning:
+    if ctx.peers_of is None or p.entity.kind != "pod" or ctx.workload_learning:
+        return []  # no yardstick, or not judged by its own workload's baseline
+    if ctx.namespace_learning or all(total < LIFE_READS_MIN for total in p.life_reads.values()):
         return []
-    if all(total < LIFE_READS_MIN for total in p.life_reads.values()):
-        return []
-    peers = ctx.peers_of() if ctx.peers_of is not None else None
+    peers = ctx.peers_of()
     if peers is None:
         return []
     seconds = lived(p)

@@ -255,7 +255,13 @@ class Scorer:
                 raw_learn = np.vstack([raw_learn, raw_released])
                 x_learn = np.vstack([x_learn, spec.transform(raw_released)])
             learned_workloads = [workloads[i] for i in quiet] + [workload_of(p) for p in released]
-            self.hierarchy.learn(learn, x_learn, raw_learn, self.gate.admits, learned_workloads)
+            learned_keys = [row_keys[i] for i in quiet] + [
+                baseline_keys(p, w)
+                for p, w in zip(released, learned_workloads[len(quiet) :], strict=True)
+            ]
+            self.hierarchy.learn(
+                learn, x_learn, raw_learn, self.gate.admits, learned_workloads, learned_keys
+            )
         self.hierarchy.note_seen(profiles)
         return results
 
