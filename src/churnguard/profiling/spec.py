@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -80,7 +81,9 @@ class FeatureSpec:
         if not rows:
             return np.empty((0, len(self.features)))
         names, missing = self.names, self._missing
-        return np.array([list(map(r.get, names, missing)) for r in rows], dtype=float)
+        # one flat pass (each value converted as np.array converts it), no list per row
+        values = chain.from_iterable([map(r.get, names, missing) for r in rows])
+        return np.fromiter(values, float, count=len(rows) * len(names)).reshape(len(rows), -1)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """The model view: log1p on counts, bytes and durations, ``-log2(1 - x)`` (floored,

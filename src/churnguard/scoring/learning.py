@@ -43,7 +43,7 @@ Everything here is state in the scorer's snapshot, so a restart keeps it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -76,8 +76,13 @@ class Verdict:
     """What the gate decided for one row: learn it now, and which held rows to learn too."""
 
     learn_now: bool
-    released: list[Profile]
+    released: Sequence[Profile]
     withheld: bool
+
+
+# the two verdicts most rows get, made once
+_LEARN = Verdict(True, (), False)
+_WITHHOLD = Verdict(False, (), True)
 
 
 class LearningGate:
@@ -119,9 +124,9 @@ class LearningGate:
         if quarantined(profile):
             return self._quarantine(profile, profile.entity.key(), suspect)
         if not suspect:
-            return Verdict(True, [], False)
+            return _LEARN
         if not judged:
-            return Verdict(False, [], True)
+            return _WITHHOLD
         return Verdict(False, self._withhold(profile, guarded), True)
 
     def _quarantine(self, profile: Profile, entity: str, suspect: bool) -> Verdict:
