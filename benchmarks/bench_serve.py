@@ -9,7 +9,14 @@ embedded Tansu broker (or KAFKA_BOOTSTRAP_SERVERS), then consumes everything thr
 
 and prints records/s and each one's time as a multiple of the raw consumer's.
 
+``--split`` also says where the serve loop's thread spends its CPU while the records flow
+(``time.thread_time``, so load on other cores does not move it): the consumer's ``poll``
+(fetch and decode), the records through their shard (``Pipeline.process`` and publishing
+what it made), the per-poll lag, idle-input and metrics step, checkpoints, and the rest of
+the loop. The service's own overhead over the pipeline is everything but the second part.
+
 Usage:  .venv/bin/python benchmarks/bench_serve.py [--hours 6] [--seed 11] [--partitions 2]
+                                                   [--split]
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import heapq
 import threading
 import time
 import uuid
+from collections import Counter
 
 import orjson
 from kafka import KafkaConsumer
@@ -73,8 +81,65 @@ def raw_consume(settings: Settings, total: int, decode: bool) -> float:
         consumer.close()
 
 
-def serve_consume(settings: Settings, total: int) -> float:
-    service = Service(settings, stop_event=threading.Event())
+class SplitService(Service):
+    """The service, adding up its loop thread's CPU seconds by part while records flow."""
+
+    def __init__(self, settings: Settings, total: int) -> None:
+        super().__init__(settings, stop_event=threading.Event())
+        self.total = total
+        self.cpu: Counter[str] = Counter()
+        self._polling = False
+
+    def _flowing(self) -> bool:
+        return bool(self.shards) and sum(self.stats.records.values()) < self.total
+
+    def _timed(self, part: str, call, *args, **kwargs):  # type: ignore[no-untyped-def]
+        counted, started = self._flowing(), time.thread_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            if counted:
+                self.cpu[part] += time.thread_time() - started
+
+    def _poll_once(self) -> None:
+        self._polling = True
+        try:
+            self._timed("loop", super()._poll_once)
+        finally:
+            self._polling = False
+
+    def _session_step(self, part: str, call, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """A part that also runs between polls (a periodic checkpoint) counts in the loop."""
+        started, counted = time.thread_time(), self._flowing()
+        result = self._timed(part, call, *args, **kwargs)
+        if counted and not self._polling:
+            self.cpu["loop"] += time.thread_time() - started
+        return result
+
+    def _poll(self, timeout_ms):  # type: ignore[no-untyped-def]
+        return self._timed("consumer poll (fetch, decode)", super()._poll, timeout_ms)
+
+    def _process(self, shard, raw, origin, pinned):  # type: ignore[no-untyped-def]
+        self._timed("records through their shard", super()._process, shard, raw, origin, pinned)
+
+    def _update_lag(self) -> None:
+        self._timed("lag, idle inputs, metrics", super()._update_lag)
+
+    def checkpoint(self, shards, *, force=False):  # type: ignore[no-untyped-def]
+        self._session_step("checkpoints", super().checkpoint, shards, force=force)
+
+    def report(self) -> str:
+        loop = self.cpu.pop("loop", 0.0)
+        parts = [*self.cpu.items(), ("rest of the loop", loop - sum(self.cpu.values()))]
+        return f"serve thread CPU {loop:.2f} s: " + ", ".join(
+            f"{name} {sec:.2f} s ({sec / loop:.0%})" for name, sec in parts
+        )
+
+
+def serve_consume(settings: Settings, total: int, split: bool = False) -> float:
+    service = (
+        SplitService(settings, total) if split else Service(settings, stop_event=threading.Event())
+    )
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     start = None
@@ -86,6 +151,8 @@ def serve_consume(settings: Settings, total: int) -> float:
     service.stop_event.set()
     thread.join(timeout=60)
     print(f"serve: {service.stats.alerts} alerts, {service.stats.dead_letters} dead letters")
+    if isinstance(service, SplitService):
+        print(service.report())
     return elapsed
 
 
@@ -138,6 +205,7 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--split", action="store_true", help="where the serve thread's CPU goes")
     args = ap.parse_args()
     with bootstrap_servers() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -150,7 +218,7 @@ def main() -> None:
         rows = [
             ("raw", raw_consume(settings, total, decode=False)),
             ("raw+json", raw_consume(settings, total, decode=True)),
-            ("serve", serve_consume(settings, total)),
+            ("serve", serve_consume(settings, total, args.split)),
         ]
     base = rows[0][1]
     print(f"{'consumer':<10}{'seconds':>9}{'records/s':>12}{'x raw':>8}")

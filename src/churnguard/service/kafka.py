@@ -272,17 +272,9 @@ class Service:
         started = time.monotonic()
         for tp, records in batch.items():
             shard = self.shards.get(tp.partition)
-            if shard is None or tp.topic not in shard.offsets:
+            if shard is None or tp.topic not in shard.offsets or not records:
                 continue  # revoked between fetch and now: the next owner re-reads it
-            pinned = self.kafka.input_topics.get(tp.topic)
-            for rec in records:
-                if self._router is not None:
-                    self._process_routed(shard, rec)
-                else:
-                    origin = Origin(source=rec.topic, partition=rec.partition, offset=rec.offset)
-                    self._process(shard, rec.value or b"", origin, pinned)
-                shard.offsets[tp.topic] = rec.offset + 1
-            shard.dirty = True
+            self._process_records(shard, tp.topic, records)
             self.stats.records[tp.topic] += len(records)
             self.metrics.records.labels(tp.topic).inc(len(records))
         if batch:
@@ -334,6 +326,26 @@ class Service:
         self._publisher.send_dead_letter(
             Rejected(reason="undecodable_batch", detail=found.reason[:500], origin=origin)
         )
+
+    def _process_records(self, shard: Shard, topic: str, records: list) -> None:
+        """One poll's records of one partition, in offset order, each through the shard.
+
+        Each record is still its own pipeline step, so the alerts do not depend on where a
+        poll happens to end. The shard's offset moves once, past the last record: nothing
+        reads it between two records (a revoke runs inside ``poll()``), and a record that
+        makes the loop fail ends the session, which commits nothing.
+        """
+        if self._router is not None:
+            for rec in records:
+                self._process_routed(shard, rec)
+        else:
+            pinned = self.kafka.input_topics.get(topic)
+            process, number = self._process, shard.number
+            for rec in records:
+                origin = Origin(source=topic, partition=number, offset=rec.offset)
+                process(shard, rec.value or b"", origin, pinned)
+        shard.offsets[topic] = records[-1].offset + 1
+        shard.dirty = True
 
     def _process_routed(self, shard: Shard, rec) -> None:
         """A record of the repartition topic: a marker of an input's progress, or a record

@@ -6,6 +6,8 @@ raised by :meth:`Publisher.check`, so the loop never commits input past a lost a
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -56,6 +58,8 @@ class Publisher:
 
     def publish(self, shard: Shard, out: Output) -> None:
         """Send a pipeline output: new alerts, every dead letter; count what was scored."""
+        if not (out.alerts or out.rejected or out.late or out.scored):
+            return  # most records: nothing became due
         for alert in out.alerts:
             if not shard.remember(alert.alert_id):
                 self.stats.suppressed += 1
@@ -79,10 +83,12 @@ class Publisher:
         for source, outcome in out.late:
             self.stats.late[f"{source}.{outcome}"] += 1
             self.metrics.late.labels(source, outcome).inc()
-        for scored in out.scored:
-            self.metrics.profiles.labels(str(scored.level)).inc()
-            if scored.folded:
-                self.metrics.folded.inc()
+        if out.scored:  # a tick's profiles: one counter update per level, not per profile
+            levels = Counter(str(scored.level) for scored in out.scored)
+            for level, count in levels.items():
+                self.metrics.profiles.labels(level).inc(count)
+            if folded := sum(1 for scored in out.scored if scored.folded):
+                self.metrics.folded.inc(folded)
 
     def send_dead_letter(self, rejected: Rejected) -> None:
         self.producer.send(self.kafka.dead_letter_topic, value=dead_letter(rejected)).add_errback(
