@@ -19,6 +19,7 @@ import bisect
 import posixpath
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -453,7 +454,7 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.pod_ips.add(ev.pod_ip)
 
 
-def of_next_life(state: EntityState, ev: Event, held: list[Event]) -> bool:
+def of_next_life(state: EntityState, ev: Event, held: Sequence[Event]) -> bool:
     """Whether ``ev``, routed to a deleted pod's name, belongs to the pod recreated under it.
 
     A StatefulSet recreates ``redis-0`` within a second of the delete, so the grace that
