@@ -375,10 +375,13 @@ class EntityTable:
             del state.exec_times[:-_EXEC_HISTORY]
         elif ev.kind is EventKind.PROCESS_EXEC:
             self.note_launch(state, ev)
-        if state.emitted_until is None:
-            state.anchor = min(state.anchor, ev.time)
-        state.first_seen = min(state.first_seen, ev.time)
-        state.last_seen = max(state.last_seen, ev.time)
+        t = ev.time  # finite (the pipeline counts and drops the rest): min/max as compares
+        if state.emitted_until is None and t < state.anchor:
+            state.anchor = t
+        if t < state.first_seen:
+            state.first_seen = t
+        if t > state.last_seen:
+            state.last_seen = t
         if ev.kind not in _BINDING_ONLY:
             state.pending.append(ev)
         return True

@@ -890,14 +890,16 @@ class FeatureBuilder:
         return rules
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
-        known = self.memory.identities.get(destination_scope(state), set())
-        out = {
-            "created_by_person": float(state.created_by_kind == ActorKind.PERSON),
-            "new_identity": float(len(set(identities) - known)),
-        }
-        if state.key.kind is EntityKind.POD:
+        out = {"created_by_person": float(state.created_by_kind == ActorKind.PERSON)}
+        new = new_in_cluster = 0
+        if identities:  # most windows name nobody: no memory to look up
+            known = self.memory.identities.get(destination_scope(state), set())
+            new = len(set(identities) - known)
             anywhere = self.memory.identities.get(CLUSTER_SCOPE, set())
-            out["new_identity_in_cluster"] = float(len(set(identities) - known - anywhere))
+            new_in_cluster = len(set(identities) - known - anywhere)
+        out["new_identity"] = float(new)
+        if state.key.kind is EntityKind.POD:
+            out["new_identity_in_cluster"] = float(new_in_cluster)
         return out
 
     def _strangers(
@@ -908,7 +910,7 @@ class FeatureBuilder:
         vouches for (:meth:`FirstSeenMemory.vouched`): a service account, a person of a team
         nobody in the cluster belongs to. An SRE new to this cluster, in the group of the
         people who already operate it, is a new colleague, not a stranger."""
-        if state.key.kind is not EntityKind.POD:
+        if state.key.kind is not EntityKind.POD or not identities:
             return
         m = self.memory
         known = m.identities.get(destination_scope(state), set())
