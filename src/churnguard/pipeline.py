@@ -179,7 +179,8 @@ class Pipeline:
         rejected = [r for ev in events if (r := self._add(ev)) is not None]
         out = self._advance(tick_floor(self.watermark))
         out.rejected.extend(rejected)
-        out.late, self._late = self._late, []
+        if self._late:  # rare: no new list per record otherwise
+            out.late, self._late = self._late, []
         if len(self.table.states) > self.settings.pipeline.max_entities:
             out.extend(self._evict())
         self._drain(out)
