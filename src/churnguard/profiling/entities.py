@@ -16,9 +16,11 @@ is profiled exactly once, whole.
 from __future__ import annotations
 
 import bisect
+import operator
 import posixpath
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -373,10 +375,13 @@ class EntityTable:
             del state.exec_times[:-_EXEC_HISTORY]
         elif ev.kind is EventKind.PROCESS_EXEC:
             self.note_launch(state, ev)
-        if state.emitted_until is None:
-            state.anchor = min(state.anchor, ev.time)
-        state.first_seen = min(state.first_seen, ev.time)
-        state.last_seen = max(state.last_seen, ev.time)
+        t = ev.time  # finite (the pipeline counts and drops the rest): min/max as compares
+        if state.emitted_until is None and t < state.anchor:
+            state.anchor = t
+        if t < state.first_seen:
+            state.first_seen = t
+        if t > state.last_seen:
+            state.last_seen = t
         if ev.kind not in _BINDING_ONLY:
             state.pending.append(ev)
         return True
@@ -385,6 +390,7 @@ class EntityTable:
 # pending lists shorter than this are measured whole (as cheap as the bookkeeping); an
 # entry for every entity cost ~0.4 KiB per tracked pod (bench_scale's memory row)
 _KEEP_OLDEST_FROM = 32
+_TIME = operator.attrgetter("time")  # min(map(_TIME, ...)): no generator frame per event
 
 
 class OldestPending:
@@ -404,7 +410,7 @@ class OldestPending:
         pending = state.pending
         if len(pending) < _KEEP_OLDEST_FROM:
             self._seen.pop(state.key, None)  # a long list it measured was replaced
-            return min(ev.time for ev in pending)
+            return min(map(_TIME, pending))
         entry = self._seen.get(state.key)
         if entry is not None and entry[0] is pending:
             _, measured, oldest = entry
@@ -413,7 +419,7 @@ class OldestPending:
                 if t < oldest:
                     oldest = t
         else:
-            oldest = min(ev.time for ev in pending)
+            oldest = min(map(_TIME, pending))
         self._seen[state.key] = (pending, len(pending), oldest)
         return oldest
 
@@ -453,7 +459,7 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.pod_ips.add(ev.pod_ip)
 
 
-def of_next_life(state: EntityState, ev: Event, held: list[Event]) -> bool:
+def of_next_life(state: EntityState, ev: Event, held: Sequence[Event]) -> bool:
     """Whether ``ev``, routed to a deleted pod's name, belongs to the pod recreated under it.
 
     A StatefulSet recreates ``redis-0`` within a second of the delete, so the grace that

@@ -23,7 +23,12 @@ def image_repository(image: str | None) -> str:
     return head if sep and "/" not in tail else repo
 
 
-class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+# The row types below are untracked by the cyclic garbage collector (``gc=False``), like
+# ``ingest.events.Event``: they hold strings, numbers and containers of them, never a
+# reference back to a row, and a shard keeps thousands of them.
+
+
+class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The entity as an alert names it (alert schema ``entity`` of ``../shared/DESIGN.md``)."""
 
     kind: str  # "pod" | "container" | "instance" | "namespace" (telemetry-flood alerts)
@@ -49,7 +54,7 @@ class EntityRef(msgspec.Struct, kw_only=True, omit_defaults=True):
         return f"{self.namespace}/{self.pod}"
 
 
-class Evidence(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Evidence(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A pointer to a key record behind a profile: what it was and where to find it."""
 
     time: float
@@ -58,7 +63,7 @@ class Evidence(msgspec.Struct, kw_only=True, omit_defaults=True):
     origin: Origin | None = None
 
 
-class ArchiveShipped(msgspec.Struct, array_like=True):
+class ArchiveShipped(msgspec.Struct, array_like=True, gc=False):
     """An archive this entity wrote, then sent outside the cluster: to ``dest``, new to the
     namespace when the entity first sent to it after writing the archive, ``sent`` bytes out
     since then against the archive's ``size`` (features.FeatureBuilder._archive_shipped)."""
@@ -69,7 +74,7 @@ class ArchiveShipped(msgspec.Struct, array_like=True):
     size: int
 
 
-class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Profile(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One profiled entity window (a feature row)."""
 
     entity: EntityRef
