@@ -1,0 +1,284 @@
+"""The online forests' per-node loops, compiled with numba.
+
+Learning a row costs a routing walk through every tree, a count update per node visited, a
+box widening at the leaf, a ripeness check and about one split: a recursive build with its
+random draws. In numpy each step is a call of a few microseconds on a handful of values,
+and that overhead, not arithmetic, was the scorer's budget (docs/benchmarks.md, speed2 to
+speed7). Here the same steps run as compiled loops over the forests' flat node arrays
+(:mod:`~churnguard.scoring.detectors.pool`), in the same order and with the same draws
+from the forest's own ``np.random.Generator`` (numba shares its state with the Python
+object and draws the same values), so learned state and scores keep their bits.
+
+Only comparisons, integer counts, min/max and the convex combination
+``lo * (1 - u) + hi * u`` run here: formulas with ``log``/``exp2`` stay in numpy, whose
+SIMD ufuncs may differ from numba's libm by an ulp. ``np.minimum``/``np.maximum`` return
+their second argument on a tie (``0.0`` and ``-0.0``), and so does every min/max here.
+
+Compiled on first use and cached next to this module (``cache=True``), or under
+``NUMBA_CACHE_DIR`` where the package directory is read-only (the Dockerfile warms it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
+# split_leaves' status: done, not started (the block may be too small: save, then retry
+# with may_fail), or stopped on a full block (restore what was saved, grow, retry)
+DONE, SHORT, FULL = 0, 1, 2
+
+
+@njit(cache=True)
+def route(feature, threshold, left, right, X, roots, owner, bases):
+    """Leaf (pool node) of every (tree, row) pair, tree-major: row ``r`` descends the
+    trees of forest ``owner[r]``, whose roots are ``roots[:, owner[r]]`` (pool ids) and
+    whose child links are local to its block at ``bases[owner[r]]``."""
+    n_trees, n = roots.shape[0], X.shape[0]
+    leaves = np.empty(n_trees * n, dtype=np.int64)
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            while feature[node] >= 0:
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+            leaves[t * n + r] = node
+    return leaves
+
+
+@njit(cache=True)
+def learn_route(
+    feature, threshold, left, right, count, depth, lo, hi, X, roots, owner, bases, eta, limits
+):
+    """Count every row into every node it visits and widen its leaves' boxes by it, pair by
+    pair tree-major (a box sees its rows in their order); returns the leaves ready to split
+    (count >= ``eta * 2**depth`` and depth < the forest's ``limits``), sorted, and the
+    forest of each."""
+    n_trees, n, d = roots.shape[0], X.shape[0], X.shape[1]
+    touched = np.empty(n_trees * n, dtype=np.int64)
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            count[node] += 1
+            while feature[node] >= 0:
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+                count[node] += 1
+            for j in range(d):
+                v = X[r, j]
+                if v <= lo[node, j]:
+                    lo[node, j] = v
+                if v >= hi[node, j]:
+                    hi[node, j] = v
+            touched[t * n + r] = node * KEY + f  # sorts as the nodes do
+    touched = np.unique(touched)
+    ripe, ripe_of = np.empty(len(touched), np.int64), np.empty(len(touched), np.int64)
+    k = 0
+    for key in touched:
+        node, f = key // KEY, key % KEY
+        if count[node] >= eta[f] * 2.0 ** depth[node] and depth[node] < limits[f]:
+            ripe[k], ripe_of[k] = node, f
+            k += 1
+    return ripe[:k], ripe_of[:k]
+
+
+@njit(cache=True)
+def forget_route(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
+    """Uncount rows leaving the windows from every node they visit (clipped at 0: split-time
+    counts were estimates); returns the visited internal nodes now under their split
+    threshold ``eta * 2**depth`` ("starving"), sorted, and the forest of each."""
+    n_trees, n = roots.shape[0], X.shape[0]
+    visited = np.empty(n_trees * n * 8, dtype=np.int64)
+    k = 0
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            while True:
+                count[node] -= 1
+                if k == len(visited):
+                    visited = np.concatenate((visited, np.empty(len(visited), np.int64)))
+                visited[k] = node * KEY + f
+                k += 1
+                if feature[node] < 0:
+                    break
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+    keys = np.unique(visited[:k])
+    starving, starving_of = np.empty(len(keys), np.int64), np.empty(len(keys), np.int64)
+    m = 0
+    for key in keys:
+        node, f = key // KEY, key % KEY
+        if count[node] < 0:
+            count[node] = 0
+        if feature[node] >= 0 and count[node] < eta[f] * 2.0 ** depth[node]:
+            starving[m], starving_of[m] = node, f
+            m += 1
+    return starving[:m], starving_of[:m]
+
+
+@njit(cache=True)
+def split_leaves(
+    feature,
+    threshold,
+    left,
+    right,
+    count,
+    depth,
+    lo,
+    hi,
+    rng,
+    leaves,
+    limit,
+    eta,
+    free,
+    n_nodes,
+    may_fail,
+):
+    """Replace each leaf (in order) by a subtree grown from ``count`` points drawn uniformly
+    in its box, as the reference build does: depth first, left before right, each node's
+    feature and threshold drawn from ``rng`` as it is built.
+
+    ``free`` is the tail of the forest's free list (popped from its end), ``n_nodes`` the
+    slots ever used; the block is ``len(feature)`` slots. Returns (status, n_nodes, free
+    slots left in ``free``). Without ``may_fail`` it first checks that the block has room
+    for the worst case (every internal node holds ``eta * 2**depth`` points, so a leaf of
+    ``n`` points at depth ``k`` allocates at most ``4 n / (eta 2**k)`` nodes) and returns
+    SHORT, having changed nothing, if not; with it, it returns FULL, part done, when the
+    block fills.
+    """
+    capacity, d = len(feature), lo.shape[1]
+    n_free = len(free)
+    if not may_fail:
+        need = 0
+        for leaf in leaves:
+            need += 4 * count[leaf] // (eta * 2 ** depth[leaf]) + 2
+        if need > n_free + capacity - n_nodes:
+            return SHORT, n_nodes, n_free
+    for leaf in leaves:
+        n = count[leaf]
+        data = np.empty((n, d))
+        for i in range(n):
+            for j in range(d):
+                u = rng.random()
+                data[i, j] = (1.0 - u) * lo[leaf, j] + u * hi[leaf, j]
+        # explicit stack of (node, first row, end row, depth) over a row order that each
+        # split partitions stably: the order of recursion, left subtree first
+        order = np.arange(n)
+        spare = np.empty(n, dtype=np.int64)
+        stack = [(leaf, np.int64(0), n, np.int64(depth[leaf]))]
+        while stack:
+            node, start, end, k = stack.pop()
+            m = end - start
+            count[node] = m
+            depth[node] = k
+            box_lo, box_hi = lo[node].copy(), hi[node].copy()
+            if m:
+                box_lo[:] = data[order[start]]
+                box_hi[:] = data[order[start]]
+                for i in range(start + 1, end):
+                    for j in range(d):
+                        v = data[order[i], j]
+                        if v <= box_lo[j]:
+                            box_lo[j] = v
+                        if v >= box_hi[j]:
+                            box_hi[j] = v
+            n_split = 0
+            if m >= eta * 2**k and k < limit:
+                for j in range(d):
+                    if box_hi[j] > box_lo[j]:
+                        n_split += 1
+            if n_split == 0:
+                if m:
+                    lo[node, :] = box_lo
+                    hi[node, :] = box_hi
+                continue
+            pick = rng.integers(0, n_split)
+            j = 0
+            for c in range(d):
+                if box_hi[c] > box_lo[c]:
+                    if pick == 0:
+                        j = c
+                        break
+                    pick -= 1
+            u = rng.random()
+            cut = box_lo[j] * (1.0 - u) + box_hi[j] * u
+            children = np.empty(2, dtype=np.int64)
+            for c in range(2):
+                if n_free:
+                    n_free -= 1
+                    children[c] = free[n_free]
+                elif n_nodes < capacity:
+                    children[c] = n_nodes
+                    n_nodes += 1
+                else:
+                    return FULL, n_nodes, n_free
+            feature[node], threshold[node] = j, cut
+            left[node], right[node] = children[0], children[1]
+            lo[node, :] = np.inf
+            hi[node, :] = -np.inf
+            n_left = 0
+            for i in range(start, end):
+                if data[order[i], j] < cut:
+                    spare[n_left] = order[i]
+                    n_left += 1
+            n_right = 0
+            for i in range(start, end):
+                if not data[order[i], j] < cut:
+                    spare[n_left + n_right] = order[i]
+                    n_right += 1
+            order[start:end] = spare[:m]
+            stack.append((children[1], start + n_left, end, k + 1))
+            stack.append((children[0], start, start + n_left, k + 1))
+    return DONE, n_nodes, n_free
+
+
+@njit(cache=True)
+def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
+    """Fold back into a leaf, shallowest first, each internal node among ``nodes`` (sorted
+    ids) under its split threshold; its box is its leaves' union. Returns the released
+    slots in the order they were freed."""
+    starving = np.empty(len(nodes), dtype=np.int64)
+    m = 0
+    for node in nodes:
+        if feature[node] >= 0 and count[node] < eta * 2.0 ** depth[node]:
+            starving[m] = node
+            m += 1
+    starving = starving[:m]
+    starving = starving[np.argsort(depth[starving], kind="mergesort")]
+    released = np.empty(len(feature), dtype=np.int64)
+    k = 0
+    for node in starving:
+        if feature[node] < 0:  # already folded into a shallower collapse
+            continue
+        box_lo, box_hi = lo[node].copy(), hi[node].copy()
+        stack = [left[node], right[node]]
+        while stack:
+            child = stack.pop()
+            if feature[child] >= 0:
+                stack.append(left[child])
+                stack.append(right[child])
+            else:
+                for j in range(lo.shape[1]):
+                    if lo[child, j] <= box_lo[j]:
+                        box_lo[j] = lo[child, j]
+                    if hi[child, j] >= box_hi[j]:
+                        box_hi[j] = hi[child, j]
+            feature[child], left[child], right[child] = -1, -1, -1
+            count[child], depth[child] = 0, 0
+            lo[child, :] = np.inf
+            hi[child, :] = -np.inf
+            released[k] = child
+            k += 1
+        feature[node], left[node], right[node] = -1, -1, -1
+        lo[node, :] = box_lo
+        hi[node, :] = box_hi
+    return released[:k]
