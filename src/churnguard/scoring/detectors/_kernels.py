@@ -14,14 +14,39 @@ Only comparisons, integer counts, min/max and the convex combination
 SIMD ufuncs may differ from numba's libm by an ulp. ``np.minimum``/``np.maximum`` return
 their second argument on a tie (``0.0`` and ``-0.0``), and so does every min/max here.
 
-Compiled on first use and cached next to this module (``cache=True``), or under
-``NUMBA_CACHE_DIR`` where the package directory is read-only (the Dockerfile warms it).
+Compiled on first use and cached on disk (``cache=True``): next to this module, or under
+``NUMBA_CACHE_DIR`` (the Dockerfile warms one at image build; docs/operations.md). numba
+needs that directory writable even to read it; where none is, the kernels are compiled in
+memory at each start (seconds) with a warning instead of failing the import.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numba import njit
+
+log = logging.getLogger(__name__)
+IN_MEMORY: list[str] = []  # kernels compiled without the on-disk cache
+
+
+def _compiled(fn: Callable[..., Any]) -> Any:
+    """``njit(cache=True)``, or ``njit`` where numba finds no writable cache directory."""
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
+        if not IN_MEMORY:
+            log.warning(
+                "numba cache unusable (%s): kernels compile in memory; set a "
+                "writable NUMBA_CACHE_DIR (docs/operations.md)",
+                exc,
+            )
+        IN_MEMORY.append(fn.__name__)
+        return njit(fn)
+
 
 KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
 # split_leaves' status: done, not started (the block may be too small: save, then retry
@@ -29,7 +54,7 @@ KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest
 DONE, SHORT, FULL = 0, 1, 2
 
 
-@njit(cache=True)
+@_compiled
 def route(feature, threshold, left, right, X, roots, owner, bases):
     """Leaf (pool node) of every (tree, row) pair, tree-major: row ``r`` descends the
     trees of forest ``owner[r]``, whose roots are ``roots[:, owner[r]]`` (pool ids) and
@@ -49,7 +74,7 @@ def route(feature, threshold, left, right, X, roots, owner, bases):
     return leaves
 
 
-@njit(cache=True)
+@_compiled
 def learn_route(
     feature, threshold, left, right, count, depth, lo, hi, X, roots, owner, bases, eta, limits
 ):
@@ -88,7 +113,7 @@ def learn_route(
     return ripe[:k], ripe_of[:k]
 
 
-@njit(cache=True)
+@_compiled
 def forget_route(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
     """Uncount rows leaving the windows from every node they visit (clipped at 0: split-time
     counts were estimates); returns the visited internal nodes now under their split
@@ -125,7 +150,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
     return starving[:m], starving_of[:m]
 
 
-@njit(cache=True)
+@_compiled
 def split_leaves(
     feature,
     threshold,
@@ -241,7 +266,7 @@ def split_leaves(
     return DONE, n_nodes, n_free
 
 
-@njit(cache=True)
+@_compiled
 def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
     """Fold back into a leaf, shallowest first, each internal node among ``nodes`` (sorted
     ids) under its split threshold; its box is its leaves' union. Returns the released
