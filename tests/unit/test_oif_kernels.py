@@ -193,20 +193,24 @@ def test_a_block_too_small_for_the_splits_grows_as_the_reference_grows_it() -> N
 
 def test_without_a_writable_cache_the_kernels_compile_in_memory() -> None:
     """A read-only image without NUMBA_CACHE_DIR: numba finds no cache directory, and the
-    forests still learn and score (compiled in memory), with one warning saying why."""
+    kernels still import and run (compiled in memory), with one warning saying why."""
     code = (
         "import numba.core.caching as c\n"
         "c.CacheImpl._locator_classes = []  # what numba sees where nothing is writable\n"
         "import numpy as np\n"
         "from churnguard.scoring.detectors import _kernels\n"
-        "from churnguard.scoring.detectors.oif import OnlineIsolationForest\n"
-        "f = OnlineIsolationForest(n_trees=4, seed=1).learn_many(np.ones((40, 2)))\n"
-        "print(len(_kernels.IN_MEMORY), f.score_many(np.ones((1, 2)))[0])\n"
+        "leaf, z = np.full(1, -1, np.int32), np.zeros(1, np.int64)  # one tree, one leaf\n"
+        "rows = np.ones((2, 3))\n"
+        "got = _kernels.route(leaf, np.zeros(1), leaf, leaf, rows, z[None], z[[0, 0]], z)\n"
+        "print(','.join(sorted(_kernels.IN_MEMORY)), ','.join(map(str, got)))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    n_in_memory, score = run.stdout.split()
-    assert n_in_memory == "5" and 0.0 <= float(score) <= 1.0
+    in_memory, leaves = run.stdout.split()
+    assert {"route", "learn_route", "forget_route", "split_leaves", "collapse"} <= set(
+        in_memory.split(",")
+    )
+    assert leaves == "0,0"
     assert run.stderr.count("numba cache unusable") == 1
     assert "NUMBA_CACHE_DIR" in run.stderr
 
@@ -239,3 +243,27 @@ def test_a_collapse_folds_its_leaves_boxes_as_np_minimum_does(
     reference._collapse(0)
     assert compiled.free_ == reference.free_ == [3, 5, 4, 2]
     assert compiled.to_bytes() == reference.to_bytes()
+
+
+def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> None:
+    """What the Dockerfile warms is what serving runs: after ``warm_kernels`` a grouped tick
+    (several forests, one pool) compiles nothing new."""
+    from churnguard.scoring.detectors import _kernels
+    from churnguard.scoring.detectors.grouped import learn_groups, score_groups
+    from churnguard.scoring.detectors.oif import warm_kernels
+    from churnguard.scoring.detectors.pool import NodePool
+
+    warm_kernels()
+    kernels = [_kernels.route, _kernels.learn_route, _kernels.forget_route]
+    kernels += [_kernels.split_leaves, _kernels.collapse]
+    assert [len(k.signatures) for k in kernels] == [1] * 5
+    rng = np.random.default_rng(2)
+    forests = [OnlineIsolationForest(n_trees=4, max_leaf_samples=2, window_size=32) for _ in "ab"]
+    pool = NodePool(3)
+    for f in forests:
+        pool.adopt(f)
+    for step in range(30):
+        rows = [rng.normal(step % 3, 1.0, size=(5, 3)) for _ in forests]
+        score_groups(forests, rows)
+        learn_groups(forests, [r.astype(np.float32) for r in rows])
+    assert [len(k.signatures) for k in kernels] == [1] * 5

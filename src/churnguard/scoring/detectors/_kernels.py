@@ -49,9 +49,32 @@ def _compiled(fn: Callable[..., Any]) -> Any:
 
 
 KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
+MAX_DEPTH = 64  # trees stop at log4(window / eta) < 32 levels
 # split_leaves' status: done, not started (the block may be too small: save, then retry
 # with may_fail), or stopped on a full block (restore what was saved, grow, retry)
 DONE, SHORT, FULL = 0, 1, 2
+
+
+@_compiled
+def _sorted_unique(a):
+    """``np.unique`` of int64 keys by a shell sort: a few hundred keys a call, and it
+    compiles in a fraction of numba's general sort."""
+    a = a.copy()
+    gap = len(a) // 2
+    while gap:
+        for i in range(gap, len(a)):
+            v, k = a[i], i
+            while k >= gap and a[k - gap] > v:
+                a[k] = a[k - gap]
+                k -= gap
+            a[k] = v
+        gap //= 2
+    m = 0
+    for i in range(len(a)):
+        if i == 0 or a[i] != a[m - 1]:
+            a[m] = a[i]
+            m += 1
+    return a[:m]
 
 
 @_compiled
@@ -102,7 +125,7 @@ def learn_route(
                 if v >= hi[node, j]:
                     hi[node, j] = v
             touched[t * n + r] = node * KEY + f  # sorts as the nodes do
-    touched = np.unique(touched)
+    touched = _sorted_unique(touched)
     ripe, ripe_of = np.empty(len(touched), np.int64), np.empty(len(touched), np.int64)
     k = 0
     for key in touched:
@@ -137,7 +160,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
                     node = left[node] + bases[f]
                 else:
                     node = right[node] + bases[f]
-    keys = np.unique(visited[:k])
+    keys = _sorted_unique(visited[:k])
     starving, starving_of = np.empty(len(keys), np.int64), np.empty(len(keys), np.int64)
     m = 0
     for key in keys:
@@ -188,6 +211,9 @@ def split_leaves(
             need += 4 * count[leaf] // (eta * 2 ** depth[leaf]) + 2
         if need > n_free + capacity - n_nodes:
             return SHORT, n_nodes, n_free
+    # (node, first row, end row, depth) of the nodes still to build: a node pops and
+    # pushes its two children, so it holds at most one more entry than the tree is deep
+    stack = np.empty((2 * MAX_DEPTH + 2, 4), dtype=np.int64)
     for leaf in leaves:
         n = count[leaf]
         data = np.empty((n, d))
@@ -195,13 +221,15 @@ def split_leaves(
             for j in range(d):
                 u = rng.random()
                 data[i, j] = (1.0 - u) * lo[leaf, j] + u * hi[leaf, j]
-        # explicit stack of (node, first row, end row, depth) over a row order that each
-        # split partitions stably: the order of recursion, left subtree first
+        # depth first over a row order that each split partitions stably: the order of
+        # the recursive build, left subtree first
         order = np.arange(n)
         spare = np.empty(n, dtype=np.int64)
-        stack = [(leaf, np.int64(0), n, np.int64(depth[leaf]))]
-        while stack:
-            node, start, end, k = stack.pop()
+        top = 0
+        stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = leaf, 0, n, depth[leaf]
+        while top >= 0:
+            node, start, end, k = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+            top -= 1
             m = end - start
             count[node] = m
             depth[node] = k
@@ -261,8 +289,10 @@ def split_leaves(
                     spare[n_left + n_right] = order[i]
                     n_right += 1
             order[start:end] = spare[:m]
-            stack.append((children[1], start + n_left, end, k + 1))
-            stack.append((children[0], start, start + n_left, k + 1))
+            for c, first, last in ((1, start + n_left, end), (0, start, start + n_left)):
+                top += 1
+                stack[top, 0], stack[top, 1] = children[c], first
+                stack[top, 2], stack[top, 3] = last, k + 1
     return DONE, n_nodes, n_free
 
 
@@ -277,8 +307,13 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
         if feature[node] >= 0 and count[node] < eta * 2.0 ** depth[node]:
             starving[m] = node
             m += 1
+    for i in range(1, m):  # stable insertion sort by depth (a few nodes; compiles fast)
+        node, k = starving[i], i
+        while k and depth[starving[k - 1]] > depth[node]:
+            starving[k] = starving[k - 1]
+            k -= 1
+        starving[k] = node
     starving = starving[:m]
-    starving = starving[np.argsort(depth[starving], kind="mergesort")]
     released = np.empty(len(feature), dtype=np.int64)
     k = 0
     for node in starving:
