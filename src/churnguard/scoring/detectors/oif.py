@@ -1,4 +1,4 @@
-"""Online Isolation Forest (Leveni et al., ICML 2024), vectorised with numpy.
+"""Online Isolation Forest (Leveni et al., ICML 2024) over flat node arrays.
 
 Each tree is a multi-resolution histogram that grows and shrinks with the stream: a leaf at
 depth ``k`` splits once it has counted ``max_leaf_samples * 2**k`` points (and the tree is
@@ -7,9 +7,11 @@ below that threshold, because the sliding window forgot the points that made it,
 back into a leaf. Split points are drawn uniformly inside the leaf's bounding box, which is
 why it works on an unbounded stream without keeping per-leaf samples.
 
-All trees of the forest live in one set of flat node arrays, so routing a batch is a handful
-of fancy-indexing steps per tree level for every (tree, row) pair at once; only splits and
-collapses, which are rare once the window is full, run per node in Python.
+All trees of the forest live in one set of flat node arrays (a block of a shared
+:class:`~churnguard.scoring.detectors.pool.NodePool`); routing, counting, box widening,
+ripeness, the split build with its random draws and collapses run as compiled loops over
+them (:mod:`~churnguard.scoring.detectors._kernels`, numba), and the formulas with ``log``
+and ``exp2`` (path lengths, scores, range novelty) in numpy.
 """
 
 from __future__ import annotations
