@@ -255,8 +255,8 @@ def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> N
 
     warm_kernels()
     kernels = [_kernels.route, _kernels.learn_route, _kernels.forget_route]
-    kernels += [_kernels.split_leaves, _kernels.collapse]
-    assert [len(k.signatures) for k in kernels] == [1] * 5
+    kernels += [_kernels.split_leaves, _kernels.collapse, _kernels.window_top]
+    assert [len(k.signatures) for k in kernels] == [1] * 6
     rng = np.random.default_rng(2)
     forests = [OnlineIsolationForest(n_trees=4, max_leaf_samples=2, window_size=32) for _ in "ab"]
     pool = NodePool(3)
@@ -266,4 +266,27 @@ def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> N
         rows = [rng.normal(step % 3, 1.0, size=(5, 3)) for _ in forests]
         score_groups(forests, rows)
         learn_groups(forests, [r.astype(np.float32) for r in rows])
-    assert [len(k.signatures) for k in kernels] == [1] * 5
+    assert [len(k.signatures) for k in kernels] == [1] * 6
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    window=st.lists(st.lists(VALUES, min_size=1, max_size=60), min_size=1, max_size=4).filter(
+        lambda rows: len({len(r) for r in rows}) == 1
+    ),
+    extra=st.integers(0, 5),
+    data=st.data(),
+)
+def test_the_window_top_is_the_partitions_value(
+    window: list[list[float]], extra: int, data: st.DataObject
+) -> None:
+    """The range-novelty top (k + 1-th largest per feature of the window's first n rows,
+    slots after n ignored) equals np.partition's, ties and duplicates included."""
+    from churnguard.scoring.detectors import _kernels
+
+    rows = np.array(window)
+    stored = np.hstack([rows, np.full((len(rows), extra), 9e300)])  # unused ring slots
+    n = rows.shape[1]
+    k = data.draw(st.integers(0, n - 1))
+    expected = np.partition(rows, -k - 1, axis=1)[:, -k - 1]
+    assert np.array_equal(_kernels.window_top(stored, n, k), expected)

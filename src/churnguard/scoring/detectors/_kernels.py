@@ -342,3 +342,35 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
         lo[node, :] = box_lo
         hi[node, :] = box_hi
     return released[:k]
+
+
+@_compiled
+def window_top(window, n, k):
+    """Per feature (a row of the feature-major window), the ``k + 1``-th largest of its
+    first ``n`` values: ``np.partition(window[:, :n], -k - 1, axis=1)[:, -k - 1]`` by one
+    pass with the ``k + 1`` largest kept in order (``k`` is ~0.5 % of ``n``).
+
+    The value is the partition's; where it is a zero, its sign may differ, which no score
+    sees (``x - 0.0`` and ``x - -0.0`` differ only in the sign of a zero, clipped at 0).
+    """
+    top = np.empty(window.shape[0])
+    best = np.empty(k + 1)  # ascending: best[0] is the answer once k + 1 values are in
+    for j in range(window.shape[0]):
+        m = 0
+        for i in range(n):
+            v = window[j, i]
+            if m <= k:
+                p = m
+                while p and best[p - 1] > v:
+                    best[p] = best[p - 1]
+                    p -= 1
+                best[p] = v
+                m += 1
+            elif v > best[0]:
+                p = 0
+                while p < k and best[p + 1] < v:
+                    best[p] = best[p + 1]
+                    p += 1
+                best[p] = v
+        top[j] = best[0]
+    return top

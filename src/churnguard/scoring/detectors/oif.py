@@ -152,7 +152,7 @@ class OnlineIsolationForest(Detector):
         """
         n = self.n_window_
         k = min(n - 1, int(np.ceil(BOX_TRIM * n)))
-        return np.partition(self.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
+        return _kernels().window_top(self.window_, n, k)
 
     # -- tree mechanics -------------------------------------------------------------------
 
