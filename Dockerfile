@@ -6,8 +6,14 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY features ./features
 COPY models ./models
+# the forests' numba kernels, compiled here once (~10 s) into a cache every start loads
+# (~0.3 s); numba needs the directory writable even to read it: the Kubernetes manifest
+# copies it to a writable emptyDir (docs/operations.md, "Compiled kernels")
+ENV NUMBA_CACHE_DIR=/app/.numba-cache
 RUN pip install --no-cache-dir . \
- && useradd --system --uid 10001 --home-dir /app churnguard
+ && python -c "from churnguard.scoring.detectors.oif import warm_kernels; warm_kernels()" \
+ && useradd --system --uid 10001 --home-dir /app churnguard \
+ && chown -R churnguard /app/.numba-cache
 ENV CHURNGUARD_SPEC_DIR=/app/features
 USER 10001
 EXPOSE 9108

@@ -9,7 +9,7 @@ import pytest
 
 from churnguard.cli import COMMANDS, build_parser
 
-HEAVY = ("kafka", "sklearn", "river", "scipy")
+HEAVY = ("kafka", "sklearn", "river", "scipy", "numba", "llvmlite")
 
 
 def _loaded_after(code: str) -> set[str]:

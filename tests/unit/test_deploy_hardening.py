@@ -35,6 +35,25 @@ def test_pod_runs_non_root_read_only_without_capabilities() -> None:
     assert writable == {"/tmp"}  # the only writable path, an emptyDir
 
 
+def test_the_compiled_kernels_cache_is_warmed_in_the_image_and_writable_in_the_pod() -> None:
+    """numba loads its cache only from a writable directory: the image warms one, the pod
+    copies it to its writable emptyDir and points NUMBA_CACHE_DIR there, with the same
+    hardening as the service container."""
+    text = DOCKERFILE.read_text()
+    assert "ENV NUMBA_CACHE_DIR=/app/.numba-cache" in text and "warm_kernels()" in text
+    pod = _docs()["Deployment"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == pod["containers"][0]["image"]
+    assert init["command"] == ["cp", "-r", "/app/.numba-cache/.", "/tmp/numba-cache/"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NUMBA_CACHE_DIR"] == "/tmp/numba-cache"
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert any(env["NUMBA_CACHE_DIR"].startswith(path + "/") for path in writable)
+
+
 def test_pod_has_requests_limits_and_probes_on_real_health() -> None:
     (container,) = _docs()["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert set(container["resources"]) == {"requests", "limits"}

@@ -325,7 +325,7 @@ def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:
 def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> None:
     """Boxes widened one row at a time hold the bits of reducing each leaf's rows first,
     signed zeros included (the feature spec negates "low" features: 0.0 and -0.0 occur)."""
-    from churnguard.scoring.detectors.oif import box_cells, widen_boxes
+    from churnguard.scoring.detectors import _kernels
 
     rng = np.random.default_rng(3)
     rows = rng.choice([0.0, -0.0, 1.0, -1.0], size=(300, 4))
@@ -337,6 +337,14 @@ def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> Non
         mine = rows[nodes == node]
         expected_lo[node] = np.minimum(lo[node], np.minimum.reduce(mine, axis=0))
         expected_hi[node] = np.maximum(hi[node], np.maximum.reduce(mine, axis=0))
-    widen_boxes(lo, hi, box_cells(nodes, rows.shape[1]), rows.ravel())
+    # 20 one-leaf forests: row r is learned by forest nodes[r], whose root is node nodes[r]
+    feature, left = np.full(20, -1, np.int32), np.full(20, -1, np.int32)
+    count, depth = np.zeros(20, np.int64), np.zeros(20, np.int32)
+    roots = np.arange(20, dtype=np.int64).reshape(1, -1)
+    ripe, _ = _kernels.learn_route(
+        *(feature, np.zeros(20), left, left, count, depth, lo, hi, rows, roots),
+        *(nodes.astype(np.int64), np.zeros(20, np.int64), np.ones(20, np.int64), np.zeros(20)),
+    )
+    assert len(ripe) == 0 and count.sum() == len(rows)
     assert lo.tobytes() == expected_lo.tobytes()
     assert hi.tobytes() == expected_hi.tobytes()

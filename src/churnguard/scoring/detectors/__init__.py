@@ -3,7 +3,7 @@
 ===========  ==================================================================
 name         detector
 ===========  ==================================================================
-``oif``      :class:`OnlineIsolationForest`: the default, numpy, sliding window
+``oif``      :class:`OnlineIsolationForest`: the default, sliding window, numba loops
 ``hst``      :class:`HalfSpaceTrees`: river's HalfSpaceTrees (comparison baseline)
 ``iforest``  :class:`BatchIsolationForest`: scikit-learn, refit on a reservoir
 ===========  ==================================================================

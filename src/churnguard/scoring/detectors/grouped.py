@@ -14,7 +14,6 @@ bit-identical to calling ``score_many``/``learn_many`` on each detector in turn
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
@@ -23,10 +22,11 @@ from churnguard.scoring.detectors.base import Detector
 from churnguard.scoring.detectors.oif import (
     _LOG4,
     OnlineIsolationForest,
-    _row_index,
-    box_cells,
-    descend,
-    widen_boxes,
+    _kernels,
+    _placement,
+    _stacked,
+    learn_chunks,
+    path_lengths,
 )
 
 __all__ = ["learn_groups", "score_groups"]
@@ -82,53 +82,18 @@ def _pass_of(forest: OnlineIsolationForest) -> tuple[int, int]:
     return id(forest.pool_), forest.n_trees
 
 
-class _Pass(NamedTuple):
-    """One routing pass of several forests' rows through their shared pool."""
-
-    leaves: np.ndarray  # pool node of every (tree, row) pair's leaf, tree-major
-    path: list[np.ndarray]  # with ``record``: every pool node visited, level by level
-    row: np.ndarray  # the row of every pair
-    bases: np.ndarray  # each forest's block start in the pool
-
-
-def _route(
-    forests: Sequence[OnlineIsolationForest], X: np.ndarray, owner: np.ndarray, *, record: bool
-) -> _Pass:
-    """Route every row of ``X`` through every tree of its forest (``owner[r]`` is the forest
-    of row ``r``), tree-major over all rows as ``OIF._route`` orders one forest's pairs."""
-    pool = forests[0].pool_
-    bases = np.array([pool.base(f) for f in forests])
-    roots = np.array([f.roots_ for f in forests]).T + bases  # (tree, forest)
-    node = roots[:, owner].ravel()
-    row = _row_index(len(X), len(roots))
-    arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_)
-    leaves, path = descend(arrays, X, node, row, record=record, offset=bases[owner][row])
-    return _Pass(leaves, path, row, bases)
-
-
-def _path_lengths(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
-    """Each forest's ``_path_length`` of its window size, in one call (the same operations,
-    element by element): the score normaliser, and the depth limit of its splits."""
-    n = np.array([float(f.n_window_) for f in forests])
-    eta = np.array([float(f.max_leaf_samples) for f in forests])
-    return np.log(np.maximum(n, eta) / eta) / _LOG4
-
-
-def _owners(counts: Sequence[int]) -> np.ndarray:
-    return np.repeat(np.arange(len(counts)), counts)
-
-
 def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> list[np.ndarray]:
     """Each forest's ``score_many`` of its rows, from one routing pass over all of them."""
     counts = [len(X) for X in Xs]
-    owner = _owners(counts)
-    X = np.concatenate(Xs)
+    X, owner = _stacked(Xs)
     n, n_trees = len(X), forests[0].n_trees
     pool = forests[0].pool_
-    routed = _route(forests, X, owner, record=False)
-    depth = pool.depth_[routed.leaves]
-    count = pool.count_[routed.leaves].astype(float)
-    eta = np.array([float(f.max_leaf_samples) for f in forests])[owner[routed.row]]
+    bases, roots = _placement(forests)
+    arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_)
+    leaves = _kernels().route(*arrays, X, roots, owner, bases)
+    depth = pool.depth_[leaves]
+    count = pool.count_[leaves].astype(float)
+    eta = np.array([float(f.max_leaf_samples) for f in forests])[np.tile(owner, n_trees)]
     # OIF._path_length with each pair's own eta: the same operations, element by element
     depths = (depth + np.log(np.maximum(count, eta) / eta) / _LOG4).reshape(n_trees, n)
     mean_depth = depths.mean(axis=0)
@@ -138,7 +103,7 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     lone = starts[np.asarray(counts) == 1]
     if len(lone) and n > 1:
         mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
-    norm = _path_lengths(forests)[owner]
+    norm = path_lengths(forests)[owner]
     isolation = np.exp2(-mean_depth / norm)
     novelty = np.array([f.range_novelty for f in forests])
     if not novelty.any():
@@ -162,55 +127,4 @@ def _learn_forests(members: list[tuple[OnlineIsolationForest, np.ndarray]]) -> N
     ]
     for k in range(max(len(c) for c in chunks)):
         live = [(f, c[k]) for (f, _), c in zip(members, chunks, strict=True) if k < len(c)]
-        _learn_chunks([f for f, _ in live], [X for _, X in live])
-
-
-def _learn_chunks(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> None:
-    """``OIF._learn_chunk`` of one chunk per forest: routed, counted, boxes widened and ripe
-    leaves found in one pass over the pool; only the splits run per forest, then the rows
-    leaving the windows are unlearned in one more pass."""
-    olds = [f._push_window(X) for f, X in zip(forests, Xs, strict=True)]
-    counts = [len(X) for X in Xs]
-    owner = _owners(counts)
-    X = np.concatenate(Xs)
-    pool = forests[0].pool_
-    leaves, path, rows, bases = _route(forests, X, owner, record=True)
-    np.add.at(pool.count_, np.concatenate(path), 1)
-    for f, k in zip(forests, counts, strict=True):
-        f.n_window_ += k
-        f.n_seen_ += k
-    # a leaf belongs to one forest and one tree, so the pairs widening it come in the
-    # order of that forest's own rows, as its own tree-major _learn_chunk widens it
-    widen_boxes(pool.lo_, pool.hi_, box_cells(leaves, X.shape[1]), X[rows].ravel())
-    # leaves ready to split, as OIF._learn_chunk finds them, with each forest's own eta
-    # and depth limit; in each forest's node order (np.unique sorts)
-    touched, first = np.unique(leaves, return_index=True)
-    forest_of = owner[rows[first]]
-    eta = np.array([f.max_leaf_samples for f in forests])[forest_of]
-    limits = _path_lengths(forests)
-    depth = pool.depth_[touched]
-    ripe = (pool.count_[touched] >= eta * np.exp2(depth)) & (depth < limits[forest_of])
-    local = (touched - bases[forest_of])[ripe]
-    ripe_of = forest_of[ripe]
-    for i, (f, limit) in enumerate(zip(forests, limits.tolist(), strict=True)):
-        for leaf in local[ripe_of == i].tolist():
-            f._split(leaf, limit)  # may move f's block: pool arrays are re-read below
-    leaving = [(f, old) for f, old in zip(forests, olds, strict=True) if len(old)]
-    if leaving:
-        _forget([f for f, _ in leaving], [old for _, old in leaving])
-
-
-def _forget(forests: list[OnlineIsolationForest], olds: list[np.ndarray]) -> None:
-    """Each forest's ``OIF._forget`` of the rows leaving its window, routed in one pass."""
-    owner = _owners([len(old) for old in olds])
-    pool = forests[0].pool_
-    routed = _route(forests, np.concatenate(olds), owner, record=True)
-    visited, bases = np.concatenate(routed.path), routed.bases
-    np.subtract.at(pool.count_, visited, 1)
-    nodes = np.unique(visited)
-    # split-time counts were estimates; only a visited node can have gone below 0
-    pool.count_[nodes] = np.maximum(pool.count_[nodes], 0)
-    for f, base, old in zip(forests, bases.tolist(), olds, strict=True):
-        f.n_window_ -= len(old)
-        start, end = np.searchsorted(nodes, (base, base + len(f.feature_))).tolist()
-        f._collapse_starving(nodes[start:end] - base)  # its block: its nodes, in order
+        learn_chunks([f for f, _ in live], [X for _, X in live])

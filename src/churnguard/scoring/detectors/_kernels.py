@@ -1,0 +1,376 @@
+"""The online forests' per-node loops, compiled with numba.
+
+Learning a row costs a routing walk through every tree, a count update per node visited, a
+box widening at the leaf, a ripeness check and about one split: a recursive build with its
+random draws. In numpy each step is a call of a few microseconds on a handful of values,
+and that overhead, not arithmetic, was the scorer's budget (docs/benchmarks.md, speed2 to
+speed7). Here the same steps run as compiled loops over the forests' flat node arrays
+(:mod:`~churnguard.scoring.detectors.pool`), in the same order and with the same draws
+from the forest's own ``np.random.Generator`` (numba shares its state with the Python
+object and draws the same values), so learned state and scores keep their bits.
+
+Only comparisons, integer counts, min/max and the convex combination
+``lo * (1 - u) + hi * u`` run here: formulas with ``log``/``exp2`` stay in numpy, whose
+SIMD ufuncs may differ from numba's libm by an ulp. ``np.minimum``/``np.maximum`` return
+their second argument on a tie (``0.0`` and ``-0.0``), and so does every min/max here.
+
+Compiled on first use and cached on disk (``cache=True``): next to this module, or under
+``NUMBA_CACHE_DIR`` (the Dockerfile warms one at image build; docs/operations.md). numba
+needs that directory writable even to read it; where none is, the kernels are compiled in
+memory at each start (seconds) with a warning instead of failing the import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+log = logging.getLogger(__name__)
+IN_MEMORY: list[str] = []  # kernels compiled without the on-disk cache
+
+
+def _compiled(fn: Callable[..., Any]) -> Any:
+    """``njit(cache=True)``, or ``njit`` where numba finds no writable cache directory."""
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
+        if not IN_MEMORY:
+            log.warning(
+                "numba cache unusable (%s): kernels compile in memory; set a "
+                "writable NUMBA_CACHE_DIR (docs/operations.md)",
+                exc,
+            )
+        IN_MEMORY.append(fn.__name__)
+        return njit(fn)
+
+
+KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
+MAX_DEPTH = 64  # trees stop at log4(window / eta) < 32 levels
+# split_leaves' status: done, not started (the block may be too small: save, then retry
+# with may_fail), or stopped on a full block (restore what was saved, grow, retry)
+DONE, SHORT, FULL = 0, 1, 2
+
+
+@_compiled
+def _sorted_unique(a):
+    """``np.unique`` of int64 keys by a shell sort: a few hundred keys a call, and it
+    compiles in a fraction of numba's general sort."""
+    a = a.copy()
+    gap = len(a) // 2
+    while gap:
+        for i in range(gap, len(a)):
+            v, k = a[i], i
+            while k >= gap and a[k - gap] > v:
+                a[k] = a[k - gap]
+                k -= gap
+            a[k] = v
+        gap //= 2
+    m = 0
+    for i in range(len(a)):
+        if i == 0 or a[i] != a[m - 1]:
+            a[m] = a[i]
+            m += 1
+    return a[:m]
+
+
+@_compiled
+def route(feature, threshold, left, right, X, roots, owner, bases):
+    """Leaf (pool node) of every (tree, row) pair, tree-major: row ``r`` descends the
+    trees of forest ``owner[r]``, whose roots are ``roots[:, owner[r]]`` (pool ids) and
+    whose child links are local to its block at ``bases[owner[r]]``."""
+    n_trees, n = roots.shape[0], X.shape[0]
+    leaves = np.empty(n_trees * n, dtype=np.int64)
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            while feature[node] >= 0:
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+            leaves[t * n + r] = node
+    return leaves
+
+
+@_compiled
+def learn_route(
+    feature, threshold, left, right, count, depth, lo, hi, X, roots, owner, bases, eta, limits
+):
+    """Count every row into every node it visits and widen its leaves' boxes by it, pair by
+    pair tree-major (a box sees its rows in their order); returns the leaves ready to split
+    (count >= ``eta * 2**depth`` and depth < the forest's ``limits``), sorted, and the
+    forest of each."""
+    n_trees, n, d = roots.shape[0], X.shape[0], X.shape[1]
+    touched = np.empty(n_trees * n, dtype=np.int64)
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            count[node] += 1
+            while feature[node] >= 0:
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+                count[node] += 1
+            for j in range(d):
+                v = X[r, j]
+                if v <= lo[node, j]:
+                    lo[node, j] = v
+                if v >= hi[node, j]:
+                    hi[node, j] = v
+            touched[t * n + r] = node * KEY + f  # sorts as the nodes do
+    touched = _sorted_unique(touched)
+    ripe, ripe_of = np.empty(len(touched), np.int64), np.empty(len(touched), np.int64)
+    k = 0
+    for key in touched:
+        node, f = key // KEY, key % KEY
+        if count[node] >= eta[f] * 2.0 ** depth[node] and depth[node] < limits[f]:
+            ripe[k], ripe_of[k] = node, f
+            k += 1
+    return ripe[:k], ripe_of[:k]
+
+
+@_compiled
+def forget_route(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
+    """Uncount rows leaving the windows from every node they visit (clipped at 0: split-time
+    counts were estimates); returns the visited internal nodes now under their split
+    threshold ``eta * 2**depth`` ("starving"), sorted, and the forest of each."""
+    n_trees, n = roots.shape[0], X.shape[0]
+    visited = np.empty(n_trees * n * 8, dtype=np.int64)
+    k = 0
+    for t in range(n_trees):
+        for r in range(n):
+            f = owner[r]
+            node = roots[t, f]
+            while True:
+                count[node] -= 1
+                if k == len(visited):
+                    visited = np.concatenate((visited, np.empty(len(visited), np.int64)))
+                visited[k] = node * KEY + f
+                k += 1
+                if feature[node] < 0:
+                    break
+                if X[r, feature[node]] < threshold[node]:
+                    node = left[node] + bases[f]
+                else:
+                    node = right[node] + bases[f]
+    keys = _sorted_unique(visited[:k])
+    starving, starving_of = np.empty(len(keys), np.int64), np.empty(len(keys), np.int64)
+    m = 0
+    for key in keys:
+        node, f = key // KEY, key % KEY
+        if count[node] < 0:
+            count[node] = 0
+        if feature[node] >= 0 and count[node] < eta[f] * 2.0 ** depth[node]:
+            starving[m], starving_of[m] = node, f
+            m += 1
+    return starving[:m], starving_of[:m]
+
+
+@_compiled
+def split_leaves(
+    feature,
+    threshold,
+    left,
+    right,
+    count,
+    depth,
+    lo,
+    hi,
+    rng,
+    leaves,
+    limit,
+    eta,
+    free,
+    n_nodes,
+    may_fail,
+):
+    """Replace each leaf (in order) by a subtree grown from ``count`` points drawn uniformly
+    in its box, as the reference build does: depth first, left before right, each node's
+    feature and threshold drawn from ``rng`` as it is built.
+
+    ``free`` is the tail of the forest's free list (popped from its end), ``n_nodes`` the
+    slots ever used; the block is ``len(feature)`` slots. Returns (status, n_nodes, free
+    slots left in ``free``). Without ``may_fail`` it first checks that the block has room
+    for the worst case (every internal node holds ``eta * 2**depth`` points, so a leaf of
+    ``n`` points at depth ``k`` allocates at most ``4 n / (eta 2**k)`` nodes) and returns
+    SHORT, having changed nothing, if not; with it, it returns FULL, part done, when the
+    block fills.
+    """
+    capacity, d = len(feature), lo.shape[1]
+    n_free = len(free)
+    if not may_fail:
+        need = 0
+        for leaf in leaves:
+            need += 4 * count[leaf] // (eta * 2 ** depth[leaf]) + 2
+        if need > n_free + capacity - n_nodes:
+            return SHORT, n_nodes, n_free
+    # (node, first row, end row, depth) of the nodes still to build: a node pops and
+    # pushes its two children, so it holds at most one more entry than the tree is deep
+    stack = np.empty((2 * MAX_DEPTH + 2, 4), dtype=np.int64)
+    for leaf in leaves:
+        n = count[leaf]
+        data = np.empty((n, d))
+        for i in range(n):
+            for j in range(d):
+                u = rng.random()
+                data[i, j] = (1.0 - u) * lo[leaf, j] + u * hi[leaf, j]
+        # depth first over a row order that each split partitions stably: the order of
+        # the recursive build, left subtree first
+        order = np.arange(n)
+        spare = np.empty(n, dtype=np.int64)
+        top = 0
+        stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = leaf, 0, n, depth[leaf]
+        while top >= 0:
+            node, start, end, k = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+            top -= 1
+            m = end - start
+            count[node] = m
+            depth[node] = k
+            box_lo, box_hi = lo[node].copy(), hi[node].copy()
+            if m:
+                box_lo[:] = data[order[start]]
+                box_hi[:] = data[order[start]]
+                for i in range(start + 1, end):
+                    for j in range(d):
+                        v = data[order[i], j]
+                        if v <= box_lo[j]:
+                            box_lo[j] = v
+                        if v >= box_hi[j]:
+                            box_hi[j] = v
+            n_split = 0
+            if m >= eta * 2**k and k < limit:
+                for j in range(d):
+                    if box_hi[j] > box_lo[j]:
+                        n_split += 1
+            if n_split == 0:
+                if m:
+                    lo[node, :] = box_lo
+                    hi[node, :] = box_hi
+                continue
+            pick = rng.integers(0, n_split)
+            j = 0
+            for c in range(d):
+                if box_hi[c] > box_lo[c]:
+                    if pick == 0:
+                        j = c
+                        break
+                    pick -= 1
+            u = rng.random()
+            cut = box_lo[j] * (1.0 - u) + box_hi[j] * u
+            children = np.empty(2, dtype=np.int64)
+            for c in range(2):
+                if n_free:
+                    n_free -= 1
+                    children[c] = free[n_free]
+                elif n_nodes < capacity:
+                    children[c] = n_nodes
+                    n_nodes += 1
+                else:
+                    return FULL, n_nodes, n_free
+            feature[node], threshold[node] = j, cut
+            left[node], right[node] = children[0], children[1]
+            lo[node, :] = np.inf
+            hi[node, :] = -np.inf
+            n_left = 0
+            for i in range(start, end):
+                if data[order[i], j] < cut:
+                    spare[n_left] = order[i]
+                    n_left += 1
+            n_right = 0
+            for i in range(start, end):
+                if not data[order[i], j] < cut:
+                    spare[n_left + n_right] = order[i]
+                    n_right += 1
+            order[start:end] = spare[:m]
+            for c, first, last in ((1, start + n_left, end), (0, start, start + n_left)):
+                top += 1
+                stack[top, 0], stack[top, 1] = children[c], first
+                stack[top, 2], stack[top, 3] = last, k + 1
+    return DONE, n_nodes, n_free
+
+
+@_compiled
+def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
+    """Fold back into a leaf, shallowest first, each internal node among ``nodes`` (sorted
+    ids) under its split threshold; its box is its leaves' union. Returns the released
+    slots in the order they were freed."""
+    starving = np.empty(len(nodes), dtype=np.int64)
+    m = 0
+    for node in nodes:
+        if feature[node] >= 0 and count[node] < eta * 2.0 ** depth[node]:
+            starving[m] = node
+            m += 1
+    for i in range(1, m):  # stable insertion sort by depth (a few nodes; compiles fast)
+        node, k = starving[i], i
+        while k and depth[starving[k - 1]] > depth[node]:
+            starving[k] = starving[k - 1]
+            k -= 1
+        starving[k] = node
+    starving = starving[:m]
+    released = np.empty(len(feature), dtype=np.int64)
+    k = 0
+    for node in starving:
+        if feature[node] < 0:  # already folded into a shallower collapse
+            continue
+        box_lo, box_hi = lo[node].copy(), hi[node].copy()
+        stack = [left[node], right[node]]
+        while stack:
+            child = stack.pop()
+            if feature[child] >= 0:
+                stack.append(left[child])
+                stack.append(right[child])
+            else:
+                for j in range(lo.shape[1]):
+                    if lo[child, j] <= box_lo[j]:
+                        box_lo[j] = lo[child, j]
+                    if hi[child, j] >= box_hi[j]:
+                        box_hi[j] = hi[child, j]
+            feature[child], left[child], right[child] = -1, -1, -1
+            count[child], depth[child] = 0, 0
+            lo[child, :] = np.inf
+            hi[child, :] = -np.inf
+            released[k] = child
+            k += 1
+        feature[node], left[node], right[node] = -1, -1, -1
+        lo[node, :] = box_lo
+        hi[node, :] = box_hi
+    return released[:k]
+
+
+@_compiled
+def window_top(window, n, k):
+    """Per feature (a row of the feature-major window), the ``k + 1``-th largest of its
+    first ``n`` values: ``np.partition(window[:, :n], -k - 1, axis=1)[:, -k - 1]`` by one
+    pass with the ``k + 1`` largest kept in order (``k`` is ~0.5 % of ``n``).
+
+    The value is the partition's; where it is a zero, its sign may differ, which no score
+    sees (``x - 0.0`` and ``x - -0.0`` differ only in the sign of a zero, clipped at 0).
+    """
+    top = np.empty(window.shape[0])
+    best = np.empty(k + 1)  # ascending: best[0] is the answer once k + 1 values are in
+    for j in range(window.shape[0]):
+        m = 0
+        for i in range(n):
+            v = window[j, i]
+            if m <= k:
+                p = m
+                while p and best[p - 1] > v:
+                    best[p] = best[p - 1]
+                    p -= 1
+                best[p] = v
+                m += 1
+            elif v > best[0]:
+                p = 0
+                while p < k and best[p + 1] < v:
+                    best[p] = best[p + 1]
+                    p += 1
+                best[p] = v
+        top[j] = best[0]
+    return top

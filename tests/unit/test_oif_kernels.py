@@ -1,0 +1,292 @@
+"""The compiled forest kernels against the numpy forest they replaced, bit for bit.
+
+``ReferenceForest`` is the Online Isolation Forest's learning and routing as numpy and
+Python code (the implementation before ``scoring/detectors/_kernels.py``, kept here only as
+the yardstick): a recursive split build with its random draws, ``np.add.at`` counts,
+``np.minimum.at`` boxes, collapses node by node. Learning the same rows must leave the same
+learned bytes (nodes, boxes to the sign of zero, free list, window, random state) and
+score the same bits.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churnguard.scoring.detectors.oif import OnlineIsolationForest
+
+
+class ReferenceForest(OnlineIsolationForest):
+    """The numpy/Python forest mechanics (learning, routing), the yardstick of the kernels."""
+
+    def _route(self, X: np.ndarray) -> np.ndarray:
+        return self._walk(X, record=False)[0]
+
+    def _walk(self, X: np.ndarray, *, record: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        node = np.repeat(self.roots_, len(X)).astype(np.int64)
+        row = np.arange(len(X) * self.n_trees) % len(X) if len(X) else np.zeros(0, np.int64)
+        path = [node.copy()] if record else []
+        active = np.flatnonzero(self.feature_[node] >= 0)
+        while active.size:
+            here = node[active]
+            go_left = X[row[active], self.feature_[here]] < self.threshold_[here]
+            nxt = np.where(go_left, self.left_[here], self.right_[here])
+            node[active] = nxt
+            if record:
+                path.append(nxt)
+            active = active[self.feature_[nxt] >= 0]
+        return node, path
+
+    def _threshold(self, depth: Any) -> Any:
+        return self.max_leaf_samples * np.exp2(depth)
+
+    def _learn_chunk(self, X: np.ndarray) -> None:
+        old = self._push_window(X)
+        leaves, path = self._walk(X, record=True)
+        np.add.at(self.count_, np.concatenate(path), 1)
+        d = X.shape[1]
+        cells = (leaves[:, None] * d + np.arange(d)).ravel()
+        rows = X[np.arange(len(X) * self.n_trees) % len(X)].ravel()
+        np.minimum.at(np.reshape(self.lo_, -1, copy=False), cells, rows)
+        np.maximum.at(np.reshape(self.hi_, -1, copy=False), cells, rows)
+        self.n_window_ += len(X)
+        self.n_seen_ += len(X)
+        limit = self._path_length(float(self.n_window_))
+        touched = np.unique(leaves)
+        ripe = touched[
+            (self.count_[touched] >= self._threshold(self.depth_[touched]))
+            & (self.depth_[touched] < limit)
+        ]
+        for leaf in ripe.tolist():
+            lo, hi = self.lo_[leaf].copy(), self.hi_[leaf].copy()
+            u = self.rng_.random((int(self.count_[leaf]), len(lo)))
+            sample = (1.0 - u) * lo + u * hi
+            self._build(leaf, sample, int(self.depth_[leaf]), limit)
+        if len(old):
+            _, path = self._walk(old, record=True)
+            visited = np.concatenate(path)
+            np.subtract.at(self.count_, visited, 1)
+            np.maximum(self.count_, 0, out=self.count_)
+            self.n_window_ -= len(old)
+            visited = np.unique(visited)
+            internal = visited[self.feature_[visited] >= 0]
+            starving = internal[self.count_[internal] < self._threshold(self.depth_[internal])]
+            for node in starving[np.argsort(self.depth_[starving], kind="stable")].tolist():
+                if self.feature_[node] >= 0:
+                    self._collapse(node)
+
+    def _build(self, node: int, data: np.ndarray, depth: int, limit: float) -> None:
+        n = len(data)
+        self.count_[node], self.depth_[node] = n, depth
+        if n:
+            lo, hi = np.minimum.reduce(data), np.maximum.reduce(data)
+        else:
+            lo, hi = self.lo_[node], self.hi_[node]
+        splittable = np.zeros(0, np.int64)
+        if n >= self.max_leaf_samples * 2**depth and depth < limit:
+            splittable = np.flatnonzero(hi > lo)
+        if splittable.size == 0:
+            if n:
+                self.lo_[node], self.hi_[node] = lo, hi
+            return
+        feature = int(splittable[self.rng_.integers(splittable.size)])
+        u = self.rng_.random()
+        threshold = float(lo[feature]) * (1.0 - u) + float(hi[feature]) * u
+        left, right = self._alloc(), self._alloc()
+        self.feature_[node], self.threshold_[node] = feature, threshold
+        self.left_[node], self.right_[node] = left, right
+        self.lo_[node], self.hi_[node] = np.inf, -np.inf
+        goes_left = data[:, feature] < threshold
+        self._build(left, data[goes_left], depth + 1, limit)
+        self._build(right, data[~goes_left], depth + 1, limit)
+
+    def _collapse(self, node: int) -> None:
+        stack = [int(self.left_[node]), int(self.right_[node])]
+        lo, hi = self.lo_[node].copy(), self.hi_[node].copy()
+        while stack:
+            child = stack.pop()
+            if self.feature_[child] >= 0:
+                stack += [int(self.left_[child]), int(self.right_[child])]
+            else:
+                np.minimum(lo, self.lo_[child], out=lo)
+                np.maximum(hi, self.hi_[child], out=hi)
+            self.feature_[child], self.left_[child], self.right_[child] = -1, -1, -1
+            self.count_[child], self.depth_[child] = 0, 0
+            self.lo_[child], self.hi_[child] = np.inf, -np.inf
+            self.free_.append(child)
+        self.feature_[node], self.left_[node], self.right_[node] = -1, -1, -1
+        self.lo_[node], self.hi_[node] = lo, hi
+
+    def _alloc(self) -> int:
+        if self.free_:
+            return self.free_.pop()
+        if self.n_nodes_ == len(self.feature_):
+            self._grow()
+        self.n_nodes_ += 1
+        return self.n_nodes_ - 1
+
+
+# values with signed zeros, ties and constant stretches: where min/max order shows
+VALUES = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e300, -1e300, 3.0])
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[dict[str, int], list[np.ndarray]]:
+    d = draw(st.integers(1, 5))
+    params = {
+        "n_trees": draw(st.integers(1, 6)),
+        "max_leaf_samples": draw(st.integers(1, 8)),
+        "window_size": draw(st.integers(4, 200)),
+        "learn_chunk": draw(st.integers(1, 64)),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    batches = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(0, 150))
+        kind = draw(st.sampled_from(["normal", "values", "mixed"]))
+        X = rng.normal(draw(st.floats(-3, 3)), 1.0, size=(n, d))
+        if kind != "normal":
+            picked = np.array(draw(st.lists(VALUES, min_size=1, max_size=4)))
+            mask = rng.random((n, d)) < (1.0 if kind == "values" else 0.5)
+            X[mask] = rng.choice(picked, size=int(mask.sum()))
+        batches.append(X)
+    return params, batches
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=streams())
+def test_kernels_learn_and_score_the_bits_of_the_numpy_forest(
+    case: tuple[dict[str, int], list[np.ndarray]],
+) -> None:
+    """Same counts, nodes, boxes, free list, window and random state after every batch,
+    and the same score bits, on streams that split, slide, collapse and grow the block."""
+    params, batches = case
+    compiled, reference = OnlineIsolationForest(**params), ReferenceForest(**params)
+    for X in batches:
+        compiled.learn_many(X)
+        reference.learn_many(X)
+        assert compiled.to_bytes() == reference.to_bytes()
+        if len(X) and hasattr(compiled, "roots_"):
+            assert len(compiled.feature_) == len(reference.feature_)  # grown at the same step
+            assert compiled.score_many(X).tobytes() == reference.score_many(X).tobytes()
+
+
+def test_a_block_too_small_for_the_splits_grows_as_the_reference_grows_it() -> None:
+    """Big leaves split in a small block: the kernel stops, the saved state is put back, the
+    block doubles and it runs again, several times, ending where the reference ends."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(2000, 3))
+    params = {"n_trees": 2, "max_leaf_samples": 1, "window_size": 2000, "learn_chunk": 500}
+    compiled, reference = OnlineIsolationForest(**params), ReferenceForest(**params)
+    compiled.learn_many(X)
+    reference.learn_many(X)
+    assert len(compiled.feature_) >= 16 * 4 * 2  # four doublings or more from 2 trees * 4
+    assert compiled.to_bytes() == reference.to_bytes()
+    assert len(compiled.feature_) == len(reference.feature_)
+
+
+def test_without_a_writable_cache_the_kernels_compile_in_memory() -> None:
+    """A read-only image without NUMBA_CACHE_DIR: numba finds no cache directory, and the
+    kernels still import and run (compiled in memory), with one warning saying why."""
+    code = (
+        "import numba.core.caching as c\n"
+        "c.CacheImpl._locator_classes = []  # what numba sees where nothing is writable\n"
+        "import numpy as np\n"
+        "from churnguard.scoring.detectors import _kernels\n"
+        "leaf, z = np.full(1, -1, np.int32), np.zeros(1, np.int64)  # one tree, one leaf\n"
+        "rows = np.ones((2, 3))\n"
+        "got = _kernels.route(leaf, np.zeros(1), leaf, leaf, rows, z[None], z[[0, 0]], z)\n"
+        "print(','.join(sorted(_kernels.IN_MEMORY)), ','.join(map(str, got)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    in_memory, leaves = run.stdout.split()
+    assert {"route", "learn_route", "forget_route", "split_leaves", "collapse"} <= set(
+        in_memory.split(",")
+    )
+    assert leaves == "0,0"
+    assert run.stderr.count("numba cache unusable") == 1
+    assert "NUMBA_CACHE_DIR" in run.stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(boxes=st.lists(st.tuples(VALUES, VALUES), min_size=6, max_size=6))
+def test_a_collapse_folds_its_leaves_boxes_as_np_minimum_does(
+    boxes: list[tuple[float, float]],
+) -> None:
+    """A starving root over a two-level subtree folds its three leaves' boxes into its own
+    with np.minimum/np.maximum's ties (the second of 0.0 and -0.0), in the reference order,
+    and frees their slots in that order."""
+    forests = []
+    for cls in (OnlineIsolationForest, ReferenceForest):
+        f = cls(n_trees=2, max_leaf_samples=4)
+        f._init_state(2)
+        # tree 0: 0 -> (2, 3), 3 -> (4, 5); leaves 2, 4, 5 hold the drawn boxes; tree 1 is
+        # the leaf 1; every node nearly empty
+        for node, (lt, rt) in {0: (2, 3), 3: (4, 5)}.items():
+            f.feature_[node], f.left_[node], f.right_[node] = 0, lt, rt
+        f.depth_[:6] = [0, 0, 1, 1, 2, 2]
+        f.count_[:6] = 1
+        for i, leaf in enumerate((2, 4, 5)):
+            f.lo_[leaf] = [min(boxes[2 * i]), min(boxes[2 * i + 1])]
+            f.hi_[leaf] = [max(boxes[2 * i]), max(boxes[2 * i + 1])]
+        f.n_nodes_ = 6
+        forests.append(f)
+    compiled, reference = forests
+    compiled._collapse_starving(np.arange(6))
+    reference._collapse(0)
+    assert compiled.free_ == reference.free_ == [3, 5, 4, 2]
+    assert compiled.to_bytes() == reference.to_bytes()
+
+
+def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> None:
+    """What the Dockerfile warms is what serving runs: after ``warm_kernels`` a grouped tick
+    (several forests, one pool) compiles nothing new."""
+    from churnguard.scoring.detectors import _kernels
+    from churnguard.scoring.detectors.grouped import learn_groups, score_groups
+    from churnguard.scoring.detectors.oif import warm_kernels
+    from churnguard.scoring.detectors.pool import NodePool
+
+    warm_kernels()
+    kernels = [_kernels.route, _kernels.learn_route, _kernels.forget_route]
+    kernels += [_kernels.split_leaves, _kernels.collapse, _kernels.window_top]
+    assert [len(k.signatures) for k in kernels] == [1] * 6
+    rng = np.random.default_rng(2)
+    forests = [OnlineIsolationForest(n_trees=4, max_leaf_samples=2, window_size=32) for _ in "ab"]
+    pool = NodePool(3)
+    for f in forests:
+        pool.adopt(f)
+    for step in range(30):
+        rows = [rng.normal(step % 3, 1.0, size=(5, 3)) for _ in forests]
+        score_groups(forests, rows)
+        learn_groups(forests, [r.astype(np.float32) for r in rows])
+    assert [len(k.signatures) for k in kernels] == [1] * 6
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    window=st.lists(st.lists(VALUES, min_size=1, max_size=60), min_size=1, max_size=4).filter(
+        lambda rows: len({len(r) for r in rows}) == 1
+    ),
+    extra=st.integers(0, 5),
+    data=st.data(),
+)
+def test_the_window_top_is_the_partitions_value(
+    window: list[list[float]], extra: int, data: st.DataObject
+) -> None:
+    """The range-novelty top (k + 1-th largest per feature of the window's first n rows,
+    slots after n ignored) equals np.partition's, ties and duplicates included."""
+    from churnguard.scoring.detectors import _kernels
+
+    rows = np.array(window)
+    stored = np.hstack([rows, np.full((len(rows), extra), 9e300)])  # unused ring slots
+    n = rows.shape[1]
+    k = data.draw(st.integers(0, n - 1))
+    expected = np.partition(rows, -k - 1, axis=1)[:, -k - 1]
+    assert np.array_equal(_kernels.window_top(stored, n, k), expected)
