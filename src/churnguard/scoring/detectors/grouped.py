@@ -14,6 +14,7 @@ bit-identical to calling ``score_many``/``learn_many`` on each detector in turn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 
@@ -73,8 +74,13 @@ def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> Non
 
 
 def _has_scores(forest: OnlineIsolationForest, X: np.ndarray) -> bool:
-    """Rows to score and a normaliser to score them with (else its own call is trivial)."""
-    return len(X) > 0 and forest._path_length(float(getattr(forest, "n_window_", 0))) > 0.0
+    """Rows to score and a normaliser to score them with (else its own call is trivial).
+
+    The normaliser ``log(max(n, eta) / eta) / log 4`` is > 0 exactly when ``n > eta``: both
+    are integers, so ``n / eta`` rounds above 1 (for ``eta`` < 2**52) and its ``log`` is
+    positive; at ``n <= eta`` the quotient is 1 (or NaN at ``0 / 0``) and the log is not.
+    """
+    return len(X) > 0 and getattr(forest, "n_window_", 0) > forest.max_leaf_samples
 
 
 def _pass_of(forest: OnlineIsolationForest) -> tuple[int, int]:
@@ -85,6 +91,7 @@ def _pass_of(forest: OnlineIsolationForest) -> tuple[int, int]:
 def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> list[np.ndarray]:
     """Each forest's ``score_many`` of its rows, from one routing pass over all of them."""
     counts = [len(X) for X in Xs]
+    ends = list(accumulate(counts))
     X, owner = _stacked(Xs)
     n, n_trees = len(X), forests[0].n_trees
     pool = forests[0].pool_
@@ -93,15 +100,14 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     leaves = _kernels().route(*arrays, X, roots, owner, bases)
     depth = pool.depth_[leaves]
     count = pool.count_[leaves].astype(float)
-    eta = np.array([float(f.max_leaf_samples) for f in forests])[np.tile(owner, n_trees)]
+    eta = np.tile(np.array([float(f.max_leaf_samples) for f in forests])[owner], n_trees)
     # OIF._path_length with each pair's own eta: the same operations, element by element
     depths = (depth + np.log(np.maximum(count, eta) / eta) / _LOG4).reshape(n_trees, n)
     mean_depth = depths.mean(axis=0)
     # numpy sums a lone column (a forest with one row) pairwise, several columns row by
     # row: recompute lone columns the way score_many's (n_trees, 1) matrix sums them
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    lone = starts[np.asarray(counts) == 1]
-    if len(lone) and n > 1:
+    if n > 1 and 1 in counts:
+        lone = [end - 1 for end, m in zip(ends, counts, strict=True) if m == 1]
         mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
     norm = path_lengths(forests)[owner]
     isolation = np.exp2(-mean_depth / norm)
@@ -115,15 +121,18 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
         excess = (X - tops[owner]).clip(min=0.0)
         raised = 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
         scores = np.where(novelty[owner], raised, isolation)
-    return np.split(scores, np.cumsum(counts)[:-1])
+    return [scores[end - m : end] for end, m in zip(ends, counts, strict=True)]
 
 
 def _learn_forests(members: list[tuple[OnlineIsolationForest, np.ndarray]]) -> None:
     """Each forest's ``learn_many`` of its rows: chunk ``k`` of every forest in one pass."""
+    steps = [max(1, min(f.learn_chunk, f.window_size)) for f, _ in members]
+    if all(len(X) <= step for (_, X), step in zip(members, steps, strict=True)):
+        learn_chunks([f for f, _ in members], [X for _, X in members])  # one chunk each
+        return
     chunks = [
         [X[s : s + step] for s in range(0, len(X), step)]
-        for f, X in members
-        for step in [max(1, min(f.learn_chunk, f.window_size))]
+        for (_, X), step in zip(members, steps, strict=True)
     ]
     for k in range(max(len(c) for c in chunks)):
         live = [(f, c[k]) for (f, _), c in zip(members, chunks, strict=True) if k < len(c)]

@@ -323,10 +323,15 @@ def learn_chunks(forests: Sequence[OnlineIsolationForest], Xs: Sequence[np.ndarr
     learned as each forest's own chunk: rows into the windows, counted into every node they
     visit, leaf boxes widened, ripe leaves split (forest by forest, in node order), then the
     rows leaving the windows unlearned and starving nodes collapsed."""
-    olds = [f._push_window(X) for f, X in zip(forests, Xs, strict=True)]
-    for f, X in zip(forests, Xs, strict=True):
+    leaving: list[int] = []
+    olds: list[np.ndarray] = []
+    for i, (f, X) in enumerate(zip(forests, Xs, strict=True)):
+        old = f._push_window(X)
         f.n_window_ += len(X)
         f.n_seen_ += len(X)
+        if len(old):
+            leaving.append(i)
+            olds.append(old)
     limits = path_lengths(forests)
     X, owner = _stacked(Xs)
     pool, eta = forests[0].pool_, _etas(forests)
@@ -335,28 +340,38 @@ def learn_chunks(forests: Sequence[OnlineIsolationForest], Xs: Sequence[np.ndarr
     ripe, ripe_of = _kernels().learn_route(
         *arrays, pool.lo_, pool.hi_, X, roots, owner, bases, eta, limits
     )
-    local = ripe - bases[ripe_of]  # before any split moves a block
-    for i, (f, limit) in enumerate(zip(forests, limits.tolist(), strict=True)):
-        mine = local[ripe_of == i]
-        if len(mine):
-            f._split_leaves(mine, limit)
-    leaving = [(f, old) for f, old in zip(forests, olds, strict=True) if len(old)]
+    if len(ripe):  # only forests with ripe leaves split; a split may move blocks
+        local = ripe - bases[ripe_of]  # before any split moves a block
+        for i in np.unique(ripe_of).tolist():
+            forests[i]._split_leaves(local[ripe_of == i], limits[i])
     if leaving:
-        _forget([f for f, _ in leaving], [old for _, old in leaving])
+        placement = None if len(ripe) else (bases[leaving], roots[:, leaving], eta[leaving])
+        _forget([forests[i] for i in leaving], olds, placement)
 
 
-def _forget(forests: Sequence[OnlineIsolationForest], olds: Sequence[np.ndarray]) -> None:
-    """Unlearn each forest's rows leaving its window; its starving nodes collapse."""
+def _forget(
+    forests: Sequence[OnlineIsolationForest],
+    olds: Sequence[np.ndarray],
+    placement: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Unlearn each forest's rows leaving its window; its starving nodes collapse.
+
+    ``placement`` (bases, roots, etas) is the learning pass's where no block moved since."""
     X, owner = _stacked(olds)
     pool = forests[0].pool_
-    bases, roots = _placement(forests)
+    if placement is None:
+        bases, roots = _placement(forests)
+        eta = _etas(forests)
+    else:
+        bases, roots, eta = placement
+        roots = np.ascontiguousarray(roots)
     arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_, pool.count_, pool.depth_)
-    starving, starving_of = _kernels().forget_route(*arrays, X, roots, owner, bases, _etas(forests))
-    for i, (f, old) in enumerate(zip(forests, olds, strict=True)):
+    starving, starving_of = _kernels().forget_route(*arrays, X, roots, owner, bases, eta)
+    for f, old in zip(forests, olds, strict=True):
         f.n_window_ -= len(old)
-        mine = starving[starving_of == i]
-        if len(mine):
-            f._collapse_starving(mine - bases[i])
+    if len(starving):
+        for i in np.unique(starving_of).tolist():
+            forests[i]._collapse_starving(starving[starving_of == i] - bases[i])
 
 
 def path_lengths(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
