@@ -42,6 +42,24 @@ class ReferenceForest(OnlineIsolationForest):
             active = active[self.feature_[nxt] >= 0]
         return node, path
 
+    def _push_window(self, X: np.ndarray) -> np.ndarray:
+        """The ring-buffer push in numpy (before the ``push_window`` kernel)."""
+        size = self.window_size
+        n_old = max(0, self.n_window_ + len(X) - size)
+        need = min(size, self.n_window_ + len(X))
+        capacity = self.window_.shape[1]
+        if capacity < need:
+            grown = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
+            grown[:, : self.n_window_] = self.window_[:, : self.n_window_]
+            self.window_ = grown
+        if n_old == 0:
+            self.window_[:, self.n_window_ : need] = X.T
+            return self.window_[:, :0].T
+        old = self.window_[:, (self.window_head_ + np.arange(n_old)) % size].T
+        self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
+        self.window_head_ = (self.window_head_ + n_old) % size
+        return old
+
     def _threshold(self, depth: Any) -> Any:
         return self.max_leaf_samples * np.exp2(depth)
 
@@ -256,7 +274,8 @@ def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> N
     warm_kernels()
     kernels = [_kernels.route, _kernels.learn_route, _kernels.forget_route]
     kernels += [_kernels.split_leaves, _kernels.collapse, _kernels.window_top]
-    assert [len(k.signatures) for k in kernels] == [1] * 6
+    kernels += [_kernels.push_window]
+    assert [len(k.signatures) for k in kernels] == [1] * 7
     rng = np.random.default_rng(2)
     forests = [OnlineIsolationForest(n_trees=4, max_leaf_samples=2, window_size=32) for _ in "ab"]
     pool = NodePool(3)
@@ -266,7 +285,7 @@ def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> N
         rows = [rng.normal(step % 3, 1.0, size=(5, 3)) for _ in forests]
         score_groups(forests, rows)
         learn_groups(forests, [r.astype(np.float32) for r in rows])
-    assert [len(k.signatures) for k in kernels] == [1] * 6
+    assert [len(k.signatures) for k in kernels] == [1] * 7
 
 
 @settings(max_examples=80, deadline=None)
@@ -290,3 +309,33 @@ def test_the_window_top_is_the_partitions_value(
     k = data.draw(st.integers(0, n - 1))
     expected = np.partition(rows, -k - 1, axis=1)[:, -k - 1]
     assert np.array_equal(_kernels.window_top(stored, n, k), expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    size=st.integers(1, 12),
+    d=st.integers(1, 3),
+    chunks=st.lists(st.integers(1, 12), min_size=1, max_size=12),
+)
+def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
+    size: int, d: int, chunks: list[int]
+) -> None:
+    """Pushing chunks (at most a window each) into the ring, filling, growing and wrapping:
+    the same buffer, head and displaced rows, bit for bit, as the numpy push."""
+    rng = np.random.default_rng(size * 100 + d)
+    forests = [cls(window_size=size) for cls in (OnlineIsolationForest, ReferenceForest)]
+    for f in forests:
+        f._init_state(d)
+    for n in chunks:
+        X = rng.normal(size=(min(n, size), d))
+        X[rng.random(X.shape) < 0.2] = -0.0
+        olds = []
+        for f in forests:
+            old = f._push_window(X)
+            f.n_window_ += len(X) - len(old)
+            olds.append(np.array(old))
+        (compiled, reference), (got, expected) = forests, olds
+        assert got.tobytes() == expected.tobytes() and got.shape == expected.shape
+        assert compiled.window_.tobytes() == reference.window_.tobytes()
+        assert compiled.window_.shape == reference.window_.shape
+        assert compiled.window_head_ == reference.window_head_

@@ -345,6 +345,26 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
 
 
 @_compiled
+def push_window(window, head, n_window, X, size):
+    """Write the rows ``X`` into the feature-major ring buffer ``window`` (``n_window`` rows
+    from ``head``, ``size`` slots when full, at least ``min(size, n_window + len(X))`` now;
+    ``len(X) <= size``) after its last row; returns the oldest rows they displaced (read
+    before they are overwritten) and the new head."""
+    n, d = X.shape
+    n_old = max(0, n_window + n - size)
+    old = np.empty((n_old, d))
+    for i in range(n_old):
+        slot = (head + i) % size
+        for j in range(d):
+            old[i, j] = window[j, slot]
+    for i in range(n):
+        slot = (head + n_window + i) % size
+        for j in range(d):
+            window[j, slot] = X[i, j]
+    return old, (head + n_old) % size
+
+
+@_compiled
 def window_top(window, n, k):
     """Per feature (a row of the feature-major window), the ``k + 1``-th largest of its
     first ``n`` values: ``np.partition(window[:, :n], -k - 1, axis=1)[:, -k - 1]`` by one

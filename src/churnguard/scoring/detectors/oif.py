@@ -195,19 +195,15 @@ class OnlineIsolationForest(Detector):
     def _push_window(self, X: np.ndarray) -> np.ndarray:
         """Append rows to the ring buffer; returns the oldest rows they displaced."""
         size = self.window_size
-        n_old = max(0, self.n_window_ + len(X) - size)
         need = min(size, self.n_window_ + len(X))
         capacity = self.window_.shape[1]
         if capacity < need:  # still filling, so nothing has wrapped: head is 0
             grown = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
             grown[:, : self.n_window_] = self.window_[:, : self.n_window_]
             self.window_ = grown
-        if n_old == 0:  # not full yet, so not wrapped either: the rows go at the end
-            self.window_[:, self.n_window_ : need] = X.T
-            return self.window_[:, :0].T
-        old = self.window_[:, (self.window_head_ + np.arange(n_old)) % size].T
-        self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
-        self.window_head_ = (self.window_head_ + n_old) % size
+        old, self.window_head_ = _kernels().push_window(
+            self.window_, self.window_head_, self.n_window_, np.ascontiguousarray(X), size
+        )
         return old
 
     def _split_leaves(self, leaves: np.ndarray, limit: float) -> None:
