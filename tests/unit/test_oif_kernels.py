@@ -27,6 +27,11 @@ class ReferenceForest(OnlineIsolationForest):
     def _route(self, X: np.ndarray) -> np.ndarray:
         return self._walk(X, record=False)[0]
 
+    def _leaf_stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        leaves = self._route(X)
+        eta = float(self.max_leaf_samples)
+        return self.depth_[leaves].astype(float), np.maximum(self.count_[leaves], eta) / eta
+
     def _walk(self, X: np.ndarray, *, record: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         node = np.repeat(self.roots_, len(X)).astype(np.int64)
         row = np.arange(len(X) * self.n_trees) % len(X) if len(X) else np.zeros(0, np.int64)
@@ -272,7 +277,7 @@ def test_warming_compiles_each_kernel_once_with_the_types_the_scorer_uses() -> N
     from churnguard.scoring.detectors.pool import NodePool
 
     warm_kernels()
-    kernels = [_kernels.route, _kernels.learn_route, _kernels.forget_route]
+    kernels = [_kernels.leaf_stats, _kernels.learn_route, _kernels.forget_route]  # route: inside
     kernels += [_kernels.split_leaves, _kernels.collapse, _kernels.window_top]
     kernels += [_kernels.push_window]
     assert [len(k.signatures) for k in kernels] == [1] * 7

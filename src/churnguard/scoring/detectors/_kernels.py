@@ -98,6 +98,21 @@ def route(feature, threshold, left, right, X, roots, owner, bases):
 
 
 @_compiled
+def leaf_stats(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
+    """:func:`route`'s leaves as what scoring reads of them: every (tree, row) pair's leaf
+    depth and ``max(count, eta) / eta`` with its forest's ``eta`` (float64, exact: one
+    correctly rounded division), for numpy's ``log`` of the path length."""
+    leaves = route(feature, threshold, left, right, X, roots, owner, bases)
+    n = X.shape[0]
+    depths, ratios = np.empty(len(leaves)), np.empty(len(leaves))
+    for p in range(len(leaves)):
+        node, e = leaves[p], eta[owner[p % n]]
+        depths[p] = depth[node]
+        ratios[p] = max(float(count[node]), e) / e
+    return depths, ratios
+
+
+@_compiled
 def learn_route(
     feature, threshold, left, right, count, depth, lo, hi, X, roots, owner, bases, eta, limits
 ):

@@ -96,13 +96,11 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     n, n_trees = len(X), forests[0].n_trees
     pool = forests[0].pool_
     bases, roots = _placement(forests)
-    arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_)
-    leaves = _kernels().route(*arrays, X, roots, owner, bases)
-    depth = pool.depth_[leaves]
-    count = pool.count_[leaves].astype(float)
-    eta = np.tile(np.array([float(f.max_leaf_samples) for f in forests])[owner], n_trees)
+    arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_, pool.count_, pool.depth_)
+    eta = np.array([float(f.max_leaf_samples) for f in forests])
+    depth, ratio = _kernels().leaf_stats(*arrays, X, roots, owner, bases, eta)
     # OIF._path_length with each pair's own eta: the same operations, element by element
-    depths = (depth + np.log(np.maximum(count, eta) / eta) / _LOG4).reshape(n_trees, n)
+    depths = (depth + np.log(ratio) / _LOG4).reshape(n_trees, n)
     mean_depth = depths.mean(axis=0)
     # numpy sums a lone column (a forest with one row) pairwise, several columns row by
     # row: recompute lone columns the way score_many's (n_trees, 1) matrix sums them
@@ -111,16 +109,17 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
         mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
     norm = path_lengths(forests)[owner]
     isolation = np.exp2(-mean_depth / norm)
-    novelty = np.array([f.range_novelty for f in forests])
-    if not novelty.any():
+    novelty = [f.range_novelty for f in forests]
+    if not any(novelty):
         scores = isolation
     else:
         tops = np.stack(
             [f._robust_top() if f.range_novelty else np.zeros(X.shape[1]) for f in forests]
         )
         excess = (X - tops[owner]).clip(min=0.0)
-        raised = 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
-        scores = np.where(novelty[owner], raised, isolation)
+        scores = 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
+        if not all(novelty):
+            scores = np.where(np.array(novelty)[owner], scores, isolation)
     return [scores[end - m : end] for end, m in zip(ends, counts, strict=True)]
 
 

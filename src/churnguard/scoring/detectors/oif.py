@@ -131,8 +131,8 @@ class OnlineIsolationForest(Detector):
         norm = self._path_length(float(getattr(self, "n_window_", 0)))
         if norm <= 0.0 or len(X) == 0:
             return np.full(len(X), 0.5)
-        leaves = self._route(np.ascontiguousarray(X))
-        depths = self.depth_[leaves] + self._path_length(self.count_[leaves].astype(float))
+        depth, ratio = self._leaf_stats(np.ascontiguousarray(X))
+        depths = depth + np.log(ratio) / _LOG4  # _path_length of the leaves' counts
         mean_depth = depths.reshape(self.n_trees, len(X)).mean(axis=0)
         isolation = np.exp2(-mean_depth / norm)
         if not self.range_novelty:
@@ -183,11 +183,14 @@ class OnlineIsolationForest(Detector):
         self.n_window_ = 0
         self.n_seen_ = 0
 
-    def _route(self, X: np.ndarray) -> np.ndarray:
-        """Leaf of every (tree, row) pair, tree-major."""
+    def _leaf_stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Depth and ``max(count, eta) / eta`` of the leaf of every (tree, row) pair,
+        tree-major (the kernel's ``leaf_stats``)."""
         roots = self.roots_.astype(np.int64).reshape(-1, 1)
-        arrays = (self.feature_, self.threshold_, self.left_, self.right_)
-        return _kernels().route(*arrays, X, roots, np.zeros(len(X), np.int64), _NO_BASE)
+        arrays = (self.feature_, self.threshold_, self.left_, self.right_, self.count_)
+        eta = np.array([float(self.max_leaf_samples)])
+        owner = np.zeros(len(X), np.int64)
+        return _kernels().leaf_stats(*arrays, self.depth_, X, roots, owner, _NO_BASE, eta)
 
     def _learn_chunk(self, X: np.ndarray) -> None:
         learn_chunks([self], [X])
