@@ -151,7 +151,7 @@ class OnlineIsolationForest(Detector):
         window must not raise the bar for everything after it.
         """
         n = self.n_window_
-        k = min(n - 1, int(np.ceil(BOX_TRIM * n)))
+        k = min(n - 1, math.ceil(BOX_TRIM * n))
         return _kernels().window_top(self.window_, n, k)
 
     # -- tree mechanics -------------------------------------------------------------------
