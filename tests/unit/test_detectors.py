@@ -12,7 +12,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from churnguard.errors import ConfigError, ModelError
-from churnguard.scoring.detectors import DETECTORS, Detector, detector_from_bytes, make_detector
+from churnguard.scoring.detectors import (
+    DETECTORS,
+    Detector,
+    detector_from_bytes,
+    make_detector,
+    prepare_detector,
+)
 
 D = 8
 N_CONSTANT = 2  # trailing all-zero columns, like flags that never fire
@@ -348,3 +354,14 @@ def test_box_widening_row_by_row_keeps_the_bits_of_a_per_leaf_reduction() -> Non
     assert len(ripe) == 0 and count.sum() == len(rows)
     assert lo.tobytes() == expected_lo.tobytes()
     assert hi.tobytes() == expected_hi.tobytes()
+
+
+def test_prepare_detector_readies_the_named_kind_and_refuses_unknown_names(monkeypatch):
+    readied: list[str] = []
+    for cls in DETECTORS.values():
+        monkeypatch.setattr(cls, "prepare", classmethod(lambda c: readied.append(c.name)))
+    prepare_detector("oif")
+    prepare_detector("hst")
+    assert readied == ["oif", "hst"]
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        prepare_detector("nope")

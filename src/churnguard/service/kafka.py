@@ -47,6 +47,7 @@ from churnguard.config import Settings
 from churnguard.errors import ChurnguardError
 from churnguard.ingest.events import Origin, Rejected
 from churnguard.pipeline import Pipeline
+from churnguard.scoring.detectors import prepare_detector
 from churnguard.service.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -127,6 +128,9 @@ class Service:
     def run(self) -> ServeStats:
         """Run sessions until stopped; a failed session is torn down and rebuilt with backoff."""
         backoff = 0.5
+        # compiled before the group is joined: a first tick that compiled (seconds, on a
+        # cold cache) could outlive max_poll_interval_ms and cost the group a rebalance
+        prepare_detector(self.settings.scoring.detector)
         self.broker.watch(lambda: self._consumer, self.stop_event)
         while not self.stop_event.is_set():
             try:

@@ -36,6 +36,7 @@ __all__ = [
     "OnlineIsolationForest",
     "detector_from_bytes",
     "make_detector",
+    "prepare_detector",
 ]
 
 
@@ -44,14 +45,23 @@ DETECTORS: dict[str, type[Detector]] = {
 }
 
 
-def make_detector(name: str, n_features: int, seed: int = 0, **params: Any) -> Detector:
-    """A fresh detector of the named kind; ``params`` go to its constructor."""
+def _detector_class(name: str) -> type[Detector]:
     try:
-        cls = DETECTORS[name]
+        return DETECTORS[name]
     except KeyError:
         raise ConfigError(
             f"unknown detector {name!r} (choose from {', '.join(sorted(DETECTORS))})"
         ) from None
+
+
+def prepare_detector(name: str) -> None:
+    """Ready the named detector's code before data arrives (see :meth:`Detector.prepare`)."""
+    _detector_class(name).prepare()
+
+
+def make_detector(name: str, n_features: int, seed: int = 0, **params: Any) -> Detector:
+    """A fresh detector of the named kind; ``params`` go to its constructor."""
+    cls = _detector_class(name)
     try:
         return cls(n_features=n_features, seed=seed, **params)
     except TypeError as exc:

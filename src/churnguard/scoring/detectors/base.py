@@ -26,6 +26,14 @@ class Detector(BaseEstimator, ABC):
 
     name: str = "detector"
 
+    @classmethod
+    def prepare(cls) -> None:
+        """Get ready to learn and score before any data arrives (compile what needs it).
+
+        A service calls it before joining its consumer group, so that no poll waits on a
+        one-off cost and outlives the group's ``max_poll_interval_ms``. Nothing by default.
+        """
+
     @abstractmethod
     def learn_many(self, X: np.ndarray) -> Self:
         """Update the model with rows of X (n, d)."""

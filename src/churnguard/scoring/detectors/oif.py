@@ -93,6 +93,11 @@ class OnlineIsolationForest(Detector):
 
     name = "oif"
 
+    @classmethod
+    def prepare(cls) -> None:
+        """Compile the kernels, or load them from the cache (:func:`warm_kernels`)."""
+        warm_kernels()
+
     def __init__(
         self,
         n_trees: int = 32,
