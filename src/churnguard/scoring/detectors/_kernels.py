@@ -78,6 +78,14 @@ def _sorted_unique(a):
 
 
 @_compiled
+def _child(feature, threshold, left, right, X, r, node, base):
+    """The child of internal ``node`` that row ``r`` goes to (links local to its block)."""
+    if X[r, feature[node]] < threshold[node]:
+        return left[node] + base
+    return right[node] + base
+
+
+@_compiled
 def route(feature, threshold, left, right, X, roots, owner, bases):
     """Leaf (pool node) of every (tree, row) pair, tree-major: row ``r`` descends the
     trees of forest ``owner[r]``, whose roots are ``roots[:, owner[r]]`` (pool ids) and
@@ -89,10 +97,7 @@ def route(feature, threshold, left, right, X, roots, owner, bases):
             f = owner[r]
             node = roots[t, f]
             while feature[node] >= 0:
-                if X[r, feature[node]] < threshold[node]:
-                    node = left[node] + bases[f]
-                else:
-                    node = right[node] + bases[f]
+                node = _child(feature, threshold, left, right, X, r, node, bases[f])
             leaves[t * n + r] = node
     return leaves
 
@@ -128,10 +133,7 @@ def learn_route(
             node = roots[t, f]
             count[node] += 1
             while feature[node] >= 0:
-                if X[r, feature[node]] < threshold[node]:
-                    node = left[node] + bases[f]
-                else:
-                    node = right[node] + bases[f]
+                node = _child(feature, threshold, left, right, X, r, node, bases[f])
                 count[node] += 1
             for j in range(d):
                 v = X[r, j]
@@ -171,10 +173,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
                 k += 1
                 if feature[node] < 0:
                     break
-                if X[r, feature[node]] < threshold[node]:
-                    node = left[node] + bases[f]
-                else:
-                    node = right[node] + bases[f]
+                node = _child(feature, threshold, left, right, X, r, node, bases[f])
     keys = _sorted_unique(visited[:k])
     starving, starving_of = np.empty(len(keys), np.int64), np.empty(len(keys), np.int64)
     m = 0
