@@ -165,8 +165,8 @@ def explain(
         recent = spec.vector({})[None, :]
     view = spec.transform(np.vstack([x, recent]))  # elementwise: the same values as one by one
     xm, rm = view[0], view[1:]
-    med = column_medians(rm)
-    q1, q3 = column_quartiles(rm)
+    med = np.median(rm, axis=0)
+    q1, q3 = np.percentile(rm, [25, 75], axis=0)
     contribution = (xm - med) / ((q3 - q1) + 0.1 * np.abs(med) + 0.25)
     pct = raw_percentiles(x, recent)
     suspicious_pct = np.array(
@@ -176,7 +176,7 @@ def explain(
     order = sorted(range(len(x)), key=lambda j: (negated[j], names[j]))
     chosen = [j for j in order if contribution[j] > 0 and suspicious_pct[j] >= OUTLYING_PCT]
     chosen = (chosen or [j for j in order if contribution[j] > 0] or order)[:top]
-    medians = column_medians(recent[:, chosen]).tolist()
+    medians = np.median(recent[:, chosen], axis=0).tolist()  # the same as column by column
     return [
         FeatureExplanation(
             feature=names[j],
@@ -188,50 +188,6 @@ def explain(
         )
         for k, j in enumerate(chosen)
     ]
-
-
-def column_medians(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=0)`` of a 2-D float array, bit for bit (the same partition, the
-    same mean of the middle pair, NaN where a column holds one) without numpy's generic
-    wrappers, which cost more than the partition on an explanation's few hundred rows.
-    A column's median is the one ``np.median`` gives that column alone."""
-    n = len(a)
-    half = n // 2
-    even = n % 2 == 0
-    part = np.partition(a, [half - 1, half, -1] if even else [half, -1], axis=0)
-    middle = part[half - 1 : half + 1] if even else part[half : half + 1]
-    out = np.add.reduce(middle, axis=0) / len(middle)  # what np.mean does with the pair
-    last = part[-1]
-    np.copyto(out, last, where=np.isnan(last))
-    return out
-
-
-def column_quartiles(a: np.ndarray) -> np.ndarray:
-    """``np.percentile(a, [25, 75], axis=0)`` of a 2-D float array, bit for bit: numpy's
-    ``linear`` method (the same partition, neighbours and interpolation), without its
-    generic wrappers."""
-    n = len(a)
-    virtual = (n - 1) * _QUARTILES
-    below = np.floor(virtual)
-    above = below + 1
-    beyond = virtual >= n - 1
-    below[beyond] = -1
-    above[beyond] = -1
-    below_i, above_i = below.astype(np.intp), above.astype(np.intp)
-    part = a.copy()
-    part.partition(sorted({0, -1, *below_i.tolist(), *above_i.tolist()}), axis=0)
-    last = part[-1]
-    nans = np.isnan(last)
-    low, high = part[below_i], part[above_i]
-    gamma = (virtual - below_i).reshape(2, 1)
-    diff = high - low
-    out = np.add(low, diff * gamma)
-    np.subtract(high, diff * (1 - gamma), out=out, where=gamma >= 0.5)
-    np.copyto(out, last, where=nans)
-    return out
-
-
-_QUARTILES = np.true_divide([25, 75], 100)
 
 
 class BaselineRef(msgspec.Struct, kw_only=True):
