@@ -7,6 +7,7 @@ with their allowed values, so a misspelt key or value is refused at load in one 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable
@@ -95,12 +96,15 @@ class FeatureSpec:
             out = out[None, :]
         # column groups, not one column at a time: the same operations on the same
         # elements in the same order per element, so the values are identical
+        # (log1p and log2 are the C library's, not numpy's CPU-dependent SIMD loops)
+        from churnguard import compiled
+
         cols = self._columns
         if len(cols.log1p):
-            out[:, cols.log1p] = np.log1p(np.clip(out[:, cols.log1p], 0.0, None))
+            out[:, cols.log1p] = compiled.log1p(np.clip(out[:, cols.log1p], 0.0, None))
         if len(cols.log_gap):
             gap = np.clip(out[:, cols.log_gap], 0.0, 1.0)
-            out[:, cols.log_gap] = -np.log2(1.0 - gap + GAP_FLOOR)
+            out[:, cols.log_gap] = -compiled.log2(1.0 - gap + GAP_FLOOR)
         if len(cols.scaled):
             out[:, cols.scaled] /= cols.scales
         if len(cols.low):
@@ -112,7 +116,7 @@ class FeatureSpec:
         f = self.features[j]
         value *= f.scale if f.direction == "high" else -f.scale
         if f.transform == "log1p":
-            return float(np.expm1(value))
+            return math.expm1(value)
         if f.transform == "log_gap":
             return float(1.0 + GAP_FLOOR - 2.0**-value)
         return float(value)

@@ -10,43 +10,23 @@ from the forest's own ``np.random.Generator`` (numba shares its state with the P
 object and draws the same values), so learned state and scores keep their bits.
 
 Only comparisons, integer counts, min/max and the convex combination
-``lo * (1 - u) + hi * u`` run here: formulas with ``log``/``exp2`` stay in numpy, whose
-SIMD ufuncs may differ from numba's libm by an ulp. ``np.minimum``/``np.maximum`` return
-their second argument on a tie (``0.0`` and ``-0.0``), and so does every min/max here.
+``lo * (1 - u) + hi * u`` run here: the callers' ``log``/``exp2`` are the C library's, as
+ufuncs (:mod:`churnguard.compiled`), never numpy's SIMD loops, whose bits vary by CPU.
+``np.minimum``/``np.maximum`` return their second argument on a tie (``0.0`` and
+``-0.0``), and so does every min/max here.
 
-Compiled on first use and cached on disk (``cache=True``): next to this module, or under
-``NUMBA_CACHE_DIR`` (the Dockerfile warms one at image build; docs/operations.md). numba
-needs that directory writable even to read it; where none is, the kernels are compiled in
-memory at each start (seconds) with a warning instead of failing the import.
+Compiled on first use and cached on disk, or in memory where no cache directory is
+writable (:func:`churnguard.compiled.compiled`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
-from numba import njit
 
-log = logging.getLogger(__name__)
-IN_MEMORY: list[str] = []  # kernels compiled without the on-disk cache
-
-
-def _compiled(fn: Callable[..., Any]) -> Any:
-    """``njit(cache=True)``, or ``njit`` where numba finds no writable cache directory."""
-    try:
-        return njit(cache=True)(fn)
-    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
-        if not IN_MEMORY:
-            log.warning(
-                "numba cache unusable (%s): kernels compile in memory; set a "
-                "writable NUMBA_CACHE_DIR (docs/operations.md)",
-                exc,
-            )
-        IN_MEMORY.append(fn.__name__)
-        return njit(fn)
-
+from churnguard.compiled import IN_MEMORY as IN_MEMORY  # kernels without the disk cache
+from churnguard.compiled import compiled
+from churnguard.compiled import exp2 as exp2  # the C library's, for the callers
+from churnguard.compiled import log as log
 
 KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
 MAX_DEPTH = 64  # trees stop at log4(window / eta) < 32 levels
@@ -55,7 +35,7 @@ MAX_DEPTH = 64  # trees stop at log4(window / eta) < 32 levels
 DONE, SHORT, FULL = 0, 1, 2
 
 
-@_compiled
+@compiled
 def _sorted_unique(a):
     """``np.unique`` of int64 keys by a shell sort: a few hundred keys a call, and it
     compiles in a fraction of numba's general sort."""
@@ -77,7 +57,7 @@ def _sorted_unique(a):
     return a[:m]
 
 
-@_compiled
+@compiled
 def _child(feature, threshold, left, right, X, r, node, base):
     """The child of internal ``node`` that row ``r`` goes to (links local to its block)."""
     if X[r, feature[node]] < threshold[node]:
@@ -85,7 +65,7 @@ def _child(feature, threshold, left, right, X, r, node, base):
     return right[node] + base
 
 
-@_compiled
+@compiled
 def route(feature, threshold, left, right, X, roots, owner, bases):
     """Leaf (pool node) of every (tree, row) pair, tree-major: row ``r`` descends the
     trees of forest ``owner[r]``, whose roots are ``roots[:, owner[r]]`` (pool ids) and
@@ -102,7 +82,7 @@ def route(feature, threshold, left, right, X, roots, owner, bases):
     return leaves
 
 
-@_compiled
+@compiled
 def leaf_stats(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
     """:func:`route`'s leaves as what scoring reads of them: every (tree, row) pair's leaf
     depth and ``max(count, eta) / eta`` with its forest's ``eta`` (float64, exact: one
@@ -117,7 +97,7 @@ def leaf_stats(feature, threshold, left, right, count, depth, X, roots, owner, b
     return depths, ratios
 
 
-@_compiled
+@compiled
 def learn_route(
     feature, threshold, left, right, count, depth, lo, hi, X, roots, owner, bases, eta, limits
 ):
@@ -153,7 +133,7 @@ def learn_route(
     return ripe[:k], ripe_of[:k]
 
 
-@_compiled
+@compiled
 def forget_route(feature, threshold, left, right, count, depth, X, roots, owner, bases, eta):
     """Uncount rows leaving the windows from every node they visit (clipped at 0: split-time
     counts were estimates); returns the visited internal nodes now under their split
@@ -187,7 +167,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
     return starving[:m], starving_of[:m]
 
 
-@_compiled
+@compiled
 def split_leaves(
     feature,
     threshold,
@@ -310,7 +290,7 @@ def split_leaves(
     return DONE, n_nodes, n_free
 
 
-@_compiled
+@compiled
 def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
     """Fold back into a leaf, shallowest first, each internal node among ``nodes`` (sorted
     ids) under its split threshold; its box is its leaves' union. Returns the released
@@ -358,7 +338,7 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
     return released[:k]
 
 
-@_compiled
+@compiled
 def push_window(window, head, n_window, X, size):
     """Write the rows ``X`` into the feature-major ring buffer ``window`` (``n_window`` rows
     from ``head``, ``size`` slots when full, at least ``min(size, n_window + len(X))`` now;
@@ -378,7 +358,7 @@ def push_window(window, head, n_window, X, size):
     return old, (head + n_old) % size
 
 
-@_compiled
+@compiled
 def window_top(window, n, k):
     """Per feature (a row of the feature-major window), the ``k + 1``-th largest of its
     first ``n`` values: ``np.partition(window[:, :n], -k - 1, axis=1)[:, -k - 1]`` by one

@@ -100,7 +100,7 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     eta = np.array([float(f.max_leaf_samples) for f in forests])
     depth, ratio = _kernels().leaf_stats(*arrays, X, roots, owner, bases, eta)
     # OIF._path_length with each pair's own eta: the same operations, element by element
-    depths = (depth + np.log(ratio) / _LOG4).reshape(n_trees, n)
+    depths = (depth + _kernels().log(ratio) / _LOG4).reshape(n_trees, n)
     mean_depth = depths.mean(axis=0)
     # numpy sums a lone column (a forest with one row) pairwise, several columns row by
     # row: recompute lone columns the way score_many's (n_trees, 1) matrix sums them
@@ -108,7 +108,7 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
         lone = [end - 1 for end, m in zip(ends, counts, strict=True) if m == 1]
         mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
     norm = path_lengths(forests)[owner]
-    isolation = np.exp2(-mean_depth / norm)
+    isolation = _kernels().exp2(-mean_depth / norm)
     novelty = [f.range_novelty for f in forests]
     if not any(novelty):
         scores = isolation
@@ -117,7 +117,7 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
             [f._robust_top() if f.range_novelty else np.zeros(X.shape[1]) for f in forests]
         )
         excess = (X - tops[owner]).clip(min=0.0)
-        scores = 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
+        scores = 1.0 - (1.0 - isolation) * _kernels().exp2(-excess.sum(axis=1))
         if not all(novelty):
             scores = np.where(np.array(novelty)[owner], scores, isolation)
     return [scores[end - m : end] for end, m in zip(ends, counts, strict=True)]

@@ -137,9 +137,9 @@ class OnlineIsolationForest(Detector):
         if norm <= 0.0 or len(X) == 0:
             return np.full(len(X), 0.5)
         depth, ratio = self._leaf_stats(np.ascontiguousarray(X))
-        depths = depth + np.log(ratio) / _LOG4  # _path_length of the leaves' counts
+        depths = depth + _kernels().log(ratio) / _LOG4  # _path_length of the leaves' counts
         mean_depth = depths.reshape(self.n_trees, len(X)).mean(axis=0)
-        isolation = np.exp2(-mean_depth / norm)
+        isolation = _kernels().exp2(-mean_depth / norm)
         if not self.range_novelty:
             return isolation
         # Range novelty: isolation trees can only split on features that vary in the data,
@@ -147,7 +147,7 @@ class OnlineIsolationForest(Detector):
         # is invisible to them. Each unit by which a row rises above the window's (trimmed)
         # top halves the row's "normality" 1 - isolation.
         excess = (X - self._robust_top()).clip(min=0.0)
-        return 1.0 - (1.0 - isolation) * np.exp2(-excess.sum(axis=1))
+        return 1.0 - (1.0 - isolation) * _kernels().exp2(-excess.sum(axis=1))
 
     def _robust_top(self) -> np.ndarray:
         """Per-feature top of the window, ignoring its ``BOX_TRIM`` most extreme rows.
@@ -165,7 +165,7 @@ class OnlineIsolationForest(Detector):
         """Expected extra depth below a node holding ``n`` points (0 under ``eta`` points)."""
         n = np.asarray(n, dtype=float)
         eta = float(self.max_leaf_samples)
-        out = np.log(np.maximum(n, eta) / eta) / _LOG4
+        out = _kernels().log(np.maximum(n, eta) / eta) / _LOG4
         return float(out) if out.ndim == 0 else out
 
     def _init_state(self, d: int, nodes: dict[str, np.ndarray] | None = None) -> None:
@@ -383,7 +383,7 @@ def path_lengths(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
     element by element): the score normaliser, and the depth limit of its splits."""
     n = np.array([float(f.n_window_) for f in forests])
     eta = np.array([float(f.max_leaf_samples) for f in forests])
-    return np.log(np.maximum(n, eta) / eta) / _LOG4
+    return _kernels().log(np.maximum(n, eta) / eta) / _LOG4
 
 
 def _etas(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
