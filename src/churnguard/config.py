@@ -133,6 +133,10 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     checkpoint_interval_s: Positive = 30.0
     max_poll_records: Count = 500  # records per poll; all are processed before the next poll
+    # how long the broker may hold a fetch with nothing new. kafka-python keeps one fetch in
+    # flight per broker, for the partitions with nothing buffered; a fetch of caught-up
+    # partitions blocks the refill of a backlogged one for up to this long (docs/benchmarks.md)
+    fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
     reconnect_backoff_max_s: Positive = 30.0  # cap of the exponential backoff between sessions
     # codec of the batches churnguard produces (alerts, dead letters, checkpoints, `produce`);
     # input is read in whatever codec its producer chose

@@ -138,3 +138,23 @@ def test_compression_type_is_validated_and_reaches_the_producers(tmp_path: Path)
     cfg.write_text('[kafka]\ncompression_type = "brotli"\n')
     with pytest.raises(ConfigError, match="compression_type"):
         load_settings(cfg, env={})
+
+
+def test_fetch_max_wait_is_bounded_and_reaches_the_consumer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch of caught-up partitions holds up the refill of a backlogged one for up to
+    fetch_max_wait_ms (kafka-python keeps one fetch in flight per broker): bounded, and the
+    consumer is built with it."""
+    from churnguard.service import clients
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[kafka]\nfetch_max_wait_ms = 2000\n")
+    with pytest.raises(ConfigError, match="kafka.fetch_max_wait_ms = 2000 is not allowed"):
+        load_settings(cfg, env={})
+    built: dict[str, object] = {}
+    monkeypatch.setattr(clients, "KafkaConsumer", lambda **kw: built.update(kw))
+    cfg.write_text("[kafka]\nfetch_max_wait_ms = 50\n")
+    clients.KafkaClients(load_settings(cfg, env={}).kafka).consumer()
+    assert built["fetch_max_wait_ms"] == 50
+    assert Settings().kafka.fetch_max_wait_ms == 100

@@ -151,6 +151,7 @@ class KafkaClients:
             metrics_num_samples=2,
             # exactly-once producers: records of aborted transactions are never processed
             isolation_level="read_committed",
+            fetch_max_wait_ms=k.fetch_max_wait_ms,
         )
 
     def producer(self) -> KafkaProducer:

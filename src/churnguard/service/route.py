@@ -103,7 +103,7 @@ IDLE_HEADER = "churnguard-idle"  # on a marker: b"1" when the input is read to i
 CONTACT_HEADER = "churnguard-contact"  # b"1" on a contact fact (value: dest, namespace, time)
 _MAX_CONTACTS = 50_000  # (destination, namespace) pairs a router remembers telling
 PROGRESS_INTERVAL_S = 0.5
-END_CONFIRM_S = 1.0  # twice the consumer's fetch wait (fetch_max_wait_ms, 500 ms)
+END_CONFIRM_S = 1.0  # at least twice the consumer's fetch wait (kafka.fetch_max_wait_ms <= 500)
 TABLE_READ_TIMEOUT_S = 30.0
 
 
