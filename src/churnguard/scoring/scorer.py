@@ -51,7 +51,7 @@ from churnguard.scoring.baselines import (
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
-from churnguard.scoring.guards import Context, Guard, facts_of, fired
+from churnguard.scoring.guards import Context, Guard, facts_of, fired, may_fire
 from churnguard.scoring.learning import GateState, LearningGate, spawned_here
 from churnguard.scoring.lives import LivesState, WorkloadLives, start_up_window
 from churnguard.scoring.routine import (
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["LEARNING", "Scored", "Scorer"]
 
 NO_BASELINE = "-"
+_NO_CONTEXT = Context()  # a row no guard can fire for: its alert quotes no guard's facts
 _SNAPSHOT_FORMAT = 4
 
 
@@ -183,16 +184,24 @@ class Scorer:
             level = LEARNING if learning else levels[b.key]  # type: ignore[union-attr]
             key = NO_BASELINE if b is None else b.key
             own = b is not None and b.key == row_keys[i][0]
-            ctx = Context(
-                workload_learning=not own,
-                namespace_learning=learning,
-                shared=partial(shared, ns=ns, now=p.window_end),
-                # a controller's replicas run the same code: one reading over its life far
-                # beyond the others is collecting. People's spawned servers read as their
-                # people do (their peers vouch only for one window: _yardstick)
-                peers_of=partial(peers, p) if own and p.life_reads and p.entity.workload else None,
-            )
-            guards = fired(p, ctx)
+            # the context only where a guard may hold or an archive's hosts are asked about
+            # (kept_from_memory); elsewhere no guard fires and nothing reads it
+            check = may_fire(p)
+            if check or p.archive_shipped:
+                ctx = Context(
+                    workload_learning=not own,
+                    namespace_learning=learning,
+                    shared=partial(shared, ns=ns, now=p.window_end),
+                    # a controller's replicas run the same code: one reading over its life
+                    # far beyond the others is collecting. People's spawned servers read as
+                    # their people do (their peers vouch only for one window: _yardstick)
+                    peers_of=partial(peers, p)
+                    if own and p.life_reads and p.entity.workload
+                    else None,
+                )
+            else:
+                ctx = _NO_CONTEXT
+            guards = fired(p, ctx) if check else []
             model_alert = not learning and score >= threshold
             forced = any(g.pages or (learning and g.alone) for g in guards) if guards else False
             silenced = muted[ns]
