@@ -250,14 +250,13 @@ class Hierarchy:
         are the profile's :func:`baseline_keys` when the caller has them already."""
         s = self.settings
         wl, ns, cluster = keys or baseline_keys(profile)
-        candidates = (
-            ((wl, s.workload_min_profiles), (ns, s.namespace_min_profiles)) if s.hierarchy else ()
-        ) + ((cluster, s.namespace_min_profiles),)
-        for key, minimum in candidates:
-            b = self.baselines.get(key)
-            if self._mature(b, minimum, profile.window_end):
+        get, mature, now = self.baselines.get, self._mature, profile.window_end
+        if s.hierarchy:  # once a row: no tuple of candidates
+            if mature(b := get(wl), s.workload_min_profiles, now):
                 return b
-        return None
+            if mature(b := get(ns), s.namespace_min_profiles, now):
+                return b
+        return b if mature(b := get(cluster), s.namespace_min_profiles, now) else None
 
     # ---- learning mode -------------------------------------------------------------------
     def in_learning(self, profile: Profile, settings: Settings) -> bool:

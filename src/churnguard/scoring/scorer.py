@@ -245,7 +245,11 @@ class Scorer:
             if p.final:
                 incidents.close(entity)
             paged = None if folded else alert
-            kept = gate.kept_from_memory(p, withheld=verdict.withheld, shared=ctx.shared)
+            kept = (
+                gate.kept_from_memory(p, withheld=True, shared=ctx.shared)
+                if verdict.withheld
+                else []  # what kept_from_memory returns for a row it did not withhold
+            )
             results.append(
                 Scored(
                     p, score, threshold, level, key, paged, folded, verdict.withheld, campaign, kept
@@ -257,8 +261,12 @@ class Scorer:
         self.released = released
         learn = [profiles[i] for i in quiet] + released
         if learn:
-            # this batch's rows are already in both views; only released rows need them
-            raw_learn, x_learn = raw.take(quiet, axis=0), X.take(quiet, axis=0)
+            # this batch's rows are already in both views (as they are when every row is
+            # learned: Hierarchy.learn only takes rows from them); only released rows need them
+            if len(quiet) == len(profiles):
+                raw_learn, x_learn = raw, X
+            else:
+                raw_learn, x_learn = raw.take(quiet, axis=0), X.take(quiet, axis=0)
             if released:
                 raw_released = spec.matrix([p.values for p in released])
                 raw_learn = np.vstack([raw_learn, raw_released])
