@@ -45,6 +45,7 @@ from churnguard.scoring.baselines import (
     Hierarchy,
     HierarchyState,
     baseline_keys,
+    gather,
     level_of_key,
     namespace_of,
     workload_of,
@@ -161,7 +162,7 @@ class Scorer:
         keys = sorted(groups)
         detectors = [self.hierarchy.baselines[key].detector for key in keys]
         for key, got in zip(
-            keys, score_groups(detectors, [X.take(groups[k], axis=0) for k in keys]), strict=True
+            keys, score_groups(detectors, gather(X, [groups[k] for k in keys])), strict=True
         ):
             scores.put(groups[key], got)
         namespaces = [namespace_of(p) for p in profiles]
