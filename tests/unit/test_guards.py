@@ -9,7 +9,7 @@ from scoring_fixtures import make_profile, quick_settings
 
 from churnguard.profiling.profile import ArchiveShipped, EntityRef, Profile
 from churnguard.profiling.spec import load_spec
-from churnguard.scoring.guards import GUARDS, Context, _nothing_shared, fired, may_fire
+from churnguard.scoring.guards import GUARDS, Context, fired, may_fire
 from churnguard.scoring.lives import Peers
 from churnguard.scoring.scorer import LEARNING, Scorer
 
@@ -276,10 +276,11 @@ def _guarded_rows(draw: st.DrawFn) -> tuple[Profile, Context]:
         life_reads=draw(st.dictionaries(st.sampled_from(["repo_reads", "secret_reads"]), _AMOUNTS)),
     )
     peers = Peers(3, {"repo_reads": 1.0, "secret_reads": 1.0}, {"repo_reads": 0.1})
+    shared = draw(st.booleans())  # the cluster shares one of the two hosts, or none
     ctx = Context(
         workload_learning=draw(st.booleans()),
         namespace_learning=draw(st.booleans()),
-        shared=(lambda dest: dest == "198.51.100.9") if draw(st.booleans()) else _nothing_shared,
+        shared=lambda dest: shared and dest == "198.51.100.9",
         peers_of=draw(st.sampled_from([None, lambda: None, lambda: peers])),
     )
     return p, ctx
