@@ -18,6 +18,7 @@ from churnguard.scoring.baselines import (
     Hierarchy,
     RecentRows,
     baseline_keys,
+    gather,
     level_of_key,
     normalise_workload,
     workload_of,
@@ -195,3 +196,25 @@ def test_recent_rows_keep_what_a_bounded_deque_keeps(sizes: list[int], limit: in
         expected.extend(rows.tolist())
         assert len(recent) == len(expected)
         assert recent.values().tolist() == list(expected)
+
+
+@given(
+    st.integers(1, 12).flatmap(
+        lambda n: st.tuples(
+            st.lists(
+                st.lists(st.floats(allow_nan=True), min_size=3, max_size=3), min_size=n, max_size=n
+            ),
+            st.lists(st.lists(st.integers(0, n - 1), max_size=n), max_size=6),
+        )
+    )
+)
+def test_gather_is_a_take_per_group_to_the_bit(case) -> None:
+    """Signed zeros, NaNs and repeated or empty groups: the same bytes and shapes."""
+    rows, groups = case
+    X = np.array(rows, dtype=float)
+    got = gather(X, groups)
+    assert len(got) == len(groups)
+    for g, part in zip(groups, got, strict=True):
+        want = X.take(g, axis=0)
+        assert part.shape == want.shape and part.dtype == want.dtype
+        assert part.tobytes() == want.tobytes() and part.flags.c_contiguous

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from scoring_fixtures import make_profile, quick_settings
 
+from churnguard.profiling.profile import ArchiveShipped, EntityRef, Profile
 from churnguard.profiling.spec import load_spec
-from churnguard.scoring.guards import GUARDS, fired
+from churnguard.scoring.guards import GUARDS, Context, fired, may_fire
+from churnguard.scoring.lives import Peers
 from churnguard.scoring.scorer import LEARNING, Scorer
 
 
@@ -213,3 +217,83 @@ def test_a_node_debug_session_that_only_inspects_starts_no_container() -> None:
         ("/usr/bin/crictl", "runp pod.json"),
     ]
     assert all(run(b, a) for b, a in escape)
+
+
+_GUARD_VALUES = (
+    "archive_writes",
+    "container_starts",
+    "credentials_out_of_place",
+    "deleted_by_person",
+    "distinct_objects_read",
+    "egress_external_bytes",
+    "exec_to_delete_s",
+    "lifetime_s",
+    "new_destinations",
+    "new_identity",
+    "repo_reads",
+    "run_and_terminate_same_identity",
+    "secret_reads",
+)
+# each guard's edges: none, negative, under and at its bars, large, NaN
+_AMOUNTS = st.sampled_from([0.0, -1.0, 1.0, 3.0, 4.0, 39.0, 40.0, 600.0, 6e7, 1e9, float("nan")])
+_SOME = st.one_of(st.just(0.0), st.just(0.0), _AMOUNTS)  # most facts of a window are zero
+_CREATORS = st.sampled_from(
+    [
+        (None, None),
+        ("erin@corp.example", "person"),
+        ("system:serviceaccount:shop:hub", "service_account"),
+        ("system:serviceaccount:ci:deployer", "service_account"),
+    ]
+)
+
+
+@st.composite
+def _guarded_rows(draw: st.DrawFn) -> tuple[Profile, Context]:
+    kind = draw(st.sampled_from(["pod", "pod", "instance", "container"]))
+    p = make_profile(
+        kind="instance" if kind == "instance" else "pod",
+        instance_id="i-1",
+        workload=draw(st.sampled_from([None, "", "Deployment/web"])),
+        final=draw(st.booleans()),
+        values=draw(st.fixed_dictionaries({}, optional=dict.fromkeys(_GUARD_VALUES, _SOME))),
+    )
+    if kind == "container":
+        p.entity = EntityRef(kind="container", node="n1", container_ids=["c1"])
+    created_by, creator_kind = draw(_CREATORS)
+    host = draw(st.sampled_from(["203.0.113.7", "198.51.100.9"]))
+    # at most one of the stories a guard reads beside the values, so that each is tried alone
+    story = draw(st.sampled_from([None, None, "archive_shipped", "late", "lone", "callers"]))
+    p = msgspec.structs.replace(
+        p,
+        created_by=created_by,
+        creator_kind=creator_kind,
+        archive_shipped=[ArchiveShipped(host, 10, "/tmp/a.tgz", 20)]
+        if story == "archive_shipped"
+        else [],
+        late_beacons={host: 0.9} if story == "late" else {},
+        lone_beacons={host: 0.9} if story == "lone" else {},
+        unfamiliar_callers={host: "/tmp/x"} if story == "callers" else {},
+        life_reads=draw(st.dictionaries(st.sampled_from(["repo_reads", "secret_reads"]), _AMOUNTS)),
+    )
+    peers = Peers(3, {"repo_reads": 1.0, "secret_reads": 1.0}, {"repo_reads": 0.1})
+    shared = draw(st.booleans())  # the cluster shares one of the two hosts, or none
+    ctx = Context(
+        workload_learning=draw(st.booleans()),
+        namespace_learning=draw(st.booleans()),
+        shared=lambda dest: shared and dest == "198.51.100.9",
+        peers_of=draw(st.sampled_from([None, lambda: None, lambda: peers])),
+    )
+    return p, ctx
+
+
+_SHIPPED = {"archive_writes": 1.0, "new_destinations": 1.0, "egress_external_bytes": 6e7}
+
+
+@settings(max_examples=1000)
+@given(_guarded_rows())
+@example((make_profile(values=_SHIPPED), Context()))  # three facts at once: rare in a draw
+def test_no_guard_holds_where_may_fire_says_none_can(row: tuple[Profile, Context]) -> None:
+    """The scorer skips the checks (and the row's context) where ``may_fire`` is False."""
+    p, ctx = row
+    if not may_fire(p):
+        assert fired(p, ctx) == []

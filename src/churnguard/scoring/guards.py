@@ -407,6 +407,25 @@ GUARDS: tuple[Guard, ...] = (
 )
 
 
+def may_fire(p: Profile) -> bool:
+    """False only where no guard can hold for the row, whatever its context: a live pod's
+    window with none of the facts the guards look at. Most windows are such, so the scorer
+    builds a row's context and runs the checks only where this holds. A new guard must keep
+    it true wherever the guard can hold (``tests/unit/test_guards.py`` checks every guard)."""
+    if p.entity.kind != "pod" or p.final:
+        return True
+    if p.archive_shipped or p.late_beacons or p.lone_beacons or p.unfamiliar_callers:
+        return True
+    v = p.values.get
+    return (
+        v("credentials_out_of_place", 0) > 0
+        or v("archive_writes", 0) > 0
+        or v("container_starts", 0) > 0
+        or not v("secret_reads", 0) < SECRET_SWEEP
+        or any(total >= LIFE_READS_MIN for total in p.life_reads.values())
+    )
+
+
 def fired(profile: Profile, ctx: Context = Context()) -> list[Guard]:
     """The guards that hold for a profile, in declaration order."""
     return [g for g in GUARDS if g.check(profile, ctx)]

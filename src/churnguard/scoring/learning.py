@@ -175,11 +175,13 @@ class LearningGate:
         a fair share among the workloads present, so a namespace of one or two workloads
         can still learn them.
         """
-        if b.key.startswith("wl:") or len(b.recent_workloads) < SHARE_WARMUP:
+        n = len(b.recent_workloads)
+        if n < SHARE_WARMUP or b.key.startswith("wl:"):
             return True
         counts = b.workload_counts
         present = len(counts) + (workload not in counts)
-        return b.share_of(workload) <= max(self.settings.max_workload_share, 1.0 / present)
+        # the workload's share (Baseline.share_of, n > 0 here) without a call: three a row
+        return counts.get(workload, 0) / n <= max(self.settings.max_workload_share, 1.0 / present)
 
     @staticmethod
     def teaches_memory(profile: Profile, paged: bool) -> bool:

@@ -143,13 +143,13 @@ class WorkloadLives:
         self.workloads[key] = pods  # most recently used last
         entity = p.entity.key()
         before = pods.pop(entity, None)
-        peak = dict(before.peak) if before is not None else {}
+        peak = before.peak if before is not None else {}
         start = before.start if before is not None else None
         if not whole_life(p):
             got = collected(p)
-            for name, value in got.items():
-                if value > peak.get(name, 0.0):
-                    peak[name] = value
+            higher = {name: v for name, v in got.items() if v > peak.get(name, 0.0)}
+            if higher:  # a new dict, never the earlier Life's, which a snapshot may hold
+                peak = {**peak, **higher}
             if start_up_window(p):
                 start = {f: v for f, v in got.items() if f in START_UP_FACTS}
         pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)

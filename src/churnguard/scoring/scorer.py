@@ -45,13 +45,14 @@ from churnguard.scoring.baselines import (
     Hierarchy,
     HierarchyState,
     baseline_keys,
+    gather,
     level_of_key,
     namespace_of,
     workload_of,
 )
 from churnguard.scoring.campaigns import Campaigns, CampaignState
 from churnguard.scoring.detectors.grouped import score_groups
-from churnguard.scoring.guards import Context, Guard, facts_of, fired
+from churnguard.scoring.guards import Context, Guard, facts_of, fired, may_fire
 from churnguard.scoring.learning import GateState, LearningGate, spawned_here
 from churnguard.scoring.lives import LivesState, WorkloadLives, start_up_window
 from churnguard.scoring.routine import (
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["LEARNING", "Scored", "Scorer"]
 
 NO_BASELINE = "-"
+_NO_CONTEXT = Context()  # a row no guard can fire for: its alert quotes no guard's facts
 _SNAPSHOT_FORMAT = 4
 
 
@@ -160,7 +162,7 @@ class Scorer:
         keys = sorted(groups)
         detectors = [self.hierarchy.baselines[key].detector for key in keys]
         for key, got in zip(
-            keys, score_groups(detectors, [X.take(groups[k], axis=0) for k in keys]), strict=True
+            keys, score_groups(detectors, gather(X, [groups[k] for k in keys])), strict=True
         ):
             scores.put(groups[key], got)
         namespaces = [namespace_of(p) for p in profiles]
@@ -183,16 +185,24 @@ class Scorer:
             level = LEARNING if learning else levels[b.key]  # type: ignore[union-attr]
             key = NO_BASELINE if b is None else b.key
             own = b is not None and b.key == row_keys[i][0]
-            ctx = Context(
-                workload_learning=not own,
-                namespace_learning=learning,
-                shared=partial(shared, ns=ns, now=p.window_end),
-                # a controller's replicas run the same code: one reading over its life far
-                # beyond the others is collecting. People's spawned servers read as their
-                # people do (their peers vouch only for one window: _yardstick)
-                peers_of=partial(peers, p) if own and p.life_reads and p.entity.workload else None,
-            )
-            guards = fired(p, ctx)
+            # the context only where a guard may hold or an archive's hosts are asked about
+            # (kept_from_memory); elsewhere no guard fires and nothing reads it
+            check = may_fire(p)
+            if check or p.archive_shipped:
+                ctx = Context(
+                    workload_learning=not own,
+                    namespace_learning=learning,
+                    shared=partial(shared, ns=ns, now=p.window_end),
+                    # a controller's replicas run the same code: one reading over its life
+                    # far beyond the others is collecting. People's spawned servers read as
+                    # their people do (their peers vouch only for one window: _yardstick)
+                    peers_of=partial(peers, p)
+                    if own and p.life_reads and p.entity.workload
+                    else None,
+                )
+            else:
+                ctx = _NO_CONTEXT
+            guards = fired(p, ctx) if check else []
             model_alert = not learning and score >= threshold
             forced = any(g.pages or (learning and g.alone) for g in guards) if guards else False
             silenced = muted[ns]
@@ -236,7 +246,11 @@ class Scorer:
             if p.final:
                 incidents.close(entity)
             paged = None if folded else alert
-            kept = gate.kept_from_memory(p, withheld=verdict.withheld, shared=ctx.shared)
+            kept = (
+                gate.kept_from_memory(p, withheld=True, shared=ctx.shared)
+                if verdict.withheld
+                else []  # what kept_from_memory returns for a row it did not withhold
+            )
             results.append(
                 Scored(
                     p, score, threshold, level, key, paged, folded, verdict.withheld, campaign, kept
@@ -248,8 +262,12 @@ class Scorer:
         self.released = released
         learn = [profiles[i] for i in quiet] + released
         if learn:
-            # this batch's rows are already in both views; only released rows need them
-            raw_learn, x_learn = raw.take(quiet, axis=0), X.take(quiet, axis=0)
+            # this batch's rows are already in both views (as they are when every row is
+            # learned: Hierarchy.learn only takes rows from them); only released rows need them
+            if len(quiet) == len(profiles):
+                raw_learn, x_learn = raw, X
+            else:
+                raw_learn, x_learn = raw.take(quiet, axis=0), X.take(quiet, axis=0)
             if released:
                 raw_released = spec.matrix([p.values for p in released])
                 raw_learn = np.vstack([raw_learn, raw_released])

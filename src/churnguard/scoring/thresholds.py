@@ -19,6 +19,7 @@ persistent. Counted per entity it takes that many *different* unusual entities.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 
@@ -68,7 +69,8 @@ class Thresholds:
         rate = t.target_alert_rate
         if override is not None and override.target_alert_rate is not None:
             rate = override.target_alert_rate
-        needed = min(max(MIN_SCORES_FOR_QUANTILE, int(np.ceil(MIN_TAIL / rate))), t.window_profiles)
+        # math.ceil: the integer int(np.ceil(...)) gave, without a numpy scalar
+        needed = min(max(MIN_SCORES_FOR_QUANTILE, math.ceil(MIN_TAIL / rate)), t.window_profiles)
         key = namespace
         if len(self.windows.get(key, ())) < needed:
             key = CLUSTER
