@@ -53,6 +53,10 @@ from churnguard.scoring.learning import LearningGate
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_POD_ENTITY = EntityKind.POD
+
 __all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
 
@@ -322,7 +326,7 @@ class Pipeline:
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
             return
-        if key.kind is EntityKind.POD and ev.namespace and ev.pod:
+        if key.kind is _POD_ENTITY and ev.namespace and ev.pod:
             if ev.pod_ip:
                 table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:
