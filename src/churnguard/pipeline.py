@@ -53,6 +53,10 @@ from churnguard.scoring.learning import LearningGate
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_POD_ENTITY = EntityKind.POD
+
 __all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
 
@@ -322,7 +326,7 @@ class Pipeline:
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
             return
-        if key.kind is EntityKind.POD and ev.namespace and ev.pod:
+        if key.kind is _POD_ENTITY and ev.namespace and ev.pod:
             if ev.pod_ip:
                 table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:
@@ -352,21 +356,32 @@ class Pipeline:
         return self._profile(state, events, start, end, final=False, reason="evidence_cap")
 
     def _next_due(self, state: EntityState) -> float:
-        """The earliest of: idle expiry, deletion, the end of the oldest pending window."""
+        """The earliest of: idle expiry, deletion, the end of the oldest pending window.
+
+        Runs for every routed event: ``min``/``max`` of two values as compares (what the
+        builtins return, ties and NaN included, without their call and argument tuple)."""
         due = state.last_seen + self.idle_s
-        if state.deleted_at is not None:
-            due = min(due, state.deleted_at)
+        deleted = state.deleted_at
+        if deleted is not None and deleted < due:
+            due = deleted
         if state.pending:
             start = state.window_start()
-            k = max(0, math.floor((self._first_pending(state) - start) / self.window_s))
-            due = min(due, start + (k + 1) * self.window_s)
+            end = start + (self._window_index(state, start) + 1) * self.window_s
+            if end < due:
+                due = end
         return due + IP_BINDING_LAG_S
+
+    def _window_index(self, state: EntityState, start: float) -> int:
+        """Which window after ``start`` the entity's oldest pending event falls in (>= 0)."""
+        k = math.floor((self._first_pending(state) - start) / self.window_s)
+        return k if k > 0 else 0
 
     def _first_pending(self, state: EntityState) -> float:
         """Where the entity's next window starts from: its oldest pending event, but never
         before what was already emitted (a late event joins the next profile, not a past one)."""
         first = self._oldest.of(state)
-        return first if state.emitted_until is None else max(first, state.emitted_until)
+        emitted = state.emitted_until
+        return emitted if emitted is not None and emitted > first else first
 
     # ---- emission ---------------------------------------------------------------------------
     def _advance(self, limit: float) -> Output:
@@ -405,7 +420,7 @@ class Pipeline:
         # complete windows strictly before the end of life
         while state.pending:
             start = state.window_start()
-            k = max(0, math.floor((self._first_pending(state) - start) / self.window_s))
+            k = self._window_index(state, start)
             w_start, w_end = start + k * self.window_s, start + (k + 1) * self.window_s
             ends_inside = state.deleted_at is not None and state.deleted_at <= w_end
             if w_end + IP_BINDING_LAG_S > tick or ends_inside:

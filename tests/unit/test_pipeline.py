@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import msgspec
@@ -18,9 +19,10 @@ from churnguard.ingest.events import (
     Event,
     EventKind,
 )
+from churnguard.ingest.watermark import Watermark, source_kind
 from churnguard.offline.replay import summary_lines
 from churnguard.pipeline import Pipeline
-from churnguard.profiling.entities import EntityState, OldestPending
+from churnguard.profiling.entities import IP_BINDING_LAG_S, EntityState, OldestPending
 
 T0 = 1_772_409_600.0  # 2026-03-02T00:00:00Z
 
@@ -711,3 +713,48 @@ def test_a_forgotten_pods_identity_survives_a_snapshot() -> None:
     out.extend(second.finish())
     woken = [p for p in out.profiles if p.entity.pod == "jupyter-frank"][-1]
     assert woken.created_by == "system:serviceaccount:data:jupyterhub"
+
+
+def _next_due_with_builtins(pipe: Pipeline, state: EntityState) -> float:
+    """``Pipeline._next_due`` as it was written with ``min``/``max``: the yardstick."""
+    due = state.last_seen + pipe.idle_s
+    if state.deleted_at is not None:
+        due = min(due, state.deleted_at)
+    if state.pending:
+        start = state.window_start()
+        first = min(e.time for e in state.pending)
+        first = first if state.emitted_until is None else max(first, state.emitted_until)
+        k = max(0, math.floor((first - start) / pipe.window_s))
+        due = min(due, start + (k + 1) * pipe.window_s)
+    return due + IP_BINDING_LAG_S
+
+
+_offsets = st.floats(-2e4, 2e4, allow_nan=False) | st.sampled_from([0.0, -0.0, 300.0, -300.0])
+
+
+@given(
+    last_seen=_offsets,
+    deleted=st.none() | _offsets,
+    emitted=st.none() | _offsets,
+    pending=st.lists(_offsets, max_size=40),
+)
+def test_next_due_by_compares_is_the_builtins_due(last_seen, deleted, emitted, pending) -> None:
+    pipe = Pipeline(Settings())
+    state = EntityState(key=EntityKey(EntityKind.POD, "web", "a"), anchor=T0)
+    state.last_seen = T0 + last_seen
+    state.deleted_at = None if deleted is None else T0 + deleted
+    state.emitted_until = None if emitted is None else T0 + emitted
+    state.pending = [ev(t, EventKind.NET_FLOW, **pod("a")) for t in pending]
+    assert pipe._next_due(state) == _next_due_with_builtins(pipe, state)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1e5), st.sampled_from(["falco", "cloudtrail"]))))
+def test_watermark_running_maxima_are_the_builtins(events) -> None:
+    clock = Watermark(30.0, {"cloudtrail": 600.0})
+    max_time, seen, floor = -math.inf, 0.0, -math.inf
+    for t, fmt in events:
+        clock.observe(Event(time=T0 + t, kind=EventKind.NET_FLOW, format=fmt))
+        max_time = max(max_time, T0 + t)
+        seen = max(seen, clock.lateness_of(source_kind(fmt)))
+        floor = max(floor, max_time - seen)
+        assert (clock.max_time, clock.value) == (max_time, floor)

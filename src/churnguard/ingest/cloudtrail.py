@@ -23,6 +23,26 @@ from churnguard.ingest.common import (
 )
 from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind, Ignored
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_CLOUD_CALL = EventKind.CLOUD_CALL
+_INSTANCE_IP = EventKind.INSTANCE_IP
+_INSTANCE_RUN = EventKind.INSTANCE_RUN
+_INSTANCE_TERMINATE = EventKind.INSTANCE_TERMINATE
+_AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
+_INSTANCE_ACTOR = ActorKind.INSTANCE
+_PERSON_ACTOR = ActorKind.PERSON
+_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
+_UNKNOWN_ACTOR = ActorKind.UNKNOWN
+_CLOUD_DESTRUCTIVE_CATEGORY = ApiCategory.CLOUD_DESTRUCTIVE
+_DELETE_CATEGORY = ApiCategory.DELETE
+_LIST_CATEGORY = ApiCategory.LIST
+_READ_CATEGORY = ApiCategory.READ
+_REPO_READ_CATEGORY = ApiCategory.REPO_READ
+_SECRET_READ_CATEGORY = ApiCategory.SECRET_READ
+_WRITE_CATEGORY = ApiCategory.WRITE
+
+
 FORMAT = "cloudtrail"
 _INSTANCE_SESSION = re.compile(r"i-[0-9a-f]{8,17}")
 _AUTOSCALER_INVOKERS = frozenset({"autoscaling.amazonaws.com", "ec2.amazonaws.com"})
@@ -105,21 +125,21 @@ class _Caller:
             or typ == "AWSService"
             or (arn is not None and "AWSServiceRoleForAutoScaling" in arn)
         ):
-            return ActorKind.AUTOSCALER
+            return _AUTOSCALER_ACTOR
         if typ in _PERSON_TYPES:
-            return ActorKind.PERSON
+            return _PERSON_ACTOR
         if typ == "AssumedRole" and arn is not None:
             session = arn.rsplit("/", 1)[-1]
             if _INSTANCE_SESSION.fullmatch(session):
                 self.instance_id = session
-                return ActorKind.INSTANCE
+                return _INSTANCE_ACTOR
             role = _role_name(arn) or ""
             if role.startswith("AWSReservedSSO_") or "@" in session:
-                return ActorKind.PERSON
-            return ActorKind.SERVICE_ACCOUNT
+                return _PERSON_ACTOR
+            return _SERVICE_ACCOUNT_ACTOR
         if typ in ("Role", "AssumedRole", "WebIdentityUser", "SAMLUser"):
-            return ActorKind.SERVICE_ACCOUNT
-        return ActorKind.UNKNOWN
+            return _SERVICE_ACCOUNT_ACTOR
+        return _UNKNOWN_ACTOR
 
     @property
     def attributed(self) -> bool:
@@ -164,9 +184,9 @@ def _lifecycle(
 ) -> list[Event] | Ignored:
     """One event per instance id, plus the caller's own cloud call when it is an entity."""
     if name == "RunInstances":
-        kind, where = EventKind.INSTANCE_RUN, "responseElements"
+        kind, where = _INSTANCE_RUN, "responseElements"
     else:
-        kind, where = EventKind.INSTANCE_TERMINATE, "requestParameters"
+        kind, where = _INSTANCE_TERMINATE, "requestParameters"
     items = opt_list(get(obj, where, "instancesSet", "items"), f"{where}.instancesSet.items")
     events = [
         Event(
@@ -213,7 +233,7 @@ def _described_addresses(obj: dict, time: float) -> list[Event]:
                 events.append(
                     Event(
                         time=time,
-                        kind=EventKind.INSTANCE_IP,
+                        kind=_INSTANCE_IP,
                         format=FORMAT,
                         instance_id=iid,
                         pod_ip=address,
@@ -226,7 +246,7 @@ def _cloud_call(obj: dict, name: str, service: str, time: float, caller: _Caller
     rp = opt_dict(obj.get("requestParameters"), "requestParameters") or {}
     return Event(
         time=time,
-        kind=EventKind.CLOUD_CALL,
+        kind=_CLOUD_CALL,
         format=FORMAT,
         **caller.fields(),
         verb=name,
@@ -239,19 +259,19 @@ def _cloud_call(obj: dict, name: str, service: str, time: float, caller: _Caller
 def category(service: str, event_name: str) -> ApiCategory | None:
     """The coarse API-call category of a CloudTrail event name (feature spec ``api_*``)."""
     if (service, event_name) in _REPO_READS:
-        return ApiCategory.REPO_READ
+        return _REPO_READ_CATEGORY
     if event_name in _SECRET_READS:
-        return ApiCategory.SECRET_READ
+        return _SECRET_READ_CATEGORY
     if event_name in _DESTRUCTIVE:
-        return ApiCategory.CLOUD_DESTRUCTIVE
+        return _CLOUD_DESTRUCTIVE_CATEGORY
     if event_name.startswith(("List", "Describe")):
-        return ApiCategory.LIST
+        return _LIST_CATEGORY
     if event_name.startswith(("Get", "Head")):
-        return ApiCategory.READ
+        return _READ_CATEGORY
     if event_name.startswith("Delete"):
-        return ApiCategory.DELETE
+        return _DELETE_CATEGORY
     if event_name.startswith(_WRITE_PREFIXES):
-        return ApiCategory.WRITE
+        return _WRITE_CATEGORY
     return None
 
 

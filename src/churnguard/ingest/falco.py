@@ -24,6 +24,13 @@ from churnguard.ingest.common import (
 )
 from churnguard.ingest.events import Event, EventKind, Ignored
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_FILE_WRITE = EventKind.FILE_WRITE
+_PROCESS_EXEC = EventKind.PROCESS_EXEC
+_RUNTIME_ALERT = EventKind.RUNTIME_ALERT
+
+
 FORMAT = "falco"
 _EXEC_TYPES = frozenset({"execve", "execveat"})
 _OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
@@ -67,7 +74,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     ):
         return [
             Event(
-                kind=EventKind.PROCESS_EXEC,
+                kind=_PROCESS_EXEC,
                 binary=_field(fields, "proc.exepath") or proc_name,
                 args=cmdline,
                 **base,
@@ -77,14 +84,14 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     if fd_name is not None and _is_write(fields, evt_type, rule_l):
         return [
             Event(
-                kind=EventKind.FILE_WRITE,
+                kind=_FILE_WRITE,
                 file_path=fd_name,
                 binary=_field(fields, "proc.exepath") or proc_name,
                 bytes_written=_written(fields, evt_type),
                 **base,
             )
         ]
-    return [Event(kind=EventKind.RUNTIME_ALERT, binary=proc_name, **base)]
+    return [Event(kind=_RUNTIME_ALERT, binary=proc_name, **base)]
 
 
 def _field(fields: dict, name: str) -> str | None:

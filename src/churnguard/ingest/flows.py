@@ -25,6 +25,11 @@ from churnguard.ingest.common import (
 from churnguard.ingest.events import Event, EventKind, Ignored
 from churnguard.ingest.exceptions import missing
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_NET_FLOW = EventKind.NET_FLOW
+
+
 FORMAT = "flow"
 _L4_PROTOCOLS = ("TCP", "UDP", "SCTP")
 _IN_CLUSTER_SUFFIXES = (".cluster.local", ".svc", ".local", ".internal")
@@ -55,7 +60,7 @@ def _hubble(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     return [
         Event(
             time=time,
-            kind=EventKind.NET_FLOW,
+            kind=_NET_FLOW,
             format=FORMAT,
             namespace=namespace,
             pod=pod,
@@ -117,7 +122,7 @@ def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     return [
         Event(
             time=time,
-            kind=EventKind.NET_FLOW,
+            kind=_NET_FLOW,
             format=FORMAT,
             namespace=namespace,
             pod=pod,

@@ -33,19 +33,38 @@ from churnguard.ingest.common import (
 )
 from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind, Ignored
 
+# enum members as module constants: on Python 3.11 a member read through its class goes
+# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
+_API_CALL = EventKind.API_CALL
+_POD_CREATE = EventKind.POD_CREATE
+_POD_DELETE = EventKind.POD_DELETE
+_POD_EXEC = EventKind.POD_EXEC
+_POD_IP = EventKind.POD_IP
+_CONTROLLER_ACTOR = ActorKind.CONTROLLER
+_NODE_ACTOR = ActorKind.NODE
+_PERSON_ACTOR = ActorKind.PERSON
+_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
+_DELETE_CATEGORY = ApiCategory.DELETE
+_EXEC_CATEGORY = ApiCategory.EXEC
+_LIST_CATEGORY = ApiCategory.LIST
+_READ_CATEGORY = ApiCategory.READ
+_SECRET_READ_CATEGORY = ApiCategory.SECRET_READ
+_WRITE_CATEGORY = ApiCategory.WRITE
+
+
 FORMAT = "k8s_audit"
 EXEC_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 _POD_NAME_KEY = "authentication.kubernetes.io/pod-name"
 _POD_UID_KEY = "authentication.kubernetes.io/pod-uid"
 _VERB_CATEGORY = {
-    "get": ApiCategory.READ,
-    "list": ApiCategory.LIST,
-    "watch": ApiCategory.LIST,
-    "create": ApiCategory.WRITE,
-    "update": ApiCategory.WRITE,
-    "patch": ApiCategory.WRITE,
-    "delete": ApiCategory.DELETE,
-    "deletecollection": ApiCategory.DELETE,
+    "get": _READ_CATEGORY,
+    "list": _LIST_CATEGORY,
+    "watch": _LIST_CATEGORY,
+    "create": _WRITE_CATEGORY,
+    "update": _WRITE_CATEGORY,
+    "patch": _WRITE_CATEGORY,
+    "delete": _DELETE_CATEGORY,
+    "deletecollection": _DELETE_CATEGORY,
 }
 
 
@@ -72,7 +91,7 @@ class _Who:
             "actor_kind": self.kind,
             "actor_via": self.via,
         }
-        if self.kind is ActorKind.PERSON:
+        if self.kind is _PERSON_ACTOR:
             out["actor_groups"] = idp_groups(self.groups)
         return out
 
@@ -138,7 +157,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
         for ev in events:
             ev.event_id = event_id
         return events
-    if who.kind in (ActorKind.CONTROLLER, ActorKind.NODE):
+    if who.kind in (_CONTROLLER_ACTOR, _NODE_ACTOR):
         return Ignored(format=FORMAT, reason="control_plane")
     return Ignored(format=FORMAT, reason="not_pod_related")
 
@@ -172,7 +191,7 @@ def _pod_event(
         meta = _pod_fields(obj)
         return Event(
             time=time,
-            kind=EventKind.POD_DELETE,
+            kind=_POD_DELETE,
             format=FORMAT,
             **_merge_identity(meta, namespace, name, uid),
             **who.fields(),
@@ -180,7 +199,7 @@ def _pod_event(
     if subresource == "eviction" and verb == "create":
         return Event(
             time=time,
-            kind=EventKind.POD_DELETE,
+            kind=_POD_DELETE,
             format=FORMAT,
             namespace=namespace,
             pod=name,
@@ -191,7 +210,7 @@ def _pod_event(
     if subresource in EXEC_SUBRESOURCES and verb in ("create", "get"):
         return Event(
             time=time,
-            kind=EventKind.POD_EXEC,
+            kind=_POD_EXEC,
             format=FORMAT,
             namespace=namespace,
             pod=name,
@@ -205,7 +224,7 @@ def _pod_event(
         if ip is not None and name is not None:
             return Event(
                 time=time,
-                kind=EventKind.POD_IP,
+                kind=_POD_IP,
                 format=FORMAT,
                 namespace=namespace,
                 pod=name,
@@ -231,7 +250,7 @@ def _pod_create(
         return Ignored(format=FORMAT, reason="pod_create_without_name")
     return Event(
         time=time,
-        kind=EventKind.POD_CREATE,
+        kind=_POD_CREATE,
         format=FORMAT,
         **identity,
         workload=meta.get("workload"),
@@ -328,7 +347,7 @@ def _call_by_pod(
     pod_name = _first_str(extra.get(_POD_NAME_KEY), f"user.extra.{_POD_NAME_KEY}")
     pod_uid = _first_str(extra.get(_POD_UID_KEY), f"user.extra.{_POD_UID_KEY}")
     sa = service_account_of(who.real)
-    workload_sa = sa is not None and classify_k8s_user(who.real) is ActorKind.SERVICE_ACCOUNT
+    workload_sa = sa is not None and classify_k8s_user(who.real) is _SERVICE_ACCOUNT_ACTOR
     if pod_name is None and not workload_sa:
         return None
     obj_ns = opt_str(ref.get("namespace"), "objectRef.namespace")
@@ -339,7 +358,7 @@ def _call_by_pod(
         object_name = obj_name
     return Event(
         time=time,
-        kind=EventKind.API_CALL,
+        kind=_API_CALL,
         format=FORMAT,
         namespace=sa[0] if sa else None,
         pod=pod_name,
@@ -355,9 +374,9 @@ def _call_by_pod(
 
 def _category(verb: str, resource: str, subresource: str | None) -> ApiCategory | None:
     if subresource in EXEC_SUBRESOURCES:
-        return ApiCategory.EXEC
+        return _EXEC_CATEGORY
     if resource == "secrets" and verb in ("get", "list"):
-        return ApiCategory.SECRET_READ
+        return _SECRET_READ_CATEGORY
     return _VERB_CATEGORY.get(verb)
 
 

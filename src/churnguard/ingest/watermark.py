@@ -123,18 +123,26 @@ class Watermark:
         self._value = None
 
     def observe(self, ev: Event) -> None:
-        """Account for an event that is not late."""
-        self.max_time = max(self.max_time, ev.time)
+        """Account for an event that is not late.
+
+        Runs for every event: the running maxima are compares, not ``max`` calls (on
+        Python 3.11 a builtin ``max(a, b)`` packs a tuple and iterates it; ``b if b > a
+        else a`` is what it returns, NaN and signed zeros included)."""
+        t = ev.time
+        if t > self.max_time:
+            self.max_time = t
         self._value = None
         lateness = self.lateness_of(source_kind(ev.format))
         if not self._expected or ev.origin is None:
-            self._lateness_seen = max(self._lateness_seen, lateness)
+            if lateness > self._lateness_seen:
+                self._lateness_seen = lateness
             return
         name = input_of(ev.origin)
         topic = ev.origin.source
         if topic in self.lateness:
             lateness = self.lateness[topic]
-        self._input_lateness[name] = max(self._input_lateness.get(name, 0.0), lateness)
+        before = self._input_lateness.get(name, 0.0)
+        self._input_lateness[name] = lateness if lateness > before else before
         if ev.time > self._input_time.get(name, -math.inf):
             self._input_time[name] = ev.time
 
@@ -159,7 +167,8 @@ class Watermark:
                 if s not in self._idle
             ]
             newest = min(active) if active else self.max_time - self._max_input_lateness()
-        self._floor = max(self._floor, newest)  # never backwards
+        if newest > self._floor:  # never backwards (max(floor, newest), as a compare)
+            self._floor = newest
         return self._floor
 
     def _max_input_lateness(self) -> float:

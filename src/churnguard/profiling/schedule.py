@@ -57,10 +57,12 @@ class EmissionSchedule:
             heapq.heappush(self._due, entry)
 
     def next_time(self) -> float:
-        """The earliest event time anything is scheduled at (``inf`` when nothing is)."""
+        """The earliest event time anything is scheduled at (``inf`` when nothing is).
+
+        Read once a record in the service: ``min`` of the two as a compare."""
         next_deferred = self._deferred[0][0] if self._deferred else math.inf
         next_due = self._due[0][0] if self._due else math.inf
-        return min(next_deferred, next_due)
+        return next_due if next_due < next_deferred else next_deferred
 
     def deferred_until(self, t: float) -> Iterator[Event]:
         """Pop the deferred events due at or before ``t``, in schedule order."""
