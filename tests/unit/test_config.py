@@ -150,7 +150,7 @@ def test_fetch_max_wait_is_bounded_and_reaches_the_consumer(
 
     cfg = tmp_path / "c.toml"
     cfg.write_text("[kafka]\nfetch_max_wait_ms = 2000\n")
-    with pytest.raises(ConfigError, match="kafka.fetch_max_wait_ms = 2000 is not allowed"):
+    with pytest.raises(ConfigError, match=r"kafka\.fetch_max_wait_ms = 2000 is not allowed"):
         load_settings(cfg, env={})
     built: dict[str, object] = {}
     monkeypatch.setattr(clients, "KafkaConsumer", lambda **kw: built.update(kw))
