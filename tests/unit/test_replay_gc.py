@@ -1,4 +1,5 @@
-"""The file driver keeps start-up objects out of the collector only while it replays."""
+"""The file driver keeps start-up objects out of the collector only while it replays
+(``wiring.startup_frozen``)."""
 
 from __future__ import annotations
 

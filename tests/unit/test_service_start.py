@@ -40,3 +40,22 @@ def test_detector_prepared_before_the_first_session(name, monkeypatch):
     with pytest.raises(_Joined):
         service.run()
     assert calls == [name, "session"]
+
+
+def test_start_up_objects_frozen_while_serving_and_unfrozen_after(monkeypatch):
+    """The collector skips the start-up heap (imports, bundle, kernels) while the service
+    runs, and gets it back when run() returns, however it ends."""
+    import gc
+
+    frozen: list[int] = []
+
+    class _Frozen(_Clients):
+        def producer(self):  # type: ignore[no-untyped-def]
+            frozen.append(gc.get_freeze_count())
+            raise _Joined
+
+    service = Service(Settings(), stop_event=threading.Event(), clients=_Frozen([]))
+    with pytest.raises(_Joined):
+        service.run()
+    assert frozen and frozen[0] > 0
+    assert gc.get_freeze_count() == 0

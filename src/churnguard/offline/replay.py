@@ -10,11 +10,9 @@ Whatever this shows is what the Kafka service does: both drive the same
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from churnguard.ingest.files import read_records
 from churnguard.ingest.ordering import RUN_EVENTS, sort_by_time
 from churnguard.pipeline import Output, Pipeline
 from churnguard.profiling.profile import Profile
+from churnguard.wiring import startup_frozen
 
 
 @dataclass
@@ -105,7 +104,7 @@ def replay_files(
     pipe = pipeline or Pipeline(settings, scorer=scorer)
     result = ReplayResult()
     buffer: list[Event] = []
-    with _startup_frozen():
+    with startup_frozen():
         events = sorted_events(
             pipe, paths, pinned, result.rejected, run_events, on_progress, select
         )
@@ -122,22 +121,6 @@ def replay_files(
         on_progress(pipe.stats["records"])
     result.stats = pipe.stats
     return result
-
-
-@contextmanager
-def _startup_frozen() -> Iterator[None]:
-    """Keep what exists before a replay (imported modules, the model bundle, the pipeline)
-    out of the cyclic collector's passes while it runs.
-
-    Those ~165k objects never become garbage, yet a full collection walks them all: one
-    costs ~0.08 s, most of the collector's time in a 6 h day's replay (``gc.callbacks``).
-    Unfrozen after, so a process that replays again still collects their cycles.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def summary_lines(stats: Counter[str], n_profiles: int, n_entities: int) -> list[str]:

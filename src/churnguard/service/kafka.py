@@ -68,6 +68,7 @@ from churnguard.service.reload import Changes, Reloader
 from churnguard.service.route import Router, ensure_topics, read_routed
 from churnguard.service.shard import Shard, recent_alert_ids
 from churnguard.service.undecodable import UNDECODABLE, Undecodable, locate
+from churnguard.wiring import startup_frozen
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +133,20 @@ class Service:
         # cold cache) could outlive max_poll_interval_ms and cost the group a rebalance
         prepare_detector(self.settings.scoring.detector)
         self.broker.watch(lambda: self._consumer, self.stop_event)
-        while not self.stop_event.is_set():
-            try:
-                self._session()
-                backoff = 0.5
-            except (KafkaError, CheckpointError, OSError) as exc:
-                self.metrics.reconnects.inc()
-                log.warning(
-                    "kafka session failed; reconnecting",
-                    extra={"error": repr(exc), "retry_in_s": backoff},
-                )
-                self._close(commit=False)
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, self.kafka.reconnect_backoff_max_s)
+        with startup_frozen():
+            while not self.stop_event.is_set():
+                try:
+                    self._session()
+                    backoff = 0.5
+                except (KafkaError, CheckpointError, OSError) as exc:
+                    self.metrics.reconnects.inc()
+                    log.warning(
+                        "kafka session failed; reconnecting",
+                        extra={"error": repr(exc), "retry_in_s": backoff},
+                    )
+                    self._close(commit=False)
+                    self.stop_event.wait(backoff)
+                    backoff = min(backoff * 2, self.kafka.reconnect_backoff_max_s)
         return self.stats
 
     def _session(self) -> None:
