@@ -317,6 +317,34 @@ def test_a_forest_in_a_shared_pool_keeps_its_bytes_when_moved_copied_or_reloaded
         NodePool(3).adopt(reloaded)
 
 
+def test_a_pool_rebuilt_around_gaps_keeps_every_live_forests_nodes() -> None:
+    """Dropped forests and moved blocks leave gaps; a rebuild packs the live blocks (runs of
+    adjacent ones copied together) and every forest keeps its nodes, as views of the pool,
+    with free slots after the packed blocks."""
+    import gc
+
+    from churnguard.scoring.detectors.oif import OnlineIsolationForest
+    from churnguard.scoring.detectors.pool import NODE_FIELDS, NodePool
+
+    rng = np.random.default_rng(4)
+    pool = NodePool(3)
+    forests = [OnlineIsolationForest(n_trees=4, max_leaf_samples=2, seed=i) for i in range(6)]
+    for f in forests:
+        pool.adopt(f)
+        f.learn_many(rng.normal(size=(40, 3)))
+    forests[1]._grow()  # its old block is a gap
+    del forests[3]  # a dropped baseline: its block too
+    gc.collect()
+    before = [{name: np.array(getattr(f, name)) for name in NODE_FIELDS} for f in forests]
+    pool._rebuild(0)
+    assert pool.end == sum(len(f.feature_) for f in forests)
+    for f, nodes in zip(forests, before, strict=True):
+        assert f.feature_.base is pool.feature_
+        for name, values in nodes.items():
+            assert getattr(f, name).tobytes() == values.tobytes()
+    assert (pool.feature_[pool.end :] == -1).all() and (pool.lo_[pool.end :] == np.inf).all()
+
+
 def test_grouped_learning_refuses_a_detector_twice_and_bad_rows() -> None:
     from churnguard.scoring.detectors.grouped import learn_groups
 

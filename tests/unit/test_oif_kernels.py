@@ -344,3 +344,22 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
         assert compiled.window_.tobytes() == reference.window_.tobytes()
         assert compiled.window_.shape == reference.window_.shape
         assert compiled.window_head_ == reference.window_head_
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 40)), max_size=300),
+)
+def test_ripe_and_starving_pairs_come_out_as_np_unique_sorts_them(
+    pairs: list[tuple[int, int]],
+) -> None:
+    """The (node, forest) pairs the routing kernels keep, duplicates and any order in: the
+    distinct pairs in node order, as ``np.unique`` of their keys gives them."""
+    from churnguard.scoring.detectors import _kernels
+
+    keys = np.array([node * _kernels.KEY + f for node, f in pairs], dtype=np.int64)
+    nodes, forests = _kernels._nodes_and_forests(keys)
+    expected = np.unique(keys)
+    assert nodes.dtype == forests.dtype == np.int64
+    assert np.array_equal(nodes, expected // _kernels.KEY)
+    assert np.array_equal(forests, expected % _kernels.KEY)

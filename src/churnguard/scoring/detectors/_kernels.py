@@ -58,6 +58,13 @@ def _sorted_unique(a):
 
 
 @compiled
+def _nodes_and_forests(keys):
+    """The distinct (node, forest) keys, sorted, as node ids and forest indices."""
+    keys = _sorted_unique(keys)
+    return keys // KEY, keys % KEY
+
+
+@compiled
 def _child(feature, threshold, left, right, X, r, node, base):
     """The child of internal ``node`` that row ``r`` goes to (links local to its block)."""
     if X[r, feature[node]] < threshold[node]:
@@ -122,15 +129,13 @@ def learn_route(
                 if v >= hi[node, j]:
                     hi[node, j] = v
             touched[t * n + r] = node * KEY + f  # sorts as the nodes do
-    touched = _sorted_unique(touched)
-    ripe, ripe_of = np.empty(len(touched), np.int64), np.empty(len(touched), np.int64)
-    k = 0
+    k = 0  # the counts are final: keep the ripe pairs, then sort those few
     for key in touched:
         node, f = key // KEY, key % KEY
         if count[node] >= eta[f] * 2.0 ** depth[node] and depth[node] < limits[f]:
-            ripe[k], ripe_of[k] = node, f
+            touched[k] = key
             k += 1
-    return ripe[:k], ripe_of[:k]
+    return _nodes_and_forests(touched[:k])
 
 
 @compiled
@@ -154,17 +159,15 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
                 if feature[node] < 0:
                     break
                 node = _child(feature, threshold, left, right, X, r, node, bases[f])
-    keys = _sorted_unique(visited[:k])
-    starving, starving_of = np.empty(len(keys), np.int64), np.empty(len(keys), np.int64)
-    m = 0
-    for key in keys:
+    m = 0  # the counts are final: clip them, keep the starving pairs, then sort those few
+    for key in visited[:k]:
         node, f = key // KEY, key % KEY
         if count[node] < 0:
             count[node] = 0
         if feature[node] >= 0 and count[node] < eta[f] * 2.0 ** depth[node]:
-            starving[m], starving_of[m] = node, f
+            visited[m] = key
             m += 1
-    return starving[:m], starving_of[:m]
+    return _nodes_and_forests(visited[:m])
 
 
 @compiled
