@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from numba import njit, vectorize
 
-log_ = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 IN_MEMORY: list[str] = []  # functions compiled without the on-disk cache
 FLOAT_TO_FLOAT = ["float64(float64)"]
 
@@ -34,19 +35,18 @@ FLOAT_TO_FLOAT = ["float64(float64)"]
 def compiled(fn: Callable[..., Any], signatures: list[str] | None = None) -> Any:
     """``njit(cache=True)`` (a ufunc of ``signatures`` with ``vectorize``), compiled in
     memory where numba finds no writable cache directory."""
+    jit = njit if signatures is None else partial(vectorize, signatures)
     try:
-        if signatures is None:
-            return njit(cache=True)(fn)
-        return vectorize(signatures, cache=True)(fn)
+        return jit(cache=True)(fn)
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
         if not IN_MEMORY:
-            log_.warning(
+            logger.warning(
                 "numba cache unusable (%s): kernels compile in memory; set a "
                 "writable NUMBA_CACHE_DIR (docs/operations.md)",
                 exc,
             )
         IN_MEMORY.append(fn.__name__)
-        return njit(fn) if signatures is None else vectorize(signatures)(fn)
+        return jit()(fn)
 
 
 def _log(x: float) -> float:

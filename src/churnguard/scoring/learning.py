@@ -191,20 +191,17 @@ class LearningGate:
         return not paged and not quarantined(profile)
 
     @staticmethod
-    def kept_from_memory(
-        profile: Profile, *, withheld: bool, shared: Callable[[str], bool]
-    ) -> list[str]:
-        """Hosts a withheld window does not teach the first-seen memory, though it did not
-        page: those it shipped an archive to that were new to its namespace
-        (``Profile.archive_shipped``) and that the cluster does not share.
+    def kept_from_memory(profile: Profile, *, shared: Callable[[str], bool]) -> list[str]:
+        """Hosts a withheld window (the caller asks only for those) does not teach the
+        first-seen memory, though it did not page: those it shipped an archive to that were
+        new to its namespace (``Profile.archive_shipped``) and that the cluster does not
+        share.
 
         In a namespace's learning period nothing pages, so an attacker's first backup Job
         shipping the dump to their host would teach the namespace that host, and the same
         Job a day later would ship to a "known" one. Withheld, the host stays new until
         the rows are released (a controller's runs shipping there for hours: its own
         bucket); a shared host (the organisation's bucket) is taught as before."""
-        if not withheld:
-            return []
         return [a.dest for a in profile.archive_shipped if not shared(a.dest)]
 
     # ---- persistence ---------------------------------------------------------------------

@@ -246,11 +246,7 @@ class Scorer:
             if p.final:
                 incidents.close(entity)
             paged = None if folded else alert
-            kept = (
-                gate.kept_from_memory(p, withheld=True, shared=ctx.shared)
-                if verdict.withheld
-                else []  # what kept_from_memory returns for a row it did not withhold
-            )
+            kept = gate.kept_from_memory(p, shared=ctx.shared) if verdict.withheld else []
             results.append(
                 Scored(
                     p, score, threshold, level, key, paged, folded, verdict.withheld, campaign, kept
