@@ -33,7 +33,15 @@ from churnguard.alerts.alert import flood_alert
 from churnguard.config import Settings
 from churnguard.ingest import AdapterContext, Parsed, parse_record
 from churnguard.ingest.common import truncate
-from churnguard.ingest.events import EntityKey, EntityKind, Event, EventKind, Origin, Rejected
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    POD_ENTITY,
+    EntityKey,
+    EntityKind,
+    Event,
+    EventKind,
+    Origin,
+    Rejected,
+)
 from churnguard.ingest.watermark import Watermark, WatermarkState, input_of, source_kind
 from churnguard.profiling.entities import (
     IP_BINDING_LAG_S,
@@ -55,7 +63,6 @@ if TYPE_CHECKING:
 
 # enum members as module constants: on Python 3.11 a member read through its class goes
 # through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_POD_ENTITY = EntityKind.POD
 
 __all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
@@ -326,7 +333,7 @@ class Pipeline:
             # incarnation is profiled, then routed to a fresh state
             self._successors.setdefault(key, []).append(ev)
             return
-        if key.kind is _POD_ENTITY and ev.namespace and ev.pod:
+        if key.kind is POD_ENTITY and ev.namespace and ev.pod:
             if ev.pod_ip:
                 table.bind_ip(ev.pod_ip, key, ev.time)
             if ev.container_id:

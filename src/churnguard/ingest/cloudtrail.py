@@ -21,19 +21,24 @@ from churnguard.ingest.common import (
     parse_time,
     req_str,
 )
-from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind, Ignored
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    AUTOSCALER_ACTOR,
+    CLOUD_CALL_EVENT,
+    INSTANCE_ACTOR,
+    INSTANCE_IP_EVENT,
+    INSTANCE_RUN_EVENT,
+    INSTANCE_TERMINATE_EVENT,
+    PERSON_ACTOR,
+    SERVICE_ACCOUNT_ACTOR,
+    UNKNOWN_ACTOR,
+    ActorKind,
+    ApiCategory,
+    Event,
+    Ignored,
+)
 
 # enum members as module constants: on Python 3.11 a member read through its class goes
 # through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_CLOUD_CALL = EventKind.CLOUD_CALL
-_INSTANCE_IP = EventKind.INSTANCE_IP
-_INSTANCE_RUN = EventKind.INSTANCE_RUN
-_INSTANCE_TERMINATE = EventKind.INSTANCE_TERMINATE
-_AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
-_INSTANCE_ACTOR = ActorKind.INSTANCE
-_PERSON_ACTOR = ActorKind.PERSON
-_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
-_UNKNOWN_ACTOR = ActorKind.UNKNOWN
 _CLOUD_DESTRUCTIVE_CATEGORY = ApiCategory.CLOUD_DESTRUCTIVE
 _DELETE_CATEGORY = ApiCategory.DELETE
 _LIST_CATEGORY = ApiCategory.LIST
@@ -125,21 +130,21 @@ class _Caller:
             or typ == "AWSService"
             or (arn is not None and "AWSServiceRoleForAutoScaling" in arn)
         ):
-            return _AUTOSCALER_ACTOR
+            return AUTOSCALER_ACTOR
         if typ in _PERSON_TYPES:
-            return _PERSON_ACTOR
+            return PERSON_ACTOR
         if typ == "AssumedRole" and arn is not None:
             session = arn.rsplit("/", 1)[-1]
             if _INSTANCE_SESSION.fullmatch(session):
                 self.instance_id = session
-                return _INSTANCE_ACTOR
+                return INSTANCE_ACTOR
             role = _role_name(arn) or ""
             if role.startswith("AWSReservedSSO_") or "@" in session:
-                return _PERSON_ACTOR
-            return _SERVICE_ACCOUNT_ACTOR
+                return PERSON_ACTOR
+            return SERVICE_ACCOUNT_ACTOR
         if typ in ("Role", "AssumedRole", "WebIdentityUser", "SAMLUser"):
-            return _SERVICE_ACCOUNT_ACTOR
-        return _UNKNOWN_ACTOR
+            return SERVICE_ACCOUNT_ACTOR
+        return UNKNOWN_ACTOR
 
     @property
     def attributed(self) -> bool:
@@ -184,9 +189,9 @@ def _lifecycle(
 ) -> list[Event] | Ignored:
     """One event per instance id, plus the caller's own cloud call when it is an entity."""
     if name == "RunInstances":
-        kind, where = _INSTANCE_RUN, "responseElements"
+        kind, where = INSTANCE_RUN_EVENT, "responseElements"
     else:
-        kind, where = _INSTANCE_TERMINATE, "requestParameters"
+        kind, where = INSTANCE_TERMINATE_EVENT, "requestParameters"
     items = opt_list(get(obj, where, "instancesSet", "items"), f"{where}.instancesSet.items")
     events = [
         Event(
@@ -233,7 +238,7 @@ def _described_addresses(obj: dict, time: float) -> list[Event]:
                 events.append(
                     Event(
                         time=time,
-                        kind=_INSTANCE_IP,
+                        kind=INSTANCE_IP_EVENT,
                         format=FORMAT,
                         instance_id=iid,
                         pod_ip=address,
@@ -246,7 +251,7 @@ def _cloud_call(obj: dict, name: str, service: str, time: float, caller: _Caller
     rp = opt_dict(obj.get("requestParameters"), "requestParameters") or {}
     return Event(
         time=time,
-        kind=_CLOUD_CALL,
+        kind=CLOUD_CALL_EVENT,
         format=FORMAT,
         **caller.fields(),
         verb=name,

@@ -19,18 +19,16 @@ from typing import Any
 import msgspec
 
 from churnguard.errors import ConfigError
-from churnguard.ingest.events import ActorKind
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    AUTOSCALER_ACTOR,
+    CONTROLLER_ACTOR,
+    NODE_ACTOR,
+    PERSON_ACTOR,
+    SERVICE_ACCOUNT_ACTOR,
+    UNKNOWN_ACTOR,
+    ActorKind,
+)
 from churnguard.ingest.exceptions import bad, missing
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
-_CONTROLLER_ACTOR = ActorKind.CONTROLLER
-_NODE_ACTOR = ActorKind.NODE
-_PERSON_ACTOR = ActorKind.PERSON
-_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
-_UNKNOWN_ACTOR = ActorKind.UNKNOWN
-
 
 # Address space that is never the internet: RFC 1918, carrier-grade NAT (EKS custom
 # networking, Tailscale) and IPv6 unique-local. An address here is not external, and may
@@ -411,24 +409,24 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
     ``system:anonymous``) is nobody we can vouch for.
     """
     if username.startswith("system:node:"):
-        return _NODE_ACTOR
+        return NODE_ACTOR
     if username in CONTROL_PLANE_USERS:
-        return _CONTROLLER_ACTOR
+        return CONTROLLER_ACTOR
     sa = service_account_of(username)
     if sa in NODE_AUTOSCALER_SAS:
-        return _AUTOSCALER_ACTOR
+        return AUTOSCALER_ACTOR
     if sa is not None:
         ns, name = sa
         if ns == "kube-system" and (
             name.endswith("-controller") or name in _KUBE_SYSTEM_CONTROLLER_SAS
         ):
-            return _CONTROLLER_ACTOR
-        return _SERVICE_ACCOUNT_ACTOR
+            return CONTROLLER_ACTOR
+        return SERVICE_ACCOUNT_ACTOR
     if is_cluster_admin(username, groups):
-        return _PERSON_ACTOR
+        return PERSON_ACTOR
     if username.startswith("system:"):
-        return _UNKNOWN_ACTOR
-    return _PERSON_ACTOR
+        return UNKNOWN_ACTOR
+    return PERSON_ACTOR
 
 
 MAX_IDP_GROUPS = 16  # a person's groups kept per event: hostile input may claim thousands

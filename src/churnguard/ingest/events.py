@@ -160,9 +160,32 @@ class EntityKind(StrEnum):
 # EnumType.__getattr__'s attribute hook: ~0.17 µs more than reading a module global, and
 # routing and feature rows read ~40 members an event (11 % of the feature stage's
 # instructions, docs/benchmarks.md "speed15"). The per-event code compares kinds with
-# module constants bound to the same members instead (``is`` holds: they are the members).
-_INSTANCE_ENTITY = EntityKind.INSTANCE
-_CONTAINER_ENTITY = EntityKind.CONTAINER
+# module constants bound to the same members instead (``is`` holds: they are the members),
+# defined here once for every module.
+AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
+CONTROLLER_ACTOR = ActorKind.CONTROLLER
+INSTANCE_ACTOR = ActorKind.INSTANCE
+NODE_ACTOR = ActorKind.NODE
+PERSON_ACTOR = ActorKind.PERSON
+SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
+UNKNOWN_ACTOR = ActorKind.UNKNOWN
+CONTAINER_ENTITY = EntityKind.CONTAINER
+INSTANCE_ENTITY = EntityKind.INSTANCE
+POD_ENTITY = EntityKind.POD
+API_CALL_EVENT = EventKind.API_CALL
+CLOUD_CALL_EVENT = EventKind.CLOUD_CALL
+FILE_WRITE_EVENT = EventKind.FILE_WRITE
+INSTANCE_IP_EVENT = EventKind.INSTANCE_IP
+INSTANCE_RUN_EVENT = EventKind.INSTANCE_RUN
+INSTANCE_TERMINATE_EVENT = EventKind.INSTANCE_TERMINATE
+NET_FLOW_EVENT = EventKind.NET_FLOW
+POD_CREATE_EVENT = EventKind.POD_CREATE
+POD_DELETE_EVENT = EventKind.POD_DELETE
+POD_EXEC_EVENT = EventKind.POD_EXEC
+POD_IP_EVENT = EventKind.POD_IP
+PROCESS_EXEC_EVENT = EventKind.PROCESS_EXEC
+PROCESS_EXIT_EVENT = EventKind.PROCESS_EXIT
+RUNTIME_ALERT_EVENT = EventKind.RUNTIME_ALERT
 
 
 class EntityKey(msgspec.Struct, frozen=True, order=True, gc=False):
@@ -181,9 +204,9 @@ class EntityKey(msgspec.Struct, frozen=True, order=True, gc=False):
     name: str
 
     def __str__(self) -> str:
-        if self.kind is _INSTANCE_ENTITY:
+        if self.kind is INSTANCE_ENTITY:
             return f"instance/{self.name}"
-        if self.kind is _CONTAINER_ENTITY:
+        if self.kind is CONTAINER_ENTITY:
             return f"container/{self.namespace}/{self.name}"
         return f"{self.namespace}/{self.name}"
 

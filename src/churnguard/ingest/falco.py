@@ -22,14 +22,13 @@ from churnguard.ingest.common import (
     opt_str,
     req_str,
 )
-from churnguard.ingest.events import Event, EventKind, Ignored
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_FILE_WRITE = EventKind.FILE_WRITE
-_PROCESS_EXEC = EventKind.PROCESS_EXEC
-_RUNTIME_ALERT = EventKind.RUNTIME_ALERT
-
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    FILE_WRITE_EVENT,
+    PROCESS_EXEC_EVENT,
+    RUNTIME_ALERT_EVENT,
+    Event,
+    Ignored,
+)
 
 FORMAT = "falco"
 _EXEC_TYPES = frozenset({"execve", "execveat"})
@@ -74,7 +73,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     ):
         return [
             Event(
-                kind=_PROCESS_EXEC,
+                kind=PROCESS_EXEC_EVENT,
                 binary=_field(fields, "proc.exepath") or proc_name,
                 args=cmdline,
                 **base,
@@ -84,14 +83,14 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     if fd_name is not None and _is_write(fields, evt_type, rule_l):
         return [
             Event(
-                kind=_FILE_WRITE,
+                kind=FILE_WRITE_EVENT,
                 file_path=fd_name,
                 binary=_field(fields, "proc.exepath") or proc_name,
                 bytes_written=_written(fields, evt_type),
                 **base,
             )
         ]
-    return [Event(kind=_RUNTIME_ALERT, binary=proc_name, **base)]
+    return [Event(kind=RUNTIME_ALERT_EVENT, binary=proc_name, **base)]
 
 
 def _field(fields: dict, name: str) -> str | None:

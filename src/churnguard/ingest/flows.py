@@ -22,13 +22,12 @@ from churnguard.ingest.common import (
     strip_runtime_prefix,
     workload_ref,
 )
-from churnguard.ingest.events import Event, EventKind, Ignored
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    NET_FLOW_EVENT,
+    Event,
+    Ignored,
+)
 from churnguard.ingest.exceptions import missing
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_NET_FLOW = EventKind.NET_FLOW
-
 
 FORMAT = "flow"
 _L4_PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -60,7 +59,7 @@ def _hubble(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     return [
         Event(
             time=time,
-            kind=_NET_FLOW,
+            kind=NET_FLOW_EVENT,
             format=FORMAT,
             namespace=namespace,
             pod=pod,
@@ -122,7 +121,7 @@ def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     return [
         Event(
             time=time,
-            kind=_NET_FLOW,
+            kind=NET_FLOW_EVENT,
             format=FORMAT,
             namespace=namespace,
             pod=pod,

@@ -31,19 +31,23 @@ from churnguard.ingest.common import (
     str_map,
     workload_ref,
 )
-from churnguard.ingest.events import ActorKind, ApiCategory, Event, EventKind, Ignored
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    API_CALL_EVENT,
+    CONTROLLER_ACTOR,
+    NODE_ACTOR,
+    PERSON_ACTOR,
+    POD_CREATE_EVENT,
+    POD_DELETE_EVENT,
+    POD_EXEC_EVENT,
+    POD_IP_EVENT,
+    SERVICE_ACCOUNT_ACTOR,
+    ApiCategory,
+    Event,
+    Ignored,
+)
 
 # enum members as module constants: on Python 3.11 a member read through its class goes
 # through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_API_CALL = EventKind.API_CALL
-_POD_CREATE = EventKind.POD_CREATE
-_POD_DELETE = EventKind.POD_DELETE
-_POD_EXEC = EventKind.POD_EXEC
-_POD_IP = EventKind.POD_IP
-_CONTROLLER_ACTOR = ActorKind.CONTROLLER
-_NODE_ACTOR = ActorKind.NODE
-_PERSON_ACTOR = ActorKind.PERSON
-_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
 _DELETE_CATEGORY = ApiCategory.DELETE
 _EXEC_CATEGORY = ApiCategory.EXEC
 _LIST_CATEGORY = ApiCategory.LIST
@@ -91,7 +95,7 @@ class _Who:
             "actor_kind": self.kind,
             "actor_via": self.via,
         }
-        if self.kind is _PERSON_ACTOR:
+        if self.kind is PERSON_ACTOR:
             out["actor_groups"] = idp_groups(self.groups)
         return out
 
@@ -157,7 +161,7 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
         for ev in events:
             ev.event_id = event_id
         return events
-    if who.kind in (_CONTROLLER_ACTOR, _NODE_ACTOR):
+    if who.kind in (CONTROLLER_ACTOR, NODE_ACTOR):
         return Ignored(format=FORMAT, reason="control_plane")
     return Ignored(format=FORMAT, reason="not_pod_related")
 
@@ -191,7 +195,7 @@ def _pod_event(
         meta = _pod_fields(obj)
         return Event(
             time=time,
-            kind=_POD_DELETE,
+            kind=POD_DELETE_EVENT,
             format=FORMAT,
             **_merge_identity(meta, namespace, name, uid),
             **who.fields(),
@@ -199,7 +203,7 @@ def _pod_event(
     if subresource == "eviction" and verb == "create":
         return Event(
             time=time,
-            kind=_POD_DELETE,
+            kind=POD_DELETE_EVENT,
             format=FORMAT,
             namespace=namespace,
             pod=name,
@@ -210,7 +214,7 @@ def _pod_event(
     if subresource in EXEC_SUBRESOURCES and verb in ("create", "get"):
         return Event(
             time=time,
-            kind=_POD_EXEC,
+            kind=POD_EXEC_EVENT,
             format=FORMAT,
             namespace=namespace,
             pod=name,
@@ -224,7 +228,7 @@ def _pod_event(
         if ip is not None and name is not None:
             return Event(
                 time=time,
-                kind=_POD_IP,
+                kind=POD_IP_EVENT,
                 format=FORMAT,
                 namespace=namespace,
                 pod=name,
@@ -250,7 +254,7 @@ def _pod_create(
         return Ignored(format=FORMAT, reason="pod_create_without_name")
     return Event(
         time=time,
-        kind=_POD_CREATE,
+        kind=POD_CREATE_EVENT,
         format=FORMAT,
         **identity,
         workload=meta.get("workload"),
@@ -347,7 +351,7 @@ def _call_by_pod(
     pod_name = _first_str(extra.get(_POD_NAME_KEY), f"user.extra.{_POD_NAME_KEY}")
     pod_uid = _first_str(extra.get(_POD_UID_KEY), f"user.extra.{_POD_UID_KEY}")
     sa = service_account_of(who.real)
-    workload_sa = sa is not None and classify_k8s_user(who.real) is _SERVICE_ACCOUNT_ACTOR
+    workload_sa = sa is not None and classify_k8s_user(who.real) is SERVICE_ACCOUNT_ACTOR
     if pod_name is None and not workload_sa:
         return None
     obj_ns = opt_str(ref.get("namespace"), "objectRef.namespace")
@@ -358,7 +362,7 @@ def _call_by_pod(
         object_name = obj_name
     return Event(
         time=time,
-        kind=_API_CALL,
+        kind=API_CALL_EVENT,
         format=FORMAT,
         namespace=sa[0] if sa else None,
         pod=pod_name,

@@ -35,16 +35,15 @@ from churnguard.ingest.common import (
     strip_runtime_prefix,
     workload_ref,
 )
-from churnguard.ingest.events import Event, EventKind, Ignored
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    FILE_WRITE_EVENT,
+    NET_FLOW_EVENT,
+    PROCESS_EXEC_EVENT,
+    PROCESS_EXIT_EVENT,
+    Event,
+    Ignored,
+)
 from churnguard.ingest.exceptions import missing
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_FILE_WRITE = EventKind.FILE_WRITE
-_NET_FLOW = EventKind.NET_FLOW
-_PROCESS_EXEC = EventKind.PROCESS_EXEC
-_PROCESS_EXIT = EventKind.PROCESS_EXIT
-
 
 FORMAT = "tetragon"
 SOCKET_KEYS = ("process_connect", "process_close", "process_listen")
@@ -102,9 +101,9 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     )
     if key == "process_exec":
         args = opt_str(process.get("arguments"), "process.arguments")
-        return [Event(kind=_PROCESS_EXEC, args=args, **base)]
+        return [Event(kind=PROCESS_EXEC_EVENT, args=args, **base)]
     if key == "process_exit":
-        return [Event(kind=_PROCESS_EXIT, **base)]
+        return [Event(kind=PROCESS_EXIT_EVENT, **base)]
     if key in SOCKET_KEYS:
         return [_socket(key, body, base, ctx)]
     return _kprobe(body, base, ctx)
@@ -117,7 +116,7 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
         ip = opt_str(body.get("ip"), f"{key}.ip")
         listen = port(body.get("port"), f"{key}.port")
         return Event(
-            kind=_NET_FLOW,
+            kind=NET_FLOW_EVENT,
             opens_connection=False,
             detail=f"listen {ip or '*'}:{listen} {protocol or ''}".strip(),
             **base,
@@ -129,7 +128,7 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
     stats = opt_dict(body.get("stats"), f"{key}.stats") or {}
     closing = key == "process_close"
     return Event(
-        kind=_NET_FLOW,
+        kind=NET_FLOW_EVENT,
         dst_ip=dst_ip,
         dst_port=port(body.get("destination_port"), f"{key}.destination_port"),
         dst_external=ctx.is_external(dst_ip),
@@ -186,7 +185,7 @@ def _kprobe(body: dict, base: dict[str, Any], ctx: AdapterContext) -> list[Event
             return Ignored(format=FORMAT, reason=f"kprobe:{fn}:read")
         return [
             Event(
-                kind=_FILE_WRITE,
+                kind=FILE_WRITE_EVENT,
                 file_path=args.path,
                 bytes_written=byte_count(args.size, "size_arg"),
                 **base,
@@ -198,7 +197,7 @@ def _kprobe(body: dict, base: dict[str, Any], ctx: AdapterContext) -> list[Event
         src_ip = opt_str(sock.get("saddr"), "sock_arg.saddr")
         return [
             Event(
-                kind=_NET_FLOW,
+                kind=NET_FLOW_EVENT,
                 dst_ip=dst_ip,
                 dst_port=port(sock.get("dport"), "sock_arg.dport"),
                 dst_external=ctx.is_external(dst_ip),

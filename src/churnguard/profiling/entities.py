@@ -25,32 +25,25 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from churnguard.ingest.events import (
-    ActorKind,
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    CLOUD_CALL_EVENT,
+    CONTAINER_ENTITY,
+    INSTANCE_ACTOR,
+    INSTANCE_ENTITY,
+    INSTANCE_IP_EVENT,
+    INSTANCE_RUN_EVENT,
+    INSTANCE_TERMINATE_EVENT,
+    PERSON_ACTOR,
+    POD_CREATE_EVENT,
+    POD_DELETE_EVENT,
+    POD_ENTITY,
+    POD_EXEC_EVENT,
+    POD_IP_EVENT,
+    PROCESS_EXEC_EVENT,
     EntityKey,
-    EntityKind,
     Event,
-    EventKind,
 )
 from churnguard.profiling.profile import Evidence
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_CLOUD_CALL = EventKind.CLOUD_CALL
-_INSTANCE_IP = EventKind.INSTANCE_IP
-_INSTANCE_RUN = EventKind.INSTANCE_RUN
-_INSTANCE_TERMINATE = EventKind.INSTANCE_TERMINATE
-_POD_CREATE = EventKind.POD_CREATE
-_POD_DELETE = EventKind.POD_DELETE
-_POD_EXEC = EventKind.POD_EXEC
-_POD_IP = EventKind.POD_IP
-_PROCESS_EXEC = EventKind.PROCESS_EXEC
-_CONTAINER_ENTITY = EntityKind.CONTAINER
-_INSTANCE_ENTITY = EntityKind.INSTANCE
-_POD_ENTITY = EntityKind.POD
-_INSTANCE_ACTOR = ActorKind.INSTANCE
-_PERSON_ACTOR = ActorKind.PERSON
-
 
 # pod-template-hash: hex in old clusters, k8s "safe" alphabet (no vowels, no 0/1/3) since
 _REPLICASET_SUFFIX = re.compile(
@@ -260,11 +253,11 @@ class EntityTable:
     # ---- routing --------------------------------------------------------------------------
     def subject_key(self, ev: Event) -> EntityKey | None:
         """The entity an event is directly about, or None when it needs deferred resolution."""
-        about_instance = ev.kind in _INSTANCE_KINDS or (ev.kind is _CLOUD_CALL and not ev.pod)
+        about_instance = ev.kind in _INSTANCE_KINDS or (ev.kind is CLOUD_CALL_EVENT and not ev.pod)
         if ev.instance_id and about_instance:
-            return EntityKey(_INSTANCE_ENTITY, "", ev.instance_id)
+            return EntityKey(INSTANCE_ENTITY, "", ev.instance_id)
         if ev.namespace and ev.pod:
-            return EntityKey(_POD_ENTITY, ev.namespace, ev.pod)
+            return EntityKey(POD_ENTITY, ev.namespace, ev.pod)
         return None
 
     def needs_resolution(self, ev: Event) -> bool:
@@ -281,7 +274,7 @@ class EntityTable:
         if ev.container_id and (key := self._containers.get(ev.container_id[:12])):
             return key
         if ev.container_id and ev.node and not ev.pod:
-            return EntityKey(_CONTAINER_ENTITY, ev.node, ev.container_id[:12])
+            return EntityKey(CONTAINER_ENTITY, ev.node, ev.container_id[:12])
         if ev.pod_ip and (key := self.owner_of_ip(ev.pod_ip, ev.time)):
             return key
         if ev.namespace and ev.service_account:
@@ -297,7 +290,7 @@ class EntityTable:
         dead one's: its creation, and whatever follows it once its state exists.
         """
         died = self._tombstones.get(key)
-        if died is None or ev.time > died + DEATH_GRACE_S or ev.kind is _POD_CREATE:
+        if died is None or ev.time > died + DEATH_GRACE_S or ev.kind is POD_CREATE_EVENT:
             return False
         successor = self.states.get(key)
         return successor is None or successor.created_at is None or ev.time < successor.created_at
@@ -312,7 +305,7 @@ class EntityTable:
         while len(self._tombstones) > _TOMBSTONES_MAX:
             self._tombstones.popitem(last=False)
         self._dormant.pop(state.key, None)
-        if state.key.kind is _POD_ENTITY and state.deleted_at is None:
+        if state.key.kind is POD_ENTITY and state.deleted_at is None:
             self._dormant[state.key] = Dormant.of(state)
             while len(self._dormant) > _DORMANT_MAX:
                 self._dormant.popitem(last=False)
@@ -321,12 +314,12 @@ class EntityTable:
         state = self.states.get(key)
         if state is None:
             state = EntityState(key=key, anchor=ev.time)
-            if key.kind is _POD_ENTITY:
+            if key.kind is POD_ENTITY:
                 state.namespace, state.pod = key.namespace, key.name
                 dormant = self._dormant.pop(key, None)
                 if dormant is not None and _same_pod(dormant, ev):
                     dormant.wake(state)
-            elif key.kind is _CONTAINER_ENTITY:
+            elif key.kind is CONTAINER_ENTITY:
                 state.node = key.namespace
                 state.container_ids.add(key.name)
                 self._link_launch(state, ev.time)
@@ -338,7 +331,7 @@ class EntityTable:
     def note_launch(self, state: EntityState, ev: Event) -> None:
         """Remember a pod's process starting a container with a runtime CLI, per node."""
         node = ev.node or state.node
-        if state.key.kind is not _POD_ENTITY or node is None or not starts_container(ev):
+        if state.key.kind is not POD_ENTITY or node is None or not starts_container(ev):
             return
         if node not in self.launches and len(self.launches) >= _LAUNCH_NODES_MAX:
             return
@@ -371,25 +364,25 @@ class EntityTable:
             state.seen_ids.append(ev.event_id)
             del state.seen_ids[:-_SEEN_IDS]
         _learn_identity(state, ev)
-        if state.key.kind is _INSTANCE_ENTITY and ev.pod_ip and ev.kind in _ADDRESS_KINDS:
+        if state.key.kind is INSTANCE_ENTITY and ev.pod_ip and ev.kind in _ADDRESS_KINDS:
             # its private IP: flows and calls that carry only that address are the instance's
             self.bind_ip(ev.pod_ip, state.key, ev.time)
-        if ev.kind in (_POD_CREATE, _INSTANCE_RUN):
+        if ev.kind in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
             if state.created_at is None or ev.time < state.created_at:
                 state.created_at = ev.time
                 state.created_by = ev.actor
                 state.created_by_kind = ev.actor_kind
             state.anchor = min(state.anchor, ev.time)
-        elif ev.kind in (_POD_DELETE, _INSTANCE_TERMINATE):
+        elif ev.kind in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
             # the first delete wins: later ones are the controller finishing the job
             if state.deleted_at is None or ev.time < state.deleted_at:
                 state.deleted_at = ev.time
                 state.deleted_by = ev.actor
                 state.deleter_kind = ev.actor_kind
-        elif ev.kind is _POD_EXEC:
+        elif ev.kind is POD_EXEC_EVENT:
             bisect.insort(state.exec_times, ev.time)
             del state.exec_times[:-_EXEC_HISTORY]
-        elif ev.kind is _PROCESS_EXEC:
+        elif ev.kind is PROCESS_EXEC_EVENT:
             self.note_launch(state, ev)
         t = ev.time  # finite (the pipeline counts and drops the rest): min/max as compares
         if state.emitted_until is None and t < state.anchor:
@@ -443,21 +436,21 @@ class OldestPending:
         self._seen.pop(key, None)
 
 
-_MAX_KEY = EntityKey(_POD_ENTITY, "\U0010ffff", "\U0010ffff")
-_INSTANCE_KINDS = (_INSTANCE_RUN, _INSTANCE_TERMINATE, _INSTANCE_IP)
-_ADDRESS_KINDS = (_INSTANCE_RUN, _INSTANCE_IP)  # events that bind an address
-_BINDING_ONLY = (_POD_IP, _INSTANCE_IP)  # no behaviour, only an address
+_MAX_KEY = EntityKey(POD_ENTITY, "\U0010ffff", "\U0010ffff")
+_INSTANCE_KINDS = (INSTANCE_RUN_EVENT, INSTANCE_TERMINATE_EVENT, INSTANCE_IP_EVENT)
+_ADDRESS_KINDS = (INSTANCE_RUN_EVENT, INSTANCE_IP_EVENT)  # events that bind an address
+_BINDING_ONLY = (POD_IP_EVENT, INSTANCE_IP_EVENT)  # no behaviour, only an address
 
 
 def _same_pod(dormant: Dormant, ev: Event) -> bool:
     """The event is the idle pod's, not a new pod's of that name (its create, another uid)."""
-    if ev.kind is _POD_CREATE:
+    if ev.kind is POD_CREATE_EVENT:
         return False
     return not (ev.pod_uid and dormant.uid and ev.pod_uid != dormant.uid)
 
 
 def _learn_identity(state: EntityState, ev: Event) -> None:
-    if ev.pod_uid and state.key.kind is _POD_ENTITY:
+    if ev.pod_uid and state.key.kind is POD_ENTITY:
         state.uid = state.uid or ev.pod_uid
     if ev.container_id:
         state.container_ids.add(ev.container_id)
@@ -467,11 +460,11 @@ def _learn_identity(state: EntityState, ev: Event) -> None:
         state.workload = state.workload or normalise_workload(ev.workload)
     if ev.image and not state.image:
         state.image = ev.image
-    if ev.service_account and not state.service_account and ev.kind is not _CLOUD_CALL:
+    if ev.service_account and not state.service_account and ev.kind is not CLOUD_CALL_EVENT:
         state.service_account = ev.service_account
     if ev.node and not state.node:
         state.node = ev.node
-    if ev.pod_ip and (state.key.kind is _POD_ENTITY or ev.kind in _ADDRESS_KINDS):
+    if ev.pod_ip and (state.key.kind is POD_ENTITY or ev.kind in _ADDRESS_KINDS):
         state.pod_ips.add(ev.pod_ip)
 
 
@@ -489,11 +482,11 @@ def of_next_life(state: EntityState, ev: Event, held: Sequence[Event]) -> bool:
         return False
     if ev.time > deleted + DEATH_GRACE_S:
         return True
-    if ev.kind is _POD_CREATE and ev.time >= deleted:
+    if ev.kind is POD_CREATE_EVENT and ev.time >= deleted:
         return True
     if ev.pod_uid is not None and state.uid is not None and ev.pod_uid != state.uid:
         return True
-    return any(e.kind is _POD_CREATE and e.time <= ev.time for e in held)
+    return any(e.kind is POD_CREATE_EVENT and e.time <= ev.time for e in held)
 
 
 def credentials_out_of_place(state: EntityState, ev: Event) -> bool:
@@ -506,13 +499,13 @@ def credentials_out_of_place(state: EntityState, ev: Event) -> bool:
     use anywhere; calls from outside the private ranges carry no address to compare (not
     counted: instances behind a NAT call from its public address).
     """
-    if ev.kind is not _CLOUD_CALL:
+    if ev.kind is not CLOUD_CALL_EVENT:
         return False
     own_address = ev.pod_ip is not None and ev.pod_ip in state.pod_ips
-    if state.key.kind is _INSTANCE_ENTITY:
-        if ev.actor_kind is _INSTANCE_ACTOR and ev.instance_id == state.instance_id:
+    if state.key.kind is INSTANCE_ENTITY:
+        if ev.actor_kind is INSTANCE_ACTOR and ev.instance_id == state.instance_id:
             return ev.pod_ip is not None and bool(state.pod_ips) and not own_address
-        return own_address and ev.actor_kind is not _PERSON_ACTOR
+        return own_address and ev.actor_kind is not PERSON_ACTOR
     # a pod's calls reach it by its address: out of place when made under a role mapped
     # to another namespace or service account (``ingest.role_map``)
     return own_address and (

@@ -22,7 +22,30 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from churnguard.ingest.common import is_external_address
-from churnguard.ingest.events import ActorKind, ApiCategory, EntityKind, Event, EventKind
+from churnguard.ingest.events import (  # the members, read without the enum hook
+    API_CALL_EVENT,
+    AUTOSCALER_ACTOR,
+    CLOUD_CALL_EVENT,
+    CONTAINER_ENTITY,
+    FILE_WRITE_EVENT,
+    INSTANCE_ACTOR,
+    INSTANCE_ENTITY,
+    INSTANCE_RUN_EVENT,
+    INSTANCE_TERMINATE_EVENT,
+    NET_FLOW_EVENT,
+    PERSON_ACTOR,
+    POD_CREATE_EVENT,
+    POD_DELETE_EVENT,
+    POD_ENTITY,
+    POD_EXEC_EVENT,
+    PROCESS_EXEC_EVENT,
+    RUNTIME_ALERT_EVENT,
+    SERVICE_ACCOUNT_ACTOR,
+    UNKNOWN_ACTOR,
+    ApiCategory,
+    EntityKind,
+    Event,
+)
 from churnguard.profiling.entities import (
     EntityState,
     credentials_out_of_place,
@@ -37,29 +60,6 @@ from churnguard.profiling.profile import (
     image_repository,
 )
 from churnguard.profiling.spec import FeatureSpec
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_API_CALL = EventKind.API_CALL
-_CLOUD_CALL = EventKind.CLOUD_CALL
-_FILE_WRITE = EventKind.FILE_WRITE
-_INSTANCE_RUN = EventKind.INSTANCE_RUN
-_INSTANCE_TERMINATE = EventKind.INSTANCE_TERMINATE
-_NET_FLOW = EventKind.NET_FLOW
-_POD_CREATE = EventKind.POD_CREATE
-_POD_DELETE = EventKind.POD_DELETE
-_POD_EXEC = EventKind.POD_EXEC
-_PROCESS_EXEC = EventKind.PROCESS_EXEC
-_RUNTIME_ALERT = EventKind.RUNTIME_ALERT
-_CONTAINER_ENTITY = EntityKind.CONTAINER
-_INSTANCE_ENTITY = EntityKind.INSTANCE
-_POD_ENTITY = EntityKind.POD
-_AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
-_INSTANCE_ACTOR = ActorKind.INSTANCE
-_PERSON_ACTOR = ActorKind.PERSON
-_SERVICE_ACCOUNT_ACTOR = ActorKind.SERVICE_ACCOUNT
-_UNKNOWN_ACTOR = ActorKind.UNKNOWN
-
 
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
 ARCHIVE_TOOLS = frozenset({"tar", "gzip", "pigz", "bzip2", "xz", "zip", "7z", "7za", "zstd"})
@@ -145,7 +145,7 @@ class NetworkClassifier:
     def destination_of(self, ev: Event) -> str | None:
         """The external destination a flow counts for (what ``Profile.destinations`` lists),
         or None for anything else: the one rule the route stage's contact facts use too."""
-        if ev.kind is _NET_FLOW and self.is_external(ev):
+        if ev.kind is NET_FLOW_EVENT and self.is_external(ev):
             return _destination(ev)
         return None
 
@@ -379,7 +379,7 @@ def destination_scope(state: EntityState) -> str:
     already uses (the backups' object store) is not news, a host nobody there ever
     contacted is.
     """
-    if state.key.kind is _INSTANCE_ENTITY:
+    if state.key.kind is INSTANCE_ENTITY:
         return "instances"
     return state.namespace or "-"
 
@@ -552,7 +552,7 @@ class FeatureBuilder:
             if name in row:  # a family may compute what another kind's rows have
                 row[name] = float(value)
         self._accumulate(state, row, kind)
-        if state.key.kind is _CONTAINER_ENTITY:
+        if state.key.kind is CONTAINER_ENTITY:
             evidence = _container_chain(state, events)
         else:
             evidence = _evidence(state, events, final)
@@ -562,7 +562,7 @@ class FeatureBuilder:
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = self._whole_life(state, row, kind)  # it ended: its whole (short) life
-            if state.key.kind is not _CONTAINER_ENTITY:
+            if state.key.kind is not CONTAINER_ENTITY:
                 evidence = list(state.life_evidence)
         profile = Profile(
             entity=entity_ref(state),
@@ -646,16 +646,16 @@ class FeatureBuilder:
         if execs:
             out["exec_to_delete_s"] = state.deleted_at - execs[-1]
         kind = state.deleter_kind
-        out["deleted_by_person"] = float(kind == _PERSON_ACTOR)
+        out["deleted_by_person"] = float(kind == PERSON_ACTOR)
         out["deleted_by_other_identity"] = float(
-            kind in (_SERVICE_ACCOUNT_ACTOR, _INSTANCE_ACTOR)
+            kind in (SERVICE_ACCOUNT_ACTOR, INSTANCE_ACTOR)
             and not _own_controller(state)  # a hub culling the pods it spawned
         )
-        if state.key.kind is _INSTANCE_ENTITY:
+        if state.key.kind is INSTANCE_ENTITY:
             out["run_and_terminate_same_identity"] = float(
                 state.created_by is not None
                 and state.created_by == state.deleted_by
-                and state.created_by_kind != _AUTOSCALER_ACTOR
+                and state.created_by_kind != AUTOSCALER_ACTOR
             )
         return out
 
@@ -670,12 +670,12 @@ class FeatureBuilder:
         misplaced = 0
         for ev in events:
             k = ev.kind
-            if k is _CLOUD_CALL and credentials_out_of_place(state, ev):
+            if k is CLOUD_CALL_EVENT and credentials_out_of_place(state, ev):
                 misplaced += 1
-            if k is _POD_EXEC:
+            if k is POD_EXEC_EVENT:
                 counts["exec_count"] = counts.get("exec_count", 0) + 1
                 shell |= _exec_opens_shell(ev)
-            elif k is _PROCESS_EXEC:
+            elif k is PROCESS_EXEC_EVENT:
                 binaries.add(ev.binary or "")
                 counts["container_starts"] = counts.get("container_starts", 0) + starts_container(
                     ev
@@ -687,15 +687,15 @@ class FeatureBuilder:
                         archive_paths.update(paths)
                     else:
                         archive_tool_runs += 1
-            elif k is _FILE_WRITE and is_archive_path(ev.file_path):
+            elif k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
                 archive_paths.add(ev.file_path or "")
                 archive_bytes += ev.bytes_written
-            elif k in (_API_CALL, _CLOUD_CALL) and ev.api_category:
+            elif k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category:
                 name = _CATEGORY_FEATURE[ev.api_category]
                 counts[name] = counts.get(name, 0) + 1
                 if ev.api_category in _OBJECT_READS and ev.object_name:
                     objects.add(ev.object_name)
-            elif k is _INSTANCE_TERMINATE and ev.actor_kind == _INSTANCE_ACTOR:
+            elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
         out = {name: float(n) for name, n in counts.items()}
         out["credentials_out_of_place"] = float(misplaced)  # only cloud calls can be
@@ -710,7 +710,9 @@ class FeatureBuilder:
         """The window's flows out of the cluster with their destinations, in event order:
         classified once a window for every feature family that reads them."""
         is_external = self.network.is_external
-        return [(ev, _destination(ev)) for ev in events if ev.kind is _NET_FLOW and is_external(ev)]
+        return [
+            (ev, _destination(ev)) for ev in events if ev.kind is NET_FLOW_EVENT and is_external(ev)
+        ]
 
     def _network(
         self,
@@ -723,7 +725,7 @@ class FeatureBuilder:
     ) -> dict[str, float]:
         egress = 0
         for ev in events:
-            if ev.kind is _NET_FLOW:
+            if ev.kind is NET_FLOW_EVENT:
                 egress += ev.bytes_out
         external_bytes = 0
         by_destination: dict[str, int] = {}
@@ -774,7 +776,7 @@ class FeatureBuilder:
         exec``'d into (people's loops are judged by who they are), a bare pod, a host
         already in ``late_beacons``."""
         workload = workload_scope(state.namespace, state.workload)
-        if state.key.kind is not _POD_ENTITY or workload is None or state.exec_times:
+        if state.key.kind is not POD_ENTITY or workload is None or state.exec_times:
             return {}
         return {
             dest: round(r, 3)
@@ -797,17 +799,17 @@ class FeatureBuilder:
         judged), hosts its pods have polled for half a day."""
         workload = workload_scope(state.namespace, state.workload)
         usual = self.memory.usual_binaries(workload)
-        if state.key.kind is not _POD_ENTITY or workload is None or not usual:
+        if state.key.kind is not POD_ENTITY or workload is None or not usual:
             return {}
         scope, me = destination_scope(state), str(state.key)
         known = self.memory.workload_contact.get(workload, {})
         out: dict[str, str] = {}
         for ev in events:
-            if ev.kind is _PROCESS_EXEC:
+            if ev.kind is PROCESS_EXEC_EVENT:
                 if state.drift is None and not state.exec_times and ev.binary not in usual:
                     state.drift = (ev.binary or "?", ev.time)
             elif (
-                ev.kind is _NET_FLOW
+                ev.kind is NET_FLOW_EVENT
                 and state.drift is not None
                 and ev.time >= state.drift[1]
                 and self.network.is_external(ev)
@@ -833,11 +835,11 @@ class FeatureBuilder:
         so an upload split over two windows still adds up even after the first window,
         quiet, taught the memory the host (the learning-period guard's fact). Reported in
         the windows that send to it only: a replica's later windows stay its own."""
-        if state.key.kind is not _POD_ENTITY:
+        if state.key.kind is not POD_ENTITY:
             return []
         seen = self.memory.destinations.get(destination_scope(state), set())
         for ev in events:
-            if ev.kind is _FILE_WRITE and is_archive_path(ev.file_path):
+            if ev.kind is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
                 path = ev.file_path or ""
                 size = ev.bytes_written + (
                     state.archive[1] if state.archive and state.archive[0] == path else 0
@@ -845,7 +847,9 @@ class FeatureBuilder:
                 if state.archive is None or state.archive[0] == path or size > state.archive[1]:
                     state.archive = (path, size)
             elif (
-                ev.kind is _NET_FLOW and state.archive is not None and self.network.is_external(ev)
+                ev.kind is NET_FLOW_EVENT
+                and state.archive is not None
+                and self.network.is_external(ev)
             ):
                 dest = _destination(ev)
                 if dest in state.archive_sent:
@@ -858,7 +862,7 @@ class FeatureBuilder:
             return []
         path, size = state.archive
         floor = max(ARCHIVE_SHIPPED_MIN_BYTES, ARCHIVE_SHIPPED_SHARE * size)
-        now = {_destination(ev) for ev in events if ev.kind is _NET_FLOW}
+        now = {_destination(ev) for ev in events if ev.kind is NET_FLOW_EVENT}
         return [  # in the windows that send to it, not every later window of a long life
             ArchiveShipped(dest=dest, sent=sent, archive=path, size=size)
             for dest, sent in sorted(state.archive_sent.items())
@@ -866,7 +870,7 @@ class FeatureBuilder:
         ]
 
     def _novelty(self, state: EntityState) -> dict[str, float]:
-        if state.key.kind is not _POD_ENTITY or state.windows_emitted > 0:
+        if state.key.kind is not POD_ENTITY or state.windows_emitted > 0:
             return {}
         ns = state.namespace or ""
         image_repo = image_repository(state.image)
@@ -913,7 +917,7 @@ class FeatureBuilder:
         return rules
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
-        out = {"created_by_person": float(state.created_by_kind == _PERSON_ACTOR)}
+        out = {"created_by_person": float(state.created_by_kind == PERSON_ACTOR)}
         new = new_in_cluster = 0
         if identities:  # most windows name nobody: no memory to look up
             known = self.memory.identities.get(destination_scope(state), set())
@@ -921,7 +925,7 @@ class FeatureBuilder:
             anywhere = self.memory.identities.get(CLUSTER_SCOPE, set())
             new_in_cluster = len(set(identities) - known - anywhere)
         out["new_identity"] = float(new)
-        if state.key.kind is _POD_ENTITY:
+        if state.key.kind is POD_ENTITY:
             out["new_identity_in_cluster"] = float(new_in_cluster)
         return out
 
@@ -933,7 +937,7 @@ class FeatureBuilder:
         vouches for (:meth:`FirstSeenMemory.vouched`): a service account, a person of a team
         nobody in the cluster belongs to. An SRE new to this cluster, in the group of the
         people who already operate it, is a new colleague, not a stranger."""
-        if state.key.kind is not _POD_ENTITY or not identities:
+        if state.key.kind is not POD_ENTITY or not identities:
             return
         m = self.memory
         known = m.identities.get(destination_scope(state), set())
@@ -945,7 +949,7 @@ class FeatureBuilder:
 
 
 # who acts on an entity in a way a baseline should know, by kind of actor
-_ACTING_KINDS = frozenset({_PERSON_ACTOR, _SERVICE_ACCOUNT_ACTOR, _UNKNOWN_ACTOR})
+_ACTING_KINDS = frozenset({PERSON_ACTOR, SERVICE_ACCOUNT_ACTOR, UNKNOWN_ACTOR})
 
 
 def identity_name(actor: str | None, kind: str | None) -> str | None:
@@ -956,7 +960,7 @@ def identity_name(actor: str | None, kind: str | None) -> str | None:
         return None
     if ":assumed-role/" in actor:
         role, _, session = actor.split(":assumed-role/", 1)[1].partition("/")
-        return f"role/{role}/{session}" if kind == _PERSON_ACTOR else f"role/{role}"
+        return f"role/{role}/{session}" if kind == PERSON_ACTOR else f"role/{role}"
     return actor
 
 
@@ -965,7 +969,9 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     found: list[str | None] = []
     if state.windows_emitted == 0:
         found.append(identity_name(state.created_by, state.created_by_kind))
-    found.extend(identity_name(ev.actor, ev.actor_kind) for ev in events if ev.kind is _POD_EXEC)
+    found.extend(
+        identity_name(ev.actor, ev.actor_kind) for ev in events if ev.kind is POD_EXEC_EVENT
+    )
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
     return sorted({f for f in found if f})
@@ -983,7 +989,7 @@ def window_groups(events: list[Event], identities: list[str]) -> dict[str, list[
     return out
 
 
-_IDENTITY_EVENTS = frozenset({_POD_CREATE, _POD_EXEC, _POD_DELETE})
+_IDENTITY_EVENTS = frozenset({POD_CREATE_EVENT, POD_EXEC_EVENT, POD_DELETE_EVENT})
 
 
 def _own_controller(state: EntityState) -> bool:
@@ -997,9 +1003,7 @@ def _own_controller(state: EntityState) -> bool:
 
 # the entity kind whose columns a row has: a container outside the orchestrator is
 # profiled with the pods' features
-_ROW_KIND = {
-    kind: (_POD_ENTITY if kind is _CONTAINER_ENTITY else kind).value for kind in EntityKind
-}
+_ROW_KIND = {kind: (POD_ENTITY if kind is CONTAINER_ENTITY else kind).value for kind in EntityKind}
 
 
 def _event_order(ev: Event) -> tuple:
@@ -1027,7 +1031,7 @@ def _started(events: list[Event]) -> set[str]:
     return {
         ev.binary
         for ev in events
-        if ev.kind is _PROCESS_EXEC and ev.binary and not ev.binary.startswith(DROP_DIRS)
+        if ev.kind is PROCESS_EXEC_EVENT and ev.binary and not ev.binary.startswith(DROP_DIRS)
     }
 
 
@@ -1108,9 +1112,9 @@ def numpy_sum(values: list[float]) -> float:
 
 
 def entity_ref(state: EntityState) -> EntityRef:
-    if state.key.kind is _INSTANCE_ENTITY:
+    if state.key.kind is INSTANCE_ENTITY:
         return EntityRef(kind="instance", instance_id=state.instance_id)
-    if state.key.kind is _CONTAINER_ENTITY:
+    if state.key.kind is CONTAINER_ENTITY:
         return EntityRef(
             kind="container",
             container_ids=[state.key.name],
@@ -1140,21 +1144,21 @@ def _actor(ev: Event) -> str:
 def _summary(ev: Event) -> str | None:
     """One line for an evidence record, or None when the event is not worth pointing at."""
     k = ev.kind
-    if k in (_POD_CREATE, _INSTANCE_RUN):
+    if k in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
         return f"{k.value} by {_actor(ev)}"
-    if k in (_POD_DELETE, _INSTANCE_TERMINATE):
+    if k in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
         return f"{k.value} by {_actor(ev)} ({ev.actor_kind or '?'})"
-    if k is _POD_EXEC:
+    if k is POD_EXEC_EVENT:
         return f"{ev.detail or 'exec'} by {_actor(ev)}"
-    if k is _PROCESS_EXEC and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
+    if k is PROCESS_EXEC_EVENT and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
         return f"exec {ev.binary} {ev.args or ''}".strip()
-    if k is _FILE_WRITE and is_archive_path(ev.file_path):
+    if k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
         return f"archive write {ev.file_path} ({ev.bytes_written} B)"
-    if k is _NET_FLOW and ev.bytes_out >= 10_000_000:
+    if k is NET_FLOW_EVENT and ev.bytes_out >= 10_000_000:
         return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
-    if k in (_API_CALL, _CLOUD_CALL) and ev.api_category in _EVIDENCE_CATEGORIES:
+    if k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category in _EVIDENCE_CATEGORIES:
         return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
-    if k is _RUNTIME_ALERT:
+    if k is RUNTIME_ALERT_EVENT:
         return f"falco: {ev.detail}"
     return None
 
@@ -1175,7 +1179,7 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
     picked: list[Evidence] = []
     per_kind: dict[str, int] = {}
     for ev in events:
-        out_of_place = ev.kind is _CLOUD_CALL and credentials_out_of_place(state, ev)
+        out_of_place = ev.kind is CLOUD_CALL_EVENT and credentials_out_of_place(state, ev)
         group = "out_of_place" if out_of_place else ev.kind
         if per_kind.get(group, 0) >= 2:
             continue
@@ -1210,11 +1214,11 @@ def _container_chain(state: EntityState, events: list[Event]) -> list[Evidence]:
     for ev in events:
         if per_kind[ev.kind.value] >= 2:
             continue
-        if ev.kind is _PROCESS_EXEC:
+        if ev.kind is PROCESS_EXEC_EVENT:
             summary = f"exec {ev.binary} {ev.args or ''}".strip()
-        elif ev.kind is _NET_FLOW and ev.opens_connection and ev.dst_external:
+        elif ev.kind is NET_FLOW_EVENT and ev.opens_connection and ev.dst_external:
             summary = f"connection to {_destination(ev)}:{ev.dst_port} ({ev.bytes_out} B out)"
-        elif ev.kind is _FILE_WRITE:
+        elif ev.kind is FILE_WRITE_EVENT:
             summary = f"file write {ev.file_path} ({ev.bytes_written} B)"
         else:
             continue
