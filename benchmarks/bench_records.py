@@ -17,8 +17,14 @@ does not move:
   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \\
       .venv/bin/python benchmarks/bench_records.py --dir DIR --count 4000
 
+``--profiles-digest`` runs the same loop over every record without a scorer and prints a
+SHA-256 over every emitted profile (its msgspec JSON, in order), the dead letters and the
+pipeline's stats: the check that a change before the scorer changed nothing the scorer's own
+digests cannot see.
+
 Usage:  .venv/bin/python benchmarks/bench_records.py [--dir DIR | --hours 6 --seed 11]
                                                       [--shards 1] [--repeat 3] [--count N]
+                                                      [--profiles-digest]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import operator
 import time
 import zlib
 
+import msgspec
 from bench_pipeline import FILES, day_dir
 
 from churnguard.config import Settings
@@ -36,7 +43,7 @@ from churnguard.ingest import parse_record
 from churnguard.ingest.events import Origin
 from churnguard.ingest.files import read_records
 from churnguard.offline.replay import replay_files
-from churnguard.pipeline import Pipeline
+from churnguard.pipeline import Output, Pipeline
 from churnguard.scoring.scorer import Scorer
 from churnguard.service.producing import namespace_key
 from churnguard.wiring import make_pipeline
@@ -106,6 +113,31 @@ def count_loop(records: list[Record], paths: list[str]) -> int:
     return operator.call(loop)
 
 
+def profiles_digest(records: list[Record], paths: list[str]) -> tuple[str, int]:
+    """The service's loop without a scorer; SHA-256 over every profile, dead letter and the
+    stats, and the number of profiles."""
+    pipeline = Pipeline(Settings())
+    pipeline.expect_sources(paths)
+    digest, profiles = hashlib.sha256(), 0
+
+    def fold(out: Output) -> None:
+        nonlocal profiles
+        profiles += len(out.profiles)
+        for profile in out.profiles:
+            digest.update(msgspec.json.encode(profile) + b"\n")
+        for rejected in out.rejected:
+            digest.update(b"rejected " + msgspec.json.encode(rejected) + b"\n")
+
+    for i, (raw, origin) in enumerate(records, start=1):
+        fold(pipeline.process(raw, origin))
+        if i % POLL == 0:
+            fold(pipeline.set_idle([]))
+    fold(pipeline.set_idle(paths))
+    fold(pipeline.finish())
+    digest.update(b"stats " + msgspec.json.encode(dict(sorted(pipeline.stats.items()))))
+    return digest.hexdigest(), profiles
+
+
 def replay(paths: list[str]) -> list[str]:
     settings = Settings()
     result = replay_files(paths, settings, pipeline=make_pipeline(settings))
@@ -120,12 +152,18 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--count", type=int, help="only the loop over the first N records")
+    ap.add_argument("--profiles-digest", action="store_true", help="SHA-256 of what it emits")
     args = ap.parse_args()
     data = day_dir(args.dir, args.hours, args.seed)
     paths = [str(data / f) for f in FILES if (data / f).exists()]
     if args.count is not None:
         records = [r for batch in polls(paths) for r in batch][: args.count]
         print(f"{count_loop(records, paths):,} profiles from {len(records):,} records")
+        return
+    if args.profiles_digest:
+        records = [r for batch in polls(paths) for r in batch]
+        digest, profiles = profiles_digest(records, paths)
+        print(f"{profiles:,} profiles from {len(records):,} records: profiles digest {digest}")
         return
     batches = shard_polls(polls(paths), args.shards)
     records = sum(len(part) for parts in batches for part in parts)
