@@ -129,7 +129,8 @@ def parse_record(
     except orjson.JSONDecodeError as exc:
         return reject("malformed_json", str(exc), _preview(raw))
     hint = None
-    if isinstance(obj, dict):  # a shipper's wrapping off, its pod metadata kept as a hint
+    plain = isinstance(obj, dict) and envelopes.is_plain(obj)  # most records: no envelope
+    if isinstance(obj, dict) and not plain:  # a shipper's wrapping off, its pod metadata kept
         try:
             unwrapped = envelopes.unwrap(obj, ctx.max_record_bytes)
         except envelopes.EnvelopeTooLarge as exc:
@@ -146,10 +147,10 @@ def parse_record(
             "unknown_format", f"pinned format {pinned!r} is not one of {FORMATS}", _preview(raw)
         )
 
-    if envelopes.is_control_message(obj):
+    if not plain and envelopes.is_control_message(obj):
         out.ignored.append(Ignored(format="cloudwatch_logs", reason="control_message"))
         return out
-    items = _items(obj, pinned)
+    items = _items(obj, pinned, plain)
     if not items:
         out.ignored.append(Ignored(format=pinned or detect_format(obj) or "", reason="empty_list"))
     for fmt, item in items:
@@ -185,9 +186,10 @@ def parse_record(
     return out
 
 
-def _items(obj: dict, pinned: str | None) -> list[tuple[str | None, object]]:
-    """Split container documents into items with their (known) format."""
-    messages = envelopes.log_events(obj)
+def _items(obj: dict, pinned: str | None, plain: bool) -> list[tuple[str | None, object]]:
+    """Split container documents into items with their (known) format; ``plain``: ``obj``
+    is no CloudWatch Logs message (:func:`envelopes.is_plain`)."""
+    messages = None if plain else envelopes.log_events(obj)
     if messages is not None:  # each message is a record of its own, of any format
         return [(pinned, message) for message in messages]
     if obj.get("kind") == "EventList" and pinned in (None, k8s_audit.FORMAT):

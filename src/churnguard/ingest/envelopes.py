@@ -88,6 +88,11 @@ class EnvelopeTooLarge(EnvelopeError):
 
 
 CONTROL_MESSAGE = "CONTROL_MESSAGE"  # a CloudWatch Logs destination health check
+# every top-level key an envelope (or a CloudWatch Logs message) is recognised by: a record
+# with none of them is no shipper's, which is most records (see :func:`is_plain`)
+_ENVELOPE_KEYS = frozenset(
+    {"awslogs", "@version", "kubernetes", "messageType"} | {field for field, _, _ in _LINE_FIELDS}
+)
 
 
 def unwrap(obj: dict, max_bytes: int = 1 << 20) -> Unwrapped:
@@ -109,6 +114,13 @@ def unwrap(obj: dict, max_bytes: int = 1 << 20) -> Unwrapped:
         shipper = shipper or name
         hint = found or hint  # the innermost shipper sat closest to the pod
     return Unwrapped(record=record, shipper=shipper, hint=hint)
+
+
+def is_plain(obj: dict) -> bool:
+    """True when no envelope wraps ``obj`` and it is no CloudWatch Logs message: ``unwrap``
+    would return it as it is, and it holds no log events. One set test a record instead of
+    each shape's lookups."""
+    return _ENVELOPE_KEYS.isdisjoint(obj)
 
 
 def attribute(event: Event, hint: Hint | None) -> None:
