@@ -79,6 +79,8 @@ class Watermark:
         self._lateness_seen = 0.0
         self._floor = -math.inf
         self._value: float | None = None  # ``value`` until the inputs' progress changes
+        self._format_lateness: dict[str, float] = {}  # lateness_of(source_kind(format))
+        self._started = False  # every expected input has delivered (or been marked) once
 
     @property
     def max_lateness(self) -> float:
@@ -99,6 +101,7 @@ class Watermark:
         late would depend on when the router's markers were sent.
         """
         self._expected = frozenset(inputs)
+        self._started = False
         if routed:
             for name in self._expected:
                 self._input_lateness[name] = self.max_lateness
@@ -127,24 +130,37 @@ class Watermark:
 
         Runs for every event: the running maxima are compares, not ``max`` calls (on
         Python 3.11 a builtin ``max(a, b)`` packs a tuple and iterates it; ``b if b > a
-        else a`` is what it returns, NaN and signed zeros included)."""
+        else a`` is what it returns, NaN and signed zeros included). ``value`` is computed
+        again only when one of them moved: from the same progress it is the same."""
         t = ev.time
+        moved = False
         if t > self.max_time:
             self.max_time = t
-        self._value = None
-        lateness = self.lateness_of(source_kind(ev.format))
-        if not self._expected or ev.origin is None:
+            moved = True
+        lateness = self._format_lateness.get(ev.format)
+        if lateness is None:
+            lateness = self._format_lateness[ev.format] = self.lateness_of(source_kind(ev.format))
+        origin = ev.origin
+        if not self._expected or origin is None:
             if lateness > self._lateness_seen:
                 self._lateness_seen = lateness
-            return
-        name = input_of(ev.origin)
-        topic = ev.origin.source
-        if topic in self.lateness:
-            lateness = self.lateness[topic]
-        before = self._input_lateness.get(name, 0.0)
-        self._input_lateness[name] = lateness if lateness > before else before
-        if ev.time > self._input_time.get(name, -math.inf):
-            self._input_time[name] = ev.time
+                moved = True
+        else:
+            name = input_of(origin)
+            if origin.source in self.lateness:
+                lateness = self.lateness[origin.source]
+            before = self._input_lateness.get(name)
+            if before is None:  # max(0.0, lateness), as it was
+                self._input_lateness[name] = lateness if lateness > 0.0 else 0.0
+                moved = True
+            elif lateness > before:
+                self._input_lateness[name] = lateness
+                moved = True
+            if t > self._input_time.get(name, -math.inf):
+                self._input_time[name] = t
+                moved = True
+        if moved:
+            self._value = None
 
     @property
     def value(self) -> float:
@@ -158,9 +174,11 @@ class Watermark:
     def _complete_until(self) -> float:
         if not self._expected:
             newest = self.max_time - self._lateness_seen
-        elif not self._expected - self._input_time.keys() <= self._idle:
+        elif not self._started and not self._expected - self._input_time.keys() <= self._idle:
             return self._floor  # an input that is not idle has not delivered anything yet
         else:
+            # inputs are never forgotten (but on restore): once all were there, they stay
+            self._started = self._started or self._expected <= self._input_time.keys()
             active = [
                 t - self._input_lateness.get(s, self.default_lateness)
                 for s, t in self._input_time.items()
@@ -186,6 +204,7 @@ class Watermark:
     def restore(self, state: WatermarkState) -> None:
         self.max_time = state.max_time if state.max_time is not None else -math.inf
         self._input_time = dict(state.source_time)
+        self._started = False
         self._input_lateness = dict(state.input_lateness)
         self._lateness_seen = state.lateness_seen
         self._floor = state.watermark_floor if state.watermark_floor is not None else -math.inf
