@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 import posixpath
 import re
 import shlex
@@ -459,19 +460,29 @@ def is_archive_path(path: str | None) -> bool:
 
 
 def archive_outputs(ev: Event) -> tuple[bool, list[str]]:
-    """Whether a process start creates an archive, and the archive paths its arguments name."""
-    tool = _basename(ev.binary)
+    """Whether a process start creates an archive, and the archive paths its arguments name.
+
+    Cached like :func:`_argv` (activity and evidence both ask, jobs repeat their commands)."""
     args = ev.args or ""
+    if len(args) > _ARGV_CACHED_CHARS:
+        creates, paths = _archive_outputs(ev.binary, args)
+    else:
+        creates, paths = _cached_archive_outputs(ev.binary, args)
+    return creates, list(paths)
+
+
+def _archive_outputs(binary: str | None, args: str) -> tuple[bool, tuple[str, ...]]:
+    tool = _basename(binary)
     argv = _argv(args)
-    paths = [a for a in argv if is_archive_path(a)]
+    paths = tuple(a for a in argv if is_archive_path(a))
     if tool == "tar":
         creates = any(_TAR_CREATE.match(a) for a in argv[:2]) or "--create" in argv
-        return creates, paths[:1] if creates else []
+        return creates, paths[:1] if creates else ()
     if tool in ARCHIVE_TOOLS:
         return "-d" not in argv and "--decompress" not in argv, paths
     if tool.startswith("python") and _PY_ARCHIVE.search(args):
-        return True, _ARCHIVE_IN_TEXT.findall(args)
-    return False, []
+        return True, tuple(_ARCHIVE_IN_TEXT.findall(args))
+    return False, ()
 
 
 _ARGV_CACHED_CHARS = 512  # longer command lines are split every time: the cache stays small
@@ -492,6 +503,7 @@ def _shell_words(args: str) -> tuple[str, ...]:
 
 
 _cached_words = functools.lru_cache(maxsize=4096)(_shell_words)
+_cached_archive_outputs = functools.lru_cache(maxsize=4096)(_archive_outputs)
 
 
 class FeatureBuilder:
@@ -503,6 +515,9 @@ class FeatureBuilder:
         self.memory = FirstSeenMemory()
         self._columns_of: dict[str, list[tuple[str, float]]] = {}
         self._life_of: dict[str, list[tuple[str, bool]]] = {}
+        # per kind: the names of its life rules, and them split into adding and keeping-the-max
+        self._life_names: dict[str, frozenset[str]] = {}
+        self._life_split: dict[str, tuple[list[str], list[str]]] = {}
         self._blank_of: dict[str, dict[str, float]] = {}
 
     def _columns(self, kind: str) -> list[tuple[str, float]]:
@@ -886,8 +901,14 @@ class FeatureBuilder:
         Counts and bytes add up (distinct counts keep their largest window), flags and
         ratios keep their highest value, durations are the final window's own."""
         life = state.life
+        rules = self._life_rules(kind)
+        if life.keys() >= self._life_names[kind]:  # after its first window: no new keys
+            adding, keeping = self._life_split[kind]
+            life.update({name: row[name] + (life[name] or 0.0) for name in adding})
+            life.update({name: value for name in keeping if (value := row[name]) > life[name]})
+            return
         before_of = life.get
-        for name, adds in self._life_rules(kind):
+        for name, adds in rules:
             value = row[name]
             before = before_of(name)
             if adds:
@@ -914,6 +935,11 @@ class FeatureBuilder:
                 if f.kind != "seconds" and f.name in columns
             ]
             self._life_of[kind] = rules
+            self._life_names[kind] = frozenset(name for name, _ in rules)
+            self._life_split[kind] = (
+                [name for name, adds in rules if adds],
+                [name for name, adds in rules if not adds],
+            )
         return rules
 
     def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
@@ -1004,6 +1030,9 @@ def _own_controller(state: EntityState) -> bool:
 # the entity kind whose columns a row has: a container outside the orchestrator is
 # profiled with the pods' features
 _ROW_KIND = {kind: (POD_ENTITY if kind is CONTAINER_ENTITY else kind).value for kind in EntityKind}
+
+
+_BY_TIME = operator.attrgetter("time")  # a sort key without a Python frame per item
 
 
 def _event_order(ev: Event) -> tuple:
@@ -1167,7 +1196,7 @@ def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidenc
     """A whole life's key records: the first window's (who created it, what it did
     first) kept, then each later window's, the last ones winning past the cap (who ended
     it), in time order."""
-    merged = sorted([*life, *window], key=lambda e: e.time)
+    merged = sorted([*life, *window], key=_BY_TIME)
     if len(merged) <= _MAX_LIFE_EVIDENCE:
         return merged
     head = _MAX_LIFE_EVIDENCE // 2
@@ -1190,7 +1219,7 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
             continue
         per_kind[group] = per_kind.get(group, 0) + 1
         picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
-    picked.sort(key=lambda e: e.time)
+    picked.sort(key=_BY_TIME)
     return picked[:_MAX_EVIDENCE]
 
 
