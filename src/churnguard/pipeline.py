@@ -31,7 +31,7 @@ import msgspec
 
 from churnguard.alerts.alert import flood_alert
 from churnguard.config import Settings
-from churnguard.ingest import AdapterContext, Parsed, parse_record
+from churnguard.ingest import FORMATS, AdapterContext, Parsed, parse_record
 from churnguard.ingest.common import truncate
 from churnguard.ingest.events import (  # the members, read without the enum hook
     POD_ENTITY,
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TICK_S", "Output", "Pipeline"]
 _SNAPSHOT_FORMAT = 1
+_EVENT_STATS = {fmt: "events." + fmt for fmt in FORMATS}  # the counter's names, made once
 
 
 class Output(msgspec.Struct):
@@ -169,7 +170,7 @@ class Pipeline:
         stats = self.stats
         stats["records"] += 1
         for ev in parsed.events:  # a loop, not Counter.update: this runs for every record
-            stats["events." + ev.format] += 1
+            stats[_EVENT_STATS.get(ev.format) or "events." + ev.format] += 1
         if parsed.ignored:
             stats.update(f"ignored.{ig.format}.{ig.reason}" for ig in parsed.ignored)
         if parsed.rejected:
@@ -188,7 +189,7 @@ class Pipeline:
     def ingest(self, events: Iterable[Event]) -> Output:
         """Fold events in; advance the watermark; emit what became due."""
         rejected = [r for ev in events if (r := self._add(ev)) is not None]
-        out = self._advance(tick_floor(self.watermark))
+        out = self._advance(tick_floor(self.clock.value))
         out.rejected.extend(rejected)
         if self._late:  # rare: no new list per record otherwise
             out.late, self._late = self._late, []
@@ -257,7 +258,7 @@ class Pipeline:
         if not math.isfinite(ev.time):
             self.stats["dropped.bad_time"] += 1
             return None
-        watermark = self.watermark
+        watermark = self.clock.value
         if ev.time < watermark:
             return self._add_late(ev, watermark)
         self.clock.observe(ev)
@@ -273,7 +274,7 @@ class Pipeline:
         # event before the deletion that ends the previous pod of that name) must not
         # change a state before the emissions that precede it in event time (windows,
         # idle expiry, the previous incarnation's end). Arrival order cannot matter then.
-        self._defer(ev, ev.time)
+        self._defer(ev, ev.time, key)
         return None
 
     def _add_late(self, ev: Event, watermark: float) -> Rejected | None:
@@ -299,7 +300,7 @@ class Pipeline:
             record=msgspec.json.encode(ev).decode(),
         )
 
-    def _defer(self, ev: Event, until: float) -> None:
+    def _defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:
         """Route ``ev`` when emission reaches event time ``until``, in content order.
 
         Past ``max_pending_records`` waiting events (a flood, or an input stalled far
@@ -317,7 +318,7 @@ class Pipeline:
                 )
             )
             return
-        self.schedule.defer(ev, until)
+        self.schedule.defer(ev, until, key)
 
     def _route(self, key: EntityKey, ev: Event) -> None:
         table = self.table
@@ -404,8 +405,8 @@ class Pipeline:
             self._capped_profiles = []
 
     def _resolve_deferred(self, tick: float) -> None:
-        for ev in self.schedule.deferred_until(tick):
-            key = self.table.subject_key(ev) or self.table.resolve(ev)
+        for ev, known in self.schedule.deferred_until(tick):
+            key = known or self.table.subject_key(ev) or self.table.resolve(ev)
             if key is None:
                 self.stats["unattributed"] += 1
                 continue

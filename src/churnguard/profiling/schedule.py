@@ -37,13 +37,15 @@ class EmissionSchedule:
         # it, mostly at the same time (its window's end); one entry per (time, key) pops
         # the same keys at the same tick as many would, with a heap a third the size
         self._queued: set[tuple[float, EntityKey]] = set()
-        self._deferred: list[tuple[float, tuple[float, bytes], int, Event]] = []
+        # (until, order, seq, event, its entity when already known at deferral)
+        self._deferred: list[tuple[float, tuple[float, bytes], int, Event, EntityKey | None]] = []
         self.seq = 0
 
-    def defer(self, ev: Event, until: float) -> None:
-        """Route ``ev`` when emission reaches event time ``until``."""
+    def defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:
+        """Route ``ev`` when emission reaches event time ``until``; ``key``: its entity, when
+        the event names it (kept so that it is not worked out twice)."""
         self.seq += 1
-        heapq.heappush(self._deferred, (until, order_key(ev), self.seq, ev))
+        heapq.heappush(self._deferred, (until, order_key(ev), self.seq, ev, key))
 
     def deferred_count(self) -> int:
         """Events waiting for emission to reach their time (bounded by the pending cap)."""
@@ -64,10 +66,12 @@ class EmissionSchedule:
         next_due = self._due[0][0] if self._due else math.inf
         return next_due if next_due < next_deferred else next_deferred
 
-    def deferred_until(self, t: float) -> Iterator[Event]:
-        """Pop the deferred events due at or before ``t``, in schedule order."""
+    def deferred_until(self, t: float) -> Iterator[tuple[Event, EntityKey | None]]:
+        """Pop the deferred events due at or before ``t``, in schedule order, each with the
+        key it was deferred with (None: to be resolved)."""
         while self._deferred and self._deferred[0][0] <= t:
-            yield heapq.heappop(self._deferred)[-1]
+            _, _, _, ev, key = heapq.heappop(self._deferred)
+            yield ev, key
 
     def due_until(self, t: float) -> list[EntityKey]:
         """Pop the entities due at or before ``t``, each once, sorted."""
@@ -84,7 +88,7 @@ class EmissionSchedule:
 
     def deferred_snapshot(self) -> list[tuple[float, int, Event]]:
         """The deferred events as a checkpoint keeps them: ``(until, seq, event)``."""
-        return [(t, s, ev) for t, _, s, ev in self._deferred]
+        return [(t, s, ev) for t, _, s, ev, _ in self._deferred]
 
     def restore(
         self,
@@ -94,7 +98,7 @@ class EmissionSchedule:
     ) -> None:
         """Inverse of :meth:`deferred_snapshot`, with the due times recomputed by the caller."""
         self.seq = seq
-        self._deferred = [(t, order_key(ev), s, ev) for t, s, ev in deferred]
+        self._deferred = [(t, order_key(ev), s, ev, None) for t, s, ev in deferred]
         heapq.heapify(self._deferred)
         self._queued = set(due)
         self._due = list(self._queued)
