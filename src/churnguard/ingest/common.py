@@ -296,6 +296,8 @@ def strip_runtime_prefix(container_id: str | None) -> str | None:
     """``containerd://abc`` / ``docker://abc`` / ``cri-o://abc`` -> ``abc``."""
     if container_id is None:
         return None
+    if "://" not in container_id:  # most ids: no prefix to match (a test, not a regex run)
+        return container_id or None
     return _RUNTIME_PREFIX.sub("", container_id, count=1) or None
 
 

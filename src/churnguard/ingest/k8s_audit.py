@@ -106,9 +106,9 @@ def looks_like(obj: dict) -> bool:
     Falco's k8saudit traces and some log pipelines drop them; ``auditID`` + ``stage`` +
     ``verb`` is a combination no other supported format carries.
     """
-    return (
-        obj.get("kind") in (None, "Event")
-        and isinstance(obj.get("auditID"), str)
+    return (  # auditID first: the one lookup that rules out every other format's record
+        isinstance(obj.get("auditID"), str)
+        and obj.get("kind") in (None, "Event")
         and isinstance(obj.get("stage"), str)
         and isinstance(obj.get("verb"), str)
     )
