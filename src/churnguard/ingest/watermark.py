@@ -81,6 +81,9 @@ class Watermark:
         self._value: float | None = None  # ``value`` until the inputs' progress changes
         self._format_lateness: dict[str, float] = {}  # lateness_of(source_kind(format))
         self._started = False  # every expected input has delivered (or been marked) once
+        # per input in ``_input_time`` (same order): its time net of its lateness, updated as
+        # either moves, so that the watermark is a ``min`` over it, not a list built each time
+        self._net: dict[str, float] = {}
 
     @property
     def max_lateness(self) -> float:
@@ -105,6 +108,7 @@ class Watermark:
         if routed:
             for name in self._expected:
                 self._input_lateness[name] = self.max_lateness
+                self._note_net(name)
         self._value = None
 
     def progress(self, name: str, time: float) -> None:
@@ -115,6 +119,7 @@ class Watermark:
         if time > self._input_time.get(name, -math.inf):
             self._input_time[name] = time
         self._input_lateness[name] = self.max_lateness
+        self._note_net(name)
         # input is complete up to ``time`` here too: once every input is idle, emission
         # reaches where a shard holding every record would be, not this shard's newest event
         self.max_time = max(self.max_time, time)
@@ -159,6 +164,8 @@ class Watermark:
             if t > self._input_time.get(name, -math.inf):
                 self._input_time[name] = t
                 moved = True
+            if moved:
+                self._net[name] = self._input_time[name] - self._input_lateness[name]
         if moved:
             self._value = None
 
@@ -179,15 +186,20 @@ class Watermark:
         else:
             # inputs are never forgotten (but on restore): once all were there, they stay
             self._started = self._started or self._expected <= self._input_time.keys()
-            active = [
-                t - self._input_lateness.get(s, self.default_lateness)
-                for s, t in self._input_time.items()
-                if s not in self._idle
-            ]
+            idle = self._idle
+            if idle:
+                active = [v for s, v in self._net.items() if s not in idle]
+            else:
+                active = list(self._net.values())
             newest = min(active) if active else self.max_time - self._max_input_lateness()
         if newest > self._floor:  # never backwards (max(floor, newest), as a compare)
             self._floor = newest
         return self._floor
+
+    def _note_net(self, name: str) -> None:
+        if name in self._input_time:
+            lateness = self._input_lateness.get(name, self.default_lateness)
+            self._net[name] = self._input_time[name] - lateness
 
     def _max_input_lateness(self) -> float:
         return max(self._input_lateness.values(), default=self._lateness_seen)
@@ -207,6 +219,9 @@ class Watermark:
         self._started = False
         self._input_lateness = dict(state.input_lateness)
         self._lateness_seen = state.lateness_seen
+        self._net = {}
+        for name in self._input_time:
+            self._note_net(name)
         self._floor = state.watermark_floor if state.watermark_floor is not None else -math.inf
         self._value = None
 
