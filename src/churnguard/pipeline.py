@@ -380,16 +380,15 @@ class Pipeline:
         return due + IP_BINDING_LAG_S
 
     def _window_index(self, state: EntityState, start: float) -> int:
-        """Which window after ``start`` the entity's oldest pending event falls in (>= 0)."""
-        k = math.floor((self._first_pending(state) - start) / self.window_s)
-        return k if k > 0 else 0
-
-    def _first_pending(self, state: EntityState) -> float:
-        """Where the entity's next window starts from: its oldest pending event, but never
-        before what was already emitted (a late event joins the next profile, not a past one)."""
+        """Which window after ``start`` the entity's next window starts in (>= 0): from its
+        oldest pending event, but never before what was already emitted (a late event joins
+        the next profile, not a past one)."""
         first = self._oldest.of(state)
         emitted = state.emitted_until
-        return emitted if emitted is not None and emitted > first else first
+        if emitted is not None and emitted > first:
+            first = emitted
+        k = math.floor((first - start) / self.window_s)
+        return k if k > 0 else 0
 
     # ---- emission ---------------------------------------------------------------------------
     def _advance(self, limit: float) -> Output:
