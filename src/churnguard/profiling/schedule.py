@@ -37,19 +37,34 @@ class EmissionSchedule:
         # it, mostly at the same time (its window's end); one entry per (time, key) pops
         # the same keys at the same tick as many would, with a heap a third the size
         self._queued: set[tuple[float, EntityKey]] = set()
-        # (until, order, seq, event, its entity when already known at deferral)
-        self._deferred: list[tuple[float, tuple[float, bytes], int, Event, EntityKey | None]] = []
+        # deferred events, bucketed by (until, event time): a heap of those pairs, and each
+        # pair's (seq, event, its entity when already known at deferral). Events of one pair
+        # are put in content order when they are routed: an event's content is encoded for
+        # that only when another waits at the same time, not for every event
+        self._deferred: list[tuple[float, float]] = []
+        self._waiting: dict[tuple[float, float], list[tuple[int, Event, EntityKey | None]]] = {}
+        self._deferred_count = 0
         self.seq = 0
 
     def defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:
         """Route ``ev`` when emission reaches event time ``until``; ``key``: its entity, when
         the event names it (kept so that it is not worked out twice)."""
         self.seq += 1
-        heapq.heappush(self._deferred, (until, order_key(ev), self.seq, ev, key))
+        self._wait(until, self.seq, ev, key)
+
+    def _wait(self, until: float, seq: int, ev: Event, key: EntityKey | None) -> None:
+        at = (until, ev.time)
+        bucket = self._waiting.get(at)
+        if bucket is None:
+            self._waiting[at] = [(seq, ev, key)]
+            heapq.heappush(self._deferred, at)
+        else:
+            bucket.append((seq, ev, key))
+        self._deferred_count += 1
 
     def deferred_count(self) -> int:
         """Events waiting for emission to reach their time (bounded by the pending cap)."""
-        return len(self._deferred)
+        return self._deferred_count
 
     def due(self, key: EntityKey, at: float) -> None:
         """Look at entity ``key`` again when emission reaches event time ``at``."""
@@ -70,8 +85,12 @@ class EmissionSchedule:
         """Pop the deferred events due at or before ``t``, in schedule order, each with the
         key it was deferred with (None: to be resolved)."""
         while self._deferred and self._deferred[0][0] <= t:
-            _, _, _, ev, key = heapq.heappop(self._deferred)
-            yield ev, key
+            bucket = self._waiting.pop(heapq.heappop(self._deferred))
+            if len(bucket) > 1:  # (until, order_key, seq): what one heap of events sorted by
+                bucket.sort(key=_content_order)
+            for _, ev, key in bucket:
+                self._deferred_count -= 1
+                yield ev, key
 
     def due_until(self, t: float) -> list[EntityKey]:
         """Pop the entities due at or before ``t``, each once, sorted."""
@@ -88,7 +107,7 @@ class EmissionSchedule:
 
     def deferred_snapshot(self) -> list[tuple[float, int, Event]]:
         """The deferred events as a checkpoint keeps them: ``(until, seq, event)``."""
-        return [(t, s, ev) for t, _, s, ev, _ in self._deferred]
+        return [(at[0], s, ev) for at in self._deferred for s, ev, _ in self._waiting[at]]
 
     def restore(
         self,
@@ -98,8 +117,15 @@ class EmissionSchedule:
     ) -> None:
         """Inverse of :meth:`deferred_snapshot`, with the due times recomputed by the caller."""
         self.seq = seq
-        self._deferred = [(t, order_key(ev), s, ev, None) for t, s, ev in deferred]
-        heapq.heapify(self._deferred)
+        self._deferred, self._waiting, self._deferred_count = [], {}, 0
+        for t, s, ev in deferred:
+            self._wait(t, s, ev, None)
         self._queued = set(due)
         self._due = list(self._queued)
         heapq.heapify(self._due)
+
+
+def _content_order(waiting: tuple[int, Event, EntityKey | None]) -> tuple[tuple[float, bytes], int]:
+    """Events deferred to one time: by content (:func:`order_key`), then arrival."""
+    seq, ev, _ = waiting
+    return order_key(ev), seq
