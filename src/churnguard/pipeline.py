@@ -329,9 +329,12 @@ class Pipeline:
         if state is None:
             self._note_new_entity(key, ev)
             state = table.state_for(key, ev)
-        elif of_next_life(state, ev, self._successors.get(key, ())):
+        elif state.deleted_at is not None and of_next_life(
+            state, ev, self._successors.get(key, ())
+        ):
             # same name, later life (a StatefulSet pod recreated): held until the old
-            # incarnation is profiled, then routed to a fresh state
+            # incarnation is profiled, then routed to a fresh state (only a deleted one has
+            # a next life: the test first spares the call for every other event)
             self._successors.setdefault(key, []).append(ev)
             return
         if key.kind is POD_ENTITY and ev.namespace and ev.pod:
