@@ -112,12 +112,17 @@ class RecentRows:
     Rows are appended to one float array with room for up to ``2 * limit``; when it is full
     the newest rows move to its start, so adding a tick's rows and reading the window
     (a contiguous view) cost no per-row Python objects and no conversion per alert.
+    The window's model view (:meth:`view`) is kept beside it once asked for, so a
+    baseline that alerts again transforms only the rows it learned since.
     """
 
     def __init__(self, limit: int = RECENT_ROWS) -> None:
         self.limit = limit
         self._rows = np.empty((0, 0))
         self._end = 0  # rows written; the window is the last ``limit`` of them
+        # model view of self._rows[_view_from:_viewed] (None: never asked for)
+        self._view: np.ndarray | None = None
+        self._view_from = self._viewed = 0
 
     def __len__(self) -> int:
         return min(self._end, self.limit)
@@ -125,6 +130,20 @@ class RecentRows:
     def values(self) -> np.ndarray:
         """The rows as an (n, d) matrix, oldest first (a view: do not write to it)."""
         return self._rows[self._end - len(self) : self._end]
+
+    def view(self, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """:meth:`values` through ``transform`` (the spec's model view), the same bits:
+        the transform is elementwise, so rows transformed as they came are the rows
+        transformed together (a view: do not write to it)."""
+        start, end = self._end - len(self), self._end
+        if self._view is None or not self._view_from <= start <= self._viewed:
+            if self._view is None:
+                self._view = np.empty_like(self._rows)
+            self._view_from = self._viewed = start  # nothing of the window viewed yet
+        if self._viewed < end:
+            self._view[self._viewed : end] = transform(self._rows[self._viewed : end])
+            self._viewed = end
+        return self._view[start:end]
 
     def extend(self, rows: np.ndarray | list[list[float]]) -> None:
         new = np.asarray(rows, dtype=float)
@@ -140,8 +159,21 @@ class RecentRows:
             rows = np.empty((size, new.shape[1]))
             rows[:keep] = self._rows[end - keep : end] if keep else 0.0
             self._rows, end = rows, keep
+            self._move_view(keep)
         self._rows[end : end + n] = new
         self._end = end + n
+
+    def _move_view(self, keep: int) -> None:
+        """The model view follows the ``keep`` newest rows to the new array's start."""
+        view, end = self._view, self._end
+        if view is None:
+            return
+        if self._view_from > end - keep or self._viewed < end:
+            self._view = None  # not all of them viewed: the next view() starts afresh
+            return
+        self._view = np.empty_like(self._rows)
+        self._view[:keep] = view[end - keep : end]
+        self._view_from, self._viewed = 0, keep
 
 
 @dataclass

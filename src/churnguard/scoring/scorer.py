@@ -331,14 +331,17 @@ class Scorer:
     ) -> Alert:
         """The explained alert of one row, against the baseline that judged it."""
         spec = self.spec
-        recent = b.recent_values() if b is not None else np.empty((0, len(spec.names)))
+        if b is not None and b.recent:
+            recent, view = b.recent_values(), b.recent.view(spec.transform)
+        else:
+            recent, view = np.empty((0, len(spec.names))), None
         return build_alert(
             p,
             score=score,
             threshold=threshold,
             level=level,
             baseline_key=key,
-            top=explain(spec, p.values, recent),
+            top=explain(spec, p.values, recent, recent_view=view),
             spec=spec,
             rules=[g.name for g in guards],
             rule_techniques=[g.technique for g in guards],
