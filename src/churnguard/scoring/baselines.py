@@ -83,8 +83,8 @@ def workload_of(profile: Profile) -> str:
 def baseline_keys(profile: Profile, workload: str | None = None) -> tuple[str, str, str]:
     """(workload, namespace, cluster) keys for a profile; ``workload`` is its
     :func:`workload_of` when the caller has it already."""
-    kind = profile.entity.kind
-    ns = namespace_of(profile)
+    e = profile.entity
+    kind, ns = e.kind, e.namespace or CLOUD_NAMESPACE  # namespace_of, once a row
     wl = workload_of(profile) if workload is None else workload
     return (f"wl:{ns}/{wl}:{kind}", f"ns:{ns}:{kind}", f"cluster:{kind}")
 
@@ -297,11 +297,14 @@ class Hierarchy:
         wl, ns, cluster = keys or baseline_keys(profile)
         get, mature, now = self.baselines.get, self._mature, profile.window_end
         if s.hierarchy:  # once a row: no tuple of candidates
-            if mature(b := get(wl), s.workload_min_profiles, now):
+            # a baseline not yet created (most workloads' in their first minutes) is not
+            # mature: no call to say so
+            if (b := get(wl)) is not None and mature(b, s.workload_min_profiles, now):
                 return b
-            if mature(b := get(ns), s.namespace_min_profiles, now):
+            if (b := get(ns)) is not None and mature(b, s.namespace_min_profiles, now):
                 return b
-        return b if mature(b := get(cluster), s.namespace_min_profiles, now) else None
+        b = get(cluster)
+        return b if b is not None and mature(b, s.namespace_min_profiles, now) else None
 
     # ---- learning mode -------------------------------------------------------------------
     def in_learning(self, profile: Profile, settings: Settings) -> bool:

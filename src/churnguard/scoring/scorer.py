@@ -171,7 +171,7 @@ class Scorer:
         in_learning = self.hierarchy.learning_flags(profiles, self.settings)
         levels = {key: level_of_key(key) for key in keys}
         shared, peers, gate, lives = self.campaigns.shared, self.lives.peers, self.gate, self.lives
-        incidents = self.incidents
+        incidents, observe = self.incidents, self.campaigns.observe
 
         results: list[Scored] = []
         observed: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -211,12 +211,12 @@ class Scorer:
             alert = self._alert(*args) if (model_alert or forced) and not silenced else None
             if alert is not None and not forced and self._routine(p, alert, b):
                 alert = None  # an operator's or a replica's routine (scoring/routine.py)
-            joined = self.campaigns.observe(p)
+            entity = p.entity.key()
+            joined = observe(p, entity)
             campaign = None
             if joined is not None and not learning and not silenced:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
-            entity = p.entity.key()
             entity_alerted = entity in incidents
             if alert is not None or campaign is not None or entity_alerted:
                 self.campaigns.paged(entity)  # what pages does not teach the shared hosts
@@ -240,7 +240,7 @@ class Scorer:
             )
             if verdict.learn_now:
                 quiet.append(i)
-                lives.learn(p, row_keys[i][0])
+                lives.learn(p, row_keys[i][0], entity)
             if verdict.released:
                 released.extend(verdict.released)
             if p.final:
