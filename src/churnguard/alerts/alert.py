@@ -162,7 +162,8 @@ def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
     n = len(a)
     half = n // 2
     middle = [half - 1, half] if n % 2 == 0 else [half]
-    part = np.partition(a, [*middle, n - 1], axis=0)
+    part = a.copy(order="K")  # np.partition's own steps, without its dispatch
+    part.partition([*middle, n - 1], axis=0)
     median = 0.0 + part[middle[0]]
     if len(middle) == 2:
         median = (median + part[middle[1]]) / 2.0
@@ -176,7 +177,8 @@ def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
             if at >= n - 1:
                 lower = upper = -1
             spots.append((lower % n, upper % n, at - lower))
-        part = np.partition(a, sorted({0, n - 1, *(i for s in spots for i in s[:2])}), axis=0)
+        part = a.copy(order="K")
+        part.partition(sorted({0, n - 1, *(i for s in spots for i in s[:2])}), axis=0)
         for lower, upper, t in spots:
             below, above = part[lower], part[upper]
             diff = above - below

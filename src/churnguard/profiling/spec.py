@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -95,15 +96,14 @@ class FeatureSpec:
         # column groups, not one column at a time: the same operations on the same
         # elements in the same order per element, so the values are identical
         # (log1p and log2 are the C library's, not numpy's CPU-dependent SIMD loops;
-        # np.maximum is what np.clip with no upper bound calls)
-        from churnguard import compiled
-
+        # np.maximum and the array's clip are what np.clip calls)
+        log1p, log2 = _compiled_math()
         cols = self._columns
         if cols.log1p is not None:
-            out[:, cols.log1p] = compiled.log1p(np.maximum(out[:, cols.log1p], 0.0))
+            out[:, cols.log1p] = log1p(np.maximum(out[:, cols.log1p], 0.0))
         if cols.log_gap is not None:
-            gap = np.clip(out[:, cols.log_gap], 0.0, 1.0)
-            out[:, cols.log_gap] = -compiled.log2(1.0 - gap + GAP_FLOOR)
+            gap = out[:, cols.log_gap].clip(0.0, 1.0)
+            out[:, cols.log_gap] = -log2(1.0 - gap + GAP_FLOOR)
         if cols.scaled is not None:
             out[:, cols.scaled] /= cols.scales
         if cols.low is not None:
@@ -119,6 +119,16 @@ class FeatureSpec:
         if f.transform == "log_gap":
             return float(1.0 + GAP_FLOOR - 2.0**-value)
         return float(value)
+
+
+@cache
+def _compiled_math() -> tuple[np.ufunc, np.ufunc]:
+    """``compiled.log1p`` and ``compiled.log2`` as the numpy ufuncs numba built (float64
+    loops: the same code without the Python layer numba's wrapper adds to each call),
+    imported on first use so that reading a spec needs no numba."""
+    from churnguard import compiled
+
+    return compiled.log1p.ufunc, compiled.log2.ufunc
 
 
 class _Columns(NamedTuple):

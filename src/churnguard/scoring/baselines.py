@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -62,6 +63,11 @@ OIF_PARAMS = {
 LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
 
 
+# normalise_workload per owner name, remembered: each window of a pod asks it again (a
+# regular expression a row); bounded, as the owners of a cluster come and go
+_workload_name = lru_cache(maxsize=4096)(normalise_workload)
+
+
 def namespace_of(profile: Profile) -> str:
     return profile.entity.namespace or CLOUD_NAMESPACE
 
@@ -73,7 +79,7 @@ def workload_of(profile: Profile) -> str:
     pods are their own baseline, the same image run by anyone else is not part of it."""
     e = profile.entity
     if e.kind == "pod" and e.workload:
-        return normalise_workload(e.workload) or e.workload
+        return _workload_name(e.workload) or e.workload
     image = image_repository(e.image) or "unknown"
     base = "instances" if e.kind == "instance" else f"image/{image}"
     who = identity_name(profile.created_by, profile.creator_kind)

@@ -160,11 +160,10 @@ class Scorer:
             if b is not None:
                 groups[b.key].append(i)
         keys = sorted(groups)
-        detectors = [self.hierarchy.baselines[key].detector for key in keys]
-        for key, got in zip(
-            keys, score_groups(detectors, gather(X, [groups[k] for k in keys])), strict=True
-        ):
-            scores.put(groups[key], got)
+        if keys:  # one scatter of every group's scores, not one put a baseline
+            detectors = [self.hierarchy.baselines[key].detector for key in keys]
+            got = score_groups(detectors, gather(X, [groups[k] for k in keys]))
+            scores[[i for k in keys for i in groups[k]]] = np.concatenate(got)
         namespaces = [namespace_of(p) for p in profiles]
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
         muted = {ns: self.thresholds.muted(ns) for ns in thresholds}
