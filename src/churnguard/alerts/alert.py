@@ -162,8 +162,8 @@ def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
     n = len(a)
     half = n // 2
     middle = [half - 1, half] if n % 2 == 0 else [half]
-    part = a.copy(order="K")  # np.partition's own steps, without its dispatch
-    part.partition([*middle, n - 1], axis=0)
+    columns = _Columns(a)
+    part = columns.partitioned([*middle, n - 1])
     median = 0.0 + part[middle[0]]
     if len(middle) == 2:
         median = (median + part[middle[1]]) / 2.0
@@ -177,8 +177,7 @@ def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
             if at >= n - 1:
                 lower = upper = -1
             spots.append((lower % n, upper % n, at - lower))
-        part = a.copy(order="K")
-        part.partition(sorted({0, n - 1, *(i for s in spots for i in s[:2])}), axis=0)
+        part = columns.partitioned(sorted({0, n - 1, *(i for s in spots for i in s[:2])}))
         for lower, upper, t in spots:
             below, above = part[lower], part[upper]
             diff = above - below
@@ -189,6 +188,30 @@ def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
         if nan.any():
             stat[nan] = top[nan]
     return out
+
+
+class _Columns:
+    """A matrix's columns, each laid out contiguously, for partitions along them.
+
+    numpy partitions each column of an ``axis=0`` partition apart (copied to a buffer), so
+    a column's order statistics are the same whichever columns are partitioned with it;
+    a column of one value throughout (of one bit pattern: a feature its baseline never
+    saw, most of them) is that value at every position and is not partitioned."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.first = a[0]
+        self.t = np.ascontiguousarray(a.T)
+        bits = self.t.view(np.int64)
+        self.varying = (bits != bits[:, :1]).any(axis=1)
+
+    def partitioned(self, kth: list[int]) -> dict[int, np.ndarray]:
+        """Rows ``kth`` of ``np.partition(a, kth, axis=0)``, by position."""
+        rows = np.repeat(self.first[None, :], len(kth), axis=0)
+        if self.varying.any():
+            moved = self.t[self.varying]
+            moved.partition(kth, axis=1)
+            rows[:, self.varying] = moved[:, kth].T
+        return dict(zip(kth, rows, strict=True))
 
 
 def explain(

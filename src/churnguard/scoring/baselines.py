@@ -103,7 +103,11 @@ def gather(X: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """``[X.take(g, axis=0) for g in groups]``, as slices of one take: a tick's ~10 baselines
     cost one numpy gather, not one each. The slices share that take's memory, which
     nothing else holds, so reading or copying them is reading the per-group takes."""
-    rows = X.take([i for g in groups for i in g], axis=0)
+    return _split(X.take([i for g in groups for i in g], axis=0), groups)
+
+
+def _split(rows: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """``rows`` (the groups' rows, one after another) cut back into the groups."""
     out, start = [], 0
     for g in groups:
         end = start + len(g)
@@ -395,8 +399,9 @@ class Hierarchy:
             if rows:
                 taught.append((b, rows))
         groups = [rows for _, rows in taught]
-        learn_groups([b.detector for b, _ in taught], gather(X, groups))
-        recent = gather(raw, groups) if raw is not None else [None] * len(taught)
+        flat = [i for g in groups for i in g]  # gather's, once for both views
+        learn_groups([b.detector for b, _ in taught], _split(X.take(flat, axis=0), groups))
+        recent = _split(raw.take(flat, axis=0), groups) if raw is not None else [None] * len(taught)
         for (b, rows), raw_rows in zip(taught, recent, strict=True):
             b.n_learned += len(rows)
             if b.first_time is None:

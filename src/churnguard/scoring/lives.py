@@ -101,14 +101,15 @@ def whole_life(p: Profile) -> bool:
     return p.final and p.values.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
 
 
-def start_up_window(p: Profile) -> bool:
+def start_up_window(p: Profile, whole: bool | None = None) -> bool:
     """The row is a pod's first window of life, its creation seen (not a whole life's row):
-    what a replica reads as it starts (its secret, its ConfigMap)."""
+    what a replica reads as it starts (its secret, its ConfigMap). ``whole`` is
+    :func:`whole_life` of the row when the caller has it already."""
     return (
         p.entity.kind == "pod"
         and p.created_by is not None
         and p.window_start <= p.first_seen < p.window_end
-        and not whole_life(p)
+        and not (whole_life(p) if whole is None else whole)
     )
 
 
@@ -155,7 +156,7 @@ class WorkloadLives:
                 higher = {name: v for name, v in got.items() if v > peak.get(name, 0.0)}
                 if higher:  # a new dict, never the earlier Life's, which a snapshot may hold
                     peak = {**peak, **higher}
-            if start_up_window(p):
+            if start_up_window(p, whole=False):
                 start = {f: v for f, v in got.items() if f in START_UP_FACTS}
         pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)
         while len(pods) > PODS_KEPT:
