@@ -140,6 +140,20 @@ def test_column_stats_are_numpys_median_and_quartiles_to_the_bit(rows) -> None:
     assert median.tobytes() == expected[0].tobytes()
 
 
+def test_column_stats_of_constant_columns_beside_varying_ones() -> None:
+    """Columns of one value throughout (never partitioned) and columns that vary."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 4, 5, 155, 512):
+        a = rng.normal(size=(n, 6))
+        a[:, 0], a[:, 2], a[:, 3], a[:, 5] = 0.0, -0.0, np.nan, np.inf
+        a[: n // 2, 4] = -0.0  # both zeros in one column
+        a[n // 2 :, 4] = 0.0
+        with np.errstate(all="ignore"):
+            expected = [np.median(a, axis=0), *np.percentile(a, [25, 75], axis=0)]
+            got = column_stats(a)
+        assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+
+
 def test_explanation_on_a_known_window(spec: FeatureSpec) -> None:
     rng = np.random.default_rng(1)
     rows = [
