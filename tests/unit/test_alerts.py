@@ -6,6 +6,8 @@ import re
 
 import msgspec
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scoring_fixtures import ATTACK_VALUES, make_profile, terminated_instance
 
 from churnguard.alerts.alert import (
@@ -14,6 +16,7 @@ from churnguard.alerts.alert import (
     FeatureExplanation,
     alert_id,
     build_alert,
+    column_stats,
     explain,
     raw_percentiles,
     render_table,
@@ -108,6 +111,47 @@ def test_raw_percentiles_count_ties_half() -> None:
     assert raw_percentiles(np.array([50.0]), recent)[0] == 50.5
     assert raw_percentiles(np.array([1000.0]), recent)[0] == 100.0
     assert raw_percentiles(np.array([-1.0]), recent)[0] == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.lists(
+            st.lists(
+                st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan])
+                | st.floats(allow_nan=True, allow_infinity=True),
+                min_size=3,
+                max_size=3,
+            ),
+            min_size=n,
+            max_size=n,
+        )
+    )
+)
+def test_column_stats_are_numpys_median_and_quartiles_to_the_bit(rows) -> None:
+    """Signed zeros (which of two equal zeros a partition puts first), NaNs, infinities."""
+    a = np.array(rows, dtype=float)
+    with np.errstate(all="ignore"):
+        expected = [np.median(a, axis=0), *np.percentile(a, [25, 75], axis=0)]
+        got = column_stats(a)
+        (median,) = column_stats(a, quartiles=False)
+    for want, have in zip(expected, got, strict=True):
+        assert want.tobytes() == have.tobytes()
+    assert median.tobytes() == expected[0].tobytes()
+
+
+def test_column_stats_of_constant_columns_beside_varying_ones() -> None:
+    """Columns of one value throughout (never partitioned) and columns that vary."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 4, 5, 155, 512):
+        a = rng.normal(size=(n, 6))
+        a[:, 0], a[:, 2], a[:, 3], a[:, 5] = 0.0, -0.0, np.nan, np.inf
+        a[: n // 2, 4] = -0.0  # both zeros in one column
+        a[n // 2 :, 4] = 0.0
+        with np.errstate(all="ignore"):
+            expected = [np.median(a, axis=0), *np.percentile(a, [25, 75], axis=0)]
+            got = column_stats(a)
+        assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
 
 
 def test_explanation_on_a_known_window(spec: FeatureSpec) -> None:

@@ -198,6 +198,25 @@ def test_recent_rows_keep_what_a_bounded_deque_keeps(sizes: list[int], limit: in
         assert recent.values().tolist() == list(expected)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.one_of(st.integers(0, 40), st.none()), max_size=30),
+    limit=st.integers(1, 24),
+)
+def test_recent_rows_view_is_the_window_transformed(steps: list[int | None], limit: int) -> None:
+    """The model view kept beside the window (None: an alert reads it) is its transform."""
+    recent, n = RecentRows(limit), 0
+    for k in steps:
+        if k is None:
+            if len(recent):
+                got = recent.view(SPEC.transform)
+                assert got.tobytes() == SPEC.transform(recent.values()).tobytes()
+            continue
+        d = len(SPEC.names)
+        recent.extend(np.arange(n, n + k * d, dtype=float).reshape(k, d) / 7)
+        n += k * d
+
+
 @given(
     st.integers(1, 12).flatmap(
         lambda n: st.tuples(

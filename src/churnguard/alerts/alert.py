@@ -16,6 +16,7 @@ table, a view, is last.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -150,8 +151,75 @@ def raw_percentiles(observed: np.ndarray, recent: np.ndarray) -> np.ndarray:
     return 100.0 * (below + 0.5 * equal) / len(recent)
 
 
+def column_stats(a: np.ndarray, quartiles: bool = True) -> list[np.ndarray]:
+    """Per column of ``a`` (at least one row), ``np.median`` and, with ``quartiles``,
+    ``np.percentile(a, [25, 75])``: the same bits, without their Python layers (four
+    calls an alert). Each is numpy's own partition, with numpy's own ``kth`` (which of
+    two equal zeros, +0.0 or -0.0, lands on a position depends on them), then numpy's
+    own arithmetic: the median is the mean of the middle one or two (a sum that starts
+    from +0.0), a quartile the 'linear' method's ``_lerp`` (counted down from the upper
+    neighbour once the weight is 0.5 or more); a column holding a NaN gives its NaN."""
+    n = len(a)
+    half = n // 2
+    middle = [half - 1, half] if n % 2 == 0 else [half]
+    columns = _Columns(a)
+    part = columns.partitioned([*middle, n - 1])
+    median = 0.0 + part[middle[0]]
+    if len(middle) == 2:
+        median = (median + part[middle[1]]) / 2.0
+    out, last = [median], [part[n - 1]]
+    if quartiles:
+        spots = []  # numpy's lower and upper index and weight of each quartile
+        for q in (0.25, 0.75):
+            at = (n - 1) * q
+            lower = math.floor(at)
+            upper = lower + 1
+            if at >= n - 1:
+                lower = upper = -1
+            spots.append((lower % n, upper % n, at - lower))
+        part = columns.partitioned(sorted({0, n - 1, *(i for s in spots for i in s[:2])}))
+        for lower, upper, t in spots:
+            below, above = part[lower], part[upper]
+            diff = above - below
+            out.append(above - diff * (1 - t) if t >= 0.5 else below + diff * t)
+        last += [part[n - 1]] * 2
+    for stat, top in zip(out, last, strict=True):
+        nan = np.isnan(top)
+        if nan.any():
+            stat[nan] = top[nan]
+    return out
+
+
+class _Columns:
+    """A matrix's columns, each laid out contiguously, for partitions along them.
+
+    numpy partitions each column of an ``axis=0`` partition apart (copied to a buffer), so
+    a column's order statistics are the same whichever columns are partitioned with it;
+    a column of one value throughout (of one bit pattern: a feature its baseline never
+    saw, most of them) is that value at every position and is not partitioned."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.first = a[0]
+        self.t = np.ascontiguousarray(a.T)
+        bits = self.t.view(np.int64)
+        self.varying = (bits != bits[:, :1]).any(axis=1)
+
+    def partitioned(self, kth: list[int]) -> dict[int, np.ndarray]:
+        """Rows ``kth`` of ``np.partition(a, kth, axis=0)``, by position."""
+        rows = np.repeat(self.first[None, :], len(kth), axis=0)
+        if self.varying.any():
+            moved = self.t[self.varying]
+            moved.partition(kth, axis=1)
+            rows[:, self.varying] = moved[:, kth].T
+        return dict(zip(kth, rows, strict=True))
+
+
 def explain(
-    spec: FeatureSpec, values: dict[str, float], recent: np.ndarray, top: int = EXPLAIN_TOP
+    spec: FeatureSpec,
+    values: dict[str, float],
+    recent: np.ndarray,
+    top: int = EXPLAIN_TOP,
+    recent_view: np.ndarray | None = None,
 ) -> list[FeatureExplanation]:
     """The features that put a row outside its baseline, most outlying first.
 
@@ -159,14 +227,17 @@ def explain(
     features' benign ``missing`` values). Contribution is measured in the model view, where
     larger is always more suspicious, as the distance above the baseline median in units of
     its spread; medians and percentiles are reported in raw units, as an analyst reads them.
+    ``recent_view`` is ``spec.transform(recent)`` when the caller keeps it.
     """
     x = spec.vector(values)
     if len(recent) == 0:
-        recent = spec.vector({})[None, :]
-    view = spec.transform(np.vstack([x, recent]))  # elementwise: the same values as one by one
-    xm, rm = view[0], view[1:]
-    med = np.median(rm, axis=0)
-    q1, q3 = np.percentile(rm, [25, 75], axis=0)
+        recent, recent_view = spec.vector({})[None, :], None
+    if recent_view is None:
+        view = spec.transform(np.vstack([x, recent]))  # elementwise: as one by one
+        xm, rm = view[0], view[1:]
+    else:
+        xm, rm = spec.transform(x)[0], recent_view
+    med, q1, q3 = column_stats(rm)
     contribution = (xm - med) / ((q3 - q1) + 0.1 * np.abs(med) + 0.25)
     pct = raw_percentiles(x, recent)
     suspicious_pct = np.array(
@@ -176,7 +247,7 @@ def explain(
     order = sorted(range(len(x)), key=lambda j: (negated[j], names[j]))
     chosen = [j for j in order if contribution[j] > 0 and suspicious_pct[j] >= OUTLYING_PCT]
     chosen = (chosen or [j for j in order if contribution[j] > 0] or order)[:top]
-    medians = np.median(recent[:, chosen], axis=0).tolist()  # the same as column by column
+    medians = column_stats(recent[:, chosen], quartiles=False)[0].tolist()
     return [
         FeatureExplanation(
             feature=names[j],

@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -91,23 +92,21 @@ class FeatureSpec:
         ``log_gap``) on ratios whose meaning is in how close they come to 1, divided by
         ``scale``, and negated for ``direction = "low"`` features so that larger always
         means more suspicious (the detectors' range novelty looks upward only)."""
-        out = np.asarray(raw, dtype=float).copy()
-        if out.ndim == 1:
-            out = out[None, :]
+        out = np.array(raw, dtype=float, ndmin=2)  # a copy; one row becomes (1, d)
         # column groups, not one column at a time: the same operations on the same
         # elements in the same order per element, so the values are identical
-        # (log1p and log2 are the C library's, not numpy's CPU-dependent SIMD loops)
-        from churnguard import compiled
-
+        # (log1p and log2 are the C library's, not numpy's CPU-dependent SIMD loops;
+        # np.maximum and the array's clip are what np.clip calls)
+        log1p, log2 = _compiled_math()
         cols = self._columns
-        if len(cols.log1p):
-            out[:, cols.log1p] = compiled.log1p(np.clip(out[:, cols.log1p], 0.0, None))
-        if len(cols.log_gap):
-            gap = np.clip(out[:, cols.log_gap], 0.0, 1.0)
-            out[:, cols.log_gap] = -compiled.log2(1.0 - gap + GAP_FLOOR)
-        if len(cols.scaled):
+        if cols.log1p is not None:
+            out[:, cols.log1p] = log1p(np.maximum(out[:, cols.log1p], 0.0))
+        if cols.log_gap is not None:
+            gap = out[:, cols.log_gap].clip(0.0, 1.0)
+            out[:, cols.log_gap] = -log2(1.0 - gap + GAP_FLOOR)
+        if cols.scaled is not None:
             out[:, cols.scaled] /= cols.scales
-        if len(cols.low):
+        if cols.low is not None:
             out[:, cols.low] = -out[:, cols.low]
         return out
 
@@ -122,26 +121,42 @@ class FeatureSpec:
         return float(value)
 
 
-class _Columns(NamedTuple):
-    """Which columns each step of :meth:`FeatureSpec.transform` applies to."""
+@cache
+def _compiled_math() -> tuple[np.ufunc, np.ufunc]:
+    """``compiled.log1p`` and ``compiled.log2`` as the numpy ufuncs numba built (float64
+    loops: the same code without the Python layer numba's wrapper adds to each call),
+    imported on first use so that reading a spec needs no numba."""
+    from churnguard import compiled
 
-    log1p: np.ndarray
-    log_gap: np.ndarray
-    scaled: np.ndarray
+    return compiled.log1p.ufunc, compiled.log2.ufunc
+
+
+class _Columns(NamedTuple):
+    """Which columns each step of :meth:`FeatureSpec.transform` applies to (None: none);
+    a run of adjacent columns is a slice, whose view costs no gather and no scatter."""
+
+    log1p: np.ndarray | slice | None
+    log_gap: np.ndarray | slice | None
+    scaled: np.ndarray | slice | None
     scales: np.ndarray
-    low: np.ndarray
+    low: np.ndarray | slice | None
 
 
 def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
-    def where(test: Callable[[FeatureDef], bool]) -> np.ndarray:
-        return np.array([j for j, f in enumerate(features) if test(f)], dtype=np.intp)
+    def where(test: Callable[[FeatureDef], bool]) -> np.ndarray | slice | None:
+        at = [j for j, f in enumerate(features) if test(f)]
+        if not at:
+            return None
+        if at == list(range(at[0], at[-1] + 1)):
+            return slice(at[0], at[-1] + 1)
+        return np.array(at, dtype=np.intp)
 
-    scaled = where(lambda f: f.scale != 1.0)
+    scaled = [f.scale for f in features if f.scale != 1.0]
     return _Columns(
         log1p=where(lambda f: f.transform == "log1p"),
         log_gap=where(lambda f: f.transform == "log_gap"),
-        scaled=scaled,
-        scales=np.array([features[j].scale for j in scaled], dtype=float),
+        scaled=where(lambda f: f.scale != 1.0),
+        scales=np.array(scaled, dtype=float),
         low=where(lambda f: f.direction == "low"),
     )
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -62,6 +63,11 @@ OIF_PARAMS = {
 LEVELS = {"wl": "workload", "ns": "namespace", "cluster": "cluster"}
 
 
+# normalise_workload per owner name, remembered: each window of a pod asks it again (a
+# regular expression a row); bounded, as the owners of a cluster come and go
+_workload_name = lru_cache(maxsize=4096)(normalise_workload)
+
+
 def namespace_of(profile: Profile) -> str:
     return profile.entity.namespace or CLOUD_NAMESPACE
 
@@ -73,7 +79,7 @@ def workload_of(profile: Profile) -> str:
     pods are their own baseline, the same image run by anyone else is not part of it."""
     e = profile.entity
     if e.kind == "pod" and e.workload:
-        return normalise_workload(e.workload) or e.workload
+        return _workload_name(e.workload) or e.workload
     image = image_repository(e.image) or "unknown"
     base = "instances" if e.kind == "instance" else f"image/{image}"
     who = identity_name(profile.created_by, profile.creator_kind)
@@ -83,8 +89,8 @@ def workload_of(profile: Profile) -> str:
 def baseline_keys(profile: Profile, workload: str | None = None) -> tuple[str, str, str]:
     """(workload, namespace, cluster) keys for a profile; ``workload`` is its
     :func:`workload_of` when the caller has it already."""
-    kind = profile.entity.kind
-    ns = namespace_of(profile)
+    e = profile.entity
+    kind, ns = e.kind, e.namespace or CLOUD_NAMESPACE  # namespace_of, once a row
     wl = workload_of(profile) if workload is None else workload
     return (f"wl:{ns}/{wl}:{kind}", f"ns:{ns}:{kind}", f"cluster:{kind}")
 
@@ -97,7 +103,11 @@ def gather(X: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """``[X.take(g, axis=0) for g in groups]``, as slices of one take: a tick's ~10 baselines
     cost one numpy gather, not one each. The slices share that take's memory, which
     nothing else holds, so reading or copying them is reading the per-group takes."""
-    rows = X.take([i for g in groups for i in g], axis=0)
+    return _split(X.take([i for g in groups for i in g], axis=0), groups)
+
+
+def _split(rows: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """``rows`` (the groups' rows, one after another) cut back into the groups."""
     out, start = [], 0
     for g in groups:
         end = start + len(g)
@@ -112,12 +122,17 @@ class RecentRows:
     Rows are appended to one float array with room for up to ``2 * limit``; when it is full
     the newest rows move to its start, so adding a tick's rows and reading the window
     (a contiguous view) cost no per-row Python objects and no conversion per alert.
+    The window's model view (:meth:`view`) is kept beside it once asked for, so a
+    baseline that alerts again transforms only the rows it learned since.
     """
 
     def __init__(self, limit: int = RECENT_ROWS) -> None:
         self.limit = limit
         self._rows = np.empty((0, 0))
         self._end = 0  # rows written; the window is the last ``limit`` of them
+        # model view of self._rows[_view_from:_viewed] (None: never asked for)
+        self._view: np.ndarray | None = None
+        self._view_from = self._viewed = 0
 
     def __len__(self) -> int:
         return min(self._end, self.limit)
@@ -125,6 +140,20 @@ class RecentRows:
     def values(self) -> np.ndarray:
         """The rows as an (n, d) matrix, oldest first (a view: do not write to it)."""
         return self._rows[self._end - len(self) : self._end]
+
+    def view(self, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """:meth:`values` through ``transform`` (the spec's model view), the same bits:
+        the transform is elementwise, so rows transformed as they came are the rows
+        transformed together (a view: do not write to it)."""
+        start, end = self._end - len(self), self._end
+        if self._view is None or not self._view_from <= start <= self._viewed:
+            if self._view is None:
+                self._view = np.empty_like(self._rows)
+            self._view_from = self._viewed = start  # nothing of the window viewed yet
+        if self._viewed < end:
+            self._view[self._viewed : end] = transform(self._rows[self._viewed : end])
+            self._viewed = end
+        return self._view[start:end]
 
     def extend(self, rows: np.ndarray | list[list[float]]) -> None:
         new = np.asarray(rows, dtype=float)
@@ -140,8 +169,21 @@ class RecentRows:
             rows = np.empty((size, new.shape[1]))
             rows[:keep] = self._rows[end - keep : end] if keep else 0.0
             self._rows, end = rows, keep
+            self._move_view(keep)
         self._rows[end : end + n] = new
         self._end = end + n
+
+    def _move_view(self, keep: int) -> None:
+        """The model view follows the ``keep`` newest rows to the new array's start."""
+        view, end = self._view, self._end
+        if view is None:
+            return
+        if self._view_from > end - keep or self._viewed < end:
+            self._view = None  # not all of them viewed: the next view() starts afresh
+            return
+        self._view = np.empty_like(self._rows)
+        self._view[:keep] = view[end - keep : end]
+        self._view_from, self._viewed = 0, keep
 
 
 @dataclass
@@ -265,11 +307,14 @@ class Hierarchy:
         wl, ns, cluster = keys or baseline_keys(profile)
         get, mature, now = self.baselines.get, self._mature, profile.window_end
         if s.hierarchy:  # once a row: no tuple of candidates
-            if mature(b := get(wl), s.workload_min_profiles, now):
+            # a baseline not yet created (most workloads' in their first minutes) is not
+            # mature: no call to say so
+            if (b := get(wl)) is not None and mature(b, s.workload_min_profiles, now):
                 return b
-            if mature(b := get(ns), s.namespace_min_profiles, now):
+            if (b := get(ns)) is not None and mature(b, s.namespace_min_profiles, now):
                 return b
-        return b if mature(b := get(cluster), s.namespace_min_profiles, now) else None
+        b = get(cluster)
+        return b if b is not None and mature(b, s.namespace_min_profiles, now) else None
 
     # ---- learning mode -------------------------------------------------------------------
     def in_learning(self, profile: Profile, settings: Settings) -> bool:
@@ -354,8 +399,9 @@ class Hierarchy:
             if rows:
                 taught.append((b, rows))
         groups = [rows for _, rows in taught]
-        learn_groups([b.detector for b, _ in taught], gather(X, groups))
-        recent = gather(raw, groups) if raw is not None else [None] * len(taught)
+        flat = [i for g in groups for i in g]  # gather's, once for both views
+        learn_groups([b.detector for b, _ in taught], _split(X.take(flat, axis=0), groups))
+        recent = _split(raw.take(flat, axis=0), groups) if raw is not None else [None] * len(taught)
         for (b, rows), raw_rows in zip(taught, recent, strict=True):
             b.n_learned += len(rows)
             if b.first_time is None:

@@ -109,26 +109,33 @@ class Campaigns:
         self.votes: dict[str, list[str]] = {}
         self.remote: dict[str, dict[str, float]] = {}
 
-    def observe(self, profile: Profile) -> tuple[str, list[Member]] | None:
-        """Fold one profile in; the campaign (key, members) it joined once it is one."""
+    def observe(
+        self, profile: Profile, entity: str | None = None
+    ) -> tuple[str, list[Member]] | None:
+        """Fold one profile in; the campaign (key, members) it joined once it is one.
+        ``entity`` is the profile's entity key when the caller has it already."""
         e = profile.entity
         if e.kind != "pod" or not e.namespace:
             return None
-        ns, now = e.namespace, profile.window_end
-        born = self.namespaces.setdefault(ns, profile.window_start)
+        ns, now, start = e.namespace, profile.window_end, profile.window_start
+        born = self.namespaces.setdefault(ns, start)
         if self.cluster_born is None:
-            self.cluster_born = profile.window_start
-        for dest in profile.destinations:
-            key = f"{ns}|{dest}"
-            if key not in self.destinations:
-                if len(self.destinations) >= _MAX_DESTINATIONS:
-                    del self.destinations[next(iter(self.destinations))]
-                self.destinations[key] = profile.window_start
-        entity = e.key()
-        if profile.window_start - self.cluster_born < NEW_AFTER_S and not quarantined(profile):
-            for dest in profile.destinations:
+            self.cluster_born = start
+        destinations = profile.destinations
+        if destinations:
+            known = self.destinations
+            for dest in destinations:
+                key = f"{ns}|{dest}"
+                if key not in known:
+                    if len(known) >= _MAX_DESTINATIONS:
+                        del known[next(iter(known))]
+                    known[key] = start
+        if entity is None:
+            entity = e.key()
+        if destinations and start - self.cluster_born < NEW_AFTER_S and not quarantined(profile):
+            for dest in destinations:
                 self._vote(dest, ns, entity)
-        young = profile.window_end - profile.first_seen <= SHORT_LIVED_S
+        young = now - profile.first_seen <= SHORT_LIVED_S
         if young and profile.destination_bytes:
             if entity not in self.young and len(self.young) >= _MAX_YOUNG:
                 del self.young[next(iter(self.young))]

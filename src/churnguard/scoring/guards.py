@@ -417,13 +417,17 @@ def may_fire(p: Profile) -> bool:
     if p.archive_shipped or p.late_beacons or p.lone_beacons or p.unfamiliar_callers:
         return True
     v = p.values.get
-    return (
+    if (
         v("credentials_out_of_place", 0) > 0
         or v("archive_writes", 0) > 0
         or v("container_starts", 0) > 0
         or not v("secret_reads", 0) < SECRET_SWEEP
-        or any(total >= LIFE_READS_MIN for total in p.life_reads.values())
-    )
+    ):
+        return True
+    for total in p.life_reads.values():  # noqa: SIM110 (no generator: every row asks)
+        if total >= LIFE_READS_MIN:
+            return True
+    return False
 
 
 def fired(profile: Profile, ctx: Context = Context()) -> list[Guard]:

@@ -179,9 +179,12 @@ class LearningGate:
         if n < SHARE_WARMUP or b.key.startswith("wl:"):
             return True
         counts = b.workload_counts
-        present = len(counts) + (workload not in counts)
-        # the workload's share (Baseline.share_of, n > 0 here) without a call: three a row
-        return counts.get(workload, 0) / n <= max(self.settings.max_workload_share, 1.0 / present)
+        held = counts.get(workload, 0)  # rows of it in the window; absent: not present yet
+        fair = 1.0 / (len(counts) + (held == 0))
+        cap = self.settings.max_workload_share
+        # the workload's share (Baseline.share_of, n > 0 here) against max(cap, fair),
+        # without a call: three a row
+        return held / n <= (fair if fair > cap else cap)
 
     @staticmethod
     def teaches_memory(profile: Profile, paged: bool) -> bool:

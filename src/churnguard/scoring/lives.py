@@ -101,20 +101,22 @@ def whole_life(p: Profile) -> bool:
     return p.final and p.values.get("lifetime_s", WHOLE_LIFE_S + 1) <= WHOLE_LIFE_S
 
 
-def start_up_window(p: Profile) -> bool:
+def start_up_window(p: Profile, whole: bool | None = None) -> bool:
     """The row is a pod's first window of life, its creation seen (not a whole life's row):
-    what a replica reads as it starts (its secret, its ConfigMap)."""
+    what a replica reads as it starts (its secret, its ConfigMap). ``whole`` is
+    :func:`whole_life` of the row when the caller has it already."""
     return (
         p.entity.kind == "pod"
         and p.created_by is not None
         and p.window_start <= p.first_seen < p.window_end
-        and not whole_life(p)
+        and not (whole_life(p) if whole is None else whole)
     )
 
 
 def collected(p: Profile) -> dict[str, float]:
     """The row's non-zero :data:`PEAK_FACTS` values."""
-    return {name: v for name in PEAK_FACTS if (v := p.values.get(name, 0.0)) > 0}
+    get = p.values.get
+    return {name: v for name in PEAK_FACTS if (v := get(name, 0.0)) > 0}
 
 
 def kept(p: Profile) -> bool:
@@ -128,29 +130,33 @@ class WorkloadLives:
     def __init__(self) -> None:
         self.workloads: dict[str, dict[str, Life]] = {}
 
-    def learn(self, p: Profile, key: str | None = None) -> None:
+    def learn(self, p: Profile, key: str | None = None, entity: str | None = None) -> None:
         """Remember a quiet window's life so far (a controller's or a spawned pod only);
-        ``key`` is its workload baseline key when the caller has it already."""
+        ``key`` is its workload baseline key and ``entity`` its entity key when the caller
+        has them already."""
         if not kept(p):
             return
         if key is None:
             key = baseline_keys(p)[0]
-        pods = self.workloads.pop(key, None)
+        workloads = self.workloads
+        pods = workloads.pop(key, None)
         if pods is None:
-            if len(self.workloads) >= WORKLOADS_KEPT:
-                del self.workloads[next(iter(self.workloads))]
+            if len(workloads) >= WORKLOADS_KEPT:
+                del workloads[next(iter(workloads))]
             pods = {}
-        self.workloads[key] = pods  # most recently used last
-        entity = p.entity.key()
+        workloads[key] = pods  # most recently used last
+        if entity is None:
+            entity = p.entity.key()
         before = pods.pop(entity, None)
         peak = before.peak if before is not None else {}
         start = before.start if before is not None else None
         if not whole_life(p):
             got = collected(p)
-            higher = {name: v for name, v in got.items() if v > peak.get(name, 0.0)}
-            if higher:  # a new dict, never the earlier Life's, which a snapshot may hold
-                peak = {**peak, **higher}
-            if start_up_window(p):
+            if got:
+                higher = {name: v for name, v in got.items() if v > peak.get(name, 0.0)}
+                if higher:  # a new dict, never the earlier Life's, which a snapshot may hold
+                    peak = {**peak, **higher}
+            if start_up_window(p, whole=False):
                 start = {f: v for f, v in got.items() if f in START_UP_FACTS}
         pods[entity] = Life(dict(p.life_reads), lived(p), peak, start)
         while len(pods) > PODS_KEPT:

@@ -160,18 +160,17 @@ class Scorer:
             if b is not None:
                 groups[b.key].append(i)
         keys = sorted(groups)
-        detectors = [self.hierarchy.baselines[key].detector for key in keys]
-        for key, got in zip(
-            keys, score_groups(detectors, gather(X, [groups[k] for k in keys])), strict=True
-        ):
-            scores.put(groups[key], got)
+        if keys:  # one scatter of every group's scores, not one put a baseline
+            detectors = [self.hierarchy.baselines[key].detector for key in keys]
+            got = score_groups(detectors, gather(X, [groups[k] for k in keys]))
+            scores[[i for k in keys for i in groups[k]]] = np.concatenate(got)
         namespaces = [namespace_of(p) for p in profiles]
         thresholds = {ns: self.thresholds.threshold(ns) for ns in sorted(set(namespaces))}
         muted = {ns: self.thresholds.muted(ns) for ns in thresholds}
         in_learning = self.hierarchy.learning_flags(profiles, self.settings)
         levels = {key: level_of_key(key) for key in keys}
         shared, peers, gate, lives = self.campaigns.shared, self.lives.peers, self.gate, self.lives
-        incidents = self.incidents
+        incidents, observe = self.incidents, self.campaigns.observe
 
         results: list[Scored] = []
         observed: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -211,12 +210,12 @@ class Scorer:
             alert = self._alert(*args) if (model_alert or forced) and not silenced else None
             if alert is not None and not forced and self._routine(p, alert, b):
                 alert = None  # an operator's or a replica's routine (scoring/routine.py)
-            joined = self.campaigns.observe(p)
+            entity = p.entity.key()
+            joined = observe(p, entity)
             campaign = None
             if joined is not None and not learning and not silenced:
                 members = [m.entity for m in joined[1]]
                 campaign = campaign_alert(alert or self._alert(*args), joined[0], members)
-            entity = p.entity.key()
             entity_alerted = entity in incidents
             if alert is not None or campaign is not None or entity_alerted:
                 self.campaigns.paged(entity)  # what pages does not teach the shared hosts
@@ -240,7 +239,7 @@ class Scorer:
             )
             if verdict.learn_now:
                 quiet.append(i)
-                lives.learn(p, row_keys[i][0])
+                lives.learn(p, row_keys[i][0], entity)
             if verdict.released:
                 released.extend(verdict.released)
             if p.final:
@@ -331,14 +330,17 @@ class Scorer:
     ) -> Alert:
         """The explained alert of one row, against the baseline that judged it."""
         spec = self.spec
-        recent = b.recent_values() if b is not None else np.empty((0, len(spec.names)))
+        if b is not None and b.recent:
+            recent, view = b.recent_values(), b.recent.view(spec.transform)
+        else:
+            recent, view = np.empty((0, len(spec.names))), None
         return build_alert(
             p,
             score=score,
             threshold=threshold,
             level=level,
             baseline_key=key,
-            top=explain(spec, p.values, recent),
+            top=explain(spec, p.values, recent, recent_view=view),
             spec=spec,
             rules=[g.name for g in guards],
             rule_techniques=[g.technique for g in guards],
