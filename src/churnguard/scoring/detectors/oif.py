@@ -406,9 +406,14 @@ def _etas(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
     return np.array([f.max_leaf_samples for f in forests], dtype=np.int64)
 
 
-def _stacked(Xs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of all forests, stacked, and the forest (index) of every row."""
-    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), [len(X) for X in Xs])
+def _stacked(
+    Xs: Sequence[np.ndarray], counts: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of all forests, stacked, and the forest (index) of every row; ``counts``
+    are the rows of each where the caller has them."""
+    if counts is None:
+        counts = [len(X) for X in Xs]
+    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), counts)
     return np.ascontiguousarray(np.concatenate(Xs), dtype=float), owner
 
 
