@@ -18,7 +18,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from churnguard.scoring.detectors._util import as_matrix
+from churnguard.scoring.detectors._util import as_matrix, refuse_non_finite
 from churnguard.scoring.detectors.base import Detector
 from churnguard.scoring.detectors.oif import (
     _LOG4,
@@ -59,16 +59,21 @@ def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> Non
     """
     if len({id(d) for d in detectors}) < len(detectors):
         raise ValueError("a detector appears twice in one learn_groups call")
-    pooled: dict[tuple[int, int], list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
+    taught: list[tuple[OnlineIsolationForest, np.ndarray]] = []
     for det, X in zip(detectors, Xs, strict=True):
         if isinstance(det, OnlineIsolationForest):
-            rows = as_matrix(X, det._width(), finite=True)
+            rows = as_matrix(X, det._width())
             if len(rows):
-                if not hasattr(det, "roots_"):
-                    det._init_state(rows.shape[1])
-                pooled.setdefault(_pass_of(det), []).append((det, rows))
+                taught.append((det, rows))
         else:
             det.learn_many(X)
+    if taught:  # learn_many's finite check, once for all forests before any learns
+        refuse_non_finite(np.concatenate([rows for _, rows in taught]))
+    pooled: dict[tuple[int, int], list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
+    for det, rows in taught:
+        if not hasattr(det, "roots_"):
+            det._init_state(rows.shape[1])
+        pooled.setdefault(_pass_of(det), []).append((det, rows))
     for members in pooled.values():
         _learn_forests(members)
 
