@@ -126,12 +126,10 @@ def learn_route(
             while feature[node] >= 0:
                 node = _child(feature, threshold, left, right, X, r, node, bases[f])
                 count[node] += 1
-            for j in range(d):
-                v = X[r, j]
-                if v <= lo[node, j]:
-                    lo[node, j] = v
-                if v >= hi[node, j]:
-                    hi[node, j] = v
+            for j in range(d):  # selects, not branches: min/max instructions, same ties
+                v, low, high = X[r, j], lo[node, j], hi[node, j]
+                lo[node, j] = low if low < v else v
+                hi[node, j] = high if high > v else v
             touched[t * n + r] = node * KEY + f  # sorts as the nodes do
     k = 0  # the counts are final: keep the ripe pairs, then sort those few
     for key in touched:
@@ -239,12 +237,10 @@ def split_leaves(
                 box_lo[:] = data[order[start]]
                 box_hi[:] = data[order[start]]
                 for i in range(start + 1, end):
-                    for j in range(d):
-                        v = data[order[i], j]
-                        if v <= box_lo[j]:
-                            box_lo[j] = v
-                        if v >= box_hi[j]:
-                            box_hi[j] = v
+                    for j in range(d):  # selects, as in learn_route
+                        v, low, high = data[order[i], j], box_lo[j], box_hi[j]
+                        box_lo[j] = low if low < v else v
+                        box_hi[j] = high if high > v else v
             n_split = 0
             if m >= eta * 2**k and k < limit:
                 for j in range(d):
