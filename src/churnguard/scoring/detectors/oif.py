@@ -254,6 +254,7 @@ class OnlineIsolationForest(Detector):
         return rows, nodes, self.rng_.bit_generator.state
 
     def _restore(self, rows: np.ndarray, nodes: dict[str, np.ndarray], rng: dict[str, Any]) -> None:
+        """Put back what :meth:`_save` kept, and the free fill past ``n_nodes_``."""
         for name, (_, free) in NODE_FIELDS.items():
             values = getattr(self, name)
             values[rows] = nodes[name]
@@ -395,7 +396,8 @@ def path_lengths(
 ) -> np.ndarray:
     """Each forest's ``_path_length`` of its window size, in one call (the same operations,
     element by element): the score normaliser, and the depth limit of its splits.
-    ``eta`` is :func:`_etas` where the caller has it (integers: the same float operands)."""
+    ``eta`` is their ``max_leaf_samples`` where the caller has them (integers or floats:
+    numpy computes with the same float64 operands)."""
     n = np.array([float(f.n_window_) for f in forests])
     if eta is None:
         eta = _etas(forests)
@@ -421,8 +423,8 @@ def _placement(forests: Sequence[OnlineIsolationForest]) -> tuple[np.ndarray, np
     """Each forest's block start in its pool, and its roots as pool ids, (tree, forest)."""
     if len(forests) >= _MAX_FORESTS:
         raise ValueError(f"at most {_MAX_FORESTS - 1} forests in one pass")
-    blocks = forests[0].pool_.blocks
-    bases = np.array([blocks[id(f)][1] for f in forests], dtype=np.int64)
+    pool = forests[0].pool_
+    bases = np.array([pool.base(f) for f in forests], dtype=np.int64)
     roots = np.array([f.roots_ for f in forests], dtype=np.int64)
     roots += bases[:, None]
     return bases, np.ascontiguousarray(roots.T)
