@@ -373,17 +373,16 @@ def window_top(window, n, k):
     top = np.empty(window.shape[0])
     best = np.empty(k + 1)  # ascending: best[0] is the answer once k + 1 values are in
     for j in range(window.shape[0]):
-        m = 0
-        for i in range(n):
+        for m in range(k + 1):  # the first k + 1 values, by insertion
+            v = window[j, m]
+            p = m
+            while p and best[p - 1] > v:
+                best[p] = best[p - 1]
+                p -= 1
+            best[p] = v
+        for i in range(k + 1, n):
             v = window[j, i]
-            if m <= k:
-                p = m
-                while p and best[p - 1] > v:
-                    best[p] = best[p - 1]
-                    p -= 1
-                best[p] = v
-                m += 1
-            elif v > best[0]:
+            if v > best[0]:
                 p = 0
                 while p < k and best[p + 1] < v:
                     best[p] = best[p + 1]
