@@ -69,6 +69,13 @@ def _nodes_and_forests(keys):
 
 
 @compiled
+def _threshold(eta, k):
+    """``eta * 2.0 ** k``, the split threshold at depth ``k`` (< 64): the power of two as
+    a shift, exact as the power is, without a call to ``pow``."""
+    return eta * float(1 << k)
+
+
+@compiled
 def _child(feature, threshold, left, right, X, r, node, base):
     """The child of internal ``node`` that row ``r`` goes to (links local to its block)."""
     if X[r, feature[node]] < threshold[node]:
@@ -134,7 +141,7 @@ def learn_route(
     k = 0  # the counts are final: keep the ripe pairs, then sort those few
     for key in touched:
         node, f = key // KEY, key % KEY
-        if count[node] >= eta[f] * 2.0 ** depth[node] and depth[node] < limits[f]:
+        if count[node] >= _threshold(eta[f], depth[node]) and depth[node] < limits[f]:
             touched[k] = key
             k += 1
     return _nodes_and_forests(touched[:k])
@@ -166,7 +173,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
         node, f = key // KEY, key % KEY
         if count[node] < 0:
             count[node] = 0
-        if feature[node] >= 0 and count[node] < eta[f] * 2.0 ** depth[node]:
+        if feature[node] >= 0 and count[node] < _threshold(eta[f], depth[node]):
             visited[m] = key
             m += 1
     return _nodes_and_forests(visited[:m])
@@ -301,7 +308,7 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
     starving = np.empty(len(nodes), dtype=np.int64)
     m = 0
     for node in nodes:
-        if feature[node] >= 0 and count[node] < eta * 2.0 ** depth[node]:
+        if feature[node] >= 0 and count[node] < _threshold(eta, depth[node]):
             starving[m] = node
             m += 1
     for i in range(1, m):  # stable insertion sort by depth (a few nodes; compiles fast)
