@@ -214,6 +214,27 @@ def test_a_block_too_small_for_the_splits_grows_as_the_reference_grows_it() -> N
     assert len(compiled.feature_) == len(reference.feature_)
 
 
+def test_a_split_that_fills_the_block_after_taking_free_slots_puts_them_back() -> None:
+    """A window of zeros collapses the trees (their slots go to the free list); wide rows
+    then split past the block's end: the split took the free slots first, and what is put
+    back before the block doubles (those slots, the leaves, the never-used tail) leaves the
+    reference's bytes."""
+    rng = np.random.default_rng(5)
+    params = {"n_trees": 2, "max_leaf_samples": 1, "window_size": 200, "learn_chunk": 200}
+    compiled, reference = OnlineIsolationForest(**params), ReferenceForest(**params)
+    for X in (rng.normal(size=(200, 3)), np.zeros((200, 3))):
+        compiled.learn_many(X)
+        reference.learn_many(X)
+    assert compiled.free_ and compiled.to_bytes() == reference.to_bytes()
+    capacity = len(compiled.feature_)
+    X = rng.normal(size=(200, 3)) * 50
+    compiled.learn_many(X)
+    reference.learn_many(X)
+    assert len(compiled.feature_) > capacity  # the split stopped on the full block
+    assert compiled.to_bytes() == reference.to_bytes()
+    assert len(compiled.feature_) == len(reference.feature_)
+
+
 def test_without_a_writable_cache_the_kernels_compile_in_memory() -> None:
     """A read-only image without NUMBA_CACHE_DIR: numba finds no cache directory, and the
     kernels still import and run (compiled in memory), with one warning saying why."""

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from churnguard import compiled as _compiled
 from churnguard.compiled import IN_MEMORY as IN_MEMORY  # kernels without the disk cache
 from churnguard.compiled import compiled
-from churnguard.compiled import exp2 as exp2  # the C library's, for the callers
-from churnguard.compiled import log as log
+
+# the C library's exp2 and log, for the callers: the compiled loops as plain numpy ufuncs
+# (float64 in, the same loop), without numba's dispatch of ~0.6 us a call
+exp2 = _compiled.exp2.ufunc
+log = _compiled.log.ufunc
 
 KEY = 1 << 20  # (node, forest) as one sortable int: node * KEY + forest (forest < KEY)
 MAX_DEPTH = 64  # trees stop at log4(window / eta) < 32 levels
@@ -62,6 +66,13 @@ def _nodes_and_forests(keys):
     """The distinct (node, forest) keys, sorted, as node ids and forest indices."""
     keys = _sorted_unique(keys)
     return keys // KEY, keys % KEY
+
+
+@compiled
+def _threshold(eta, k):
+    """``eta * 2.0 ** k``, the split threshold at depth ``k`` (< 64): the power of two as
+    a shift, exact as the power is, without a call to ``pow``."""
+    return eta * float(1 << k)
 
 
 @compiled
@@ -122,17 +133,15 @@ def learn_route(
             while feature[node] >= 0:
                 node = _child(feature, threshold, left, right, X, r, node, bases[f])
                 count[node] += 1
-            for j in range(d):
-                v = X[r, j]
-                if v <= lo[node, j]:
-                    lo[node, j] = v
-                if v >= hi[node, j]:
-                    hi[node, j] = v
+            for j in range(d):  # selects, not branches: min/max instructions, same ties
+                v, low, high = X[r, j], lo[node, j], hi[node, j]
+                lo[node, j] = low if low < v else v
+                hi[node, j] = high if high > v else v
             touched[t * n + r] = node * KEY + f  # sorts as the nodes do
     k = 0  # the counts are final: keep the ripe pairs, then sort those few
     for key in touched:
         node, f = key // KEY, key % KEY
-        if count[node] >= eta[f] * 2.0 ** depth[node] and depth[node] < limits[f]:
+        if count[node] >= _threshold(eta[f], depth[node]) and depth[node] < limits[f]:
             touched[k] = key
             k += 1
     return _nodes_and_forests(touched[:k])
@@ -164,7 +173,7 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
         node, f = key // KEY, key % KEY
         if count[node] < 0:
             count[node] = 0
-        if feature[node] >= 0 and count[node] < eta[f] * 2.0 ** depth[node]:
+        if feature[node] >= 0 and count[node] < _threshold(eta[f], depth[node]):
             visited[m] = key
             m += 1
     return _nodes_and_forests(visited[:m])
@@ -235,12 +244,10 @@ def split_leaves(
                 box_lo[:] = data[order[start]]
                 box_hi[:] = data[order[start]]
                 for i in range(start + 1, end):
-                    for j in range(d):
-                        v = data[order[i], j]
-                        if v <= box_lo[j]:
-                            box_lo[j] = v
-                        if v >= box_hi[j]:
-                            box_hi[j] = v
+                    for j in range(d):  # selects, as in learn_route
+                        v, low, high = data[order[i], j], box_lo[j], box_hi[j]
+                        box_lo[j] = low if low < v else v
+                        box_hi[j] = high if high > v else v
             n_split = 0
             if m >= eta * 2**k and k < limit:
                 for j in range(d):
@@ -301,7 +308,7 @@ def collapse(feature, left, right, count, depth, lo, hi, nodes, eta):
     starving = np.empty(len(nodes), dtype=np.int64)
     m = 0
     for node in nodes:
-        if feature[node] >= 0 and count[node] < eta * 2.0 ** depth[node]:
+        if feature[node] >= 0 and count[node] < _threshold(eta, depth[node]):
             starving[m] = node
             m += 1
     for i in range(1, m):  # stable insertion sort by depth (a few nodes; compiles fast)
@@ -373,17 +380,16 @@ def window_top(window, n, k):
     top = np.empty(window.shape[0])
     best = np.empty(k + 1)  # ascending: best[0] is the answer once k + 1 values are in
     for j in range(window.shape[0]):
-        m = 0
-        for i in range(n):
+        for m in range(k + 1):  # the first k + 1 values, by insertion
+            v = window[j, m]
+            p = m
+            while p and best[p - 1] > v:
+                best[p] = best[p - 1]
+                p -= 1
+            best[p] = v
+        for i in range(k + 1, n):
             v = window[j, i]
-            if m <= k:
-                p = m
-                while p and best[p - 1] > v:
-                    best[p] = best[p - 1]
-                    p -= 1
-                best[p] = v
-                m += 1
-            elif v > best[0]:
+            if v > best[0]:
                 p = 0
                 while p < k and best[p + 1] < v:
                     best[p] = best[p + 1]

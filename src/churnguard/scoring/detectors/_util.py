@@ -33,9 +33,15 @@ def as_matrix(X: Any, n_features: int | None, *, finite: bool = False) -> np.nda
         raise ValueError(f"expected a (n, d) matrix, got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"expected {n_features} features, got {arr.shape[1]}")
-    if finite and not np.isfinite(arr).all():
-        raise ValueError("cannot learn from NaN or infinite values")
+    if finite:
+        refuse_non_finite(arr)
     return arr
+
+
+def refuse_non_finite(arr: np.ndarray) -> None:
+    """ValueError if ``arr`` holds NaN or inf (see :func:`as_matrix`)."""
+    if not np.isfinite(arr).all():
+        raise ValueError("cannot learn from NaN or infinite values")
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

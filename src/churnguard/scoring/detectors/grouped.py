@@ -18,7 +18,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from churnguard.scoring.detectors._util import as_matrix
+from churnguard.scoring.detectors._util import as_matrix, refuse_non_finite
 from churnguard.scoring.detectors.base import Detector
 from churnguard.scoring.detectors.oif import (
     _LOG4,
@@ -59,16 +59,21 @@ def learn_groups(detectors: Sequence[Detector], Xs: Sequence[np.ndarray]) -> Non
     """
     if len({id(d) for d in detectors}) < len(detectors):
         raise ValueError("a detector appears twice in one learn_groups call")
-    pooled: dict[tuple[int, int], list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
+    taught: list[tuple[OnlineIsolationForest, np.ndarray]] = []
     for det, X in zip(detectors, Xs, strict=True):
         if isinstance(det, OnlineIsolationForest):
-            rows = as_matrix(X, det._width(), finite=True)
+            rows = as_matrix(X, det._width())
             if len(rows):
-                if not hasattr(det, "roots_"):
-                    det._init_state(rows.shape[1])
-                pooled.setdefault(_pass_of(det), []).append((det, rows))
+                taught.append((det, rows))
         else:
             det.learn_many(X)
+    if taught:  # learn_many's finite check, once for all forests before any learns
+        refuse_non_finite(np.concatenate([rows for _, rows in taught]))
+    pooled: dict[tuple[int, int], list[tuple[OnlineIsolationForest, np.ndarray]]] = {}
+    for det, rows in taught:
+        if not hasattr(det, "roots_"):
+            det._init_state(rows.shape[1])
+        pooled.setdefault(_pass_of(det), []).append((det, rows))
     for members in pooled.values():
         _learn_forests(members)
 
@@ -90,34 +95,36 @@ def _pass_of(forest: OnlineIsolationForest) -> tuple[int, int]:
 
 def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -> list[np.ndarray]:
     """Each forest's ``score_many`` of its rows, from one routing pass over all of them."""
+    kernels = _kernels()
     counts = [len(X) for X in Xs]
     ends = list(accumulate(counts))
-    X, owner = _stacked(Xs)
+    X, owner = _stacked(Xs, counts)
     n, n_trees = len(X), forests[0].n_trees
     pool = forests[0].pool_
     bases, roots = _placement(forests)
     arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_, pool.count_, pool.depth_)
     eta = np.array([float(f.max_leaf_samples) for f in forests])
-    depth, ratio = _kernels().leaf_stats(*arrays, X, roots, owner, bases, eta)
+    depth, ratio = kernels.leaf_stats(*arrays, X, roots, owner, bases, eta)
     # OIF._path_length with each pair's own eta: the same operations, element by element
-    depths = (depth + _kernels().log(ratio) / _LOG4).reshape(n_trees, n)
+    depths = (depth + kernels.log(ratio) / _LOG4).reshape(n_trees, n)
     mean_depth = depths.mean(axis=0)
     # numpy sums a lone column (a forest with one row) pairwise, several columns row by
     # row: recompute lone columns the way score_many's (n_trees, 1) matrix sums them
     if n > 1 and 1 in counts:
         lone = [end - 1 for end, m in zip(ends, counts, strict=True) if m == 1]
         mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
-    norm = path_lengths(forests)[owner]
-    isolation = _kernels().exp2(-mean_depth / norm)
+    norm = path_lengths(forests, eta)[owner]
+    isolation = kernels.exp2(-mean_depth / norm)
     novelty = [f.range_novelty for f in forests]
     if not any(novelty):
         scores = isolation
     else:
-        tops = np.stack(
-            [f._robust_top() if f.range_novelty else np.zeros(X.shape[1]) for f in forests]
-        )
+        tops = np.zeros((len(forests), X.shape[1]))
+        for i, f in enumerate(forests):
+            if f.range_novelty:
+                tops[i] = f._robust_top()
         excess = (X - tops[owner]).clip(min=0.0)
-        scores = 1.0 - (1.0 - isolation) * _kernels().exp2(-excess.sum(axis=1))
+        scores = 1.0 - (1.0 - isolation) * kernels.exp2(-excess.sum(axis=1))
         if not all(novelty):
             scores = np.where(np.array(novelty)[owner], scores, isolation)
     return [scores[end - m : end] for end, m in zip(ends, counts, strict=True)]

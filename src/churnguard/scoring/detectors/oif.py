@@ -202,15 +202,15 @@ class OnlineIsolationForest(Detector):
 
     def _push_window(self, X: np.ndarray) -> np.ndarray:
         """Append rows to the ring buffer; returns the oldest rows they displaced."""
-        size = self.window_size
-        need = min(size, self.n_window_ + len(X))
-        capacity = self.window_.shape[1]
-        if capacity < need:  # still filling, so nothing has wrapped: head is 0
-            grown = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
-            grown[:, : self.n_window_] = self.window_[:, : self.n_window_]
-            self.window_ = grown
+        size, n, window = self.window_size, self.n_window_, self.window_
+        capacity = window.shape[1]
+        if capacity < n + len(X) and capacity < size:  # filling, not wrapped: head is 0
+            need = min(size, n + len(X))
+            window = np.zeros((X.shape[1], min(size, max(need, 2 * capacity))))
+            window[:, :n] = self.window_[:, :n]
+            self.window_ = window
         old, self.window_head_ = _kernels().push_window(
-            self.window_, self.window_head_, self.n_window_, np.ascontiguousarray(X), size
+            window, self.window_head_, n, np.ascontiguousarray(X), size
         )
         return old
 
@@ -226,13 +226,14 @@ class OnlineIsolationForest(Detector):
         kernels = _kernels()
         saved, may_fail = None, False
         while True:
+            free = np.array(self.free_, dtype=np.int64)
             status, n_nodes, n_free = kernels.split_leaves(
                 *(getattr(self, name) for name in _SPLIT_FIELDS),
                 self.rng_,
                 leaves,
                 float(limit),
                 int(self.max_leaf_samples),
-                np.array(self.free_, dtype=np.int64),
+                free,
                 int(self.n_nodes_),
                 may_fail,
             )
@@ -241,13 +242,24 @@ class OnlineIsolationForest(Detector):
                 del self.free_[n_free:]
                 return
             if status == kernels.FULL:
-                nodes, rng = saved
-                for name, values in nodes.items():
-                    getattr(self, name)[...] = values
-                self.rng_.bit_generator.state = rng
+                self._restore(*saved)
                 self._grow()
-            nodes = {name: getattr(self, name).copy() for name in NODE_FIELDS}
-            saved, may_fail = (nodes, self.rng_.bit_generator.state), True
+            saved, may_fail = self._save(np.concatenate((leaves, free))), True
+
+    def _save(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+        """What a split may change, to put back if it stops on a full block: the rows of
+        the leaves it grows and of the free slots it may take, and the random state. The
+        slots past ``n_nodes_`` it may take were never used: they hold the free fill."""
+        nodes = {name: getattr(self, name)[rows] for name in NODE_FIELDS}
+        return rows, nodes, self.rng_.bit_generator.state
+
+    def _restore(self, rows: np.ndarray, nodes: dict[str, np.ndarray], rng: dict[str, Any]) -> None:
+        """Put back what :meth:`_save` kept, and the free fill past ``n_nodes_``."""
+        for name, (_, free) in NODE_FIELDS.items():
+            values = getattr(self, name)
+            values[rows] = nodes[name]
+            values[self.n_nodes_ :] = free
+        self.rng_.bit_generator.state = rng
 
     def _collapse_starving(self, nodes: np.ndarray) -> None:
         """Collapse, shallowest first, the internal nodes among ``nodes`` (sorted node ids)
@@ -336,9 +348,10 @@ def learn_chunks(forests: Sequence[OnlineIsolationForest], Xs: Sequence[np.ndarr
         if len(old):
             leaving.append(i)
             olds.append(old)
-    limits = path_lengths(forests)
+    eta = _etas(forests)
+    limits = path_lengths(forests, eta)
     X, owner = _stacked(Xs)
-    pool, eta = forests[0].pool_, _etas(forests)
+    pool = forests[0].pool_
     bases, roots = _placement(forests)
     arrays = (pool.feature_, pool.threshold_, pool.left_, pool.right_, pool.count_, pool.depth_)
     ripe, ripe_of = _kernels().learn_route(
@@ -378,11 +391,16 @@ def _forget(
             forests[i]._collapse_starving(starving[starving_of == i] - bases[i])
 
 
-def path_lengths(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
+def path_lengths(
+    forests: Sequence[OnlineIsolationForest], eta: np.ndarray | None = None
+) -> np.ndarray:
     """Each forest's ``_path_length`` of its window size, in one call (the same operations,
-    element by element): the score normaliser, and the depth limit of its splits."""
+    element by element): the score normaliser, and the depth limit of its splits.
+    ``eta`` is their ``max_leaf_samples`` where the caller has them (integers or floats:
+    numpy computes with the same float64 operands)."""
     n = np.array([float(f.n_window_) for f in forests])
-    eta = np.array([float(f.max_leaf_samples) for f in forests])
+    if eta is None:
+        eta = _etas(forests)
     return _kernels().log(np.maximum(n, eta) / eta) / _LOG4
 
 
@@ -390,9 +408,14 @@ def _etas(forests: Sequence[OnlineIsolationForest]) -> np.ndarray:
     return np.array([f.max_leaf_samples for f in forests], dtype=np.int64)
 
 
-def _stacked(Xs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of all forests, stacked, and the forest (index) of every row."""
-    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), [len(X) for X in Xs])
+def _stacked(
+    Xs: Sequence[np.ndarray], counts: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of all forests, stacked, and the forest (index) of every row; ``counts``
+    are the rows of each where the caller has them."""
+    if counts is None:
+        counts = [len(X) for X in Xs]
+    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), counts)
     return np.ascontiguousarray(np.concatenate(Xs), dtype=float), owner
 
 
@@ -402,8 +425,9 @@ def _placement(forests: Sequence[OnlineIsolationForest]) -> tuple[np.ndarray, np
         raise ValueError(f"at most {_MAX_FORESTS - 1} forests in one pass")
     pool = forests[0].pool_
     bases = np.array([pool.base(f) for f in forests], dtype=np.int64)
-    roots = np.ascontiguousarray(np.array([f.roots_ for f in forests], dtype=np.int64).T + bases)
-    return bases, roots
+    roots = np.array([f.roots_ for f in forests], dtype=np.int64)
+    roots += bases[:, None]
+    return bases, np.ascontiguousarray(roots.T)
 
 
 def warm_kernels() -> None:
@@ -418,7 +442,13 @@ def warm_kernels() -> None:
 
 def _kernels() -> ModuleType:
     """The compiled loops, imported on first use: numba costs ~0.3 s to import, and only a
-    forest that learns or scores needs it."""
-    from churnguard.scoring.detectors import _kernels as kernels
+    forest that learns or scores needs it. Kept after that: thousands of calls a day."""
+    kernels = _LOADED.get("kernels")
+    if kernels is None:
+        from churnguard.scoring.detectors import _kernels as kernels
 
+        _LOADED["kernels"] = kernels
     return kernels
+
+
+_LOADED: dict[str, ModuleType] = {}
