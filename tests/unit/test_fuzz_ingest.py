@@ -309,3 +309,14 @@ def test_pipeline_counts_every_fuzzed_record(data: st.DataObject) -> None:
     pipe.finish()
     assert pipe.stats["records"] == len(records)
     assert sum(v for k, v in pipe.stats.items() if k.startswith("rejected.")) == rejected
+
+
+def test_digit_strings_int_refuses_are_dead_letters() -> None:
+    """Strings that ``str.isdigit`` calls digits but ``int`` refuses (found by the fuzzer:
+    '⒎' in a k8s audit field) reject the record with a reason, in every field of every
+    format, instead of escaping as a bare ``ValueError``."""
+    for fmt in FORMATS:
+        for base in VALID[fmt][:5]:
+            for key in list(base):
+                for value in ("⒎", "²", "--5", "9" * 5_000):
+                    accounted(parse_record(_dumps({**base, key: value}), pinned=fmt))

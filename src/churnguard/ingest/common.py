@@ -255,7 +255,10 @@ def opt_int(value: Any, field: str) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # digits to isdigit() that int() refuses: '⒎', '²', '--5', 5,000 of them
+            pass
     raise bad(field, f"not an integer: {value!r}"[:120])
 
 
