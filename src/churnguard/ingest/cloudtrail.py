@@ -23,29 +23,25 @@ from churnguard.ingest.common import (
 from churnguard.ingest.events import (  # the members, read without the enum hook
     AUTOSCALER_ACTOR,
     CLOUD_CALL_EVENT,
+    CLOUD_DESTRUCTIVE_CATEGORY,
+    DELETE_CATEGORY,
     INSTANCE_ACTOR,
     INSTANCE_IP_EVENT,
     INSTANCE_RUN_EVENT,
     INSTANCE_TERMINATE_EVENT,
+    LIST_CATEGORY,
     PERSON_ACTOR,
+    READ_CATEGORY,
+    REPO_READ_CATEGORY,
+    SECRET_READ_CATEGORY,
     SERVICE_ACCOUNT_ACTOR,
     UNKNOWN_ACTOR,
+    WRITE_CATEGORY,
     ActorKind,
     ApiCategory,
     Event,
     Ignored,
 )
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_CLOUD_DESTRUCTIVE_CATEGORY = ApiCategory.CLOUD_DESTRUCTIVE
-_DELETE_CATEGORY = ApiCategory.DELETE
-_LIST_CATEGORY = ApiCategory.LIST
-_READ_CATEGORY = ApiCategory.READ
-_REPO_READ_CATEGORY = ApiCategory.REPO_READ
-_SECRET_READ_CATEGORY = ApiCategory.SECRET_READ
-_WRITE_CATEGORY = ApiCategory.WRITE
-
 
 FORMAT = "cloudtrail"
 _INSTANCE_SESSION = re.compile(r"i-[0-9a-f]{8,17}")
@@ -258,19 +254,19 @@ def _cloud_call(obj: dict, name: str, service: str, time: float, caller: _Caller
 def category(service: str, event_name: str) -> ApiCategory | None:
     """The coarse API-call category of a CloudTrail event name (feature spec ``api_*``)."""
     if (service, event_name) in _REPO_READS:
-        return _REPO_READ_CATEGORY
+        return REPO_READ_CATEGORY
     if event_name in _SECRET_READS:
-        return _SECRET_READ_CATEGORY
+        return SECRET_READ_CATEGORY
     if event_name in _DESTRUCTIVE:
-        return _CLOUD_DESTRUCTIVE_CATEGORY
+        return CLOUD_DESTRUCTIVE_CATEGORY
     if event_name.startswith(("List", "Describe")):
-        return _LIST_CATEGORY
+        return LIST_CATEGORY
     if event_name.startswith(("Get", "Head")):
-        return _READ_CATEGORY
+        return READ_CATEGORY
     if event_name.startswith("Delete"):
-        return _DELETE_CATEGORY
+        return DELETE_CATEGORY
     if event_name.startswith(_WRITE_PREFIXES):
-        return _WRITE_CATEGORY
+        return WRITE_CATEGORY
     return None
 
 

@@ -162,6 +162,14 @@ class EntityKind(StrEnum):
 # instructions, docs/benchmarks.md "speed15"). The per-event code compares kinds with
 # module constants bound to the same members instead (``is`` holds: they are the members),
 # defined here once for every module.
+CLOUD_DESTRUCTIVE_CATEGORY = ApiCategory.CLOUD_DESTRUCTIVE
+DELETE_CATEGORY = ApiCategory.DELETE
+EXEC_CATEGORY = ApiCategory.EXEC
+LIST_CATEGORY = ApiCategory.LIST
+READ_CATEGORY = ApiCategory.READ
+REPO_READ_CATEGORY = ApiCategory.REPO_READ
+SECRET_READ_CATEGORY = ApiCategory.SECRET_READ
+WRITE_CATEGORY = ApiCategory.WRITE
 AUTOSCALER_ACTOR = ActorKind.AUTOSCALER
 CONTROLLER_ACTOR = ActorKind.CONTROLLER
 INSTANCE_ACTOR = ActorKind.INSTANCE

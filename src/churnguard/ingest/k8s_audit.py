@@ -34,41 +34,37 @@ from churnguard.ingest.common import (
 from churnguard.ingest.events import (  # the members, read without the enum hook
     API_CALL_EVENT,
     CONTROLLER_ACTOR,
+    DELETE_CATEGORY,
+    EXEC_CATEGORY,
+    LIST_CATEGORY,
     NODE_ACTOR,
     PERSON_ACTOR,
     POD_CREATE_EVENT,
     POD_DELETE_EVENT,
     POD_EXEC_EVENT,
     POD_IP_EVENT,
+    READ_CATEGORY,
+    SECRET_READ_CATEGORY,
     SERVICE_ACCOUNT_ACTOR,
+    WRITE_CATEGORY,
     ApiCategory,
     Event,
     Ignored,
 )
-
-# enum members as module constants: on Python 3.11 a member read through its class goes
-# through EnumType.__getattr__'s slow attribute hook (see churnguard.ingest.events)
-_DELETE_CATEGORY = ApiCategory.DELETE
-_EXEC_CATEGORY = ApiCategory.EXEC
-_LIST_CATEGORY = ApiCategory.LIST
-_READ_CATEGORY = ApiCategory.READ
-_SECRET_READ_CATEGORY = ApiCategory.SECRET_READ
-_WRITE_CATEGORY = ApiCategory.WRITE
-
 
 FORMAT = "k8s_audit"
 EXEC_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 _POD_NAME_KEY = "authentication.kubernetes.io/pod-name"
 _POD_UID_KEY = "authentication.kubernetes.io/pod-uid"
 _VERB_CATEGORY = {
-    "get": _READ_CATEGORY,
-    "list": _LIST_CATEGORY,
-    "watch": _LIST_CATEGORY,
-    "create": _WRITE_CATEGORY,
-    "update": _WRITE_CATEGORY,
-    "patch": _WRITE_CATEGORY,
-    "delete": _DELETE_CATEGORY,
-    "deletecollection": _DELETE_CATEGORY,
+    "get": READ_CATEGORY,
+    "list": LIST_CATEGORY,
+    "watch": LIST_CATEGORY,
+    "create": WRITE_CATEGORY,
+    "update": WRITE_CATEGORY,
+    "patch": WRITE_CATEGORY,
+    "delete": DELETE_CATEGORY,
+    "deletecollection": DELETE_CATEGORY,
 }
 
 
@@ -378,9 +374,9 @@ def _call_by_pod(
 
 def _category(verb: str, resource: str, subresource: str | None) -> ApiCategory | None:
     if subresource in EXEC_SUBRESOURCES:
-        return _EXEC_CATEGORY
+        return EXEC_CATEGORY
     if resource == "secrets" and verb in ("get", "list"):
-        return _SECRET_READ_CATEGORY
+        return SECRET_READ_CATEGORY
     return _VERB_CATEGORY.get(verb)
 
 
