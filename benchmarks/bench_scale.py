@@ -89,18 +89,24 @@ def rebatched(batches: list[list[Profile]], size: int) -> list[list[Profile]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def _member(service, counts, held, slot: int, stop) -> None:
+def _member(service, counts, held, slot: int, stop, lag_updates=None) -> None:
     """Run ``service`` until ``stop``, reporting its records and the shards it holds.
 
     ``counts[slot]`` is the records it has processed, ``held[slot]`` the shards it holds
     restored (0 until the group has given it its share): the parent reads both to time the
-    run from the moment every member owns its partitions.
+    run from the moment every member owns its partitions. ``lag_updates[slot]``, if given,
+    counts the service's lag updates seen (each a new ``service.lag``): the step that marks
+    caught-up inputs idle and emits what that makes due (see :func:`settle`).
     """
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
+    last_lag = service.lag
     while not stop.is_set():
         counts[slot] = sum(service.stats.records.values())
         held[slot] = len(service.shards)
+        if lag_updates is not None and service.lag is not last_lag:
+            last_lag = service.lag
+            lag_updates[slot] += 1
         time.sleep(0.01)
     service.stop_event.set()
     thread.join(timeout=60)
@@ -159,7 +165,7 @@ class _TracingService:
         self.pauses.append(("checkpoint", started, time.time()))
 
 
-def _child_traced(settings_json: bytes, counts, held, stop, out: str) -> None:
+def _child_traced(settings_json: bytes, counts, held, lag_updates, stop, out: str) -> None:
     """One traced consumer in its own process; writes what it traced to ``out`` at the end."""
     import gc
 
@@ -184,7 +190,7 @@ def _child_traced(settings_json: bytes, counts, held, stop, out: str) -> None:
             service.pauses.append((f"gc{info['generation']}", t0, time.time()))
 
     gc.callbacks.append(on_gc)
-    _member(service, counts, held, 0, stop)
+    _member(service, counts, held, 0, stop, lag_updates)
     trace = {"triggers": service.triggers, "polls": service.polls, "pauses": service.pauses}
     Path(out).write_bytes(orjson.dumps(trace))
 
@@ -219,10 +225,10 @@ def latency(
     records = event_ordered(prefix, sim)
     ctx = mp.get_context("spawn")
     counts, held, stop = ctx.Array("q", 1), ctx.Array("i", 1), ctx.Event()
+    lag_updates = ctx.Array("q", 1)
     out = tempfile.mktemp(suffix=".json")
-    child = ctx.Process(
-        target=_child_traced, args=(msgspec.json.encode(settings), counts, held, stop, out)
-    )
+    blob = msgspec.json.encode(settings)
+    child = ctx.Process(target=_child_traced, args=(blob, counts, held, lag_updates, stop, out))
     child.start()
     producer = KafkaClients(k).producer()
     try:
@@ -234,10 +240,7 @@ def latency(
                 time.sleep(ahead)
             producer.send(topic, key=namespace_key(raw, None), value=raw)
         producer.flush()
-        deadline = time.monotonic() + 120
-        while counts[0] < len(records) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)  # let the last idle emission go out
+        settle(counts, lag_updates, len(records), [child], 120)
     finally:
         producer.close()
         stop.set()
@@ -261,6 +264,28 @@ def latency(
     detail += [cpu_share(trace["polls"])]
     detail += [split_wait(w, stamp[tuple(t[:3])], at, t[3:], trace) for w, at, t in waits[-3:]]
     return p50, p99, len(waits), join_s, detail
+
+
+def settle(counts, lag_updates, total: int, procs, timeout_s: float) -> None:
+    """Wait until member 0 has processed ``total`` records and then finished two lag updates.
+
+    The first lag update that *starts* after the last record marks every input idle and
+    emits the windows that makes due: the run's last alerts, published before that update
+    assigns its new ``service.lag``. The loop is one thread, so of the updates seen after
+    the count reached ``total`` the second began after the last record was processed (the
+    first may have been under way). A fixed sleep here missed that emission now and then:
+    the run counted 21 or 22 alerts.
+    """
+    deadline = time.monotonic() + timeout_s
+    while counts[0] < total:
+        if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+            raise RuntimeError(f"the consumer processed {counts[0]} of {total} records")
+        time.sleep(0.01)
+    seen = lag_updates[0]
+    while lag_updates[0] < seen + 2:
+        if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+            raise RuntimeError("the consumer did not update its lag after the last record")
+        time.sleep(0.01)
 
 
 def cpu_share(polls: list) -> str:
