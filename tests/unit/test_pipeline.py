@@ -562,6 +562,57 @@ def test_inputs_read_at_different_speeds_do_not_make_each_other_late() -> None:
     assert first.values["shell_spawned"] == 1
 
 
+def test_a_cloudtrail_file_after_its_topic_was_caught_up_is_not_late() -> None:
+    """Live, a CloudTrail topic is read to its end between two files (every ~5 minutes, their
+    events 5-15 minutes old) while the audit topic keeps flowing. Caught up must not let the
+    audit topic alone move the watermark: the next file's run-and-terminate would be late,
+    and a new instance is nobody the table holds, so it would be a dead letter."""
+    from churnguard.ingest.events import Origin
+
+    audit, trail = Origin(source="audit", partition=0), Origin(source="cloudtrail", partition=0)
+    person = {"actor": "arn:user/bob", "actor_kind": ActorKind.PERSON, "format": "cloudtrail"}
+    pipe = Pipeline(Settings())
+    pipe.expect_sources(["audit[0]", "cloudtrail[0]"])
+    out = pipe.ingest([ev(0, EventKind.CLOUD_CALL, instance_id="i-old", origin=trail, **person)])
+    out.extend(pipe.set_idle(["cloudtrail[0]"]))  # the first file read: caught up
+    out.extend(
+        pipe.ingest(
+            [ev(t, EventKind.POD_CREATE, **pod(f"p{t}"), origin=audit) for t in range(0, 1500, 60)]
+        )
+    )
+    assert pipe.watermark <= T0 + 1440 - 900  # held back by CloudTrail's lateness
+    run_and_delete = [  # the next file: ten minutes behind the audit topic's newest event
+        ev(840, EventKind.INSTANCE_RUN, instance_id="i-0abc", origin=trail, **person),
+        ev(900, EventKind.INSTANCE_TERMINATE, instance_id="i-0abc", origin=trail, **person),
+    ]
+    out.extend(pipe.ingest(run_and_delete))
+    out.extend(pipe.finish())
+    assert pipe.stats["late_events"] == 0 and not out.rejected
+    (instance,) = [p for p in out.profiles if p.entity.instance_id == "i-0abc"]
+    assert instance.end_reason == "terminated"
+    assert instance.values["run_and_terminate_same_identity"] == 1
+
+
+def test_a_caught_up_input_holds_the_watermark_by_its_lateness_not_its_newest_event() -> None:
+    from churnguard.ingest.events import Origin
+
+    clock = Watermark(60.0, {"cloudtrail": 900.0})
+    clock.expect(["audit[0]", "cloudtrail[0]", "runtime[0]"])
+    trail, audit = Origin(source="cloudtrail", partition=0), Origin(source="audit", partition=0)
+    runtime = Origin(source="runtime", partition=0)
+    clock.observe(Event(time=0.0, kind=EventKind.CLOUD_CALL, format="cloudtrail", origin=trail))
+    clock.observe(Event(time=100.0, kind=EventKind.PROCESS_EXEC, format="tetragon", origin=runtime))
+    clock.observe(Event(time=2000.0, kind=EventKind.POD_CREATE, format="k8s_audit", origin=audit))
+    assert clock.value == 0.0 - 900.0  # CloudTrail, read, holds it 900 s behind its newest
+    clock.set_idle(["cloudtrail[0]", "runtime[0]"])  # both caught up: each held back by its
+    # lateness behind the newest record anywhere (was: audit alone, 2000 - 60)
+    assert clock.value == 2000.0 - 900.0
+    clock.observe(Event(time=3000.0, kind=EventKind.POD_CREATE, format="k8s_audit", origin=audit))
+    assert clock.value == 3000.0 - 900.0
+    clock.set_idle(["cloudtrail[0]", "runtime[0]", "audit[0]"])  # all caught up: as before
+    assert clock.value == 3000.0 - 900.0
+
+
 def test_entity_cap_profiles_the_idlest_early() -> None:
     settings = Settings()
     settings.pipeline.max_entities = 50

@@ -12,8 +12,11 @@ lateness of the sources seen. With several inputs (a shard's partitions of sever
 topics, read at different speeds) it is the minimum over the inputs of *their* newest
 event minus *their* lateness: a topic read ahead of the others must not make their
 records late, and a CloudTrail topic holds the watermark 15 minutes behind its own
-newest record. Inputs marked idle (caught up) do not hold it back. It never moves
-backwards.
+newest record. An input marked idle (caught up) no longer holds it back by its own newest
+record, which may be old; it holds it back by its lateness behind the newest record of any
+input, since that is how old what it delivers next may be. Without that a CloudTrail topic
+read to its end between two files let the others move the watermark on, and the next
+file's records were all late. It never moves backwards.
 """
 
 from __future__ import annotations
@@ -192,6 +195,13 @@ class Watermark:
             else:
                 active = list(self._net.values())
             newest = min(active) if active else self.max_time - self._max_input_lateness()
+            if idle and active:
+                # caught up is "nothing to read now", not "complete": what a caught-up input
+                # delivers next may still be its lateness behind the newest event anywhere
+                # (a CloudTrail file lands every ~5 minutes, its events 5-15 minutes old)
+                held = [self.max_time - self._input_lateness[s] for s in self._net if s in idle]
+                if held:
+                    newest = min(newest, min(held))
         if newest > self._floor:  # never backwards (max(floor, newest), as a compare)
             self._floor = newest
         return self._floor
