@@ -47,6 +47,10 @@ class PipelineSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         default_factory=lambda: {"cloudtrail": 900.0}
     )
     idle_expiry_seconds: Positive | None = None
+    # how far ahead of the wall clock an event time may be (skewed clocks); further ahead it
+    # is dead-lettered "future". Event time counts toward the watermark only up to the wall
+    # clock: one forged or skewed record must not carry it ahead and make the rest late
+    max_future_seconds: NonNegative = 300.0
     max_record_bytes: Count = 1_048_576  # longer records are dead-lettered, not parsed
     max_entities: Count = 200_000  # hard cap; past it the fullest namespace's idlest go early
     # caps against telemetry floods (docs/reliability.md says what happens at each)

@@ -106,6 +106,7 @@ class Pipeline:
             else self.spec.allowed_lateness_seconds
         )
         self.clock = Watermark(default_lateness, ps.lateness_seconds)
+        self.max_future_s = ps.max_future_seconds
         self.idle_s = ps.idle_expiry_seconds or self.spec.idle_expiry_seconds
         self.ctx = AdapterContext(
             cluster_cidrs=list(ps.cluster_cidrs),
@@ -258,6 +259,8 @@ class Pipeline:
         if not math.isfinite(ev.time):
             self.stats["dropped.bad_time"] += 1
             return None
+        if ev.time > self.clock.wall_seen and self.clock.ahead_of_wall(ev.time) > self.max_future_s:
+            return self._reject_future(ev)
         watermark = self.clock.value
         if ev.time < watermark:
             return self._add_late(ev, watermark)
@@ -298,6 +301,21 @@ class Pipeline:
             " input's allowed lateness, and its entity is no longer held",
             origin=ev.origin,
             record=msgspec.json.encode(ev).decode(),
+        )
+
+    def _reject_future(self, ev: Event) -> Rejected:
+        """Further ahead of the wall clock than ``max_future_seconds``: a dead letter."""
+        source = source_kind(ev.format)
+        self.stats[f"future.dead_letter.{source}"] += 1
+        self.stats["rejected.future"] += 1
+        ahead = self.clock.ahead_of_wall(ev.time)
+        return Rejected(
+            reason="future",
+            detail=f"{source} event {ahead:.0f} s ahead of the wall clock, more than"
+            f" pipeline.max_future_seconds ({self.max_future_s:.0f}): a skewed clock or a"
+            " forged record",
+            origin=ev.origin,
+            record=truncate(msgspec.json.encode(ev).decode(), 2048),
         )
 
     def _defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:

@@ -613,6 +613,65 @@ def test_a_caught_up_input_holds_the_watermark_by_its_lateness_not_its_newest_ev
     assert clock.value == 3000.0 - 900.0
 
 
+def test_a_record_dated_in_the_future_is_a_dead_letter_and_does_not_blind_the_shard() -> None:
+    """One record dated years ahead (a node's clock, or a line a container printed in a flow
+    record's shape into a log shipper's stream) used to carry the watermark there for good:
+    every record after it was late, a shard blind for good."""
+    import time
+
+    from churnguard.ingest.events import Origin
+
+    flows, audit = Origin(source="flows", partition=0), Origin(source="audit", partition=0)
+    now = time.time()
+    pipe = Pipeline(Settings())
+    pipe.expect_sources(["flows[0]", "audit[0]"])
+    out = pipe.ingest(
+        [
+            ev(now - T0 - 600 + i, EventKind.POD_CREATE, **pod(f"p{i}"), origin=audit)
+            for i in range(5)
+        ]
+    )
+    forged = ev(
+        now - T0 + 5 * 365 * 86400,
+        EventKind.NET_FLOW,
+        **pod("p0"),
+        dst_ip="203.0.113.9",
+        origin=flows,
+    )
+    skewed = ev(now - T0 + 120, EventKind.NET_FLOW, **pod("p1"), dst_ip="203.0.113.9", origin=flows)
+    out.extend(pipe.ingest([forged, skewed]))
+    out.extend(pipe.set_idle(["audit[0]"]))
+    assert [r.reason for r in out.rejected] == ["future"]  # the skewed clock's 120 s: taken
+    assert "ahead of the wall clock" in out.rejected[0].detail
+    assert pipe.stats["rejected.future"] == 1
+    assert pipe.watermark <= time.time()  # event time counts up to the wall clock only
+    later = [
+        ev(now - T0 - 300 + i, EventKind.POD_DELETE, **pod(f"p{i}"), origin=audit) for i in range(5)
+    ]
+    out.extend(pipe.ingest(later))
+    assert pipe.stats["late_events"] == 0 and pipe.stats["rejected.future"] == 1
+
+
+def test_event_time_counts_toward_the_watermark_only_up_to_the_wall_clock() -> None:
+    from churnguard.ingest.events import Origin
+
+    wall = [1000.0]
+    clock = Watermark(60.0, {}, wall=lambda: wall[0])
+    runtime = Origin(source="runtime", partition=0)
+    assert clock.ahead_of_wall(900.0) == 0.0 and clock.ahead_of_wall(1030.0) == 30.0
+    clock.observe(
+        Event(time=5000.0, kind=EventKind.PROCESS_EXEC, format="tetragon", origin=runtime)
+    )
+    assert clock.value == 1000.0 - 60.0
+    wall[0] = 2000.0  # the clock moves on: so may event time
+    clock.observe(
+        Event(time=1900.0, kind=EventKind.PROCESS_EXEC, format="tetragon", origin=runtime)
+    )
+    assert clock.value == 1900.0 - 60.0
+    clock.progress("routed[0]", 9000.0)  # a router's marker: the same bound
+    assert clock.max_time == 2000.0
+
+
 def test_entity_cap_profiles_the_idlest_early() -> None:
     settings = Settings()
     settings.pipeline.max_entities = 50

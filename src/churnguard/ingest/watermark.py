@@ -17,12 +17,18 @@ record, which may be old; it holds it back by its lateness behind the newest rec
 input, since that is how old what it delivers next may be. Without that a CloudTrail topic
 read to its end between two files let the others move the watermark on, and the next
 file's records were all late. It never moves backwards.
+
+Event time counts only up to the wall clock. Without that one record dated in the future
+(a node's clock years off, or a line a compromised container wrote to a log shipper's
+stream in a flow record's shape) carried the watermark there for good, and every record
+after it was late: a shard made blind by one line.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
@@ -71,7 +77,13 @@ class Watermark:
         topic name; a topic's entry wins over the kinds of the records on it.
     """
 
-    def __init__(self, default_lateness: float, lateness: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        default_lateness: float,
+        lateness: Mapping[str, float],
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.default_lateness = default_lateness
         self.lateness = dict(lateness)
         self.max_time = -math.inf
@@ -87,6 +99,18 @@ class Watermark:
         # per input in ``_input_time`` (same order): its time net of its lateness, updated as
         # either moves, so that the watermark is a ``min`` over it, not a list built each time
         self._net: dict[str, float] = {}
+        self._wall = wall
+        self.wall_seen = -math.inf  # the wall clock at its last reading
+
+    def ahead_of_wall(self, t: float) -> float:
+        """Seconds event time ``t`` is ahead of the wall clock; 0.0 when it is not.
+
+        The clock is read only for a time past its last reading: live, for the newest
+        events; replaying history, once."""
+        if t <= self.wall_seen:
+            return 0.0
+        self.wall_seen = self._wall()
+        return t - self.wall_seen if t > self.wall_seen else 0.0
 
     @property
     def max_lateness(self) -> float:
@@ -119,6 +143,8 @@ class Watermark:
         shards). Its lateness here is the largest any source has, since the kinds of the
         records that went elsewhere are not known here: never a wrong "late", at worst a
         later emission."""
+        if time > self.wall_seen:  # as for an event: up to the wall clock
+            time -= self.ahead_of_wall(time)
         if time > self._input_time.get(name, -math.inf):
             self._input_time[name] = time
         self._input_lateness[name] = self.max_lateness
@@ -141,6 +167,8 @@ class Watermark:
         else a`` is what it returns, NaN and signed zeros included). ``value`` is computed
         again only when one of them moved: from the same progress it is the same."""
         t = ev.time
+        if t > self.wall_seen:  # ahead of the clock's last reading: counts up to the clock
+            t -= self.ahead_of_wall(t)
         moved = False
         if t > self.max_time:
             self.max_time = t
