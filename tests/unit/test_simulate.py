@@ -396,6 +396,13 @@ def test_hard_mix_adds_lookalikes_and_adaptive_attacks_each_labelled_with_its_ki
         generate(SimParams(mix="harder"))
 
 
+def test_a_cluster_dated_ahead_of_the_wall_clock_is_refused() -> None:
+    """The pipeline dead-letters events dated ahead of the wall clock (max_future_seconds):
+    a simulated future would be all dead letters, so it is a clear error instead."""
+    with pytest.raises(ConfigError, match="ahead of the wall"):
+        generate(SimParams(seed=1, hours=1.0, start="2999-01-01T00:00:00Z"))
+
+
 def test_cli_writes_files_and_lists_scenarios(tmp_path: Path, capsys) -> None:
     out = tmp_path / "sim"
     args = [

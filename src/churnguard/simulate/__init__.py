@@ -11,6 +11,7 @@ entity, docs/contracts.md) and a summary; ``write(result, out_dir)`` puts them o
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -320,6 +321,11 @@ def generate(params: SimParams, on_time: Callable[[float], None] | None = None) 
         start = parse_start(params.start)
     except ValueError as exc:
         raise ConfigError(f"--start {params.start!r}: {exc}") from exc
+    if start + params.hours * 3600 > time.time():  # the pipeline takes no future event time
+        raise ConfigError(
+            f"--start {params.start!r} with --hours {params.hours:g} ends ahead of the wall"
+            " clock: the pipeline dead-letters events dated ahead of it (max_future_seconds)"
+        )
     rng = random.Random(params.seed)
     nodes = max(3, (params.namespaces + 1) // 2)
     cl = Cluster(rng, start, params.hours, plan_namespaces(params.namespaces), nodes)
