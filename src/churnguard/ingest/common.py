@@ -77,6 +77,7 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
 
 _LEAP_SECOND = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:)60(.*)")
 _RUNTIME_PREFIX = re.compile(r"^[a-z0-9-]+://")
+_RUNTIMES = frozenset({"containerd", "docker", "cri-o"})  # the usual prefixes' names
 
 
 class AdapterContext(msgspec.Struct, kw_only=True):
@@ -321,6 +322,9 @@ def strip_runtime_prefix(container_id: str | None) -> str | None:
         return None
     if "://" not in container_id:  # most ids: no prefix to match (a test, not a regex run)
         return container_id or None
+    runtime, _, rest = container_id.partition("://")
+    if runtime in _RUNTIMES:  # what the pattern would strip, without running it
+        return rest or None
     return _RUNTIME_PREFIX.sub("", container_id, count=1) or None
 
 
