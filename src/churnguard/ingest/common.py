@@ -437,6 +437,13 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
     cluster admins are people; an unknown ``system:`` user (such as
     ``system:anonymous``) is nobody we can vouch for.
     """
+    # the groups count only as membership of system:masters (is_cluster_admin): the answer
+    # is remembered by (user, member), a cluster has few users and each calls many times
+    return _classify_k8s_user(username, MASTERS_GROUP in groups)
+
+
+@lru_cache(maxsize=4096)
+def _classify_k8s_user(username: str, masters: bool) -> ActorKind:
     if username.startswith("system:node:"):
         return NODE_ACTOR
     if username in CONTROL_PLANE_USERS:
@@ -451,7 +458,7 @@ def classify_k8s_user(username: str, groups: Collection[str] = ()) -> ActorKind:
         ):
             return CONTROLLER_ACTOR
         return SERVICE_ACCOUNT_ACTOR
-    if is_cluster_admin(username, groups):
+    if is_cluster_admin(username, (MASTERS_GROUP,) if masters else ()):
         return PERSON_ACTOR
     if username.startswith("system:"):
         return UNKNOWN_ACTOR
