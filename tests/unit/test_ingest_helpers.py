@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from churnguard.ingest import common
+from churnguard.ingest import cloudtrail, common
 from churnguard.ingest.common import classify_k8s_user, strip_runtime_prefix
 
 _PREFIX = re.compile(r"^[a-z0-9-]+://")
@@ -72,3 +72,27 @@ def test_a_users_kind_is_the_rule_applied_whatever_else_the_groups_hold(
     expected = common._classify_k8s_user.__wrapped__(username, "system:masters" in groups)
     assert classify_k8s_user(username, given_groups) is expected
     assert classify_k8s_user(username, given_groups) is expected  # from the cache
+
+
+_ARNS = st.none() | st.sampled_from(
+    [
+        "arn:aws:sts::1:assumed-role/node-role/i-0123456789abcdef0",
+        "arn:aws:sts::1:assumed-role/AWSReservedSSO_Admin_1/alice",
+        "arn:aws:sts::1:assumed-role/app/bob@example.com",
+        "arn:aws:sts::1:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling",
+        "arn:aws:iam::1:role/path/app",
+        "arn:aws:iam::1:user/carol",
+    ]
+)
+_TYPES = st.none() | st.sampled_from(
+    ["AssumedRole", "IAMUser", "Root", "AWSService", "Role", "WebIdentityUser", "Unknown"]
+)
+
+
+@given(typ=_TYPES, invoked_by=st.none() | st.sampled_from(["ec2.amazonaws.com", "x"]), arn=_ARNS)
+def test_a_cloudtrail_identity_is_the_same_remembered_or_worked_out(
+    typ: str | None, invoked_by: str | None, arn: str | None
+) -> None:
+    worked_out = cloudtrail._identity.__wrapped__(typ, invoked_by, arn)
+    assert cloudtrail._identity(typ, invoked_by, arn) == worked_out
+    assert cloudtrail._identity(typ, invoked_by, arn) == worked_out
