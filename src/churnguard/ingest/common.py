@@ -183,7 +183,7 @@ _DATETIME = msgspec.json.Decoder(datetime)
 
 
 def _rfc3339(text: str) -> datetime:
-    """``msgspec.convert(text, datetime)``, by the same parser a third as dear where it can.
+    """``msgspec.convert(text, datetime)``, by the same parser at about half the cost.
 
     msgspec's JSON decoder reads a quoted datetime with the parser ``convert`` uses, and spares
     ``convert``'s per-call type lookup. Quoting changes nothing in a text without a quote or a
