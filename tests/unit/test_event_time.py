@@ -7,10 +7,12 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from churnguard.ingest import common
 from churnguard.ingest.common import parse_time
 from churnguard.ingest.exceptions import AdapterError
 
@@ -80,3 +82,51 @@ def test_every_time_in_the_real_samples_parses_to_the_instant_it_names(real_data
         head, _, fraction = text.rstrip("Zz").partition(".")
         expected = datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{fraction}0")
         assert parse_time(text, "t") == pytest.approx(expected, abs=1e-6), text
+
+
+def _convert_or_error(text: str) -> object:
+    """What ``msgspec.convert(text, datetime)`` gives: the datetime (with its tzinfo), or the
+    type of what it raised."""
+    try:
+        moment = msgspec.convert(text, datetime)
+    except (msgspec.ValidationError, UnicodeEncodeError) as exc:
+        return type(exc)
+    return (moment, moment.tzinfo)
+
+
+def _fast_or_error(text: str) -> object:
+    try:
+        moment = common._rfc3339(text)
+    except (msgspec.ValidationError, UnicodeEncodeError) as exc:
+        return type(exc)
+    return (moment, moment.tzinfo)
+
+
+# texts near RFC 3339: its digits and marks, quotes, backslashes, escapes, controls, surrogates
+_NEAR_TIME = st.text(alphabet='0123456789-:.,TtZz +"\\u/\x00\x1f\ud800é', max_size=40)
+
+
+@given(
+    moment=MOMENTS,
+    offset=OFFSETS,
+    digits=st.sampled_from([0, 1, 3, 6, 6, 6]),
+    ns_digits=st.text(alphabet="0123456789", max_size=6),
+    sep=st.sampled_from(["T", "t", " "]),
+    tail=st.sampled_from(["", "5", "49", "Z", "\\", '"', "\x01", "\ud800"]),
+    cut=st.integers(0, 40),
+)
+def test_the_quoted_decode_reads_a_time_as_convert_does(
+    moment: datetime, offset: timedelta, digits: int, ns_digits: str, sep: str, tail: str, cut: int
+) -> None:
+    """``common._rfc3339`` (msgspec's JSON decoder on the quoted text) is ``msgspec.convert``
+    bit for bit: the same instant, tzinfo and rounding of 7+ digits, or the same error."""
+    text = _rfc3339(moment, offset, digits, sep, ".")
+    if digits == 6:  # digits past the microsecond (up to ns and beyond): rounded on the 7th
+        text = text[:26] + ns_digits + text[26:]
+    for candidate in (text, text + tail, text[:cut] + tail + text[cut:]):
+        assert _fast_or_error(candidate) == _convert_or_error(candidate), candidate
+
+
+@given(text=_NEAR_TIME)
+def test_the_quoted_decode_refuses_what_convert_refuses(text: str) -> None:
+    assert _fast_or_error(text) == _convert_or_error(text)

@@ -53,9 +53,10 @@ _DEFAULT_CTX = AdapterContext()
 class Parsed(msgspec.Struct):
     """What one raw record turned into. At least one list is non-empty."""
 
-    events: list[Event] = msgspec.field(default_factory=list)
-    ignored: list[Ignored] = msgspec.field(default_factory=list)
-    rejected: list[Rejected] = msgspec.field(default_factory=list)
+    # empty-list defaults: msgspec copies them for each instance, faster than a factory call
+    events: list[Event] = []
+    ignored: list[Ignored] = []
+    rejected: list[Rejected] = []
 
 
 def detect_format(obj: dict) -> str | None:
@@ -92,27 +93,17 @@ def parse_record(
     None or ``"auto"`` detects per item. ``origin`` is stamped on events and dead letters.
     """
     ctx = ctx or _DEFAULT_CTX
-    out = Parsed()
-
-    def reject(reason: str, detail: str, record: str) -> Parsed:
-        out.rejected.append(
-            Rejected(
-                reason=reason,
-                detail=detail,
-                origin=origin,
-                record=truncate(record, RECORD_KEEP_CHARS),
-            )
-        )
-        return out
-
     if isinstance(raw, str):
         try:
             raw = raw.encode("utf-8")
         except UnicodeEncodeError as exc:
             text = raw.encode("utf-8", "backslashreplace").decode()
-            return reject("malformed_json", f"not encodable as UTF-8: {exc.reason}", text)
+            return _rejected(
+                origin, "malformed_json", f"not encodable as UTF-8: {exc.reason}", text
+            )
     if len(raw) > ctx.max_record_bytes:
-        return reject(
+        return _rejected(
+            origin,
             "record_too_large",
             f"{len(raw)} bytes > max_record_bytes {ctx.max_record_bytes}",
             _preview(raw),
@@ -121,74 +112,103 @@ def parse_record(
         try:
             raw = gunzip_bounded(raw, ctx.max_record_bytes)
         except TooLarge as exc:
-            return reject("record_too_large", f"gzip record {exc}", "")
+            return _rejected(origin, "record_too_large", f"gzip record {exc}", "")
         except (zlib.error, EOFError) as exc:
-            return reject("malformed_json", f"gzip record does not inflate: {exc}", _preview(raw))
+            detail = f"gzip record does not inflate: {exc}"
+            return _rejected(origin, "malformed_json", detail, _preview(raw))
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return reject("malformed_json", str(exc), _preview(raw))
+        return _rejected(origin, "malformed_json", str(exc), _preview(raw))
     hint = None
     plain = isinstance(obj, dict) and envelopes.is_plain(obj)  # most records: no envelope
     if isinstance(obj, dict) and not plain:  # a shipper's wrapping off, its pod metadata kept
         try:
             unwrapped = envelopes.unwrap(obj, ctx.max_record_bytes)
         except envelopes.EnvelopeTooLarge as exc:
-            return reject("record_too_large", str(exc), _preview(raw))
+            return _rejected(origin, "record_too_large", str(exc), _preview(raw))
         except envelopes.EnvelopeError as exc:
-            return reject("malformed_json", str(exc), _preview(raw))
+            return _rejected(origin, "malformed_json", str(exc), _preview(raw))
         obj, hint = unwrapped.record, unwrapped.hint
     if not isinstance(obj, dict):
-        return reject("not_an_object", f"top-level JSON {type(obj).__name__}", _preview(raw))
+        detail = f"top-level JSON {type(obj).__name__}"
+        return _rejected(origin, "not_an_object", detail, _preview(raw))
     if pinned == "auto":
         pinned = None
     if pinned is not None and pinned not in _ADAPTERS:
-        return reject(
-            "unknown_format", f"pinned format {pinned!r} is not one of {FORMATS}", _preview(raw)
-        )
+        detail = f"pinned format {pinned!r} is not one of {FORMATS}"
+        return _rejected(origin, "unknown_format", detail, _preview(raw))
 
     if not plain and envelopes.is_control_message(obj):
-        out.ignored.append(Ignored(format="cloudwatch_logs", reason="control_message"))
-        return out
+        return Parsed(ignored=[Ignored(format="cloudwatch_logs", reason="control_message")])
     items = _items(obj, pinned, plain)
+    if items is None:  # most records: one item, no list of one built and looped over
+        return _adapt(Parsed(), pinned, obj, ctx, origin, hint)
+    out = Parsed()
     if not items:
         out.ignored.append(Ignored(format=pinned or detect_format(obj) or "", reason="empty_list"))
     for fmt, item in items:
         if isinstance(item, envelopes.EnvelopeError):
-            reject("malformed_json", str(item), item.payload)
-            continue
-        if not isinstance(item, dict):
-            reject("not_an_object", f"{fmt} item is a {type(item).__name__}", _dump(item))
-            continue
-        fmt = fmt or detect_format(item)
-        if fmt is None:
-            reject("unknown_format", "no known format's keys", _dump(item))
-            continue
-        try:
-            result = _ADAPTERS[fmt](item, ctx)
-        except AdapterError as exc:
-            reject(exc.reason, f"{fmt}: {exc.detail}", _dump(item))
-            continue
-        except Exception as exc:  # the stage's contract: a bad record never stops the stream
-            reject("bad_value", f"{fmt}: internal error {type(exc).__name__}: {exc}", _dump(item))
-            continue
-        if isinstance(result, Ignored):
-            out.ignored.append(result)
-        elif not result:
-            out.ignored.append(Ignored(format=fmt, reason="no_events"))
+            _reject(out, origin, "malformed_json", str(item), item.payload)
+        elif not isinstance(item, dict):
+            detail = f"{fmt} item is a {type(item).__name__}"
+            _reject(out, origin, "not_an_object", detail, _dump(item))
         else:
-            for event in result:
-                event.origin = origin
-            if hint is not None:
-                for event in result:
-                    envelopes.attribute(event, hint)
-            out.events.extend(result)
+            _adapt(out, fmt, item, ctx, origin, hint)
     return out
 
 
-def _items(obj: dict, pinned: str | None, plain: bool) -> list[tuple[str | None, object]]:
-    """Split container documents into items with their (known) format; ``plain``: ``obj``
-    is no CloudWatch Logs message (:func:`envelopes.is_plain`)."""
+def _adapt(
+    out: Parsed,
+    fmt: str | None,
+    item: dict,
+    ctx: AdapterContext,
+    origin: Origin | None,
+    hint: envelopes.Hint | None,
+) -> Parsed:
+    """Adapt one item of a known (or detected) format into ``out``; ``out`` back."""
+    fmt = fmt or detect_format(item)
+    if fmt is None:
+        return _reject(out, origin, "unknown_format", "no known format's keys", _dump(item))
+    try:
+        result = _ADAPTERS[fmt](item, ctx)
+    except AdapterError as exc:
+        return _reject(out, origin, exc.reason, f"{fmt}: {exc.detail}", _dump(item))
+    except Exception as exc:  # the stage's contract: a bad record never stops the stream
+        detail = f"{fmt}: internal error {type(exc).__name__}: {exc}"
+        return _reject(out, origin, "bad_value", detail, _dump(item))
+    if isinstance(result, Ignored):
+        out.ignored.append(result)
+    elif not result:
+        out.ignored.append(Ignored(format=fmt, reason="no_events"))
+    else:
+        for event in result:
+            event.origin = origin
+        if hint is not None:
+            for event in result:
+                envelopes.attribute(event, hint)
+        out.events.extend(result)
+    return out
+
+
+def _reject(out: Parsed, origin: Origin | None, reason: str, detail: str, record: str) -> Parsed:
+    """Add a dead letter to ``out`` (the record kept truncated); ``out`` back."""
+    rejected = Rejected(
+        reason=reason, detail=detail, origin=origin, record=truncate(record, RECORD_KEEP_CHARS)
+    )
+    out.rejected.append(rejected)
+    return out
+
+
+def _rejected(origin: Origin | None, reason: str, detail: str, record: str) -> Parsed:
+    """A record that is one dead letter as a whole."""
+    return _reject(Parsed(), origin, reason, detail, record)
+
+
+def _items(obj: dict, pinned: str | None, plain: bool) -> list[tuple[str | None, object]] | None:
+    """Split container documents into items with their (known) format; None when ``obj`` is
+    one item itself. ``plain``: ``obj`` is no CloudWatch Logs message
+    (:func:`envelopes.is_plain`)."""
     messages = None if plain else envelopes.log_events(obj)
     if messages is not None:  # each message is a record of its own, of any format
         return [(pinned, message) for message in messages]
@@ -199,7 +219,7 @@ def _items(obj: dict, pinned: str | None, plain: bool) -> list[tuple[str | None,
     records = obj.get("Records")
     if isinstance(records, list) and pinned in (None, cloudtrail.FORMAT):
         return [(cloudtrail.FORMAT, item) for item in records]
-    return [(pinned, obj)]
+    return None
 
 
 def _preview(raw: bytes) -> str:

@@ -10,6 +10,7 @@ calls nobody can be tied to are ignored, they would only feed an entity-less buc
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from churnguard.ingest.common import (
     AdapterContext,
@@ -111,39 +112,44 @@ class _Caller:
             or opt_str(ui.get("principalId"), "userIdentity.principalId")
             or opt_str(ui.get("invokedBy"), "userIdentity.invokedBy")
         )
-        self.instance_id: str | None = None
-        self.kind = self._classify(ui, arn)
+        typ = opt_str(ui.get("type"), "userIdentity.type")
+        invoked_by = opt_str(ui.get("invokedBy"), "userIdentity.invokedBy")
+        self.kind, self.instance_id = _identity(typ, invoked_by, arn)
         source_ip = opt_str(obj.get("sourceIPAddress"), "sourceIPAddress")
         self.pod_ip = source_ip if ctx.is_internal_address(source_ip) else None
         self.namespace, self.service_account = _mapped_role(ui, arn, ctx)
 
-    def _classify(self, ui: dict, arn: str | None) -> ActorKind:
-        typ = opt_str(ui.get("type"), "userIdentity.type")
-        invoked_by = opt_str(ui.get("invokedBy"), "userIdentity.invokedBy")
-        if (
-            invoked_by in _AUTOSCALER_INVOKERS
-            or typ == "AWSService"
-            or (arn is not None and "AWSServiceRoleForAutoScaling" in arn)
-        ):
-            return AUTOSCALER_ACTOR
-        if typ in _PERSON_TYPES:
-            return PERSON_ACTOR
-        if typ == "AssumedRole" and arn is not None:
-            session = arn.rsplit("/", 1)[-1]
-            if _INSTANCE_SESSION.fullmatch(session):
-                self.instance_id = session
-                return INSTANCE_ACTOR
-            role = _role_name(arn) or ""
-            if role.startswith("AWSReservedSSO_") or "@" in session:
-                return PERSON_ACTOR
-            return SERVICE_ACCOUNT_ACTOR
-        if typ in ("Role", "AssumedRole", "WebIdentityUser", "SAMLUser"):
-            return SERVICE_ACCOUNT_ACTOR
-        return UNKNOWN_ACTOR
-
     @property
     def attributed(self) -> bool:
         return bool(self.pod_ip or self.instance_id or self.namespace)
+
+
+@lru_cache(maxsize=4096)
+def _identity(
+    typ: str | None, invoked_by: str | None, arn: str | None
+) -> tuple[ActorKind, str | None]:
+    """The caller's kind and, for an EC2 instance role session, its instance id.
+
+    Remembered by its inputs: an account has few identities, each making many calls."""
+    if (
+        invoked_by in _AUTOSCALER_INVOKERS
+        or typ == "AWSService"
+        or (arn is not None and "AWSServiceRoleForAutoScaling" in arn)
+    ):
+        return AUTOSCALER_ACTOR, None
+    if typ in _PERSON_TYPES:
+        return PERSON_ACTOR, None
+    if typ == "AssumedRole" and arn is not None:
+        session = arn.rsplit("/", 1)[-1]
+        if _INSTANCE_SESSION.fullmatch(session):
+            return INSTANCE_ACTOR, session
+        role = _role_name(arn) or ""
+        if role.startswith("AWSReservedSSO_") or "@" in session:
+            return PERSON_ACTOR, None
+        return SERVICE_ACCOUNT_ACTOR, None
+    if typ in ("Role", "AssumedRole", "WebIdentityUser", "SAMLUser"):
+        return SERVICE_ACCOUNT_ACTOR, None
+    return UNKNOWN_ACTOR, None
 
 
 def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
@@ -251,8 +257,10 @@ def _cloud_call(obj: dict, name: str, service: str, time: float, caller: _Caller
     )
 
 
+@lru_cache(maxsize=4096)
 def category(service: str, event_name: str) -> ApiCategory | None:
-    """The coarse API-call category of a CloudTrail event name (feature spec ``api_*``)."""
+    """The coarse API-call category of a CloudTrail event name (feature spec ``api_*``);
+    remembered, as a trail repeats few names."""
     if (service, event_name) in _REPO_READS:
         return REPO_READ_CATEGORY
     if event_name in _SECRET_READS:

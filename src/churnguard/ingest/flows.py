@@ -18,6 +18,7 @@ from churnguard.ingest.common import (
     opt_dict,
     opt_list,
     opt_str,
+    parse_time,
     port,
     strip_runtime_prefix,
     workload_ref,
@@ -94,7 +95,7 @@ def _hubble_external(dst: dict, dst_ip: str | None, ctx: AdapterContext) -> bool
 
 def _generic(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     """``{"time", "src": {...}, "dst": {...}, "protocol", "bytes_out", "bytes_in"}``."""
-    time = first_time([(obj.get("time"), "time")], "time")
+    time = parse_time(obj.get("time"), "time")  # absent: missing_field "time", as first_time says
     src = opt_dict(obj.get("src"), "src")
     dst = opt_dict(obj.get("dst"), "dst")
     if src is None:

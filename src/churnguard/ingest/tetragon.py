@@ -75,13 +75,20 @@ _NET_HOOKS = frozenset({"tcp_connect", "tcp_sendmsg"})
 _MAY_WRITE = 2
 
 
+# Whose a process is (see :func:`_subject`), in the order :func:`_stamp` sets the fields:
+# namespace, pod, container id, container, image, labels, workload.
+_Subject = tuple[str | None, str | None, str | None, str | None, str | None, Any, str | None]
+
+
 def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     """One Tetragon export line -> at most one event about the pod the process runs in."""
-    key = next((k for k in EVENT_KEYS if k in obj), None)
-    if key is None:
-        other = next((k for k in OTHER_EVENT_KEYS if k in obj), None)
-        if other is not None:
-            return Ignored(format=FORMAT, reason=f"event:{other}")
+    for key in EVENT_KEYS:  # a loop, not next() over a generator: this runs for every line
+        if key in obj:
+            break
+    else:
+        for other in OTHER_EVENT_KEYS:
+            if other in obj:
+                return Ignored(format=FORMAT, reason=f"event:{other}")
         raise missing("|".join(EVENT_KEYS))
     body = opt_dict(obj.get(key), key) or {}
     process = opt_dict(body.get("process"), f"{key}.process")
@@ -90,36 +97,57 @@ def adapt(obj: dict, ctx: AdapterContext) -> list[Event] | Ignored:
     time = first_time(
         [(obj.get("time"), "time"), (process.get("start_time"), "process.start_time")], "time"
     )
-    base = _subject(process, opt_dict(body.get("parent"), f"{key}.parent") or {})
-    if base is None:
+    subject = _subject(process, opt_dict(body.get("parent"), f"{key}.parent") or {})
+    if subject is None:
         return Ignored(format=FORMAT, reason="host_process")
-    base.update(
-        time=time,
-        format=FORMAT,
-        node=opt_str(obj.get("node_name"), "node_name"),
-        binary=opt_str(process.get("binary"), "process.binary"),
-    )
+    node = opt_str(obj.get("node_name"), "node_name")
+    binary = opt_str(process.get("binary"), "process.binary")
     if key == "process_exec":
         args = opt_str(process.get("arguments"), "process.arguments")
-        return [Event(kind=PROCESS_EXEC_EVENT, args=args, **base)]
-    if key == "process_exit":
-        return [Event(kind=PROCESS_EXIT_EVENT, **base)]
-    if key in SOCKET_KEYS:
-        return [_socket(key, body, base, ctx)]
-    return _kprobe(body, base, ctx)
+        events = [Event(time=time, kind=PROCESS_EXEC_EVENT, format=FORMAT, args=args)]
+    elif key == "process_exit":
+        events = [Event(time=time, kind=PROCESS_EXIT_EVENT, format=FORMAT)]
+    elif key in SOCKET_KEYS:
+        events = [_socket(key, body, time, ctx)]
+    else:
+        kprobe = _kprobe(body, time, ctx)
+        if isinstance(kprobe, Ignored):
+            return kprobe
+        events = [kprobe]
+    _stamp(events[0], subject, node, binary)
+    return events
 
 
-def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> Event:
+def _stamp(event: Event, subject: _Subject, node: str | None, binary: str | None) -> None:
+    """The fields every event of a line shares: whose process, on which node, which binary.
+
+    Set on the event built with its own fields: cheaper than a dict of them spread into
+    ``Event(**...)``, which takes msgspec's slow keyword path."""
+    (
+        event.namespace,
+        event.pod,
+        event.container_id,
+        event.container,
+        event.image,
+        event.labels,
+        event.workload,
+    ) = subject
+    event.node = node
+    event.binary = binary
+
+
+def _socket(key: str, body: dict, time: float, ctx: AdapterContext) -> Event:
     """A socket event -> NET_FLOW of the process's container (see the module docstring)."""
     protocol = opt_str(body.get("protocol"), f"{key}.protocol")
     if key == "process_listen":
         ip = opt_str(body.get("ip"), f"{key}.ip")
         listen = port(body.get("port"), f"{key}.port")
         return Event(
+            time=time,
             kind=NET_FLOW_EVENT,
+            format=FORMAT,
             opens_connection=False,
             detail=f"listen {ip or '*'}:{listen} {protocol or ''}".strip(),
-            **base,
         )
     src_ip = opt_str(body.get("source_ip"), f"{key}.source_ip")
     dst_ip = opt_str(body.get("destination_ip"), f"{key}.destination_ip")
@@ -128,7 +156,9 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
     stats = opt_dict(body.get("stats"), f"{key}.stats") or {}
     closing = key == "process_close"
     return Event(
+        time=time,
         kind=NET_FLOW_EVENT,
+        format=FORMAT,
         dst_ip=dst_ip,
         dst_port=port(body.get("destination_port"), f"{key}.destination_port"),
         dst_external=ctx.is_external(dst_ip),
@@ -137,11 +167,10 @@ def _socket(key: str, body: dict, base: dict[str, Any], ctx: AdapterContext) -> 
         bytes_in=byte_count(stats.get("bytes_received"), f"{key}.stats.bytes_received"),
         opens_connection=not closing,
         detail=f"{'close' if closing else 'connect'} {protocol or ''}".strip(),
-        **base,
     )
 
 
-def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
+def _subject(process: dict, parent: dict) -> _Subject | None:
     """Whose the process is: its pod; else the container it runs in (no pod: a container the
     orchestrator never saw); else its parent's pod or container (a process that left its
     container's namespaces, e.g. after ``nsenter``, stays the container's); else None (the
@@ -152,23 +181,21 @@ def _subject(process: dict, parent: dict) -> dict[str, Any] | None:
             return _pod_fields(pod)
         container_id = opt_str(obj.get("docker"), f"{name}.docker")
         if container_id is not None:
-            return {"container_id": strip_runtime_prefix(container_id)}
+            return (None, None, strip_runtime_prefix(container_id), None, None, None, None)
     return None
 
 
-def _pod_fields(pod: dict) -> dict[str, Any]:
+def _pod_fields(pod: dict) -> _Subject:
     container = opt_dict(pod.get("container"), "process.pod.container") or {}
-    return {
-        "namespace": opt_str(pod.get("namespace"), "process.pod.namespace"),
-        "pod": opt_str(pod.get("name"), "process.pod.name"),
-        "container_id": strip_runtime_prefix(
-            opt_str(container.get("id"), "process.pod.container.id")
-        ),
-        "container": opt_str(container.get("name"), "process.pod.container.name"),
-        "image": opt_str(get(container, "image", "name"), "process.pod.container.image.name"),
-        "labels": str_map(pod.get("pod_labels"), "process.pod.pod_labels"),
-        "workload": _workload(pod),
-    }
+    return (
+        opt_str(pod.get("namespace"), "process.pod.namespace"),
+        opt_str(pod.get("name"), "process.pod.name"),
+        strip_runtime_prefix(opt_str(container.get("id"), "process.pod.container.id")),
+        opt_str(container.get("name"), "process.pod.container.name"),
+        opt_str(get(container, "image", "name"), "process.pod.container.image.name"),
+        str_map(pod.get("pod_labels"), "process.pod.pod_labels"),
+        _workload(pod),
+    )
 
 
 def _workload(pod: dict) -> str | None:
@@ -177,36 +204,34 @@ def _workload(pod: dict) -> str | None:
     return workload_ref(kind, name) or name
 
 
-def _kprobe(body: dict, base: dict[str, Any], ctx: AdapterContext) -> list[Event] | Ignored:
+def _kprobe(body: dict, time: float, ctx: AdapterContext) -> Event | Ignored:
     fn = opt_str(body.get("function_name"), "process_kprobe.function_name") or "unknown"
     args = _Args(opt_list(body.get("args"), "process_kprobe.args"))
     if fn in _FILE_HOOKS and args.path is not None:
         if fn == "security_file_permission" and not (args.int_value or 0) & _MAY_WRITE:
             return Ignored(format=FORMAT, reason=f"kprobe:{fn}:read")
-        return [
-            Event(
-                kind=FILE_WRITE_EVENT,
-                file_path=args.path,
-                bytes_written=byte_count(args.size, "size_arg"),
-                **base,
-            )
-        ]
+        return Event(
+            time=time,
+            kind=FILE_WRITE_EVENT,
+            format=FORMAT,
+            file_path=args.path,
+            bytes_written=byte_count(args.size, "size_arg"),
+        )
     if fn in _NET_HOOKS and args.sock is not None:
         sock = args.sock
         dst_ip = opt_str(sock.get("daddr"), "sock_arg.daddr")
         src_ip = opt_str(sock.get("saddr"), "sock_arg.saddr")
-        return [
-            Event(
-                kind=NET_FLOW_EVENT,
-                dst_ip=dst_ip,
-                dst_port=port(sock.get("dport"), "sock_arg.dport"),
-                dst_external=ctx.is_external(dst_ip),
-                pod_ip=src_ip if ctx.is_internal_address(src_ip) else None,
-                bytes_out=byte_count(args.size, "size_arg") if fn == "tcp_sendmsg" else 0,
-                detail=fn,
-                **base,
-            )
-        ]
+        return Event(
+            time=time,
+            kind=NET_FLOW_EVENT,
+            format=FORMAT,
+            dst_ip=dst_ip,
+            dst_port=port(sock.get("dport"), "sock_arg.dport"),
+            dst_external=ctx.is_external(dst_ip),
+            pod_ip=src_ip if ctx.is_internal_address(src_ip) else None,
+            bytes_out=byte_count(args.size, "size_arg") if fn == "tcp_sendmsg" else 0,
+            detail=fn,
+        )
     return Ignored(format=FORMAT, reason=f"kprobe:{fn}")
 
 
