@@ -551,11 +551,11 @@ class FeatureBuilder:
         now = events[-1].time if events else state.last_seen  # sorted by time first
         me = str(state.key)
         traffic = _traffic(external)
-        regularity = _regularities(state, external)
+        regularity = _regularities(state, external, traffic)
         values: dict[str, float] = {}
         values.update(self._lifecycle(state, final))
         values.update(self._activity(state, events))
-        values.update(self._network(state, events, external, regularity, now, me))
+        values.update(self._network(state, events, external, traffic, regularity, now, me))
         values.update(self._novelty(state))
         identities = window_identities(state, events, final)
         groups = window_groups(events, identities)
@@ -563,9 +563,10 @@ class FeatureBuilder:
         self._strangers(state, identities, groups)
         kind = _ROW_KIND[state.key.kind]
         row = self._blank_row(kind)
-        for name, value in values.items():
-            if name in row:  # a family may compute what another kind's rows have
-                row[name] = float(value)
+        if values.keys() <= row.keys():  # the families' values are floats already
+            row.update(values)
+        else:  # a family may compute what another kind's rows have
+            row.update((name, value) for name, value in values.items() if name in row)
         self._accumulate(state, row, kind)
         if state.key.kind is CONTAINER_ENTITY:
             evidence = _container_chain(state, events)
@@ -656,10 +657,10 @@ class FeatureBuilder:
         if not (final and state.deleted_at is not None):
             return out
         born = state.created_at if state.created_at is not None else state.first_seen
-        out["lifetime_s"] = max(0.0, state.deleted_at - born)
+        out["lifetime_s"] = float(max(0.0, state.deleted_at - born))
         execs = [t for t in state.exec_times if t <= state.deleted_at]
         if execs:
-            out["exec_to_delete_s"] = state.deleted_at - execs[-1]
+            out["exec_to_delete_s"] = float(state.deleted_at - execs[-1])
         kind = state.deleter_kind
         out["deleted_by_person"] = float(kind == PERSON_ACTOR)
         out["deleted_by_other_identity"] = float(
@@ -734,31 +735,29 @@ class FeatureBuilder:
         state: EntityState,
         events: list[Event],
         flows_out: list[tuple[Event, str]],
+        traffic: Mapping[str, list[int]],
         regularity: Mapping[str, float],
         now: float,
         me: str,
     ) -> dict[str, float]:
+        """``traffic``: :func:`_traffic` of ``flows_out`` (bytes out per destination)."""
         egress = 0
         for ev in events:
             if ev.kind is NET_FLOW_EVENT:
                 egress += ev.bytes_out
         external_bytes = 0
-        by_destination: dict[str, int] = {}
-        for ev, dest in flows_out:
+        for ev, _ in flows_out:
             external_bytes += ev.bytes_out
-            by_destination[dest] = by_destination.get(dest, 0) + ev.bytes_out
-        external = set(by_destination)
         scope = destination_scope(state)
-        seen = self.memory.destinations.get(scope, set())
-        new = external - seen
+        new = traffic.keys() - self.memory.destinations.get(scope, set())
         workload = workload_scope(state.namespace, state.workload)
-        rare = {d for d in external if self.memory.is_rare(scope, d, me, now, workload)}
+        rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
-            "external_destinations": float(len(external)),
+            "external_destinations": float(len(traffic)),
             "new_destinations": float(len(new)),
-            "egress_new_destination_bytes": float(sum(by_destination[d] for d in new)),
+            "egress_new_destination_bytes": float(sum(traffic[d][0] for d in new)),
             "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
         }
 
@@ -904,7 +903,9 @@ class FeatureBuilder:
         rules = self._life_rules(kind)
         if life.keys() >= self._life_names[kind]:  # after its first window: no new keys
             adding, keeping = self._life_split[kind]
-            life.update({name: row[name] + (life[name] or 0.0) for name in adding})
+            for name in adding:  # a zero adds nothing: most of a row is zeros
+                if value := row[name]:  # life[name]: a float this made, never None nor -0.0
+                    life[name] = value + life[name]
             life.update({name: value for name in keeping if (value := row[name]) > life[name]})
             return
         before_of = life.get
@@ -1084,9 +1085,11 @@ def _traffic(flows_out: list[tuple[Event, str]]) -> dict[str, list[int]]:
     return dict(sorted(out.items()))
 
 
-def _regularities(state: EntityState, flows_out: list[tuple[Event, str]]) -> dict[str, float]:
+def _regularities(
+    state: EntityState, flows_out: list[tuple[Event, str]], traffic: Mapping[str, list[int]]
+) -> dict[str, float]:
     """1 - CV of connection gaps per external destination of the window (history included),
-    sorted by destination.
+    sorted by destination (``traffic``, :func:`_traffic` of ``flows_out``, has them so).
 
     ``beacon_regularity`` is the highest over *rare* destinations: only destinations few
     entities of the namespace ever contacted count: health checks to a well-known API are
@@ -1095,8 +1098,7 @@ def _regularities(state: EntityState, flows_out: list[tuple[Event, str]]) -> dic
     for ev, dest in flows_out:
         if ev.opens_connection:
             remember_destination(state, dest, ev.time)
-    called = sorted({dest for _, dest in flows_out})
-    return {dest: _regularity(state.dest_times.get(dest, [])) for dest in called}
+    return {dest: _regularity(state.dest_times.get(dest, [])) for dest in traffic}
 
 
 def _regularity(times: list[float]) -> float:
