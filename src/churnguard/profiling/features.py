@@ -550,8 +550,8 @@ class FeatureBuilder:
         external = self._external_flows(events)
         now = events[-1].time if events else state.last_seen  # sorted by time first
         me = str(state.key)
-        traffic = _traffic(external)
-        regularity = _regularities(state, external, traffic)
+        traffic = _traffic(external) if external else {}
+        regularity = _regularities(state, external, traffic) if external else {}
         values: dict[str, float] = {}
         values.update(self._lifecycle(state, final))
         values.update(self._activity(state, events))
@@ -573,13 +573,12 @@ class FeatureBuilder:
         else:
             evidence = _evidence(state, events, final)
             state.life_evidence = _life_evidence(state.life_evidence, evidence)
-        # the hosts it calls on a schedule: both beacon checks read them
-        scheduled = {d: r for d, r in regularity.items() if r >= BEACON_MIN_REGULARITY}
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = self._whole_life(state, row, kind)  # it ended: its whole (short) life
             if state.key.kind is not CONTAINER_ENTITY:
                 evidence = list(state.life_evidence)
+        late, lone = self._beacons(state, regularity, now, me) if regularity else ({}, {})
         profile = Profile(
             entity=entity_ref(state),
             window_start=start,
@@ -601,10 +600,8 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
-            late_beacons=(late := self._late_beacons(state, scheduled, now, me)),
-            lone_beacons={
-                d: r for d, r in self._lone_beacons(state, scheduled, me).items() if d not in late
-            },
+            late_beacons=late,
+            lone_beacons=lone,
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
@@ -748,18 +745,34 @@ class FeatureBuilder:
         external_bytes = 0
         for ev, _ in flows_out:
             external_bytes += ev.bytes_out
-        scope = destination_scope(state)
-        new = traffic.keys() - self.memory.destinations.get(scope, set())
-        workload = workload_scope(state.namespace, state.workload)
-        rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
+        new: Iterable[str] = ()
+        beacon = 0.0
+        if traffic:  # most windows call no host outside: no memory to look up
+            scope = destination_scope(state)
+            new = traffic.keys() - self.memory.destinations.get(scope, set())
+            workload = workload_scope(state.namespace, state.workload)
+            rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
+            beacon = max([0.0, *(regularity[d] for d in rare)])
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
             "external_destinations": float(len(traffic)),
             "new_destinations": float(len(new)),
             "egress_new_destination_bytes": float(sum(traffic[d][0] for d in new)),
-            "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
+            "beacon_regularity": beacon,
         }
+
+    def _beacons(
+        self, state: EntityState, regularity: Mapping[str, float], now: float, me: str
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The hosts it calls on a schedule, as the beacon guards' two facts: late beacons,
+        and lone ones that are not late too."""
+        scheduled = {d: r for d, r in regularity.items() if r >= BEACON_MIN_REGULARITY}
+        if not scheduled:
+            return {}, {}
+        late = self._late_beacons(state, scheduled, now, me)
+        lone = self._lone_beacons(state, scheduled, me)
+        return late, {d: r for d, r in lone.items() if d not in late}
 
     def _late_beacons(
         self, state: EntityState, scheduled: Mapping[str, float], now: float, me: str
@@ -900,8 +913,8 @@ class FeatureBuilder:
         Counts and bytes add up (distinct counts keep their largest window), flags and
         ratios keep their highest value, durations are the final window's own."""
         life = state.life
-        rules = self._life_rules(kind)
-        if life.keys() >= self._life_names[kind]:  # after its first window: no new keys
+        names = self._life_names.get(kind)
+        if names is not None and life.keys() >= names:  # after its first window: no new keys
             adding, keeping = self._life_split[kind]
             for name in adding:  # a zero adds nothing: most of a row is zeros
                 if value := row[name]:  # life[name]: a float this made, never None nor -0.0
@@ -909,7 +922,7 @@ class FeatureBuilder:
             life.update({name: value for name in keeping if (value := row[name]) > life[name]})
             return
         before_of = life.get
-        for name, adds in rules:
+        for name, adds in self._life_rules(kind):
             value = row[name]
             before = before_of(name)
             if adds:
@@ -1008,6 +1021,8 @@ def window_groups(events: list[Event], identities: list[str]) -> dict[str, list[
     """Each of the window's acting ``identities`` -> its identity-provider groups, from the
     create, exec and delete records that named it (people only; the adapters say)."""
     out: dict[str, list[str]] = {}
+    if not identities:  # most windows: nobody acted on it
+        return out
     for ev in events:
         if ev.actor_groups and ev.kind in _IDENTITY_EVENTS:
             who = identity_name(ev.actor, ev.actor_kind)
@@ -1040,6 +1055,8 @@ def _in_event_order(events: list[Event]) -> list[Event]:
     """``events`` sorted by :func:`_event_order`. Most windows have no two events at one
     time, and then time alone gives that order: a sort by an attrgetter, not a Python key
     function per event (events' times are finite: the pipeline drops the rest)."""
+    if len(events) < 2:
+        return events
     by_time = sorted(events, key=_BY_TIME)
     if len(set(map(_BY_TIME, by_time))) == len(by_time):
         return by_time
