@@ -549,7 +549,7 @@ class FeatureBuilder:
         events = _in_event_order(events)
         external = self._external_flows(events)
         now = events[-1].time if events else state.last_seen  # sorted by time first
-        me = str(state.key)
+        me = str(state.key) if external else ""  # only rarity and beacons ask, of hosts outside
         traffic = _traffic(external) if external else {}
         regularity = _regularities(state, external, traffic) if external else {}
         values: dict[str, float] = {}
@@ -710,7 +710,7 @@ class FeatureBuilder:
                     objects.add(ev.object_name)
             elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
-        out = {name: float(n) for name, n in counts.items()}
+        out = dict(zip(counts, map(float, counts.values()), strict=True))
         out["credentials_out_of_place"] = float(misplaced)  # only cloud calls can be
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
@@ -745,11 +745,12 @@ class FeatureBuilder:
         external_bytes = 0
         for ev, _ in flows_out:
             external_bytes += ev.bytes_out
-        new: Iterable[str] = ()
+        new_bytes = new = 0
         beacon = 0.0
         if traffic:  # most windows call no host outside: no memory to look up
             scope = destination_scope(state)
-            new = traffic.keys() - self.memory.destinations.get(scope, set())
+            news = traffic.keys() - self.memory.destinations.get(scope, set())
+            new, new_bytes = len(news), sum(traffic[d][0] for d in news)
             workload = workload_scope(state.namespace, state.workload)
             rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
             beacon = max([0.0, *(regularity[d] for d in rare)])
@@ -757,8 +758,8 @@ class FeatureBuilder:
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
             "external_destinations": float(len(traffic)),
-            "new_destinations": float(len(new)),
-            "egress_new_destination_bytes": float(sum(traffic[d][0] for d in new)),
+            "new_destinations": float(new),
+            "egress_new_destination_bytes": float(new_bytes),
             "beacon_regularity": beacon,
         }
 
@@ -828,7 +829,6 @@ class FeatureBuilder:
         usual = self.memory.usual_binaries(workload)
         if state.key.kind is not POD_ENTITY or workload is None or not usual:
             return {}
-        scope, me = destination_scope(state), str(state.key)
         known = self.memory.workload_contact.get(workload, {})
         out: dict[str, str] = {}
         for ev in events:
@@ -847,7 +847,9 @@ class FeatureBuilder:
                     or dest in known
                     or ev.time - state.drift[1] > CALL_HOME_S
                     or len(state.drift_sent) >= _ARCHIVE_SENT_MAX
-                    or self.memory.polled(scope, dest, me, ev.time, workload)
+                    or self.memory.polled(
+                        destination_scope(state), dest, str(state.key), ev.time, workload
+                    )
                 ):
                     continue
                 state.drift_sent += (dest,)
@@ -919,7 +921,9 @@ class FeatureBuilder:
             for name in adding:  # a zero adds nothing: most of a row is zeros
                 if value := row[name]:  # life[name]: a float this made, never None nor -0.0
                     life[name] = value + life[name]
-            life.update({name: value for name in keeping if (value := row[name]) > life[name]})
+            for name in keeping:
+                if (value := row[name]) > life[name]:
+                    life[name] = value
             return
         before_of = life.get
         for name, adds in self._life_rules(kind):
@@ -1009,12 +1013,12 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     found: list[str | None] = []
     if state.windows_emitted == 0:
         found.append(identity_name(state.created_by, state.created_by_kind))
-    found.extend(
-        identity_name(ev.actor, ev.actor_kind) for ev in events if ev.kind is POD_EXEC_EVENT
-    )
+    for ev in events:
+        if ev.kind is POD_EXEC_EVENT:
+            found.append(identity_name(ev.actor, ev.actor_kind))
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
-    return sorted({f for f in found if f})
+    return sorted({f for f in found if f}) if found else []
 
 
 def window_groups(events: list[Event], identities: list[str]) -> dict[str, list[str]]:
