@@ -685,7 +685,13 @@ class FeatureBuilder:
             k = ev.kind
             if k is CLOUD_CALL_EVENT and credentials_out_of_place(state, ev):
                 misplaced += 1
-            if k is POD_EXEC_EVENT:
+            if k is CLOUD_CALL_EVENT or k is API_CALL_EVENT:  # the commonest kinds first
+                if ev.api_category:
+                    name = _CATEGORY_FEATURE[ev.api_category]
+                    counts[name] = counts.get(name, 0) + 1
+                    if ev.api_category in _OBJECT_READS and ev.object_name:
+                        objects.add(ev.object_name)
+            elif k is POD_EXEC_EVENT:
                 counts["exec_count"] = counts.get("exec_count", 0) + 1
                 shell |= _exec_opens_shell(ev)
             elif k is PROCESS_EXEC_EVENT:
@@ -703,11 +709,6 @@ class FeatureBuilder:
             elif k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
                 archive_paths.add(ev.file_path or "")
                 archive_bytes += ev.bytes_written
-            elif k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category:
-                name = _CATEGORY_FEATURE[ev.api_category]
-                counts[name] = counts.get(name, 0) + 1
-                if ev.api_category in _OBJECT_READS and ev.object_name:
-                    objects.add(ev.object_name)
             elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
         out = dict(zip(counts, map(float, counts.values()), strict=True))
@@ -1206,6 +1207,14 @@ def _actor(ev: Event) -> str:
 def _summary(ev: Event) -> str | None:
     """One line for an evidence record, or None when the event is not worth pointing at."""
     k = ev.kind
+    if k is CLOUD_CALL_EVENT or k is API_CALL_EVENT:  # the commonest kinds first
+        if ev.api_category in _EVIDENCE_CATEGORIES:
+            return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
+        return None
+    if k is NET_FLOW_EVENT:
+        if ev.bytes_out >= 10_000_000:
+            return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
+        return None
     if k in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
         return f"{k.value} by {_actor(ev)}"
     if k in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
@@ -1216,10 +1225,6 @@ def _summary(ev: Event) -> str | None:
         return f"exec {ev.binary} {ev.args or ''}".strip()
     if k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
         return f"archive write {ev.file_path} ({ev.bytes_written} B)"
-    if k is NET_FLOW_EVENT and ev.bytes_out >= 10_000_000:
-        return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
-    if k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category in _EVIDENCE_CATEGORIES:
-        return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
     if k is RUNTIME_ALERT_EVENT:
         return f"falco: {ev.detail}"
     return None
