@@ -19,7 +19,7 @@ backwards.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import msgspec
 
@@ -185,12 +185,12 @@ class Watermark:
             return self._floor  # an input that is not idle has not delivered anything yet
         else:
             # inputs are never forgotten (but on restore): once all were there, they stay
-            self._started = self._started or self._expected <= self._input_time.keys()
+            if not self._started:
+                self._started = self._expected <= self._input_time.keys()
             idle = self._idle
+            active: Collection[float] = self._net.values()  # mostly none idle: no list made
             if idle:
                 active = [v for s, v in self._net.items() if s not in idle]
-            else:
-                active = list(self._net.values())
             newest = min(active) if active else self.max_time - self._max_input_lateness()
         if newest > self._floor:  # never backwards (max(floor, newest), as a compare)
             self._floor = newest
