@@ -136,7 +136,8 @@ class Watermark:
         Runs for every event: the running maxima are compares, not ``max`` calls (on
         Python 3.11 a builtin ``max(a, b)`` packs a tuple and iterates it; ``b if b > a
         else a`` is what it returns, NaN and signed zeros included). ``value`` is computed
-        again only when one of them moved: from the same progress it is the same."""
+        again only when one of them moved, and not when an input above the inputs' minimum
+        moved on: from the same progress it is the same."""
         t = ev.time
         moved = False
         if t > self.max_time:
@@ -165,9 +166,18 @@ class Watermark:
                 self._input_time[name] = t
                 moved = True
             if moved:
-                self._net[name] = self._input_time[name] - self._input_lateness[name]
+                net = self._input_time[name] - self._input_lateness[name]
+                old, self._net[name] = self._net.get(name), net
+                if old is not None and net >= old and self._holds(name, old):
+                    return  # it moved on above the inputs' minimum: the value stays
         if moved:
             self._value = None
+
+    def _holds(self, name: str, net: float) -> bool:
+        """Input ``name``, at ``net``, is above the value ``value`` holds: not idle, so among
+        the inputs the minimum is taken over, and above it, so not that minimum."""
+        value = self._value
+        return value is not None and self._started and name not in self._idle and net > value
 
     @property
     def value(self) -> float:
