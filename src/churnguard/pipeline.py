@@ -34,11 +34,11 @@ from churnguard.config import Settings
 from churnguard.ingest import FORMATS, AdapterContext, Parsed, parse_record
 from churnguard.ingest.common import truncate
 from churnguard.ingest.events import (  # the members, read without the enum hook
+    INSTANCE_ENTITY,
+    POD_CREATE_EVENT,
     POD_ENTITY,
     EntityKey,
-    EntityKind,
     Event,
-    EventKind,
     Origin,
     Rejected,
 )
@@ -457,7 +457,7 @@ class Pipeline:
             state.pending = [ev for ev in state.pending if ev.time >= w_end]
             out.append(self._profile(state, events, w_start, w_end, final=False, reason="window"))
         if state.deleted_at is not None and state.deleted_at + IP_BINDING_LAG_S <= tick:
-            reason = "terminated" if state.key.kind is EntityKind.INSTANCE else "deleted"
+            reason = "terminated" if state.key.kind is INSTANCE_ENTITY else "deleted"
             final = self._final(state, reason, state.deleted_at)
             if final is not None:
                 out.append(final)
@@ -473,7 +473,7 @@ class Pipeline:
         self.table.bury(state)
         self._oldest.forget(state.key)
         for ev in sorted(self._successors.pop(state.key, []), key=lambda e: e.time):
-            self.stats["reincarnations"] += ev.kind is EventKind.POD_CREATE
+            self.stats["reincarnations"] += ev.kind is POD_CREATE_EVENT
             self._route(state.key, ev)
 
     def _final(self, state: EntityState, reason: str, end: float) -> Profile | None:

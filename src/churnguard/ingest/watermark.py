@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import msgspec
 
@@ -165,7 +165,8 @@ class Watermark:
         Runs for every event: the running maxima are compares, not ``max`` calls (on
         Python 3.11 a builtin ``max(a, b)`` packs a tuple and iterates it; ``b if b > a
         else a`` is what it returns, NaN and signed zeros included). ``value`` is computed
-        again only when one of them moved: from the same progress it is the same."""
+        again only when one of them moved, and not when an input above the inputs' minimum
+        moved on: from the same progress it is the same."""
         t = ev.time
         if t > self.wall_seen:  # ahead of the clock's last reading: counts up to the clock
             t -= self.ahead_of_wall(t)
@@ -196,9 +197,19 @@ class Watermark:
                 self._input_time[name] = t
                 moved = True
             if moved:
-                self._net[name] = self._input_time[name] - self._input_lateness[name]
+                net = self._input_time[name] - self._input_lateness[name]
+                old, self._net[name] = self._net.get(name), net
+                if old is not None and net >= old and self._holds(name, old):
+                    return  # it moved on above the inputs' minimum: the value stays
         if moved:
             self._value = None
+
+    def _holds(self, name: str, net: float) -> bool:
+        """Input ``name``, at ``net``, is above the value ``value`` holds, and no input is
+        idle: so it is among the inputs the minimum is taken over and not that minimum, and
+        no caught-up input's hold moves with the newest event (``_complete_until``)."""
+        value = self._value
+        return value is not None and self._started and not self._idle and net > value
 
     @property
     def value(self) -> float:
@@ -216,12 +227,12 @@ class Watermark:
             return self._floor  # an input that is not idle has not delivered anything yet
         else:
             # inputs are never forgotten (but on restore): once all were there, they stay
-            self._started = self._started or self._expected <= self._input_time.keys()
+            if not self._started:
+                self._started = self._expected <= self._input_time.keys()
             idle = self._idle
+            active: Collection[float] = self._net.values()  # mostly none idle: no list made
             if idle:
                 active = [v for s, v in self._net.items() if s not in idle]
-            else:
-                active = list(self._net.values())
             newest = min(active) if active else self.max_time - self._max_input_lateness()
             if idle and active:
                 # caught up is "nothing to read now", not "complete": what a caught-up input

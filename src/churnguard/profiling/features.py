@@ -549,13 +549,13 @@ class FeatureBuilder:
         events = _in_event_order(events)
         external = self._external_flows(events)
         now = events[-1].time if events else state.last_seen  # sorted by time first
-        me = str(state.key)
-        traffic = _traffic(external)
-        regularity = _regularities(state, external)
+        me = str(state.key) if external else ""  # only rarity and beacons ask, of hosts outside
+        traffic = _traffic(external) if external else {}
+        regularity = _regularities(state, external, traffic) if external else {}
         values: dict[str, float] = {}
         values.update(self._lifecycle(state, final))
         values.update(self._activity(state, events))
-        values.update(self._network(state, events, external, regularity, now, me))
+        values.update(self._network(state, events, external, traffic, regularity, now, me))
         values.update(self._novelty(state))
         identities = window_identities(state, events, final)
         groups = window_groups(events, identities)
@@ -563,22 +563,22 @@ class FeatureBuilder:
         self._strangers(state, identities, groups)
         kind = _ROW_KIND[state.key.kind]
         row = self._blank_row(kind)
-        for name, value in values.items():
-            if name in row:  # a family may compute what another kind's rows have
-                row[name] = float(value)
+        if values.keys() <= row.keys():  # the families' values are floats already
+            row.update(values)
+        else:  # a family may compute what another kind's rows have
+            row.update((name, value) for name, value in values.items() if name in row)
         self._accumulate(state, row, kind)
         if state.key.kind is CONTAINER_ENTITY:
             evidence = _container_chain(state, events)
         else:
             evidence = _evidence(state, events, final)
             state.life_evidence = _life_evidence(state.life_evidence, evidence)
-        # the hosts it calls on a schedule: both beacon checks read them
-        scheduled = {d: r for d, r in regularity.items() if r >= BEACON_MIN_REGULARITY}
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
             row = self._whole_life(state, row, kind)  # it ended: its whole (short) life
             if state.key.kind is not CONTAINER_ENTITY:
                 evidence = list(state.life_evidence)
+        late, lone = self._beacons(state, regularity, now, me) if regularity else ({}, {})
         profile = Profile(
             entity=entity_ref(state),
             window_start=start,
@@ -600,10 +600,8 @@ class FeatureBuilder:
             evidence=evidence,
             destinations=sorted(traffic),
             destination_bytes=traffic,
-            late_beacons=(late := self._late_beacons(state, scheduled, now, me)),
-            lone_beacons={
-                d: r for d, r in self._lone_beacons(state, scheduled, me).items() if d not in late
-            },
+            late_beacons=late,
+            lone_beacons=lone,
             binaries=sorted(_started(events)),
             unfamiliar_callers=self._unfamiliar_callers(state, events),
             archive_shipped=self._archive_shipped(state, events),
@@ -656,10 +654,10 @@ class FeatureBuilder:
         if not (final and state.deleted_at is not None):
             return out
         born = state.created_at if state.created_at is not None else state.first_seen
-        out["lifetime_s"] = max(0.0, state.deleted_at - born)
+        out["lifetime_s"] = float(max(0.0, state.deleted_at - born))
         execs = [t for t in state.exec_times if t <= state.deleted_at]
         if execs:
-            out["exec_to_delete_s"] = state.deleted_at - execs[-1]
+            out["exec_to_delete_s"] = float(state.deleted_at - execs[-1])
         kind = state.deleter_kind
         out["deleted_by_person"] = float(kind == PERSON_ACTOR)
         out["deleted_by_other_identity"] = float(
@@ -687,7 +685,13 @@ class FeatureBuilder:
             k = ev.kind
             if k is CLOUD_CALL_EVENT and credentials_out_of_place(state, ev):
                 misplaced += 1
-            if k is POD_EXEC_EVENT:
+            if k is CLOUD_CALL_EVENT or k is API_CALL_EVENT:  # the commonest kinds first
+                if ev.api_category:
+                    name = _CATEGORY_FEATURE[ev.api_category]
+                    counts[name] = counts.get(name, 0) + 1
+                    if ev.api_category in _OBJECT_READS and ev.object_name:
+                        objects.add(ev.object_name)
+            elif k is POD_EXEC_EVENT:
                 counts["exec_count"] = counts.get("exec_count", 0) + 1
                 shell |= _exec_opens_shell(ev)
             elif k is PROCESS_EXEC_EVENT:
@@ -705,14 +709,9 @@ class FeatureBuilder:
             elif k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
                 archive_paths.add(ev.file_path or "")
                 archive_bytes += ev.bytes_written
-            elif k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category:
-                name = _CATEGORY_FEATURE[ev.api_category]
-                counts[name] = counts.get(name, 0) + 1
-                if ev.api_category in _OBJECT_READS and ev.object_name:
-                    objects.add(ev.object_name)
             elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
-        out = {name: float(n) for name, n in counts.items()}
+        out = dict(zip(counts, map(float, counts.values()), strict=True))
         out["credentials_out_of_place"] = float(misplaced)  # only cloud calls can be
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
@@ -734,33 +733,48 @@ class FeatureBuilder:
         state: EntityState,
         events: list[Event],
         flows_out: list[tuple[Event, str]],
+        traffic: Mapping[str, list[int]],
         regularity: Mapping[str, float],
         now: float,
         me: str,
     ) -> dict[str, float]:
+        """``traffic``: :func:`_traffic` of ``flows_out`` (bytes out per destination)."""
         egress = 0
         for ev in events:
             if ev.kind is NET_FLOW_EVENT:
                 egress += ev.bytes_out
         external_bytes = 0
-        by_destination: dict[str, int] = {}
-        for ev, dest in flows_out:
+        for ev, _ in flows_out:
             external_bytes += ev.bytes_out
-            by_destination[dest] = by_destination.get(dest, 0) + ev.bytes_out
-        external = set(by_destination)
-        scope = destination_scope(state)
-        seen = self.memory.destinations.get(scope, set())
-        new = external - seen
-        workload = workload_scope(state.namespace, state.workload)
-        rare = {d for d in external if self.memory.is_rare(scope, d, me, now, workload)}
+        new_bytes = new = 0
+        beacon = 0.0
+        if traffic:  # most windows call no host outside: no memory to look up
+            scope = destination_scope(state)
+            news = traffic.keys() - self.memory.destinations.get(scope, set())
+            new, new_bytes = len(news), sum(traffic[d][0] for d in news)
+            workload = workload_scope(state.namespace, state.workload)
+            rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
+            beacon = max([0.0, *(regularity[d] for d in rare)])
         return {
             "egress_bytes": float(egress),
             "egress_external_bytes": float(external_bytes),
-            "external_destinations": float(len(external)),
-            "new_destinations": float(len(new)),
-            "egress_new_destination_bytes": float(sum(by_destination[d] for d in new)),
-            "beacon_regularity": max([0.0, *(regularity[d] for d in rare)]),
+            "external_destinations": float(len(traffic)),
+            "new_destinations": float(new),
+            "egress_new_destination_bytes": float(new_bytes),
+            "beacon_regularity": beacon,
         }
+
+    def _beacons(
+        self, state: EntityState, regularity: Mapping[str, float], now: float, me: str
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The hosts it calls on a schedule, as the beacon guards' two facts: late beacons,
+        and lone ones that are not late too."""
+        scheduled = {d: r for d, r in regularity.items() if r >= BEACON_MIN_REGULARITY}
+        if not scheduled:
+            return {}, {}
+        late = self._late_beacons(state, scheduled, now, me)
+        lone = self._lone_beacons(state, scheduled, me)
+        return late, {d: r for d, r in lone.items() if d not in late}
 
     def _late_beacons(
         self, state: EntityState, scheduled: Mapping[str, float], now: float, me: str
@@ -816,7 +830,6 @@ class FeatureBuilder:
         usual = self.memory.usual_binaries(workload)
         if state.key.kind is not POD_ENTITY or workload is None or not usual:
             return {}
-        scope, me = destination_scope(state), str(state.key)
         known = self.memory.workload_contact.get(workload, {})
         out: dict[str, str] = {}
         for ev in events:
@@ -835,7 +848,9 @@ class FeatureBuilder:
                     or dest in known
                     or ev.time - state.drift[1] > CALL_HOME_S
                     or len(state.drift_sent) >= _ARCHIVE_SENT_MAX
-                    or self.memory.polled(scope, dest, me, ev.time, workload)
+                    or self.memory.polled(
+                        destination_scope(state), dest, str(state.key), ev.time, workload
+                    )
                 ):
                     continue
                 state.drift_sent += (dest,)
@@ -901,14 +916,18 @@ class FeatureBuilder:
         Counts and bytes add up (distinct counts keep their largest window), flags and
         ratios keep their highest value, durations are the final window's own."""
         life = state.life
-        rules = self._life_rules(kind)
-        if life.keys() >= self._life_names[kind]:  # after its first window: no new keys
+        names = self._life_names.get(kind)
+        if names is not None and life.keys() >= names:  # after its first window: no new keys
             adding, keeping = self._life_split[kind]
-            life.update({name: row[name] + (life[name] or 0.0) for name in adding})
-            life.update({name: value for name in keeping if (value := row[name]) > life[name]})
+            for name in adding:  # a zero adds nothing: most of a row is zeros
+                if value := row[name]:  # life[name]: a float this made, never None nor -0.0
+                    life[name] = value + life[name]
+            for name in keeping:
+                if (value := row[name]) > life[name]:
+                    life[name] = value
             return
         before_of = life.get
-        for name, adds in rules:
+        for name, adds in self._life_rules(kind):
             value = row[name]
             before = before_of(name)
             if adds:
@@ -995,18 +1014,20 @@ def window_identities(state: EntityState, events: list[Event], final: bool) -> l
     found: list[str | None] = []
     if state.windows_emitted == 0:
         found.append(identity_name(state.created_by, state.created_by_kind))
-    found.extend(
-        identity_name(ev.actor, ev.actor_kind) for ev in events if ev.kind is POD_EXEC_EVENT
-    )
+    for ev in events:
+        if ev.kind is POD_EXEC_EVENT:
+            found.append(identity_name(ev.actor, ev.actor_kind))
     if final:
         found.append(identity_name(state.deleted_by, state.deleter_kind))
-    return sorted({f for f in found if f})
+    return sorted({f for f in found if f}) if found else []
 
 
 def window_groups(events: list[Event], identities: list[str]) -> dict[str, list[str]]:
     """Each of the window's acting ``identities`` -> its identity-provider groups, from the
     create, exec and delete records that named it (people only; the adapters say)."""
     out: dict[str, list[str]] = {}
+    if not identities:  # most windows: nobody acted on it
+        return out
     for ev in events:
         if ev.actor_groups and ev.kind in _IDENTITY_EVENTS:
             who = identity_name(ev.actor, ev.actor_kind)
@@ -1039,6 +1060,8 @@ def _in_event_order(events: list[Event]) -> list[Event]:
     """``events`` sorted by :func:`_event_order`. Most windows have no two events at one
     time, and then time alone gives that order: a sort by an attrgetter, not a Python key
     function per event (events' times are finite: the pipeline drops the rest)."""
+    if len(events) < 2:
+        return events
     by_time = sorted(events, key=_BY_TIME)
     if len(set(map(_BY_TIME, by_time))) == len(by_time):
         return by_time
@@ -1084,9 +1107,11 @@ def _traffic(flows_out: list[tuple[Event, str]]) -> dict[str, list[int]]:
     return dict(sorted(out.items()))
 
 
-def _regularities(state: EntityState, flows_out: list[tuple[Event, str]]) -> dict[str, float]:
+def _regularities(
+    state: EntityState, flows_out: list[tuple[Event, str]], traffic: Mapping[str, list[int]]
+) -> dict[str, float]:
     """1 - CV of connection gaps per external destination of the window (history included),
-    sorted by destination.
+    sorted by destination (``traffic``, :func:`_traffic` of ``flows_out``, has them so).
 
     ``beacon_regularity`` is the highest over *rare* destinations: only destinations few
     entities of the namespace ever contacted count: health checks to a well-known API are
@@ -1095,8 +1120,7 @@ def _regularities(state: EntityState, flows_out: list[tuple[Event, str]]) -> dic
     for ev, dest in flows_out:
         if ev.opens_connection:
             remember_destination(state, dest, ev.time)
-    called = sorted({dest for _, dest in flows_out})
-    return {dest: _regularity(state.dest_times.get(dest, [])) for dest in called}
+    return {dest: _regularity(state.dest_times.get(dest, [])) for dest in traffic}
 
 
 def _regularity(times: list[float]) -> float:
@@ -1183,6 +1207,14 @@ def _actor(ev: Event) -> str:
 def _summary(ev: Event) -> str | None:
     """One line for an evidence record, or None when the event is not worth pointing at."""
     k = ev.kind
+    if k is CLOUD_CALL_EVENT or k is API_CALL_EVENT:  # the commonest kinds first
+        if ev.api_category in _EVIDENCE_CATEGORIES:
+            return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
+        return None
+    if k is NET_FLOW_EVENT:
+        if ev.bytes_out >= 10_000_000:
+            return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
+        return None
     if k in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
         return f"{k.value} by {_actor(ev)}"
     if k in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
@@ -1193,10 +1225,6 @@ def _summary(ev: Event) -> str | None:
         return f"exec {ev.binary} {ev.args or ''}".strip()
     if k is FILE_WRITE_EVENT and is_archive_path(ev.file_path):
         return f"archive write {ev.file_path} ({ev.bytes_written} B)"
-    if k is NET_FLOW_EVENT and ev.bytes_out >= 10_000_000:
-        return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
-    if k in (API_CALL_EVENT, CLOUD_CALL_EVENT) and ev.api_category in _EVIDENCE_CATEGORIES:
-        return f"{ev.verb} {ev.object_name or ev.resource or ''} ({ev.api_category})"
     if k is RUNTIME_ALERT_EVENT:
         return f"falco: {ev.detail}"
     return None

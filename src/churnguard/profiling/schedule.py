@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from churnguard.ingest.events import EntityKey, Event
 from churnguard.ingest.ordering import order_key
 
+_Deferred = tuple[float, float, int, Event, EntityKey | None]  # (until, time, seq, event, key)
 TICK_S = 60.0  # profiles due within one tick are scored together: bigger batches, fewer calls
 
 
@@ -37,34 +38,22 @@ class EmissionSchedule:
         # it, mostly at the same time (its window's end); one entry per (time, key) pops
         # the same keys at the same tick as many would, with a heap a third the size
         self._queued: set[tuple[float, EntityKey]] = set()
-        # deferred events, bucketed by (until, event time): a heap of those pairs, and each
-        # pair's (seq, event, its entity when already known at deferral). Events of one pair
-        # are put in content order when they are routed: an event's content is encoded for
-        # that only when another waits at the same time, not for every event
-        self._deferred: list[tuple[float, float]] = []
-        self._waiting: dict[tuple[float, float], list[tuple[int, Event, EntityKey | None]]] = {}
-        self._deferred_count = 0
+        # deferred events: a heap of (until, event time, seq, event, its entity when already
+        # known at deferral). Events waiting at one (until, event time) are put in content
+        # order when they are routed: an event's content is encoded for that only when
+        # another waits at the same time, not for every event
+        self._deferred: list[_Deferred] = []
         self.seq = 0
 
     def defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:
         """Route ``ev`` when emission reaches event time ``until``; ``key``: its entity, when
         the event names it (kept so that it is not worked out twice)."""
         self.seq += 1
-        self._wait(until, self.seq, ev, key)
-
-    def _wait(self, until: float, seq: int, ev: Event, key: EntityKey | None) -> None:
-        at = (until, ev.time)
-        bucket = self._waiting.get(at)
-        if bucket is None:
-            self._waiting[at] = [(seq, ev, key)]
-            heapq.heappush(self._deferred, at)
-        else:
-            bucket.append((seq, ev, key))
-        self._deferred_count += 1
+        heapq.heappush(self._deferred, (until, ev.time, self.seq, ev, key))
 
     def deferred_count(self) -> int:
         """Events waiting for emission to reach their time (bounded by the pending cap)."""
-        return self._deferred_count
+        return len(self._deferred)
 
     def due(self, key: EntityKey, at: float) -> None:
         """Look at entity ``key`` again when emission reaches event time ``at``."""
@@ -84,12 +73,19 @@ class EmissionSchedule:
     def deferred_until(self, t: float) -> Iterator[tuple[Event, EntityKey | None]]:
         """Pop the deferred events due at or before ``t``, in schedule order, each with the
         key it was deferred with (None: to be resolved)."""
-        while self._deferred and self._deferred[0][0] <= t:
-            bucket = self._waiting.pop(heapq.heappop(self._deferred))
-            if len(bucket) > 1:  # (until, order_key, seq): what one heap of events sorted by
-                bucket.sort(key=_content_order)
-            for _, ev, key in bucket:
-                self._deferred_count -= 1
+        heap = self._deferred
+        while heap and heap[0][0] <= t:
+            first = heapq.heappop(heap)
+            until, at = first[0], first[1]
+            if not (heap and heap[0][0] == until and heap[0][1] == at):
+                yield first[3], first[4]  # most events: alone at their time
+                continue
+            # (until, order_key, seq): what one heap of events sorted by
+            same = [first]
+            while heap and heap[0][0] == until and heap[0][1] == at:
+                same.append(heapq.heappop(heap))
+            same.sort(key=_content_order)
+            for _, _, _, ev, key in same:
                 yield ev, key
 
     def due_until(self, t: float) -> list[EntityKey]:
@@ -107,7 +103,7 @@ class EmissionSchedule:
 
     def deferred_snapshot(self) -> list[tuple[float, int, Event]]:
         """The deferred events as a checkpoint keeps them: ``(until, seq, event)``."""
-        return [(at[0], s, ev) for at in self._deferred for s, ev, _ in self._waiting[at]]
+        return [(until, seq, ev) for until, _, seq, ev, _ in self._deferred]
 
     def restore(
         self,
@@ -117,15 +113,13 @@ class EmissionSchedule:
     ) -> None:
         """Inverse of :meth:`deferred_snapshot`, with the due times recomputed by the caller."""
         self.seq = seq
-        self._deferred, self._waiting, self._deferred_count = [], {}, 0
-        for t, s, ev in deferred:
-            self._wait(t, s, ev, None)
+        self._deferred = [(t, ev.time, s, ev, None) for t, s, ev in deferred]
+        heapq.heapify(self._deferred)
         self._queued = set(due)
         self._due = list(self._queued)
         heapq.heapify(self._due)
 
 
-def _content_order(waiting: tuple[int, Event, EntityKey | None]) -> tuple[tuple[float, bytes], int]:
+def _content_order(waiting: _Deferred) -> tuple[tuple[float, bytes], int]:
     """Events deferred to one time: by content (:func:`order_key`), then arrival."""
-    seq, ev, _ = waiting
-    return order_key(ev), seq
+    return order_key(waiting[3]), waiting[2]
