@@ -384,3 +384,33 @@ def test_ripe_and_starving_pairs_come_out_as_np_unique_sorts_them(
     assert nodes.dtype == forests.dtype == np.int64
     assert np.array_equal(nodes, expected // _kernels.KEY)
     assert np.array_equal(forests, expected % _kernels.KEY)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 600),
+    depth=st.integers(0, 6),
+    eta=st.integers(1, 8),
+    limit=st.floats(0.5, 10.0),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_a_split_takes_at_most_the_slots_its_bound_allows(
+    n: int, depth: int, eta: int, limit: float, d: int, seed: int
+) -> None:
+    """``_most_slots`` is what ``split_leaves`` checks the block against before it starts
+    without a way back: a build in a block with room for anything never takes more."""
+    from churnguard.scoring.detectors import _kernels
+
+    size = 4 * n + 4
+    feature, left, right = (np.full(size, -1, np.int32) for _ in range(3))
+    threshold, count, level = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32)
+    lo, hi = np.full((size, d), np.inf), np.full((size, d), -np.inf)
+    count[0], level[0], lo[0], hi[0] = n, depth, -1.0, 1.0
+    rng = np.random.default_rng(seed)
+    status, used, _ = _kernels.split_leaves(
+        feature, threshold, left, right, count, level, lo, hi, rng,
+        np.zeros(1, np.int64), limit, eta, np.zeros(0, np.int64), 1, True,
+    )  # fmt: skip
+    assert status == _kernels.DONE
+    assert used - 1 <= _kernels._most_slots(n, depth, eta, limit)

@@ -180,6 +180,24 @@ def forget_route(feature, threshold, left, right, count, depth, X, roots, owner,
 
 
 @compiled
+def _most_slots(n, k, eta, limit):
+    """The most slots the subtree grown at a leaf of ``n`` points at depth ``k`` can take:
+    at each depth ``k' < limit`` the nodes that split hold disjoint sets of at least
+    ``eta * 2**k'`` of the points and are children of the splits one level up, so at most
+    ``min(2 * splits above, n // (eta 2**k'))`` of them split, taking two slots each.
+    (The bound ``4 n / (eta 2**k) + 2`` ignored the depth limit and the doubling: it sent
+    ~130 splits a simulated day through the save-and-retry path, ~90 of them needlessly.)
+    """
+    total, width = 0, 1
+    while width and k < limit:
+        width = min(width, n // (eta * 2**k))
+        total += 2 * width
+        width *= 2
+        k += 1
+    return total
+
+
+@compiled
 def split_leaves(
     feature,
     threshold,
@@ -204,29 +222,37 @@ def split_leaves(
     ``free`` is the tail of the forest's free list (popped from its end), ``n_nodes`` the
     slots ever used; the block is ``len(feature)`` slots. Returns (status, n_nodes, free
     slots left in ``free``). Without ``may_fail`` it first checks that the block has room
-    for the worst case (every internal node holds ``eta * 2**depth`` points, so a leaf of
-    ``n`` points at depth ``k`` allocates at most ``4 n / (eta 2**k)`` nodes) and returns
-    SHORT, having changed nothing, if not; with it, it returns FULL, part done, when the
-    block fills.
+    for the worst case (:func:`_most_slots`) and returns SHORT, having changed nothing, if
+    not; with it, it returns FULL, part done, when the block fills.
     """
     capacity, d = len(feature), lo.shape[1]
     n_free = len(free)
     if not may_fail:
         need = 0
         for leaf in leaves:
-            need += 4 * count[leaf] // (eta * 2 ** depth[leaf]) + 2
+            need += _most_slots(count[leaf], depth[leaf], eta, limit)
         if need > n_free + capacity - n_nodes:
             return SHORT, n_nodes, n_free
     # (node, first row, end row, depth) of the nodes still to build: a node pops and
     # pushes its two children, so it holds at most one more entry than the tree is deep
     stack = np.empty((2 * MAX_DEPTH + 2, 4), dtype=np.int64)
+    root_lo, root_hi = np.empty(d), np.empty(d)
     for leaf in leaves:
         n = count[leaf]
         data = np.empty((n, d))
         for i in range(n):
             for j in range(d):
                 u = rng.random()
-                data[i, j] = (1.0 - u) * lo[leaf, j] + u * hi[leaf, j]
+                v = (1.0 - u) * lo[leaf, j] + u * hi[leaf, j]
+                data[i, j] = v
+                # the leaf's own box as it is drawn: the rows in the order its build
+                # reads them (row 0 first), the same selects
+                if i == 0:
+                    root_lo[j], root_hi[j] = v, v
+                else:
+                    low, high = root_lo[j], root_hi[j]
+                    root_lo[j] = low if low < v else v
+                    root_hi[j] = high if high > v else v
         # depth first over a row order that each split partitions stably: the order of
         # the recursive build, left subtree first
         order = np.arange(n)
@@ -240,7 +266,10 @@ def split_leaves(
             count[node] = m
             depth[node] = k
             box_lo, box_hi = lo[node].copy(), hi[node].copy()
-            if m:
+            if m and node == leaf:  # boxed as drawn (only the leaf's own node has its id)
+                box_lo[:] = root_lo
+                box_hi[:] = root_hi
+            elif m:
                 box_lo[:] = data[order[start]]
                 box_hi[:] = data[order[start]]
                 for i in range(start + 1, end):

@@ -415,7 +415,7 @@ def _stacked(
     are the rows of each where the caller has them."""
     if counts is None:
         counts = [len(X) for X in Xs]
-    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), counts)
+    owner = np.arange(len(Xs), dtype=np.int64).repeat(counts)
     return np.ascontiguousarray(np.concatenate(Xs), dtype=float), owner
 
 
