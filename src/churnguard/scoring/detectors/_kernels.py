@@ -236,7 +236,10 @@ def split_leaves(
     # (node, first row, end row, depth) of the nodes still to build: a node pops and
     # pushes its two children, so it holds at most one more entry than the tree is deep
     stack = np.empty((2 * MAX_DEPTH + 2, 4), dtype=np.int64)
-    root_lo, root_hi = np.empty(d), np.empty(d)
+    # scratch, not per node: a box is written before it is read (a node with no rows
+    # neither reads nor stores one), the children before they are linked
+    root_lo, root_hi, box_lo, box_hi = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    children = np.empty(2, dtype=np.int64)
     for leaf in leaves:
         n = count[leaf]
         data = np.empty((n, d))
@@ -265,7 +268,6 @@ def split_leaves(
             m = end - start
             count[node] = m
             depth[node] = k
-            box_lo, box_hi = lo[node].copy(), hi[node].copy()
             if m and node == leaf:  # boxed as drawn (only the leaf's own node has its id)
                 box_lo[:] = root_lo
                 box_hi[:] = root_hi
@@ -297,7 +299,6 @@ def split_leaves(
                     pick -= 1
             u = rng.random()
             cut = box_lo[j] * (1.0 - u) + box_hi[j] * u
-            children = np.empty(2, dtype=np.int64)
             for c in range(2):
                 if n_free:
                     n_free -= 1
