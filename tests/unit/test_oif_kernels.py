@@ -10,6 +10,7 @@ score the same bits.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnguard.scoring.detectors.oif import OnlineIsolationForest
+from churnguard.scoring.detectors.oif import BOX_TRIM, OnlineIsolationForest
 
 
 class ReferenceForest(OnlineIsolationForest):
@@ -64,6 +65,12 @@ class ReferenceForest(OnlineIsolationForest):
         self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
         self.window_head_ = (self.window_head_ + n_old) % size
         return old
+
+    def _robust_top(self) -> np.ndarray:
+        """The range-novelty top by ``np.partition`` (before the ``window_top`` kernel)."""
+        n = self.n_window_
+        k = min(n - 1, math.ceil(BOX_TRIM * n))
+        return np.partition(self.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
 
     def _threshold(self, depth: Any) -> Any:
         return self.max_leaf_samples * np.exp2(depth)
@@ -334,7 +341,10 @@ def test_the_window_top_is_the_partitions_value(
     n = rows.shape[1]
     k = data.draw(st.integers(0, n - 1))
     expected = np.partition(rows, -k - 1, axis=1)[:, -k - 1]
-    assert np.array_equal(_kernels.window_top(stored, n, k), expected)
+    d = len(rows)
+    kept = (np.zeros(d), np.full(d, -1, dtype=np.int64), np.zeros(d, np.int64))  # none yet
+    assert np.array_equal(_kernels.window_top(stored, n, k, *kept), expected)
+    assert np.array_equal(_kernels.window_top(stored, n, k, *kept), expected)  # as kept
 
 
 @settings(max_examples=80, deadline=None)
@@ -347,7 +357,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
     size: int, d: int, chunks: list[int]
 ) -> None:
     """Pushing chunks (at most a window each) into the ring, filling, growing and wrapping:
-    the same buffer, head and displaced rows, bit for bit, as the numpy push."""
+    the same buffer, head and displaced rows, bit for bit, as the numpy push; and the
+    range-novelty top, kept across pushes, is np.partition's (ties, signed zeros)."""
     rng = np.random.default_rng(size * 100 + d)
     forests = [cls(window_size=size) for cls in (OnlineIsolationForest, ReferenceForest)]
     for f in forests:
@@ -355,6 +366,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
     for n in chunks:
         X = rng.normal(size=(min(n, size), d))
         X[rng.random(X.shape) < 0.2] = -0.0
+        X[rng.random(X.shape) < 0.2] = 0.0
+        X[rng.random(X.shape) < 0.2] = 1.0
         olds = []
         for f in forests:
             old = f._push_window(X)
@@ -365,6 +378,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
         assert compiled.window_.tobytes() == reference.window_.tobytes()
         assert compiled.window_.shape == reference.window_.shape
         assert compiled.window_head_ == reference.window_head_
+        if rng.random() < 0.6:  # asked now and then: counts kept across several pushes
+            assert np.array_equal(compiled._robust_top(), reference._robust_top())
 
 
 @settings(max_examples=80, deadline=None)
