@@ -10,6 +10,7 @@ score the same bits.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnguard.scoring.detectors.oif import OnlineIsolationForest
+from churnguard.scoring.detectors.oif import BOX_TRIM, OnlineIsolationForest
 
 
 class ReferenceForest(OnlineIsolationForest):
@@ -64,6 +65,12 @@ class ReferenceForest(OnlineIsolationForest):
         self.window_[:, (self.window_head_ + self.n_window_ + np.arange(len(X))) % size] = X.T
         self.window_head_ = (self.window_head_ + n_old) % size
         return old
+
+    def _robust_top(self) -> np.ndarray:
+        """The range-novelty top by ``np.partition`` (before the ``window_top`` kernel)."""
+        n = self.n_window_
+        k = min(n - 1, math.ceil(BOX_TRIM * n))
+        return np.partition(self.window_[:, :n], -k - 1, axis=1)[:, -k - 1]
 
     def _threshold(self, depth: Any) -> Any:
         return self.max_leaf_samples * np.exp2(depth)
@@ -334,7 +341,10 @@ def test_the_window_top_is_the_partitions_value(
     n = rows.shape[1]
     k = data.draw(st.integers(0, n - 1))
     expected = np.partition(rows, -k - 1, axis=1)[:, -k - 1]
-    assert np.array_equal(_kernels.window_top(stored, n, k), expected)
+    d = len(rows)
+    kept = (np.zeros(d), np.full(d, -1, dtype=np.int64), np.zeros(d, np.int64))  # none yet
+    assert np.array_equal(_kernels.window_top(stored, n, k, *kept), expected)
+    assert np.array_equal(_kernels.window_top(stored, n, k, *kept), expected)  # as kept
 
 
 @settings(max_examples=80, deadline=None)
@@ -347,7 +357,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
     size: int, d: int, chunks: list[int]
 ) -> None:
     """Pushing chunks (at most a window each) into the ring, filling, growing and wrapping:
-    the same buffer, head and displaced rows, bit for bit, as the numpy push."""
+    the same buffer, head and displaced rows, bit for bit, as the numpy push; and the
+    range-novelty top, kept across pushes, is np.partition's (ties, signed zeros)."""
     rng = np.random.default_rng(size * 100 + d)
     forests = [cls(window_size=size) for cls in (OnlineIsolationForest, ReferenceForest)]
     for f in forests:
@@ -355,6 +366,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
     for n in chunks:
         X = rng.normal(size=(min(n, size), d))
         X[rng.random(X.shape) < 0.2] = -0.0
+        X[rng.random(X.shape) < 0.2] = 0.0
+        X[rng.random(X.shape) < 0.2] = 1.0
         olds = []
         for f in forests:
             old = f._push_window(X)
@@ -365,6 +378,8 @@ def test_the_window_push_writes_and_returns_the_rows_of_the_numpy_ring(
         assert compiled.window_.tobytes() == reference.window_.tobytes()
         assert compiled.window_.shape == reference.window_.shape
         assert compiled.window_head_ == reference.window_head_
+        if rng.random() < 0.6:  # asked now and then: counts kept across several pushes
+            assert np.array_equal(compiled._robust_top(), reference._robust_top())
 
 
 @settings(max_examples=80, deadline=None)
@@ -384,3 +399,33 @@ def test_ripe_and_starving_pairs_come_out_as_np_unique_sorts_them(
     assert nodes.dtype == forests.dtype == np.int64
     assert np.array_equal(nodes, expected // _kernels.KEY)
     assert np.array_equal(forests, expected % _kernels.KEY)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 600),
+    depth=st.integers(0, 6),
+    eta=st.integers(1, 8),
+    limit=st.floats(0.5, 10.0),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_a_split_takes_at_most_the_slots_its_bound_allows(
+    n: int, depth: int, eta: int, limit: float, d: int, seed: int
+) -> None:
+    """``_most_slots`` is what ``split_leaves`` checks the block against before it starts
+    without a way back: a build in a block with room for anything never takes more."""
+    from churnguard.scoring.detectors import _kernels
+
+    size = 4 * n + 4
+    feature, left, right = (np.full(size, -1, np.int32) for _ in range(3))
+    threshold, count, level = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32)
+    lo, hi = np.full((size, d), np.inf), np.full((size, d), -np.inf)
+    count[0], level[0], lo[0], hi[0] = n, depth, -1.0, 1.0
+    rng = np.random.default_rng(seed)
+    status, used, _ = _kernels.split_leaves(
+        feature, threshold, left, right, count, level, lo, hi, rng,
+        np.zeros(1, np.int64), limit, eta, np.zeros(0, np.int64), 1, True,
+    )  # fmt: skip
+    assert status == _kernels.DONE
+    assert used - 1 <= _kernels._most_slots(n, depth, eta, limit)

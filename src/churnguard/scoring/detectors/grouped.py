@@ -107,12 +107,14 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
     depth, ratio = kernels.leaf_stats(*arrays, X, roots, owner, bases, eta)
     # OIF._path_length with each pair's own eta: the same operations, element by element
     depths = (depth + kernels.log(ratio) / _LOG4).reshape(n_trees, n)
-    mean_depth = depths.mean(axis=0)
+    # ``mean`` as numpy computes it (its sum, divided by the count), without its wrapper
+    mean_depth = np.add.reduce(depths, axis=0) / n_trees
     # numpy sums a lone column (a forest with one row) pairwise, several columns row by
     # row: recompute lone columns the way score_many's (n_trees, 1) matrix sums them
     if n > 1 and 1 in counts:
         lone = [end - 1 for end, m in zip(ends, counts, strict=True) if m == 1]
-        mean_depth[lone] = np.ascontiguousarray(depths[:, lone].T).mean(axis=1)
+        lone_depths = np.ascontiguousarray(depths[:, lone].T)
+        mean_depth[lone] = np.add.reduce(lone_depths, axis=1) / n_trees
     norm = path_lengths(forests, eta)[owner]
     isolation = kernels.exp2(-mean_depth / norm)
     novelty = [f.range_novelty for f in forests]
@@ -123,8 +125,8 @@ def _score_forests(forests: list[OnlineIsolationForest], Xs: list[np.ndarray]) -
         for i, f in enumerate(forests):
             if f.range_novelty:
                 tops[i] = f._robust_top()
-        excess = (X - tops[owner]).clip(min=0.0)
-        scores = 1.0 - (1.0 - isolation) * kernels.exp2(-excess.sum(axis=1))
+        excess = np.maximum(X - tops[owner], 0.0)  # what clip(min=0.0) calls
+        scores = 1.0 - (1.0 - isolation) * kernels.exp2(-np.add.reduce(excess, axis=1))
         if not all(novelty):
             scores = np.where(np.array(novelty)[owner], scores, isolation)
     return [scores[end - m : end] for end, m in zip(ends, counts, strict=True)]

@@ -157,7 +157,7 @@ class OnlineIsolationForest(Detector):
         """
         n = self.n_window_
         k = min(n - 1, math.ceil(BOX_TRIM * n))
-        return _kernels().window_top(self.window_, n, k)
+        return _kernels().window_top(self.window_, n, k, *self.top_kept_)
 
     # -- tree mechanics -------------------------------------------------------------------
 
@@ -187,6 +187,9 @@ class OnlineIsolationForest(Detector):
         self.window_head_ = 0
         self.n_window_ = 0
         self.n_seen_ = 0
+        # the range-novelty top per feature, kept with the counts of the window's values
+        # above and equal to it (the kernels' window_top and push_window); -1: none yet
+        self.top_kept_ = (np.zeros(d), np.full(d, -1, dtype=np.int64), np.zeros(d, np.int64))
 
     def _leaf_stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Depth and ``max(count, eta) / eta`` of the leaf of every (tree, row) pair,
@@ -210,7 +213,7 @@ class OnlineIsolationForest(Detector):
             window[:, :n] = self.window_[:, :n]
             self.window_ = window
         old, self.window_head_ = _kernels().push_window(
-            window, self.window_head_, n, np.ascontiguousarray(X), size
+            window, self.window_head_, n, np.ascontiguousarray(X), size, *self.top_kept_
         )
         return old
 
@@ -415,7 +418,7 @@ def _stacked(
     are the rows of each where the caller has them."""
     if counts is None:
         counts = [len(X) for X in Xs]
-    owner = np.repeat(np.arange(len(Xs), dtype=np.int64), counts)
+    owner = np.arange(len(Xs), dtype=np.int64).repeat(counts)
     return np.ascontiguousarray(np.concatenate(Xs), dtype=float), owner
 
 
