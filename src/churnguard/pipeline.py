@@ -128,6 +128,7 @@ class Pipeline:
         self._capped_profiles: list[Profile] = []
         self._flood_reports: list[Flood] = []
         self._overflow: list[Rejected] = []
+        self._tick_of_watermark = (math.nan, math.nan)  # (watermark, tick_floor of it)
 
     # ---- input ----------------------------------------------------------------------------
     @property
@@ -201,9 +202,18 @@ class Pipeline:
         return out
 
     def ingest(self, events: Iterable[Event]) -> Output:
-        """Fold events in; advance the watermark; emit what became due."""
-        rejected = [r for ev in events if (r := self._add(ev)) is not None]
-        out = self._advance(tick_floor(self.clock.value))
+        """Fold events in; advance the watermark; emit what became due.
+
+        Runs for every record in the service: a loop, not a comprehension's frame, and the
+        emission tick worked out again only when the watermark moved."""
+        rejected = []
+        for ev in events:
+            if (r := self._add(ev)) is not None:
+                rejected.append(r)
+        watermark = self.clock.value
+        if watermark != self._tick_of_watermark[0]:
+            self._tick_of_watermark = (watermark, tick_floor(watermark))
+        out = self._advance(self._tick_of_watermark[1])
         out.rejected.extend(rejected)
         if self._late:  # rare: no new list per record otherwise
             out.late, self._late = self._late, []
@@ -337,19 +347,17 @@ class Pipeline:
         Past ``max_pending_records`` waiting events (a flood, or an input stalled far
         behind the others) the event is dead-lettered with reason ``pending_cap``.
         """
-        waiting = self.schedule.deferred_count()
-        if waiting >= self.settings.pipeline.max_pending_records:
-            self._count("capped.pending")
-            self._overflow.append(
-                Rejected(
-                    reason="pending_cap",
-                    detail=f"{waiting} records wait for the watermark",
-                    origin=ev.origin,
-                    record=truncate(msgspec.json.encode(ev).decode(), 2048),
-                )
-            )
+        if self.schedule.defer(ev, until, key, self.settings.pipeline.max_pending_records):
             return
-        self.schedule.defer(ev, until, key)
+        self._count("capped.pending")
+        self._overflow.append(
+            Rejected(
+                reason="pending_cap",
+                detail=f"{self.schedule.deferred_count()} records wait for the watermark",
+                origin=ev.origin,
+                record=truncate(msgspec.json.encode(ev).decode(), 2048),
+            )
+        )
 
     def _route(self, key: EntityKey, ev: Event) -> None:
         table = self.table
