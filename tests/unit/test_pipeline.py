@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
 import msgspec
 import pytest
@@ -868,3 +869,20 @@ def test_watermark_running_maxima_are_the_builtins(events) -> None:
         seen = max(seen, clock.lateness_of(source_kind(fmt)))
         floor = max(floor, max_time - seen)
         assert (clock.max_time, clock.value) == (max_time, floor)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["records", "profiles", "late_events"]), st.integers(0, 3)))
+)
+def test_stats_count_as_a_counter_does(counts: list[tuple[str, int]]) -> None:
+    """The stats are counted in a plain dict; what they read (and a checkpoint keeps) is what
+    a Counter's ``+=`` gave: a name added 0 is present, a name never counted reads 0."""
+    pipe, reference = Pipeline(Settings()), Counter()
+    for name, n in counts:
+        pipe._count(name, n)
+        reference[name] += n
+    assert list(pipe.stats.items()) == list(reference.items())
+    assert pipe.stats["never.counted"] == 0
+    second = Pipeline(Settings())
+    second.restore(pipe.snapshot())
+    assert list(second.stats.items()) == list(reference.items())

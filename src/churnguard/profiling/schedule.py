@@ -45,11 +45,17 @@ class EmissionSchedule:
         self._deferred: list[_Deferred] = []
         self.seq = 0
 
-    def defer(self, ev: Event, until: float, key: EntityKey | None = None) -> None:
+    def defer(
+        self, ev: Event, until: float, key: EntityKey | None = None, cap: float = math.inf
+    ) -> bool:
         """Route ``ev`` when emission reaches event time ``until``; ``key``: its entity, when
-        the event names it (kept so that it is not worked out twice)."""
+        the event names it (kept so that it is not worked out twice). False, and nothing
+        queued, when ``cap`` events wait already (the cap checked here: one call an event)."""
+        if len(self._deferred) >= cap:
+            return False
         self.seq += 1
         heapq.heappush(self._deferred, (until, ev.time, self.seq, ev, key))
+        return True
 
     def deferred_count(self) -> int:
         """Events waiting for emission to reach their time (bounded by the pending cap)."""
