@@ -529,12 +529,13 @@ class FeatureBuilder:
         return columns
 
     def _blank_row(self, kind: str) -> dict[str, float]:
-        """A new row of an entity kind's columns, in spec order, each at its ``missing``."""
+        """An entity kind's columns, in spec order, each at its ``missing``: the row a window
+        starts from (copy it; the features it computes overwrite their own columns)."""
         blank = self._blank_of.get(kind)
         if blank is None:
             blank = {name: float(missing) for name, missing in self._columns(kind)}
             self._blank_of[kind] = blank
-        return blank.copy()
+        return blank
 
     def build(
         self,
@@ -552,21 +553,20 @@ class FeatureBuilder:
         me = str(state.key) if external else ""  # only rarity and beacons ask, of hosts outside
         traffic = _traffic(external) if external else {}
         regularity = _regularities(state, external, traffic) if external else {}
-        values: dict[str, float] = {}
-        values.update(self._lifecycle(state, final))
-        values.update(self._activity(state, events))
-        values.update(self._network(state, events, external, traffic, regularity, now, me))
-        values.update(self._novelty(state))
+        kind = _ROW_KIND[state.key.kind]
+        blank = self._blank_row(kind)
+        row = blank.copy()  # each family writes its floats into it, in spec order
+        self._lifecycle(row, state, final)
+        self._activity(row, state, events)
+        self._network(row, state, events, external, traffic, regularity, now, me)
+        self._novelty(row, state)
         identities = window_identities(state, events, final)
         groups = window_groups(events, identities)
-        values.update(self._identity(state, identities))
+        self._identity(row, state, identities)
         self._strangers(state, identities, groups)
-        kind = _ROW_KIND[state.key.kind]
-        row = self._blank_row(kind)
-        if values.keys() <= row.keys():  # the families' values are floats already
-            row.update(values)
-        else:  # a family may compute what another kind's rows have
-            row.update((name, value) for name, value in values.items() if name in row)
+        if len(row) != len(blank):  # a family may compute what another kind's rows have
+            for name in row.keys() - blank.keys():
+                del row[name]
         self._accumulate(state, row, kind)
         if state.key.kind is CONTAINER_ENTITY:
             evidence = _container_chain(state, events)
@@ -649,10 +649,11 @@ class FeatureBuilder:
                 self.memory.note_intruder(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
-    def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
-        out: dict[str, float] = {}
+    # Each family below writes its features into ``out``, the window's row; a name the row
+    # has no column for is dropped by :meth:`build`.
+    def _lifecycle(self, out: dict[str, float], state: EntityState, final: bool) -> None:
         if not (final and state.deleted_at is not None):
-            return out
+            return
         born = state.created_at if state.created_at is not None else state.first_seen
         out["lifetime_s"] = float(max(0.0, state.deleted_at - born))
         execs = [t for t in state.exec_times if t <= state.deleted_at]
@@ -670,9 +671,8 @@ class FeatureBuilder:
                 and state.created_by == state.deleted_by
                 and state.created_by_kind != AUTOSCALER_ACTOR
             )
-        return out
 
-    def _activity(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+    def _activity(self, out: dict[str, float], state: EntityState, events: list[Event]) -> None:
         counts: dict[str, int] = {}
         binaries: set[str] = set()
         archive_paths: set[str] = set()
@@ -711,14 +711,14 @@ class FeatureBuilder:
                 archive_bytes += ev.bytes_written
             elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
-        out = dict(zip(counts, map(float, counts.values()), strict=True))
+        for name, count in counts.items():
+            out[name] = float(count)
         out["credentials_out_of_place"] = float(misplaced)  # only cloud calls can be
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
         out["archive_writes"] = float(len(archive_paths) + archive_tool_runs)
         out["archive_bytes"] = float(archive_bytes)
         out["distinct_objects_read"] = float(len(objects))
-        return out
 
     def _external_flows(self, events: list[Event]) -> list[tuple[Event, str]]:
         """The window's flows out of the cluster with their destinations, in event order:
@@ -730,6 +730,7 @@ class FeatureBuilder:
 
     def _network(
         self,
+        out: dict[str, float],
         state: EntityState,
         events: list[Event],
         flows_out: list[tuple[Event, str]],
@@ -737,7 +738,7 @@ class FeatureBuilder:
         regularity: Mapping[str, float],
         now: float,
         me: str,
-    ) -> dict[str, float]:
+    ) -> None:
         """``traffic``: :func:`_traffic` of ``flows_out`` (bytes out per destination)."""
         egress = 0
         for ev in events:
@@ -755,14 +756,12 @@ class FeatureBuilder:
             workload = workload_scope(state.namespace, state.workload)
             rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
             beacon = max([0.0, *(regularity[d] for d in rare)])
-        return {
-            "egress_bytes": float(egress),
-            "egress_external_bytes": float(external_bytes),
-            "external_destinations": float(len(traffic)),
-            "new_destinations": float(new),
-            "egress_new_destination_bytes": float(new_bytes),
-            "beacon_regularity": beacon,
-        }
+        out["egress_bytes"] = float(egress)
+        out["egress_external_bytes"] = float(external_bytes)
+        out["external_destinations"] = float(len(traffic))
+        out["new_destinations"] = float(new)
+        out["egress_new_destination_bytes"] = float(new_bytes)
+        out["beacon_regularity"] = beacon
 
     def _beacons(
         self, state: EntityState, regularity: Mapping[str, float], now: float, me: str
@@ -899,16 +898,17 @@ class FeatureBuilder:
             if sent >= floor and dest in now
         ]
 
-    def _novelty(self, state: EntityState) -> dict[str, float]:
+    def _novelty(self, out: dict[str, float], state: EntityState) -> None:
         if state.key.kind is not POD_ENTITY or state.windows_emitted > 0:
-            return {}
+            return
         ns = state.namespace or ""
         image_repo = image_repository(state.image)
         new_image = bool(image_repo) and image_repo not in self.memory.images.get(ns, set())
         new_workload = state.workload is None or state.workload not in self.memory.workloads.get(
             ns, set()
         )
-        return {"new_image": float(new_image), "new_workload": float(new_workload)}
+        out["new_image"] = float(new_image)
+        out["new_workload"] = float(new_workload)
 
     def _accumulate(self, state: EntityState, row: dict[str, float], kind: str) -> None:
         """Add a window to the entity's running totals (``EntityState.life``).
@@ -961,8 +961,8 @@ class FeatureBuilder:
             )
         return rules
 
-    def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
-        out = {"created_by_person": float(state.created_by_kind == PERSON_ACTOR)}
+    def _identity(self, out: dict[str, float], state: EntityState, identities: list[str]) -> None:
+        out["created_by_person"] = float(state.created_by_kind == PERSON_ACTOR)
         new = new_in_cluster = 0
         if identities:  # most windows name nobody: no memory to look up
             known = self.memory.identities.get(destination_scope(state), set())
@@ -972,7 +972,6 @@ class FeatureBuilder:
         out["new_identity"] = float(new)
         if state.key.kind is POD_ENTITY:
             out["new_identity_in_cluster"] = float(new_in_cluster)
-        return out
 
     def _strangers(
         self, state: EntityState, identities: list[str], groups: Mapping[str, list[str]]
