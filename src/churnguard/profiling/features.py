@@ -46,6 +46,7 @@ from churnguard.ingest.events import (  # the members, read without the enum hoo
     ApiCategory,
     EntityKind,
     Event,
+    EventKind,
 )
 from churnguard.profiling.entities import (
     EntityState,
@@ -1053,6 +1054,7 @@ _ROW_KIND = {kind: (POD_ENTITY if kind is CONTAINER_ENTITY else kind).value for 
 
 
 _BY_TIME = operator.attrgetter("time")  # a sort key without a Python frame per item
+_KIND_VALUE = {kind: kind.value for kind in EventKind}  # without the ``Enum.value`` property
 
 
 def _in_event_order(events: list[Event]) -> list[Event]:
@@ -1215,9 +1217,9 @@ def _summary(ev: Event) -> str | None:
             return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
         return None
     if k in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
-        return f"{k.value} by {_actor(ev)}"
+        return f"{_KIND_VALUE[k]} by {_actor(ev)}"
     if k in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
-        return f"{k.value} by {_actor(ev)} ({ev.actor_kind or '?'})"
+        return f"{_KIND_VALUE[k]} by {_actor(ev)} ({ev.actor_kind or '?'})"
     if k is POD_EXEC_EVENT:
         return f"{ev.detail or 'exec'} by {_actor(ev)}"
     if k is PROCESS_EXEC_EVENT and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
@@ -1232,7 +1234,10 @@ def _summary(ev: Event) -> str | None:
 def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidence]:
     """A whole life's key records: the first window's (who created it, what it did
     first) kept, then each later window's, the last ones winning past the cap (who ended
-    it), in time order."""
+    it), in time order. ``life`` is this function's earlier result (sorted, capped): a
+    window without key records (most) leaves it as it is."""
+    if not window:
+        return life
     merged = sorted([*life, *window], key=_BY_TIME)
     if len(merged) <= _MAX_LIFE_EVIDENCE:
         return merged
@@ -1241,7 +1246,8 @@ def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidenc
 
 
 def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evidence]:
-    """Key records first by rarity of kind, capped: one or two of each kind, in time order."""
+    """Key records, one or two of each kind, the first ``_MAX_EVIDENCE`` of them: in time
+    order, as ``events`` come (:meth:`FeatureBuilder.build` sorts them)."""
     picked: list[Evidence] = []
     per_kind: dict[str, int] = {}
     for ev in events:
@@ -1255,8 +1261,9 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
         if summary is None:
             continue
         per_kind[group] = per_kind.get(group, 0) + 1
-        picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
-    picked.sort(key=_BY_TIME)
+        picked.append(
+            Evidence(time=ev.time, kind=_KIND_VALUE[ev.kind], summary=summary, origin=ev.origin)
+        )
     return picked[:_MAX_EVIDENCE]
 
 
