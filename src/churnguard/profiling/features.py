@@ -576,7 +576,7 @@ class FeatureBuilder:
             state.life_evidence = _life_evidence(state.life_evidence, evidence)
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
-            row = self._whole_life(state, row, kind)  # it ended: its whole (short) life
+            self._whole_life(state, row, kind)  # it ended: its whole (short) life
             if state.key.kind is not CONTAINER_ENTITY:
                 evidence = list(state.life_evidence)
         late, lone = self._beacons(state, regularity, now, me) if regularity else ({}, {})
@@ -633,10 +633,10 @@ class FeatureBuilder:
                 if quiet:
                     self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
-            e = p.entity
-            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
-            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
-            self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
+            e, scope = p.entity, _memory_scope(p)
+            self.memory._add(self.memory.destinations, scope, p.destinations)
+            self.memory.note_first_contact(scope, p.destinations, p.window_start)
+            self.memory._add(self.memory.identities, scope, p.identities)
             if e.kind == "pod":
                 self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
                 self.memory.note_peers(p.identity_groups)
@@ -936,11 +936,12 @@ class FeatureBuilder:
             elif before is None or value > before:  # max(before, value), as it was
                 life[name] = value
 
-    def _whole_life(self, state: EntityState, row: dict[str, float], kind: str) -> dict[str, float]:
-        """The row as its life so far: the totals :meth:`_accumulate` keeps, durations the
+    def _whole_life(self, state: EntityState, row: dict[str, float], kind: str) -> None:
+        """Make the row its life so far: the totals :meth:`_accumulate` keeps, durations the
         final window's own."""
-        totals = {name for name, _ in self._life_rules(kind)}
-        return {name: state.life[name] if name in totals else v for name, v in row.items()}
+        life = state.life
+        for name, _ in self._life_rules(kind):
+            row[name] = life[name]
 
     def _life_rules(self, kind: str) -> list[tuple[str, bool]]:
         """(name, whether it adds up) of the features a life's totals keep, in spec order,
