@@ -202,8 +202,13 @@ class FirstSeenMemory:
         self.replica_calls: dict[str, dict[str, dict[str, float]]] = {}
         self._max = max_per_scope
 
+    # A scope's entry is taken by ``get`` and made only when missing, here and in the
+    # ``_note_*`` helpers: ``setdefault(scope, set())`` built and dropped a container on
+    # every call, for every profile of every batch.
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
-        seen = table.setdefault(scope, set())
+        seen = table.get(scope)
+        if seen is None:
+            seen = table[scope] = set()
         for item in items:
             if len(seen) >= self._max:
                 return
@@ -276,7 +281,9 @@ class FirstSeenMemory:
         """``entity``, a pod of ``workload``, was seen up to ``when`` (a window's end, any
         window) calling ``dests``: the latest few pods and each host's latest callers."""
         _note_latest(self.replicas, workload, [entity], when, _REPLICAS_KEPT, self._max)
-        table = self.replica_calls.setdefault(workload, {})
+        table = self.replica_calls.get(workload)
+        if table is None:
+            table = self.replica_calls[workload] = {}
         for dest in dests:
             if dest in table or len(table) < self._max:
                 _note_latest(table, dest, [entity], when, _LONE_CALLERS, self._max)
@@ -402,7 +409,9 @@ def _note_callers(
 ) -> None:
     """The first ``keep`` entities of ``scope`` that called each destination (``cap``
     destinations per scope): whether a host is shared, not how widely."""
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        table = tables[scope] = {}
     for dest in dests:
         who = table.get(dest)
         if who is None:
@@ -422,9 +431,11 @@ def _note_latest(
     cap: int,
 ) -> None:
     """The latest ``when`` each item was seen for ``scope``; the ``keep`` latest items."""
-    if scope not in tables and len(tables) >= cap:
-        return
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        if len(tables) >= cap:
+            return
+        table = tables[scope] = {}
     for item in items:
         table[item] = max(table.get(item, when), when)
         if len(table) > keep:
@@ -439,7 +450,9 @@ def _note_first(
     cap: int,
 ) -> None:
     """The earliest ``when`` each destination was seen for ``scope``, ``cap`` per scope."""
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        table = tables[scope] = {}
     for dest in dests:
         if dest not in table and len(table) < cap:
             table[dest] = when
