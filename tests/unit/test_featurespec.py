@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from churnguard.errors import ConfigError
-from churnguard.profiling.spec import GAP_FLOOR, load_spec, render_markdown
+from churnguard.profiling.spec import GAP_FLOOR, FeatureSpec, load_spec, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,12 +86,12 @@ def test_log_gap_resolves_ratios_near_one() -> None:
 SPEC = load_spec()
 
 
-def _one_feature_at_a_time(raw: np.ndarray) -> np.ndarray:
+def _one_feature_at_a_time(raw: np.ndarray, spec: FeatureSpec = SPEC) -> np.ndarray:
     """The model view as the spec defines it, column by column (the reference), with the
     C library's log1p and log2 (Python's ``math``) that the transform uses on every CPU."""
     log1p, log2 = (np.frompyfunc(fn, 1, 1) for fn in (math.log1p, math.log2))
     out = raw.copy()
-    for j, f in enumerate(SPEC.features):
+    for j, f in enumerate(spec.features):
         col = raw[:, j]
         if f.transform == "log1p":
             col = log1p(np.clip(col, 0.0, None)).astype(float)
@@ -116,6 +117,47 @@ def test_transform_is_the_spec_applied_one_feature_at_a_time(raw: np.ndarray) ->
     signed zeros, infinities and NaN included (the forests learn these values)."""
     with np.errstate(all="ignore"):
         assert SPEC.transform(raw).tobytes() == _one_feature_at_a_time(raw).tobytes()
+
+
+_SPECIAL = st.sampled_from([0.0, -0.0, 0.5, 0.999, 1.0, 3.0, -2.0, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.permutations(SPEC.features),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["log1p", "identity", "log_gap"]),
+            st.sampled_from([1.0, 0.35, 0.5, 4.0]),
+            st.sampled_from(["high", "low"]),
+        ),
+        min_size=len(SPEC.features),
+        max_size=len(SPEC.features),
+    ),
+    st.integers(1, 12),
+    st.data(),
+)
+def test_any_specs_transform_is_applied_one_feature_at_a_time(
+    features: list, rules: list[tuple[str, float, str]], rows: int, data: st.DataObject
+) -> None:
+    """Groups that are not runs of adjacent columns (gathered, not sliced), with or without
+    scales or low features: the same bits as the definition."""
+    features = [
+        msgspec.structs.replace(f, transform=t, scale=s, direction=d)
+        for f, (t, s, d) in zip(features, rules, strict=True)
+    ]
+    spec = FeatureSpec(
+        version="1",
+        window_seconds=300.0,
+        allowed_lateness_seconds=60.0,
+        idle_expiry_seconds=3600.0,
+        features=tuple(features),
+    )
+    raw = data.draw(
+        hnp.arrays(float, (rows, len(features)), elements=_SPECIAL | st.floats(-1e12, 1e12))
+    )
+    with np.errstate(all="ignore"):
+        assert spec.transform(raw).tobytes() == _one_feature_at_a_time(raw, spec).tobytes()
 
 
 def test_a_misspelt_spec_stops_replay_and_serve_with_exit_2(

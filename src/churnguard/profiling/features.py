@@ -46,6 +46,7 @@ from churnguard.ingest.events import (  # the members, read without the enum hoo
     ApiCategory,
     EntityKind,
     Event,
+    EventKind,
 )
 from churnguard.profiling.entities import (
     EntityState,
@@ -201,8 +202,13 @@ class FirstSeenMemory:
         self.replica_calls: dict[str, dict[str, dict[str, float]]] = {}
         self._max = max_per_scope
 
+    # A scope's entry is taken by ``get`` and made only when missing, here and in the
+    # ``_note_*`` helpers: ``setdefault(scope, set())`` built and dropped a container on
+    # every call, for every profile of every batch.
     def _add(self, table: dict[str, set[str]], scope: str, items: Iterable[str]) -> None:
-        seen = table.setdefault(scope, set())
+        seen = table.get(scope)
+        if seen is None:
+            seen = table[scope] = set()
         for item in items:
             if len(seen) >= self._max:
                 return
@@ -275,7 +281,9 @@ class FirstSeenMemory:
         """``entity``, a pod of ``workload``, was seen up to ``when`` (a window's end, any
         window) calling ``dests``: the latest few pods and each host's latest callers."""
         _note_latest(self.replicas, workload, [entity], when, _REPLICAS_KEPT, self._max)
-        table = self.replica_calls.setdefault(workload, {})
+        table = self.replica_calls.get(workload)
+        if table is None:
+            table = self.replica_calls[workload] = {}
         for dest in dests:
             if dest in table or len(table) < self._max:
                 _note_latest(table, dest, [entity], when, _LONE_CALLERS, self._max)
@@ -401,7 +409,9 @@ def _note_callers(
 ) -> None:
     """The first ``keep`` entities of ``scope`` that called each destination (``cap``
     destinations per scope): whether a host is shared, not how widely."""
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        table = tables[scope] = {}
     for dest in dests:
         who = table.get(dest)
         if who is None:
@@ -421,9 +431,11 @@ def _note_latest(
     cap: int,
 ) -> None:
     """The latest ``when`` each item was seen for ``scope``; the ``keep`` latest items."""
-    if scope not in tables and len(tables) >= cap:
-        return
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        if len(tables) >= cap:
+            return
+        table = tables[scope] = {}
     for item in items:
         table[item] = max(table.get(item, when), when)
         if len(table) > keep:
@@ -438,7 +450,9 @@ def _note_first(
     cap: int,
 ) -> None:
     """The earliest ``when`` each destination was seen for ``scope``, ``cap`` per scope."""
-    table = tables.setdefault(scope, {})
+    table = tables.get(scope)
+    if table is None:
+        table = tables[scope] = {}
     for dest in dests:
         if dest not in table and len(table) < cap:
             table[dest] = when
@@ -529,12 +543,13 @@ class FeatureBuilder:
         return columns
 
     def _blank_row(self, kind: str) -> dict[str, float]:
-        """A new row of an entity kind's columns, in spec order, each at its ``missing``."""
+        """An entity kind's columns, in spec order, each at its ``missing``: the row a window
+        starts from (copy it; the features it computes overwrite their own columns)."""
         blank = self._blank_of.get(kind)
         if blank is None:
             blank = {name: float(missing) for name, missing in self._columns(kind)}
             self._blank_of[kind] = blank
-        return blank.copy()
+        return blank
 
     def build(
         self,
@@ -552,21 +567,20 @@ class FeatureBuilder:
         me = str(state.key) if external else ""  # only rarity and beacons ask, of hosts outside
         traffic = _traffic(external) if external else {}
         regularity = _regularities(state, external, traffic) if external else {}
-        values: dict[str, float] = {}
-        values.update(self._lifecycle(state, final))
-        values.update(self._activity(state, events))
-        values.update(self._network(state, events, external, traffic, regularity, now, me))
-        values.update(self._novelty(state))
+        kind = _ROW_KIND[state.key.kind]
+        blank = self._blank_row(kind)
+        row = blank.copy()  # each family writes its floats into it, in spec order
+        self._lifecycle(row, state, final)
+        self._activity(row, state, events)
+        self._network(row, state, events, external, traffic, regularity, now, me)
+        self._novelty(row, state)
         identities = window_identities(state, events, final)
         groups = window_groups(events, identities)
-        values.update(self._identity(state, identities))
+        self._identity(row, state, identities)
         self._strangers(state, identities, groups)
-        kind = _ROW_KIND[state.key.kind]
-        row = self._blank_row(kind)
-        if values.keys() <= row.keys():  # the families' values are floats already
-            row.update(values)
-        else:  # a family may compute what another kind's rows have
-            row.update((name, value) for name, value in values.items() if name in row)
+        if len(row) != len(blank):  # a family may compute what another kind's rows have
+            for name in row.keys() - blank.keys():
+                del row[name]
         self._accumulate(state, row, kind)
         if state.key.kind is CONTAINER_ENTITY:
             evidence = _container_chain(state, events)
@@ -575,7 +589,7 @@ class FeatureBuilder:
             state.life_evidence = _life_evidence(state.life_evidence, evidence)
         born = state.created_at if state.created_at is not None else state.first_seen
         if final and end_reason != "end_of_input" and end - born <= WHOLE_LIFE_S:
-            row = self._whole_life(state, row, kind)  # it ended: its whole (short) life
+            self._whole_life(state, row, kind)  # it ended: its whole (short) life
             if state.key.kind is not CONTAINER_ENTITY:
                 evidence = list(state.life_evidence)
         late, lone = self._beacons(state, regularity, now, me) if regularity else ({}, {})
@@ -632,10 +646,10 @@ class FeatureBuilder:
                 if quiet:
                     self.memory._add(self.memory.binaries, workload, p.binaries)
         for p in profiles:
-            e = p.entity
-            self.memory._add(self.memory.destinations, _memory_scope(p), p.destinations)
-            self.memory.note_first_contact(_memory_scope(p), p.destinations, p.window_start)
-            self.memory._add(self.memory.identities, _memory_scope(p), p.identities)
+            e, scope = p.entity, _memory_scope(p)
+            self.memory._add(self.memory.destinations, scope, p.destinations)
+            self.memory.note_first_contact(scope, p.destinations, p.window_start)
+            self.memory._add(self.memory.identities, scope, p.identities)
             if e.kind == "pod":
                 self.memory._add(self.memory.identities, CLUSTER_SCOPE, p.identities)
                 self.memory.note_peers(p.identity_groups)
@@ -649,10 +663,11 @@ class FeatureBuilder:
                 self.memory.note_intruder(_memory_scope(p), p.entity.key(), p.destinations)
 
     # ---- feature groups ------------------------------------------------------------------
-    def _lifecycle(self, state: EntityState, final: bool) -> dict[str, float]:
-        out: dict[str, float] = {}
+    # Each family below writes its features into ``out``, the window's row; a name the row
+    # has no column for is dropped by :meth:`build`.
+    def _lifecycle(self, out: dict[str, float], state: EntityState, final: bool) -> None:
         if not (final and state.deleted_at is not None):
-            return out
+            return
         born = state.created_at if state.created_at is not None else state.first_seen
         out["lifetime_s"] = float(max(0.0, state.deleted_at - born))
         execs = [t for t in state.exec_times if t <= state.deleted_at]
@@ -670,9 +685,8 @@ class FeatureBuilder:
                 and state.created_by == state.deleted_by
                 and state.created_by_kind != AUTOSCALER_ACTOR
             )
-        return out
 
-    def _activity(self, state: EntityState, events: list[Event]) -> dict[str, float]:
+    def _activity(self, out: dict[str, float], state: EntityState, events: list[Event]) -> None:
         counts: dict[str, int] = {}
         binaries: set[str] = set()
         archive_paths: set[str] = set()
@@ -711,14 +725,14 @@ class FeatureBuilder:
                 archive_bytes += ev.bytes_written
             elif k is INSTANCE_TERMINATE_EVENT and ev.actor_kind == INSTANCE_ACTOR:
                 counts["cloud_destructive"] = counts.get("cloud_destructive", 0) + 1
-        out = dict(zip(counts, map(float, counts.values()), strict=True))
+        for name, count in counts.items():
+            out[name] = float(count)
         out["credentials_out_of_place"] = float(misplaced)  # only cloud calls can be
         out["distinct_binaries"] = float(len(binaries))
         out["shell_spawned"] = float(shell)
         out["archive_writes"] = float(len(archive_paths) + archive_tool_runs)
         out["archive_bytes"] = float(archive_bytes)
         out["distinct_objects_read"] = float(len(objects))
-        return out
 
     def _external_flows(self, events: list[Event]) -> list[tuple[Event, str]]:
         """The window's flows out of the cluster with their destinations, in event order:
@@ -730,6 +744,7 @@ class FeatureBuilder:
 
     def _network(
         self,
+        out: dict[str, float],
         state: EntityState,
         events: list[Event],
         flows_out: list[tuple[Event, str]],
@@ -737,7 +752,7 @@ class FeatureBuilder:
         regularity: Mapping[str, float],
         now: float,
         me: str,
-    ) -> dict[str, float]:
+    ) -> None:
         """``traffic``: :func:`_traffic` of ``flows_out`` (bytes out per destination)."""
         egress = 0
         for ev in events:
@@ -755,14 +770,12 @@ class FeatureBuilder:
             workload = workload_scope(state.namespace, state.workload)
             rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
             beacon = max([0.0, *(regularity[d] for d in rare)])
-        return {
-            "egress_bytes": float(egress),
-            "egress_external_bytes": float(external_bytes),
-            "external_destinations": float(len(traffic)),
-            "new_destinations": float(new),
-            "egress_new_destination_bytes": float(new_bytes),
-            "beacon_regularity": beacon,
-        }
+        out["egress_bytes"] = float(egress)
+        out["egress_external_bytes"] = float(external_bytes)
+        out["external_destinations"] = float(len(traffic))
+        out["new_destinations"] = float(new)
+        out["egress_new_destination_bytes"] = float(new_bytes)
+        out["beacon_regularity"] = beacon
 
     def _beacons(
         self, state: EntityState, regularity: Mapping[str, float], now: float, me: str
@@ -899,16 +912,17 @@ class FeatureBuilder:
             if sent >= floor and dest in now
         ]
 
-    def _novelty(self, state: EntityState) -> dict[str, float]:
+    def _novelty(self, out: dict[str, float], state: EntityState) -> None:
         if state.key.kind is not POD_ENTITY or state.windows_emitted > 0:
-            return {}
+            return
         ns = state.namespace or ""
         image_repo = image_repository(state.image)
         new_image = bool(image_repo) and image_repo not in self.memory.images.get(ns, set())
         new_workload = state.workload is None or state.workload not in self.memory.workloads.get(
             ns, set()
         )
-        return {"new_image": float(new_image), "new_workload": float(new_workload)}
+        out["new_image"] = float(new_image)
+        out["new_workload"] = float(new_workload)
 
     def _accumulate(self, state: EntityState, row: dict[str, float], kind: str) -> None:
         """Add a window to the entity's running totals (``EntityState.life``).
@@ -935,11 +949,12 @@ class FeatureBuilder:
             elif before is None or value > before:  # max(before, value), as it was
                 life[name] = value
 
-    def _whole_life(self, state: EntityState, row: dict[str, float], kind: str) -> dict[str, float]:
-        """The row as its life so far: the totals :meth:`_accumulate` keeps, durations the
+    def _whole_life(self, state: EntityState, row: dict[str, float], kind: str) -> None:
+        """Make the row its life so far: the totals :meth:`_accumulate` keeps, durations the
         final window's own."""
-        totals = {name for name, _ in self._life_rules(kind)}
-        return {name: state.life[name] if name in totals else v for name, v in row.items()}
+        life = state.life
+        for name, _ in self._life_rules(kind):
+            row[name] = life[name]
 
     def _life_rules(self, kind: str) -> list[tuple[str, bool]]:
         """(name, whether it adds up) of the features a life's totals keep, in spec order,
@@ -961,8 +976,8 @@ class FeatureBuilder:
             )
         return rules
 
-    def _identity(self, state: EntityState, identities: list[str]) -> dict[str, float]:
-        out = {"created_by_person": float(state.created_by_kind == PERSON_ACTOR)}
+    def _identity(self, out: dict[str, float], state: EntityState, identities: list[str]) -> None:
+        out["created_by_person"] = float(state.created_by_kind == PERSON_ACTOR)
         new = new_in_cluster = 0
         if identities:  # most windows name nobody: no memory to look up
             known = self.memory.identities.get(destination_scope(state), set())
@@ -972,7 +987,6 @@ class FeatureBuilder:
         out["new_identity"] = float(new)
         if state.key.kind is POD_ENTITY:
             out["new_identity_in_cluster"] = float(new_in_cluster)
-        return out
 
     def _strangers(
         self, state: EntityState, identities: list[str], groups: Mapping[str, list[str]]
@@ -1054,6 +1068,7 @@ _ROW_KIND = {kind: (POD_ENTITY if kind is CONTAINER_ENTITY else kind).value for 
 
 
 _BY_TIME = operator.attrgetter("time")  # a sort key without a Python frame per item
+_KIND_VALUE = {kind: kind.value for kind in EventKind}  # without the ``Enum.value`` property
 
 
 def _in_event_order(events: list[Event]) -> list[Event]:
@@ -1216,9 +1231,9 @@ def _summary(ev: Event) -> str | None:
             return f"egress {ev.bytes_out} B to {_destination(ev)}:{ev.dst_port}"
         return None
     if k in (POD_CREATE_EVENT, INSTANCE_RUN_EVENT):
-        return f"{k.value} by {_actor(ev)}"
+        return f"{_KIND_VALUE[k]} by {_actor(ev)}"
     if k in (POD_DELETE_EVENT, INSTANCE_TERMINATE_EVENT):
-        return f"{k.value} by {_actor(ev)} ({ev.actor_kind or '?'})"
+        return f"{_KIND_VALUE[k]} by {_actor(ev)} ({ev.actor_kind or '?'})"
     if k is POD_EXEC_EVENT:
         return f"{ev.detail or 'exec'} by {_actor(ev)}"
     if k is PROCESS_EXEC_EVENT and (archive_outputs(ev)[0] or _basename(ev.binary) in SHELLS):
@@ -1233,7 +1248,10 @@ def _summary(ev: Event) -> str | None:
 def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidence]:
     """A whole life's key records: the first window's (who created it, what it did
     first) kept, then each later window's, the last ones winning past the cap (who ended
-    it), in time order."""
+    it), in time order. ``life`` is this function's earlier result (sorted, capped): a
+    window without key records (most) leaves it as it is."""
+    if not window:
+        return life
     merged = sorted([*life, *window], key=_BY_TIME)
     if len(merged) <= _MAX_LIFE_EVIDENCE:
         return merged
@@ -1242,7 +1260,8 @@ def _life_evidence(life: list[Evidence], window: list[Evidence]) -> list[Evidenc
 
 
 def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evidence]:
-    """Key records first by rarity of kind, capped: one or two of each kind, in time order."""
+    """Key records, one or two of each kind, the first ``_MAX_EVIDENCE`` of them: in time
+    order, as ``events`` come (:meth:`FeatureBuilder.build` sorts them)."""
     picked: list[Evidence] = []
     per_kind: dict[str, int] = {}
     for ev in events:
@@ -1256,8 +1275,9 @@ def _evidence(state: EntityState, events: list[Event], final: bool) -> list[Evid
         if summary is None:
             continue
         per_kind[group] = per_kind.get(group, 0) + 1
-        picked.append(Evidence(time=ev.time, kind=ev.kind.value, summary=summary, origin=ev.origin))
-    picked.sort(key=_BY_TIME)
+        picked.append(
+            Evidence(time=ev.time, kind=_KIND_VALUE[ev.kind], summary=summary, origin=ev.origin)
+        )
     return picked[:_MAX_EVIDENCE]
 
 

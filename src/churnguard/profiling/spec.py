@@ -96,18 +96,22 @@ class FeatureSpec:
         # column groups, not one column at a time: the same operations on the same
         # elements in the same order per element, so the values are identical
         # (log1p and log2 are the C library's, not numpy's CPU-dependent SIMD loops;
-        # np.maximum and the array's clip are what np.clip calls)
+        # np.maximum and the array's clip are what np.clip calls), each group's
+        # temporaries reused in place: a tick's few rows cost numpy's per-call overhead
         log1p, log2 = _compiled_math()
         cols = self._columns
         if cols.log1p is not None:
-            out[:, cols.log1p] = log1p(np.maximum(out[:, cols.log1p], 0.0))
+            x = np.maximum(out[:, cols.log1p], 0.0)
+            out[:, cols.log1p] = log1p(x, out=x)
         if cols.log_gap is not None:
             gap = out[:, cols.log_gap].clip(0.0, 1.0)
-            out[:, cols.log_gap] = -log2(1.0 - gap + GAP_FLOOR)
-        if cols.scaled is not None:
-            out[:, cols.scaled] /= cols.scales
+            np.subtract(1.0, gap, out=gap)
+            gap += GAP_FLOOR  # (1 - x) + floor, as written
+            out[:, cols.log_gap] = np.negative(log2(gap, out=gap), out=gap)
+        if cols.divisors is not None:
+            out /= cols.divisors  # every column at once: x / 1.0 is x, NaN and -0.0 included
         if cols.low is not None:
-            out[:, cols.low] = -out[:, cols.low]
+            np.negative(out, out=out, where=cols.low)
         return out
 
     def inverse(self, j: int, value: float) -> float:
@@ -137,9 +141,8 @@ class _Columns(NamedTuple):
 
     log1p: np.ndarray | slice | None
     log_gap: np.ndarray | slice | None
-    scaled: np.ndarray | slice | None
-    scales: np.ndarray
-    low: np.ndarray | slice | None
+    divisors: np.ndarray | None  # every column's scale (1.0 where it has none)
+    low: np.ndarray | None  # a mask: True for the columns negated
 
 
 def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
@@ -151,13 +154,13 @@ def _columns(features: tuple[FeatureDef, ...]) -> _Columns:
             return slice(at[0], at[-1] + 1)
         return np.array(at, dtype=np.intp)
 
-    scaled = [f.scale for f in features if f.scale != 1.0]
+    divisors = np.array([f.scale for f in features], dtype=float)
+    low = np.array([f.direction == "low" for f in features], dtype=bool)
     return _Columns(
         log1p=where(lambda f: f.transform == "log1p"),
         log_gap=where(lambda f: f.transform == "log_gap"),
-        scaled=where(lambda f: f.scale != 1.0),
-        scales=np.array(scaled, dtype=float),
-        low=where(lambda f: f.direction == "low"),
+        divisors=divisors if np.any(divisors != 1.0) else None,
+        low=low if low.any() else None,
     )
 
 
