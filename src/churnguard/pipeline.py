@@ -121,7 +121,8 @@ class Pipeline:
         self._successors: dict[EntityKey, list[Event]] = {}
         self._late: list[tuple[str, str]] = []
         # counted in a plain dict: a Counter's item assignment runs through Python (it
-        # defines __delitem__, so its mapping slot is the generic one), ~0.12 us a count
+        # defines __delitem__, so its mapping slot is the generic one), ~0.21 us a count
+        # against ~0.09
         self._stats: dict[str, int] = {}
         # what the caps produced since the last emission (docs/reliability.md "Caps")
         self.floods = FloodMonitor(ps.flood_new_entities, self.window_s)
@@ -282,8 +283,10 @@ class Pipeline:
         if not math.isfinite(ev.time):
             self._count("dropped.bad_time")
             return None
-        if ev.time > self.clock.wall_seen and self.clock.ahead_of_wall(ev.time) > self.max_future_s:
-            return self._reject_future(ev)
+        if ev.time > self.clock.wall_seen:
+            ahead = self.clock.ahead_of_wall(ev.time)
+            if ahead > self.max_future_s:
+                return self._reject_future(ev, ahead)
         watermark = self.clock.value
         if ev.time < watermark:
             return self._add_late(ev, watermark)
@@ -326,12 +329,12 @@ class Pipeline:
             record=msgspec.json.encode(ev).decode(),
         )
 
-    def _reject_future(self, ev: Event) -> Rejected:
-        """Further ahead of the wall clock than ``max_future_seconds``: a dead letter."""
+    def _reject_future(self, ev: Event, ahead: float) -> Rejected:
+        """``ahead`` seconds ahead of the wall clock, more than ``max_future_seconds``: a
+        dead letter."""
         source = source_kind(ev.format)
         self._count(f"future.dead_letter.{source}")
         self._count("rejected.future")
-        ahead = self.clock.ahead_of_wall(ev.time)
         return Rejected(
             reason="future",
             detail=f"{source} event {ahead:.0f} s ahead of the wall clock, more than"
