@@ -115,7 +115,10 @@ class Watermark:
     @property
     def max_lateness(self) -> float:
         """The largest lateness any input can have: how far emission may trail ``max_time``."""
-        return max([self.default_lateness, *self.lateness.values()])
+        most = self.default_lateness  # a plain loop: Cython's max() takes no starred list
+        for lateness in self.lateness.values():
+            most = max(most, lateness)
+        return most
 
     def lateness_of(self, source: str) -> float:
         """Allowed lateness of a source kind or topic."""

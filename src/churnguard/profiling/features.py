@@ -769,7 +769,7 @@ class FeatureBuilder:
             new, new_bytes = len(news), sum(traffic[d][0] for d in news)
             workload = workload_scope(state.namespace, state.workload)
             rare = [d for d in traffic if self.memory.is_rare(scope, d, me, now, workload)]
-            beacon = max([0.0, *(regularity[d] for d in rare)])
+            beacon = max(0.0, max((regularity[d] for d in rare), default=0.0))
         out["egress_bytes"] = float(egress)
         out["egress_external_bytes"] = float(external_bytes)
         out["external_destinations"] = float(len(traffic))
