@@ -42,6 +42,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from churnguard import __version__, compiled_modules
 from churnguard.alerts.formats import alert_id_of
 from churnguard.config import Settings
 from churnguard.errors import ChurnguardError
@@ -132,6 +133,9 @@ class Service:
         # compiled before the group is joined: a first tick that compiled (seconds, on a
         # cold cache) could outlive max_poll_interval_ms and cost the group a rebalance
         prepare_detector(self.settings.scoring.detector)
+        compiled = compiled_modules()
+        self.metrics.compiled.set(len(compiled))
+        log.info("build", extra={"version": __version__, "compiled_modules": len(compiled)})
         self.broker.watch(lambda: self._consumer, self.stop_event)
         with startup_frozen():
             while not self.stop_event.is_set():

@@ -182,6 +182,12 @@ class ServiceMetrics:
             "churnguard_model_info", "The model version each shard scores with", ["version"],
             registry=r,
         )  # fmt: skip
+        self.compiled = Gauge(
+            "churnguard_compiled_modules",
+            "churnguard modules this process runs compiled (the optional Cython build; 0: pure"
+            " Python)",
+            registry=r,
+        )
         self.model_refused = Counter(
             "churnguard_model_refused_total",
             "Model bundles that failed verification or loading (the service kept its model)",
