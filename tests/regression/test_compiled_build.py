@@ -54,3 +54,13 @@ def test_compiled_build_gives_the_recorded_alert_ids(tmp_path: Path) -> None:
            "churnguard.ingest.cloudtrail", "churnguard.scoring.detectors.oif"}  # fmt: skip
     assert hot <= set(out["compiled"])
     assert out["ids"] == recorded(name)
+
+
+def test_the_image_installs_the_compiled_wheel() -> None:
+    """What the test above builds is what the image runs (there is no docker daemon here)."""
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    copies = [words for words in lines if words[:1] == ["COPY"]]
+    assert any("setup.py" in words for words in copies)
+    runs = [" ".join(words) for words in lines if words[:1] == ["RUN"]]
+    assert any("CHURNGUARD_COMPILE=1 pip wheel" in run for run in runs)
+    assert any("pip install --no-cache-dir /wheels/*.whl" in run for run in runs)
