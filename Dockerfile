@@ -1,7 +1,7 @@
 # churnguard consumer service. Build: docker build -t churnguard .
 # The wheel is built in the full image (a C compiler for Cython): the per-record path is
-# compiled (setup.py, CHURNGUARD_COMPILE=1), the same decisions ~11 % faster; the service
-# logs and exports how many modules it runs compiled (churnguard_compiled_modules).
+# compiled (setup.py, CHURNGUARD_COMPILE=1): the same decisions, 11 % fewer instructions;
+# the service logs and exports how many modules it runs compiled (churnguard_compiled_modules).
 FROM python:3.11 AS wheel
 WORKDIR /build
 COPY pyproject.toml setup.py README.md ./
