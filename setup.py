@@ -13,9 +13,9 @@ import os
 
 from setuptools import setup
 
-# the per-record path (decode and adapt, entity state, windows, feature rows) and the
-# scorer's own Python; one place for the list: the running service reports which of these
-# are compiled (churnguard.build.compiled_modules)
+# the per-record path (decode and adapt, entity state, windows, feature rows, the service's
+# loop) and the scorer's own Python; the running service logs and exports how many of
+# churnguard's modules it runs compiled (churnguard.compiled_modules)
 COMPILED = [
     "src/churnguard/pipeline.py",
     "src/churnguard/ingest/__init__.py",

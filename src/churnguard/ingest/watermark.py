@@ -115,10 +115,8 @@ class Watermark:
     @property
     def max_lateness(self) -> float:
         """The largest lateness any input can have: how far emission may trail ``max_time``."""
-        most = self.default_lateness  # a plain loop: Cython's max() takes no starred list
-        for lateness in self.lateness.values():
-            most = max(most, lateness)
-        return most
+        default = self.default_lateness  # no starred list inside max(): Cython rejects it
+        return max(default, max(self.lateness.values(), default=default))
 
     def lateness_of(self, source: str) -> float:
         """Allowed lateness of a source kind or topic."""
