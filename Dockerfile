@@ -4,16 +4,17 @@
 # the service logs and exports how many modules it runs compiled (churnguard_compiled_modules).
 FROM python:3.11 AS wheel
 WORKDIR /build
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md MANIFEST.in ./
 COPY src ./src
+# the wheel carries the feature specs and the default model inside the package (setup.py)
+COPY features ./features
+COPY models/default ./models/default
 RUN CHURNGUARD_COMPILE=1 pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY --from=wheel /wheels /wheels
-COPY features ./features
-COPY models ./models
 # the forests' numba kernels, compiled here once (~10 s) into a cache every start loads
 # (~0.3 s); numba needs the directory writable even to read it: the Kubernetes manifest
 # copies it to a writable emptyDir (docs/operations.md, "Compiled kernels"). numba keys
@@ -24,7 +25,6 @@ RUN pip install --no-cache-dir /wheels/*.whl \
  && python -c "from churnguard.scoring.detectors.oif import warm_kernels; warm_kernels()" \
  && useradd --system --uid 10001 --home-dir /app churnguard \
  && chown -R churnguard /app/.numba-cache
-ENV CHURNGUARD_SPEC_DIR=/app/features
 USER 10001
 EXPOSE 9108
 # SIGTERM -> stop polling, flush, checkpoint, commit, close (see docs/operations.md)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 # the per-record path (decode and adapt, entity state, windows, feature rows, the service's
 # loop) and the scorer's own Python; the running service logs and exports how many of
@@ -73,4 +74,24 @@ def extensions() -> list:
     )
 
 
-setup(ext_modules=extensions())
+# what a wheel carries inside the package (churnguard/_shipped, found by churnguard.shipped):
+# the feature specs and the default model bundle, so an installed service needs no paths set
+SHIPPED = ["features", "models/default"]
+
+
+class BuildPyWithShipped(build_py):
+    """``build_py`` that also copies the shipped tree into the package of a wheel.
+
+    Not for an editable install: a checkout reads the repository's own directories, which
+    ``model build`` rewrites, and a stale copy in ``src`` would hide them.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        for tree in SHIPPED:
+            self.copy_tree(tree, os.path.join(self.build_lib, "churnguard", "_shipped", tree))
+
+
+setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithShipped})

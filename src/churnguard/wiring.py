@@ -16,10 +16,11 @@ from pathlib import Path
 from churnguard.config import Settings
 from churnguard.pipeline import Pipeline
 from churnguard.profiling.spec import FeatureSpec, load_spec
+from churnguard.shipped import shipped
 
 log = logging.getLogger(__name__)
 
-SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+SHIPPED_BUNDLE = shipped("models", "default")  # the wheel's copy, or the repository's
 
 
 def bundle_dir(settings: Settings, model_dir: str | None) -> Path | None:

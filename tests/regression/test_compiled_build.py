@@ -23,9 +23,12 @@ REPLAY = """
 import json, sys
 from alert_ids import alert_ids
 from churnguard import compiled_modules
+from churnguard.profiling.spec import SPEC_DIR
+from churnguard.wiring import SHIPPED_BUNDLE
 ids = alert_ids({seed}, {hours})
 where = sys.modules["churnguard"].__file__
-print(json.dumps({{"ids": ids, "compiled": compiled_modules(), "file": where}}))
+print(json.dumps({{"ids": ids, "compiled": compiled_modules(), "file": where,
+                  "specs": str(SPEC_DIR), "bundle": str(SHIPPED_BUNDLE)}}))
 """
 
 
@@ -39,10 +42,9 @@ def test_compiled_build_gives_the_recorded_alert_ids(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-4000:]
-    for shipped in ("models", "features"):  # where a source tree has them, beside the package
-        (tmp_path / shipped).symlink_to(ROOT / shipped)
     name, seed, hours = HELD_OUT
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests/regression")])}
+    env = {k: v for k, v in os.environ.items() if k != "CHURNGUARD_SPEC_DIR"}
+    env |= {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests/regression")])}
     run = subprocess.run(
         [sys.executable, "-c", REPLAY.format(seed=seed, hours=hours)],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -50,6 +52,9 @@ def test_compiled_build_gives_the_recorded_alert_ids(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     out = json.loads(run.stdout.splitlines()[-1])
     assert Path(out["file"]).is_relative_to(site)
+    # the wheel carries the feature specs and the model it replays with: nothing to set
+    assert Path(out["specs"]) == site / "churnguard/_shipped/features"
+    assert Path(out["bundle"]) == site / "churnguard/_shipped/models/default"
     hot = {"churnguard.pipeline", "churnguard.profiling.features", "churnguard.scoring.scorer",
            "churnguard.ingest.cloudtrail", "churnguard.scoring.detectors.oif"}  # fmt: skip
     assert hot <= set(out["compiled"])
@@ -61,6 +66,10 @@ def test_the_image_installs_the_compiled_wheel() -> None:
     lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     copies = [words for words in lines if words[:1] == ["COPY"]]
     assert any("setup.py" in words for words in copies)
+    # the builder stage has what the wheel carries; the image sets no path to find it
+    assert ["COPY", "features", "./features"] in copies
+    assert ["COPY", "models/default", "./models/default"] in copies
+    assert "CHURNGUARD_SPEC_DIR" not in (ROOT / "Dockerfile").read_text()
     runs = [" ".join(words) for words in lines if words[:1] == ["RUN"]]
     assert any("CHURNGUARD_COMPILE=1 pip wheel" in run for run in runs)
     assert any("pip install --no-cache-dir /wheels/*.whl" in run for run in runs)

@@ -21,13 +21,12 @@ import msgspec
 import numpy as np
 
 from churnguard.errors import ConfigError
+from churnguard.shipped import shipped
 from churnguard.validation import convert
 
-# the repo's features/ (editable installs, notebooks); a container image sets
-# CHURNGUARD_SPEC_DIR to where it copied that directory
-SPEC_DIR = Path(
-    os.environ.get("CHURNGUARD_SPEC_DIR") or Path(__file__).resolve().parents[3] / "features"
-)
+# CHURNGUARD_SPEC_DIR names another directory of specs; else the shipped features/ (the
+# wheel's copy, or the repository's in a checkout)
+SPEC_DIR = Path(os.environ.get("CHURNGUARD_SPEC_DIR") or shipped("features"))
 DEFAULT_VERSION = "1"
 GAP_FLOOR = 2.0**-10  # log_gap resolves ratios up to 1 - 1/1024
 
