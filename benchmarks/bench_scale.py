@@ -36,7 +36,7 @@ Measured in this order, in one process (the two-consumer run in two child proces
 the ``bench_scale`` markers. Every ratio compares numbers from this one run.
 
 Usage:  .venv/bin/python benchmarks/bench_scale.py [--hours 6] [--seed 11] [--partitions 2]
-                                                   [--write | --serve-only]
+                                                   [--assignor load] [--write | --serve-only]
 """
 
 from __future__ import annotations
@@ -366,13 +366,13 @@ def read_all(settings: Settings, topic: str) -> list:
 
 def serve_group(
     settings: Settings, total: int, consumers: int, shards: int
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, list[int]]:
     """``consumers`` processes of one group serve ``total`` records.
 
     Returns the seconds from the first record processed to the last (what an operator
-    sees, the group join and rebalances included), and the steady span: seconds and
+    sees, the group join and rebalances included), the steady span: seconds and
     records from the moment every member holds its share of the ``shards`` (and has
-    processed a record) to the last record.
+    processed a record) to the last record, and the records each member processed.
     """
     import msgspec
 
@@ -401,7 +401,7 @@ def serve_group(
         end = time.perf_counter()
         start = start or end
         steady = steady or end
-        return end - start, end - steady, total - steady_done
+        return end - start, end - steady, total - steady_done, list(counts)
     finally:
         stop.set()
         for p in procs:
@@ -486,6 +486,9 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument(
+        "--assignor", choices=("load", "range"), default="load", help="kafka.assignor of serve"
+    )
     ap.add_argument("--score-rows", type=int, default=2000, help="rows each detector scores")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument(
@@ -503,13 +506,20 @@ def main() -> None:
     with bootstrap_servers() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
         settings = bench_topics(bootstrap, prefix, args.partitions)
+        settings.kafka.assignor = args.assignor
         total = produce_simulated(settings, prefix, sim)
         rows.append(("raw kafka-python consumer", raw_consume(settings, total, False), total, ""))
         steady: dict[str, tuple[float, int]] = {}  # row name -> steady seconds, records
         for n in (1, 2):
             settings.kafka.group_id = f"{prefix}-group{n}"
-            seconds, steady_s, steady_n = serve_group(settings, total, n, args.partitions)
-            note = "whole run: a late member's rebalance inside it, if any" if n > 1 else ""
+            seconds, steady_s, steady_n, members = serve_group(settings, total, n, args.partitions)
+            note = ""
+            if n > 1:
+                shares = " / ".join(f"{m / max(sum(members), 1):.1%}" for m in members)
+                note = (
+                    f"whole run: a late member's rebalance inside it, if any; the members"
+                    f" processed {shares} of the records ({settings.kafka.assignor} assignor)"
+                )
             name = f"serve, {n} consumer process(es)"
             rows.append((name, seconds, total, note))
             steady[name] = (steady_s, steady_n)
@@ -536,7 +546,9 @@ def main() -> None:
     raw = rows[0][1]
     lines = [
         f"`.venv/bin/python benchmarks/bench_scale.py --hours {args.hours:g} --seed {args.seed}"
-        f" --partitions {args.partitions}` — {total:,} records, {args.partitions} partitions,"
+        f" --partitions {args.partitions}"
+        + (f" --assignor {args.assignor}" if args.assignor != "load" else "")
+        + f"` — {total:,} records, {args.partitions} partitions,"
         f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}"
         f" ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end)",
         "",

@@ -162,6 +162,12 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # the scope its state lives in and writes it to repartition_topic, which the shards read.
     # False = producers must key every input topic by namespace (docs/operations.md)
     repartition: bool = False
+    # how the group hands out shards (a partition number across every input topic): "load"
+    # = the heaviest first, each to the least loaded member, by the records they hold
+    # (service/assignor.py; with more partitions than members it evens out namespaces of
+    # unequal size); "range" = kafka-python's range assignor. A group agrees on range
+    # while any member does not offer "load" (a rolling upgrade)
+    assignor: Literal["load", "range"] = "load"
     repartition_topic: str = "churnguard-repartition"
     repartition_partitions: Count | None = None  # None = the input topics' partition count
     bindings_topic: str = "churnguard-bindings"  # compacted: the global bindings table

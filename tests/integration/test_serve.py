@@ -70,10 +70,8 @@ def _unrouted(service: Service) -> dict[str, float]:
     return {t: sample(name, {"topic": t}) for t in service.kafka.input_topics}
 
 
-def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_service, caplog):
-    caplog.set_level(logging.WARNING, logger="churnguard.service.kafka")
-    settings = make_settings(partitions=2)
-    _produce_pods(settings, 80, namespaces=6)
+def _two_members_caught_up(settings, start_service):
+    """Two members of one group, once each holds shards and both have read everything."""
     a = start_service(settings, standin_pipeline)
     b = start_service(settings, standin_pipeline)
     deadline = time.monotonic() + 30
@@ -81,6 +79,14 @@ def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_
         time.sleep(0.1)
     a.wait_caught_up()
     b.wait_caught_up()
+    return a, b
+
+
+def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_service, caplog):
+    caplog.set_level(logging.WARNING, logger="churnguard.service.kafka")
+    settings = make_settings(partitions=2)
+    _produce_pods(settings, 80, namespaces=6)
+    a, b = _two_members_caught_up(settings, start_service)
     assert set(a.service.shards).isdisjoint(b.service.shards)
     assert set(a.service.shards) | set(b.service.shards) == {0, 1}
     # keyed input on several partitions without the route stage: correct here (every
@@ -92,6 +98,33 @@ def test_two_consumers_split_partitions_and_agree_with_one(make_settings, start_
 
     ids = alert_ids(settings)
     assert len(ids) == len(set(ids))
+    assert set(ids) == expected_alert_ids(settings, standin_pipeline)
+
+
+def test_the_group_gives_the_heaviest_shard_a_member_of_its_own(make_settings, start_service):
+    """``kafka.assignor = "load"`` (the default): three namespaces on partition 0, one on each
+    of the others; range would give one member partitions 0 and 1 (160 of 240 records).
+    Produced in batches, so Tansu's ListOffsets would say 1 record a partition: the loads
+    are read from fetches' high watermarks."""
+    settings = make_settings(partitions=4)
+    topic = _audit_topic(settings)
+    partition_of = {"ns-0": 0, "ns-1": 0, "ns-2": 0, "ns-3": 1, "ns-4": 2, "ns-5": 3}
+    stream = pod_stream(120, namespaces=6)
+    stream += [
+        (ns, orjson.dumps(audit("create", ns, "sentinel", T0 + 86_400.0 * 2, "x")))
+        for ns in partition_of
+    ]
+    producer = KafkaClients(settings.kafka).producer()
+    for ns, value in stream:
+        producer.send(topic, key=ns.encode(), value=value, partition=partition_of[ns])
+    producer.flush()
+    producer.close()
+    a, b = _two_members_caught_up(settings, start_service)
+    assert sorted([sorted(a.service.shards), sorted(b.service.shards)]) == [[0], [1, 2, 3]]
+    a.close()
+    b.close()
+    ids = alert_ids(settings)
+    assert ids and len(ids) == len(set(ids))
     assert set(ids) == expected_alert_ids(settings, standin_pipeline)
 
 

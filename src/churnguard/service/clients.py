@@ -8,16 +8,25 @@ an embedding application can hand the service its own clients.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 
 from churnguard.config import KafkaSettings, Settings
 from churnguard.errors import ConfigError
+from churnguard.service.assignor import ShardLoadAssignor, records_held
 from churnguard.validation import convert
+
+
+def assignors(kafka: KafkaSettings, reader: Callable[[], KafkaConsumer]) -> list:
+    """The group member's partition assignors, preferred first (``kafka.assignor``)."""
+    if kafka.assignor == "range":
+        return [RangePartitionAssignor]
+    return [ShardLoadAssignor(records_held(reader)), RangePartitionAssignor]
 
 
 def client_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -152,6 +161,7 @@ class KafkaClients:
             # exactly-once producers: records of aborted transactions are never processed
             isolation_level="read_committed",
             fetch_max_wait_ms=k.fetch_max_wait_ms,
+            partition_assignment_strategy=assignors(k, self.reader),
         )
 
     def producer(self) -> KafkaProducer:
