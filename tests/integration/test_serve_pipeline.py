@@ -11,6 +11,7 @@ tests/unit/test_arrival_order.py.)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -20,6 +21,7 @@ from telemetry import sentinels as sentinel_records
 
 from churnguard.ingest import parse_record
 from churnguard.offline.replay import replay_files
+from churnguard.service.clients import KafkaClients
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import namespace_key, produce_records
 from churnguard.simulate import SimParams, generate, write
@@ -119,6 +121,62 @@ def test_served_in_delivery_order_equals_replay_with_no_late_drops(
     )
     assert metric == 1
 
+    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
+    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    assert replayed, "the simulated attacks should raise alerts"
+    assert sorted(served) == sorted(replayed)
+
+
+def test_served_live_equals_replay_with_no_late_drops(
+    make_settings, start_service, tmp_path: Path
+) -> None:
+    """Records produced while the service reads, paced by their event time at 300x wall
+    time, so every input is caught up between deliveries, as a running cluster's are.
+
+    The compression is the point to watch: a caught-up input's next records arrive up to a
+    fetch wait (0.1 s) later, 30 s of event time here; the lateness (300 s) keeps the margin
+    production has at 1x (docs/benchmarks.md, "The latency run's compressed event time").
+    """
+    settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
+    audit_topic, runtime_topic = list(settings.kafka.input_topics)
+    settings.pipeline.lateness_seconds = {audit_topic: 300.0, runtime_topic: 300.0}
+    sim = generate(SimParams(seed=5, hours=3.0))
+    write(sim, tmp_path)
+    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
+                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
+    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
+    (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
+    timed = []
+    for fmt, rows in sim.records.items():
+        topic = audit_topic if fmt in ("k8s_audit", "cloudtrail") else runtime_topic
+        for value in map(orjson.dumps, rows):
+            events = parse_record(value).events
+            timed.append((events[0].time if events else 0.0, topic, value))
+    timed.sort(key=lambda item: item[0])
+
+    running = start_service(settings, default_pipeline_factory)
+    running.wait_caught_up(timeout_s=120)  # the member holds its (empty) partitions
+    producer = KafkaClients(settings.kafka).producer()
+    first = min(t for t, _, _ in timed if t > 0)  # a record without events sorts first, at 0
+    started = time.monotonic()
+    for t, topic, value in timed:
+        if (ahead := started + max(0.0, t - first) / 300.0 - time.monotonic()) > 0:
+            time.sleep(ahead)
+        producer.send(topic, key=namespace_key(value), value=value)
+    producer.flush()
+    running.wait_caught_up(timeout_s=120)
+    # two hours of event time later (sent at once, they would be a 2 h jump in no time)
+    for value in sentinels:
+        producer.send(audit_topic, value=value)
+    producer.flush()
+    producer.close()
+    running.wait_caught_up(timeout_s=120)
+    running.close()
+
+    served = alert_ids(settings)
+    dead = [orjson.loads(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)]
+    assert [d for d in dead if d["reason"] == "late"] == [] and not running.service.stats.late
     files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
     replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
     replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
