@@ -15,6 +15,10 @@ Tansu quirks the rest of churnguard works around (measured against tansu 0.6):
   fetch response is right, so churnguard measures lag and "caught up" from fetches.
 - A consumer-group join completes only after the rebalance timeout (kafka-python's
   ``max_poll_interval_ms``), so tests keep that to a few seconds.
+- A follower's share can come ~4 s after the leader's within one join: seen when the leader
+  spent ~30 ms between its JoinGroup answer and its SyncGroup (one member's ``on_assigned``
+  4.0-4.1 s after the other's, one assignment), likely a follower's SyncGroup that came
+  first; so the load assignor reads its loads before the join (service/assignor.py).
 - It ignores SIGTERM; SIGINT stops it at once.
 """
 
