@@ -24,10 +24,29 @@ from churnguard.offline.replay import replay_files
 from churnguard.service.clients import KafkaClients
 from churnguard.service.kafka import default_pipeline_factory
 from churnguard.service.producing import namespace_key, produce_records
-from churnguard.simulate import SimParams, generate, write
+from churnguard.simulate import SimParams, SimResult, generate, write
 from churnguard.simulate.delivery import shuffled_within
 
 pytestmark = pytest.mark.integration
+
+
+def _simulated_cluster(tmp_path: Path) -> tuple[SimResult, list[bytes]]:
+    """Three simulated hours written to ``tmp_path``, with a sentinel per namespace two
+    hours later (written too) that closes every window."""
+    sim = generate(SimParams(seed=5, hours=3.0))
+    write(sim, tmp_path)
+    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
+                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
+    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
+    (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
+    return sim, sentinels
+
+
+def _replayed(tmp_path: Path, settings) -> set[str]:
+    """The alert ids ``replay`` raises on the files in ``tmp_path``, sentinels' aside."""
+    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
+    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
+    return {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
 
 
 def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
@@ -38,13 +57,7 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     # crash tests cover. This test is about serve and replay agreeing.
     settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
     audit_topic, runtime_topic = list(settings.kafka.input_topics)
-    sim = generate(SimParams(seed=5, hours=3.0))
-    write(sim, tmp_path)
-    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
-                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
-    sentinel_path = tmp_path / "sentinels.jsonl"
-    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
-    sentinel_path.write_bytes(b"\n".join(sentinels) + b"\n")
+    sim, sentinels = _simulated_cluster(tmp_path)
 
     # each topic carries several exporters' records, interleaved in time as they would be
     by_topic: dict[str, list[tuple[float, bytes]]] = {audit_topic: [], runtime_topic: []}
@@ -63,9 +76,7 @@ def test_served_alerts_equal_replayed_alerts_with_the_real_pipeline(
     running.close()
     served = alert_ids(settings)
 
-    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
-    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
-    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    replayed = _replayed(tmp_path, settings)
     assert replayed, "the simulated attacks should raise alerts"
     assert len(served) == len(set(served)), "an alert id was published twice"
     only_served, only_replayed = sorted(set(served) - replayed), sorted(replayed - set(served))
@@ -83,12 +94,7 @@ def test_served_in_delivery_order_equals_replay_with_no_late_drops(
     settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
     audit_topic, runtime_topic = list(settings.kafka.input_topics)
     settings.pipeline.lateness_seconds = {audit_topic: 660.0, runtime_topic: 660.0}
-    sim = generate(SimParams(seed=5, hours=3.0))
-    write(sim, tmp_path)
-    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
-                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
-    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
-    (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
+    sim, sentinels = _simulated_cluster(tmp_path)
 
     delivered = shuffled_within(sim.records, 600.0, seed=2)
     for topic, formats in ((audit_topic, ("k8s_audit", "cloudtrail")),
@@ -121,9 +127,7 @@ def test_served_in_delivery_order_equals_replay_with_no_late_drops(
     )
     assert metric == 1
 
-    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
-    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
-    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    replayed = _replayed(tmp_path, settings)
     assert replayed, "the simulated attacks should raise alerts"
     assert sorted(served) == sorted(replayed)
 
@@ -141,12 +145,7 @@ def test_served_live_equals_replay_with_no_late_drops(
     settings = make_settings(partitions=1, checkpoint_interval_s=30.0)
     audit_topic, runtime_topic = list(settings.kafka.input_topics)
     settings.pipeline.lateness_seconds = {audit_topic: 300.0, runtime_topic: 300.0}
-    sim = generate(SimParams(seed=5, hours=3.0))
-    write(sim, tmp_path)
-    namespaces = {r["objectRef"]["namespace"] for r in sim.records["k8s_audit"]
-                  if r.get("objectRef", {}).get("namespace")}  # fmt: skip
-    sentinels = [orjson.dumps(s) for s in sentinel_records(sim, namespaces)]
-    (tmp_path / "sentinels.jsonl").write_bytes(b"\n".join(sentinels) + b"\n")
+    sim, sentinels = _simulated_cluster(tmp_path)
     timed = []
     for fmt, rows in sim.records.items():
         topic = audit_topic if fmt in ("k8s_audit", "cloudtrail") else runtime_topic
@@ -177,8 +176,6 @@ def test_served_live_equals_replay_with_no_late_drops(
     served = alert_ids(settings)
     dead = [orjson.loads(r.value) for r in read_topic(settings, settings.kafka.dead_letter_topic)]
     assert [d for d in dead if d["reason"] == "late"] == [] and not running.service.stats.late
-    files = [str(p) for p in sorted(tmp_path.glob("*.jsonl")) if p.name != "labels.jsonl"]
-    replay = replay_files(files, settings, pipeline=default_pipeline_factory(settings))
-    replayed = {a.alert_id for a in replay.alerts if a.entity.pod != "sentinel"}
+    replayed = _replayed(tmp_path, settings)
     assert replayed, "the simulated attacks should raise alerts"
     assert sorted(served) == sorted(replayed)
