@@ -111,7 +111,7 @@ class ShardLoadAssignor(AbstractPartitionAssignor):
             return dict.fromkeys(numbers, 1)
         loads = dict.fromkeys(numbers, 0)
         for tp, n in held.items():
-            if tp.partition in loads and tp.partition in partitions.get(tp.topic, ()):
+            if tp.partition in partitions.get(tp.topic, ()):  # a partition the cluster names
                 loads[tp.partition] += max(0, n)
         return loads
 
